@@ -1,0 +1,1916 @@
+#!/usr/bin/env python3
+"""slm - the Slurm Lifecycle Monitor.
+
+Wrap a Slurm job and learn when it was submitted, started, paused, resumed,
+cancelled, timed out, failed or finished, without changing the job's logic.
+One file, Python standard library only, CPython 3.6 or newer: copy it to a
+shared directory and run it.
+
+    python3 slm.py run -- CMD [ARGS...]      run CMD and report its life
+    python3 slm.py submit [sbatch options] SCRIPT [ARGS...]
+                                             sbatch SCRIPT, monitored, unmodified
+    python3 slm.py submit [sbatch options] --wrap "CMD"
+    python3 slm.py flush                     deliver events waiting in the spool
+    python3 slm.py status JOB | list | events JOB | doctor
+
+Events go to the SLM service (SLM_API_URL, see slm_api.py) and/or a webhook
+(SLM_WEBHOOK); with neither, they are printed on stderr.  Every event is
+written to a spool directory before it is sent and removed once delivered, so
+an unreachable service delays nothing by more than SLM_TIMEOUT and loses
+nothing: a later slm command on any node sharing the spool, or `slm flush`,
+delivers it, exactly once (the service ignores an event_id it already has).
+
+Environment:
+    SLM_API_URL       base URL of the service, e.g. http://login1:9008
+    SLM_API_TOKEN     bearer token the service expects (never printed)
+    SLM_WEBHOOK       URL(s), comma-separated, that receive each event as JSON
+    SLM_SPOOL_DIR     spool directory (default ~/.slm/spool; shared filesystem)
+    SLM_TIMEOUT       seconds per request, and most slm waits at exit (default 2)
+    SLM_SBATCH        sbatch to run (default: sbatch on PATH)
+    SLM_PYTHON        interpreter for submitted jobs (default: this one)
+
+Exit status: `run` exits with the command's status (128+N when a signal N
+killed it; 127 not found, 126 not executable); `submit` with sbatch's; other
+commands 0 on success, 1 on failure, 2 on bad usage, 3 when the service
+cannot be reached.  See README.md for everything else.
+"""
+
+import errno
+import hashlib
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+__version__ = "0.1.0"
+
+# ---------------------------------------------------------------------------
+# Constants
+# ---------------------------------------------------------------------------
+
+EVENT_SCHEMA = "slm.event/1"
+
+# Statuses in the order a job normally lives them.
+STATUSES = (
+    "SUBMITTED", "SUBMIT_FAILED", "RUNNING", "PAUSED", "RESUMED", "SIGNALED",
+    "TERMINATING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT",
+    "OUT_OF_MEMORY", "LOST",
+)
+FINAL_STATUSES = frozenset((
+    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "SUBMIT_FAILED",
+))
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_CANNOT_EXECUTE = 126
+EXIT_NOT_FOUND = 127
+
+DEFAULT_TIMEOUT = 2.0
+DEFAULT_SPOOL_DIR = "~/.slm/spool"
+
+# A SIGTERM this close to the job's end time is Slurm enforcing the time limit
+# (it checks periodically, so the signal comes late rather than early).
+TIME_LIMIT_WINDOW = 180
+
+# How long a child that died of SIGTERM/SIGINT/SIGHUP waits for the same signal
+# to reach us too (then it was a cancel, not a failure).  See Wrapper.
+STOP_GRACE = 0.5
+
+# A claim on a spool entry older than this is abandoned (its owner was killed):
+# anybody may take it back.  Owners hold claims only for one request.
+CLAIM_LEASE = 600
+
+# Most events per POST; the service accepts up to 1,000.
+MAX_BATCH = 500
+
+# si_code of a signal sent by the kernel, e.g. by the terminal for Ctrl-C.
+SI_KERNEL = 0x80
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+class Failure(Exception):
+    """An expected failure: main() prints it as one line and exits."""
+
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(Failure):
+    exit_code = EXIT_USAGE
+
+
+class Unreachable(Failure):
+    exit_code = EXIT_UNREACHABLE
+
+
+class DeliveryError(Exception):
+    """A target did not acknowledge.  permanent: retrying cannot help."""
+
+    def __init__(self, reason, permanent=False, status=None):
+        Exception.__init__(self, reason)
+        self.reason = reason
+        self.permanent = permanent
+        self.status = status
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+
+class Console(object):
+    """slm's own lines on stderr: quiet silences them, verbose adds detail."""
+
+    def __init__(self, quiet=False, verbose=False, stream=None):
+        self.quiet = quiet
+        self.verbose = verbose
+        self.stream = stream
+        self._lock = threading.Lock()
+        self._said = set()
+
+    def _write(self, text):
+        stream = self.stream or sys.stderr
+        with self._lock:
+            try:
+                stream.write("slm: %s\n" % text)
+                stream.flush()
+            except (OSError, ValueError):
+                pass  # stderr closed or broken: never let that hurt the job
+
+    def say(self, text):
+        if not self.quiet:
+            self._write(text)
+
+    def say_once(self, key, text):
+        """One line per kind of problem, not one per event."""
+        if key not in self._said:
+            self._said.add(key)
+            self.say(text)
+
+    def debug(self, text):
+        if self.verbose and not self.quiet:
+            self._write(text)
+
+    def error(self, text):
+        self._write(text)
+
+
+def iso_utc(t=None):
+    """UTC ISO 8601 with milliseconds and a Z."""
+    if t is None:
+        t = time.time()
+    return "%s.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)),
+                         int(t * 1000) % 1000)
+
+
+def signal_name(signum):
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return "SIG%d" % signum
+
+
+def clean_text(value):
+    """A str that encodes to UTF-8: undecodable argv/env bytes become U+FFFD."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def new_id():
+    return os.urandom(16).hex()
+
+
+def short_hash(text):
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+
+
+def redact_url(url):
+    """scheme://host[:port] only: webhook paths and queries are secrets."""
+    try:
+        from urllib.parse import urlsplit
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        if parts.port:
+            host = "%s:%d" % (host, parts.port)
+        return "%s://%s/…" % (parts.scheme, host) if parts.path not in ("", "/") \
+            else "%s://%s" % (parts.scheme, host)
+    except ValueError:
+        return "<malformed URL>"
+
+
+def check_http_url(url):
+    """Return an error string, or None when url is a usable http(s) URL."""
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises ValueError on a bad port
+    except ValueError as e:
+        return "malformed URL (%s)" % e
+    if parts.scheme not in ("http", "https"):
+        return "not an http(s) URL"
+    if not parts.hostname:
+        return "URL has no host"
+    return None
+
+
+def env_float(name, default, console=None):
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+        if value > 0 and value < 1e6:
+            return value
+    except ValueError:
+        pass
+    if console:
+        console.say_once(name, "ignoring %s=%r: not a positive number of seconds; using %g"
+                         % (name, raw, default))
+    return default
+
+
+def user_name():
+    for var in ("SLURM_JOB_USER", "USER", "LOGNAME"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        import pwd
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.getuid())
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def process_tree(root_pid):
+    """(pid, pgid) of every descendant of root_pid, read from /proc."""
+    children = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                stat = f.read()
+            # fields after "(comm)": state ppid pgrp ...; comm may hold spaces
+            fields = stat[stat.rindex(b")") + 2:].split()
+            children.setdefault(int(fields[1]), []).append((int(name), int(fields[2])))
+        except (OSError, ValueError, IndexError):
+            continue
+    found, stack = [], [root_pid]
+    while stack:
+        for pid, pgid in children.get(stack.pop(), ()):
+            found.append((pid, pgid))
+            stack.append(pid)
+    return found
+
+
+def foreground_tty():
+    """True when slm runs in the foreground of a terminal (interactive use)."""
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def duration_text(seconds):
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return "%ds" % seconds
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return "%dm%02ds" % (minutes, seconds)
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return "%dh%02dm" % (hours, minutes)
+    days, hours = divmod(hours, 24)
+    return "%dd%02dh" % (days, hours)
+
+
+def describe_event(event):
+    """One human line for an event: what stderr and plain-text messages show."""
+    status = event.get("status", "?")
+    parts = ["[%s]" % event.get("job_id", "?"), status]
+    if event.get("job_name"):
+        parts.append(event["job_name"])
+    if status == "RUNNING" and event.get("host"):
+        parts.append("on %s" % event["host"])
+    if event.get("signal"):
+        parts.append("signal %s" % event["signal"])
+    if event.get("exit_code") is not None:
+        parts.append("exit %s" % event["exit_code"])
+    if event.get("reason"):
+        parts.append("(%s)" % event["reason"])
+    if event.get("elapsed") is not None:
+        parts.append("after %s" % duration_text(event["elapsed"]))
+    if event.get("message"):
+        parts.append("- %s" % event["message"])
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------
+
+
+class Settings(object):
+    """Where events go and how long we wait, from the environment and flags."""
+
+    # not secret: passed on to submitted jobs that do not inherit our environment
+    PORTABLE = ("SLM_API_URL", "SLM_SPOOL_DIR", "SLM_TIMEOUT")
+
+    def __init__(self, console, no_db=False, environ=None):
+        env = os.environ if environ is None else environ
+        self.console = console
+        self.no_db = no_db
+        self.api_url = env.get("SLM_API_URL", "").strip().rstrip("/")
+        if self.api_url.endswith("/api/v1/events"):
+            self.api_url = self.api_url[:-len("/api/v1/events")]
+        self.api_token = env.get("SLM_API_TOKEN", "").strip() or None
+        self.webhooks = [u.strip() for u in env.get("SLM_WEBHOOK", "").split(",") if u.strip()]
+        self.spool_dir = os.path.expanduser(env.get("SLM_SPOOL_DIR", "").strip()
+                                            or DEFAULT_SPOOL_DIR)
+        self.timeout = env_float("SLM_TIMEOUT", DEFAULT_TIMEOUT, console)
+
+    def targets(self):
+        """The configured targets; a malformed URL is reported and skipped."""
+        found = []
+        if self.api_url and not self.no_db:
+            # a malformed URL still journals the events: fixed later, a flush sends them
+            found.append(ServiceTarget(self.api_url, self.api_token))
+        for url in self.webhooks:
+            problem = check_http_url(url)
+            if problem:
+                self.console.say_once("hook-" + url, "ignoring an SLM_WEBHOOK entry: %s" % problem)
+            else:
+                found.append(WebhookTarget(url))
+        return found
+
+    def target_for(self, kind, url):
+        """The target a spooled entry goes to now, or None to leave it waiting.
+
+        Service events go to today's SLM_API_URL (the one they were meant
+        for if none is set), with today's token; webhook events to their URL.
+        """
+        if kind == ServiceTarget.kind:
+            if self.no_db:
+                return None
+            return ServiceTarget(self.api_url or url, self.api_token)
+        return WebhookTarget(url)
+
+
+# ---------------------------------------------------------------------------
+# Job identity and events
+# ---------------------------------------------------------------------------
+
+
+class JobInfo(object):
+    """Who this job is, from Slurm's environment (or a local id outside Slurm)."""
+
+    def __init__(self, command=None, name=None, environ=None):
+        env = os.environ if environ is None else environ
+        self.slurm_job_id = env.get("SLURM_JOB_ID") or None
+        self.array_job_id = env.get("SLURM_ARRAY_JOB_ID") or None
+        self.array_task_id = env.get("SLURM_ARRAY_TASK_ID") or None
+        if self.slurm_job_id and self.array_job_id and self.array_task_id:
+            self.job_id = "%s_%s" % (self.array_job_id, self.array_task_id)
+        elif self.slurm_job_id:
+            self.job_id = self.slurm_job_id
+        else:
+            self.job_id = local_job_id()
+        self.command = [clean_text(a) for a in command] if command else None
+        self.job_name = name or env.get("SLURM_JOB_NAME") or (
+            os.path.basename(self.command[0]) if self.command else None)
+        self.partition = env.get("SLURM_JOB_PARTITION") or None
+        self.nodelist = env.get("SLURM_JOB_NODELIST") or None
+        self.cluster = env.get("SLURM_CLUSTER_NAME") or None
+        self.restart_count = env.get("SLURM_RESTART_COUNT") or None
+        self.submit_dir = env.get("SLURM_SUBMIT_DIR") or None
+        self.procid = env.get("SLURM_PROCID") or None
+        self.task_pid = env.get("SLURM_TASK_PID") or None
+
+    def fields(self):
+        fields = {
+            "job_id": self.job_id,
+            "job_name": self.job_name,
+            "partition": self.partition,
+            "nodelist": self.nodelist,
+            "command": self.command,
+        }
+        for key in ("slurm_job_id", "array_job_id", "array_task_id", "cluster",
+                    "submit_dir"):
+            if getattr(self, key):
+                fields[key] = getattr(self, key)
+        if self.restart_count and self.restart_count != "0":
+            fields["restart_count"] = int(self.restart_count) \
+                if self.restart_count.isdigit() else self.restart_count
+        return fields
+
+
+def local_job_id():
+    """An id for a job outside Slurm: readable, and unique across hosts."""
+    return "local-%s-%s-%d" % (socket.gethostname().split(".")[0],
+                               time.strftime("%Y%m%d%H%M%S"), os.getpid())
+
+
+class EventFactory(object):
+    """The one place events are built: common fields, a sequence, an id."""
+
+    def __init__(self, job):
+        self.job = job
+        self.seq = 0
+        self._common = None
+        self._lock = threading.Lock()
+
+    def common(self):
+        # computed on first use, after the child has started
+        if self._common is None:
+            common = {
+                "schema": EVENT_SCHEMA,
+                "host": socket.gethostname(),
+                "user": user_name(),
+                "cwd": clean_text(os.getcwd()) if os.path.isdir(".") else None,
+                "slm_version": __version__,
+            }
+            common.update(self.job.fields())
+            self._common = common
+        return self._common
+
+    def make(self, status, **fields):
+        assert status in STATUSES, status
+        with self._lock:
+            self.seq += 1
+            seq = self.seq
+        event = dict(self.common())
+        event.update({"event_id": new_id(), "status": status, "time": iso_utc(), "seq": seq})
+        for key, value in fields.items():
+            if value is not None:
+                event[key] = clean_text(value) if isinstance(value, str) else value
+        return event
+
+
+# ---------------------------------------------------------------------------
+# HTTP: the one sender
+# ---------------------------------------------------------------------------
+
+
+class HttpResult(object):
+    def __init__(self, status, body):
+        self.status = status
+        self.body = body
+
+    def json(self):
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+    def error_text(self):
+        data = self.json()
+        if isinstance(data, dict) and data.get("error"):
+            return "HTTP %d: %s" % (self.status, str(data["error"])[:200])
+        return "HTTP %d" % self.status
+
+
+def _network_reason(exc):
+    """A short human reason for a network failure (no URL: it may be secret)."""
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, socket.timeout) or "timed out" in str(reason):
+        return "timed out"
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, ConnectionResetError):
+        return "connection reset"
+    if isinstance(reason, socket.gaierror):
+        return "unknown host"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror.lower()
+    return str(reason)[:200] or reason.__class__.__name__
+
+
+def http_request(method, url, body=None, token=None, timeout=DEFAULT_TIMEOUT,
+                 use_proxy=True, content_type="application/json"):
+    """Send one request; return HttpResult for any HTTP answer (2xx to 5xx).
+
+    Network failures raise DeliveryError.  Redirects are not followed: a
+    POST that silently became a GET would look delivered and be lost.
+    """
+    import urllib.error
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    handlers = [NoRedirect()]
+    if not use_proxy:  # the SLM service is on the cluster's own network
+        handlers.append(urllib.request.ProxyHandler({}))
+    opener = urllib.request.build_opener(*handlers)
+    request = urllib.request.Request(url, data=body, method=method)
+    request.add_header("User-Agent", "slm/%s" % __version__)
+    if body is not None:
+        request.add_header("Content-Type", content_type)
+    if token:
+        request.add_header("Authorization", "Bearer %s" % token)
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return HttpResult(response.status, response.read())
+    except urllib.error.HTTPError as e:
+        try:
+            data = e.read()
+        except Exception:
+            data = b""
+        return HttpResult(e.code, data)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise DeliveryError(_network_reason(e))
+    except Exception as e:  # http.client.HTTPException and kin: a broken peer
+        raise DeliveryError("bad answer (%s)" % e.__class__.__name__)
+
+
+def _import_http():
+    import urllib.request
+    return urllib.request
+
+
+def encode_json(obj):
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# ---------------------------------------------------------------------------
+# Targets: where events are delivered
+# ---------------------------------------------------------------------------
+
+
+class Target(object):
+    kind = None
+    batches = False  # accepts many events in one request
+
+    def __init__(self, url):
+        self.url = url
+        self.key = "%s-%s" % (self.kind, short_hash(url))
+
+    def deliver(self, events, timeout):
+        raise NotImplementedError
+
+    @staticmethod
+    def judge(result):
+        """Raise unless the answer acknowledges the request."""
+        if 200 <= result.status < 300:
+            return
+        # the request itself is wrong: sending it again cannot succeed
+        permanent = result.status in (400, 405, 413, 414, 415, 422)
+        raise DeliveryError(result.error_text(), permanent=permanent, status=result.status)
+
+
+class ServiceTarget(Target):
+    """The SLM service: POST /api/v1/events, idempotent on event_id."""
+
+    kind = "api"
+    batches = True
+
+    def __init__(self, url, token=None):
+        Target.__init__(self, url)
+        # one service per user: spooled events follow SLM_API_URL if it moves
+        self.key = self.kind
+        self.token = token
+        self.events_url = url.rstrip("/") + "/api/v1/events"
+        self.problem = check_http_url(url)
+
+    def describe(self):
+        return "the SLM service at %s" % self.url
+
+    def deliver(self, events, timeout):
+        if self.problem:
+            raise DeliveryError("SLM_API_URL is not usable: %s" % self.problem)
+        body = events[0] if len(events) == 1 else {"events": events}
+        self.judge(http_request("POST", self.events_url, encode_json(body), token=self.token,
+                                timeout=timeout, use_proxy=False))
+
+
+class WebhookTarget(Target):
+    """A webhook receiving each event as JSON (chat formats come later)."""
+
+    kind = "hook"
+
+    def describe(self):
+        return "webhook %s" % redact_url(self.url)
+
+    def deliver(self, events, timeout):
+        for event in events:
+            self.judge(http_request("POST", self.url, encode_json(event), timeout=timeout))
+
+
+# ---------------------------------------------------------------------------
+# Spool: the write-ahead journal that makes delivery exactly-once
+# ---------------------------------------------------------------------------
+
+
+class SpoolEntry(object):
+    def __init__(self, name, path, target_kind, target_url, event):
+        self.name = name          # stable name: <ms>-<event_id>.<target key>.json
+        self.path = path          # where it is now (claimed by us, or None if in memory)
+        self.target_kind = target_kind
+        self.target_url = target_url
+        self.event = event
+
+
+class Spool(object):
+    """One file per (event, target), moved between directories by rename.
+
+    pending/NAME               waits for anybody to deliver it
+    work/NAME~HOST~PID~TIME    claimed by one process for one delivery attempt
+    dead/NAME                  refused for good by its target (kept, with the reason)
+
+    rename() is atomic on local and NFS filesystems, so of two processes
+    claiming the same pending file exactly one wins; the loser gets ENOENT.
+    A claim whose owner died is taken back once its lease has expired (or at
+    once when the owner was a dead process on this host).
+    """
+
+    def __init__(self, root):
+        self.root = root
+        self.pending = os.path.join(root, "pending")
+        self.work = os.path.join(root, "work")
+        self.dead = os.path.join(root, "dead")
+        self.tmp = os.path.join(root, "tmp")
+        self.host = socket.gethostname()
+        self._ready = False
+
+    def ensure(self):
+        if not self._ready:
+            for path in (self.pending, self.work, self.dead, self.tmp):
+                os.makedirs(path, mode=0o700, exist_ok=True)
+            self._ready = True
+
+    def _owner_suffix(self):
+        return "~%s~%d~%d" % (self.host, os.getpid(), int(time.time()))
+
+    def _write(self, path, data):
+        tmp = os.path.join(self.tmp, "%s.%d.%s" % (self.host, os.getpid(), new_id()[:8]))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+
+    def add(self, event, target):
+        """Journal event for target, already claimed by us; return the entry."""
+        self.ensure()
+        name = "%013d-%s.%s.json" % (int(time.time() * 1000), event["event_id"], target.key)
+        path = os.path.join(self.work, name + self._owner_suffix())
+        record = {"target": {"kind": target.kind, "url": target.url}, "event": event}
+        self._write(path, encode_json(record))
+        return SpoolEntry(name, path, target.kind, target.url, event)
+
+    def pending_names(self, target_key=None):
+        try:
+            names = sorted(n for n in os.listdir(self.pending) if n.endswith(".json"))
+        except OSError:
+            return []
+        if target_key:
+            names = [n for n in names if n.endswith(".%s.json" % target_key)]
+        return names
+
+    def claim(self, name):
+        """Take pending NAME for ourselves; None if somebody else did."""
+        path = os.path.join(self.work, name + self._owner_suffix())
+        try:
+            os.rename(os.path.join(self.pending, name), path)
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                return None
+            raise
+        try:
+            with open(path, "rb") as f:
+                record = json.loads(f.read().decode("utf-8"))
+            target = record["target"]
+            return SpoolEntry(name, path, target["kind"], target["url"], record["event"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            self._bury(path, name, {"error": "unreadable spool file: %s" % e})
+            return None
+
+    def done(self, entry):
+        if entry.path:
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                pass  # released at exit while the request was finishing
+            entry.path = None
+
+    def release(self, entry):
+        """Give a claimed entry back to pending for a later attempt."""
+        if entry.path:
+            try:
+                os.rename(entry.path, os.path.join(self.pending, entry.name))
+            except FileNotFoundError:
+                pass
+            entry.path = None
+
+    def reject(self, entry, reason):
+        if entry.path:
+            self._bury(entry.path, entry.name, reason)
+            entry.path = None
+
+    def _bury(self, path, name, reason):
+        try:
+            with open(path, "rb") as f:
+                record = json.loads(f.read().decode("utf-8"))
+        except (OSError, ValueError):
+            record = {}
+        if not isinstance(record, dict):
+            record = {}
+        record["rejected"] = dict(reason, time=iso_utc())
+        try:
+            self._write(os.path.join(self.dead, name), encode_json(record))
+            os.unlink(path)
+        except OSError:
+            pass
+
+    def release_mine(self):
+        """At exit: hand back every claim this process still holds."""
+        mine = "~%s~%d~" % (self.host, os.getpid())
+        for name in self._work_names():
+            if mine in name:
+                try:
+                    os.rename(os.path.join(self.work, name),
+                              os.path.join(self.pending, name.split("~", 1)[0]))
+                except OSError:
+                    pass
+
+    def _work_names(self):
+        try:
+            return os.listdir(self.work)
+        except OSError:
+            return []
+
+    def recover(self, now=None):
+        """Take back claims whose owners are gone; return how many."""
+        now = time.time() if now is None else now
+        recovered = 0
+        for name in self._work_names():
+            try:
+                base, host, pid, since = name.rsplit("~", 3)
+                pid, since = int(pid), int(since)
+            except ValueError:
+                continue
+            if host == self.host and pid == os.getpid():
+                continue
+            if now - since < CLAIM_LEASE and not (host == self.host and not pid_alive(pid)):
+                continue
+            try:
+                os.rename(os.path.join(self.work, name), os.path.join(self.pending, base))
+                recovered += 1
+            except OSError:
+                pass
+        return recovered
+
+    def counts(self):
+        def count(path):
+            try:
+                return len([n for n in os.listdir(path) if not n.startswith(".")])
+            except OSError:
+                return 0
+        return {"pending": count(self.pending), "work": count(self.work),
+                "dead": count(self.dead)}
+
+
+# ---------------------------------------------------------------------------
+# Delivery
+# ---------------------------------------------------------------------------
+
+
+def deliver_entries(target, entries, spool, console, timeout):
+    """Send entries (all claimed, all for target) and settle each in the spool.
+
+    Returns (delivered, error): error is the DeliveryError that stopped it,
+    after which the entries not yet sent are back in pending.  A batch the
+    target refuses as malformed is retried one by one, so that one bad event
+    cannot hold the others back.
+    """
+    size = MAX_BATCH if target.batches else 1
+    delivered = 0
+    for start in range(0, len(entries), size):
+        chunk = entries[start:start + size]
+        try:
+            target.deliver([e.event for e in chunk], timeout)
+        except DeliveryError as e:
+            if e.permanent and len(chunk) > 1:
+                for i, entry in enumerate(chunk):
+                    count, error = deliver_entries(target, [entry], spool, console, timeout)
+                    delivered += count
+                    if error is not None:
+                        for later in chunk[i + 1:] + entries[start + size:]:
+                            spool.release(later)
+                        return delivered, error
+                continue
+            if e.permanent:
+                spool.reject(chunk[0], {"status": e.status, "error": e.reason})
+                console.say("%s refused event %s for good (%s); kept in %s"
+                            % (target.describe(), chunk[0].event.get("event_id"), e.reason,
+                               spool.dead))
+                continue
+            for entry in entries[start:]:
+                spool.release(entry)
+            console.say_once("down-" + target.key, "%s: %s; events kept in the spool for "
+                             "later delivery" % (target.describe(), e.reason))
+            return delivered, e
+        for entry in chunk:
+            spool.done(entry)
+            console.debug("delivered %s of %s to %s" % (entry.event.get("status"),
+                                                        entry.event.get("job_id"),
+                                                        target.describe()))
+        delivered += len(chunk)
+    return delivered, None
+
+
+def flush_spool(spool, settings, console, deadline, target_key=None, limit=None,
+                interrupted=None):
+    """Deliver pending entries (of one target, or all) until deadline.
+
+    Returns (delivered, still_pending).  Safe to run in many processes at
+    once: each entry is claimed by rename before it is sent.  interrupted()
+    returning true stops it early (the entries not yet claimed stay pending).
+    """
+    try:
+        spool.recover()
+    except OSError:
+        pass
+    delivered = 0
+    skipped = set()   # target keys that failed, or that nothing is configured for now
+    batches = {}      # target key -> (target, claimed entries)
+
+    def send(key):
+        target, entries = batches.pop(key)
+        remaining = deadline - time.time()
+        if remaining <= 0:
+            for entry in entries:
+                spool.release(entry)
+            return 0
+        count, error = deliver_entries(target, entries, spool, console,
+                                       min(remaining, settings.timeout))
+        if error is not None:
+            skipped.add(key)
+        return count
+
+    names = spool.pending_names(target_key)
+    for name in names[:limit] if limit is not None else names:
+        key = name.rsplit(".", 2)[-2]
+        if key in skipped:
+            continue
+        if time.time() >= deadline or (interrupted is not None and interrupted()):
+            break
+        entry = spool.claim(name)
+        if entry is None:
+            continue  # somebody else has it
+        if key not in batches:
+            target = settings.target_for(entry.target_kind, entry.target_url)
+            if target is None:
+                spool.release(entry)
+                skipped.add(key)
+                continue
+            batches[key] = (target, [])
+        target, entries = batches[key]
+        entries.append(entry)
+        if len(entries) >= (MAX_BATCH if target.batches else 1):
+            delivered += send(key)
+    for key in list(batches):
+        delivered += send(key)
+    return delivered, len(spool.pending_names(target_key))
+
+
+class Courier(object):
+    """Delivers one process's events in the background, one thread per target.
+
+    post() journals the event first (claimed by us), then hands it to the
+    target's thread; a failed attempt releases it to the spool's pending
+    directory, where the thread (or anybody else) retries it later.
+    """
+
+    def __init__(self, settings, console):
+        self.settings = settings
+        self.console = console
+        self.spool = Spool(settings.spool_dir)
+        self.targets = settings.targets()
+        self._workers = [_TargetWorker(self, target) for target in self.targets]
+        self._spool_ok = True
+        self._posted = []      # event ids, to tell at exit which of ours are left
+        self._unjournaled = 0  # events that could not be spooled and were not delivered
+        self._lock = threading.Lock()
+
+    def start(self):
+        for worker in self._workers:
+            worker.start()
+
+    def post(self, event):
+        """Journal and queue event for every target (stderr if there is none)."""
+        if not self.targets:
+            self.console.say(describe_event(event))
+            return
+        self._posted.append(event["event_id"])
+        for worker in self._workers:
+            entry = None
+            if self._spool_ok:
+                try:
+                    entry = self.spool.add(event, worker.target)
+                except OSError as e:
+                    self._spool_ok = False
+                    self.console.say("cannot write the spool %s (%s): events are sent "
+                                     "without a journal and lost if delivery fails"
+                                     % (self.spool.root, e.strerror or e))
+            if entry is None:
+                entry = SpoolEntry(None, None, worker.target.kind, worker.target.url, event)
+            worker.queue(entry)
+
+    def lost_in_memory(self, count):
+        with self._lock:
+            self._unjournaled += count
+
+    def wait_idle(self, seconds):
+        """Wait until every queued event had its attempt, or seconds pass."""
+        deadline = time.time() + seconds
+        for worker in self._workers:
+            worker.idle.wait(max(0.0, deadline - time.time()))
+
+    def finish(self, budget):
+        """A last attempt for our events, bounded by budget seconds in all.
+
+        Returns how many of our (event, target) pairs are still undelivered.
+        """
+        if not self._workers:
+            return 0
+        deadline = time.time() + budget
+        for worker in self._workers:
+            worker.stop(deadline)
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.time()))
+            if worker.is_alive():
+                # still inside a request the target never answered
+                self.console.say_once("down-" + worker.target.key, "%s: no answer within "
+                                      "%gs" % (worker.target.describe(), self.settings.timeout))
+        try:
+            # a thread still stuck in a request holds claims: hand them back
+            self.spool.release_mine()
+            ours = set(self._posted)
+            left = sum(1 for name in self.spool.pending_names()
+                       if name.split("-", 1)[1].split(".", 1)[0] in ours)
+        except (OSError, IndexError):
+            left = 0
+        left += self._unjournaled
+        if left:
+            self.console.say("%d event(s) not delivered yet, kept in %s: the next slm command "
+                             "or 'slm flush' sends them" % (left, self.spool.root))
+        return left
+
+
+class _TargetWorker(threading.Thread):
+    """Sends one target's events; retries what waits for it with backoff."""
+
+    RETRY_DELAYS = (5, 15, 30, 60, 120, 300)
+
+    def __init__(self, courier, target):
+        threading.Thread.__init__(self, name="slm-" + target.kind)
+        self.daemon = True
+        self.courier = courier
+        self.target = target
+        self.idle = threading.Event()
+        self.idle.set()
+        self._cond = threading.Condition()
+        self._queue = []
+        self._deadline = None
+        self._retry_at = time.time()  # first look at what earlier runs left
+        self._failures = 0
+
+    def queue(self, entry):
+        with self._cond:
+            self._queue.append(entry)
+            self.idle.clear()
+            self._cond.notify()
+
+    def stop(self, deadline):
+        with self._cond:
+            self._deadline = deadline
+            self._cond.notify()
+
+    def _next_batch(self):
+        with self._cond:
+            while not self._queue and self._deadline is None:
+                if self._retry_at is not None and time.time() >= self._retry_at:
+                    break
+                self.idle.set()
+                wait = None if self._retry_at is None else self._retry_at - time.time()
+                self._cond.wait(wait)
+            batch, self._queue = self._queue, []
+            return batch, self._deadline
+
+    def run(self):
+        courier = self.courier
+        _import_http()  # while the first events queue up, so that they share one request
+        while True:
+            batch, deadline = self._next_batch()
+            timeout = courier.settings.timeout
+            if deadline is not None:
+                # finishing: one attempt for what is queued, nothing from the backlog
+                timeout = min(timeout, deadline - time.time())
+                if batch and timeout > 0 and self._attempt(batch, timeout):
+                    # the target answers: what earlier runs left may go along, in time left
+                    left = deadline - time.time()
+                    if left > 0 and courier.spool.pending_names(self.target.key):
+                        self._retry_pending(left, deadline)
+                with self._cond:
+                    if not self._queue or time.time() >= deadline:
+                        return
+                continue
+            if batch:
+                ok = self._attempt(batch, timeout)
+            else:
+                ok = self._retry_pending(timeout)
+            if ok:
+                self._failures = 0
+                # more waiting for this target (ours released earlier, or older runs')?
+                self._retry_at = time.time() if courier.spool.pending_names(self.target.key) \
+                    else None
+            else:
+                delay = self.RETRY_DELAYS[min(self._failures, len(self.RETRY_DELAYS) - 1)]
+                self._failures += 1
+                self._retry_at = time.time() + delay
+
+    def _attempt(self, batch, timeout):
+        journaled = [e for e in batch if e.path]
+        in_memory = [e for e in batch if not e.path]
+        try:
+            delivered, error = deliver_entries(self.target, journaled, self.courier.spool,
+                                               self.courier.console, timeout)
+        except OSError as e:
+            self.courier.console.say_once("spool-io", "spool error: %s" % e)
+            return False
+        if in_memory:
+            try:
+                self.target.deliver([e.event for e in in_memory], timeout)
+            except DeliveryError as e:
+                self.courier.lost_in_memory(len(in_memory))
+                error = error or e
+        return error is None
+
+    def _retry_pending(self, timeout, deadline=None):
+        try:
+            limit = MAX_BATCH if self.target.batches else 20
+            delivered, left = flush_spool(self.courier.spool, self.courier.settings,
+                                          self.courier.console,
+                                          deadline or time.time() + 5 * timeout,
+                                          target_key=self.target.key, limit=limit,
+                                          interrupted=None if deadline else
+                                          lambda: self._deadline is not None)
+            return bool(delivered or not left)
+        except OSError:
+            return False
+
+
+# ---------------------------------------------------------------------------
+# The wrapper: `slm run`
+# ---------------------------------------------------------------------------
+
+
+class Wrapper(object):
+    """Runs the job's command as a child and turns what happens into events.
+
+    All the signals we care about are blocked and taken one at a time with
+    sigtimedwait() in the main thread, so there are no handlers racing the
+    child's exit, and each signal comes with its sender (siginfo): a Ctrl-C
+    from the terminal (si_code SI_KERNEL) already reached a child in our own
+    process group and must not be forwarded a second time.
+    """
+
+    STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+    NOTE_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
+    HANDLED = STOP_SIGNALS + NOTE_SIGNALS + (signal.SIGTSTP, signal.SIGCONT, signal.SIGCHLD)
+
+    def __init__(self, command, settings, console, job_name=None, cleanup=None):
+        self.command = command
+        self.settings = settings
+        self.console = console
+        self.cleanup = cleanup
+        self.job = JobInfo(command, name=job_name)
+        self.events = EventFactory(self.job)
+        self.courier = None
+        self.child = None
+        self.interactive = False
+        self.paused = False
+        self.stop_signal = None    # the first stop request: (signum, reason)
+        self.end_time = None       # the job's end time by Slurm, epoch seconds
+        self.started = None
+
+    # -- start -------------------------------------------------------------
+
+    def spawn(self):
+        import subprocess
+
+        own_group = not self.interactive
+
+        def child_setup():
+            # runs in the child between fork and exec
+            if own_group:
+                os.setpgid(0, 0)
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+        env = dict(os.environ)
+        env["SLM_ACTIVE"] = self.job.slurm_job_id or ""
+        env["SLM_JOB_ID"] = self.job.job_id
+        # close_fds=False: fds the user handed the job (3>file) stay open;
+        # ours are close-on-exec anyway
+        self.child = subprocess.Popen(self.command, preexec_fn=child_setup, close_fds=False,
+                                      env=env)
+        self.started = time.time()
+        if own_group:
+            try:
+                os.setpgid(self.child.pid, self.child.pid)
+            except OSError:
+                pass  # the child did it first (it has exec'd by now)
+
+    def run(self):
+        self.interactive = foreground_tty()
+        mask = set(self.HANDLED)
+        signal.pthread_sigmask(signal.SIG_BLOCK, mask)
+        try:
+            return self._run(mask)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, mask)
+            if self.cleanup:
+                remove_snapshot(self.cleanup)
+
+    def _run(self, mask):
+        try:
+            self.spawn()
+        except OSError as e:
+            return self._spawn_failed(e)
+        # the child runs: everything else happens beside it
+        self.courier = Courier(self.settings, self.console)
+        self.courier.post(self.events.make("RUNNING", pid=self.child.pid))
+        self.courier.start()
+        self._warn_if_not_batch_process()
+        if self.job.slurm_job_id:
+            threading.Thread(target=self._lookup_end_time, name="slm-endtime",
+                             daemon=True).start()
+        while True:
+            info = signal.sigtimedwait(mask, 1.0)
+            if info is not None and info.si_signo != signal.SIGCHLD:
+                self._on_signal(info.si_signo, info.si_code, info.si_pid)
+            status = self.child.poll()
+            if status is not None:
+                if self.stop_signal is None and self._died_of_stop_signal(status):
+                    self._await_stop_request()
+                return self._finish(status)
+
+    def _died_of_stop_signal(self, status):
+        stops = [int(s) for s in self.STOP_SIGNALS]
+        return -status in stops or status - 128 in stops
+
+    def _await_stop_request(self):
+        """The child died of a SIGTERM that was not ours: was it meant for the job?
+
+        With proctrack/linuxproc Slurm signals every process of the job, and a
+        bash script dies of it at once, possibly before the copy sent to us is
+        even queued.  Waiting briefly for that copy tells a cancel or a time
+        limit from a failure; it costs STOP_GRACE only to jobs dying this way.
+        """
+        deadline = time.time() + STOP_GRACE
+        while time.time() < deadline:
+            info = signal.sigtimedwait(self.STOP_SIGNALS, max(0.0, deadline - time.time()))
+            if info is None:
+                return
+            if info.si_pid != os.getpid():
+                self._on_signal(info.si_signo, info.si_code, info.si_pid)
+                return
+
+    def _spawn_failed(self, e):
+        name = self.command[0]
+        if e.errno == errno.ENOENT:
+            code, message = EXIT_NOT_FOUND, "command not found: %s" % name
+        else:
+            code, message = EXIT_CANNOT_EXECUTE, "cannot execute %s: %s" % (
+                name, e.strerror or e)
+        self.console.error(message)
+        self.courier = Courier(self.settings, self.console)
+        self.courier.post(self.events.make("FAILED", exit_code=code, message=message))
+        self.courier.start()
+        self.courier.finish(self.settings.timeout)
+        return code
+
+    def _warn_if_not_batch_process(self):
+        task_pid = self.job.task_pid
+        if task_pid and task_pid.isdigit() and int(task_pid) == os.getppid():
+            self.console.say("warning: slm is not the job's batch process, so Slurm's signals "
+                             "(cancel, time limit, suspend) will not reach it on cgroup "
+                             "clusters; start it with 'exec python3 slm.py run -- ...'")
+
+    def _lookup_end_time(self):
+        self.end_time = slurm_end_time(self.job.slurm_job_id, self.settings.timeout)
+
+    # -- signals -----------------------------------------------------------
+
+    def _on_signal(self, signum, code, sender):
+        if sender == os.getpid():
+            return
+        from_terminal = code == SI_KERNEL and self.interactive
+        name = signal_name(signum)
+        if signum == signal.SIGTSTP:
+            if not self.paused:
+                self.paused = True
+                # journaled before we return: Slurm freezes the job 2 s after SIGTSTP
+                self.courier.post(self.events.make("PAUSED", signal=name))
+            self._forward(signum, from_terminal)
+            if self.interactive:
+                # like a shell job: stop with the child, so the shell gets its prompt
+                self.courier.wait_idle(min(1.0, self.settings.timeout))
+                os.kill(os.getpid(), signal.SIGSTOP)
+        elif signum == signal.SIGCONT:
+            self._forward(signum, from_terminal)
+            if self.paused:
+                self.paused = False
+                self.courier.post(self.events.make("RESUMED", signal=name))
+            # else: the SIGCONT that starts every scancel, or a stray one: not a resume
+        elif signum in self.STOP_SIGNALS:
+            if self.stop_signal is None:
+                reason = self._stop_reason(signum, from_terminal)
+                self.stop_signal = (signum, reason)
+                self.courier.post(self.events.make("TERMINATING", signal=name, reason=reason))
+            self._forward(signum, from_terminal)
+            if self.paused:
+                # a stopped child cannot act on SIGTERM until it runs again
+                self._forward(signal.SIGCONT, False)
+                self.paused = False
+        elif signum in self.NOTE_SIGNALS:
+            self.courier.post(self.events.make("SIGNALED", signal=name))
+            self._forward(signum, from_terminal)
+
+    def _stop_reason(self, signum, from_terminal):
+        if from_terminal:
+            return "interrupted"
+        end = self.end_time
+        if end is not None and time.time() >= end - TIME_LIMIT_WINDOW:
+            return "time_limit"
+        return "cancelled"
+
+    def _forward(self, signum, from_terminal):
+        """Send signum to the child's whole tree, once."""
+        child = self.child
+        if from_terminal:
+            return  # the terminal signalled our whole process group, child included
+        me = os.getpid()
+        if not self.interactive:
+            try:
+                os.killpg(child.pid, signum)
+            except OSError:
+                pass
+            # descendants that left the child's group (setsid, own jobs) too
+            for pid, pgid in process_tree(child.pid):
+                if pgid != child.pid and pid != me:
+                    try:
+                        os.kill(pid, signum)
+                    except OSError:
+                        pass
+        else:
+            # child shares our group (it may read the terminal): signal it by pid
+            for pid in [child.pid] + [p for p, _ in process_tree(child.pid)]:
+                try:
+                    os.kill(pid, signum)
+                except OSError:
+                    pass
+
+    # -- end ---------------------------------------------------------------
+
+    def _finish(self, returncode):
+        elapsed = round(time.time() - self.started, 3)
+        if returncode < 0:
+            signum = -returncode
+            exit_code, fields = 128 + signum, {"signal": signal_name(signum)}
+        else:
+            exit_code, fields = returncode, {"exit_code": returncode}
+        if self.stop_signal is not None:
+            status = "TIMEOUT" if self.stop_signal[1] == "time_limit" else "CANCELLED"
+            fields["reason"] = self.stop_signal[1]
+        elif returncode == 0:
+            status = "COMPLETED"
+        else:
+            status = "FAILED"
+        self.courier.post(self.events.make(status, elapsed=elapsed, **fields))
+        self.courier.finish(self.settings.timeout)
+        return exit_code
+
+
+def slurm_end_time(job_id, timeout):
+    """The job's end time (epoch) from squeue, or None.  Slurm 22.05 does not
+    put it in the environment; squeue prints local time like 2026-11-28T16:00:00."""
+    import subprocess
+    try:
+        proc = subprocess.Popen(["squeue", "-h", "-j", job_id, "-o", "%e"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        out, _ = proc.communicate(timeout=max(timeout, 5))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    text = out.decode("ascii", "replace").strip().splitlines()
+    if not text:
+        return None
+    try:
+        return time.mktime(time.strptime(text[0].strip(), "%Y-%m-%dT%H:%M:%S"))
+    except (ValueError, OverflowError):
+        return None  # "N/A", "NONE", "Unknown": no limit known
+
+
+def remove_snapshot(path):
+    """Remove the per-job copy of a script made by `slm submit`."""
+    import shutil
+    if os.path.basename(path.rstrip("/")).startswith("slm."):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def exec_transparently(command, console):
+    """Become the command (no events): nested slm, or a non-zero srun task."""
+    try:
+        os.execvp(command[0], command)
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            console.error("command not found: %s" % command[0])
+            return EXIT_NOT_FOUND
+        console.error("cannot execute %s: %s" % (command[0], e.strerror or e))
+        return EXIT_CANNOT_EXECUTE
+
+
+# ---------------------------------------------------------------------------
+# Submitting: `slm submit`
+# ---------------------------------------------------------------------------
+
+# sbatch 22.05's options (getopt_long, "+": the first non-option is the script).
+SBATCH_SHORT_VALUE = frozenset("aAbBcCdDeFGiJLmMnNopqStwx")
+SBATCH_LONG_VALUE = frozenset("""
+    account acctg-freq array batch bb bbf begin chdir cluster-constraint clusters comment
+    constraint container core-spec cores-per-socket cpu-freq cpus-per-gpu cpus-per-task
+    deadline delay-boot dependency distribution error exclude export export-file
+    extra-node-info gid gpu-bind gpu-freq gpus gpus-per-node gpus-per-socket gpus-per-task
+    gres gres-flags hint input job-name kill-on-invalid-dep licenses mail-type mail-user
+    mcs-label mem mem-bind mem-per-cpu mem-per-gpu mincpus network nodefile nodelist nodes
+    ntasks ntasks-per-core ntasks-per-gpu ntasks-per-node ntasks-per-socket open-mode output
+    partition power prefer priority profile qos reservation signal sockets-per-node switches
+    thread-spec threads-per-core time time-min tmp uid wait-all-nodes wckey wrap
+""".split())
+SBATCH_LONG_OPTIONAL = frozenset("exclusive get-user-env nice no-kill propagate".split())
+SBATCH_LONG_FLAG = frozenset("""
+    contiguous help hold ignore-pbs no-requeue overcommit oversubscribe parsable quiet reboot
+    requeue spread-job test-only usage use-min-nodes verbose version wait
+""".split())
+SBATCH_SHORT_NAMES = {"J": "job-name", "p": "partition", "a": "array", "t": "time"}
+# sbatch options that print something and submit nothing
+SBATCH_NO_SUBMIT = frozenset(("help", "usage", "version", "test-only"))
+
+
+class SbatchCommand(object):
+    """An sbatch command line, split the way sbatch splits it."""
+
+    def __init__(self, argv):
+        self.argv = list(argv)
+        self.options = []      # sbatch's own words, in order, without --wrap
+        self.values = {}       # long option name -> last value (job-name, partition...)
+        self.wrap = None
+        self.no_submit = False
+        self.script = None
+        self.script_args = []
+        self._parse()
+
+    @staticmethod
+    def _long_name(word):
+        every = SBATCH_LONG_VALUE | SBATCH_LONG_OPTIONAL | SBATCH_LONG_FLAG
+        if word in every:
+            return word
+        matches = [n for n in every if n.startswith(word)]  # getopt_long takes prefixes
+        return matches[0] if len(matches) == 1 else word
+
+    def _parse(self):
+        args, i = self.argv, 0
+        while i < len(args):
+            word, start = args[i], i
+            i += 1
+            if word == "--":
+                self.options.append(word)
+                break
+            if word.startswith("--"):
+                name, has_value, value = word[2:].partition("=")
+                name = self._long_name(name)
+                if name in SBATCH_LONG_VALUE and not has_value and i < len(args):
+                    value, has_value = args[i], True
+                    i += 1
+                if name == "wrap":
+                    self.wrap = value
+                    continue  # replaced by a script of ours
+                self._note(name, value if has_value else None)
+            elif word.startswith("-") and word != "-":
+                for j, letter in enumerate(word[1:]):
+                    if letter in SBATCH_SHORT_VALUE:
+                        value = word[j + 2:]
+                        if not value and i < len(args):
+                            value = args[i]
+                            i += 1
+                        self._note(SBATCH_SHORT_NAMES.get(letter, letter), value)
+                        break
+                    if letter in "hV":
+                        self.no_submit = True
+            else:
+                i -= 1
+                break
+            self.options.extend(args[start:i])
+        if i < len(args):
+            self.script, self.script_args = args[i], args[i + 1:]
+
+    def _note(self, name, value):
+        if name in SBATCH_NO_SUBMIT:
+            self.no_submit = True
+        if value is not None:
+            self.values[name] = value
+
+
+def parse_directives(script):
+    """#SBATCH options in a script's header (sbatch stops at the first command)."""
+    found = {}
+    lines = script.splitlines()[1:]
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            continue
+        if not line.startswith(b"#"):
+            break
+        if not line.startswith(b"#SBATCH"):
+            continue
+        words = line[len(b"#SBATCH"):].split(b"#", 1)[0].split()
+        try:
+            parsed = SbatchCommand([w.decode("utf-8", "replace") for w in words])
+        except Exception:
+            continue
+        found.update(parsed.values)
+    return found
+
+
+def header_lines(script):
+    """The comment block after the #! line, where sbatch reads its directives."""
+    kept = []
+    for raw in script.splitlines(True)[1:]:
+        line = raw.strip()
+        if line and not line.startswith(b"#"):
+            break
+        kept.append(raw if raw.endswith(b"\n") else raw + b"\n")
+    return b"".join(kept)
+
+
+def interpreter(script):
+    """What the kernel would run for the #! line: [path] or [path, one argument]."""
+    first = script.split(b"\n", 1)[0]
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].strip().split(None, 1)
+    if not words:
+        return None
+    return [w.decode("utf-8", "surrogateescape") for w in
+            ([words[0]] + ([words[1].strip()] if len(words) > 1 else []))]
+
+
+def shell_quote(text):
+    import shlex
+    return shlex.quote(text).encode("utf-8", "surrogateescape")
+
+
+def monitored_script(original, name, args, python, slm_path, environ=None):
+    """A batch script whose batch process is `slm run` running the original.
+
+    It keeps the original's #SBATCH header (sbatch reads options only from the
+    script it is given) and carries the original's bytes, as sbatch keeps its
+    own copy, so the job does not depend on the file still existing.
+    """
+    import base64
+    env = os.environ if environ is None else environ
+    interp = interpreter(original)
+    out = [b"#!/bin/sh\n", header_lines(original),
+           b"# Generated by slm submit " + __version__.encode() + b": runs " + shell_quote(name)
+           + b" unmodified under 'slm run',\n# the batch process, so that Slurm's signals "
+           b"reach it on every cluster.\n"]
+    for var in Settings.PORTABLE:  # for jobs that do not inherit our environment
+        if env.get(var):
+            v = var.encode()
+            out.append(b'if [ -z "${' + v + b':-}" ]; then ' + v + b"=" + shell_quote(env[var])
+                       + b"; export " + v + b"; fi\n")
+    out.append(b'slm_dir=$(mktemp -d "${TMPDIR:-/tmp}/slm.${SLURM_JOB_ID:-job}.XXXXXX") || '
+               b'{ echo "slm: cannot create a temporary directory" >&2; exit 1; }\n')
+    out.append(b'base64 -d > "$slm_dir"/' + shell_quote(name) + b" <<'SLM_ORIGINAL_SCRIPT'\n")
+    out.append(base64.encodebytes(original))
+    out.append(b"SLM_ORIGINAL_SCRIPT\n")
+    words = [shell_quote(python), shell_quote(slm_path), b"run", b"--cleanup", b'"$slm_dir"',
+             b"--"] + [shell_quote(w) for w in interp] + [b'"$slm_dir"/' + shell_quote(name)] \
+        + [shell_quote(a) for a in args]
+    out.append(b"exec " + b" ".join(words) + b"\n")
+    return b"".join(out)
+
+
+def find_job_id(text):
+    import re
+    m = re.search(r"Submitted batch job (\d+)", text) or \
+        re.match(r"\s*(\d+)(;\S+)?\s*$", text)
+    return m.group(1) if m else None
+
+
+class Submitter(object):
+    def __init__(self, argv, settings, console, monitor=True):
+        self.settings = settings
+        self.console = console
+        self.monitor = monitor
+        self.cmd = SbatchCommand(argv)
+        self.courier = None
+
+    def run(self):
+        cmd = self.cmd
+        sbatch = os.environ.get("SLM_SBATCH") or "sbatch"
+        untouched = [sbatch] + cmd.argv
+        if cmd.no_submit or (cmd.wrap is not None and cmd.script):
+            # --help, --version, --test-only, or a command line sbatch refuses itself
+            return self._sbatch(untouched, report=False)
+        path = os.path.abspath(cmd.script) if cmd.script else None
+        if cmd.wrap is not None:
+            original, name = ("#!/bin/sh\n%s\n" % cmd.wrap).encode("utf-8", "surrogateescape"), \
+                "wrap"
+        elif cmd.script:
+            name = os.path.basename(cmd.script)
+            try:
+                with open(cmd.script, "rb") as f:
+                    original = f.read()
+            except OSError:
+                # sbatch says what is wrong with the file in its own words
+                return self._sbatch(untouched, report=True)
+        elif not self.monitor:
+            return self._sbatch(untouched, report=True)  # sbatch reads the script on stdin
+        else:
+            original, name = stdin_binary().read(), "sbatch"
+        if not self.monitor and (cmd.script or cmd.wrap is not None):
+            return self._sbatch(untouched, report=True, original=original, path=path)
+        if interpreter(original) is None:
+            # no #! line: sbatch refuses such a script, and says why
+            return self._submit_file(sbatch, original, name, original, path)
+        slm_path = os.path.realpath(os.path.abspath(__file__))
+        if slm_path.startswith(("/tmp/", "/var/tmp/", "/dev/shm/")):
+            self.console.say("warning: %s is in a node-local directory, but the job runs slm "
+                             "from this path on its compute node: put slm.py on a shared "
+                             "filesystem" % slm_path)
+        python = os.environ.get("SLM_PYTHON") or sys.executable
+        batch = monitored_script(original, name, cmd.script_args, python, slm_path)
+        return self._submit_file(sbatch, batch, name, original, path)
+
+    def _submit_file(self, sbatch, batch, name, original, script_path):
+        import shutil
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="slm-submit.")
+        try:
+            path = os.path.join(tmp, name)  # sbatch names the job after the file
+            with open(path, "wb") as f:
+                f.write(batch)
+            return self._sbatch([sbatch] + self.cmd.options + [path], report=True,
+                                original=original, path=script_path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _sbatch(self, argv, report, original=b"", path=None, note=None):
+        import subprocess
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except OSError as e:
+            message = "cannot run %s: %s" % (argv[0], e.strerror or e)
+            self.console.error(message)
+            if report:
+                self._report(None, EXIT_NOT_FOUND if e.errno == errno.ENOENT else
+                             EXIT_CANNOT_EXECUTE, message, original, path)
+            return EXIT_NOT_FOUND if e.errno == errno.ENOENT else EXIT_CANNOT_EXECUTE
+        out, err = bytearray(), bytearray()
+        pumps = [threading.Thread(target=pump, args=(proc.stdout, stdout_binary(), out)),
+                 threading.Thread(target=pump, args=(proc.stderr, stderr_binary(), err))]
+        for t in pumps:
+            t.start()
+        for t in pumps:
+            t.join()
+        code = proc.wait()
+        if report:
+            job_id = find_job_id(out.decode("utf-8", "replace"))
+            message = note or err.decode("utf-8", "replace").strip()[-1000:] or None
+            self._report(job_id if code == 0 else None, code, message, original, path)
+        return code
+
+    def _report(self, job_id, code, message, original, path):
+        cmd = self.cmd
+        values = parse_directives(original) if original else {}
+        values.update(cmd.values)
+        fields = {
+            "script": path,
+            "script_args": [clean_text(a) for a in cmd.script_args] or None,
+            "submit_dir": clean_text(os.getcwd()),
+            "monitored": self.monitor,
+            "array": values.get("array"),
+            "time_limit": values.get("time"),
+        }
+        if cmd.wrap is not None:
+            fields["wrap"] = cmd.wrap
+        name = values.get("job-name") or ("wrap" if cmd.wrap is not None else
+                                         (os.path.basename(cmd.script) if cmd.script
+                                          else "sbatch"))
+        partition = values.get("partition")
+        if job_id and not partition:
+            partition = squeue_partition(job_id, self.settings.timeout)
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+        if job_id:
+            environ["SLURM_JOB_ID"] = job_id
+        job = JobInfo(command=None, name=name, environ=environ)
+        job.partition = partition
+        job.command = [clean_text(a) for a in ([path or name] + cmd.script_args)]
+        events = EventFactory(job)
+        if job_id:
+            event = events.make("SUBMITTED", **fields)
+        else:
+            event = events.make("SUBMIT_FAILED", exit_code=code, message=message, **fields)
+        self.courier = Courier(self.settings, self.console)
+        self.courier.post(event)
+        self.courier.start()
+        self.courier.finish(self.settings.timeout)
+
+
+def squeue_partition(job_id, timeout):
+    import subprocess
+    try:
+        proc = subprocess.Popen(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%P"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        out, _ = proc.communicate(timeout=timeout)
+        lines = out.decode("utf-8", "replace").split()
+        return lines[0] if proc.returncode == 0 and lines else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def stdin_binary():
+    return getattr(sys.stdin, "buffer", sys.stdin)
+
+
+def stdout_binary():
+    return getattr(sys.stdout, "buffer", sys.stdout)
+
+
+def stderr_binary():
+    return getattr(sys.stderr, "buffer", sys.stderr)
+
+
+def pump(source, sink, copy):
+    """Pass a child's output through as it comes, keeping a copy."""
+    while True:
+        chunk = source.read1(65536) if hasattr(source, "read1") else source.read(65536)
+        if not chunk:
+            break
+        copy.extend(chunk)
+        try:
+            sink.write(chunk)
+            sink.flush()
+        except (OSError, ValueError):
+            pass
+
+
+# ---------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------
+
+
+def cmd_run(args, settings, console):
+    command = args.cmd
+    if not command:
+        raise UsageError("run needs a command: slm run -- CMD [ARGS...]")
+    job = JobInfo(command)
+    nested = "SLM_ACTIVE" in os.environ and os.environ["SLM_ACTIVE"] == (job.slurm_job_id or "")
+    if nested or (job.procid not in (None, "0")):
+        # another slm reports this job already, or we are task N>0 of an srun step
+        return exec_transparently(command, console)
+    return Wrapper(command, settings, console, job_name=args.name, cleanup=args.cleanup).run()
+
+
+def cmd_submit(args, settings, console):
+    return Submitter(args.sbatch_args, settings, console, monitor=not args.no_monitor).run()
+
+
+def cmd_flush(args, settings, console):
+    spool = Spool(settings.spool_dir)
+    if not os.path.isdir(spool.root):
+        console.say("nothing to deliver: no spool at %s" % spool.root)
+        return EXIT_OK
+    deadline = time.time() + args.max_time
+    delivered, left = flush_spool(spool, settings, console, deadline)
+    dead = spool.counts()["dead"]
+    if not console.quiet:
+        line = "delivered %d event(s); %d still waiting in %s" % (delivered, left, spool.root)
+        if dead:
+            line += "; %d refused for good in %s" % (dead, spool.dead)
+        print(line)
+    return EXIT_OK if left == 0 else EXIT_FAILURE
+
+
+def background_flush(settings, console):
+    """Deliver what earlier runs left in the spool, beside this command's own work.
+
+    Returns a function that waits for it, at most SLM_TIMEOUT.
+    """
+    spool = Spool(settings.spool_dir)
+    if not settings.targets() or not spool.pending_names():
+        return lambda: None
+    quiet = Console(quiet=True)
+    worker = threading.Thread(target=flush_spool, name="slm-flush", daemon=True,
+                              args=(spool, settings, quiet, time.time() + settings.timeout * 5))
+    worker.start()
+
+    def wait():
+        worker.join(settings.timeout)
+        try:
+            spool.release_mine()
+        except OSError:
+            pass
+    return wait
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+EXAMPLES = {
+    "run": """examples:
+  python3 slm.py run -- python train.py --epochs 100
+  python3 slm.py run --name nightly -- ./build.sh
+  # in a batch script: exec, so that slm is the batch process Slurm signals
+  exec python3 /shared/slm.py run -- bash -c 'srun ./solver input.dat'
+""",
+    "submit": """examples:
+  python3 slm.py submit job.sh                  # like sbatch job.sh, monitored
+  python3 slm.py submit -p short -t 10 job.sh input.dat
+  python3 slm.py submit --array=1-10 job.sh
+  python3 slm.py submit --wrap "python train.py"
+  python3 slm.py submit --no-monitor job.sh     # report the submission only
+
+Every other word goes to sbatch unchanged, in order; the job runs the script
+unmodified, with its own #! interpreter and #SBATCH lines, under 'slm run'.
+slm's own -q/-v/--no-db go before 'submit'.
+""",
+    "flush": """examples:
+  python3 slm.py flush            # deliver everything waiting in the spool
+  python3 slm.py -v flush         # ... and show each delivery
+""",
+}
+
+
+def build_parser():
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise UsageError("%s (see '%s --help')" % (message, self.prog))
+
+    def add_common(p, defaults):
+        kw = {} if defaults else {"default": argparse.SUPPRESS}
+        p.add_argument("-q", "--quiet", action="store_true",
+                       help="print none of slm's own lines", **kw)
+        p.add_argument("-v", "--verbose", action="store_true",
+                       help="also show each delivery", **kw)
+        p.add_argument("--no-db", action="store_true",
+                       help="do not send events to the SLM service this time", **kw)
+
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = Parser(prog="slm", description=__doc__.split("\n\n")[1], epilog=(
+        "'slm COMMAND --help' tells more.  Environment: SLM_API_URL, SLM_API_TOKEN, "
+        "SLM_WEBHOOK, SLM_SPOOL_DIR, SLM_TIMEOUT (see README.md)."),
+        formatter_class=formatter)
+    add_common(parser, defaults=True)
+    parser.add_argument("--version", action="version",
+                        version="slm %s (events %s)" % (__version__, EVENT_SCHEMA))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    p = sub.add_parser("run", help="run a command and report its life",
+                       usage="slm run [-q] [-v] [--no-db] [--name NAME] -- CMD [ARGS...]",
+                       description="Run CMD (output, exit code and signals pass through) "
+                       "and report RUNNING, PAUSED, RESUMED, TERMINATING and how it ended.",
+                       epilog=EXAMPLES["run"], formatter_class=formatter)
+    add_common(p, defaults=False)
+    p.add_argument("--name", help="job name outside Slurm (default: the command's name)")
+    p.add_argument("--cleanup", help=argparse.SUPPRESS)
+    p.add_argument("cmd", nargs="*", metavar="CMD", help="the command and its arguments")
+
+    p = sub.add_parser("submit", help="sbatch a script, monitored",
+                       usage="slm [-q] [-v] [--no-db] submit [--no-monitor] [sbatch options] "
+                       "SCRIPT [ARGS...]\n       slm submit [sbatch options] --wrap CMD",
+                       description="Run sbatch (SLM_SBATCH) with your options; report "
+                       "SUBMITTED or SUBMIT_FAILED; unless --no-monitor, the job runs the "
+                       "unmodified script under 'slm run'.",
+                       epilog=EXAMPLES["submit"], formatter_class=formatter)
+    p.add_argument("--no-monitor", action="store_true",
+                   help="submit the script untouched; report only the submission")
+    p.add_argument("sbatch_args", nargs="*", metavar="SBATCH_ARGS")
+
+    p = sub.add_parser("flush", help="deliver the events waiting in the spool",
+                       description="Deliver every event waiting in the spool (SLM_SPOOL_DIR). "
+                       "Exit 0 when none is left, 1 otherwise.",
+                       epilog=EXAMPLES["flush"], formatter_class=formatter)
+    add_common(p, defaults=False)
+    p.add_argument("--max-time", type=float, default=300.0, metavar="SECONDS",
+                   help="give up after this long (default 300)")
+    return parser
+
+
+def split_argv(argv):
+    """Separate what argparse may see from the wrapped command / sbatch words.
+
+    argparse cannot be trusted with `run -- CMD -x` (its '--' handling changed
+    across 3.6..3.13) nor with sbatch's options, so those are cut off here.
+    """
+    words = list(argv)
+    i = 0
+    while i < len(words) and words[i].startswith("-") and words[i] != "--":
+        i += 1  # global options take no values
+    if i >= len(words) or words[i] not in ("run", "submit"):
+        return words, None
+    command = words[i]
+    head, rest = words[:i + 1], words[i + 1:]
+    if command == "run":
+        j = 0
+        while j < len(rest):
+            word = rest[j]
+            if word == "--":
+                return head + rest[:j], rest[j + 1:]
+            if not word.startswith("-") or word == "-":
+                break
+            j += 2 if word in ("--name", "--cleanup") else 1
+        return head + rest[:j], rest[j:]
+    # submit: --help first asks for our help; --no-monitor / --no-db before the script are ours
+    if rest[:1] in (["-h"], ["--help"]):
+        return head + rest[:1], []
+    ours = ("--no-monitor", "--no-db")
+    boundary = len(rest) - len(SbatchCommand(rest).script_args) - (
+        1 if SbatchCommand(rest).script else 0)
+    mine = [w for w in rest[:boundary] if w in ours]
+    sbatch = [w for w in rest[:boundary] if w not in ours] + rest[boundary:]
+    return head + mine, sbatch
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    console = Console()
+    try:
+        head, tail = split_argv(argv)
+        args = build_parser().parse_args(head)
+        if tail is not None:
+            if args.command == "run":
+                args.cmd = tail
+            else:
+                args.sbatch_args = tail
+        console.quiet, console.verbose = args.quiet, args.verbose
+        if not args.command:
+            raise UsageError("a command is needed: run, submit or flush (see 'slm --help')")
+        settings = Settings(console, no_db=args.no_db)
+        handler = globals()["cmd_" + args.command]
+        if args.command in ("run", "flush"):
+            return handler(args, settings, console)
+        wait = background_flush(settings, console)
+        try:
+            return handler(args, settings, console)
+        finally:
+            wait()
+    except Failure as e:
+        console.error(str(e))
+        return e.exit_code
+    except BrokenPipeError:
+        # `slm list | head`: the reader left; say nothing more
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Shared fixtures: a local HTTP sink, black holes, and a way to run slm.py.
+
+Environment:
+  SLM_TEST_PYTHONS   interpreters for the per-version suite (space-separated paths);
+                     default: every CPython 3.6..3.13 pyenv has, plus this one
+  SLM_REQUIRE_SLURM, SLM_REQUIRE_MARIADB
+                     set to 1 (CI does) to make the real-Slurm / real-MariaDB
+                     suites fail instead of skip when the service is missing
+"""
+import glob
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SLM = os.path.join(ROOT, "slm.py")
+HELPERS = os.path.join(ROOT, "tests", "helpers")
+CHILD = os.path.join(HELPERS, "child.py")
+sys.path.insert(0, ROOT)
+
+
+def discover_pythons():
+    listed = os.environ.get("SLM_TEST_PYTHONS", "").split()
+    if listed:
+        return listed
+    found = {}
+    roots = [os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))]
+    for root in roots:
+        for path in sorted(glob.glob(os.path.join(root, "versions", "3.*", "bin", "python3"))):
+            m = re.search(r"versions/(3\.(\d+))\.\d+/", path)
+            if m and 6 <= int(m.group(2)) <= 13:
+                found.setdefault(m.group(1), path)  # one per minor version
+    here = "%d.%d" % sys.version_info[:2]
+    found.setdefault(here, os.path.realpath(sys.executable))
+    return [found[k] for k in sorted(found, key=lambda v: int(v.split(".")[1]))]
+
+
+PYTHONS = discover_pythons()
+MAIN_PYTHON = os.path.realpath(sys.executable)
+
+
+def python_id(path):
+    try:
+        out = subprocess.check_output([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        return "py" + out.decode().strip()
+    except (OSError, subprocess.CalledProcessError):
+        return path
+
+
+@pytest.fixture(params=PYTHONS, ids=[python_id(p) for p in PYTHONS])
+def py(request):
+    """Each interpreter of the per-version suite in turn."""
+    return request.param
+
+
+def required(name):
+    return os.environ.get("SLM_REQUIRE_" + name, "") not in ("", "0")
+
+
+def need(condition, name, why):
+    """Skip (or, when CI requires the service, fail) unless condition."""
+    if condition:
+        return
+    if required(name):
+        pytest.fail("%s is required here (SLM_REQUIRE_%s=1) but %s" % (name.lower(), name, why))
+    pytest.skip("%s: %s" % (name.lower(), why))
+
+
+# ---------------------------------------------------------------------------
+# An HTTP sink that records what it receives
+# ---------------------------------------------------------------------------
+
+
+class Sink(object):
+    """A local stand-in for the SLM service or a webhook.
+
+    statuses: the HTTP status to answer, one per request (popped; then 200).
+    """
+
+    def __init__(self):
+        self.requests = []   # (path, headers, parsed body)
+        self.events = []     # every event received, batches flattened
+        self.statuses = []
+        self._cond = threading.Condition()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                with sink._cond:
+                    status = sink.statuses.pop(0) if sink.statuses else 200
+                    try:
+                        body = json.loads(raw.decode("utf-8"))
+                    except ValueError:
+                        body = None
+                    sink.requests.append((self.path, dict(self.headers), body, status))
+                    if status < 300 and isinstance(body, dict):
+                        sink.events.extend(body["events"] if "events" in body else [body])
+                    sink._cond.notify_all()
+                answer = json.dumps({"accepted": 1} if status < 300 else {"error": "nope"}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def wait_for(self, predicate, timeout=15.0):
+        """Wait until predicate(events) is true; return the events."""
+        deadline = time.time() + timeout
+        with self._cond:
+            while not predicate(self.events):
+                left = deadline - time.time()
+                if left <= 0:
+                    raise AssertionError("sink timed out; got %s" % self.statuses_seen())
+                self._cond.wait(left)
+            return list(self.events)
+
+    def wait_status(self, status, timeout=15.0):
+        return self.wait_for(lambda evs: any(e.get("status") == status for e in evs), timeout)
+
+    def statuses_seen(self):
+        return [e.get("status") for e in self.events]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def sink():
+    s = Sink()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def refused_url():
+    """A loopback URL nobody listens on."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return "http://127.0.0.1:%d" % port
+
+
+@pytest.fixture
+def blackhole():
+    """A socket that listens and never accepts: connect succeeds, nothing answers."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(64)
+    yield "http://127.0.0.1:%d" % s.getsockname()[1]
+    s.close()
+
+
+@pytest.fixture
+def mute_server():
+    """A server that accepts and reads, and never answers."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(64)
+    held = []
+    stop = threading.Event()
+
+    def loop():
+        s.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = s.accept()
+                held.append(conn)
+            except OSError:
+                continue
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    yield "http://127.0.0.1:%d" % s.getsockname()[1]
+    stop.set()
+    t.join()
+    for c in held:
+        c.close()
+    s.close()
+
+
+# ---------------------------------------------------------------------------
+# Running slm.py
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def env(tmp_path):
+    """A clean environment: no Slurm variables, a private spool and HOME."""
+    e = {k: v for k, v in os.environ.items()
+         if not k.startswith(("SLURM_", "SLM_", "SBATCH_"))}
+    e["HOME"] = str(tmp_path / "home")
+    e["SLM_SPOOL_DIR"] = str(tmp_path / "spool")
+    e["SLM_TIMEOUT"] = "2"
+    e["PYTHONDONTWRITEBYTECODE"] = "1"
+    os.makedirs(e["HOME"], exist_ok=True)
+    return e
+
+
+def run_slm(py, args, env, timeout=60, **kw):
+    return subprocess.run([py, SLM] + list(args), env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=timeout, **kw)
+
+
+def spool_files(env, sub="pending"):
+    path = os.path.join(env["SLM_SPOOL_DIR"], sub)
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+class Job(object):
+    """slm run in the background with the test child; await its lines."""
+
+    def __init__(self, py, env, child_args=(), slm_args=(), command=None, **popen):
+        cmd = command or [py, CHILD] + list(child_args)
+        self.proc = subprocess.Popen([py, SLM, "run"] + list(slm_args) + ["--"] + cmd, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+        self.lines = []
+        self._partial = ""
+
+    def expect(self, prefix, timeout=15.0):
+        """Read stdout until a line starting with prefix; return it (and consume it)."""
+        import select
+        fd = self.proc.stdout.fileno()
+        deadline = time.time() + timeout
+        while True:
+            for line in self.lines:
+                if line.startswith(prefix):
+                    self.lines.remove(line)
+                    return line
+            left = deadline - time.time()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise AssertionError("no %r from the job; got %r" % (prefix, self.lines))
+            chunk = os.read(fd, 65536)   # raw reads: a buffered readline would hide lines
+            if not chunk:
+                raise AssertionError("job ended before %r; got %r" % (prefix, self.lines))
+            self._partial += chunk.decode()
+            *complete, self._partial = self._partial.split("\n")
+            self.lines.extend(line.strip() for line in complete)
+
+    def signal(self, signum):
+        os.kill(self.proc.pid, signum)
+
+    def finish(self, timeout=30):
+        out, err = self.proc.communicate(timeout=timeout)
+        self.lines.extend((self._partial + out.decode()).splitlines())
+        self._partial = ""
+        self.stderr = err.decode()
+        return self.proc.returncode
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The plain closing line CI reads (N passed, N failed): test_slm.sh prints
+    it last from SLM_TEST_SUMMARY; a bare pytest run prints it here."""
+    stats = terminalreporter.stats
+    passed = len(stats.get("passed", []))
+    failed = len(stats.get("failed", [])) + len(stats.get("error", []))
+    skipped = len(stats.get("skipped", []))
+    line = "%d passed, %d failed, %d skipped" % (passed, failed, skipped)
+    target = os.environ.get("SLM_TEST_SUMMARY")
+    if target:
+        with open(target, "w") as f:
+            f.write(line + "\n")
+    else:
+        terminalreporter.write_line(line)

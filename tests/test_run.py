@@ -1,0 +1,562 @@
+"""`slm run`: the wrapper's table, row by row, under every CPython 3.6..3.13 found.
+
+Each test runs the real slm.py in a subprocess against a local HTTP sink (the
+stand-in for the service) and a test child (tests/helpers/child.py) that
+reports the signals it gets on stdout, so every step is awaited, not slept.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import CHILD, MAIN_PYTHON, SLM, Job, run_slm, spool_files
+
+REQUIRED_FIELDS = ("schema", "event_id", "job_id", "status", "time", "seq", "host", "user",
+                   "job_name", "cwd", "command", "slm_version")
+
+
+def statuses(sink):
+    return [e["status"] for e in sink.events]
+
+
+def final(sink):
+    return sink.events[-1]
+
+
+@pytest.fixture
+def api(env, sink):
+    env["SLM_API_URL"] = sink.url
+    return sink
+
+
+# ---------------------------------------------------------------------------
+# The table, under every interpreter
+# ---------------------------------------------------------------------------
+
+
+def test_completed(py, env, api):
+    r = run_slm(py, ["run", "--", py, "-c", "print('hello')"], env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"hello\n"
+    assert statuses(api) == ["RUNNING", "COMPLETED"]
+    for event in api.events:
+        for field in REQUIRED_FIELDS:
+            assert field in event, (field, event)
+        assert event["schema"] == "slm.event/1"
+        assert event["time"].endswith("Z")
+        assert event["command"] == [py, "-c", "print('hello')"]
+    assert final(api)["exit_code"] == 0
+    assert [e["seq"] for e in api.events] == [1, 2]
+    assert len({e["event_id"] for e in api.events}) == 2
+    assert api.events[0]["job_id"].startswith("local-")
+    assert spool_files(env) == []
+
+
+def test_failed_exit_code(py, env, api):
+    r = run_slm(py, ["run", "--", "sh", "-c", "exit 3"], env)
+    assert r.returncode == 3
+    assert statuses(api) == ["RUNNING", "FAILED"]
+    assert final(api)["exit_code"] == 3
+
+
+def test_killed_by_signal(py, env, api):
+    r = run_slm(py, ["run", "--", "sh", "-c", "kill -KILL $$"], env)
+    assert r.returncode == 128 + signal.SIGKILL
+    assert statuses(api) == ["RUNNING", "FAILED"]
+    assert final(api)["signal"] == "SIGKILL"
+
+
+@pytest.mark.parametrize("cmd,code", [(["no-such-command-slm"], 127), (["/etc/passwd"], 126)])
+def test_cannot_execute(py, env, api, cmd, code):
+    r = run_slm(py, ["run", "--"] + cmd, env)
+    assert r.returncode == code
+    assert statuses(api) == ["FAILED"]
+    assert final(api)["exit_code"] == code
+    assert final(api)["message"]
+    assert b"Traceback" not in r.stderr
+    assert r.stderr.decode().startswith("slm: ")
+
+
+def test_pause_resume(py, env, api):
+    job = Job(py, env, ["--sleep", "5"])
+    job.expect("ready")
+    api.wait_status("RUNNING")
+    job.signal(signal.SIGTSTP)
+    api.wait_status("PAUSED")
+    job.signal(signal.SIGCONT)
+    job.expect("got SIGCONT")
+    api.wait_status("RESUMED")
+    job.signal(signal.SIGTERM)
+    assert job.finish() == 100 + signal.SIGTERM
+    assert statuses(api) == ["RUNNING", "PAUSED", "RESUMED", "TERMINATING", "CANCELLED"]
+
+
+def test_cancel_prelude_cont_is_not_a_resume(py, env, api):
+    """scancel sends SIGCONT then SIGTERM: no RESUMED, CANCELLED with the child's code."""
+    job = Job(py, env)
+    job.expect("ready")
+    api.wait_status("RUNNING")
+    job.signal(signal.SIGCONT)
+    job.expect("got SIGCONT")      # forwarded all the same
+    job.signal(signal.SIGTERM)
+    job.expect("got SIGTERM")
+    assert job.finish() == 100 + signal.SIGTERM
+    assert statuses(api) == ["RUNNING", "TERMINATING", "CANCELLED"]
+    assert api.events[1]["reason"] == "cancelled"
+    assert final(api)["exit_code"] == 100 + signal.SIGTERM
+
+
+def test_term_reaches_grandchild_once(py, env, api):
+    job = Job(py, env, ["--grandchild"])
+    job.expect("grandchild ready")
+    job.expect("ready")
+    job.signal(signal.SIGTERM)
+    assert job.finish() == 100 + signal.SIGTERM
+    out = job.lines
+    assert out.count("got SIGTERM") == 1, out
+    assert out.count("grandchild got SIGTERM") == 1, out
+
+
+def test_usr1_is_signaled_and_forwarded(py, env, api):
+    job = Job(py, env, ["--grandchild"])
+    job.expect("grandchild ready")
+    job.expect("ready")
+    job.signal(signal.SIGUSR1)
+    job.expect("got SIGUSR1")
+    job.expect("grandchild got SIGUSR1")
+    api.wait_status("SIGNALED")
+    job.signal(signal.SIGTERM)
+    job.finish()
+    signaled = [e for e in api.events if e["status"] == "SIGNALED"]
+    assert [e["signal"] for e in signaled] == ["SIGUSR1"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
+def test_int_and_hup_cancel(py, env, api, sig):
+    job = Job(py, env)
+    job.expect("ready")
+    job.signal(sig)
+    assert job.finish() == 100 + sig
+    assert job.lines.count("got %s" % signal.Signals(sig).name) == 1
+    assert statuses(api) == ["RUNNING", "TERMINATING", "CANCELLED"]
+
+
+def test_child_ignoring_term_ends_cancelled_with_its_code(py, env, api):
+    job = Job(py, env, ["--ignore-term", "--sleep", "1.5", "--exit", "0"])
+    job.expect("ready")
+    job.signal(signal.SIGTERM)
+    job.expect("got SIGTERM")
+    assert job.finish() == 0
+    assert statuses(api) == ["RUNNING", "TERMINATING", "CANCELLED"]
+    assert final(api)["exit_code"] == 0
+
+
+def test_term_while_paused_wakes_the_child(py, env, api):
+    job = Job(py, env)
+    job.expect("ready")
+    job.signal(signal.SIGTSTP)
+    api.wait_status("PAUSED")
+    job.signal(signal.SIGTERM)
+    assert job.finish() == 100 + signal.SIGTERM
+    assert statuses(api) == ["RUNNING", "PAUSED", "TERMINATING", "CANCELLED"]
+
+
+# ---------------------------------------------------------------------------
+# Exit codes and passthrough (main interpreter: these are about the OS, not Python)
+# ---------------------------------------------------------------------------
+
+
+def test_every_exit_code_passes_through(env):
+    env["SLM_SPOOL_DIR"] = os.devnull + "-unused"
+    script = ("for c in $(seq 0 255); do %s %s -q run -- sh -c \"exit $c\"; "
+              "echo \"$c $?\"; done" % (MAIN_PYTHON, SLM))
+    out = subprocess.run(["sh", "-c", script], env=env, stdout=subprocess.PIPE,
+                         timeout=300).stdout.decode().split("\n")
+    pairs = [line.split() for line in out if line]
+    assert len(pairs) == 256
+    assert all(a == b for a, b in pairs), [p for p in pairs if p[0] != p[1]]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGSEGV, signal.SIGUSR2])
+def test_signal_deaths_are_128_plus_n(env, sig):
+    r = run_slm(MAIN_PYTHON, ["-q", "run", "--", "sh", "-c", "kill -%d $$" % sig], env)
+    assert r.returncode == 128 + sig
+
+
+def test_output_passes_through_byte_exact(py, env, api):
+    payload = bytes(range(256)) * 64 + b"\r\n\x00no newline at end"
+    code = ("import sys; sys.stdout.buffer.write(%r); sys.stderr.buffer.write(%r[::-1])"
+            % (payload, payload))
+    r = run_slm(py, ["-q", "run", "--", py, "-c", code], env)
+    assert r.returncode == 0
+    assert r.stdout == payload
+    assert r.stderr == payload[::-1]
+
+
+def test_stdin_passes_through(env):
+    r = run_slm(MAIN_PYTHON, ["-q", "run", "--", "cat"], env, input=b"abc\x00def")
+    assert r.stdout == b"abc\x00def"
+
+
+def test_quiet_prints_nothing_without_targets(env):
+    r = run_slm(MAIN_PYTHON, ["-q", "run", "--", "true"], env)
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
+
+
+def test_no_target_prints_events_on_stderr(env):
+    r = run_slm(MAIN_PYTHON, ["run", "--", "true"], env)
+    lines = r.stderr.decode().splitlines()
+    assert [line.split()[2] for line in lines] == ["RUNNING", "COMPLETED"]
+    assert all(line.startswith("slm: [local-") for line in lines)
+
+
+# ---------------------------------------------------------------------------
+# Delivery: spool, flush, bounded delays, webhooks, tokens
+# ---------------------------------------------------------------------------
+
+
+def test_service_down_spools_then_flush_delivers_once(py, env, refused_url, sink):
+    env["SLM_API_URL"] = refused_url
+    r = run_slm(py, ["run", "--", "true"], env)
+    assert r.returncode == 0
+    assert len(spool_files(env)) == 2
+    assert b"Traceback" not in r.stderr
+    assert r.stderr.count(b"\n") <= 3, r.stderr     # one line per problem, not per retry
+    env["SLM_API_URL"] = sink.url
+    r = run_slm(py, ["flush"], env)
+    assert r.returncode == 0, r.stderr
+    assert statuses(sink) == ["RUNNING", "COMPLETED"]
+    assert spool_files(env) == []
+    r = run_slm(py, ["flush"], env)
+    assert r.returncode == 0
+    assert len(sink.events) == 2
+
+
+def test_two_concurrent_flushers_deliver_once(env, refused_url, sink):
+    env["SLM_API_URL"] = refused_url
+    for _ in range(20):
+        run_slm(MAIN_PYTHON, ["-q", "run", "--", "true"], env)
+    assert len(spool_files(env)) == 40
+    env["SLM_API_URL"] = sink.url
+    procs = [subprocess.Popen([MAIN_PYTHON, SLM, "flush"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(2)]
+    for p in procs:
+        p.communicate(timeout=60)
+    ids = [e["event_id"] for e in sink.events]
+    assert len(ids) == 40
+    assert len(set(ids)) == 40
+    assert spool_files(env) == []
+
+
+def test_later_command_delivers_the_backlog(env, refused_url, sink):
+    env["SLM_API_URL"] = refused_url
+    run_slm(MAIN_PYTHON, ["-q", "run", "--", "true"], env)
+    env["SLM_API_URL"] = sink.url
+    run_slm(MAIN_PYTHON, ["-q", "run", "--", "true"], env)
+    assert len(sink.events) == 4
+    assert len({e["job_id"] for e in sink.events}) == 2
+    assert spool_files(env) == []
+
+
+@pytest.mark.parametrize("kind", ["blackhole", "mute_server"])
+def test_unanswering_service_costs_at_most_one_timeout(py, env, request, kind):
+    env["SLM_API_URL"] = request.getfixturevalue(kind)
+    env["SLM_TIMEOUT"] = "1"
+    started = time.time()
+    r = run_slm(py, ["run", "--", py, "-c", "import time; print(repr(time.time()))"], env)
+    took = time.time() - started
+    assert r.returncode == 0
+    child_started = float(r.stdout)
+    # the child starts first, not after a delivery attempt (generous for a loaded CI box)
+    assert child_started - started < 1.0
+    # bounded: one SLM_TIMEOUT at exit plus interpreter start-up, never a retry ladder
+    assert took < 1.0 + 2.5, took
+    assert len(spool_files(env)) == 2
+    assert b"timed out" in r.stderr or b"no answer within" in r.stderr
+
+
+def test_permanent_refusal_goes_to_dead_letters(env, sink):
+    env["SLM_API_URL"] = sink.url
+    sink.statuses = [400] * 10
+    r = run_slm(MAIN_PYTHON, ["run", "--", "true"], env)
+    assert r.returncode == 0
+    assert spool_files(env) == []
+    assert len(spool_files(env, "dead")) >= 2
+    assert b"HTTP 400" in r.stderr
+
+
+def test_temporary_refusal_stays_pending(env, sink):
+    env["SLM_API_URL"] = sink.url
+    sink.statuses = [503] * 50
+    r = run_slm(MAIN_PYTHON, ["run", "--", "true"], env)
+    assert r.returncode == 0
+    assert len(spool_files(env)) == 2
+    sink.statuses = []
+    assert run_slm(MAIN_PYTHON, ["-q", "flush"], env).returncode == 0
+    assert statuses(sink) == ["RUNNING", "COMPLETED"]
+
+
+def test_token_is_sent_and_never_printed(env, sink):
+    env["SLM_API_URL"] = sink.url
+    env["SLM_API_TOKEN"] = "s3cret-token-value"
+    sink.statuses = [401]
+    r = run_slm(MAIN_PYTHON, ["-v", "run", "--", "true"], env)
+    auth = [req[1].get("Authorization") for req in sink.requests]
+    assert "Bearer s3cret-token-value" in auth
+    assert b"s3cret" not in r.stderr + r.stdout
+
+
+def test_webhook_gets_each_event_and_url_secret_stays_hidden(env, sink):
+    env["SLM_WEBHOOK"] = sink.url + "/hook/T000/B000/SECRETPART"
+    r = run_slm(MAIN_PYTHON, ["-v", "run", "--", "true"], env)
+    assert r.returncode == 0
+    assert statuses(sink) == ["RUNNING", "COMPLETED"]
+    assert all(req[0] == "/hook/T000/B000/SECRETPART" for req in sink.requests)
+    assert b"SECRETPART" not in r.stderr
+
+
+def test_webhook_and_service_both_get_events(env, sink):
+    from conftest import Sink
+    hook = Sink()
+    try:
+        env["SLM_API_URL"] = sink.url
+        env["SLM_WEBHOOK"] = hook.url
+        run_slm(MAIN_PYTHON, ["run", "--", "true"], env)
+        assert statuses(sink) == statuses(hook) == ["RUNNING", "COMPLETED"]
+    finally:
+        hook.close()
+
+
+def test_no_db_skips_the_service(env, sink):
+    env["SLM_API_URL"] = sink.url
+    r = run_slm(MAIN_PYTHON, ["--no-db", "run", "--", "true"], env)
+    assert r.returncode == 0
+    assert sink.events == []
+    assert spool_files(env) == []
+
+
+def test_paused_is_on_disk_before_the_freeze(env, blackhole):
+    """Suspend gives 2 s before SIGSTOP: PAUSED must be journalled by then."""
+    env["SLM_API_URL"] = blackhole
+    job = Job(MAIN_PYTHON, env)
+    job.expect("ready")
+    deadline = time.time() + 10
+    while len(spool_files(env) + spool_files(env, "work")) < 1 and time.time() < deadline:
+        time.sleep(0.02)
+    job.signal(signal.SIGTSTP)
+    sent = time.time()
+    found = False
+    while time.time() - sent < 2.0:
+        names = spool_files(env) + spool_files(env, "work")
+        texts = []
+        for sub in ("pending", "work"):
+            for name in spool_files(env, sub):
+                try:
+                    with open(os.path.join(env["SLM_SPOOL_DIR"], sub, name)) as f:
+                        texts.append(f.read())
+                except OSError:
+                    pass
+        if any('"PAUSED"' in t for t in texts):
+            found = True
+            break
+        time.sleep(0.01)
+    assert found, names
+    job.signal(signal.SIGCONT)
+    job.signal(signal.SIGTERM)
+    job.finish()
+
+
+# ---------------------------------------------------------------------------
+# Slurm identity, nesting, multi-task steps (environment only; real Slurm elsewhere)
+# ---------------------------------------------------------------------------
+
+
+def slurm_env(env, **extra):
+    env.update({"SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "train", "SLURM_JOB_PARTITION": "gpu",
+                "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_CLUSTER_NAME": "c1"})
+    env.update(extra)
+    return env
+
+
+def test_slurm_identity(py, env, api):
+    slurm_env(env)
+    run_slm(py, ["run", "--", "true"], env)
+    e = api.events[0]
+    assert (e["job_id"], e["job_name"], e["partition"], e["nodelist"]) == \
+        ("4242", "train", "gpu", "node[1-2]")
+
+
+def test_array_identity(env, api):
+    slurm_env(env, SLURM_ARRAY_JOB_ID="4240", SLURM_ARRAY_TASK_ID="2")
+    run_slm(MAIN_PYTHON, ["run", "--", "true"], env)
+    e = api.events[0]
+    assert (e["job_id"], e["slurm_job_id"], e["array_job_id"], e["array_task_id"]) == \
+        ("4240_2", "4242", "4240", "2")
+
+
+def test_only_task_zero_reports(env, api):
+    slurm_env(env, SLURM_PROCID="1")
+    r = run_slm(MAIN_PYTHON, ["run", "--", "sh", "-c", "echo task; exit 4"], env)
+    assert (r.returncode, r.stdout) == (4, b"task\n")
+    assert api.requests == []
+
+
+def test_nested_run_is_transparent(env, api):
+    slurm_env(env)
+    inner = "%s %s run -- sh -c 'echo inner; exit 5'" % (MAIN_PYTHON, SLM)
+    r = run_slm(MAIN_PYTHON, ["run", "--", "sh", "-c", inner], env)
+    assert (r.returncode, r.stdout) == (5, b"inner\n")
+    assert statuses(api) == ["RUNNING", "FAILED"]
+
+
+def test_warns_when_not_the_batch_process(env, api):
+    # slm's parent is the shell whose pid is SLURM_TASK_PID: bash did not exec it
+    script = "SLURM_TASK_PID=$$ %s %s run -- true; true" % (MAIN_PYTHON, SLM)
+    r = subprocess.run(["sh", "-c", script], env=slurm_env(env), stderr=subprocess.PIPE,
+                       timeout=60)
+    warnings = [line for line in r.stderr.decode().splitlines() if "exec" in line]
+    assert len(warnings) == 1, r.stderr
+    assert warnings[0].startswith("slm: ")
+
+
+def test_time_limit_reason_from_squeue(env, api, tmp_path):
+    """A SIGTERM within minutes of squeue's end time is the time limit."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    squeue = bin_dir / "squeue"
+    end = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() + 30))
+    squeue.write_text("#!/bin/sh\necho %s\n" % end)
+    squeue.chmod(0o755)
+    env["PATH"] = "%s:%s" % (bin_dir, env["PATH"])
+    slurm_env(env)
+    job = Job(MAIN_PYTHON, env)
+    job.expect("ready")
+    api.wait_status("RUNNING")
+    time.sleep(0.5)   # the squeue lookup runs in the background; nothing to await from outside
+    job.signal(signal.SIGTERM)
+    job.finish()
+    assert statuses(api) == ["RUNNING", "TERMINATING", "TIMEOUT"]
+    assert api.events[1]["reason"] == "time_limit"
+
+
+# ---------------------------------------------------------------------------
+# Interactive use: a real terminal
+# ---------------------------------------------------------------------------
+
+
+def run_in_pty(env, argv, actions):
+    """Run argv on a new pty; actions(write, read_until) drives it. Returns (code, output)."""
+    import pty
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(argv[0], argv, env)
+    buf = []
+
+    def read_until(text, timeout=15):
+        import select
+        deadline = time.time() + timeout
+        while text not in b"".join(buf).decode(errors="replace"):
+            left = deadline - time.time()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise AssertionError("no %r on the terminal: %r" % (text, b"".join(buf)))
+            try:
+                buf.append(os.read(fd, 4096))
+            except OSError:
+                raise AssertionError("terminal closed before %r: %r" % (text, b"".join(buf)))
+
+    try:
+        actions(lambda b: os.write(fd, b), read_until)
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf.append(chunk)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") \
+        else (status >> 8), b"".join(buf).decode(errors="replace")
+
+
+def test_ctrl_c_in_a_terminal_interrupts_once(env, api):
+    def actions(write, read_until):
+        read_until("ready")
+        api.wait_status("RUNNING")
+        write(b"\x03")
+        read_until("got SIGINT")
+    code, out = run_in_pty(env, [MAIN_PYTHON, SLM, "run", "--", MAIN_PYTHON, CHILD], actions)
+    assert code == 100 + signal.SIGINT
+    assert out.count("got SIGINT") == 1, out
+    assert statuses(api) == ["RUNNING", "TERMINATING", "CANCELLED"]
+    assert api.events[1]["reason"] == "interrupted"
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    [], ["bogus"], ["run"], ["run", "--"], ["--nope", "run", "--", "true"],
+    ["flush", "--max-time", "soon"], ["run", "--name"],
+])
+def test_bad_usage_is_one_line_exit_2(py, env, args):
+    r = run_slm(py, args, env)
+    assert r.returncode == 2, (args, r.stderr)
+    lines = r.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("slm: "), lines
+    assert r.stdout == b""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["submit", "--help"],
+                                  ["flush", "--help"]])
+def test_help(env, args):
+    r = run_slm(MAIN_PYTHON, args, env)
+    assert r.returncode == 0
+    assert b"usage:" in r.stdout
+    if args[0] != "--help":
+        assert b"examples:" in r.stdout
+
+
+def test_version(py, env):
+    r = run_slm(py, ["--version"], env)
+    assert r.returncode == 0
+    assert r.stdout.decode().startswith("slm ")
+
+
+def test_malformed_service_url_keeps_events_for_later(env, sink):
+    """A typo in SLM_API_URL must not cost the job anything, nor lose its events."""
+    env["SLM_API_URL"] = "ftp://nowhere"
+    r = run_slm(MAIN_PYTHON, ["run", "--", "true"], env)
+    assert r.returncode == 0
+    problems = [line for line in r.stderr.decode().splitlines() if "SLM_API_URL" in line]
+    assert len(problems) == 1 and problems[0].startswith("slm: "), r.stderr
+    assert len(spool_files(env)) == 2
+    r = run_slm(MAIN_PYTHON, ["flush"], env)
+    assert r.returncode == 1 and b"SLM_API_URL" in r.stderr and b"Traceback" not in r.stderr
+    env["SLM_API_URL"] = sink.url
+    assert run_slm(MAIN_PYTHON, ["flush"], env).returncode == 0
+    assert statuses(sink) == ["RUNNING", "COMPLETED"]
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "0"])
+def test_bad_timeout_is_reported_and_defaulted(env, value):
+    env["SLM_TIMEOUT"] = value
+    r = run_slm(MAIN_PYTHON, ["run", "--", "true"], env)
+    assert r.returncode == 0
+    assert b"SLM_TIMEOUT" in r.stderr and b"Traceback" not in r.stderr
+
+
+def test_runs_as_symlink_named_slm(env, tmp_path):
+    link = tmp_path / "slm"
+    link.symlink_to(SLM)
+    r = subprocess.run([str(link), "-q", "run", "--", "true"], env=env, timeout=60)
+    assert r.returncode == 0

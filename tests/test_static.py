@@ -1,0 +1,47 @@
+"""Static gates for slm.py: Python 3.6 compatibility and standard library only."""
+import ast
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, SLM
+
+
+def imported_modules(path):
+    tree = ast.parse(open(path).read(), path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            yield node.module.split(".")[0]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="needs sys.stdlib_module_names")
+def test_slm_imports_only_the_standard_library():
+    foreign = sorted(set(m for m in imported_modules(SLM) if m not in sys.stdlib_module_names))
+    assert foreign == []
+
+
+def test_only_slm_api_imports_bottle_or_pymysql():
+    for name in os.listdir(ROOT):
+        if name.endswith(".py") and name != "slm_api.py":
+            mods = set(imported_modules(os.path.join(ROOT, name)))
+            assert not mods & {"bottle", "pymysql"}, name
+
+
+def test_vermin_says_python_3_6():
+    vermin = shutil.which("vermin") or os.path.join(os.path.dirname(sys.executable), "vermin")
+    if not os.path.exists(vermin):
+        pytest.fail("vermin is not installed (tests/requirements.txt has it)")
+    r = subprocess.run([vermin, "-t=3.6-", "--violations", "--no-tips", SLM],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert r.returncode == 0, r.stdout.decode()
+
+
+def test_slm_is_executable_with_a_shebang():
+    assert os.access(SLM, os.X_OK)
+    assert open(SLM).readline() == "#!/usr/bin/env python3\n"
