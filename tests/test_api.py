@@ -1,0 +1,622 @@
+"""The HTTP side of slm_api.py: in-process WSGI calls, and the real server.
+
+Most tests call the Bottle app directly with a hand-built WSGI environ (as a
+WSGI server would build it), on a throw-away SQLite store.  The last ones run
+`python slm_api.py` as a subprocess: keep-alive, refusal to listen
+unprotected, signals, and secrets kept out of its stderr.
+"""
+import http.client
+import io
+import json
+import os
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+
+from conftest import ROOT
+
+import slm_api
+
+SLM_API = os.path.join(ROOT, "slm_api.py")
+NASTY = "x'); DROP TABLE slurm_jobs; -- \" \\ % _ ` <b>&amp; 🚀 数据 é \u0000 \t end"
+
+
+def event(job_id="100", status="RUNNING", when="2026-11-30T03:40:41.123Z", seq=1, **extra):
+    e = {"schema": "slm.event/1", "event_id": uuid.uuid4().hex, "job_id": job_id,
+         "status": status, "time": when, "seq": seq}
+    e.update(extra)
+    return e
+
+
+class Response(object):
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    @property
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+
+def call(app, method, path, body=None, headers=None, token=None):
+    """One request through the WSGI app, the environ built as a server would."""
+    path, _, query = path.partition("?")
+    environ = {}
+    setup_testing_defaults(environ)
+    environ["REQUEST_METHOD"] = method
+    # PEP 3333: PATH_INFO carries the URL-decoded bytes as latin-1
+    environ["PATH_INFO"] = urllib.parse.unquote(path).encode("utf-8").decode("latin-1")
+    environ["QUERY_STRING"] = query
+    if body is not None:
+        if not isinstance(body, bytes):
+            body = json.dumps(body).encode("utf-8")
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ["CONTENT_TYPE"] = "application/json"
+        environ["wsgi.input"] = io.BytesIO(body)
+    if token:
+        environ["HTTP_AUTHORIZATION"] = "Bearer " + token
+    for key, value in (headers or {}).items():
+        environ["HTTP_" + key.upper().replace("-", "_")] = value
+    got = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        got["status"] = status
+        got["headers"] = dict((k.lower(), v) for k, v in response_headers)
+    out = b"".join(app(environ, start_response))
+    assert got["headers"]["content-length"] == str(len(out))
+    return Response(int(got["status"][:3]), got["headers"], out)
+
+
+def assert_json_error(r, status):
+    assert r.status == status, (r.status, r.body)
+    assert r.headers["content-type"].startswith("application/json")
+    assert isinstance(r.json["error"], str) and r.json["error"]
+    return r.json["error"]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = slm_api.SQLiteStore(str(tmp_path / "api.db"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def logs():
+    return []
+
+
+@pytest.fixture
+def app(store, logs):
+    return slm_api.make_app(store, log=logs.append)
+
+
+def post(app, body, **kw):
+    return call(app, "POST", "/api/v1/events", body, **kw)
+
+
+def q(text):
+    return urllib.parse.quote(text, safe="")
+
+
+# ---------------------------------------------------------------------------
+# POST /api/v1/events
+# ---------------------------------------------------------------------------
+
+
+def test_post_one_event_then_read_it_back(app):
+    e = event(user="alice", job_name="train", command=["python", "train.py"], future_field=[1])
+    r = post(app, e)
+    assert (r.status, r.json) == (200, {"accepted": 1, "duplicates": 0})
+    job = call(app, "GET", "/api/v1/jobs/100").json
+    assert job["job_id"] == "100" and job["status"] == "RUNNING"
+    assert job["user"] == "alice" and job["job_name"] == "train"
+    assert job["started_at"] == "2026-11-30T03:40:41.123000Z"
+    assert job["meta"]["command"] == ["python", "train.py"]
+    assert job["meta"]["future_field"] == [1]
+    assert call(app, "GET", "/api/v1/jobs/100/events").json == {"events": [e]}
+
+
+def test_post_batch_and_idempotency(app, store):
+    a, b = event(), event(status="COMPLETED", when="2026-11-30T03:41:00Z", exit_code=0)
+    assert post(app, {"events": [a, b]}).json == {"accepted": 2, "duplicates": 0}
+    assert post(app, a).json == {"accepted": 0, "duplicates": 1}
+    assert post(app, {"events": [a, b, event()]}).json == {"accepted": 1, "duplicates": 2}
+    assert len(call(app, "GET", "/api/v1/jobs/100/events").json["events"]) == 3
+    assert call(app, "GET", "/api/v1/jobs/100").json["event_count"] == 3
+
+
+def test_out_of_order_arrival_keeps_final_status(app):
+    post(app, event(status="COMPLETED", when="2026-11-30T03:45:00Z", exit_code=0))
+    post(app, event(status="RUNNING", when="2026-11-30T03:46:00Z"))
+    post(app, event(status="SUBMITTED", when="2026-11-30T03:30:00Z"))
+    job = call(app, "GET", "/api/v1/jobs/100").json
+    assert job["status"] == "COMPLETED" and job["exit_code"] == 0
+    assert job["submitted_at"] == "2026-11-30T03:30:00.000000Z"
+    assert job["ended_at"] == "2026-11-30T03:45:00.000000Z"
+
+
+@pytest.mark.parametrize("body", [
+    b"{not json", b"", b"[]", b"[{}]", b"42", b"\"x\"", b"null", b"\xff\xfe{}",
+    b'{"event_id": NaN}', b"[" * 100000 + b"]" * 100000,
+    b'{"events": {}}', b'{"events": []}', b'{"events": "x"}',
+], ids=["broken", "empty", "list", "list-of-obj", "number", "string", "null", "not-utf8",
+        "nan", "deep", "events-obj", "events-empty", "events-str"])
+def test_bad_bodies_are_400(app, body):
+    assert_json_error(post(app, body), 400)
+
+
+def test_lone_surrogate_is_400(app):
+    body = json.dumps(event(user="\ud800")).encode()
+    assert "Unicode" in assert_json_error(post(app, body), 400)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("event_id", ""), ("event_id", "a" * 65), ("event_id", "has space"), ("event_id", 5),
+    ("event_id", "é"), ("job_id", ""), ("job_id", "x" * 129), ("job_id", "a\u0000b"),
+    ("job_id", 12), ("job_id", " 12"), ("job_id", "a\nb"), ("status", "running"),
+    ("status", "BOGUS"), ("status", None), ("time", "2026-11-30 03:40:41"),
+    ("time", "2026-11-30T03:40:41"), ("time", "2026-11-30T03:40:41+01:00"),
+    ("time", "2026-02-30T03:40:41Z"), ("time", 1764474041), ("time", "yesterday"),
+    ("exit_code", "3"), ("exit_code", 1.5), ("exit_code", True), ("exit_code", 2 ** 64),
+    ("seq", "1"), ("seq", -1), ("elapsed", "1"), ("elapsed", -1), ("elapsed", True),
+    ("command", "python x"), ("command", ["a", 1]), ("command", [["a"]]),
+    ("script_args", {"a": 1}), ("user", 5), ("user", "u" * 4097), ("host", ["h"]),
+    ("monitored", "yes"), ("signal", 15), ("array_task_id", 3),
+])
+def test_wrong_field_is_400(app, field, value):
+    e = event()
+    e[field] = value
+    error = assert_json_error(post(app, e), 400)
+    assert field in error or "status" in error
+    assert call(app, "GET", "/api/v1/jobs").json["total"] == 0
+
+
+@pytest.mark.parametrize("field", ["event_id", "job_id", "status", "time"])
+def test_missing_required_field_is_400(app, field):
+    e = event()
+    del e[field]
+    assert field in assert_json_error(post(app, e), 400)
+
+
+def test_good_time_forms_accepted(app):
+    for i, when in enumerate(["2026-11-30T03:40:41Z", "2026-11-30T03:40:41.5Z",
+                              "2026-11-30T03:40:41.123456789+00:00"]):
+        assert post(app, event(job_id="t%d" % i, when=when)).status == 200
+    assert call(app, "GET", "/api/v1/jobs/t2").json["first_seen"] == "2026-11-30T03:40:41.123456Z"
+
+
+def test_bad_event_in_batch_rejects_all_and_names_index(app):
+    batch = [event(), event(), event(exit_code="bad"), event()]
+    error = assert_json_error(post(app, {"events": batch}), 400)
+    assert "event 2" in error and "exit_code" in error
+    assert call(app, "GET", "/api/v1/jobs").json["total"] == 0
+
+
+def test_batch_limits(app):
+    assert post(app, {"events": [event(job_id="j%d" % i) for i in range(1000)]}).json == \
+        {"accepted": 1000, "duplicates": 0}
+    error = assert_json_error(post(app, {"events": [event() for _ in range(1001)]}), 413)
+    assert "1000" in error
+
+
+def test_huge_body_is_413_without_reading_it(app):
+    class Untouchable(io.RawIOBase):
+        def read(self, *a):
+            raise AssertionError("the body was read")
+    environ_body = b"{}"
+    r = call(app, "POST", "/api/v1/events", environ_body,
+             headers={})
+    assert r.status == 400
+    # Content-Length over the limit: refused before reading anything
+    environ = {}
+    setup_testing_defaults(environ)
+    environ.update(REQUEST_METHOD="POST", PATH_INFO="/api/v1/events",
+                   CONTENT_LENGTH=str(slm_api.MAX_BODY + 1), **{"wsgi.input": Untouchable()})
+    got = {}
+    out = b"".join(app(environ, lambda s, h, e=None: got.update(status=s)))
+    assert got["status"].startswith("413") and "error" in json.loads(out)
+
+
+def test_body_just_over_limit_is_413(app):
+    body = json.dumps(event(message="m" * 4000, padding="p" * slm_api.MAX_BODY)).encode()
+    assert_json_error(post(app, body), 413)
+
+
+def test_chunked_body_is_411(app):
+    r = call(app, "POST", "/api/v1/events", headers={"Transfer-Encoding": "chunked"})
+    assert_json_error(r, 411)
+
+
+def test_text_fields_stored_and_returned_verbatim(app):
+    job_id = "j'; DELETE FROM slurm_events;-- 🚀 数据/é"
+    fields = dict((name, NASTY) for name in slm_api.TEXT_FIELDS if name != "schema")
+    e = event(job_id=job_id, command=[NASTY, "🚀"], script_args=[NASTY], **fields)
+    assert post(app, e).json == {"accepted": 1, "duplicates": 0}
+    job = call(app, "GET", "/api/v1/jobs/" + q(job_id)).json
+    assert job["job_id"] == job_id
+    for name in slm_api.META_COLUMNS:
+        if name in fields:
+            assert job[name] == NASTY, name
+    assert job["meta"]["command"] == [NASTY, "🚀"]
+    assert call(app, "GET", "/api/v1/jobs/%s/events" % q(job_id)).json["events"] == [e]
+    r = call(app, "GET", "/api/v1/jobs?user=%s&name=%s&partition=%s"
+             % (q(NASTY), q(NASTY), q(NASTY)))
+    assert r.json["total"] == 1 and r.json["jobs"][0]["job_id"] == job_id
+    # the tables are still there
+    assert call(app, "GET", "/api/v1/jobs").json["total"] == 1
+
+
+def test_array_tasks_linked(app):
+    for i in range(1, 4):
+        post(app, event(job_id="12_%d" % i, array_job_id="12", array_task_id=str(i)))
+    post(app, event(job_id="13"))
+    r = call(app, "GET", "/api/v1/jobs?array_job_id=12").json
+    assert r["total"] == 3 and {j["array_task_id"] for j in r["jobs"]} == {"1", "2", "3"}
+    assert call(app, "GET", "/api/v1/jobs/12").status == 404
+
+
+# ---------------------------------------------------------------------------
+# GET /api/v1/jobs
+# ---------------------------------------------------------------------------
+
+
+def test_list_filters_and_pagination(app):
+    batch = [event(job_id="job%02d" % i, when="2026-11-%02dT10:00:00Z" % (i + 1),
+                   status=("FAILED", "RUNNING", "COMPLETED")[i % 3], user="u%d" % (i % 2),
+                   partition="p%d" % (i % 4), job_name="n%d" % (i % 5)) for i in range(25)]
+    post(app, {"events": batch})
+    r = call(app, "GET", "/api/v1/jobs").json
+    assert r["total"] == 25 and len(r["jobs"]) == 25
+    assert r["jobs"][0]["job_id"] == "job24"       # most recently active first
+    page = call(app, "GET", "/api/v1/jobs?limit=10&offset=20").json
+    assert [j["job_id"] for j in page["jobs"]] == ["job04", "job03", "job02", "job01", "job00"]
+    assert page["total"] == 25
+    r = call(app, "GET", "/api/v1/jobs?status=failed,COMPLETED").json
+    assert r["total"] == 17 and {j["status"] for j in r["jobs"]} == {"FAILED", "COMPLETED"}
+    r = call(app, "GET", "/api/v1/jobs?user=u0&partition=p2").json
+    assert {j["job_id"] for j in r["jobs"]} == {"job02", "job06", "job10", "job14", "job18",
+                                                "job22"}
+    assert call(app, "GET", "/api/v1/jobs?name=n3").json["total"] == 5
+    r = call(app, "GET", "/api/v1/jobs?since=2026-11-20&until=2026-11-22T10:00:00Z").json
+    assert [j["job_id"] for j in r["jobs"]] == ["job21", "job20", "job19"]
+    assert call(app, "GET", "/api/v1/jobs?limit=1000").status == 200
+
+
+@pytest.mark.parametrize("query", [
+    "limit=0", "limit=1001", "limit=abc", "limit=-1", "offset=-1", "offset=x", "status=BOGUS",
+    "status=RUNNING,NOPE", "since=yesterday", "until=2026-13-01", "bogus=1", "limit=1&limit=2",
+])
+def test_bad_list_parameters_are_400(app, query):
+    assert_json_error(call(app, "GET", "/api/v1/jobs?" + query), 400)
+
+
+# ---------------------------------------------------------------------------
+# Errors, auth, health, metrics
+# ---------------------------------------------------------------------------
+
+
+def test_404_and_405_are_json(app):
+    assert assert_json_error(call(app, "GET", "/api/v1/jobs/nope"), 404)
+    assert_json_error(call(app, "GET", "/api/v1/jobs/nope/events"), 404)
+    assert_json_error(call(app, "GET", "/nothing/here"), 404)
+    assert_json_error(call(app, "GET", "/api/v2/events"), 404)
+    assert_json_error(call(app, "DELETE", "/api/v1/events"), 405)
+    assert_json_error(call(app, "GET", "/api/v1/events"), 405)
+    assert_json_error(call(app, "PUT", "/api/v1/jobs/1"), 405)
+
+
+def test_token_required(store, logs):
+    app = slm_api.make_app(store, token="s3cret-token", log=logs.append)
+    e = event()
+    assert "token" in assert_json_error(post(app, e), 401)
+    r = post(app, e, token="wrong-token")
+    assert_json_error(r, 401)
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    assert_json_error(post(app, e, headers={"Authorization": "Basic czNjcmV0LXRva2Vu"}), 401)
+    assert_json_error(post(app, e, headers={"Authorization": "Bearer"}), 401)
+    assert_json_error(call(app, "GET", "/api/v1/jobs"), 401)
+    assert_json_error(call(app, "GET", "/api/v1/nothing"), 401)   # no probing without a token
+    assert post(app, e, token="s3cret-token").json == {"accepted": 1, "duplicates": 0}
+    assert call(app, "GET", "/api/v1/jobs/100", token="s3cret-token").status == 200
+    assert call(app, "GET", "/healthz").status == 200
+    assert call(app, "GET", "/metrics").status == 200
+    assert not any("s3cret" in line or "wrong-token" in line for line in logs)
+
+
+def test_healthz(app, store):
+    r = call(app, "GET", "/healthz")
+    assert (r.status, r.json) == (200, {"ok": True, "backend": "sqlite",
+                                        "database": "reachable"})
+    store.close()
+    r = call(app, "GET", "/healthz")
+    assert (r.status, r.json) == (503, {"ok": False, "backend": "sqlite",
+                                        "database": "unreachable"})
+
+
+def test_database_down_is_503(app, store, logs):
+    store.close()
+    assert "database" in assert_json_error(post(app, event()), 503)
+    assert_json_error(call(app, "GET", "/api/v1/jobs"), 503)
+    assert_json_error(call(app, "GET", "/api/v1/jobs/1"), 503)
+    assert any("database unavailable" in line for line in logs)
+    text = call(app, "GET", "/metrics").body.decode()
+    assert "slm_db_up 0" in text and "slm_jobs{" not in text
+    assert "slm_db_errors_total 4" in text      # the scrape's own attempt counts too
+
+
+def test_mysql_refusing_connections_is_503(logs):
+    pytest.importorskip("pymysql")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    store = slm_api.MySQLStore("127.0.0.1", port, "root", "pw-SECRET-1", "slm", connect_timeout=2)
+    app = slm_api.make_app(store, log=logs.append)
+    assert_json_error(post(app, event()), 503)
+    r = call(app, "GET", "/healthz")
+    assert r.status == 503 and r.json["backend"] == "mysql"
+    assert logs and not any("pw-SECRET-1" in line for line in logs)
+
+
+def test_secrets_redacted_from_logs(logs):
+    class Leaky(slm_api.Store):
+        backend = "fake"
+
+        def secrets(self):
+            return ("db-pass-XYZ",)
+
+        def ingest(self, events, stored=None):
+            raise slm_api.StoreUnavailable("cannot log in with db-pass-XYZ or tok-ABC")
+    app = slm_api.make_app(Leaky(), token="tok-ABC", log=logs.append)
+    assert_json_error(post(app, event(), token="tok-ABC"), 503)
+    assert logs and "***" in logs[0]
+    assert not any("db-pass-XYZ" in line or "tok-ABC" in line for line in logs)
+
+
+def test_unexpected_exception_is_json_500(logs):
+    class Broken(slm_api.Store):
+        backend = "fake"
+
+        def get_job(self, job_id):
+            raise RuntimeError("boom")
+    app = slm_api.make_app(Broken(), log=logs.append)
+    assert assert_json_error(call(app, "GET", "/api/v1/jobs/1"), 500) == "internal error"
+    assert any("boom" in line for line in logs)
+
+
+def test_metrics(app):
+    post(app, event(status="RUNNING"))
+    post(app, event(job_id="2", status="COMPLETED"))
+    e = event(job_id="3", status="COMPLETED")
+    post(app, e)
+    post(app, e)
+    post(app, b"junk")
+    call(app, "GET", "/api/v1/jobs/100")
+    r = call(app, "GET", "/metrics")
+    assert r.status == 200 and r.headers["content-type"].startswith("text/plain")
+    text = r.body.decode()
+    assert 'slm_events_ingested_total{status="COMPLETED"} 2' in text
+    assert 'slm_events_ingested_total{status="RUNNING"} 1' in text
+    assert "slm_events_duplicate_total 1" in text
+    assert 'slm_jobs{status="COMPLETED"} 2' in text
+    assert 'slm_jobs{status="RUNNING"} 1' in text
+    assert 'slm_http_requests_total{route="/api/v1/events",code="200"} 4' in text
+    assert 'slm_http_requests_total{route="/api/v1/events",code="400"} 1' in text
+    assert 'slm_http_requests_total{route="/api/v1/jobs/<job_id:path>",code="200"} 1' in text
+    assert 'slm_http_request_duration_seconds_count{route="/api/v1/events"} 5' in text
+    assert "slm_db_errors_total 0" in text
+    for line in text.splitlines():
+        assert line.startswith("#") or len(line.rsplit(" ", 1)) == 2
+
+
+def test_apps_are_independent(tmp_path):
+    a = slm_api.make_app(slm_api.SQLiteStore(str(tmp_path / "a.db")), log=lambda m: None)
+    b = slm_api.make_app(slm_api.SQLiteStore(str(tmp_path / "b.db")), token="t",
+                         log=lambda m: None)
+    assert post(a, event()).status == 200
+    assert post(b, event()).status == 401
+    assert call(b, "GET", "/api/v1/jobs", token="t").json["total"] == 0
+    assert 'code="401"' not in call(a, "GET", "/metrics").body.decode()
+
+
+def test_module_level_application_built_once_from_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLM_DB_URL", "sqlite:///" + str(tmp_path / "env.db"))
+    monkeypatch.delenv("SLM_API_TOKEN", raising=False)
+    monkeypatch.setattr(slm_api, "_application", None)
+    assert post(slm_api.application, event()).status == 200
+    first = slm_api._application
+    assert call(slm_api.application, "GET", "/api/v1/jobs/100").status == 200
+    assert slm_api._application is first and first.store.path.endswith("env.db")
+
+
+# ---------------------------------------------------------------------------
+# The real server, as a subprocess
+# ---------------------------------------------------------------------------
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLM_")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(extra)
+    return env
+
+
+class Server(object):
+    def __init__(self, args, env, cwd):
+        self.proc = subprocess.Popen([sys.executable, SLM_API, "--port", "0"] + list(args),
+                                     env=env, cwd=cwd, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        self.early = []
+        try:
+            self._wait_for_banner()
+        except BaseException:
+            self.proc.kill()
+            self.proc.communicate()
+            raise
+
+    def _wait_for_banner(self):
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stderr, selectors.EVENT_READ)
+        deadline = time.time() + 20
+        fd = self.proc.stderr.fileno()
+        while True:
+            banner = re.search(r"serving on http://\S+:(\d+) ", "".join(self.early))
+            if banner:
+                self.port = int(banner.group(1))
+                return
+            if time.time() > deadline or not sel.select(deadline - time.time()):
+                raise AssertionError("server did not start: %r" % self.early)
+            chunk = os.read(fd, 65536).decode()   # unbuffered: select() stays truthful
+            if not chunk:
+                raise AssertionError("server exited: %r" % self.early)
+            self.early.append(chunk)
+
+    def connection(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=20)
+        self.stderr = "".join(self.early) + err.decode()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    started = []
+
+    def start(args=(), **env):
+        s = Server(args, clean_env(**env), str(tmp_path))
+        started.append(s)
+        return s
+    yield start
+    for s in started:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.communicate()
+
+
+def request(conn, method, path, body=None, headers=None):
+    headers = dict(headers or {})
+    if body is not None and not isinstance(body, bytes):
+        body = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    conn.request(method, path, body=body, headers=headers)
+    r = conn.getresponse()
+    data = r.read()
+    return r.status, dict(r.getheaders()), data
+
+
+def test_real_server_keep_alive_and_sigterm(server_factory, tmp_path):
+    srv = server_factory(["--db", str(tmp_path / "ka.db")])
+    conn = srv.connection()
+    status, headers, data = request(conn, "GET", "/healthz")
+    assert status == 200 and json.loads(data)["ok"] is True
+    sock = conn.sock
+    assert sock is not None
+    for i in range(5):
+        status, headers, data = request(conn, "POST", "/api/v1/events", event(job_id="ka%d" % i))
+        assert (status, json.loads(data)) == (200, {"accepted": 1, "duplicates": 0})
+        assert conn.sock is sock, "the server closed the connection"
+    # error answers keep the connection too, even when the body went unread
+    status, _, data = request(conn, "POST", "/api/v1/events", b"x" * 5000,
+                              headers={"Authorization": "Bearer unused"})
+    assert status == 400 and conn.sock is sock
+    status, _, data = request(conn, "GET", "/api/v1/nothing")
+    assert status == 404 and json.loads(data)["error"] and conn.sock is sock
+    status, headers, data = request(conn, "GET", "/api/v1/jobs?limit=2")
+    assert status == 200 and json.loads(data)["total"] == 5 and conn.sock is sock
+    assert headers["Content-Length"] == str(len(data))
+    status, _, data = request(conn, "POST", "/api/v1/events",
+                              b"{" + b" " * (slm_api.MAX_BODY + 10) + b"}")
+    assert status == 413 and json.loads(data)["error"]
+    conn.close()
+
+    # a thread per connection: one idle keep-alive connection blocks nobody
+    idle = srv.connection()
+    request(idle, "GET", "/healthz")
+    results = []
+
+    def poster(n):
+        c = srv.connection()
+        results.append(request(c, "POST", "/api/v1/events",
+                               {"events": [event(job_id="t%d" % n) for _ in range(3)]})[0])
+        c.close()
+    threads = [threading.Thread(target=poster, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [200] * 8
+    idle.close()
+    assert srv.stop() == 0
+    assert "stopped" in srv.stderr
+    assert "Traceback" not in srv.stderr
+    assert "/healthz" not in srv.stderr and "HTTP/1.1" not in srv.stderr  # no access log
+
+
+def test_real_server_sigint(server_factory, tmp_path):
+    srv = server_factory(["--db", str(tmp_path / "int.db")])
+    assert srv.stop(signal.SIGINT) == 0
+
+
+def test_refuses_non_loopback_without_token(tmp_path):
+    p = subprocess.run([sys.executable, SLM_API, "--host", "0.0.0.0", "--port", "0",
+                        "--db", str(tmp_path / "x.db")], env=clean_env(), cwd=str(tmp_path),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    err = p.stderr.decode()
+    assert p.returncode == 2
+    assert err.startswith("slm-api: ") and err.count("\n") == 1
+    assert "SLM_API_TOKEN" in err and "--insecure" in err
+    assert not os.path.exists(str(tmp_path / "x.db"))
+
+
+def test_non_loopback_with_insecure_or_token_listens(server_factory, tmp_path):
+    srv = server_factory(["--host", "0.0.0.0", "--insecure", "--db", str(tmp_path / "a.db")])
+    assert srv.stop() == 0
+    srv = server_factory(["--host", "0.0.0.0", "--db", str(tmp_path / "b.db")],
+                         SLM_API_TOKEN="tok")
+    assert srv.stop() == 0
+
+
+def test_secrets_never_in_server_output(server_factory, tmp_path):
+    pytest.importorskip("pymysql")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead_port = s.getsockname()[1]
+    s.close()
+    token, password, wrong = "TOKEN-sekrit-1", "PASSWORD-sekrit-2", "WRONG-sekrit-3"
+    srv = server_factory(["--access-log"], SLM_API_TOKEN=token,
+                         SLM_DB_URL="mysql://root:%s@127.0.0.1:%d/slm" % (password, dead_port))
+    assert "mysql://root:***@127.0.0.1:%d/slm" % dead_port in "".join(srv.early)
+    conn = srv.connection()
+    status, _, _ = request(conn, "POST", "/api/v1/events", event(),
+                           headers={"Authorization": "Bearer " + wrong})
+    assert status == 401
+    status, _, _ = request(conn, "POST", "/api/v1/events", event(),
+                           headers={"Authorization": "Bearer " + token})
+    assert status == 503
+    status, _, _ = request(conn, "GET", "/healthz")
+    assert status == 503
+    conn.close()
+    assert srv.stop() == 0
+    assert "database" in srv.stderr and "POST /api/v1/events" in srv.stderr
+    for secret in (token, password, wrong, "sekrit"):
+        assert secret not in srv.stderr
+
+
+def test_bad_db_url_exits_2(tmp_path):
+    p = subprocess.run([sys.executable, SLM_API, "--db", "postgres://x/y"], env=clean_env(),
+                       cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=30)
+    assert p.returncode == 2 and p.stderr.decode().startswith("slm-api: ")
