@@ -1090,6 +1090,122 @@ class _TargetWorker(threading.Thread):
 
 
 # ---------------------------------------------------------------------------
+# Asking the service: status, list, events
+# ---------------------------------------------------------------------------
+
+
+class ServiceClient(object):
+    """GET requests to the SLM service; answers become data or a Failure."""
+
+    def __init__(self, settings):
+        if not settings.api_url:
+            raise Unreachable("SLM_API_URL is not set: the query commands ask the SLM service "
+                              "(e.g. SLM_API_URL=http://login1:9008)")
+        problem = check_http_url(settings.api_url)
+        if problem:
+            raise UsageError("SLM_API_URL is not usable: %s" % problem)
+        self.url = settings.api_url
+        self.token = settings.api_token
+        self.timeout = max(settings.timeout, 5.0)  # a person waits; a job does not
+
+    def get(self, path, params=None):
+        from urllib.parse import quote, urlencode
+        url = self.url + quote(path, safe="/")
+        if params:
+            url += "?" + urlencode([(k, v) for k, v in params.items() if v is not None])
+        try:
+            result = http_request("GET", url, token=self.token, timeout=self.timeout,
+                                  use_proxy=False)
+        except DeliveryError as e:
+            raise Unreachable("cannot reach the SLM service at %s (SLM_API_URL): %s"
+                              % (self.url, e.reason))
+        data = result.json()
+        if result.status == 401:
+            raise Failure("the SLM service refused the request: SLM_API_TOKEN is %s"
+                          % ("wrong" if self.token else "not set"))
+        if result.status >= 500:
+            raise Unreachable("the SLM service at %s (SLM_API_URL) failed: %s"
+                              % (self.url, result.error_text()))
+        if result.status >= 300 or not isinstance(data, dict):
+            raise Failure(result.error_text() if result.status >= 300 else
+                          "the SLM service at %s gave an answer that is not JSON" % self.url)
+        return result.status, data
+
+    def job(self, job_id):
+        status, data = self.get_allowing_404("/api/v1/jobs/" + job_id)
+        if status == 404:
+            raise Failure("unknown job: %s" % job_id)
+        return data
+
+    def get_allowing_404(self, path):
+        try:
+            return self.get(path)
+        except Failure as e:
+            if str(e).startswith("HTTP 404"):
+                return 404, None
+            raise
+
+
+def parse_utc(text):
+    """Seconds since the epoch for the service's UTC times, or None."""
+    import calendar
+    if not text:
+        return None
+    try:
+        main, _, fraction = text.rstrip("Z").partition(".")
+        seconds = calendar.timegm(time.strptime(main[:19], "%Y-%m-%dT%H:%M:%S"))
+        return seconds + (float("0." + fraction) if fraction.isdigit() else 0.0)
+    except ValueError:
+        return None
+
+
+def local_time(text, date=True):
+    when = parse_utc(text)
+    if when is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S", time.localtime(when))
+
+
+def job_duration(job):
+    start = parse_utc(job.get("started_at"))
+    if start is None:
+        return "-"
+    end = parse_utc(job.get("ended_at")) if job.get("ended_at") else None
+    if end is None:
+        end = time.time() if job.get("status") not in FINAL_STATUSES else \
+            parse_utc(job.get("last_event_time")) or start
+    return duration_text(max(0.0, end - start))
+
+
+def job_ending(job):
+    if job.get("signal") and job.get("status") in FINAL_STATUSES:
+        return job["signal"]
+    if job.get("exit_code") is not None:
+        return str(job["exit_code"])
+    return "-"
+
+
+def print_table(rows, headers):
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    line = "  ".join("%-*s" % (w, h) for w, h in zip(widths, headers))
+    print(line.rstrip())
+    for row in rows:
+        print("  ".join("%-*s" % (w, c) for w, c in zip(widths, row)).rstrip())
+
+
+def print_json(data):
+    json.dump(data, sys.stdout, indent=2, sort_keys=True, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def cell(value, limit=24):
+    text = "-" if value is None or value == "" else clean_text(str(value))
+    text = text.replace("\n", " ").replace("\t", " ")
+    return text if len(text) <= limit else text[:limit - 1] + "~"
+
+
+# ---------------------------------------------------------------------------
 # The wrapper: `slm run`
 # ---------------------------------------------------------------------------
 
@@ -1732,6 +1848,210 @@ def cmd_flush(args, settings, console):
     return EXIT_OK if left == 0 else EXIT_FAILURE
 
 
+JOB_COLUMNS = ("JOBID", "NAME", "USER", "STATE", "PARTITION", "NODELIST", "TIME", "EXIT",
+               "LAST EVENT")
+
+
+def job_row(job):
+    return [cell(job.get("job_id"), 32), cell(job.get("job_name")), cell(job.get("user"), 12),
+            cell(job.get("status"), 13), cell(job.get("partition"), 12),
+            cell(job.get("nodelist")), job_duration(job), job_ending(job),
+            local_time(job.get("last_event_time"))]
+
+
+def cmd_status(args, settings, console):
+    job = ServiceClient(settings).job(args.job)
+    if args.json:
+        print_json(job)
+        return EXIT_OK
+    print_table([job_row(job)], JOB_COLUMNS)
+    if job.get("reason") or job.get("message"):
+        print("reason: %s" % cell(job.get("reason") or job.get("message"), 200))
+    return EXIT_OK
+
+
+def cmd_list(args, settings, console):
+    params = {"status": args.status and args.status.upper(), "name": args.name,
+              "partition": args.partition, "since": args.since, "until": args.until,
+              "limit": str(args.limit), "offset": str(args.offset) if args.offset else None}
+    if not args.all:
+        params["user"] = args.user or user_name()
+    _, data = ServiceClient(settings).get("/api/v1/jobs", params)
+    jobs = data.get("jobs") or []
+    if args.json:
+        print_json(data)
+        return EXIT_OK
+    print_table([job_row(job) for job in jobs], JOB_COLUMNS)
+    total = data.get("total", len(jobs))
+    if total > len(jobs) + (args.offset or 0):
+        console.say("%d of %d jobs shown (--limit, --offset for more)" % (len(jobs), total))
+    return EXIT_OK
+
+
+def cmd_events(args, settings, console):
+    client = ServiceClient(settings)
+    status, data = client.get_allowing_404("/api/v1/jobs/%s/events" % args.job)
+    events = (data or {}).get("events") or []
+    if status == 404 or not events:
+        raise Failure("unknown job: %s" % args.job)
+    if args.json:
+        print_json(data)
+        return EXIT_OK
+    rows = []
+    for event in events:
+        detail = []
+        for key in ("signal", "exit_code", "reason", "message"):
+            if event.get(key) is not None:
+                detail.append("%s=%s" % (key, event[key]))
+        rows.append([local_time(event.get("time")), cell(event.get("status"), 13),
+                     cell(event.get("host"), 16), cell(" ".join(detail), 80)])
+    print_table(rows, ("TIME", "STATUS", "HOST", "DETAIL"))
+    return EXIT_OK
+
+
+class Checkup(object):
+    """Collects doctor's verdicts: one line each, and whether all is well."""
+
+    def __init__(self):
+        self.problems = 0
+
+    def ok(self, what, detail):
+        print("ok    %-10s %s" % (what, detail))
+
+    def info(self, what, detail):
+        print("info  %-10s %s" % (what, detail))
+
+    def bad(self, what, detail, advice=None):
+        self.problems += 1
+        print("FAIL  %-10s %s" % (what, detail))
+        if advice:
+            print("      %-10s -> %s" % ("", advice))
+
+
+def cmd_doctor(args, settings, console):
+    check = Checkup()
+    check_python(check)
+    check_service(check, settings)
+    check_webhooks(check, settings, console, args.send_test)
+    check_spool(check, settings)
+    check_job(check)
+    if check.problems:
+        print("%d problem(s) found" % check.problems)
+        return EXIT_FAILURE
+    print("all is well")
+    return EXIT_OK
+
+
+def check_python(check):
+    version = "%d.%d.%d" % sys.version_info[:3]
+    if sys.version_info < (3, 6):
+        check.bad("python", "%s is too old" % version, "use Python 3.6 or newer")
+    else:
+        check.ok("python", "%s (%s)" % (version, sys.executable))
+
+
+def check_service(check, settings):
+    if settings.no_db:
+        check.info("service", "--no-db: the SLM service is not used")
+        return
+    if not settings.api_url:
+        check.info("service", "SLM_API_URL is not set: events go to webhooks or stderr only")
+        return
+    problem = check_http_url(settings.api_url)
+    if problem:
+        check.bad("service", "SLM_API_URL is not usable: %s" % problem,
+                  "set it to the service's base URL, e.g. http://login1:9008")
+        return
+    try:
+        result = http_request("GET", settings.api_url + "/healthz", timeout=settings.timeout,
+                              use_proxy=False)
+    except DeliveryError as e:
+        check.bad("service", "cannot reach %s (SLM_API_URL): %s" % (settings.api_url, e.reason),
+                  "is slm_api.py running there, and reachable from this host?")
+        return
+    health = result.json() or {}
+    if result.status != 200:
+        check.bad("service", "%s answers /healthz with %s" % (settings.api_url,
+                                                            result.error_text()),
+                  "its database is %s" % health.get("database", "unknown"))
+        return
+    try:
+        answer = http_request("GET", settings.api_url + "/api/v1/jobs?limit=1",
+                              token=settings.api_token, timeout=settings.timeout,
+                              use_proxy=False)
+    except DeliveryError as e:
+        check.bad("service", "%s: %s" % (settings.api_url, e.reason))
+        return
+    if answer.status == 401:
+        check.bad("service", "%s refuses the token" % settings.api_url,
+                  "SLM_API_TOKEN is %s" % ("wrong" if settings.api_token else
+                                           "not set, but the service requires one"))
+    elif answer.status != 200:
+        check.bad("service", "%s answers %s" % (settings.api_url, answer.error_text()))
+    else:
+        check.ok("service", "%s answers (%s backend, database %s)%s"
+                 % (settings.api_url, health.get("backend", "?"), health.get("database", "?"),
+                    ", token accepted" if settings.api_token else ""))
+
+
+def check_webhooks(check, settings, console, send_test):
+    if not settings.webhooks:
+        check.info("webhook", "SLM_WEBHOOK is not set: no notifications")
+        return
+    for url in settings.webhooks:
+        problem = check_http_url(url)
+        shown = redact_url(url)
+        if problem:
+            check.bad("webhook", "%s: %s" % (shown, problem),
+                      "SLM_WEBHOOK holds URLs separated by commas")
+            continue
+        if not send_test:
+            check.ok("webhook", "%s is well-formed (--send-test sends a test message)" % shown)
+            continue
+        event = EventFactory(JobInfo(["slm", "doctor"], name="slm-doctor-test")).make(
+            "COMPLETED", exit_code=0, message="a test notification from 'slm doctor'")
+        try:
+            WebhookTarget(url).deliver([event], settings.timeout)
+            check.ok("webhook", "%s accepted a test notification" % shown)
+        except DeliveryError as e:
+            check.bad("webhook", "%s did not accept a test notification: %s" % (shown, e.reason))
+
+
+def check_spool(check, settings):
+    spool = Spool(settings.spool_dir)
+    try:
+        spool.ensure()
+        probe = os.path.join(spool.tmp, "doctor-%d" % os.getpid())
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.unlink(probe)
+    except OSError as e:
+        check.bad("spool", "%s is not writable: %s" % (spool.root, e.strerror or e),
+                  "set SLM_SPOOL_DIR to a writable directory on a shared filesystem")
+        return
+    counts = spool.counts()
+    detail = "%s: %d event(s) waiting" % (spool.root, counts["pending"] + counts["work"])
+    if counts["dead"]:
+        detail += ", %d refused for good (in %s)" % (counts["dead"], spool.dead)
+    if counts["pending"] + counts["work"] and settings.targets():
+        check.ok("spool", detail + "; 'slm flush' delivers them")
+    else:
+        check.ok("spool", detail)
+
+
+def check_job(check):
+    job = JobInfo()
+    if not job.slurm_job_id:
+        check.info("job", "not inside a Slurm job")
+        return
+    task_pid = job.task_pid
+    if task_pid and task_pid.isdigit() and int(task_pid) == os.getppid():
+        check.info("job", "inside job %s, started from its batch script: 'slm run' there "
+                   "must be started with exec to receive Slurm's signals" % job.job_id)
+    else:
+        check.info("job", "inside job %s" % job.job_id)
+
+
 def background_flush(settings, console):
     """Deliver what earlier runs left in the spool, beside this command's own work.
 
@@ -1775,6 +2095,23 @@ EXAMPLES = {
 Every other word goes to sbatch unchanged, in order; the job runs the script
 unmodified, with its own #! interpreter and #SBATCH lines, under 'slm run'.
 slm's own -q/-v/--no-db go before 'submit'.
+""",
+    "status": """examples:
+  python3 slm.py status 1234
+  python3 slm.py status 1234_7 --json       # an array task, as JSON
+""",
+    "list": """examples:
+  python3 slm.py list                       # your jobs, newest first
+  python3 slm.py list --status FAILED,TIMEOUT --since 2026-11-01
+  python3 slm.py list --all --partition gpu --json
+""",
+    "events": """examples:
+  python3 slm.py events 1234
+  python3 slm.py events 1234 --json | jq '.events[].status'
+""",
+    "doctor": """examples:
+  python3 slm.py doctor                     # inside a job script, too
+  python3 slm.py doctor --send-test         # and post a test notification
 """,
     "flush": """examples:
   python3 slm.py flush            # deliver everything waiting in the spool
@@ -1837,7 +2174,62 @@ def build_parser():
     add_common(p, defaults=False)
     p.add_argument("--max-time", type=float, default=300.0, metavar="SECONDS",
                    help="give up after this long (default 300)")
+
+    p = sub.add_parser("status", help="one job's current state, from the service",
+                       description="Show a job's current state as the SLM service knows it. "
+                       "Exit 1 for an unknown job, 3 when the service cannot be reached.",
+                       epilog=EXAMPLES["status"], formatter_class=formatter)
+    add_common(p, defaults=False)
+    p.add_argument("job", metavar="JOB", help="job id: 1234, 1234_7 (array task), local-...")
+    p.add_argument("--json", action="store_true", help="the job as JSON")
+
+    p = sub.add_parser("list", help="your jobs, newest first, from the service",
+                       description="List jobs the SLM service knows, most recently active "
+                       "first: yours unless --all or --user.",
+                       epilog=EXAMPLES["list"], formatter_class=formatter)
+    add_common(p, defaults=False)
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--mine", action="store_true", help="only your jobs (the default)")
+    who.add_argument("--all", action="store_true", help="every user's jobs")
+    who.add_argument("--user", help="this user's jobs")
+    p.add_argument("--status", "-t", metavar="STATES",
+                   help="comma-separated states, e.g. RUNNING,PAUSED")
+    p.add_argument("--name", "-n", help="job name")
+    p.add_argument("--partition", "-p")
+    p.add_argument("--since", metavar="TIME", help="active since (UTC, 2026-11-30 or "
+                   "2026-11-30T08:00:00Z)")
+    p.add_argument("--until", metavar="TIME", help="active until (UTC)")
+    p.add_argument("--limit", type=positive_int, default=50, help="at most this many (50)")
+    p.add_argument("--offset", type=positive_int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", help="the service's answer as JSON")
+
+    p = sub.add_parser("events", help="one job's events, in order",
+                       description="Show every event the SLM service has for a job, in order.",
+                       epilog=EXAMPLES["events"], formatter_class=formatter)
+    add_common(p, defaults=False)
+    p.add_argument("job", metavar="JOB")
+    p.add_argument("--json", action="store_true", help="the events as JSON")
+
+    p = sub.add_parser("doctor", help="check the set-up, line by line",
+                       description="Check what users most often get wrong: the service and "
+                       "its token, webhook URLs, the spool, Python, the job context. "
+                       "Exit 0 only when all is well.",
+                       epilog=EXAMPLES["doctor"], formatter_class=formatter)
+    add_common(p, defaults=False)
+    p.add_argument("--send-test", action="store_true",
+                   help="also send a test notification to each webhook")
     return parser
+
+
+def positive_int(text):
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a whole number: %r" % text)
+    if value < 0 or value > 100000:
+        raise argparse.ArgumentTypeError("out of range: %r" % text)
+    return value
 
 
 def split_argv(argv):
@@ -1888,7 +2280,8 @@ def main(argv=None):
                 args.sbatch_args = tail
         console.quiet, console.verbose = args.quiet, args.verbose
         if not args.command:
-            raise UsageError("a command is needed: run, submit or flush (see 'slm --help')")
+            raise UsageError("a command is needed: run, submit, status, list, events, "
+                             "doctor or flush (see 'slm --help')")
         settings = Settings(console, no_db=args.no_db)
         handler = globals()["cmd_" + args.command]
         if args.command in ("run", "flush"):
