@@ -45,3 +45,14 @@ def test_vermin_says_python_3_6():
 def test_slm_is_executable_with_a_shebang():
     assert os.access(SLM, os.X_OK)
     assert open(SLM).readline() == "#!/usr/bin/env python3\n"
+
+
+def test_every_supported_python_is_tested():
+    """slm.py promises 3.6..3.13: CI (SLM_REQUIRE_PYTHONS=1) must test each one."""
+    from conftest import PYTHONS, python_id, required
+    found = sorted(set(python_id(p) for p in PYTHONS))
+    wanted = ["py3.%d" % minor for minor in range(6, 14)]
+    missing = [v for v in wanted if v not in found]
+    if missing and not required("PYTHONS"):
+        pytest.skip("interpreters not found here: %s (pyenv install them)" % " ".join(missing))
+    assert missing == []
