@@ -1185,18 +1185,30 @@ def job_ending(job):
     return "-"
 
 
+def emit(text):
+    """One line of data on stdout, whatever its encoding can show.
+
+    Python 3.6 in a C locale (cron, many batch environments) has an ASCII
+    stdout: a job name in Chinese must not become a traceback.
+    """
+    try:
+        sys.stdout.write(text + "\n")
+    except UnicodeEncodeError:
+        encoding = sys.stdout.encoding or "ascii"
+        sys.stdout.write((text + "\n").encode(encoding, "backslashreplace").decode(encoding))
+
+
 def print_table(rows, headers):
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(headers)]
     line = "  ".join("%-*s" % (w, h) for w, h in zip(widths, headers))
-    print(line.rstrip())
+    emit(line.rstrip())
     for row in rows:
-        print("  ".join("%-*s" % (w, c) for w, c in zip(widths, row)).rstrip())
+        emit("  ".join("%-*s" % (w, c) for w, c in zip(widths, row)).rstrip())
 
 
 def print_json(data):
-    json.dump(data, sys.stdout, indent=2, sort_keys=True, ensure_ascii=False)
-    sys.stdout.write("\n")
+    emit(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
 
 
 def cell(value, limit=24):
@@ -1844,7 +1856,7 @@ def cmd_flush(args, settings, console):
         line = "delivered %d event(s); %d still waiting in %s" % (delivered, left, spool.root)
         if dead:
             line += "; %d refused for good in %s" % (dead, spool.dead)
-        print(line)
+        emit(line)
     return EXIT_OK if left == 0 else EXIT_FAILURE
 
 
@@ -1866,7 +1878,7 @@ def cmd_status(args, settings, console):
         return EXIT_OK
     print_table([job_row(job)], JOB_COLUMNS)
     if job.get("reason") or job.get("message"):
-        print("reason: %s" % cell(job.get("reason") or job.get("message"), 200))
+        emit("reason: %s" % cell(job.get("reason") or job.get("message"), 200))
     return EXIT_OK
 
 
@@ -1916,16 +1928,16 @@ class Checkup(object):
         self.problems = 0
 
     def ok(self, what, detail):
-        print("ok    %-10s %s" % (what, detail))
+        emit("ok    %-10s %s" % (what, detail))
 
     def info(self, what, detail):
-        print("info  %-10s %s" % (what, detail))
+        emit("info  %-10s %s" % (what, detail))
 
     def bad(self, what, detail, advice=None):
         self.problems += 1
-        print("FAIL  %-10s %s" % (what, detail))
+        emit("FAIL  %-10s %s" % (what, detail))
         if advice:
-            print("      %-10s -> %s" % ("", advice))
+            emit("      %-10s -> %s" % ("", advice))
 
 
 def cmd_doctor(args, settings, console):
@@ -1936,9 +1948,9 @@ def cmd_doctor(args, settings, console):
     check_spool(check, settings)
     check_job(check)
     if check.problems:
-        print("%d problem(s) found" % check.problems)
+        emit("%d problem(s) found" % check.problems)
         return EXIT_FAILURE
-    print("all is well")
+    emit("all is well")
     return EXIT_OK
 
 
@@ -2199,8 +2211,9 @@ def build_parser():
     p.add_argument("--since", metavar="TIME", help="active since (UTC, 2026-11-30 or "
                    "2026-11-30T08:00:00Z)")
     p.add_argument("--until", metavar="TIME", help="active until (UTC)")
-    p.add_argument("--limit", type=positive_int, default=50, help="at most this many (50)")
-    p.add_argument("--offset", type=positive_int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--limit", type=bounded_int(1, 1000), default=50,
+                   help="at most this many, 1 to 1000 (50)")
+    p.add_argument("--offset", type=bounded_int(0, 10 ** 9), default=0, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="the service's answer as JSON")
 
     p = sub.add_parser("events", help="one job's events, in order",
@@ -2221,15 +2234,18 @@ def build_parser():
     return parser
 
 
-def positive_int(text):
+def bounded_int(low, high):
     import argparse
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a whole number: %r" % text)
-    if value < 0 or value > 100000:
-        raise argparse.ArgumentTypeError("out of range: %r" % text)
-    return value
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("not a whole number: %r" % text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError("%d is not between %d and %d" % (value, low, high))
+        return value
+    return parse
 
 
 def split_argv(argv):
@@ -2285,10 +2301,14 @@ def main(argv=None):
         settings = Settings(console, no_db=args.no_db)
         handler = globals()["cmd_" + args.command]
         if args.command in ("run", "flush"):
-            return handler(args, settings, console)
+            code = handler(args, settings, console)
+            sys.stdout.flush()
+            return code
         wait = background_flush(settings, console)
         try:
-            return handler(args, settings, console)
+            code = handler(args, settings, console)
+            sys.stdout.flush()  # here, where a reader that left is handled below
+            return code
         finally:
             wait()
     except Failure as e:

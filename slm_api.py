@@ -1405,6 +1405,9 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     """wsgiref's server with a thread per connection."""
 
     daemon_threads = True      # idle keep-alive connections must not block exit
+    # socketserver's default backlog of 5 resets connections when a whole
+    # array's tasks end at once
+    request_queue_size = 1024
     allow_reuse_address = True
 
     def __init__(self, address, handler):

@@ -4,12 +4,9 @@ Each test runs the real slm.py in a subprocess against a local HTTP sink (the
 stand-in for the service) and a test child (tests/helpers/child.py) that
 reports the signals it gets on stdout, so every step is awaited, not slept.
 """
-import json
 import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 
 import pytest

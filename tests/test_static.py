@@ -56,3 +56,12 @@ def test_every_supported_python_is_tested():
     if missing and not required("PYTHONS"):
         pytest.skip("interpreters not found here: %s (pyenv install them)" % " ".join(missing))
     assert missing == []
+
+
+def test_pyflakes_clean():
+    files = [os.path.join(ROOT, "slm.py"), os.path.join(ROOT, "slm_api.py")] + sorted(
+        os.path.join(ROOT, "tests", n) for n in os.listdir(os.path.join(ROOT, "tests"))
+        if n.endswith(".py"))
+    r = subprocess.run([sys.executable, "-m", "pyflakes"] + files, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT)
+    assert r.returncode == 0, r.stdout.decode()

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import HELPERS, MAIN_PYTHON, SLM, run_slm
+from conftest import HELPERS, MAIN_PYTHON, run_slm
 
 FAKE = os.path.join(HELPERS, "sbatch")
 
