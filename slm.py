@@ -72,6 +72,9 @@ EXIT_NOT_FOUND = 127
 
 DEFAULT_TIMEOUT = 2.0
 DEFAULT_SPOOL_DIR = "~/.slm/spool"
+DEFAULT_TAIL_LINES = 20    # lines of the job's output in a final notice
+TAIL_READ_BYTES = 65536    # never read more than this from the end of an output file
+TAIL_MAX_CHARS = 3000      # an event field stays well under the service's 4 KiB
 
 # A SIGTERM this close to the job's end time is Slurm enforcing the time limit
 # (it checks periodically, so the signal comes late rather than early).
@@ -221,19 +224,19 @@ def check_http_url(url):
     return None
 
 
-def env_float(name, default, console=None):
-    raw = os.environ.get(name, "").strip()
+def env_float(name, default, console=None, allow_zero=False, environ=None):
+    raw = (os.environ if environ is None else environ).get(name, "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
-        if value > 0 and value < 1e6:
+        if (value > 0 or (allow_zero and value == 0)) and value < 1e6:
             return value
     except ValueError:
         pass
     if console:
-        console.say_once(name, "ignoring %s=%r: not a positive number of seconds; using %g"
-                         % (name, raw, default))
+        console.say_once(name, "ignoring %s=%r: not a %s number; using %g"
+                         % (name, raw, "non-negative" if allow_zero else "positive", default))
     return default
 
 
@@ -352,7 +355,50 @@ class Settings(object):
         self.webhooks = [u.strip() for u in env.get("SLM_WEBHOOK", "").split(",") if u.strip()]
         self.spool_dir = os.path.expanduser(env.get("SLM_SPOOL_DIR", "").strip()
                                             or DEFAULT_SPOOL_DIR)
-        self.timeout = env_float("SLM_TIMEOUT", DEFAULT_TIMEOUT, console)
+        self.timeout = env_float("SLM_TIMEOUT", DEFAULT_TIMEOUT, console, environ=env)
+        self.webhook_format = env.get("SLM_WEBHOOK_FORMAT", "").strip().lower() or None
+        if self.webhook_format and self.webhook_format not in WEBHOOK_FORMATS:
+            console.say_once("format", "SLM_WEBHOOK_FORMAT must be one of %s; detecting the "
+                             "format from each URL instead" % ", ".join(WEBHOOK_FORMATS))
+            self.webhook_format = None
+        self.webhook_secret = env.get("SLM_WEBHOOK_SECRET", "").strip() or None
+        self.dashboard_url = env.get("SLM_DASHBOARD_URL", "").strip() or None
+        self.notify_on = parse_notify_on(env.get("SLM_NOTIFY_ON"), console)
+        self.array_notify = env.get("SLM_ARRAY_NOTIFY", "").strip().lower() or "failures"
+        if self.array_notify not in ARRAY_NOTIFY_CHOICES:
+            console.say_once("array-notify", "SLM_ARRAY_NOTIFY must be each, failures or "
+                             "summary; using failures")
+            self.array_notify = "failures"
+        self.tail_lines = int(env_float("SLM_TAIL_LINES", DEFAULT_TAIL_LINES, console,
+                                        allow_zero=True, environ=env))
+        via = env.get("SLM_WEBHOOK_VIA", "").strip().lower()
+        self.relay = via == "api" and bool(self.webhooks)
+        if via and via not in ("api", "direct"):
+            console.say_once("via", "SLM_WEBHOOK_VIA must be 'api' or 'direct'; sending directly")
+
+    def relaying(self):
+        """True when the service, not this host, sends our notifications."""
+        if not self.relay:
+            return False
+        if not self.api_url or self.no_db:
+            self.console.say_once("relay", "SLM_WEBHOOK_VIA=api needs the service "
+                                  "(SLM_API_URL, no --no-db): notifying directly")
+            return False
+        return True
+
+    def relay_field(self, event):
+        """What the service needs to notify for us (SLM_WEBHOOK_VIA=api)."""
+        to = []
+        for spec in self.webhooks:
+            fmt, url = webhook_format(spec, self.webhook_format)
+            entry = {"url": url, "format": fmt}
+            if self.webhook_secret:
+                entry["secret"] = self.webhook_secret
+            to.append(entry)
+        relay = {"to": to, "send": wants_notice(event, self.notify_on, self.array_notify)}
+        if self.dashboard_url:
+            relay["dashboard_url"] = self.dashboard_url
+        return relay
 
     def targets(self):
         """The configured targets; a malformed URL is reported and skipped."""
@@ -360,12 +406,15 @@ class Settings(object):
         if self.api_url and not self.no_db:
             # a malformed URL still journals the events: fixed later, a flush sends them
             found.append(ServiceTarget(self.api_url, self.api_token))
-        for url in self.webhooks:
-            problem = check_http_url(url)
+        if self.relaying():
+            return found
+        for spec in self.webhooks:
+            problem = check_http_url(webhook_format(spec)[1])
             if problem:
-                self.console.say_once("hook-" + url, "ignoring an SLM_WEBHOOK entry: %s" % problem)
+                self.console.say_once("hook-" + spec, "ignoring an SLM_WEBHOOK entry: %s"
+                                      % problem)
             else:
-                found.append(WebhookTarget(url))
+                found.append(WebhookTarget(spec, self))
         return found
 
     def target_for(self, kind, url):
@@ -378,7 +427,7 @@ class Settings(object):
             if self.no_db:
                 return None
             return ServiceTarget(self.api_url or url, self.api_token)
-        return WebhookTarget(url)
+        return WebhookTarget(url, self)
 
 
 # ---------------------------------------------------------------------------
@@ -610,16 +659,279 @@ class ServiceTarget(Target):
 
 
 class WebhookTarget(Target):
-    """A webhook receiving each event as JSON (chat formats come later)."""
+    """A webhook: each event as a notification in the format its URL calls for.
+
+    url is the SLM_WEBHOOK entry as written (a 'slack+' prefix included), so
+    that a spooled event is sent later the way it would have been now.
+    """
 
     kind = "hook"
 
+    def __init__(self, url, settings=None):
+        Target.__init__(self, url)
+        self.format, self.post_url = webhook_format(
+            url, settings.webhook_format if settings else None)
+        self.secret = settings.webhook_secret if settings else None
+        self.dashboard_url = settings.dashboard_url if settings else None
+
     def describe(self):
-        return "webhook %s" % redact_url(self.url)
+        return "webhook %s" % redact_url(self.post_url)
 
     def deliver(self, events, timeout):
         for event in events:
-            self.judge(http_request("POST", self.url, encode_json(event), timeout=timeout))
+            url, body = notification_request(self.format, self.post_url, event, self.secret,
+                                             self.dashboard_url)
+            result = http_request("POST", url, body, timeout=timeout)
+            self.judge(result)
+            judge_chat_answer(self.format, result)
+
+
+# ---------------------------------------------------------------------------
+# Notifications: a short message for a person, in each chat service's format
+# ---------------------------------------------------------------------------
+
+# What notifies by default (SLM_NOTIFY_ON): not SUBMITTED, SIGNALED, TERMINATING.
+NOTIFY_DEFAULT = ("SUBMIT_FAILED", "RUNNING", "PAUSED", "RESUMED", "COMPLETED", "FAILED",
+                  "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "LOST")
+ARRAY_NOTIFY_CHOICES = ("each", "failures", "summary")
+WEBHOOK_FORMATS = ("json", "slack", "discord", "teams", "feishu", "dingtalk", "wecom", "ntfy")
+# host (or its parent domain) -> format; anything else gets the event as JSON
+WEBHOOK_HOSTS = (
+    ("hooks.slack.com", "slack"), ("discord.com", "discord"), ("discordapp.com", "discord"),
+    ("webhook.office.com", "teams"), ("logic.azure.com", "teams"),
+    ("api.powerplatform.com", "teams"), ("open.feishu.cn", "feishu"),
+    ("open.larksuite.com", "feishu"), ("oapi.dingtalk.com", "dingtalk"),
+    ("qyapi.weixin.qq.com", "wecom"), ("ntfy.sh", "ntfy"),
+)
+# The services' documented message limits, with room for the envelope.
+FORMAT_LIMITS = {"slack": 3900, "discord": 2000, "teams": 20000, "feishu": 18000,
+                 "dingtalk": 18000, "wecom": 2000, "ntfy": 3900}
+# Chat APIs that answer 200 with an error code inside; these codes mean "slow down".
+RATE_LIMIT_CODES = frozenset((130101, 45009, 9499, 11232, 11233))
+SEVERE = frozenset(("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "LOST", "SUBMIT_FAILED"))
+
+
+def webhook_format(spec, default=None):
+    """(format, url) of an SLM_WEBHOOK entry: 'slack+https://…' or a known host."""
+    head, sep, rest = spec.partition("+")
+    if sep and head.lower() in WEBHOOK_FORMATS and "://" in rest:
+        return head.lower(), rest
+    if default:
+        return default, spec
+    from urllib.parse import urlsplit
+    try:
+        host = (urlsplit(spec).hostname or "").lower()
+    except ValueError:
+        return "json", spec
+    for known, fmt in WEBHOOK_HOSTS:
+        if host == known or host.endswith("." + known):
+            return fmt, spec
+    return "json", spec
+
+
+def truncate_text(text, limit, unit="chars"):
+    """text cut to limit characters (or UTF-8 bytes), with a visible marker."""
+    marker = "\n…[truncated]"
+    size = len(text.encode("utf-8")) if unit == "bytes" else len(text)
+    if size <= limit:
+        return text
+    keep = limit - (len(marker.encode("utf-8")) if unit == "bytes" else len(marker))
+    if unit == "bytes":
+        cut = text.encode("utf-8")[:max(0, keep)].decode("utf-8", "ignore")
+    else:
+        cut = text[:max(0, keep)]
+    return cut + marker
+
+
+def notice_parts(event, dashboard_url=None):
+    """(title, detail lines, output tail or None, link or None) for a person."""
+    status = event.get("status", "?")
+    title = "%s: job %s" % (status, event.get("job_id", "?"))
+    if event.get("job_name"):
+        title += " (%s)" % event["job_name"]
+    lines = []
+    who = event.get("user") or "?"
+    where = event.get("cluster") or event.get("host")
+    lines.append("%s@%s" % (who, where) if where else who)
+    place = []
+    if event.get("partition"):
+        place.append("partition %s" % event["partition"])
+    if event.get("nodelist"):
+        place.append("nodes %s" % event["nodelist"])
+    if place:
+        lines.append(", ".join(place))
+    if event.get("elapsed") is not None:
+        lines.append("ran %s" % duration_text(event["elapsed"]))
+    if event.get("signal") and status in FINAL_STATUSES:
+        lines.append("killed by %s" % event["signal"])
+    elif event.get("exit_code") is not None and status in FINAL_STATUSES:
+        lines.append("exit code %s" % event["exit_code"])
+    if event.get("reason"):
+        lines.append("reason: %s" % event["reason"])
+    if event.get("message"):
+        lines.append(str(event["message"]))
+    if event.get("cpu_time") is not None:
+        usage = "CPU %s" % duration_text(event["cpu_time"])
+        if event.get("cpu_efficiency") is not None:
+            usage += " (%s%% of %s CPUs)" % (event["cpu_efficiency"], event.get("cpus", "?"))
+        if event.get("max_rss_mb") is not None:
+            usage += ", max RSS %s MB" % event["max_rss_mb"]
+        lines.append(usage)
+    if event.get("tasks"):   # an array roll-up from the service
+        lines.append(", ".join("%s %s" % (n, s) for s, n in sorted(event["tasks"].items())))
+    if event.get("failed_tasks"):
+        lines.append("failed tasks: %s" % ",".join(str(t) for t in event["failed_tasks"]))
+    link = None
+    if dashboard_url:
+        from urllib.parse import quote
+        link = "%s/jobs/%s" % (dashboard_url.rstrip("/"), quote(str(event.get("job_id", ""))))
+    return title, lines, event.get("output_tail") or None, link
+
+
+def plain_notice(event, dashboard_url, limit, unit="chars", fence=None):
+    title, lines, tail, link = notice_parts(event, dashboard_url)
+    head = "\n".join([title] + lines + ([link] if link else []))
+    if not tail:
+        return truncate_text(head, limit, unit)
+    size = len(head.encode("utf-8")) if unit == "bytes" else len(head)
+    room = limit - size - 40
+    if room < 100:
+        return truncate_text(head, limit, unit)
+    # the end of the output matters most: cut from its start
+    tail_text = tail if len(tail) <= room else "…" + tail[-(room // (4 if unit == "bytes" else 1)):]
+    if fence:
+        tail_text = "%s\n%s\n%s" % (fence, tail_text.replace(fence, "'''"), fence)
+    return truncate_text("%s\nlast lines of output:\n%s" % (head, tail_text), limit, unit)
+
+
+def notification_request(fmt, url, event, secret=None, dashboard_url=None, now=None):
+    """(url, body bytes) of the POST that notifies url in format fmt."""
+    now = time.time() if now is None else now
+    limit = FORMAT_LIMITS.get(fmt)
+    if fmt == "json":
+        return url, encode_json(event)
+    if fmt == "slack":
+        return url, encode_json({"text": plain_notice(event, dashboard_url, limit, fence="```")})
+    if fmt == "discord":
+        return url, encode_json({"content": plain_notice(event, dashboard_url, limit,
+                                                         fence="```"),
+                                 "username": "SLM", "allowed_mentions": {"parse": []}})
+    if fmt == "teams":
+        title, lines, tail, link = notice_parts(event, dashboard_url)
+        body = [{"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium",
+                 "wrap": True},
+                {"type": "TextBlock", "text": truncate_text("\n\n".join(lines), 4000),
+                 "wrap": True}]
+        if tail:
+            body.append({"type": "TextBlock", "text": truncate_text(tail[-limit // 2:], 8000),
+                         "fontType": "Monospace", "wrap": True})
+        card = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard", "version": "1.4", "body": body}
+        if link:
+            card["actions"] = [{"type": "Action.OpenUrl", "title": "Open", "url": link}]
+        return url, encode_json({"type": "message", "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive", "content": card}]})
+    if fmt == "feishu":
+        payload = {"msg_type": "text", "content": {
+            "text": plain_notice(event, dashboard_url, limit, unit="bytes")}}
+        if secret:
+            timestamp = str(int(now))
+            payload["timestamp"], payload["sign"] = timestamp, feishu_sign(secret, timestamp)
+        return url, encode_json(payload)
+    if fmt == "dingtalk":
+        if secret:
+            from urllib.parse import quote_plus
+            timestamp = str(int(now * 1000))
+            url += "%stimestamp=%s&sign=%s" % ("&" if "?" in url else "?", timestamp,
+                                               quote_plus(dingtalk_sign(secret, timestamp)))
+        return url, encode_json({"msgtype": "text", "text": {
+            "content": plain_notice(event, dashboard_url, limit, unit="bytes")}})
+    if fmt == "wecom":
+        return url, encode_json({"msgtype": "text", "text": {
+            "content": plain_notice(event, dashboard_url, limit, unit="bytes")}})
+    if fmt == "ntfy":
+        # JSON publishing (POST to the server's root) keeps unicode titles out of headers
+        from urllib.parse import urlsplit, urlunsplit
+        parts = urlsplit(url)
+        prefix, _, topic = parts.path.rstrip("/").rpartition("/")
+        title, _, _, link = notice_parts(event, dashboard_url)
+        status = event.get("status")
+        message = plain_notice(event, None, limit, unit="bytes").split("\n", 1)
+        payload = {"topic": topic, "title": title,
+                   "message": message[1] if len(message) > 1 else title,
+                   "priority": 4 if status in SEVERE else 2 if status in (
+                       "RUNNING", "PAUSED", "RESUMED", "SUBMITTED") else 3,
+                   "tags": ["slm", (status or "event").lower()]}
+        if link:
+            payload["click"] = link
+        return urlunsplit((parts.scheme, parts.netloc, prefix + "/", "", "")), \
+            encode_json(payload)
+    raise ValueError("unknown webhook format: %s" % fmt)
+
+
+def feishu_sign(secret, timestamp):
+    """Feishu/Lark custom bot: HMAC-SHA256 keyed by "timestamp\\nsecret" of b"", base64."""
+    import base64
+    import hmac
+    key = ("%s\n%s" % (timestamp, secret)).encode("utf-8")
+    return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode("ascii")
+
+
+def dingtalk_sign(secret, timestamp_ms):
+    """DingTalk robot: HMAC-SHA256 keyed by secret of "timestamp\\nsecret", base64."""
+    import base64
+    import hmac
+    message = ("%s\n%s" % (timestamp_ms, secret)).encode("utf-8")
+    return base64.b64encode(hmac.new(secret.encode("utf-8"), message,
+                                     hashlib.sha256).digest()).decode("ascii")
+
+
+def judge_chat_answer(fmt, result):
+    """Chat APIs that say 200 but mean no: raise like Target.judge would."""
+    if fmt not in ("feishu", "dingtalk", "wecom"):
+        return
+    data = result.json()
+    if not isinstance(data, dict):
+        return
+    code = data.get("errcode", data.get("code", data.get("StatusCode", 0)))
+    if code in (0, None):
+        return
+    message = data.get("errmsg") or data.get("msg") or data.get("StatusMessage") or ""
+    raise DeliveryError("%s answered error %s %s" % (fmt, code, str(message)[:200]),
+                        permanent=code not in RATE_LIMIT_CODES)
+
+
+def wants_notice(event, notify_on, array_notify):
+    """Whether a webhook hears of this event (the service always gets it)."""
+    status = event.get("status")
+    if status not in notify_on:
+        return False
+    if event.get("array_task_id") is not None and event.get("status") != "SUBMITTED":
+        # one array task among many: the service sends the roll-up
+        if array_notify == "summary":
+            return False
+        if array_notify == "failures":
+            return status in FINAL_STATUSES and status != "COMPLETED"
+    return True
+
+
+def parse_notify_on(text, console=None):
+    """SLM_NOTIFY_ON: 'all', 'final', or a comma list of statuses."""
+    text = (text or "").strip()
+    if not text:
+        return frozenset(NOTIFY_DEFAULT)
+    if text.lower() == "all":
+        return frozenset(STATUSES)
+    if text.lower() == "final":
+        return FINAL_STATUSES | frozenset(("LOST",))
+    chosen = set()
+    for word in text.replace(" ", ",").split(","):
+        word = word.strip().upper()
+        if word in STATUSES:
+            chosen.add(word)
+        elif word and console is not None:
+            console.say_once("notify-" + word, "SLM_NOTIFY_ON: unknown status %r ignored" % word)
+    return frozenset(chosen)
 
 
 # ---------------------------------------------------------------------------
@@ -931,18 +1243,26 @@ class Courier(object):
             self.console.say(describe_event(event))
             return
         self._posted.append(event["event_id"])
+        settings = self.settings
         for worker in self._workers:
+            payload = event
+            if worker.target.kind == WebhookTarget.kind:
+                if not wants_notice(event, settings.notify_on, settings.array_notify):
+                    continue
+            elif settings.relaying():
+                # the service notifies for us (compute nodes without internet)
+                payload = dict(event, relay=settings.relay_field(event))
             entry = None
             if self._spool_ok:
                 try:
-                    entry = self.spool.add(event, worker.target)
+                    entry = self.spool.add(payload, worker.target)
                 except OSError as e:
                     self._spool_ok = False
                     self.console.say("cannot write the spool %s (%s): events are sent "
                                      "without a journal and lost if delivery fails"
                                      % (self.spool.root, e.strerror or e))
             if entry is None:
-                entry = SpoolEntry(None, None, worker.target.kind, worker.target.url, event)
+                entry = SpoolEntry(None, None, worker.target.kind, worker.target.url, payload)
             worker.queue(entry)
 
     def lost_in_memory(self, count):
@@ -1444,9 +1764,81 @@ class Wrapper(object):
             status = "COMPLETED"
         else:
             status = "FAILED"
+        fields.update(resource_summary(elapsed))
+        if status != "COMPLETED" and self.settings.tail_lines > 0:
+            tail = output_tail(self.settings.tail_lines)
+            if tail:
+                fields["output_tail"] = tail
         self.courier.post(self.events.make(status, elapsed=elapsed, **fields))
         self.courier.finish(self.settings.timeout)
         return exit_code
+
+
+def resource_summary(elapsed):
+    """CPU time, efficiency and peak memory of the child tree (reaped children)."""
+    try:
+        import resource
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    except (ImportError, OSError):
+        return {}
+    cpu = usage.ru_utime + usage.ru_stime
+    summary = {"cpu_time": round(cpu, 2),
+               # kilobytes on Linux; the largest single process, not the sum
+               "max_rss_mb": round(usage.ru_maxrss / 1024.0, 1)}
+    cpus = allocated_cpus()
+    if cpus:
+        summary["cpus"] = cpus
+        if elapsed > 0:
+            summary["cpu_efficiency"] = round(100.0 * cpu / (elapsed * cpus), 1)
+    return summary
+
+
+def allocated_cpus():
+    for var in ("SLURM_CPUS_ON_NODE", "SLURM_JOB_CPUS_PER_NODE"):
+        raw = os.environ.get(var, "").split("(")[0].split(",")[0]
+        if raw.isdigit() and int(raw) > 0:
+            return int(raw)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count()
+
+
+def output_tail(lines):
+    """The last lines of the files our stdout and stderr point to (Slurm's -o/-e).
+
+    Only regular files: a terminal or a pipe cannot be read back.  A bounded
+    read from the end, decoded leniently, with a marker when cut.
+    """
+    import stat
+    seen = set()
+    parts = []
+    for fd, label in ((1, "stdout"), (2, "stderr")):
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with open("/proc/self/fd/%d" % fd, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                start = max(0, size - TAIL_READ_BYTES)
+                f.seek(start)
+                data = f.read(TAIL_READ_BYTES)
+        except OSError:
+            continue
+        text = data.decode("utf-8", "replace").replace("\r\n", "\n")
+        kept = text.rstrip("\n").split("\n")
+        cut = start > 0 or len(kept) > lines
+        kept = [clean_text(line)[:500] for line in kept[-lines:]]
+        if not any(kept):
+            continue
+        body = "\n".join(kept)
+        if len(body) > TAIL_MAX_CHARS:
+            body, cut = body[-TAIL_MAX_CHARS:], True
+        parts.append((label, ("[…]\n" if cut else "") + body))
+    if len(parts) == 2:
+        return "\n".join("--- %s ---\n%s" % part for part in parts)[-TAIL_MAX_CHARS:]
+    return parts[0][1] if parts else None
 
 
 def slurm_end_time(job_id, timeout):
@@ -2010,9 +2402,10 @@ def check_webhooks(check, settings, console, send_test):
     if not settings.webhooks:
         check.info("webhook", "SLM_WEBHOOK is not set: no notifications")
         return
-    for url in settings.webhooks:
+    for spec in settings.webhooks:
+        fmt, url = webhook_format(spec, settings.webhook_format)
         problem = check_http_url(url)
-        shown = redact_url(url)
+        shown = "%s (%s)" % (redact_url(url), fmt)
         if problem:
             check.bad("webhook", "%s: %s" % (shown, problem),
                       "SLM_WEBHOOK holds URLs separated by commas")
@@ -2023,7 +2416,7 @@ def check_webhooks(check, settings, console, send_test):
         event = EventFactory(JobInfo(["slm", "doctor"], name="slm-doctor-test")).make(
             "COMPLETED", exit_code=0, message="a test notification from 'slm doctor'")
         try:
-            WebhookTarget(url).deliver([event], settings.timeout)
+            WebhookTarget(spec, settings).deliver([event], settings.timeout)
             check.ok("webhook", "%s accepted a test notification" % shown)
         except DeliveryError as e:
             check.bad("webhook", "%s did not accept a test notification: %s" % (shown, e.reason))
