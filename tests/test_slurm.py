@@ -183,7 +183,11 @@ def test_nonzero_exit(submit):
     s = submit("nonzero", "#!/bin/sh\necho failing\nexit 3\n")
     s.wait("FAILED")
     assert s.statuses() == ["SUBMITTED", "RUNNING", "FAILED"]
-    assert s.events("FAILED")[0]["exit_code"] == 3
+    failed = s.events("FAILED")[0]
+    assert failed["exit_code"] == 3
+    # the last lines of the job's -o file, read back by slm for the notice
+    assert failed["output_tail"].endswith("failing")
+    assert failed["max_rss_mb"] > 0 and failed["cpus"] >= 1
 
 
 def test_suspend_resume_then_cancel(submit, cluster):
