@@ -116,11 +116,12 @@ class Unreachable(Failure):
 class DeliveryError(Exception):
     """A target did not acknowledge.  permanent: retrying cannot help."""
 
-    def __init__(self, reason, permanent=False, status=None):
+    def __init__(self, reason, permanent=False, status=None, retry_after=None):
         Exception.__init__(self, reason)
         self.reason = reason
         self.permanent = permanent
         self.status = status
+        self.retry_after = retry_after   # seconds the target asked us to wait
 
 
 # ---------------------------------------------------------------------------
@@ -526,9 +527,24 @@ class EventFactory(object):
 
 
 class HttpResult(object):
-    def __init__(self, status, body):
+    def __init__(self, status, body, headers=None):
         self.status = status
         self.body = body
+        self.headers = headers or {}
+
+    def retry_after(self):
+        """Seconds the server asked us to wait (Retry-After), or None."""
+        raw = str(self.headers.get("Retry-After") or self.headers.get("retry-after") or "")
+        if raw.strip().isdigit():
+            return float(raw.strip())
+        if raw:
+            import email.utils
+            try:
+                when = email.utils.parsedate_to_datetime(raw)
+                return max(0.0, when.timestamp() - time.time())
+            except (TypeError, ValueError, IndexError, OverflowError):
+                return None
+        return None
 
     def json(self):
         try:
@@ -585,13 +601,13 @@ def http_request(method, url, body=None, token=None, timeout=DEFAULT_TIMEOUT,
         request.add_header("Authorization", "Bearer %s" % token)
     try:
         with opener.open(request, timeout=timeout) as response:
-            return HttpResult(response.status, response.read())
+            return HttpResult(response.status, response.read(), dict(response.headers))
     except urllib.error.HTTPError as e:
         try:
             data = e.read()
         except Exception:
             data = b""
-        return HttpResult(e.code, data)
+        return HttpResult(e.code, data, dict(e.headers or {}))
     except (urllib.error.URLError, OSError, ValueError) as e:
         raise DeliveryError(_network_reason(e))
     except Exception as e:  # http.client.HTTPException and kin: a broken peer
@@ -630,7 +646,8 @@ class Target(object):
             return
         # the request itself is wrong: sending it again cannot succeed
         permanent = result.status in (400, 405, 413, 414, 415, 422)
-        raise DeliveryError(result.error_text(), permanent=permanent, status=result.status)
+        raise DeliveryError(result.error_text(), permanent=permanent, status=result.status,
+                            retry_after=result.retry_after())
 
 
 class ServiceTarget(Target):

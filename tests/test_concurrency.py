@@ -137,11 +137,7 @@ def verify(port, jobs, events):
     assert stored == len(events)
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
-def database(request, tmp_path):
-    if request.param == "sqlite":
-        yield str(tmp_path / "load.db"), None
-        return
+def mariadb_database():
     admin = mariadb_admin()
     name = "slm_test_%s" % uuid.uuid4().hex[:12]
     with admin.cursor() as cur:
@@ -156,6 +152,21 @@ def database(request, tmp_path):
         admin.close()
 
 
+@pytest.fixture(params=["sqlite", "mariadb"])
+def database(request, tmp_path):
+    if request.param == "sqlite":
+        yield str(tmp_path / "load.db"), None
+    else:
+        for found in mariadb_database():
+            yield found
+
+
+@pytest.fixture
+def mariadb():
+    for found in mariadb_database():
+        yield found
+
+
 def test_32_clients_200_jobs_every_event_once(database, tmp_path):
     db, _ = database
     server = Server(db, tmp_path)
@@ -168,11 +179,8 @@ def test_32_clients_200_jobs_every_event_once(database, tmp_path):
         server.stop()
 
 
-def test_database_connections_killed_mid_stream_lose_nothing(database, tmp_path):
-    db, mariadb = database
-    if mariadb is None:
-        pytest.skip("connection kills are a MariaDB scenario")
-    admin, name = mariadb
+def test_database_connections_killed_mid_stream_lose_nothing(mariadb, tmp_path):
+    db, (admin, name) = mariadb
     server = Server(db, tmp_path)
     stop = threading.Event()
     kills = []

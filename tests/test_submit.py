@@ -27,6 +27,12 @@ def fake(env, sink, tmp_path):
     return state
 
 
+def diagnostics(result):
+    """stderr without the warning every checkout under /tmp gets (slm.py not shared)."""
+    return "".join(line for line in result.stderr.decode().splitlines(True)
+                   if "node-local directory" not in line)
+
+
 def recorded(state, job_id):
     with open(os.path.join(str(state), "job-%d.json" % job_id)) as f:
         return json.load(f)
@@ -105,7 +111,7 @@ def test_submit_parsable_output_passes_through(env, sink, fake, tmp_path):
     script = write(tmp_path / "job.sh", "#!/bin/sh\ntrue\n")
     r = run_slm(MAIN_PYTHON, ["-q", "submit", "--parsable", str(script)], env)
     assert r.stdout == b"1000\n"
-    assert r.stderr == b""
+    assert diagnostics(r) == ""
 
 
 def test_no_monitor_submits_untouched(env, sink, fake, tmp_path):
@@ -126,7 +132,7 @@ def test_sbatch_failure_is_reported_and_its_code_passed_on(env, sink, fake, tmp_
     env["FAKE_SBATCH_FAIL"] = "invalid partition specified: nope"
     r = run_slm(MAIN_PYTHON, ["submit", "-p", "nope", str(script)], env)
     assert r.returncode == 1
-    assert r.stderr.decode().startswith("sbatch: error: invalid partition")
+    assert diagnostics(r).startswith("sbatch: error: invalid partition")
     assert [e["status"] for e in sink.events] == ["SUBMIT_FAILED"]
     assert sink.events[0]["exit_code"] == 1
     assert "invalid partition" in sink.events[0]["message"]
@@ -138,7 +144,7 @@ def test_missing_sbatch_is_127_and_reported(env, sink, tmp_path):
     script = write(tmp_path / "job.sh", "#!/bin/sh\ntrue\n")
     r = run_slm(MAIN_PYTHON, ["submit", str(script)], env)
     assert r.returncode == 127
-    assert r.stderr.decode().startswith("slm: cannot run")
+    assert diagnostics(r).startswith("slm: cannot run")
     assert [e["status"] for e in sink.events] == ["SUBMIT_FAILED"]
 
 
@@ -160,7 +166,7 @@ def test_script_from_stdin(env, sink, fake, tmp_path):
 def test_missing_script_is_sbatchs_error(env, sink, fake, tmp_path):
     r = run_slm(MAIN_PYTHON, ["submit", str(tmp_path / "nope.sh")], env)
     assert r.returncode == 1
-    assert r.stderr.startswith(b"sbatch: error: Unable to open file")
+    assert diagnostics(r).startswith("sbatch: error: Unable to open file")
     assert [e["status"] for e in sink.events] == ["SUBMIT_FAILED"]
 
 

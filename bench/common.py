@@ -1,0 +1,259 @@
+"""Shared helpers for the SLM benchmarks (stdlib only; imported by bench/*.py).
+
+Every script prints the machine and interpreter, absolute medians and ratios
+against a baseline measured in the same run.  Servers, temp dirs and MariaDB
+databases are cleaned up in `finally` blocks and by an atexit hook.
+"""
+
+import atexit
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+SLM = os.path.join(REPO, "slm.py")
+SLM_API = os.path.join(REPO, "slm_api.py")
+VENV_PY = os.path.join(REPO, ".venv", "bin", "python")
+# a real interpreter path, never a pyenv shim (a shim costs ~90 ms per start)
+PY = os.environ.get("BENCH_PYTHON") or os.path.realpath(VENV_PY if os.path.exists(VENV_PY)
+                                                        else sys.executable)
+MYSQL_HOST = os.environ.get("BENCH_MYSQL_HOST", "127.0.0.1")
+MYSQL_PORT = int(os.environ.get("BENCH_MYSQL_PORT", "3306"))
+MYSQL_USER = os.environ.get("BENCH_MYSQL_USER", "root")
+MYSQL_PASSWORD = os.environ.get("BENCH_MYSQL_PASSWORD", "")
+
+# the service needs the venv (bottle, pymysql): run it through the venv's python
+SERVICE_PY = VENV_PY if os.path.exists(VENV_PY) else sys.executable
+
+QUICK = "--quick" in sys.argv[1:]
+
+_cleanups = []
+
+
+def on_exit(fn):
+    _cleanups.append(fn)
+    return fn
+
+
+@atexit.register
+def _run_cleanups():
+    while _cleanups:
+        fn = _cleanups.pop()
+        try:
+            fn()
+        except Exception as e:  # keep cleaning
+            print("bench: cleanup failed: %s" % e, file=sys.stderr)
+
+
+def _sigterm(signum, frame):
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _sigterm)
+
+
+def tempdir(prefix):
+    path = tempfile.mkdtemp(prefix="slm-bench-%s-" % prefix)
+    on_exit(lambda: shutil.rmtree(path, ignore_errors=True))
+    return path
+
+
+# ---------------------------------------------------------------------------
+# reporting
+
+def machine():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return "nproc=%d, CPU: %s, kernel %s %s" % (os.cpu_count() or 0, model, platform.system(),
+                                                platform.release())
+
+
+def interpreter(path=PY):
+    out = subprocess.run([path, "-c", "import sys; print(sys.version.split()[0])"],
+                         stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
+    return "%s (Python %s)" % (path, out)
+
+
+def header(title):
+    print("=" * 78)
+    print(title)
+    print("machine:     %s" % machine())
+    print("interpreter: %s" % interpreter())
+    print("mode:        %s" % ("--quick" if QUICK else "full"))
+    print("date:        %s" % time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    print("-" * 78)
+    sys.stdout.flush()
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    if not n:
+        return float("nan")
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2.0
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = min(len(xs) - 1, max(0, int(round(p / 100.0 * len(xs) + 0.5)) - 1))
+    return xs[k]
+
+
+def verdict(ok):
+    return "PASS" if ok else "MISS"
+
+
+RESULTS = []
+
+
+def result(name, value, target=None, ok=None):
+    """One row of the summary table that run.sh collects (lines starting 'RESULT|')."""
+    RESULTS.append((name, value, target, ok))
+    line = "RESULT|%s|%s|%s|%s" % (name, value, target or "", "" if ok is None else verdict(ok))
+    print(line)
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------------
+# events
+
+def event(job_id, status, seq=1, when=None, **extra):
+    if when is None:
+        when = time.time()
+    ev = {"schema": "slm.event/1", "event_id": "%032x" % random.getrandbits(128),
+          "job_id": job_id, "status": status, "seq": seq,
+          "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when))
+          + ".%03dZ" % int((when % 1) * 1000)}
+    ev.update(extra)
+    return ev
+
+
+# ---------------------------------------------------------------------------
+# the service
+
+class Service(object):
+    """A real `slm_api.py --port 0` in a subprocess, killed on stop()."""
+
+    def __init__(self, db, workdir):
+        self.db = db
+        self.log = open(os.path.join(workdir, "slm-api-%d.log" % random.getrandbits(24)), "w+")
+        self.proc = subprocess.Popen([SERVICE_PY, SLM_API, "--host", "127.0.0.1", "--port", "0",
+                                      "--db", db], stderr=subprocess.PIPE, stdout=self.log,
+                                     cwd=workdir, universal_newlines=True)
+        on_exit(self.stop)
+        line = self.proc.stderr.readline()
+        if "serving on http://" not in line:
+            self.stop()
+            raise RuntimeError("slm_api.py did not start: %r" % line)
+        self.url = line.split("serving on ", 1)[1].split()[0]
+        self.host, port = self.url[len("http://"):].rsplit(":", 1)
+        self.port = int(port)
+        # keep draining stderr so the service never blocks on a full pipe
+        import threading
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        try:
+            for line in self.proc.stderr:
+                self.log.write(line)
+        except Exception:
+            pass
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# ---------------------------------------------------------------------------
+# MariaDB
+
+def mysql_connect(database=None, **kw):
+    import pymysql
+    return pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER,
+                           password=MYSQL_PASSWORD, database=database, charset="utf8mb4", **kw)
+
+
+def mysql_available():
+    try:
+        __import__("pymysql")
+        mysql_connect().close()
+        return True
+    except Exception as e:
+        print("MariaDB not available (%s): skipping the MySQL backend" % e)
+        return False
+
+
+def mysql_temp_db():
+    """CREATE DATABASE slm_bench_<random>; dropped at exit.  Returns (name, url)."""
+    name = "slm_bench_%08x" % random.getrandbits(32)
+    conn = mysql_connect()
+    try:
+        conn.cursor().execute("CREATE DATABASE `%s` CHARACTER SET utf8mb4" % name)
+    finally:
+        conn.close()
+
+    def drop():
+        c = mysql_connect()
+        try:
+            c.cursor().execute("DROP DATABASE IF EXISTS `%s`" % name)
+        finally:
+            c.close()
+    on_exit(drop)
+    url = "mysql://%s:%s@%s:%d/%s" % (MYSQL_USER, MYSQL_PASSWORD, MYSQL_HOST, MYSQL_PORT, name)
+    return name, url
+
+
+def count_rows(db, table):
+    if db.startswith("mysql://"):
+        conn = mysql_connect(db.rsplit("/", 1)[1])
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT COUNT(*) FROM `%s`" % table)
+            return cur.fetchone()[0]
+        finally:
+            conn.close()
+    import sqlite3
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM %s" % table).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def post_json(conn, path, body):
+    data = json.dumps(body).encode()
+    conn.request("POST", path, data, {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    payload = resp.read()
+    return resp.status, payload
