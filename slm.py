@@ -241,6 +241,12 @@ def env_float(name, default, console=None, allow_zero=False, environ=None):
     return default
 
 
+def exit_budget(timeout):
+    """How long the last delivery attempt may take, so that slm's exit as a
+    whole (interpreter shutdown included) stays within SLM_TIMEOUT."""
+    return max(0.05, timeout - min(0.1, timeout * 0.1))
+
+
 def user_name():
     for var in ("SLURM_JOB_USER", "USER", "LOGNAME"):
         if os.environ.get(var):
@@ -579,9 +585,20 @@ def http_request(method, url, body=None, token=None, timeout=DEFAULT_TIMEOUT,
                  use_proxy=True, content_type="application/json"):
     """Send one request; return HttpResult for any HTTP answer (2xx to 5xx).
 
+    Plain http:// without a proxy (the SLM service on the cluster's network)
+    goes over a bare socket: urllib costs ~25 ms to import, paid by every
+    job at its end.  Everything else (https, proxies) goes through urllib.
     Network failures raise DeliveryError.  Redirects are not followed: a
     POST that silently became a GET would look delivered and be lost.
     """
+    if not use_proxy and url.startswith("http://"):
+        headers = [("Content-Type", content_type)] if body is not None else []
+        if token:
+            headers.append(("Authorization", "Bearer %s" % token))
+        try:
+            return _plain_http(method, url, body, headers, timeout)
+        except (OSError, ValueError) as e:
+            raise DeliveryError(_network_reason(e))
     import urllib.error
     import urllib.request
 
@@ -612,6 +629,82 @@ def http_request(method, url, body=None, token=None, timeout=DEFAULT_TIMEOUT,
         raise DeliveryError(_network_reason(e))
     except Exception as e:  # http.client.HTTPException and kin: a broken peer
         raise DeliveryError("bad answer (%s)" % e.__class__.__name__)
+
+
+def _plain_http(method, url, body, headers, timeout):
+    """One HTTP/1.1 request on a fresh connection, read until the answer is complete."""
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or 80
+    if not host:
+        raise ValueError("URL has no host")
+    target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    netloc = parts.netloc.rpartition("@")[2]
+    deadline = time.time() + timeout
+    lines = ["%s %s HTTP/1.1" % (method, target), "Host: %s" % netloc,
+             "User-Agent: slm/%s" % __version__, "Accept: application/json",
+             "Connection: close", "Content-Length: %d" % len(body or b"")]
+    lines += ["%s: %s" % pair for pair in headers]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(request)
+        data = b""
+        while True:
+            answer = _parse_http_answer(data)
+            if answer is not None:
+                return answer
+            left = deadline - time.time()
+            if left <= 0:
+                raise socket.timeout("timed out")
+            sock.settimeout(left)
+            chunk = sock.recv(65536)
+            if not chunk:
+                answer = _parse_http_answer(data, closed=True)
+                if answer is None:
+                    raise ConnectionResetError(errno.ECONNRESET, "connection reset")
+                return answer
+            data += chunk
+            if len(data) > 16 * 1024 * 1024:
+                raise ValueError("answer too large")
+    finally:
+        sock.close()
+
+
+def _parse_http_answer(data, closed=False):
+    """HttpResult once data holds a whole answer, else None (read more)."""
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    if not sep:
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        status = int(lines[0].split()[1])
+    except (IndexError, ValueError):
+        raise ValueError("not an HTTP answer")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().title()] = value.strip()
+    if status in (100, 102, 103):
+        return _parse_http_answer(rest, closed)   # interim answers precede the real one
+    if headers.get("Transfer-Encoding", "").lower() == "chunked":
+        body, pos = b"", 0
+        while True:
+            end = rest.find(b"\r\n", pos)
+            if end < 0:
+                return None
+            size = int(rest[pos:end].split(b";")[0] or b"0", 16)
+            if size == 0:
+                return HttpResult(status, body, headers)
+            if len(rest) < end + 2 + size + 2:
+                return None
+            body += rest[end + 2:end + 2 + size]
+            pos = end + 2 + size + 2
+    if "Content-Length" in headers:
+        length = int(headers["Content-Length"])
+        return HttpResult(status, rest[:length], headers) if len(rest) >= length else None
+    return HttpResult(status, rest, headers) if closed else None
 
 
 def _import_http():
@@ -1365,7 +1458,9 @@ class _TargetWorker(threading.Thread):
 
     def run(self):
         courier = self.courier
-        _import_http()  # while the first events queue up, so that they share one request
+        if not (self.target.kind == ServiceTarget.kind and
+                self.target.url.startswith("http://")):
+            _import_http()  # while the first events queue up, so that they share one request
         while True:
             batch, deadline = self._next_batch()
             timeout = courier.settings.timeout
@@ -1681,7 +1776,7 @@ class Wrapper(object):
         self.courier = Courier(self.settings, self.console)
         self.courier.post(self.events.make("FAILED", exit_code=code, message=message))
         self.courier.start()
-        self.courier.finish(self.settings.timeout)
+        self.courier.finish(exit_budget(self.settings.timeout))
         return code
 
     def _warn_if_not_batch_process(self):
@@ -1787,7 +1882,7 @@ class Wrapper(object):
             if tail:
                 fields["output_tail"] = tail
         self.courier.post(self.events.make(status, elapsed=elapsed, **fields))
-        self.courier.finish(self.settings.timeout)
+        self.courier.finish(exit_budget(self.settings.timeout))
         return exit_code
 
 
@@ -2191,7 +2286,7 @@ class Submitter(object):
         self.courier = Courier(self.settings, self.console)
         self.courier.post(event)
         self.courier.start()
-        self.courier.finish(self.settings.timeout)
+        self.courier.finish(exit_budget(self.settings.timeout))
 
 
 def squeue_partition(job_id, timeout):
