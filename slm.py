@@ -2689,7 +2689,8 @@ def build_parser():
                        "Exit 0 when none is left, 1 otherwise.",
                        epilog=EXAMPLES["flush"], formatter_class=formatter)
     add_common(p, defaults=False)
-    p.add_argument("--max-time", type=float, default=300.0, metavar="SECONDS",
+    p.add_argument("--max-time", type=bounded_float(0.1, 86400), default=300.0,
+                   metavar="SECONDS",
                    help="give up after this long (default 300)")
 
     p = sub.add_parser("status", help="one job's current state, from the service",
@@ -2749,6 +2750,20 @@ def bounded_int(low, high):
             raise argparse.ArgumentTypeError("not a whole number: %r" % text)
         if not low <= value <= high:
             raise argparse.ArgumentTypeError("%d is not between %d and %d" % (value, low, high))
+        return value
+    return parse
+
+
+def bounded_float(low, high):
+    import argparse
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("not a number: %r" % text)
+        if not low <= value <= high:   # false for nan too
+            raise argparse.ArgumentTypeError("%s is not between %g and %g" % (text, low, high))
         return value
     return parse
 

@@ -1069,6 +1069,202 @@ def json_body(data, status=200):
                                headers={"Content-Type": "application/json"})
 
 
+def openapi_document():
+    """The OpenAPI 3.0 description of the routes make_app() serves.
+
+    Built from the same constants the validation uses (statuses, field
+    types, limits), so that it cannot drift from them; served at
+    GET /openapi.json and checked against the routes by tests/test_fuzz.py.
+    """
+    def ref(name):
+        return {"$ref": "#/components/schemas/%s" % name}
+
+    def answer(description, schema="Error"):
+        return {"description": description,
+                "content": {"application/json": {"schema": ref(schema)}}}
+
+    errors = {
+        "400": answer("invalid request (the message says what is wrong)"),
+        "401": answer("missing or wrong bearer token (only when the service has one)"),
+        "404": answer("no such job, or no such route"),
+        "405": answer("method not allowed"),
+        "503": answer("database unavailable: try again later"),
+    }
+
+    def responses(ok, *codes):
+        out = {"200": ok}
+        out.update((c, errors[c]) for c in codes)
+        return out
+
+    text = {"type": "string", "maxLength": MAX_TEXT}
+    event = {
+        "type": "object",
+        "description": "One lifecycle event (schema slm.event/1).  Fields not listed are "
+                       "kept as received.",
+        "required": ["event_id", "job_id", "status", "time"],
+        "additionalProperties": True,
+        "properties": {
+            "event_id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$",
+                         "description": "unique id; a repeated one is acknowledged, not "
+                                        "stored again"},
+            "job_id": {"type": "string", "minLength": 1, "maxLength": 128,
+                       "description": "printable, without surrounding blanks"},
+            "status": {"type": "string", "enum": list(STATUSES)},
+            "time": {"type": "string", "format": "date-time",
+                     "pattern": "^%s$" % TIME_RE.pattern[:-len("\\Z")],
+                     "description": "ISO 8601 UTC, e.g. 2026-11-30T03:40:41.123Z"},
+        },
+    }
+    props = event["properties"]
+    for name in TEXT_FIELDS:
+        props[name] = dict(text, nullable=True)
+    props["exit_code"] = {"type": "integer", "format": "int64", "nullable": True}
+    props["seq"] = {"type": "integer", "format": "int64", "minimum": 0, "nullable": True}
+    for name in NUMBER_FIELDS:
+        props[name] = {"type": "number", "minimum": 0, "nullable": True}
+    for name in LIST_FIELDS:
+        props[name] = {"type": "array", "maxItems": MAX_LIST, "items": text, "nullable": True}
+    for name in BOOL_FIELDS:
+        props[name] = {"type": "boolean", "nullable": True}
+
+    job = {"type": "object", "required": ["job_id", "status", "event_count", "meta"],
+           "properties": {}}
+    for name in JOB_COLUMNS:
+        if name in HIDDEN_JOB_COLUMNS:
+            continue
+        if name in ("last_seq", "exit_code"):
+            schema = {"type": "integer", "nullable": True}
+        elif name == "event_count":
+            schema = {"type": "integer", "minimum": 0}
+        elif name == "elapsed":
+            schema = {"type": "number", "nullable": True}
+        elif name == "meta":
+            schema = {"type": "object", "additionalProperties": True,
+                      "description": "every other field of the events, from the event "
+                                     "holding the status first"}
+        elif name == "status":
+            schema = {"type": "string", "enum": list(STATUSES), "nullable": True}
+        else:
+            schema = {"type": "string", "nullable": True}
+        job["properties"][name] = schema
+
+    def query(name, description, schema=None):
+        return {"name": name, "in": "query", "required": False, "description": description,
+                "schema": schema or {"type": "string"}}
+
+    job_id = {"name": "job_id", "in": "path", "required": True,
+              "description": "the job id (may contain '/'; percent-encode it)",
+              "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "SLM (Slurm Lifecycle Monitor) service", "version": __version__,
+                 "description": "Stores the lifecycle events slm.py sends and answers "
+                                "questions about jobs.  A job's status is that of its "
+                                "strongest event: final statuses beat the others, SUBMITTED "
+                                "loses to everything, and within a class the latest "
+                                "(time, seq) wins."},
+        "components": {
+            "schemas": {
+                "Event": event,
+                "EventBatch": {"type": "object", "required": ["events"],
+                               "properties": {"events": {"type": "array", "minItems": 1,
+                                                         "maxItems": MAX_BATCH,
+                                                         "items": ref("Event")}}},
+                "Accepted": {"type": "object", "required": ["accepted", "duplicates"],
+                             "properties": {"accepted": {"type": "integer", "minimum": 0},
+                                            "duplicates": {"type": "integer", "minimum": 0}}},
+                "Job": job,
+                "JobList": {"type": "object", "required": ["jobs", "total"],
+                            "properties": {"jobs": {"type": "array", "items": ref("Job")},
+                                           "total": {"type": "integer", "minimum": 0}}},
+                "EventList": {"type": "object", "required": ["events"],
+                              "properties": {"events": {"type": "array",
+                                                        "items": ref("Event")}}},
+                "Health": {"type": "object", "required": ["ok", "backend", "database"],
+                           "properties": {"ok": {"type": "boolean"},
+                                          "backend": {"type": "string",
+                                                      "enum": ["sqlite", "mysql"]},
+                                          "database": {"type": "string",
+                                                       "enum": ["reachable", "unreachable"]}}},
+                "Error": {"type": "object", "required": ["error"],
+                          "properties": {"error": {"type": "string"}}},
+            },
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "needed on /api/ routes when the "
+                                                          "service has SLM_API_TOKEN"}},
+        },
+        "paths": {
+            "/api/v1/events": {"post": {
+                "summary": "store one event or a batch (idempotent on event_id)",
+                "operationId": "postEvents",
+                "security": [{"bearer": []}],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"oneOf": [ref("Event"), ref("EventBatch")]}}}},
+                "responses": dict(responses(answer("stored (or already stored)", "Accepted"),
+                                            "400", "401", "503"),
+                                  **{"411": answer("chunked body: Content-Length required"),
+                                     "413": answer("more than %d events or a body over %d "
+                                                   "bytes" % (MAX_BATCH, MAX_BODY))}),
+            }},
+            "/api/v1/jobs": {"get": {
+                "summary": "jobs, most recently active first",
+                "operationId": "listJobs",
+                "security": [{"bearer": []}],
+                "parameters": [
+                    query("status", "comma-separated statuses (any of %s)"
+                          % ", ".join(STATUSES)),
+                    query("user", "exact user"),
+                    query("name", "exact job name"),
+                    query("partition", "exact partition"),
+                    query("array_job_id", "exact array job id"),
+                    query("since", "jobs active at or after: ISO 8601 UTC or YYYY-MM-DD"),
+                    query("until", "jobs active at or before: ISO 8601 UTC or YYYY-MM-DD"),
+                    query("limit", "page size", {"type": "integer", "minimum": 1,
+                                                 "maximum": MAX_LIMIT,
+                                                 "default": DEFAULT_LIMIT}),
+                    query("offset", "rows to skip", {"type": "integer", "minimum": 0,
+                                                     "maximum": 10 ** 9, "default": 0}),
+                ],
+                "responses": responses(answer("a page of jobs and the total", "JobList"),
+                                       "400", "401", "503"),
+            }},
+            "/api/v1/jobs/{job_id}": {"get": {
+                "summary": "one job",
+                "operationId": "getJob",
+                "security": [{"bearer": []}],
+                "parameters": [job_id],
+                "responses": responses(answer("the job", "Job"), "401", "404", "503"),
+            }},
+            "/api/v1/jobs/{job_id}/events": {"get": {
+                "summary": "one job's events as received, by (time, seq)",
+                "operationId": "getJobEvents",
+                "security": [{"bearer": []}],
+                "parameters": [job_id],
+                "responses": responses(answer("the events", "EventList"), "401", "404", "503"),
+            }},
+            "/healthz": {"get": {
+                "summary": "is the database reachable (no token needed)",
+                "operationId": "health",
+                "responses": {"200": answer("reachable", "Health"),
+                              "503": answer("unreachable", "Health")},
+            }},
+            "/metrics": {"get": {
+                "summary": "Prometheus metrics (no token needed)",
+                "operationId": "metrics",
+                "responses": {"200": {"description": "Prometheus text format 0.0.4",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            }},
+            "/openapi.json": {"get": {
+                "summary": "this document (no token needed)",
+                "operationId": "openapi",
+                "responses": {"200": {"description": "OpenAPI 3.0 document",
+                                      "content": {"application/json": {
+                                          "schema": {"type": "object"}}}}},
+            }},
+        },
+    }
+
+
 def make_app(store, token=None, max_body=MAX_BODY, log=None):
     """A WSGI application (a Bottle instance) serving store.
 
@@ -1226,6 +1422,13 @@ def make_app(store, token=None, max_body=MAX_BODY, log=None):
             counts = None
         return bottle.HTTPResponse(body=app.metrics.render(counts).encode("utf-8"),
                                    headers={"Content-Type": "text/plain; version=0.0.4"})
+
+    openapi = openapi_document()
+
+    @app.get("/openapi.json")
+    @guarded
+    def openapi_json():
+        return json_body(openapi)
 
     def error_page(error):
         bottle.response.content_type = "application/json"
