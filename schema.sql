@@ -58,3 +58,26 @@ CREATE TABLE IF NOT EXISTS `slurm_events` (
   UNIQUE KEY `slurm_events_event_id` (`event_id`),
   KEY `slurm_events_job` (`job_id`, `time`, `seq`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE IF NOT EXISTS `slm_outbox` (
+  `id` BIGINT NOT NULL AUTO_INCREMENT,
+  `dedup_key` VARCHAR(64) NOT NULL,
+  `job_id` VARCHAR(128) NOT NULL,
+  `destination` TEXT NOT NULL,
+  `format` VARCHAR(16) NOT NULL,
+  `secret` TEXT NULL,
+  `dashboard_url` TEXT NULL,
+  `payload` MEDIUMTEXT NOT NULL,
+  `state` VARCHAR(8) NOT NULL,
+  `attempts` INT NOT NULL DEFAULT 0,
+  `next_attempt_at` VARCHAR(32) NOT NULL,
+  `lease_owner` VARCHAR(64) NULL,
+  `lease_until` VARCHAR(32) NULL,
+  `last_error` TEXT NULL,
+  `created_at` VARCHAR(32) NOT NULL,
+  `sent_at` VARCHAR(32) NULL,
+  PRIMARY KEY (`id`),
+  UNIQUE KEY `slm_outbox_dedup` (`dedup_key`),
+  KEY `slm_outbox_due` (`state`, `next_attempt_at`),
+  KEY `slm_outbox_job` (`job_id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -402,7 +402,8 @@ class Settings(object):
             if self.webhook_secret:
                 entry["secret"] = self.webhook_secret
             to.append(entry)
-        relay = {"to": to, "send": wants_notice(event, self.notify_on, self.array_notify)}
+        relay = {"to": to, "send": wants_notice(event, self.notify_on, self.array_notify),
+                 "array_notify": self.array_notify}
         if self.dashboard_url:
             relay["dashboard_url"] = self.dashboard_url
         return relay
@@ -450,6 +451,9 @@ class JobInfo(object):
         self.slurm_job_id = env.get("SLURM_JOB_ID") or None
         self.array_job_id = env.get("SLURM_ARRAY_JOB_ID") or None
         self.array_task_id = env.get("SLURM_ARRAY_TASK_ID") or None
+        # how many tasks the array has: the service's roll-up waits for them all
+        count = env.get("SLURM_ARRAY_TASK_COUNT") or ""
+        self.array_task_count = int(count) if count.isdigit() else None
         if self.slurm_job_id and self.array_job_id and self.array_task_id:
             self.job_id = "%s_%s" % (self.array_job_id, self.array_task_id)
         elif self.slurm_job_id:
@@ -475,8 +479,8 @@ class JobInfo(object):
             "nodelist": self.nodelist,
             "command": self.command,
         }
-        for key in ("slurm_job_id", "array_job_id", "array_task_id", "cluster",
-                    "submit_dir"):
+        for key in ("slurm_job_id", "array_job_id", "array_task_id", "array_task_count",
+                    "cluster", "submit_dir"):
             if getattr(self, key):
                 fields[key] = getattr(self, key)
         if self.restart_count and self.restart_count != "0":

@@ -41,9 +41,20 @@ Endpoints (JSON; every error is {"error": "..."} with a 4xx/5xx status):
                               active first.
     GET  /api/v1/jobs/ID      one job -> its row, 404 if unknown
     GET  /api/v1/jobs/ID/events   -> {"events": [...]} as received, by (time, seq)
+    GET  /api/v1/jobs/ID/notifications   notifications sent or kept for it
+    GET  /openapi.json        this API in OpenAPI 3.0
     GET  /healthz             {"ok", "backend", "database"}; 503 when unreachable
     GET  /metrics             Prometheus text format
 /healthz and /metrics need no token.
+
+Relay (SLM_WEBHOOK_VIA=api on the compute nodes): an event's "relay" field
+names where to notify; the notification is queued in the outbox table in the
+event's transaction and sent by a worker thread, with retries (backoff,
+Retry-After), per-destination rate limits and leases so that several
+instances on one MySQL database never send a row twice.  SLM_RELAY_ALLOW
+(hosts; default: the known chat services) limits where.  The service's own
+SLM_WEBHOOK / SLM_NOTIFY_ON / SLM_ARRAY_NOTIFY notify of every job.  Arrays
+get one roll-up when their last task ends.
 
 A job's status is that of its "strongest" event: final statuses (COMPLETED,
 FAILED, CANCELLED, TIMEOUT, OUT_OF_MEMORY, SUBMIT_FAILED) beat the others,
@@ -60,6 +71,7 @@ the token or the database password.
 
 import argparse
 import functools
+import hashlib
 import hmac
 import ipaddress
 import json
@@ -76,6 +88,7 @@ import threading
 import time
 import traceback
 import urllib.parse
+import uuid
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 import bottle
@@ -109,11 +122,11 @@ FINAL = frozenset(("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY
 TEXT_FIELDS = (
     "schema", "host", "user", "job_name", "partition", "nodelist", "cwd", "slm_version",
     "slurm_job_id", "array_job_id", "array_task_id", "cluster", "submit_dir", "signal",
-    "reason", "message", "script", "array", "time_limit", "wrap",
+    "reason", "message", "script", "array", "time_limit", "wrap", "output_tail",
 )
-INT_FIELDS = ("exit_code", "seq")
+INT_FIELDS = ("exit_code", "seq", "cpus", "array_task_count")
 LIST_FIELDS = ("command", "script_args")
-NUMBER_FIELDS = ("elapsed",)
+NUMBER_FIELDS = ("elapsed", "cpu_time", "max_rss_mb", "cpu_efficiency")
 BOOL_FIELDS = ("monitored",)
 
 # Event fields copied into slurm_jobs columns (the rest live in its meta JSON).
@@ -197,6 +210,29 @@ CREATE TABLE IF NOT EXISTS `slurm_events` (
   UNIQUE KEY `slurm_events_event_id` (`event_id`),
   KEY `slurm_events_job` (`job_id`, `time`, `seq`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE IF NOT EXISTS `slm_outbox` (
+  `id` BIGINT NOT NULL AUTO_INCREMENT,
+  `dedup_key` VARCHAR(64) NOT NULL,
+  `job_id` VARCHAR(128) NOT NULL,
+  `destination` TEXT NOT NULL,
+  `format` VARCHAR(16) NOT NULL,
+  `secret` TEXT NULL,
+  `dashboard_url` TEXT NULL,
+  `payload` MEDIUMTEXT NOT NULL,
+  `state` VARCHAR(8) NOT NULL,
+  `attempts` INT NOT NULL DEFAULT 0,
+  `next_attempt_at` VARCHAR(32) NOT NULL,
+  `lease_owner` VARCHAR(64) NULL,
+  `lease_until` VARCHAR(32) NULL,
+  `last_error` TEXT NULL,
+  `created_at` VARCHAR(32) NOT NULL,
+  `sent_at` VARCHAR(32) NULL,
+  PRIMARY KEY (`id`),
+  UNIQUE KEY `slm_outbox_dedup` (`dedup_key`),
+  KEY `slm_outbox_due` (`state`, `next_attempt_at`),
+  KEY `slm_outbox_job` (`job_id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 """
 
 SQLITE_SCHEMA = """\
@@ -229,6 +265,18 @@ CREATE TABLE IF NOT EXISTS slurm_events (
   raw TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS slurm_events_job ON slurm_events (job_id, time, seq);
+CREATE TABLE IF NOT EXISTS slm_outbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  dedup_key TEXT NOT NULL UNIQUE,
+  job_id TEXT NOT NULL,
+  destination TEXT NOT NULL, format TEXT NOT NULL, secret TEXT, dashboard_url TEXT,
+  payload TEXT NOT NULL,
+  state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TEXT NOT NULL,
+  lease_owner TEXT, lease_until TEXT, last_error TEXT,
+  created_at TEXT NOT NULL, sent_at TEXT
+);
+CREATE INDEX IF NOT EXISTS slm_outbox_due ON slm_outbox (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS slm_outbox_job ON slm_outbox (job_id);
 """
 
 # ---------------------------------------------------------------------------
@@ -274,6 +322,14 @@ def redact(text, secrets):
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def env_seconds(name, default):
+    try:
+        value = float(os.environ.get(name, "") or default)
+    except ValueError:
+        return default
+    return value if 0 < value < 3600 else default
 
 
 def utc_now():
@@ -405,6 +461,8 @@ def parse_events(body):
         raise ApiError(400, "expected a JSON object: an event or {\"events\": [...]}")
     for i, event in enumerate(events):
         try:
+            if isinstance(event, dict) and "relay" in event:
+                validate_relay(event["relay"])
             validate_event(event)
         except ValueError as e:
             where = "event %d: " % i if batch else ""
@@ -468,6 +526,256 @@ def split_statements(script):
 
 
 # ---------------------------------------------------------------------------
+# Relay: notifications the service sends (outbox, worker, roll-ups)
+# ---------------------------------------------------------------------------
+
+# How long a worker holds a claimed notification; a crashed one's claims
+# come back after this.
+OUTBOX_LEASE = 60.0
+# Waits between attempts after network errors, 5xx and 429 (Retry-After wins).
+OUTBOX_BACKOFF = (2, 5, 15, 60, 300, 900, 3600)
+# A notification still undelivered after this long is given up.
+OUTBOX_MAX_AGE = 2 * 86400
+MAX_RELAY_TARGETS = 10
+# Per-destination send rates, (count, seconds) windows, from the services'
+# documented limits (Feishu custom bots: 5/s and 100/min; DingTalk 20/min...).
+RATE_LIMITS = {
+    "feishu": ((5, 1.0), (100, 60.0)), "dingtalk": ((20, 60.0),), "wecom": ((20, 60.0),),
+    "slack": ((1, 1.0),), "discord": ((5, 2.0), (30, 60.0)), "teams": ((4, 1.0),),
+    "ntfy": ((10, 1.0),), "json": ((20, 1.0),),
+}
+
+
+def import_slm():
+    """slm.py, beside this file: one formatter per chat format for both."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import slm
+    return slm
+
+
+def iso_at(epoch):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + \
+        ".%06dZ" % (int(epoch % 1 * 1e6))
+
+
+def host_allowed(url, allow):
+    """True when url's host is, or is under, one of the allowed hosts."""
+    try:
+        host = (urllib.parse.urlsplit(url).hostname or "").lower().rstrip(".")
+    except ValueError:
+        return False
+    return any(host == a or host.endswith("." + a) for a in allow)
+
+
+class RelayConfig(object):
+    """What the service sends on its own: the allow-list and the admin webhooks."""
+
+    def __init__(self, allow=None, admin_hooks=(), admin_secret=None, notify_on=None,
+                 array_notify="failures", dashboard_url=None):
+        slm = import_slm()
+        self.allow = tuple(h.lower() for h in (allow if allow is not None else
+                                               [h for h, _ in slm.WEBHOOK_HOSTS]))
+        self.admin_hooks = [slm.webhook_format(spec) for spec in admin_hooks]
+        self.admin_secret = admin_secret
+        self.notify_on = notify_on if notify_on is not None else frozenset(slm.NOTIFY_DEFAULT)
+        self.array_notify = array_notify
+        self.dashboard_url = dashboard_url
+
+    @classmethod
+    def from_env(cls, env):
+        slm = import_slm()
+        allow = env.get("SLM_RELAY_ALLOW", "").strip()
+        array_notify = env.get("SLM_ARRAY_NOTIFY", "").strip().lower() or "failures"
+        if array_notify not in slm.ARRAY_NOTIFY_CHOICES:
+            raise ConfigError("SLM_ARRAY_NOTIFY must be each, failures or summary")
+        hooks = [u.strip() for u in env.get("SLM_WEBHOOK", "").split(",") if u.strip()]
+        for spec in hooks:
+            if slm.check_http_url(slm.webhook_format(spec)[1]):
+                raise ConfigError("SLM_WEBHOOK has an entry that is not an http(s) URL")
+        return cls(allow=[h.strip() for h in allow.split(",") if h.strip()] if allow else None,
+                   admin_hooks=hooks, admin_secret=env.get("SLM_WEBHOOK_SECRET") or None,
+                   notify_on=slm.parse_notify_on(env.get("SLM_NOTIFY_ON")),
+                   array_notify=array_notify,
+                   dashboard_url=env.get("SLM_DASHBOARD_URL") or None)
+
+    def secrets(self):
+        return [url for _, url in self.admin_hooks] + [self.admin_secret]
+
+
+def validate_relay(relay):
+    """The 'relay' field of an event (SLM_WEBHOOK_VIA=api); raise ValueError."""
+    slm = import_slm()
+    if not isinstance(relay, dict):
+        raise ValueError("relay must be an object")
+    to = relay.get("to")
+    if not isinstance(to, list) or len(to) > MAX_RELAY_TARGETS:
+        raise ValueError("relay.to must be a list of at most %d targets" % MAX_RELAY_TARGETS)
+    for target in to:
+        if not isinstance(target, dict) or not isinstance(target.get("url"), str) or \
+                len(target["url"]) > 2048 or slm.check_http_url(target["url"]):
+            raise ValueError("relay.to entries need an http(s) url")
+        if target.get("format", "json") not in slm.WEBHOOK_FORMATS:
+            raise ValueError("relay.to format must be one of %s" % ", ".join(slm.WEBHOOK_FORMATS))
+        if target.get("secret") is not None and (not isinstance(target["secret"], str) or
+                                                 len(target["secret"]) > 512):
+            raise ValueError("relay.to secret must be a short string")
+    if not isinstance(relay.get("send", False), bool):
+        raise ValueError("relay.send must be true or false")
+    for name in ("dashboard_url", "array_notify"):
+        if relay.get(name) is not None and (not isinstance(relay[name], str) or
+                                            len(relay[name]) > 2048):
+            raise ValueError("relay.%s must be a string" % name)
+
+
+def array_size(spec):
+    """Tasks in an sbatch --array spec ('1-5', '1,3,7-9', '0-15:4%2'), or None."""
+    if not isinstance(spec, str) or not spec:
+        return None
+    spec = spec.split("%")[0]
+    total = 0
+    try:
+        for part in spec.split(","):
+            rng, _, step = part.partition(":")
+            first, _, last = rng.partition("-")
+            first, last = int(first), int(last or first)
+            step = int(step or 1)
+            if last < first or step < 1:
+                return None
+            total += (last - first) // step + 1
+    except ValueError:
+        return None
+    return total
+
+
+class RateLimiter(object):
+    """Sliding windows per destination, for one worker process."""
+
+    def __init__(self):
+        self._sent = {}
+        self._lock = threading.Lock()
+
+    def delay(self, destination, fmt, now=None):
+        """Seconds to wait before destination may get another message (0: go)."""
+        now = time.time() if now is None else now
+        windows = RATE_LIMITS.get(fmt, RATE_LIMITS["json"])
+        longest = max(seconds for _, seconds in windows)
+        with self._lock:
+            times = [t for t in self._sent.get(destination, []) if t > now - longest]
+            self._sent[destination] = times
+            wait = 0.0
+            for count, seconds in windows:
+                recent = [t for t in times if t > now - seconds]
+                if len(recent) >= count:
+                    wait = max(wait, recent[-count] + seconds - now)
+            if wait <= 0:
+                times.append(now)
+            return wait
+
+
+class OutboxWorker(threading.Thread):
+    """Sends the outbox: claims due rows (a lease, so several service
+    instances on one database never send the same row), posts them with
+    slm.py's formatter and sender, and records the outcome."""
+
+    def __init__(self, store, config, metrics=None, log=None, poll=1.0, timeout=10.0,
+                 batch=20, backoff_scale=1.0):
+        threading.Thread.__init__(self, name="slm-outbox", daemon=True)
+        self.store = store
+        self.config = config
+        self.metrics = metrics
+        self.log = log or say
+        self.poll = poll
+        self.timeout = timeout
+        self.batch = batch
+        self.backoff_scale = backoff_scale   # tests shrink the waits; Retry-After is kept
+        self.owner = "%s-%d-%s" % (socket.gethostname()[:30], os.getpid(), uuid.uuid4().hex[:8])
+        self.limiter = RateLimiter()
+        self.stopping = threading.Event()
+        self.slm = import_slm()
+
+    def stop(self, wait=5.0):
+        self.stopping.set()
+        if self.is_alive():
+            self.join(wait)
+
+    def run(self):
+        while not self.stopping.is_set():
+            try:
+                busy = self.run_once()
+            except StoreError as e:
+                self.log("outbox: database unavailable (%s); retrying" % e)
+                busy = 0
+            except Exception as e:   # the worker must outlive any one bad row
+                self.log("outbox: unexpected %s" % describe_error(e))
+                busy = 0
+            if not busy:
+                self.stopping.wait(self.poll)
+
+    def run_once(self):
+        """Send what is due now; return how many rows were handled."""
+        rows = self.store.claim_notifications(self.owner, self.batch, OUTBOX_LEASE)
+        for row in rows:
+            if self.stopping.is_set():
+                self.store.settle_notification(row["id"], self.owner, "pending", None,
+                                               time.time(), count_attempt=False)
+                continue
+            self._send(row)
+        return len(rows)
+
+    def _send(self, row):
+        slm = self.slm
+        wait = self.limiter.delay(row["destination"], row["format"])
+        if wait > 0:
+            self.store.settle_notification(row["id"], self.owner, "pending", None,
+                                           time.time() + wait, count_attempt=False)
+            return
+        try:
+            payload = json.loads(row["payload"])
+            url, body = slm.notification_request(row["format"], row["destination"], payload,
+                                                 row.get("secret"), row.get("dashboard_url"))
+            result = slm.http_request("POST", url, body, timeout=self.timeout)
+            slm.Target.judge(result)
+            slm.judge_chat_answer(row["format"], result)
+        except slm.DeliveryError as e:
+            age = time.time() - (parse_utc_epoch(row["created_at"]) or time.time())
+            if e.permanent or age > OUTBOX_MAX_AGE:
+                self.store.settle_notification(row["id"], self.owner, "failed", e.reason, None)
+                self._count("failed")
+                self.log("outbox: gave up notification %d for job %s: %s"
+                         % (row["id"], row["job_id"], e.reason))
+                return
+            delay = OUTBOX_BACKOFF[min(row["attempts"], len(OUTBOX_BACKOFF) - 1)] * \
+                self.backoff_scale
+            if e.retry_after is not None:
+                delay = min(max(e.retry_after, 0.5), 3600)
+            self.store.settle_notification(row["id"], self.owner, "pending", e.reason,
+                                           time.time() + delay)
+            self._count("retried")
+            return
+        except (ValueError, TypeError) as e:
+            self.store.settle_notification(row["id"], self.owner, "failed",
+                                           "cannot format: %s" % e, None)
+            self._count("failed")
+            return
+        self.store.settle_notification(row["id"], self.owner, "sent", None, None)
+        self._count("sent")
+
+    def _count(self, outcome):
+        if self.metrics is not None:
+            self.metrics.notification(outcome)
+
+
+def parse_utc_epoch(text):
+    import calendar
+    try:
+        return calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S"))
+    except (TypeError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------
 # Storage
 # ---------------------------------------------------------------------------
 
@@ -477,13 +785,29 @@ class Store(object):
 
     backend = None
 
-    def ingest(self, events, stored=None):
+    def ingest(self, events, stored=None, relay=None, refused=None):
         """Store events (dicts); return (accepted, duplicates).
 
         Raises ValueError for an invalid event (nothing is stored then).
         The events newly stored are appended to the list stored, if given.
+        With relay (a RelayConfig), their notifications are queued in the
+        same transaction; refused gets the count refused by the allow-list.
         """
         raise NotImplementedError
+
+    # The outbox: notifications sent by the service (see OutboxWorker).
+
+    def claim_notifications(self, owner, limit, lease):
+        return []
+
+    def settle_notification(self, nid, owner, state, error, next_epoch, count_attempt=True):
+        return False
+
+    def notifications(self, job_id=None):
+        return []
+
+    def notification_counts(self):
+        return {}
 
     def list_jobs(self, filters, limit, offset):
         """filters: status (list), user, name, partition, array_job_id, since, until."""
@@ -627,16 +951,31 @@ class SQLStore(Store):
 
     # -- the Store interface -----------------------------------------------
 
-    def ingest(self, events, stored=None):
+    def ingest(self, events, stored=None, relay=None, refused=None):
+        """Store events; with a RelayConfig, queue their notifications too.
+
+        An event's 'relay' field (SLM_WEBHOOK_VIA=api) holds its destinations,
+        secrets included: it goes to the outbox, never into the stored event.
+        """
         received = utc_now()
+        relays = {}
+        checked = []
+        for e in events:
+            if isinstance(e, dict) and "relay" in e:
+                validate_relay(e["relay"])
+                relays[e.get("event_id")] = e["relay"]
+                e = dict((k, v) for k, v in e.items() if k != "relay")
+            checked.append(validate_event(e))
         # a fixed lock order (event ids, then job ids) keeps concurrent
         # batches from deadlocking each other
-        ordered = sorted((validate_event(e) for e in events), key=lambda p: p[0]["event_id"])
+        ordered = sorted(checked, key=lambda p: p[0]["event_id"])
 
         def work(cur):
             accepted = {}
             duplicates = 0
+            raws = {}
             for event, raw in ordered:
+                raws[event["event_id"]] = raw
                 cur.execute(self._sql(
                     "%s INTO slurm_events (event_id, job_id, status, time, seq, received_at, raw)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)" % self.insert_ignore),
@@ -657,16 +996,170 @@ class SQLStore(Store):
                 cur.execute(self._sql("UPDATE slurm_jobs SET %s WHERE job_id = ?"
                                       % ", ".join("%s = ?" % quote(c) for c in names)),
                             [row[c] for c in names] + [job_id])
-            return [e for evs in accepted.values() for e in evs], duplicates
+            new = [e for evs in accepted.values() for e in evs]
+            refusals = 0
+            if relay is not None:
+                for event in sorted(new, key=lambda e: e["event_id"]):
+                    refusals += self._enqueue(cur, event, raws[event["event_id"]],
+                                              relays.get(event["event_id"]), relay, received)
+                done = set()
+                for event in new:
+                    array_id = event.get("array_job_id")
+                    if event["status"] in FINAL and array_id and \
+                            event.get("array_task_id") is not None and array_id not in done:
+                        done.add(array_id)
+                        self._maybe_rollup(cur, event, relays.get(event["event_id"]), relay,
+                                           received)
+            return new, duplicates, refusals
 
-        new, duplicates = self._run(work, write=True)
+        new, duplicates, refusals = self._run(work, write=True)
         if stored is not None:
             stored.extend(new)
+        if refused is not None:
+            refused.append(refusals)
         return len(new), duplicates
 
     def _lock_job(self, cur, job_id):
         cur.execute(self._sql("%s INTO slurm_jobs (job_id, event_count) VALUES (?, 0)"
                               % self.insert_ignore), (job_id,))
+
+    # -- the outbox (notifications the service sends) ------------------------
+
+    def _enqueue(self, cur, event, raw, relay, config, now):
+        """Outbox rows for one new event, in the event's own transaction."""
+        slm = import_slm()
+        targets = []
+        if relay and relay.get("send"):
+            for t in relay["to"]:
+                targets.append((t.get("format", "json"), t["url"], t.get("secret"),
+                                relay.get("dashboard_url"), host_allowed(t["url"], config.allow)))
+        if config.admin_hooks and slm.wants_notice(event, config.notify_on, config.array_notify):
+            for fmt, url in config.admin_hooks:
+                targets.append((fmt, url, config.admin_secret, config.dashboard_url, True))
+        refused = 0
+        for fmt, url, secret, dashboard, allowed in targets:
+            key = "event:" + hashlib.sha1(("%s|%s" % (event["event_id"], url))
+                                          .encode("utf-8")).hexdigest()
+            self._outbox_insert(cur, key, event["job_id"], url, fmt, secret, dashboard, raw,
+                                now, None if allowed else
+                                "refused: host not in SLM_RELAY_ALLOW")
+            refused += not allowed
+        return refused
+
+    def _outbox_insert(self, cur, key, job_id, url, fmt, secret, dashboard, payload, now,
+                       refusal=None):
+        cur.execute(self._sql(
+            "%s INTO slm_outbox (dedup_key, job_id, destination, format, secret, dashboard_url,"
+            " payload, state, attempts, next_attempt_at, last_error, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)" % self.insert_ignore),
+            (key, job_id, url, fmt, secret, dashboard, payload,
+             "refused" if refusal else "pending", now, refusal, now))
+
+    def _maybe_rollup(self, cur, event, relay, config, now):
+        """When the last task of an array ends: one summary per destination."""
+        array_id = event.get("array_job_id")
+        destinations = []
+        if relay and relay.get("to") and (relay.get("array_notify") or "failures") != "each":
+            for t in relay["to"]:
+                if host_allowed(t["url"], config.allow):
+                    destinations.append((t.get("format", "json"), t["url"], t.get("secret"),
+                                         relay.get("dashboard_url")))
+        if config.admin_hooks and config.array_notify != "each":
+            for fmt, url in config.admin_hooks:
+                destinations.append((fmt, url, config.admin_secret, config.dashboard_url))
+        if not destinations:
+            return
+        # the array's own row, if any, serialises the "am I the last task?" check
+        cur.execute(self._sql("SELECT meta FROM slurm_jobs WHERE job_id = ?%s"
+                              % self.lock_suffix), (array_id,))
+        parent = cur.fetchone()
+        parent_meta = json.loads(parent[0]) if parent and parent[0] else {}
+        cur.execute(self._sql("SELECT job_id, status, array_task_id, job_name, %s, cluster, meta"
+                              " FROM slurm_jobs WHERE array_job_id = ? AND"
+                              " array_task_id IS NOT NULL" % quote("user")), (array_id,))
+        tasks = cur.fetchall()
+        # the array's size: from its submission ('1-5') or the tasks' SLURM_ARRAY_TASK_COUNT;
+        # unknown, there is no telling the last task, and no roll-up
+        counts_seen = [json.loads(t[6]).get("array_task_count") for t in tasks if t[6]]
+        expected = array_size(parent_meta.get("array")) or max(
+            [c for c in counts_seen if isinstance(c, int)] or [0]) or None
+        if expected is None or len(tasks) < expected or \
+                any(t[1] not in FINAL for t in tasks):
+            return
+        counts = {}
+        for t in tasks:
+            counts[t[1]] = counts.get(t[1], 0) + 1
+        failed = sorted((t[2] for t in tasks if t[1] != "COMPLETED"),
+                        key=lambda x: (len(x), x))
+        summary = {"schema": "slm.event/1", "event_id": "rollup-%s" % array_id,
+                   "job_id": array_id, "array_job_id": array_id, "rollup": True,
+                   "status": "COMPLETED" if not failed else "FAILED", "time": now,
+                   "job_name": tasks[0][3] or parent_meta.get("job_name"),
+                   "user": tasks[0][4], "cluster": tasks[0][5], "tasks": counts,
+                   "failed_tasks": failed[:100]}
+        payload = json.dumps(summary, ensure_ascii=False, separators=(",", ":"))
+        for fmt, url, secret, dashboard in destinations:
+            key = "rollup:" + hashlib.sha1(("%s|%s" % (array_id, url))
+                                           .encode("utf-8")).hexdigest()
+            self._outbox_insert(cur, key, array_id, url, fmt, secret, dashboard, payload, now)
+
+    def claim_notifications(self, owner, limit, lease):
+        """Lease up to limit due notifications to owner; return them."""
+        def work(cur):
+            now = utc_now()
+            cur.execute(self._sql("SELECT id FROM slm_outbox WHERE state = 'pending' AND"
+                                  " next_attempt_at <= ? AND (lease_until IS NULL OR"
+                                  " lease_until < ?) ORDER BY id LIMIT ?"), (now, now, int(limit)))
+            claimed = []
+            until = iso_at(time.time() + lease)
+            for (nid,) in cur.fetchall():
+                # conditional on nobody having leased it meanwhile: one winner
+                cur.execute(self._sql("UPDATE slm_outbox SET lease_owner = ?, lease_until = ?"
+                                      " WHERE id = ? AND state = 'pending' AND (lease_until IS"
+                                      " NULL OR lease_until < ?)"), (owner, until, nid, now))
+                if cur.rowcount == 1:
+                    claimed.append(nid)
+            if not claimed:
+                return []
+            names = ("id", "job_id", "destination", "format", "secret", "dashboard_url",
+                     "payload", "attempts", "created_at")
+            cur.execute(self._sql("SELECT %s FROM slm_outbox WHERE id IN (%s) ORDER BY id"
+                                  % (columns(names), ", ".join("?" * len(claimed)))), claimed)
+            return [dict(zip(names, r)) for r in cur.fetchall()]
+        return self._run(work, write=True)
+
+    def settle_notification(self, nid, owner, state, error, next_epoch, count_attempt=True):
+        """Record an attempt's outcome; only the lease holder may."""
+        def work(cur):
+            now = utc_now()
+            cur.execute(self._sql(
+                "UPDATE slm_outbox SET state = ?, last_error = COALESCE(?, last_error),"
+                " attempts = attempts + ?, next_attempt_at = ?, sent_at = ?,"
+                " lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?"),
+                (state, error, 1 if count_attempt else 0,
+                 iso_at(next_epoch) if next_epoch else now,
+                 now if state == "sent" else None, nid, owner))
+            return cur.rowcount == 1
+        return self._run(work, write=True)
+
+    def notifications(self, job_id=None):
+        """Outbox rows, oldest first (for the API and tests; secrets stay inside)."""
+        names = ("id", "job_id", "destination", "format", "state", "attempts", "last_error",
+                 "created_at", "sent_at", "next_attempt_at", "dedup_key")
+
+        def work(cur):
+            where, args = ("WHERE job_id = ? ", [job_id]) if job_id is not None else ("", [])
+            cur.execute(self._sql("SELECT %s FROM slm_outbox %sORDER BY id"
+                                  % (columns(names), where)), args)
+            return [dict(zip(names, r)) for r in cur.fetchall()]
+        return self._run(work)
+
+    def notification_counts(self):
+        def work(cur):
+            cur.execute("SELECT state, COUNT(*) FROM slm_outbox GROUP BY state")
+            return dict((s, int(n)) for s, n in cur.fetchall())
+        return self._run(work)
+
 
     def list_jobs(self, filters, limit, offset):
         where, args = [], []
@@ -971,6 +1464,7 @@ class Metrics(object):
         self.requests = {}        # (route, code) -> count
         self.durations = {}       # route -> [sum seconds, count]
         self.db_errors = 0
+        self.notifications = {}   # sent / retried / failed -> count (this process's worker)
 
     def request(self, route, code, seconds):
         with self._lock:
@@ -989,7 +1483,11 @@ class Metrics(object):
         with self._lock:
             self.db_errors += 1
 
-    def render(self, job_counts):
+    def notification(self, outcome):
+        with self._lock:
+            self.notifications[outcome] = self.notifications.get(outcome, 0) + 1
+
+    def render(self, job_counts, outbox=None):
         def label(value):
             return str(value).replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
         with self._lock:
@@ -1026,6 +1524,17 @@ class Metrics(object):
                        % (label(route), count))
         out += ["# HELP slm_db_errors_total Database failures seen by requests.",
                 "# TYPE slm_db_errors_total counter", "slm_db_errors_total %d" % db_errors]
+        with self._lock:
+            sent = dict(self.notifications)
+        out += ["# HELP slm_notifications_total Notification attempts by this instance, "
+                "by outcome.", "# TYPE slm_notifications_total counter"]
+        for outcome in ("sent", "retried", "failed"):
+            out.append('slm_notifications_total{outcome="%s"} %d' % (outcome, sent.get(outcome, 0)))
+        if outbox is not None:
+            out += ["# HELP slm_outbox Notifications in the outbox, by state.",
+                    "# TYPE slm_outbox gauge"]
+            for state in ("pending", "sent", "failed", "refused"):
+                out.append('slm_outbox{state="%s"} %d' % (state, outbox.get(state, 0)))
         return "\n".join(out) + "\n"
 
 
@@ -1120,6 +1629,18 @@ def openapi_document():
         props[name] = dict(text, nullable=True)
     props["exit_code"] = {"type": "integer", "format": "int64", "nullable": True}
     props["seq"] = {"type": "integer", "format": "int64", "minimum": 0, "nullable": True}
+    props["cpus"] = {"type": "integer", "format": "int64", "nullable": True}
+    props["array_task_count"] = {"type": "integer", "format": "int64", "nullable": True}
+    props["relay"] = {
+        "type": "object", "nullable": True,
+        "description": "SLM_WEBHOOK_VIA=api: where the service sends this event's "
+                       "notification.  Never stored with the event.",
+        "properties": {"to": {"type": "array", "maxItems": MAX_RELAY_TARGETS, "items": {
+            "type": "object", "required": ["url"],
+            "properties": {"url": {"type": "string"}, "format": {"type": "string"},
+                           "secret": {"type": "string"}}}},
+            "send": {"type": "boolean"}, "dashboard_url": {"type": "string"},
+            "array_notify": {"type": "string"}}}
     for name in NUMBER_FIELDS:
         props[name] = {"type": "number", "minimum": 0, "nullable": True}
     for name in LIST_FIELDS:
@@ -1177,6 +1698,9 @@ def openapi_document():
                 "JobList": {"type": "object", "required": ["jobs", "total"],
                             "properties": {"jobs": {"type": "array", "items": ref("Job")},
                                            "total": {"type": "integer", "minimum": 0}}},
+                "NotificationList": {"type": "object", "required": ["notifications"],
+                                     "properties": {"notifications": {
+                                         "type": "array", "items": {"type": "object"}}}},
                 "EventList": {"type": "object", "required": ["events"],
                               "properties": {"events": {"type": "array",
                                                         "items": ref("Event")}}},
@@ -1242,6 +1766,15 @@ def openapi_document():
                 "parameters": [job_id],
                 "responses": responses(answer("the events", "EventList"), "401", "404", "503"),
             }},
+            "/api/v1/jobs/{job_id}/notifications": {"get": {
+                "summary": "the notifications the service sent or keeps for a job "
+                           "(destinations shown as scheme://host only)",
+                "operationId": "getJobNotifications",
+                "security": [{"bearer": []}],
+                "parameters": [job_id],
+                "responses": responses(answer("the notifications", "NotificationList"),
+                                       "401", "404", "503"),
+            }},
             "/healthz": {"get": {
                 "summary": "is the database reachable (no token needed)",
                 "operationId": "health",
@@ -1265,10 +1798,12 @@ def openapi_document():
     }
 
 
-def make_app(store, token=None, max_body=MAX_BODY, log=None):
+def make_app(store, token=None, max_body=MAX_BODY, log=None, relay=None):
     """A WSGI application (a Bottle instance) serving store.
 
     token: the bearer token /api/ requests need (None: no authentication).
+    relay: a RelayConfig to queue notifications (None: events only; the
+    outbox worker is started separately, see OutboxWorker).
     log: callable(message) for diagnostics (default: stderr).  Secrets are
     removed from every message before it gets there.
     """
@@ -1276,7 +1811,9 @@ def make_app(store, token=None, max_body=MAX_BODY, log=None):
     app.store = store
     app.token = token
     app.metrics = Metrics()
-    secrets = tuple(s for s in (token,) + tuple(store.secrets()) if s)
+    app.relay = relay
+    secrets = tuple(s for s in (token,) + tuple(store.secrets()) +
+                    tuple(relay.secrets() if relay else ()) if s)
 
     def diag(message):
         message = redact(message, secrets)
@@ -1342,10 +1879,15 @@ def make_app(store, token=None, max_body=MAX_BODY, log=None):
     @app.post("/api/v1/events")
     @guarded
     def post_events():
-        stored = []
-        accepted, duplicates = store.ingest(parse_events(read_body()), stored)
+        stored, refused = [], []
+        accepted, duplicates = store.ingest(parse_events(read_body()), stored,
+                                            relay=app.relay, refused=refused)
         app.metrics.stored(stored, duplicates)
-        return json_body({"accepted": accepted, "duplicates": duplicates})
+        answer = {"accepted": accepted, "duplicates": duplicates}
+        if refused and refused[0]:
+            # the events are stored; only their relay to a host outside the allow-list is not
+            answer["refused_notifications"] = refused[0]
+        return json_body(answer)
 
     @app.get("/api/v1/jobs")
     @guarded
@@ -1391,6 +1933,21 @@ def make_app(store, token=None, max_body=MAX_BODY, log=None):
             raise ApiError(404, "no such job")
         return json_body({"events": store.job_events(job_id)})
 
+    @app.get("/api/v1/jobs/<job_id:path>/notifications")
+    @guarded
+    def job_notifications(job_id):
+        slm = import_slm()
+        rows = store.notifications(job_id)
+        if not rows and store.get_job(job_id) is None:
+            raise ApiError(404, "no such job")
+        shown = []
+        for row in rows:
+            row = dict(row)
+            row["destination"] = slm.redact_url(row["destination"])   # URLs are secrets
+            row["kind"] = "rollup" if row.pop("dedup_key").startswith("rollup:") else "event"
+            shown.append(row)
+        return json_body({"notifications": shown})
+
     @app.get("/api/v1/jobs/<job_id:path>")
     @guarded
     def get_job(job_id):
@@ -1417,10 +1974,11 @@ def make_app(store, token=None, max_body=MAX_BODY, log=None):
     def metrics():
         try:
             counts = store.job_counts_by_status()
+            outbox = store.notification_counts()
         except StoreError:
             app.metrics.db_error()
-            counts = None
-        return bottle.HTTPResponse(body=app.metrics.render(counts).encode("utf-8"),
+            counts = outbox = None
+        return bottle.HTTPResponse(body=app.metrics.render(counts, outbox).encode("utf-8"),
                                    headers={"Content-Type": "text/plain; version=0.0.4"})
 
     openapi = openapi_document()
@@ -1539,6 +2097,16 @@ class Handler(WSGIRequestHandler):
     timeout = 75            # idle keep-alive connections give their thread back
     access_log = False
     drain_limit = 4 * MAX_BODY
+
+    def setup(self):
+        WSGIRequestHandler.setup(self)
+        # wsgiref writes headers and body separately: without this, Nagle's
+        # algorithm and the client's delayed ACK add ~40 ms to each answer
+        # on a keep-alive connection
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
 
     def handle(self):
         # wsgiref's handle() serves one request; BaseHTTPRequestHandler's loops
@@ -1694,7 +2262,13 @@ def main(argv=None):
     except ConfigError as e:
         say(str(e))
         return 2
-    app = make_app(store, token=token)
+    try:
+        relay = RelayConfig.from_env(os.environ)
+    except ConfigError as e:
+        say(str(e))
+        store.close()
+        return 2
+    app = make_app(store, token=token, relay=relay)
     try:
         store.ping()
     except StoreError as e:
@@ -1706,19 +2280,26 @@ def main(argv=None):
         store.close()
         return 1
     host, port = server.server_address[:2]
-    say("serving on http://%s:%d (%s, %s)" % (
-        "[%s]" % host if ":" in host else host, port, store.describe(),
-        "token required" if token else "no token"))
 
     def stop(signum, frame):
         # shutdown() waits for serve_forever(), which runs in this very thread
         threading.Thread(target=server.shutdown, daemon=True).start()
     if threading.current_thread() is threading.main_thread():
+        # before the startup line: whoever waits for it may signal us at once
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+    worker = OutboxWorker(store, relay, metrics=app.metrics, log=app.log,
+                          poll=env_seconds("SLM_OUTBOX_POLL", 1.0),
+                          timeout=env_seconds("SLM_RELAY_TIMEOUT", 10.0),
+                          backoff_scale=env_seconds("SLM_OUTBOX_BACKOFF_SCALE", 1.0))
+    worker.start()
+    say("serving on http://%s:%d (%s, %s)" % (
+        "[%s]" % host if ":" in host else host, port, store.describe(),
+        "token required" if token else "no token"))
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
+        worker.stop()
         server.server_close()
         server.wait_idle(10.0)
         store.close()

@@ -375,7 +375,7 @@ def test_secrets_redacted_from_logs(logs):
         def secrets(self):
             return ("db-pass-XYZ",)
 
-        def ingest(self, events, stored=None):
+        def ingest(self, events, stored=None, relay=None, refused=None):
             raise slm_api.StoreUnavailable("cannot log in with db-pass-XYZ or tok-ABC")
     app = slm_api.make_app(Leaky(), token="tok-ABC", log=logs.append)
     assert_json_error(post(app, event(), token="tok-ABC"), 503)

@@ -68,7 +68,7 @@ class Submission(object):
     """One `slm submit` with its own sink, spool and output file."""
 
     def __init__(self, cluster, name, script, sbatch_args=(), script_args=(), slm_args=(),
-                 output_option=True):
+                 output_option=True, extra_env=None):
         self.dir = os.path.join(cluster.workdir, name)
         os.makedirs(self.dir)
         self.sink = Sink()
@@ -76,6 +76,7 @@ class Submission(object):
                     if not k.startswith(("SLURM_", "SLM_", "SBATCH_"))}
         self.env.update(SLM_API_URL=self.sink.url, SLM_SPOOL_DIR=os.path.join(self.dir, "spool"),
                         SLM_TIMEOUT="2", PYTHONDONTWRITEBYTECODE="1")
+        self.env.update(extra_env or {})
         self.script = os.path.join(self.dir, "job")
         with open(self.script, "w") as f:
             f.write(script)
@@ -309,3 +310,34 @@ def test_time_limit_with_warning_signal(time_limited):
     assert "got SIGUSR1" in s.read_output()
     assert "got SIGTERM" in s.read_output()
     assert s.events("TIMEOUT")[0]["exit_code"] == 100 + 15
+
+
+def test_array_rollup_through_the_service(cluster, tmp_path):
+    """--array=1-5 with task 3 failing, notifications relayed by slm_api.py:
+    one failure notice and one roll-up, nothing per successful task."""
+    from test_relay import Hook, Service
+    hook = Hook()
+    svc = Service(str(tmp_path / "relay.db"), tmp_path)
+    s = None
+    try:
+        s = Submission(cluster, "array-rollup",
+                       "#!/bin/bash\n[ \"$SLURM_ARRAY_TASK_ID\" != 3 ]\n",
+                       sbatch_args=["--array=1-5", "-o", "/dev/null"],
+                       extra_env={"SLM_API_URL": svc.url, "SLM_WEBHOOK": hook.url,
+                                  "SLM_WEBHOOK_VIA": "api"})
+        assert s.result.returncode == 0, s.result.stderr
+        s.sink.close()   # the job's slm talks to the service, which notifies the hook
+        hook.wait(lambda: any(b.get("rollup") for b in hook.delivered), timeout=120)
+        time.sleep(1.0)
+        rollups = [b for b in hook.delivered if b.get("rollup")]
+        assert len(rollups) == 1
+        assert rollups[0]["job_id"] == s.job_id
+        assert rollups[0]["tasks"] == {"COMPLETED": 4, "FAILED": 1}
+        assert rollups[0]["failed_tasks"] == ["3"]
+        others = sorted((b["job_id"], b["status"]) for b in hook.delivered if not b.get("rollup"))
+        assert others == [(s.job_id + "_3", "FAILED")]
+    finally:
+        if s is not None and s.job_id:
+            subprocess.run(["scancel", s.job_id], stderr=subprocess.DEVNULL)
+        svc.stop()
+        hook.close()

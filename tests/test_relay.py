@@ -1,0 +1,384 @@
+"""The relay: slm_api.py sends notifications for nodes without internet (SLM_WEBHOOK_VIA=api).
+
+A real slm_api.py subprocess, a controllable webhook (answers 500, 429 with
+Retry-After, 400, or nothing at all, as told), and slm.py jobs or direct posts.
+"""
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import MAIN_PYTHON, ROOT, run_slm
+from test_storage import mariadb_admin, mariadb_params
+
+
+class Hook(object):
+    """A webhook that answers as scripted: 'ok', 500, 429, 400, 'hang'; then 'ok'."""
+
+    def __init__(self, host="127.0.0.1"):
+        self.script = []
+        self.received = []        # (time, body) of every request, answered or not
+        self.delivered = []       # bodies answered 2xx
+        self.cond = threading.Condition()
+        self.closing = threading.Event()
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with hook.cond:
+                    action = hook.script.pop(0) if hook.script else "ok"
+                    hook.received.append((time.time(), body))
+                    hook.cond.notify_all()
+                if action == "hang":
+                    hook.closing.wait(30)
+                    return
+                status = 200 if action == "ok" else action
+                data = b'{"ok":true}' if status == 200 else b'{"error":"scripted"}'
+                self.send_response(status)
+                if status == 429:
+                    self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                if status == 200:
+                    with hook.cond:
+                        hook.delivered.append(body)
+                        hook.cond.notify_all()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://%s:%d/hook" % (host, self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, predicate, timeout=30, what="hook"):
+        deadline = time.time() + timeout
+        with self.cond:
+            while not predicate():
+                left = deadline - time.time()
+                if left <= 0:
+                    raise AssertionError("%s timed out: received %r" % (what, self.received))
+                self.cond.wait(left)
+
+    def close(self):
+        self.closing.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Service(object):
+    """slm_api.py as a subprocess; restartable on the same port and database."""
+
+    def __init__(self, db, tmp_path, **env):
+        self.db = db
+        self.log = str(tmp_path / ("service-%s.log" % uuid.uuid4().hex[:6]))
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SLM_")}
+        self.env.update(SLM_RELAY_ALLOW="127.0.0.1", SLM_OUTBOX_POLL="0.1",
+                        SLM_OUTBOX_BACKOFF_SCALE="0.05", SLM_RELAY_TIMEOUT="1")
+        self.env.update(env)
+        self.proc = None
+        self.start()
+
+    def start(self):
+        out = open(self.log, "a")
+        self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "slm_api.py"),
+                                      "--port", str(self.port), "--db", self.db],
+                                     stdout=out, stderr=out, env=self.env)
+        deadline = time.time() + 20
+        while True:
+            try:
+                status, _ = self.get("/healthz")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            assert self.proc.poll() is None, open(self.log).read()
+            assert time.time() < deadline, "service did not start: " + open(self.log).read()
+            time.sleep(0.05)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(20)
+
+    def get(self, path):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, json.loads(r.read().decode() or "null")
+        finally:
+            conn.close()
+
+    def post(self, body):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("POST", "/api/v1/events", json.dumps(body),
+                         {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            return r.status, json.loads(r.read().decode())
+        finally:
+            conn.close()
+
+    def notifications(self, job_id):
+        status, body = self.get("/api/v1/jobs/%s/notifications" % job_id)
+        assert status == 200, body
+        return body["notifications"]
+
+    def wait_notifications(self, job_id, predicate, timeout=30):
+        deadline = time.time() + timeout
+        while True:
+            rows = self.notifications(job_id)
+            if predicate(rows):
+                return rows
+            assert time.time() < deadline, rows
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def hook():
+    h = Hook()
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def service(tmp_path):
+    made = []
+
+    def start(db=None, **env):
+        s = Service(db or str(tmp_path / "relay.db"), tmp_path, **env)
+        made.append(s)
+        return s
+    yield start
+    for s in made:
+        if s.proc.poll() is None:
+            s.stop()
+
+
+def event(job_id, status, relay_to=None, send=True, **extra):
+    e = {"schema": "slm.event/1", "event_id": uuid.uuid4().hex, "job_id": job_id,
+         "status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+         "seq": extra.pop("seq", 1), "user": "alice"}
+    e.update(extra)
+    if relay_to:
+        e["relay"] = {"to": [{"url": u, "format": "json"} for u in relay_to], "send": send}
+    return e
+
+
+def relayed_env(env, svc, hook_url, **extra):
+    env.update(SLM_API_URL=svc.url, SLM_WEBHOOK=hook_url, SLM_WEBHOOK_VIA="api")
+    env.update(extra)
+    return env
+
+
+# ---------------------------------------------------------------------------
+
+
+def test_job_notification_relayed_retried_and_delivered_once(env, hook, service):
+    svc = service()
+    hook.script = [500, 500]
+    r = run_slm(MAIN_PYTHON, ["run", "--", "sh", "-c", "exit 3"],
+                relayed_env(env, svc, "slack+" + hook.url, SLM_NOTIFY_ON="final"))
+    assert r.returncode == 3
+    assert hook.received == [] or all("text" in b for _, b in hook.received)
+    hook.wait(lambda: len(hook.delivered) == 1)
+    assert hook.delivered[0]["text"].startswith("FAILED: job local-")
+    job_id = re.search(r"job (\S+)", hook.delivered[0]["text"]).group(1)
+    rows = svc.wait_notifications(job_id, lambda rows: rows and rows[0]["state"] == "sent")
+    assert len(rows) == 1 and rows[0]["attempts"] == 3 and rows[0]["format"] == "slack"
+    assert rows[0]["destination"] == "http://127.0.0.1:%d/…" % hook.server.server_address[1]
+    time.sleep(0.5)   # a second send would happen within a few polls
+    assert len(hook.received) == 3 and len(hook.delivered) == 1
+    # the destination (a secret) is not part of the stored events
+    status, events = svc.get("/api/v1/jobs/%s/events" % job_id)
+    assert all("relay" not in e for e in events["events"])
+    assert hook.url not in json.dumps(events)
+
+
+def test_429_retry_after_is_honoured(hook, service):
+    svc = service()
+    hook.script = [429]
+    assert svc.post(event("r429", "FAILED", [hook.url]))[0] == 200
+    hook.wait(lambda: len(hook.delivered) == 1)
+    first, second = hook.received[0][0], hook.received[1][0]
+    assert second - first >= 0.9     # Retry-After: 1, though the backoff is 0.1 s here
+
+
+def test_400_is_given_up_with_its_reason(hook, service):
+    svc = service()
+    hook.script = [400]
+    svc.post(event("r400", "FAILED", [hook.url]))
+    rows = svc.wait_notifications("r400", lambda rows: rows and rows[0]["state"] == "failed")
+    assert "HTTP 400" in rows[0]["last_error"] and "scripted" in rows[0]["last_error"]
+    time.sleep(0.5)
+    assert len(hook.received) == 1
+
+
+def test_webhook_that_never_answers_is_retried(hook, service):
+    svc = service()
+    hook.script = ["hang"]
+    svc.post(event("rhang", "COMPLETED", [hook.url]))
+    hook.wait(lambda: len(hook.delivered) == 1, timeout=30)
+    rows = svc.wait_notifications("rhang", lambda rows: rows[0]["state"] == "sent")
+    assert rows[0]["attempts"] == 2
+    assert "timed out" in rows[0]["last_error"]
+
+
+def test_restart_with_a_full_outbox_loses_and_repeats_nothing(hook, service):
+    svc = service()
+    hook.script = [503] * 1000
+    ids = []
+    for i in range(5):
+        e = event("restart-%d" % i, "COMPLETED", [hook.url])
+        ids.append(e["event_id"])
+        svc.post(e)
+    hook.wait(lambda: len(hook.received) >= 5)
+    svc.stop()
+    hook.script = []
+    svc.start()
+    hook.wait(lambda: len(hook.delivered) == 5)
+    time.sleep(0.5)
+    assert sorted(b["event_id"] for b in hook.delivered) == sorted(ids)
+    svc.stop()
+    svc.start()          # nothing acknowledged is sent again
+    time.sleep(0.8)
+    assert len(hook.delivered) == 5
+
+
+def test_relay_outside_the_allow_list_is_refused(hook, service):
+    svc = service(SLM_RELAY_ALLOW="hooks.slack.com")
+    status, answer = svc.post(event("refused-1", "FAILED", [hook.url]))
+    assert status == 200 and answer["accepted"] == 1
+    assert answer["refused_notifications"] == 1
+    rows = svc.notifications("refused-1")
+    assert rows[0]["state"] == "refused" and "SLM_RELAY_ALLOW" in rows[0]["last_error"]
+    time.sleep(0.5)
+    assert hook.received == []
+    assert svc.get("/api/v1/jobs/refused-1")[1]["status"] == "FAILED"
+
+
+def test_send_false_stores_without_notifying(hook, service):
+    svc = service()
+    svc.post(event("quiet-1", "RUNNING", [hook.url], send=False))
+    svc.post(event("quiet-1", "COMPLETED", [hook.url], seq=2))
+    hook.wait(lambda: len(hook.delivered) == 1)
+    assert hook.delivered[0]["status"] == "COMPLETED"
+
+
+def test_admin_webhook_hears_every_job(hook, service):
+    svc = service(SLM_WEBHOOK=hook.url, SLM_NOTIFY_ON="final")
+    svc.post(event("admin-1", "RUNNING"))
+    svc.post(event("admin-1", "TIMEOUT", seq=2))
+    hook.wait(lambda: len(hook.delivered) == 1)
+    assert hook.delivered[0]["status"] == "TIMEOUT"
+
+
+def test_bad_relay_field_is_400(service):
+    svc = service()
+    bad = event("badrelay", "RUNNING")
+    bad["relay"] = {"to": [{"url": "ftp://x"}], "send": True}
+    status, answer = svc.post(bad)
+    assert status == 400 and "relay" in answer["error"]
+
+
+def test_array_rollup_after_the_last_task(env, hook, service):
+    """Five tasks through the real wrapper, one failing: a failure notice and one roll-up."""
+    svc = service()
+    relayed_env(env, svc, hook.url)
+    env.update(SLURM_ARRAY_JOB_ID="7700", SLURM_ARRAY_TASK_COUNT="5", SLURM_JOB_NAME="sweep")
+    for task in range(1, 6):
+        env.update(SLURM_JOB_ID=str(7700 + task), SLURM_ARRAY_TASK_ID=str(task))
+        r = run_slm(MAIN_PYTHON, ["-q", "run", "--", "sh", "-c", "exit %d" % (task == 3)], env)
+        assert r.returncode == (task == 3)
+        if task < 5:
+            assert not any(b.get("rollup") for b in hook.delivered)
+    hook.wait(lambda: any(b.get("rollup") for b in hook.delivered))
+    time.sleep(0.5)
+    rollups = [b for b in hook.delivered if b.get("rollup")]
+    notices = [b for b in hook.delivered if not b.get("rollup")]
+    assert len(rollups) == 1
+    assert rollups[0]["job_id"] == "7700" and rollups[0]["status"] == "FAILED"
+    assert rollups[0]["tasks"] == {"COMPLETED": 4, "FAILED": 1}
+    assert rollups[0]["failed_tasks"] == ["3"]
+    # per-task notices only for the failure (SLM_ARRAY_NOTIFY=failures, the default)
+    assert [(n["job_id"], n["status"]) for n in notices] == [("7700_3", "FAILED")]
+
+
+def test_two_instances_on_one_mariadb_send_each_notification_once(hook, service, tmp_path):
+    admin = mariadb_admin()
+    name = "slm_test_%s" % uuid.uuid4().hex[:12]
+    with admin.cursor() as cur:
+        cur.execute("CREATE DATABASE `%s` CHARACTER SET utf8mb4" % name)
+    try:
+        p = mariadb_params()
+        url = "mysql://%s:%s@%s:%d/%s" % (p["user"], p["password"], p["host"], p["port"], name)
+        one, two = service(url), service(url)
+        ids = []
+        errors = []
+
+        def burst(svc, start):
+            for i in range(start, 120, 2):
+                e = event("burst-%d" % i, "COMPLETED", [hook.url])
+                ids.append(e["event_id"])
+                status, answer = svc.post(e)
+                if status != 200:
+                    errors.append(answer)
+        threads = [threading.Thread(target=burst, args=(svc, k)) for k, svc in
+                   enumerate((one, two))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        hook.wait(lambda: len(hook.delivered) >= 120, timeout=60)
+        time.sleep(1.0)
+        got = [b["event_id"] for b in hook.delivered]
+        assert len(got) == 120 and sorted(got) == sorted(ids)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("DROP DATABASE IF EXISTS `%s`" % name)
+        admin.close()
+
+
+def test_rate_limit_spaces_a_burst_to_one_destination():
+    import slm_api
+    limiter = slm_api.RateLimiter()
+    now = 1000.0
+    sent = [limiter.delay("d", "feishu", now) for _ in range(5)]
+    assert sent == [0.0] * 5
+    assert 0 < limiter.delay("d", "feishu", now) <= 1.0      # the 6th within a second waits
+    assert limiter.delay("other", "feishu", now) == 0.0     # per destination
+    t = now
+    for _ in range(95):
+        t += 1.0
+        while limiter.delay("d", "feishu", t) > 0:
+            t += 0.05
+    assert limiter.delay("d", "feishu", t) > 0 or t - now >= 60  # 100 per minute at most
+
+
+def test_array_size_spec():
+    import slm_api
+    assert slm_api.array_size("1-5") == 5
+    assert slm_api.array_size("1-10%4") == 10
+    assert slm_api.array_size("1,3,5-7") == 5
+    assert slm_api.array_size("0-15:4") == 4
+    assert slm_api.array_size("x") is None and slm_api.array_size(None) is None
