@@ -36,14 +36,15 @@ cannot be reached.  See README.md for everything else.
 """
 
 import errno
-import hashlib
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
+
+# argparse, hashlib, socket, subprocess and urllib are imported where they are
+# used: `slm run` starts the job first, and each import before it delays it.
 
 __version__ = "0.1.0"
 
@@ -193,7 +194,12 @@ def new_id():
 
 
 def short_hash(text):
+    import hashlib
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+
+
+def hostname():
+    return os.uname().nodename   # what socket.gethostname() says, without importing socket
 
 
 def redact_url(url):
@@ -491,7 +497,7 @@ class JobInfo(object):
 
 def local_job_id():
     """An id for a job outside Slurm: readable, and unique across hosts."""
-    return "local-%s-%s-%d" % (socket.gethostname().split(".")[0],
+    return "local-%s-%s-%d" % (hostname().split(".")[0],
                                time.strftime("%Y%m%d%H%M%S"), os.getpid())
 
 
@@ -509,7 +515,7 @@ class EventFactory(object):
         if self._common is None:
             common = {
                 "schema": EVENT_SCHEMA,
-                "host": socket.gethostname(),
+                "host": hostname(),
                 "user": user_name(),
                 "cwd": clean_text(os.getcwd()) if os.path.isdir(".") else None,
                 "slm_version": __version__,
@@ -571,6 +577,7 @@ class HttpResult(object):
 
 def _network_reason(exc):
     """A short human reason for a network failure (no URL: it may be secret)."""
+    import socket
     reason = getattr(exc, "reason", exc)
     if isinstance(reason, socket.timeout) or "timed out" in str(reason):
         return "timed out"
@@ -637,6 +644,7 @@ def http_request(method, url, body=None, token=None, timeout=DEFAULT_TIMEOUT,
 
 def _plain_http(method, url, body, headers, timeout):
     """One HTTP/1.1 request on a fresh connection, read until the answer is complete."""
+    import socket
     from urllib.parse import urlsplit
     parts = urlsplit(url)
     host, port = parts.hostname, parts.port or 80
@@ -986,6 +994,7 @@ def notification_request(fmt, url, event, secret=None, dashboard_url=None, now=N
 def feishu_sign(secret, timestamp):
     """Feishu/Lark custom bot: HMAC-SHA256 keyed by "timestamp\\nsecret" of b"", base64."""
     import base64
+    import hashlib
     import hmac
     key = ("%s\n%s" % (timestamp, secret)).encode("utf-8")
     return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode("ascii")
@@ -994,6 +1003,7 @@ def feishu_sign(secret, timestamp):
 def dingtalk_sign(secret, timestamp_ms):
     """DingTalk robot: HMAC-SHA256 keyed by secret of "timestamp\\nsecret", base64."""
     import base64
+    import hashlib
     import hmac
     message = ("%s\n%s" % (timestamp_ms, secret)).encode("utf-8")
     return base64.b64encode(hmac.new(secret.encode("utf-8"), message,
@@ -1081,7 +1091,7 @@ class Spool(object):
         self.work = os.path.join(root, "work")
         self.dead = os.path.join(root, "dead")
         self.tmp = os.path.join(root, "tmp")
-        self.host = socket.gethostname()
+        self.host = hostname()
         self._ready = False
 
     def ensure(self):
@@ -2807,12 +2817,43 @@ def split_argv(argv):
     return head + mine, sbatch
 
 
+class Arguments(object):
+    """What argparse would have made of a plain `slm [-q|-v|--no-db] run [--name N] -- CMD`."""
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+
+def quick_run_args(head, tail):
+    """Parse the common `run` command line without argparse (it costs the job
+    ~3 ms of start-up); None for anything else, which argparse then handles."""
+    if not tail or head.count("run") != 1:
+        return None
+    values = {"quiet": False, "verbose": False, "no_db": False, "name": None,
+              "cleanup": None, "command": "run", "cmd": tail}
+    flags = {"-q": "quiet", "--quiet": "quiet", "-v": "verbose", "--verbose": "verbose",
+             "--no-db": "no_db"}
+    words = list(head)
+    seen_run = False
+    while words:
+        word = words.pop(0)
+        if word == "run":
+            seen_run = True
+        elif word in flags:
+            values[flags[word]] = True
+        elif seen_run and word in ("--name", "--cleanup") and words:
+            values[word[2:]] = words.pop(0)
+        else:
+            return None
+    return Arguments(**values)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     console = Console()
     try:
         head, tail = split_argv(argv)
-        args = build_parser().parse_args(head)
+        args = quick_run_args(head, tail) or build_parser().parse_args(head)
         if tail is not None:
             if args.command == "run":
                 args.cmd = tail
