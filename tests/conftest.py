@@ -153,14 +153,19 @@ def sink():
     s.close()
 
 
-@pytest.fixture
-def refused_url():
-    """A loopback URL nobody listens on."""
+def free_port():
+    """A loopback port nobody listens on (for now)."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    return "http://127.0.0.1:%d" % port
+    return port
+
+
+@pytest.fixture
+def refused_url():
+    """A loopback URL nobody listens on."""
+    return "http://127.0.0.1:%d" % free_port()
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ import uuid
 
 import pytest
 
-from conftest import MAIN_PYTHON, ROOT, need, required, run_slm, spool_files
+from conftest import free_port, MAIN_PYTHON, ROOT, need, required, run_slm, spool_files
 from test_storage import mariadb_admin, mariadb_params
 
 SLM_API = os.path.join(ROOT, "slm_api.py")
@@ -43,14 +43,6 @@ CLIENTS = 32
 JOBS_PER_CLIENT = 4
 LIFE = ("SUBMITTED", "RUNNING", "PAUSED", "RESUMED", "SIGNALED")   # then a final status
 FINALS = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Service(object):

@@ -20,18 +20,10 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from conftest import HELPERS, MAIN_PYTHON, ROOT, Job, run_slm, spool_files
+from conftest import free_port, HELPERS, MAIN_PYTHON, ROOT, Job, run_slm, spool_files
 
 SLM_API = os.path.join(ROOT, "slm_api.py")
 FAKE_SBATCH = os.path.join(HELPERS, "sbatch")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def http(method, url, body=None, token=None, timeout=10):

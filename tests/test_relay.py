@@ -7,7 +7,6 @@ import http.client
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import MAIN_PYTHON, ROOT, run_slm
+from conftest import MAIN_PYTHON, ROOT, free_port, run_slm
 from test_storage import mariadb_admin, mariadb_params
 
 
@@ -86,10 +85,7 @@ class Service(object):
     def __init__(self, db, tmp_path, **env):
         self.db = db
         self.log = str(tmp_path / ("service-%s.log" % uuid.uuid4().hex[:6]))
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.port = s.getsockname()[1]
-        s.close()
+        self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SLM_")}
         self.env.update(SLM_RELAY_ALLOW="127.0.0.1", SLM_OUTBOX_POLL="0.1",
