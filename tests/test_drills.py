@@ -217,6 +217,18 @@ def verify(service, rows_per_event, per_client, expected):
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])
+
+def mariadb_rows_per_event(name, params):
+    """event_id -> how many rows the throw-away database holds for it."""
+    import pymysql
+    conn = pymysql.connect(database=name, autocommit=True, **params)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT event_id, COUNT(*) FROM slurm_events GROUP BY event_id")
+            return dict((k, int(n)) for k, n in cur.fetchall())
+    finally:
+        conn.close()
+
 def backend(request, tmp_path):
     """(db for --db, rows_per_event() reading the database directly)."""
     if request.param == "sqlite":
@@ -238,14 +250,7 @@ def backend(request, tmp_path):
     p = mariadb_params()
 
     def rows_per_event():
-        import pymysql
-        conn = pymysql.connect(database=name, autocommit=True, **p)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT event_id, COUNT(*) FROM slurm_events GROUP BY event_id")
-                return dict((k, int(n)) for k, n in cur.fetchall())
-        finally:
-            conn.close()
+        return mariadb_rows_per_event(name, p)
     try:
         yield "mysql://%s:%s@%s:%d/%s" % (p["user"], p["password"], p["host"], p["port"],
                                           name), rows_per_event
@@ -390,14 +395,7 @@ def test_mariadb_restarted_mid_burst_loses_nothing(tmp_path):
         assert len(burst.acked) == total
 
         def rows_per_event():
-            import pymysql
-            conn = pymysql.connect(database=name, autocommit=True, **p)
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("SELECT event_id, COUNT(*) FROM slurm_events GROUP BY event_id")
-                    return dict((k, int(n)) for k, n in cur.fetchall())
-            finally:
-                conn.close()
+            return mariadb_rows_per_event(name, p)
         print("drill MariaDB restart: %d events, answers %s, outage %.1f s"
               % (total, burst.answers, outage["end"] - outage["start"]))
         # a sample sent again, as a client whose answer was lost would

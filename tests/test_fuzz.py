@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from conftest import MAIN_PYTHON, ROOT, run_slm, spool_files
 
 import slm_api
+import test_api
 
 MIN_REQUESTS = 10000
 
@@ -96,13 +97,7 @@ def raw_db(store):
     return query
 
 
-class Answer(object):
-    def __init__(self, status, headers, body):
-        self.status, self.headers, self.body = status, headers, body
-
-    @property
-    def json(self):
-        return json.loads(self.body.decode("utf-8"))
+Answer = test_api.Response
 
 
 def call(app, method, raw_path, query="", body=None, headers=None):
