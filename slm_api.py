@@ -1253,6 +1253,15 @@ class SQLiteStore(SQLStore):
         SQLStore.__init__(self)
         self.path = path
         self.busy_timeout = busy_timeout
+        self._write_lock = threading.Lock()
+
+    def _run(self, work, write=False):
+        if not write:
+            return SQLStore._run(self, work, write)
+        # this process's writers queue on a lock: SQLite's own busy handler
+        # sleeps and retries (up to 100 ms a time), which made p99 latency soar
+        with self._write_lock:
+            return SQLStore._run(self, work, write)
 
     def describe(self):
         return "sqlite %s" % os.path.abspath(self.path)
@@ -1313,7 +1322,7 @@ class MySQLStore(SQLStore):
     lock_suffix = " FOR UPDATE"
 
     def __init__(self, host, port=3306, user="slm", password="", database="slm",
-                 pool_size=8, connect_timeout=5):
+                 pool_size=32, connect_timeout=5):
         try:
             import pymysql
         except ImportError:
