@@ -1002,14 +1002,14 @@ class SQLStore(Store):
                 for event in sorted(new, key=lambda e: e["event_id"]):
                     refusals += self._enqueue(cur, event, raws[event["event_id"]],
                                               relays.get(event["event_id"]), relay, received)
-                done = set()
-                for event in new:
-                    array_id = event.get("array_job_id")
-                    if event["status"] in FINAL and array_id and \
-                            event.get("array_task_id") is not None and array_id not in done:
-                        done.add(array_id)
-                        self._maybe_rollup(cur, event, relays.get(event["event_id"]), relay,
-                                           received)
+            done = set()
+            for event in sorted(new, key=lambda e: e["event_id"]):
+                array_id = event.get("array_job_id")
+                if event["status"] in FINAL and array_id and array_id != event["job_id"] and \
+                        event.get("array_task_id") is not None and array_id not in done:
+                    done.add(array_id)
+                    self._maybe_rollup(cur, event, relays.get(event["event_id"]), relay,
+                                       received)
             return new, duplicates, refusals
 
         new, duplicates, refusals = self._run(work, write=True)
@@ -1056,24 +1056,16 @@ class SQLStore(Store):
              "refused" if refusal else "pending", now, refusal, now))
 
     def _maybe_rollup(self, cur, event, relay, config, now):
-        """When the last task of an array ends: one summary per destination."""
+        """When the last task of an array ends: the array's own job row gets
+        its outcome (through a stored roll-up event, so that the row stays
+        what its events imply), and each destination one summary."""
         array_id = event.get("array_job_id")
-        destinations = []
-        if relay and relay.get("to") and (relay.get("array_notify") or "failures") != "each":
-            for t in relay["to"]:
-                if host_allowed(t["url"], config.allow):
-                    destinations.append((t.get("format", "json"), t["url"], t.get("secret"),
-                                         relay.get("dashboard_url")))
-        if config.admin_hooks and config.array_notify != "each":
-            for fmt, url in config.admin_hooks:
-                destinations.append((fmt, url, config.admin_secret, config.dashboard_url))
-        if not destinations:
-            return
-        # the array's own row, if any, serialises the "am I the last task?" check
-        cur.execute(self._sql("SELECT meta FROM slurm_jobs WHERE job_id = ?%s"
-                              % self.lock_suffix), (array_id,))
-        parent = cur.fetchone()
-        parent_meta = json.loads(parent[0]) if parent and parent[0] else {}
+        # the array's own row serialises the "am I the last task?" check
+        self._lock_job(cur, array_id)
+        cur.execute(self._sql("SELECT %s FROM slurm_jobs WHERE job_id = ?%s"
+                              % (columns(JOB_COLUMNS), self.lock_suffix)), (array_id,))
+        parent = dict(zip(JOB_COLUMNS, cur.fetchone()))
+        parent_meta = json.loads(parent["meta"]) if parent.get("meta") else {}
         cur.execute(self._sql("SELECT job_id, status, array_task_id, job_name, %s, cluster, meta"
                               " FROM slurm_jobs WHERE array_job_id = ? AND"
                               " array_task_id IS NOT NULL" % quote("user")), (array_id,))
@@ -1085,23 +1077,53 @@ class SQLStore(Store):
             [c for c in counts_seen if isinstance(c, int)] or [0]) or None
         if expected is None or len(tasks) < expected or \
                 any(t[1] not in FINAL for t in tasks):
+            if not parent.get("event_count"):
+                # only our lock made this row: a job nobody reported stays unknown
+                cur.execute(self._sql("DELETE FROM slurm_jobs WHERE job_id = ? AND"
+                                      " event_count = 0"), (array_id,))
             return
         counts = {}
         for t in tasks:
             counts[t[1]] = counts.get(t[1], 0) + 1
         failed = sorted((t[2] for t in tasks if t[1] != "COMPLETED"),
                         key=lambda x: (len(x), x))
-        summary = {"schema": "slm.event/1", "event_id": "rollup-%s" % array_id,
-                   "job_id": array_id, "array_job_id": array_id, "rollup": True,
-                   "status": "COMPLETED" if not failed else "FAILED", "time": now,
+        status = list(counts)[0] if len(counts) == 1 else "FAILED" if failed else "COMPLETED"
+        summary = {"schema": "slm.event/1",
+                   "event_id": "rollup-" + hashlib.sha1(array_id.encode("utf-8")).hexdigest(),
+                   "job_id": array_id, "status": status, "time": now, "rollup": True,
                    "job_name": tasks[0][3] or parent_meta.get("job_name"),
                    "user": tasks[0][4], "cluster": tasks[0][5], "tasks": counts,
                    "failed_tasks": failed[:100]}
+        summary = dict((k, v) for k, v in summary.items() if v is not None)
         payload = json.dumps(summary, ensure_ascii=False, separators=(",", ":"))
+        cur.execute(self._sql(
+            "%s INTO slurm_events (event_id, job_id, status, time, seq, received_at, raw)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)" % self.insert_ignore),
+            (summary["event_id"], array_id, status, now, None, now, payload))
+        if cur.rowcount != 1:
+            return   # rolled up already
+        merge_event(parent, summary)
+        names = [c for c in JOB_COLUMNS if c != "job_id"]
+        cur.execute(self._sql("UPDATE slurm_jobs SET %s WHERE job_id = ?"
+                              % ", ".join("%s = ?" % quote(c) for c in names)),
+                    [parent[c] for c in names] + [array_id])
+        if config is None:
+            return
+        destinations = []
+        if relay and relay.get("to") and (relay.get("array_notify") or "failures") != "each":
+            for t in relay["to"]:
+                if host_allowed(t["url"], config.allow):
+                    destinations.append((t.get("format", "json"), t["url"], t.get("secret"),
+                                         relay.get("dashboard_url")))
+        if config.admin_hooks and config.array_notify != "each":
+            for fmt, url in config.admin_hooks:
+                destinations.append((fmt, url, config.admin_secret, config.dashboard_url))
+        notice = json.dumps(dict(summary, array_job_id=array_id), ensure_ascii=False,
+                            separators=(",", ":"))
         for fmt, url, secret, dashboard in destinations:
             key = "rollup:" + hashlib.sha1(("%s|%s" % (array_id, url))
                                            .encode("utf-8")).hexdigest()
-            self._outbox_insert(cur, key, array_id, url, fmt, secret, dashboard, payload, now)
+            self._outbox_insert(cur, key, array_id, url, fmt, secret, dashboard, notice, now)
 
     def claim_notifications(self, owner, limit, lease):
         """Lease up to limit due notifications to owner; return them."""

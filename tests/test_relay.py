@@ -317,6 +317,22 @@ def test_array_rollup_after_the_last_task(env, hook, service):
     assert rollups[0]["failed_tasks"] == ["3"]
     # per-task notices only for the failure (SLM_ARRAY_NOTIFY=failures, the default)
     assert [(n["job_id"], n["status"]) for n in notices] == [("7700_3", "FAILED")]
+    # the array's own row ends too, through a stored roll-up event
+    status, parent = svc.get("/api/v1/jobs/7700")
+    assert status == 200 and parent["status"] == "FAILED" and parent["ended_at"]
+    _, events = svc.get("/api/v1/jobs/7700/events")
+    assert [e.get("rollup") for e in events["events"]] == [True]
+    assert events["events"][0]["tasks"] == {"COMPLETED": 4, "FAILED": 1}
+
+
+def test_array_rows_without_a_known_size_get_no_rollup(service):
+    svc = service()
+    for task in ("1", "2"):
+        svc.post(event("9900_" + task, "COMPLETED", array_job_id="9900", array_task_id=task))
+    assert svc.get("/api/v1/jobs/9900")[0] == 404      # no placeholder row left behind
+    svc.post(event("9901_1", "COMPLETED", array_job_id="9901", array_task_id="1",
+                   array_task_count=1))
+    assert svc.get("/api/v1/jobs/9901")[1]["status"] == "COMPLETED"
 
 
 def test_two_instances_on_one_mariadb_send_each_notification_once(hook, service, tmp_path):
