@@ -216,6 +216,17 @@ def redact_url(url):
         return "<malformed URL>"
 
 
+def shown_url(url):
+    """The service URL as it may be printed: no user:password@, no query."""
+    try:
+        from urllib.parse import urlsplit, urlunsplit
+        parts = urlsplit(url)
+        netloc = parts.netloc.rpartition("@")[2]
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    except ValueError:
+        return "<malformed URL>"
+
+
 def check_http_url(url):
     """Return an error string, or None when url is a usable http(s) URL."""
     from urllib.parse import urlsplit
@@ -602,10 +613,13 @@ def http_request(method, url, body=None, token=None, timeout=DEFAULT_TIMEOUT,
     Network failures raise DeliveryError.  Redirects are not followed: a
     POST that silently became a GET would look delivered and be lost.
     """
+    url, basic = split_credentials(url)
     if not use_proxy and url.startswith("http://"):
         headers = [("Content-Type", content_type)] if body is not None else []
         if token:
             headers.append(("Authorization", "Bearer %s" % token))
+        elif basic:
+            headers.append(("Authorization", basic))
         try:
             return _plain_http(method, url, body, headers, timeout)
         except (OSError, ValueError) as e:
@@ -627,6 +641,8 @@ def http_request(method, url, body=None, token=None, timeout=DEFAULT_TIMEOUT,
         request.add_header("Content-Type", content_type)
     if token:
         request.add_header("Authorization", "Bearer %s" % token)
+    elif basic:
+        request.add_header("Authorization", basic)
     try:
         with opener.open(request, timeout=timeout) as response:
             return HttpResult(response.status, response.read(), dict(response.headers))
@@ -640,6 +656,27 @@ def http_request(method, url, body=None, token=None, timeout=DEFAULT_TIMEOUT,
         raise DeliveryError(_network_reason(e))
     except Exception as e:  # http.client.HTTPException and kin: a broken peer
         raise DeliveryError("bad answer (%s)" % e.__class__.__name__)
+
+
+def split_credentials(url):
+    """(url without user:password@, 'Basic ...' header value or None).
+
+    A self-hosted ntfy or a proxy-protected webhook is often written as
+    https://user:password@host/...; urllib would take 'user' for a host.
+    """
+    from urllib.parse import unquote, urlsplit, urlunsplit
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url, None
+    if "@" not in parts.netloc:
+        return url, None
+    import base64
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    pair = ("%s:%s" % (unquote(user), unquote(password))).encode("utf-8")
+    return urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment)), \
+        "Basic " + base64.b64encode(pair).decode("ascii")
 
 
 def _plain_http(method, url, body, headers, timeout):
@@ -770,7 +807,7 @@ class ServiceTarget(Target):
         self.problem = check_http_url(url)
 
     def describe(self):
-        return "the SLM service at %s" % self.url
+        return "the SLM service at %s" % shown_url(self.url)
 
     def deliver(self, events, timeout):
         if self.problem:
@@ -1564,17 +1601,21 @@ class ServiceClient(object):
                                   use_proxy=False)
         except DeliveryError as e:
             raise Unreachable("cannot reach the SLM service at %s (SLM_API_URL): %s"
-                              % (self.url, e.reason))
+                              % (shown_url(self.url), e.reason))
         data = result.json()
         if result.status == 401:
             raise Failure("the SLM service refused the request: SLM_API_TOKEN is %s"
                           % ("wrong" if self.token else "not set"))
         if result.status >= 500:
             raise Unreachable("the SLM service at %s (SLM_API_URL) failed: %s"
-                              % (self.url, result.error_text()))
+                              % (shown_url(self.url), result.error_text()))
+        if result.status == 400:
+            # the service says our question is malformed: a usage error (exit 2)
+            raise UsageError(result.error_text())
         if result.status >= 300 or not isinstance(data, dict):
             raise Failure(result.error_text() if result.status >= 300 else
-                          "the SLM service at %s gave an answer that is not JSON" % self.url)
+                          "the SLM service at %s gave an answer that is not JSON"
+                          % shown_url(self.url))
         return result.status, data
 
     def job(self, job_id):
@@ -1696,6 +1737,7 @@ class Wrapper(object):
         self.stop_signal = None    # the first stop request: (signum, reason)
         self.end_time = None       # the job's end time by Slurm, epoch seconds
         self.started = None
+        self.output_sizes = {}
 
     # -- start -------------------------------------------------------------
 
@@ -1715,6 +1757,7 @@ class Wrapper(object):
         env["SLM_JOB_ID"] = self.job.job_id
         # close_fds=False: fds the user handed the job (3>file) stay open;
         # ours are close-on-exec anyway
+        self.output_sizes = output_sizes()   # the output files' tails start here
         self.child = subprocess.Popen(self.command, preexec_fn=child_setup, close_fds=False,
                                       env=env)
         self.started = time.time()
@@ -1781,7 +1824,7 @@ class Wrapper(object):
 
     def _spawn_failed(self, e):
         name = self.command[0]
-        if e.errno == errno.ENOENT:
+        if e.errno == errno.ENOENT or not name:
             code, message = EXIT_NOT_FOUND, "command not found: %s" % name
         else:
             code, message = EXIT_CANNOT_EXECUTE, "cannot execute %s: %s" % (
@@ -1892,7 +1935,7 @@ class Wrapper(object):
             status = "FAILED"
         fields.update(resource_summary(elapsed))
         if status != "COMPLETED" and self.settings.tail_lines > 0:
-            tail = output_tail(self.settings.tail_lines)
+            tail = output_tail(self.settings.tail_lines, self.output_sizes)
             if tail:
                 fields["output_tail"] = tail
         self.courier.post(self.events.make(status, elapsed=elapsed, **fields))
@@ -1930,13 +1973,30 @@ def allocated_cpus():
         return os.cpu_count()
 
 
-def output_tail(lines):
+def output_sizes():
+    """{(dev, inode): size} of the regular files our stdout and stderr point to."""
+    import stat
+    sizes = {}
+    for fd in (1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            sizes[(st.st_dev, st.st_ino)] = st.st_size
+    return sizes
+
+
+def output_tail(lines, since=None):
     """The last lines of the files our stdout and stderr point to (Slurm's -o/-e).
 
     Only regular files: a terminal or a pipe cannot be read back.  A bounded
-    read from the end, decoded leniently, with a marker when cut.
+    read from the end, decoded leniently, with a marker when cut.  since
+    (from output_sizes() at the start) keeps out what the file held before
+    this job started: an earlier step's output, or an appended-to file.
     """
     import stat
+    since = since or {}
     seen = set()
     parts = []
     for fd, label in ((1, "stdout"), (2, "stderr")):
@@ -1945,16 +2005,19 @@ def output_tail(lines):
             if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in seen:
                 continue
             seen.add((st.st_dev, st.st_ino))
+            origin = since.get((st.st_dev, st.st_ino), 0)
             with open("/proc/self/fd/%d" % fd, "rb") as f:
                 size = f.seek(0, os.SEEK_END)
-                start = max(0, size - TAIL_READ_BYTES)
+                if size < origin:
+                    origin = 0   # truncated meanwhile: all of it is this job's
+                start = max(origin, size - TAIL_READ_BYTES)
                 f.seek(start)
                 data = f.read(TAIL_READ_BYTES)
         except OSError:
             continue
         text = data.decode("utf-8", "replace").replace("\r\n", "\n")
         kept = text.rstrip("\n").split("\n")
-        cut = start > 0 or len(kept) > lines
+        cut = start > origin or len(kept) > lines
         kept = [clean_text(line)[:500] for line in kept[-lines:]]
         if not any(kept):
             continue
@@ -2496,12 +2559,13 @@ def check_service(check, settings):
         result = http_request("GET", settings.api_url + "/healthz", timeout=settings.timeout,
                               use_proxy=False)
     except DeliveryError as e:
-        check.bad("service", "cannot reach %s (SLM_API_URL): %s" % (settings.api_url, e.reason),
+        check.bad("service", "cannot reach %s (SLM_API_URL): %s"
+                  % (shown_url(settings.api_url), e.reason),
                   "is slm_api.py running there, and reachable from this host?")
         return
     health = result.json() or {}
     if result.status != 200:
-        check.bad("service", "%s answers /healthz with %s" % (settings.api_url,
+        check.bad("service", "%s answers /healthz with %s" % (shown_url(settings.api_url),
                                                             result.error_text()),
                   "its database is %s" % health.get("database", "unknown"))
         return
@@ -2510,17 +2574,19 @@ def check_service(check, settings):
                               token=settings.api_token, timeout=settings.timeout,
                               use_proxy=False)
     except DeliveryError as e:
-        check.bad("service", "%s: %s" % (settings.api_url, e.reason))
+        check.bad("service", "%s: %s" % (shown_url(settings.api_url), e.reason))
         return
     if answer.status == 401:
-        check.bad("service", "%s refuses the token" % settings.api_url,
+        check.bad("service", "%s refuses the token" % shown_url(settings.api_url),
                   "SLM_API_TOKEN is %s" % ("wrong" if settings.api_token else
                                            "not set, but the service requires one"))
     elif answer.status != 200:
-        check.bad("service", "%s answers %s" % (settings.api_url, answer.error_text()))
+        check.bad("service", "%s answers %s" % (shown_url(settings.api_url),
+                                                answer.error_text()))
     else:
         check.ok("service", "%s answers (%s backend, database %s)%s"
-                 % (settings.api_url, health.get("backend", "?"), health.get("database", "?"),
+                 % (shown_url(settings.api_url), health.get("backend", "?"),
+                    health.get("database", "?"),
                     ", token accepted" if settings.api_token else ""))
 
 

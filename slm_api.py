@@ -2270,11 +2270,21 @@ def is_loopback(host):
 # ---------------------------------------------------------------------------
 
 
+def port_number(text):
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a port number: %r" % text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("port must be 0 to 65535, not %d" % port)
+    return port
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="slm_api.py", description="The SLM login-node service (see the module docstring).")
     parser.add_argument("--host", default=DEFAULT_HOST)
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT)
     parser.add_argument("--db", default=None, help="SQLite path or database URL "
                         "(default: SLM_DB_* from the environment, else ./slm.db)")
     parser.add_argument("--insecure", action="store_true",

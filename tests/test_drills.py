@@ -216,8 +216,6 @@ def verify(service, rows_per_event, per_client, expected):
     assert body["total"] == len(expected)
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
-
 def mariadb_rows_per_event(name, params):
     """event_id -> how many rows the throw-away database holds for it."""
     import pymysql
@@ -229,6 +227,8 @@ def mariadb_rows_per_event(name, params):
     finally:
         conn.close()
 
+
+@pytest.fixture(params=["sqlite", "mariadb"])
 def backend(request, tmp_path):
     """(db for --db, rows_per_event() reading the database directly)."""
     if request.param == "sqlite":

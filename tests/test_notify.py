@@ -281,3 +281,28 @@ def test_doctor_send_test_uses_the_format(env, sink):
     assert b"accepted a test notification" in r.stdout
     assert "content" in sink.requests[0][2]
     assert os.path.basename(sink.requests[0][0]) == "x"
+
+
+def test_tail_leaves_out_what_the_file_held_before(env, sink, tmp_path):
+    """An earlier step's output in the same -o file is not this job's."""
+    env["SLM_API_URL"] = sink.url
+    out = tmp_path / "steps.out"
+    out.write_text("".join("earlier step line %d\n" % i for i in range(50)))
+    import subprocess
+    from conftest import SLM
+    with open(str(out), "ab") as f:
+        subprocess.run([MAIN_PYTHON, SLM, "-q", "run", "--", "sh", "-c", "echo mine; exit 2"],
+                       env=env, stdout=f, stderr=f, timeout=60)
+    assert sink.events[-1]["output_tail"] == "mine"
+
+
+def test_webhook_url_with_credentials_uses_basic_auth(env, sink):
+    host = sink.url.split("://", 1)[1]
+    env["SLM_WEBHOOK"] = "ntfy+http://alice:s%40cret@" + host + "/jobs"
+    r = run_slm(MAIN_PYTHON, ["-v", "run", "--", "true"], env)
+    assert r.returncode == 0
+    assert spool_files(env) == []
+    headers = sink.requests[0][1]
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"alice:s@cret").decode()
+    assert sink.requests[0][2]["topic"] == "jobs"
+    assert b"cret" not in r.stderr and b"alice" not in r.stderr

@@ -364,6 +364,14 @@ def test_bad_arguments_are_one_line_exit_2(qenv, args):
     assert "--help" in line
 
 
+@pytest.mark.parametrize("args", [["list", "--since", "yesterday"],
+                                  ["list", "--status", "BOGUS"],
+                                  ["list", "--until", "2026-11-30T05:00:00+01:00"]])
+def test_filters_the_service_refuses_are_usage_errors(qenv, args):
+    """The service judges filter values; its 400 is the user's bad usage: exit 2."""
+    one_error_line(run_slm(MAIN_PYTHON, args, qenv), 2)
+
+
 @pytest.mark.parametrize("args", [["list", "--limit", "0"], ["list", "--limit", "5000"]])
 def test_limit_out_of_the_services_range_is_usage(qenv, args):
     one_error_line(run_slm(MAIN_PYTHON, args, qenv), 2)

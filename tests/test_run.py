@@ -557,3 +557,16 @@ def test_runs_as_symlink_named_slm(env, tmp_path):
     link.symlink_to(SLM)
     r = subprocess.run([str(link), "-q", "run", "--", "true"], env=env, timeout=60)
     assert r.returncode == 0
+
+
+def test_empty_command_name_is_not_found(env):
+    r = run_slm(MAIN_PYTHON, ["run", "--", ""], env)
+    assert r.returncode == 127
+
+
+def test_service_url_credentials_and_query_are_never_printed(env):
+    env["SLM_API_URL"] = "http://user:URLPWSECRET@127.0.0.1:1/?token=QSECRET"
+    for args in (["-v", "run", "--", "true"], ["list"], ["doctor"]):
+        r = run_slm(MAIN_PYTHON, args, env)
+        assert b"URLPWSECRET" not in r.stdout + r.stderr, args
+        assert b"QSECRET" not in r.stdout + r.stderr, args
