@@ -2629,7 +2629,10 @@ def check_spool(check, settings):
     counts = spool.counts()
     detail = "%s: %d event(s) waiting" % (spool.root, counts["pending"] + counts["work"])
     if counts["dead"]:
-        detail += ", %d refused for good (in %s)" % (counts["dead"], spool.dead)
+        check.bad("spool", "%s; %d event(s) refused for good in %s" % (detail, counts["dead"],
+                                                                       spool.dead),
+                  "each file says why; fix the cause, move them back to pending/, 'slm flush'")
+        return
     if counts["pending"] + counts["work"] and settings.targets():
         check.ok("spool", detail + "; 'slm flush' delivers them")
     else:
@@ -2698,7 +2701,7 @@ slm's own -q/-v/--no-db go before 'submit'.
   python3 slm.py status 1234_7 --json       # an array task, as JSON
 """,
     "list": """examples:
-  python3 slm.py list                       # your jobs, newest first
+  python3 slm.py list                       # your jobs, most recently active first
   python3 slm.py list --status FAILED,TIMEOUT --since 2026-11-01
   python3 slm.py list --all --partition gpu --json
 """,
@@ -2781,7 +2784,7 @@ def build_parser():
     p.add_argument("job", metavar="JOB", help="job id: 1234, 1234_7 (array task), local-...")
     p.add_argument("--json", action="store_true", help="the job as JSON")
 
-    p = sub.add_parser("list", help="your jobs, newest first, from the service",
+    p = sub.add_parser("list", help="your jobs, most recently active first, from the service",
                        description="List jobs the SLM service knows, most recently active "
                        "first: yours unless --all or --user.",
                        epilog=EXAMPLES["list"], formatter_class=formatter)
@@ -2799,7 +2802,8 @@ def build_parser():
     p.add_argument("--until", metavar="TIME", help="active until (UTC)")
     p.add_argument("--limit", type=bounded_int(1, 1000), default=50,
                    help="at most this many, 1 to 1000 (50)")
-    p.add_argument("--offset", type=bounded_int(0, 10 ** 9), default=0, help=argparse.SUPPRESS)
+    p.add_argument("--offset", type=bounded_int(0, 10 ** 9), default=0,
+                   help="skip this many (the next page)")
     p.add_argument("--json", action="store_true", help="the service's answer as JSON")
 
     p = sub.add_parser("events", help="one job's events, in order",
