@@ -985,17 +985,13 @@ class SQLStore(Store):
                     accepted.setdefault(event["job_id"], []).append(event)
                 else:
                     duplicates += 1
-            for job_id in sorted(accepted):
-                self._lock_job(cur, job_id)
-                cur.execute(self._sql("SELECT %s FROM slurm_jobs WHERE job_id = ?%s"
-                                      % (columns(JOB_COLUMNS), self.lock_suffix)), (job_id,))
-                row = dict(zip(JOB_COLUMNS, cur.fetchone()))
+            # the job rows of a whole batch in a few statements, locked in id order
+            job_ids = sorted(accepted)
+            rows = self._lock_jobs(cur, job_ids)
+            for job_id in job_ids:
                 for event in accepted[job_id]:
-                    merge_event(row, event)
-                names = [c for c in JOB_COLUMNS if c != "job_id"]
-                cur.execute(self._sql("UPDATE slurm_jobs SET %s WHERE job_id = ?"
-                                      % ", ".join("%s = ?" % quote(c) for c in names)),
-                            [row[c] for c in names] + [job_id])
+                    merge_event(rows[job_id], event)
+            self._write_jobs(cur, [rows[job_id] for job_id in job_ids])
             new = [e for evs in accepted.values() for e in evs]
             refusals = 0
             if relay is not None:
@@ -1022,6 +1018,31 @@ class SQLStore(Store):
     def _lock_job(self, cur, job_id):
         cur.execute(self._sql("%s INTO slurm_jobs (job_id, event_count) VALUES (?, 0)"
                               % self.insert_ignore), (job_id,))
+
+    CHUNK = 500   # job ids per statement (SQLite allows 999 parameters at least)
+
+    def _lock_jobs(self, cur, job_ids):
+        """{job_id: row} for job_ids (sorted), rows created if missing and locked."""
+        rows = {}
+        for i in range(0, len(job_ids), self.CHUNK):
+            chunk = job_ids[i:i + self.CHUNK]
+            self._create_job_rows(cur, chunk)
+            cur.execute(self._sql("SELECT %s FROM slurm_jobs WHERE job_id IN (%s)%s"
+                                  % (columns(JOB_COLUMNS), ", ".join("?" * len(chunk)),
+                                     self.lock_suffix)), chunk)
+            for found in cur.fetchall():
+                rows[found[0]] = dict(zip(JOB_COLUMNS, found))
+        return rows
+
+    def _create_job_rows(self, cur, job_ids):
+        cur.executemany(self._sql("%s INTO slurm_jobs (job_id, event_count) VALUES (?, 0)"
+                                  % self.insert_ignore), [(j,) for j in job_ids])
+
+    def _write_jobs(self, cur, rows):
+        names = [c for c in JOB_COLUMNS if c != "job_id"]
+        cur.executemany(self._sql("UPDATE slurm_jobs SET %s WHERE job_id = ?"
+                                  % ", ".join("%s = ?" % quote(c) for c in names)),
+                        [[row[c] for c in names] + [row["job_id"]] for row in rows])
 
     # -- the outbox (notifications the service sends) ------------------------
 
@@ -1402,6 +1423,24 @@ class MySQLStore(SQLStore):
         # IGNORE would take a shared one and deadlock on the FOR UPDATE
         cur.execute("INSERT INTO slurm_jobs (job_id, event_count) VALUES (%s, 0)"
                     " ON DUPLICATE KEY UPDATE job_id = job_id", (job_id,))
+
+    def _create_job_rows(self, cur, job_ids):
+        # one statement for the batch; exclusive locks at once (see _lock_job)
+        cur.execute("INSERT INTO slurm_jobs (job_id, event_count) VALUES %s"
+                    " ON DUPLICATE KEY UPDATE job_id = job_id"
+                    % ", ".join(["(%s, 0)"] * len(job_ids)), job_ids)
+
+    def _write_jobs(self, cur, rows):
+        # one upsert for the batch: UPDATE would cost a round trip per job
+        names = list(JOB_COLUMNS)
+        row_marks = "(%s)" % ", ".join(["%s"] * len(names))
+        for i in range(0, len(rows), self.CHUNK):
+            chunk = rows[i:i + self.CHUNK]
+            cur.execute("INSERT INTO slurm_jobs (%s) VALUES %s ON DUPLICATE KEY UPDATE %s"
+                        % (columns(names), ", ".join([row_marks] * len(chunk)),
+                           ", ".join("%s = VALUES(%s)" % (quote(c), quote(c))
+                                     for c in names if c != "job_id")),
+                        [row[c] for row in chunk for c in names])
 
     def _classify(self, error):
         err = self._pymysql.err
