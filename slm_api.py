@@ -1081,28 +1081,36 @@ class SQLStore(Store):
         its outcome (through a stored roll-up event, so that the row stays
         what its events imply), and each destination one summary."""
         array_id = event.get("array_job_id")
-        # the array's own row serialises the "am I the last task?" check
-        self._lock_job(cur, array_id)
-        cur.execute(self._sql("SELECT %s FROM slurm_jobs WHERE job_id = ?%s"
-                              % (columns(JOB_COLUMNS), self.lock_suffix)), (array_id,))
-        parent = dict(zip(JOB_COLUMNS, cur.fetchone()))
-        parent_meta = json.loads(parent["meta"]) if parent.get("meta") else {}
-        cur.execute(self._sql("SELECT job_id, status, array_task_id, job_name, %s, cluster, meta"
-                              " FROM slurm_jobs WHERE array_job_id = ? AND"
-                              " array_task_id IS NOT NULL" % quote("user")), (array_id,))
-        tasks = cur.fetchall()
         # the array's size: from its submission ('1-5') or the tasks' SLURM_ARRAY_TASK_COUNT;
         # unknown, there is no telling the last task, and no roll-up
-        counts_seen = [json.loads(t[6]).get("array_task_count") for t in tasks if t[6]]
-        expected = array_size(parent_meta.get("array")) or max(
-            [c for c in counts_seen if isinstance(c, int)] or [0]) or None
-        if expected is None or len(tasks) < expected or \
-                any(t[1] not in FINAL for t in tasks):
-            if not parent.get("event_count"):
+        cur.execute(self._sql("SELECT meta FROM slurm_jobs WHERE job_id = ?"), (array_id,))
+        found = cur.fetchone()
+        parent_meta = json.loads(found[0]) if found and found[0] else {}
+        hint = event.get("array_task_count")
+        expected = array_size(parent_meta.get("array")) or (hint if is_int(hint) else None)
+        if not expected or expected < 1:
+            return
+        # the array's own row serialises the "am I the last task?" check: whoever
+        # waits here sees the tasks committed before it
+        self._lock_job(cur, array_id)
+        finals = ", ".join("'%s'" % status for status in sorted(FINAL))
+        cur.execute(self._sql("SELECT COUNT(*), SUM(CASE WHEN status IN (%s) THEN 1 ELSE 0 END)"
+                              " FROM slurm_jobs WHERE array_job_id = ? AND array_task_id IS NOT"
+                              " NULL" % finals), (array_id,))
+        total, ended = cur.fetchone()
+        if int(total or 0) < expected or int(ended or 0) < int(total or 0):
+            if not found:
                 # only our lock made this row: a job nobody reported stays unknown
                 cur.execute(self._sql("DELETE FROM slurm_jobs WHERE job_id = ? AND"
                                       " event_count = 0"), (array_id,))
             return
+        cur.execute(self._sql("SELECT %s FROM slurm_jobs WHERE job_id = ?%s"
+                              % (columns(JOB_COLUMNS), self.lock_suffix)), (array_id,))
+        parent = dict(zip(JOB_COLUMNS, cur.fetchone()))
+        cur.execute(self._sql("SELECT job_id, status, array_task_id, job_name, %s, cluster"
+                              " FROM slurm_jobs WHERE array_job_id = ? AND"
+                              " array_task_id IS NOT NULL" % quote("user")), (array_id,))
+        tasks = cur.fetchall()
         counts = {}
         for t in tasks:
             counts[t[1]] = counts.get(t[1], 0) + 1
