@@ -337,7 +337,7 @@ def duration_text(seconds):
 
 
 def describe_event(event):
-    """One human line for an event: what stderr and plain-text messages show."""
+    """One line for an event: what slm prints on stderr when no target is set."""
     status = event.get("status", "?")
     parts = ["[%s]" % event.get("job_id", "?"), status]
     if event.get("job_name"):
@@ -1591,7 +1591,8 @@ class ServiceClient(object):
         self.token = settings.api_token
         self.timeout = max(settings.timeout, 5.0)  # a person waits; a job does not
 
-    def get(self, path, params=None):
+    def get(self, path, params=None, missing=None):
+        """(status, JSON object) of a GET; missing: the Failure message for a 404."""
         from urllib.parse import quote, urlencode
         url = self.url + quote(path, safe="/")
         if params:
@@ -1612,6 +1613,8 @@ class ServiceClient(object):
         if result.status == 400:
             # the service says our question is malformed: a usage error (exit 2)
             raise UsageError(result.error_text())
+        if result.status == 404 and missing:
+            raise Failure(missing)
         if result.status >= 300 or not isinstance(data, dict):
             raise Failure(result.error_text() if result.status >= 300 else
                           "the SLM service at %s gave an answer that is not JSON"
@@ -1619,18 +1622,7 @@ class ServiceClient(object):
         return result.status, data
 
     def job(self, job_id):
-        status, data = self.get_allowing_404("/api/v1/jobs/" + job_id)
-        if status == 404:
-            raise Failure("unknown job: %s" % job_id)
-        return data
-
-    def get_allowing_404(self, path):
-        try:
-            return self.get(path)
-        except Failure as e:
-            if str(e).startswith("HTTP 404"):
-                return 404, None
-            raise
+        return self.get("/api/v1/jobs/" + job_id, missing="unknown job: %s" % job_id)[1]
 
 
 def parse_utc(text):
@@ -2482,11 +2474,11 @@ def cmd_list(args, settings, console):
 
 
 def cmd_events(args, settings, console):
-    client = ServiceClient(settings)
-    status, data = client.get_allowing_404("/api/v1/jobs/%s/events" % args.job)
-    events = (data or {}).get("events") or []
-    if status == 404 or not events:
-        raise Failure("unknown job: %s" % args.job)
+    unknown = "unknown job: %s" % args.job
+    _, data = ServiceClient(settings).get("/api/v1/jobs/%s/events" % args.job, missing=unknown)
+    events = data.get("events") or []
+    if not events:
+        raise Failure(unknown)
     if args.json:
         print_json(data)
         return EXIT_OK

@@ -1015,10 +1015,6 @@ class SQLStore(Store):
             refused.append(refusals)
         return len(new), duplicates
 
-    def _lock_job(self, cur, job_id):
-        cur.execute(self._sql("%s INTO slurm_jobs (job_id, event_count) VALUES (?, 0)"
-                              % self.insert_ignore), (job_id,))
-
     CHUNK = 500   # job ids per statement (SQLite allows 999 parameters at least)
 
     def _lock_jobs(self, cur, job_ids):
@@ -1092,7 +1088,7 @@ class SQLStore(Store):
             return
         # the array's own row serialises the "am I the last task?" check: whoever
         # waits here sees the tasks committed before it
-        self._lock_job(cur, array_id)
+        parent = self._lock_jobs(cur, [array_id])[array_id]
         finals = ", ".join("'%s'" % status for status in sorted(FINAL))
         cur.execute(self._sql("SELECT COUNT(*), SUM(CASE WHEN status IN (%s) THEN 1 ELSE 0 END)"
                               " FROM slurm_jobs WHERE array_job_id = ? AND array_task_id IS NOT"
@@ -1104,9 +1100,6 @@ class SQLStore(Store):
                 cur.execute(self._sql("DELETE FROM slurm_jobs WHERE job_id = ? AND"
                                       " event_count = 0"), (array_id,))
             return
-        cur.execute(self._sql("SELECT %s FROM slurm_jobs WHERE job_id = ?%s"
-                              % (columns(JOB_COLUMNS), self.lock_suffix)), (array_id,))
-        parent = dict(zip(JOB_COLUMNS, cur.fetchone()))
         cur.execute(self._sql("SELECT job_id, status, array_task_id, job_name, %s, cluster"
                               " FROM slurm_jobs WHERE array_job_id = ? AND"
                               " array_task_id IS NOT NULL" % quote("user")), (array_id,))
@@ -1131,11 +1124,7 @@ class SQLStore(Store):
             (summary["event_id"], array_id, status, now, None, now, payload))
         if cur.rowcount != 1:
             return   # rolled up already
-        merge_event(parent, summary)
-        names = [c for c in JOB_COLUMNS if c != "job_id"]
-        cur.execute(self._sql("UPDATE slurm_jobs SET %s WHERE job_id = ?"
-                              % ", ".join("%s = ?" % quote(c) for c in names)),
-                    [parent[c] for c in names] + [array_id])
+        self._write_jobs(cur, [merge_event(parent, summary)])
         if config is None:
             return
         destinations = []
@@ -1426,14 +1415,9 @@ class MySQLStore(SQLStore):
         for statement in split_statements(MYSQL_SCHEMA):
             cur.execute(statement)
 
-    def _lock_job(self, cur, job_id):
-        # ON DUPLICATE KEY takes the row's exclusive lock at once; INSERT
-        # IGNORE would take a shared one and deadlock on the FOR UPDATE
-        cur.execute("INSERT INTO slurm_jobs (job_id, event_count) VALUES (%s, 0)"
-                    " ON DUPLICATE KEY UPDATE job_id = job_id", (job_id,))
-
     def _create_job_rows(self, cur, job_ids):
-        # one statement for the batch; exclusive locks at once (see _lock_job)
+        # ON DUPLICATE KEY takes the rows' exclusive locks at once; INSERT
+        # IGNORE would take shared ones and deadlock on the FOR UPDATE
         cur.execute("INSERT INTO slurm_jobs (job_id, event_count) VALUES %s"
                     " ON DUPLICATE KEY UPDATE job_id = job_id"
                     % ", ".join(["(%s, 0)"] * len(job_ids)), job_ids)
