@@ -20,7 +20,8 @@ an unreachable service delays nothing by more than SLM_TIMEOUT and loses
 nothing: a later slm command on any node sharing the spool, or `slm flush`,
 delivers it, exactly once (the service ignores an event_id it already has).
 
-Environment:
+Settings (environment first, then the snapshot `slm submit` takes for its
+jobs, then ~/.slm/config -- KEY=VALUE lines, mode 600 if it holds secrets):
     SLM_API_URL       base URL of the service, e.g. http://login1:9008
     SLM_API_TOKEN     bearer token the service expects (never printed)
     SLM_WEBHOOK       URL(s), comma-separated, that receive each event as JSON
@@ -28,9 +29,11 @@ Environment:
     SLM_TIMEOUT       seconds per request, and most slm waits at exit (default 2)
     SLM_SBATCH        sbatch to run (default: sbatch on PATH)
     SLM_PYTHON        interpreter for submitted jobs (default: this one)
+    SLM_CONFIG        another configuration file instead of ~/.slm/config
 
-Exit status: `run` exits with the command's status (128+N when a signal N
-killed it; 127 not found, 126 not executable); `submit` with sbatch's; other
+Exit status: `run` exits with the command's status, and dies of the signal
+that killed the command (as the command did, for the shell or Slurm that
+waits; 127 not found, 126 not executable); `submit` with sbatch's; other
 commands 0 on success, 1 on failure, 2 on bad usage, 3 when the service
 cannot be reached.  See README.md for everything else.
 """
@@ -242,22 +245,6 @@ def check_http_url(url):
     return None
 
 
-def env_float(name, default, console=None, allow_zero=False, environ=None):
-    raw = (os.environ if environ is None else environ).get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-        if (value > 0 or (allow_zero and value == 0)) and value < 1e6:
-            return value
-    except ValueError:
-        pass
-    if console:
-        console.say_once(name, "ignoring %s=%r: not a %s number; using %g"
-                         % (name, raw, "non-negative" if allow_zero else "positive", default))
-    return default
-
-
 def exit_budget(timeout):
     """How long the last delivery attempt may take, so that slm's exit as a
     whole (interpreter shutdown included) stays within SLM_TIMEOUT."""
@@ -361,44 +348,241 @@ def describe_event(event):
 # Settings
 # ---------------------------------------------------------------------------
 
+# Every setting slm reads.  A job's settings come, in this order of precedence,
+# from its environment, from the snapshot `slm submit` took for it (jobs
+# submitted with --export=NONE do not inherit the environment), and from the
+# user's configuration file (~/.slm/config, or SLM_CONFIG).
+SETTING_KEYS = (
+    "SLM_API_URL", "SLM_API_TOKEN", "SLM_WEBHOOK", "SLM_WEBHOOK_SECRET", "SLM_WEBHOOK_FORMAT",
+    "SLM_WEBHOOK_VIA", "SLM_DASHBOARD_URL", "SLM_NOTIFY_ON", "SLM_ARRAY_NOTIFY",
+    "SLM_TAIL_LINES", "SLM_SPOOL_DIR", "SLM_TIMEOUT", "SLM_SBATCH", "SLM_PYTHON",
+)
+# Never written where others can read them: not in a batch script (slurmctld
+# keeps it), not in ps arguments, not in output files; a webhook URL is its
+# own password.  Names ending so (SMTP passwords to come) are secrets too.
+SECRET_KEYS = frozenset(("SLM_API_TOKEN", "SLM_WEBHOOK", "SLM_WEBHOOK_SECRET"))
+SECRET_SUFFIXES = ("_TOKEN", "_SECRET", "_PASSWORD")
+SOURCE_ENV = "environment"
+SOURCE_SNAPSHOT = "submit-time snapshot"
+SOURCE_FILE = "config file"
+# A snapshot nobody submitted with or started from for this long is removed.
+SNAPSHOT_KEEP_DAYS = 90
+
+
+def is_secret(key):
+    return key in SECRET_KEYS or key.endswith(SECRET_SUFFIXES)
+
+
+def home_dir(environ=None):
+    """HOME, or the password database's home when HOME is unset or empty
+    (--export=NONE and login shells that reset the environment)."""
+    home = (os.environ if environ is None else environ).get("HOME", "")
+    if home:
+        return home
+    try:
+        import pwd
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except (ImportError, KeyError):
+        return "/"
+
+
+def slm_home(environ=None):
+    return os.path.join(home_dir(environ), ".slm")
+
+
+def expand_home(path, environ=None):
+    if path == "~" or path.startswith("~/"):
+        return home_dir(environ) + path[1:]
+    return os.path.expanduser(path)
+
+
+class SettingsFile(object):
+    """KEY=VALUE lines ('#' starts a comment line), as in ~/.slm/config.
+
+    Secrets are taken only from a file that nobody else can read (mode 0600
+    or stricter, owned by us); otherwise they are refused with one line.
+    """
+
+    def __init__(self, path, console, missing_ok=True):
+        self.path = path
+        self.values = {}
+        self.exists = False
+        self.refused = []      # secret keys not taken: the file is readable by others
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as e:
+            if e.errno != errno.ENOENT or not missing_ok:
+                console.say_once("settings-" + path, "cannot read %s (%s): its settings are "
+                                 "not used" % (path, e.strerror or e))
+            return
+        try:
+            st = os.fstat(fd)
+            data = b""
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk or len(data) > 1024 * 1024:
+                    break
+                data += chunk
+        except OSError as e:
+            console.say_once("settings-" + path, "cannot read %s (%s): its settings are not "
+                             "used" % (path, e.strerror or e))
+            return
+        finally:
+            os.close(fd)
+        self.exists = True
+        private = not (st.st_mode & 0o077) and st.st_uid == os.getuid()
+        text = data.decode("utf-8", "surrogateescape")
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("export "):
+                line = line[len("export "):].lstrip()
+            key, sep, value = line.partition("=")
+            key, value = key.strip(), value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                value = value[1:-1]
+            if not sep or key not in SETTING_KEYS:
+                console.say_once("settings-%s-%d" % (path, number), "%s line %d: %s; ignored"
+                                 % (path, number, "not KEY=VALUE" if not sep else
+                                    "unknown setting %s" % key))
+                continue
+            if is_secret(key) and not private:
+                self.refused.append(key)
+                continue
+            self.values[key] = value
+        if self.refused:
+            console.say_once("settings-open-" + path, "ignoring %s in %s: the file holds "
+                             "secrets but others may read it (chmod 600 %s)"
+                             % (", ".join(sorted(set(self.refused))), path, path))
+
 
 class Settings(object):
-    """Where events go and how long we wait, from the environment and flags."""
+    """Every setting, read here and nowhere else: environment, then the
+    submit-time snapshot, then the configuration file, then the defaults."""
 
-    # not secret: passed on to submitted jobs that do not inherit our environment
-    PORTABLE = ("SLM_API_URL", "SLM_SPOOL_DIR", "SLM_TIMEOUT")
-
-    def __init__(self, console, no_db=False, environ=None):
+    def __init__(self, console, no_db=False, environ=None, snapshot=None):
         env = os.environ if environ is None else environ
         self.console = console
         self.no_db = no_db
-        self.api_url = env.get("SLM_API_URL", "").strip().rstrip("/")
+        self.environ = env
+        self.config_path = expand_home(env.get("SLM_CONFIG", "").strip() or
+                                       os.path.join(slm_home(env), "config"), env)
+        # the snapshot a job's batch script names; a job's own commands find it in SLM_SETTINGS
+        self.snapshot_path = snapshot or env.get("SLM_SETTINGS", "").strip() or None
+        self.config = SettingsFile(self.config_path, console)
+        self.snapshot = SettingsFile(self.snapshot_path, console, missing_ok=False) \
+            if self.snapshot_path else None
+        self.values, self.sources = {}, {}
+        layers = [(SOURCE_ENV, env)]
+        if self.snapshot is not None:
+            layers.append((SOURCE_SNAPSHOT, self.snapshot.values))
+        layers.append((SOURCE_FILE, self.config.values))
+        for key in SETTING_KEYS:
+            for source, values in layers:
+                value = (values.get(key) or "").strip()
+                if value:
+                    self.values[key], self.sources[key] = value, source
+                    break
+
+        get = self.get
+        self.api_url = get("SLM_API_URL").rstrip("/")
         if self.api_url.endswith("/api/v1/events"):
             self.api_url = self.api_url[:-len("/api/v1/events")]
-        self.api_token = env.get("SLM_API_TOKEN", "").strip() or None
-        self.webhooks = [u.strip() for u in env.get("SLM_WEBHOOK", "").split(",") if u.strip()]
-        self.spool_dir = os.path.expanduser(env.get("SLM_SPOOL_DIR", "").strip()
-                                            or DEFAULT_SPOOL_DIR)
-        self.timeout = env_float("SLM_TIMEOUT", DEFAULT_TIMEOUT, console, environ=env)
-        self.webhook_format = env.get("SLM_WEBHOOK_FORMAT", "").strip().lower() or None
+        self.api_token = get("SLM_API_TOKEN") or None
+        self.webhooks = [u.strip() for u in get("SLM_WEBHOOK").split(",") if u.strip()]
+        self.spool_dir = expand_home(get("SLM_SPOOL_DIR") or DEFAULT_SPOOL_DIR, env)
+        self.timeout = self.number("SLM_TIMEOUT", DEFAULT_TIMEOUT)
+        self.webhook_format = get("SLM_WEBHOOK_FORMAT").lower() or None
         if self.webhook_format and self.webhook_format not in WEBHOOK_FORMATS:
             console.say_once("format", "SLM_WEBHOOK_FORMAT must be one of %s; detecting the "
                              "format from each URL instead" % ", ".join(WEBHOOK_FORMATS))
             self.webhook_format = None
-        self.webhook_secret = env.get("SLM_WEBHOOK_SECRET", "").strip() or None
-        self.dashboard_url = env.get("SLM_DASHBOARD_URL", "").strip() or None
-        self.notify_on = parse_notify_on(env.get("SLM_NOTIFY_ON"), console)
-        self.array_notify = env.get("SLM_ARRAY_NOTIFY", "").strip().lower() or "failures"
+        self.webhook_secret = get("SLM_WEBHOOK_SECRET") or None
+        self.dashboard_url = get("SLM_DASHBOARD_URL") or None
+        self.notify_on = parse_notify_on(get("SLM_NOTIFY_ON"), console)
+        self.array_notify = get("SLM_ARRAY_NOTIFY").lower() or "failures"
         if self.array_notify not in ARRAY_NOTIFY_CHOICES:
             console.say_once("array-notify", "SLM_ARRAY_NOTIFY must be each, failures or "
                              "summary; using failures")
             self.array_notify = "failures"
-        self.tail_lines = int(env_float("SLM_TAIL_LINES", DEFAULT_TAIL_LINES, console,
-                                        allow_zero=True, environ=env))
-        via = env.get("SLM_WEBHOOK_VIA", "").strip().lower()
+        self.tail_lines = int(self.number("SLM_TAIL_LINES", DEFAULT_TAIL_LINES, allow_zero=True))
+        via = get("SLM_WEBHOOK_VIA").lower()
         self.relay = via == "api" and bool(self.webhooks)
         if via and via not in ("api", "direct"):
             console.say_once("via", "SLM_WEBHOOK_VIA must be 'api' or 'direct'; sending directly")
+        self.sbatch = get("SLM_SBATCH") or "sbatch"
+        self.python = get("SLM_PYTHON") or sys.executable
+
+    def get(self, key):
+        return self.values.get(key, "")
+
+    def number(self, key, default, allow_zero=False):
+        raw = self.get(key)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+            if (value > 0 or (allow_zero and value == 0)) and value < 1e6:
+                return value
+        except ValueError:
+            pass
+        self.console.say_once(key, "ignoring %s=%r: not a %s number; using %g"
+                              % (key, raw, "non-negative" if allow_zero else "positive",
+                                 default))
+        return default
+
+    def source_of(self, key):
+        """Where a setting came from, for `slm doctor`."""
+        source = self.sources.get(key)
+        if source == SOURCE_FILE:
+            return "%s %s" % (source, self.config_path)
+        if source == SOURCE_SNAPSHOT:
+            return "%s %s" % (source, self.snapshot_path)
+        return source
+
+    def problems(self):
+        """(file, refused secret keys) for each settings file others may read."""
+        return [(f.path, sorted(set(f.refused))) for f in (self.config, self.snapshot)
+                if f is not None and f.refused]
+
+    def write_snapshot(self):
+        """Save the settings in force for a job that may not inherit our
+        environment; return the file's path, or None when there is nothing to save.
+
+        The file (0600, in ~/.slm/settings) is named after its content, so
+        every submission with the same settings shares one; using it keeps
+        it, and one unused for SNAPSHOT_KEEP_DAYS is removed.  Only its path
+        goes into the batch script, never a value.
+        """
+        import hashlib
+        keys = [k for k in SETTING_KEYS if k in self.values]
+        if not keys:
+            return None
+        text = "# slm %s: the settings `slm submit` passed to jobs (keep it private)\n" \
+            % __version__ + "".join("%s=%s\n" % (k, self.values[k]) for k in keys)
+        data = text.encode("utf-8", "surrogateescape")
+        folder = os.path.join(slm_home(self.environ), "settings")
+        path = os.path.join(folder, hashlib.sha256(data).hexdigest()[:32] + ".conf")
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        try:
+            with open(path, "rb") as f:
+                same = f.read() == data and not (os.fstat(f.fileno()).st_mode & 0o077)
+        except OSError:
+            same = False
+        if same:
+            os.utime(path, None)
+        else:
+            tmp = "%s.%d.tmp" % (path, os.getpid())
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)
+        sweep_snapshots(folder, keep=path)
+        return path
 
     def relaying(self):
         """True when the service, not this host, sends our notifications."""
@@ -453,6 +637,24 @@ class Settings(object):
                 return None
             return ServiceTarget(self.api_url or url, self.api_token)
         return WebhookTarget(url, self)
+
+
+def sweep_snapshots(folder, keep=None, now=None):
+    """Remove settings snapshots that no submission or job used for a long time."""
+    now = time.time() if now is None else now
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        if path == keep or not name.endswith((".conf", ".tmp")):
+            continue
+        try:
+            if now - os.stat(path).st_mtime > SNAPSHOT_KEEP_DAYS * 86400:
+                os.unlink(path)
+        except OSError:
+            pass
 
 
 # ---------------------------------------------------------------------------
@@ -1696,6 +1898,201 @@ def cell(value, limit=24):
     return text if len(text) <= limit else text[:limit - 1] + "~"
 
 
+def start_environment():
+    """The environment this process was started with, as bytes.
+
+    Python changes os.environ for itself (a 3.7+ interpreter in the C locale
+    adds LC_CTYPE=C.UTF-8); the job's command must get what we were given.
+    On Linux /proc/self/environ holds it as exec'd, undecodable bytes included.
+    """
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            data = f.read()
+    except OSError:
+        return dict(os.environb) if hasattr(os, "environb") else \
+            {os.fsencode(k): os.fsencode(v) for k, v in os.environ.items()}
+    env = {}
+    for item in data.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep and key and key not in env:   # getenv() takes the first of duplicates
+            env[key] = value
+    return env
+
+
+class Child(object):
+    """The job's command, started by fork and exec of our own, so that it gets
+    exactly the environment, signal mask and dispositions we choose."""
+
+    def __init__(self, argv, env, own_group, mask, task_pid=False):
+        argv = [os.fsencode(a) for a in argv]
+        ready_r, ready_w = os.pipe()          # close-on-exec: EOF means exec worked
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child)
+            failure = b"0"
+            try:
+                os.close(ready_r)
+                if own_group:
+                    os.setpgid(0, 0)
+                # Python ignores these for itself; an ignored signal stays ignored across exec
+                for signum in (signal.SIGPIPE, signal.SIGXFSZ):
+                    signal.signal(signum, signal.SIG_DFL)
+                if task_pid:   # Slurm's batch process is the command now, for its own purposes
+                    env[b"SLURM_TASK_PID"] = str(os.getpid()).encode()
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                os.execvpe(argv[0], argv, env)
+            except OSError as e:
+                failure = str(e.errno or 0).encode()
+            except BaseException:
+                pass
+            try:
+                os.write(ready_w, failure)
+            finally:
+                os._exit(EXIT_CANNOT_EXECUTE)
+        os.close(ready_w)
+        try:
+            failure = b""
+            while True:
+                chunk = os.read(ready_r, 64)
+                if not chunk:
+                    break
+                failure += chunk
+        finally:
+            os.close(ready_r)
+        if failure:
+            os.waitpid(pid, 0)
+            code = int(failure) if failure.isdigit() else 0
+            raise OSError(code or errno.ENOEXEC, os.strerror(code or errno.ENOEXEC))
+        self.pid = pid
+        self.returncode = None
+        if own_group:
+            try:
+                os.setpgid(pid, pid)
+            except OSError:
+                pass  # it did so itself, and has exec'd
+
+    def poll(self):
+        """Its status once it has ended (-N: killed by signal N), else None."""
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = self.pid, 255 << 8
+            if pid:
+                self.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) \
+                    else os.WEXITSTATUS(status)
+        return self.returncode
+
+
+def forwarded_signals():
+    """Every signal slm takes in and hands on: all that can be caught, except
+    those it needs itself (CHLD), those the kernel sends it for its own doing
+    (PIPE, XFSZ, faults).  Slurm may send the batch process any of them
+    (`scancel -b --signal`, `--signal=B:SIG@T`), and plain sbatch's script gets them."""
+    own = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ,
+           signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP,
+           signal.SIGSYS}
+    valid = getattr(signal, "valid_signals", None)   # 3.8+: real-time signals too
+    numbers = sorted(valid()) if valid else range(1, 32)
+    return tuple(s for s in numbers if s not in own and 0 < s < getattr(signal, "NSIG", 65))
+
+
+# Signals whose default action dumps core: a slm dying of one dumps none of its own.
+CORE_SIGNALS = frozenset((signal.SIGQUIT, signal.SIGILL, signal.SIGTRAP, signal.SIGABRT,
+                          signal.SIGBUS, signal.SIGFPE, signal.SIGSEGV, signal.SIGXCPU,
+                          signal.SIGXFSZ, signal.SIGSYS))
+
+
+def die_of_signal(signum):
+    """End this process with signum, the way the command ended: a parent, a
+    shell and Slurm's accounting (sacct FAILED 0:9, not 137:0) see the same
+    wait status as without slm.  Returns 128+signum if we somehow live on."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    if signum in CORE_SIGNALS:
+        try:
+            import resource
+            resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(
+                resource.RLIMIT_CORE)[1]))
+        except (ImportError, OSError, ValueError):
+            pass
+    try:
+        signal.signal(signum, signal.SIG_DFL)
+    except (OSError, ValueError, RuntimeError):
+        pass   # SIGKILL's action cannot be changed, nor need it be
+    os.kill(os.getpid(), signum)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+    return 128 + signum
+
+
+# Where a node's slurm.conf may be: SLURM_CONF first, the configless caches
+# (slurmd 21.08+ keeps the controller's copy in /run/slurm/conf), the usual places.
+SLURM_CONF_PATHS = ("/run/slurm/conf/slurm.conf", "/etc/slurm/slurm.conf",
+                    "/etc/slurm-llnl/slurm.conf", "/usr/local/etc/slurm.conf",
+                    "/var/spool/slurmd/conf-cache/slurm.conf",
+                    "/var/spool/slurm/d/conf-cache/slurm.conf")
+_proctrack = []   # cached answer of slurm_proctrack()
+
+
+def slurm_conf_value(path, key, depth=0):
+    """key's value in a slurm.conf (Include lines followed), '' if unset, None if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(4 * 1024 * 1024).decode("utf-8", "replace")
+    except OSError:
+        return None
+    found = ""
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        name, sep, value = line.partition("=")
+        if sep and name.strip().lower() == key.lower():
+            found = value.strip().split()[0] if value.strip() else ""
+        elif not sep and line.lower().startswith("include ") and depth < 2 and not found:
+            import glob
+            pattern = line[len("include "):].strip()
+            pattern = os.path.join(os.path.dirname(path), pattern)
+            for included in sorted(glob.glob(pattern)):
+                found = slurm_conf_value(included, key, depth + 1) or found
+    return found
+
+
+def slurm_proctrack(environ=None):
+    """The node's proctrack plugin ('linuxproc', 'cgroup', 'pgid'...) or None.
+
+    It says who receives Slurm's signals: with linuxproc every process of
+    the job (our command too), otherwise the batch process, slm, alone.  Read
+    once, lazily: it is not needed until a signal comes.
+    """
+    if _proctrack:
+        return _proctrack[0]
+    env = os.environ if environ is None else environ
+    answer = None
+    for path in [env.get("SLURM_CONF", "")] + list(SLURM_CONF_PATHS):
+        value = slurm_conf_value(path, "ProctrackType") if path else None
+        if value is not None:
+            answer = (value or "proctrack/cgroup").rpartition("/")[2].lower()   # 22.05's default
+            break
+    if answer is None:
+        try:   # no slurm.conf in sight: proctrack/cgroup shows in our freezer cgroup (v1)
+            with open("/proc/self/cgroup") as f:
+                if any(":freezer:/slurm" in line for line in f):
+                    answer = "cgroup"
+        except OSError:
+            pass
+    _proctrack.append(answer)
+    return answer
+
+
+def process_name(pid):
+    try:
+        with open("/proc/%d/comm" % pid, "rb") as f:
+            return f.read().strip().decode("ascii", "replace")
+    except (OSError, ValueError):
+        return None
+
+
 # ---------------------------------------------------------------------------
 # The wrapper: `slm run`
 # ---------------------------------------------------------------------------
@@ -1704,16 +2101,27 @@ def cell(value, limit=24):
 class Wrapper(object):
     """Runs the job's command as a child and turns what happens into events.
 
-    All the signals we care about are blocked and taken one at a time with
+    All the signals we hand on are blocked and taken one at a time with
     sigtimedwait() in the main thread, so there are no handlers racing the
     child's exit, and each signal comes with its sender (siginfo): a Ctrl-C
     from the terminal (si_code SI_KERNEL) already reached a child in our own
     process group and must not be forwarded a second time.
+
+    Each signal reaches the command as Slurm would have delivered it to the
+    script without slm (FACTS: the batch process alone, or with
+    proctrack/linuxproc every process): USR1, USR2 and the rest go to our
+    child only, never to its descendants; TERM, INT and HUP go to the whole
+    tree (on cgroup clusters Slurm would SIGKILL the descendants without
+    warning: slm gives them a graceful stop), exactly once: what Slurm
+    already sent every process itself is not sent again.
     """
 
     STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+    TREE_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     NOTE_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
-    HANDLED = STOP_SIGNALS + NOTE_SIGNALS + (signal.SIGTSTP, signal.SIGCONT, signal.SIGCHLD)
+    # How close a SIGCONT from slurmstepd must precede its SIGTERM to be a
+    # cancel's or a time limit's (sent to every process under linuxproc).
+    PRELUDE_WINDOW = 2.0
 
     def __init__(self, command, settings, console, job_name=None, cleanup=None):
         self.command = command
@@ -1730,43 +2138,36 @@ class Wrapper(object):
         self.end_time = None       # the job's end time by Slurm, epoch seconds
         self.started = None
         self.output_sizes = {}
+        self.start_mask = set()    # the signal mask we were started with: the child's
+        self.stepd_cont_at = None  # when slurmstepd last sent us SIGCONT
+        self._names = {}           # pid -> process name, for senders
 
     # -- start -------------------------------------------------------------
 
     def spawn(self):
-        import subprocess
-
-        own_group = not self.interactive
-
-        def child_setup():
-            # runs in the child between fork and exec
-            if own_group:
-                os.setpgid(0, 0)
-            signal.pthread_sigmask(signal.SIG_SETMASK, [])
-
-        env = dict(os.environ)
-        env["SLM_ACTIVE"] = self.job.slurm_job_id or ""
-        env["SLM_JOB_ID"] = self.job.job_id
-        # close_fds=False: fds the user handed the job (3>file) stay open;
-        # ours are close-on-exec anyway
+        env = start_environment()
+        env[b"SLM_ACTIVE"] = (self.job.slurm_job_id or "").encode()
+        env[b"SLM_JOB_ID"] = os.fsencode(self.job.job_id)
+        if self.settings.snapshot_path:   # the job's own slm commands find its settings
+            env[b"SLM_SETTINGS"] = os.fsencode(self.settings.snapshot_path)
+        task_pid = env.get(b"SLURM_TASK_PID") == str(os.getpid()).encode()
         self.output_sizes = output_sizes()   # the output files' tails start here
-        self.child = subprocess.Popen(self.command, preexec_fn=child_setup, close_fds=False,
-                                      env=env)
+        # fds the user handed the job (3>file) stay open; ours are close-on-exec
+        self.child = Child(self.command, env, own_group=not self.interactive,
+                           mask=self.start_mask, task_pid=task_pid)
         self.started = time.time()
-        if own_group:
-            try:
-                os.setpgid(self.child.pid, self.child.pid)
-            except OSError:
-                pass  # the child did it first (it has exec'd by now)
 
     def run(self):
         self.interactive = foreground_tty()
-        mask = set(self.HANDLED)
-        signal.pthread_sigmask(signal.SIG_BLOCK, mask)
+        mask = set(forwarded_signals()) | {signal.SIGCHLD}
+        self.start_mask = signal.pthread_sigmask(signal.SIG_BLOCK, mask)
         try:
             return self._run(mask)
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, mask)
+            # what came after the end is nobody's any more: drop it, not die of it
+            while signal.sigtimedwait(mask, 0) is not None:
+                pass
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.start_mask)
             if self.cleanup:
                 remove_snapshot(self.cleanup)
 
@@ -1780,8 +2181,13 @@ class Wrapper(object):
         self.courier.post(self.events.make("RUNNING", pid=self.child.pid))
         self.courier.start()
         self._warn_if_not_batch_process()
+        if self.settings.snapshot_path:
+            try:
+                os.utime(self.settings.snapshot_path, None)   # in use: not to be swept
+            except OSError:
+                pass
         if self.job.slurm_job_id:
-            threading.Thread(target=self._lookup_end_time, name="slm-endtime",
+            threading.Thread(target=self._learn_about_slurm, name="slm-slurm",
                              daemon=True).start()
         while True:
             info = signal.sigtimedwait(mask, 1.0)
@@ -1835,7 +2241,8 @@ class Wrapper(object):
                              "(cancel, time limit, suspend) will not reach it on cgroup "
                              "clusters; start it with 'exec python3 slm.py run -- ...'")
 
-    def _lookup_end_time(self):
+    def _learn_about_slurm(self):
+        slurm_proctrack()   # read now, not when the first signal is waiting for it
         self.end_time = slurm_end_time(self.job.slurm_job_id, self.settings.timeout)
 
     # -- signals -----------------------------------------------------------
@@ -1844,19 +2251,22 @@ class Wrapper(object):
         if sender == os.getpid():
             return
         from_terminal = code == SI_KERNEL and self.interactive
+        sent = from_terminal or self._slurm_sent_everyone(signum, sender)
         name = signal_name(signum)
         if signum == signal.SIGTSTP:
             if not self.paused:
                 self.paused = True
                 # journaled before we return: Slurm freezes the job 2 s after SIGTSTP
                 self.courier.post(self.events.make("PAUSED", signal=name))
-            self._forward(signum, from_terminal)
+            if not sent:
+                self._forward(signum)
             if self.interactive:
                 # like a shell job: stop with the child, so the shell gets its prompt
                 self.courier.wait_idle(min(1.0, self.settings.timeout))
                 os.kill(os.getpid(), signal.SIGSTOP)
         elif signum == signal.SIGCONT:
-            self._forward(signum, from_terminal)
+            if not sent:
+                self._forward(signum)
             if self.paused:
                 self.paused = False
                 self.courier.post(self.events.make("RESUMED", signal=name))
@@ -1866,14 +2276,45 @@ class Wrapper(object):
                 reason = self._stop_reason(signum, from_terminal)
                 self.stop_signal = (signum, reason)
                 self.courier.post(self.events.make("TERMINATING", signal=name, reason=reason))
-            self._forward(signum, from_terminal)
-            if self.paused:
-                # a stopped child cannot act on SIGTERM until it runs again
-                self._forward(signal.SIGCONT, False)
-                self.paused = False
-        elif signum in self.NOTE_SIGNALS:
-            self.courier.post(self.events.make("SIGNALED", signal=name))
-            self._forward(signum, from_terminal)
+            if not sent:
+                self._forward(signum, tree=signum in self.TREE_SIGNALS)
+                if self.paused:
+                    # a stopped child cannot act on SIGTERM until it runs again
+                    self._forward(signal.SIGCONT)
+            self.paused = False
+        else:
+            if signum in self.NOTE_SIGNALS:
+                self.courier.post(self.events.make("SIGNALED", signal=name))
+            if not sent:
+                self._forward(signum)
+
+    def _slurm_sent_everyone(self, signum, sender):
+        """True when Slurm sent this signal to every process of the job itself.
+
+        Under proctrack/linuxproc slurmstepd signals every process for a
+        cancel or a time limit (SIGCONT then SIGTERM), a suspend (SIGTSTP)
+        and a resume (SIGCONT): our command has its copy already, and a
+        second one from us would run its traps twice.  What it sends to the
+        batch process only (`scancel -b`, `--signal=B:…`) is ours to hand on.
+        """
+        if not self.job.slurm_job_id or not sender:
+            return False
+        if sender not in self._names:
+            self._names[sender] = process_name(sender)
+        if self._names[sender] != "slurmstepd":
+            return False
+        if signum == signal.SIGCONT:
+            self.stepd_cont_at = time.time()
+        if slurm_proctrack() != "linuxproc":
+            return False
+        if signum in (signal.SIGCONT, signal.SIGTSTP):
+            return True
+        if signum == signal.SIGTERM:
+            # a cancel's SIGTERM follows its SIGCONT at once; `scancel -b -s TERM` comes alone
+            recent = self.stepd_cont_at is not None and \
+                time.time() - self.stepd_cont_at < self.PRELUDE_WINDOW
+            return recent or signal.SIGCONT in signal.sigpending()
+        return False
 
     def _stop_reason(self, signum, from_terminal):
         if from_terminal:
@@ -1883,41 +2324,39 @@ class Wrapper(object):
             return "time_limit"
         return "cancelled"
 
-    def _forward(self, signum, from_terminal):
-        """Send signum to the child's whole tree, once."""
+    def _forward(self, signum, tree=False):
+        """Send signum to our child, or (tree) to every process under it, once."""
         child = self.child
-        if from_terminal:
-            return  # the terminal signalled our whole process group, child included
-        me = os.getpid()
-        if not self.interactive:
-            try:
-                os.killpg(child.pid, signum)
-            except OSError:
-                pass
-            # descendants that left the child's group (setsid, own jobs) too
-            for pid, pgid in process_tree(child.pid):
-                if pgid != child.pid and pid != me:
-                    try:
-                        os.kill(pid, signum)
-                    except OSError:
-                        pass
-        else:
-            # child shares our group (it may read the terminal): signal it by pid
-            for pid in [child.pid] + [p for p, _ in process_tree(child.pid)]:
+        targets = [child.pid]
+        if tree:
+            me = os.getpid()
+            if not self.interactive:
                 try:
-                    os.kill(pid, signum)
+                    os.killpg(child.pid, signum)
+                    targets = []
                 except OSError:
                     pass
+                # descendants that left the child's group (setsid, own jobs) too
+                targets += [pid for pid, pgid in process_tree(child.pid)
+                            if pgid != child.pid and pid != me]
+            else:
+                # the child shares our group (it may read the terminal): by pid
+                targets += [pid for pid, _ in process_tree(child.pid) if pid != me]
+        for pid in targets:
+            try:
+                os.kill(pid, signum)
+            except OSError:
+                pass
 
     # -- end ---------------------------------------------------------------
 
     def _finish(self, returncode):
+        """Report the end; return the exit code, or -N when signal N killed the command."""
         elapsed = round(time.time() - self.started, 3)
         if returncode < 0:
-            signum = -returncode
-            exit_code, fields = 128 + signum, {"signal": signal_name(signum)}
+            fields = {"signal": signal_name(-returncode)}
         else:
-            exit_code, fields = returncode, {"exit_code": returncode}
+            fields = {"exit_code": returncode}
         if self.stop_signal is not None:
             status = "TIMEOUT" if self.stop_signal[1] == "time_limit" else "CANCELLED"
             fields["reason"] = self.stop_signal[1]
@@ -1932,7 +2371,7 @@ class Wrapper(object):
                 fields["output_tail"] = tail
         self.courier.post(self.events.make(status, elapsed=elapsed, **fields))
         self.courier.finish(exit_budget(self.settings.timeout))
-        return exit_code
+        return returncode
 
 
 def resource_summary(elapsed):
@@ -2152,23 +2591,20 @@ class SbatchCommand(object):
 
 
 def parse_directives(script):
-    """#SBATCH options in a script's header (sbatch stops at the first command)."""
+    """#SBATCH options in a script's header, read as sbatch reads them: a line
+    starting with "#SBATCH" is a directive; blank lines and other comments are
+    skipped; the first other line ends the header (later #SBATCH lines are ignored)."""
     found = {}
-    lines = script.splitlines()[1:]
-    for raw in lines:
-        line = raw.strip()
-        if not line:
-            continue
-        if not line.startswith(b"#"):
+    for raw in script.splitlines()[1:]:
+        if raw.startswith(b"#SBATCH"):
+            words = raw[len(b"#SBATCH"):].split(b"#", 1)[0].split()
+            try:
+                parsed = SbatchCommand([w.decode("utf-8", "replace") for w in words])
+            except Exception:
+                continue
+            found.update(parsed.values)
+        elif raw.strip() and not raw.strip().startswith(b"#"):
             break
-        if not line.startswith(b"#SBATCH"):
-            continue
-        words = line[len(b"#SBATCH"):].split(b"#", 1)[0].split()
-        try:
-            parsed = SbatchCommand([w.decode("utf-8", "replace") for w in words])
-        except Exception:
-            continue
-        found.update(parsed.values)
     return found
 
 
@@ -2200,42 +2636,99 @@ def shell_quote(text):
     return shlex.quote(text).encode("utf-8", "surrogateescape")
 
 
-def monitored_script(original, name, args, python, slm_path, environ=None):
+def monitored_script(original, name, args, python, slm_path, settings_path=None):
     """A batch script whose batch process is `slm run` running the original.
 
-    It keeps the original's #SBATCH header (sbatch reads options only from the
-    script it is given) and carries the original's bytes, as sbatch keeps its
-    own copy, so the job does not depend on the file still existing.
+    It is a small Python program that slurmstepd starts directly: no shell
+    stands between the job's environment and slm (a bash /bin/sh would add
+    SHLVL and _), and slm is imported from its compiled cache (__pycache__
+    beside slm.py, written on first use) instead of being compiled at every
+    job start.  -I keeps the job's PYTHON* variables and working directory
+    out of slm's imports.  It keeps the original's #SBATCH header (sbatch
+    reads options only from the script it is given) and carries the
+    original's bytes, as sbatch keeps its own copy, so the job does not depend
+    on the file still existing.  Settings travel as the path of a private
+    file, never by value: slurmctld keeps this text and admins can read it.
     """
-    import base64
-    env = os.environ if environ is None else environ
-    interp = interpreter(original)
-    out = [b"#!/bin/sh\n", header_lines(original),
-           b"# Generated by slm submit " + __version__.encode() + b": runs " + shell_quote(name)
-           + b" unmodified under 'slm run',\n# the batch process, so that Slurm's signals "
-           b"reach it on every cluster.\n"]
-    for var in Settings.PORTABLE:  # for jobs that do not inherit our environment
-        if env.get(var):
-            v = var.encode()
-            out.append(b'if [ -z "${' + v + b':-}" ]; then ' + v + b"=" + shell_quote(env[var])
-                       + b"; export " + v + b"; fi\n")
-    out.append(b'slm_dir=$(mktemp -d "${TMPDIR:-/tmp}/slm.${SLURM_JOB_ID:-job}.XXXXXX") || '
-               b'{ echo "slm: cannot create a temporary directory" >&2; exit 1; }\n')
-    out.append(b'base64 -d > "$slm_dir"/' + shell_quote(name) + b" <<'SLM_ORIGINAL_SCRIPT'\n")
-    out.append(base64.encodebytes(original))
-    out.append(b"SLM_ORIGINAL_SCRIPT\n")
-    words = [shell_quote(python), shell_quote(slm_path), b"run", b"--cleanup", b'"$slm_dir"',
-             b"--"] + [shell_quote(w) for w in interp] + [b'"$slm_dir"/' + shell_quote(name)] \
-        + [shell_quote(a) for a in args]
-    out.append(b"exec " + b" ".join(words) + b"\n")
+    import binascii
+    import re
+    py = os.fsencode(python)
+    folder, module = os.path.split(os.fsencode(slm_path))
+    if re.match(br"[A-Za-z_]\w*\.py\Z", module):
+        load = b"sys.path.insert(0, os.fsdecode(%s))\nimport %s as slm\n" % (
+            ascii_bytes(folder), module[:-3])
+    else:   # slm.py renamed (e.g. to `slm`): load the file by its path, cache and all
+        load = (b"import importlib.machinery, importlib.util\n"
+                b"loader = importlib.machinery.SourceFileLoader('slm', os.fsdecode(%s))\n"
+                b"slm = importlib.util.module_from_spec("
+                b"importlib.util.spec_from_loader('slm', loader))\n"
+                b"loader.exec_module(slm)\n" % ascii_bytes(os.fsencode(slm_path)))
+    if py.startswith(b"/") and len(py) < 200 and not re.search(br"\s", py):
+        start = b"#!" + py + b" -I\n"
+    else:
+        # the kernel cannot run such an interpreter path from #!: sh hands the file to it
+        start = b"#!/bin/sh\n"
+    out = [start, b"# -*- coding: latin-1 -*-\n", header_lines(original),
+           b"# Generated by slm submit " + __version__.encode() + b": runs " +
+           ascii_bytes(os.fsencode(name)) + b" unmodified under 'slm run',\n"
+           b"# the batch process, so that Slurm's signals reach it on every cluster.\n"]
+    if start == b"#!/bin/sh\n":
+        out.append(b"''''exec " + shell_quote(python) + b' -I "$0" "$@" # \'\'\'\n')
+    out.append(b"import os, sys\n" + load)
+    out.append(b"sys.exit(slm.run_submitted(b'''\n")
+    for i in range(0, len(original), 57 * 20):
+        out.append(binascii.b2a_base64(original[i:i + 57 * 20]))
+    out.append(b"''', %s, [%s], [%s], %s))\n" % (
+        ascii_bytes(os.fsencode(name)),
+        b", ".join(ascii_bytes(os.fsencode(w)) for w in interpreter(original)),
+        b", ".join(ascii_bytes(os.fsencode(a)) for a in args),
+        ascii_bytes(os.fsencode(settings_path)) if settings_path else b"None"))
     return b"".join(out)
 
 
-def find_job_id(text):
+def ascii_bytes(data):
+    """A bytes literal for data in Python source, in ASCII whatever data holds."""
+    return repr(bytes(data)).encode("ascii")
+
+
+def run_submitted(script, name, interp, args, settings=None):
+    """The job's half of `slm submit`, called by the generated batch script:
+    put the original script back in a private directory (as sbatch keeps its
+    own copy), then run it with its interpreter under `slm run`."""
+    import binascii
+    base = os.environ.get("TMPDIR") or "/tmp"
+    folder = os.path.join(base, "slm.%s.%s" % (os.environ.get("SLURM_JOB_ID") or "job",
+                                               new_id()[:8]))
+    try:
+        os.mkdir(folder, 0o700)
+        path = os.path.join(folder, os.fsdecode(name))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
+        try:
+            os.write(fd, binascii.a2b_base64(script))
+        finally:
+            os.close(fd)
+    except OSError as e:
+        Console().error("cannot write the job's script to %s: %s" % (base, e.strerror or e))
+        return EXIT_FAILURE
+    argv = ["run", "--cleanup", folder]
+    if settings:
+        argv += ["--settings", os.fsdecode(settings)]
+    return main(argv + ["--"] + [os.fsdecode(w) for w in interp] + [path] +
+                [os.fsdecode(a) for a in args])
+
+
+def find_job_id(text, complete=True):
+    """The job id in sbatch's output so far; complete: the output has ended."""
     import re
-    m = re.search(r"Submitted batch job (\d+)", text) or \
-        re.match(r"\s*(\d+)(;\S+)?\s*$", text)
-    return m.group(1) if m else None
+    lines = text.split("\n")
+    if not complete:
+        lines = lines[:-1]   # a line still being written may hold half a number
+    for line in lines:
+        m = re.search(r"Submitted batch job (\d+)", line) or \
+            re.match(r"\s*(\d+)(;\S+)?\s*$", line)
+        if m:
+            return m.group(1)
+    return None
 
 
 class Submitter(object):
@@ -2248,7 +2741,7 @@ class Submitter(object):
 
     def run(self):
         cmd = self.cmd
-        sbatch = os.environ.get("SLM_SBATCH") or "sbatch"
+        sbatch = self.settings.sbatch
         untouched = [sbatch] + cmd.argv
         if cmd.no_submit or (cmd.wrap is not None and cmd.script):
             # --help, --version, --test-only, or a command line sbatch refuses itself
@@ -2271,16 +2764,25 @@ class Submitter(object):
             original, name = stdin_binary().read(), "sbatch"
         if not self.monitor and (cmd.script or cmd.wrap is not None):
             return self._sbatch(untouched, report=True, original=original, path=path)
-        if interpreter(original) is None:
-            # no #! line: sbatch refuses such a script, and says why
+        if interpreter(original) is None or b"\0" in original or b"\r\n" in original:
+            # no #! line, a NUL, DOS line breaks: sbatch refuses such a script, in its own words
             return self._submit_file(sbatch, original, name, original, path)
         slm_path = os.path.realpath(os.path.abspath(__file__))
         if slm_path.startswith(("/tmp/", "/var/tmp/", "/dev/shm/")):
             self.console.say("warning: %s is in a node-local directory, but the job runs slm "
                              "from this path on its compute node: put slm.py on a shared "
                              "filesystem" % slm_path)
-        python = os.environ.get("SLM_PYTHON") or sys.executable
-        batch = monitored_script(original, name, cmd.script_args, python, slm_path)
+        try:
+            # for jobs that do not inherit our environment (--export=NONE, login shells)
+            snapshot = self.settings.write_snapshot()
+        except OSError as e:
+            snapshot = None
+            self.console.say("cannot save this submission's settings under %s (%s): the job "
+                             "will use its own environment and %s" % (
+                                 slm_home(self.settings.environ), e.strerror or e,
+                                 self.settings.config_path))
+        batch = monitored_script(original, name, cmd.script_args, self.settings.python,
+                                 slm_path, snapshot)
         return self._submit_file(sbatch, batch, name, original, path)
 
     def _submit_file(self, sbatch, batch, name, original, script_path):
@@ -2296,7 +2798,10 @@ class Submitter(object):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def _sbatch(self, argv, report, original=b"", path=None, note=None):
+    def _sbatch(self, argv, report, original=b"", path=None):
+        """Run sbatch, its output passed through as it comes; return its exit
+        status (-N if signal N killed it).  SUBMITTED is reported as soon as
+        the job id appears: `sbatch --wait` only returns when the job has ended."""
         import subprocess
         try:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -2307,18 +2812,42 @@ class Submitter(object):
                 self._report(None, EXIT_NOT_FOUND if e.errno == errno.ENOENT else
                              EXIT_CANNOT_EXECUTE, message, original, path)
             return EXIT_NOT_FOUND if e.errno == errno.ENOENT else EXIT_CANNOT_EXECUTE
-        out, err = bytearray(), bytearray()
-        pumps = [threading.Thread(target=pump, args=(proc.stdout, stdout_binary(), out)),
-                 threading.Thread(target=pump, args=(proc.stderr, stderr_binary(), err))]
-        for t in pumps:
-            t.start()
-        for t in pumps:
-            t.join()
-        code = proc.wait()
-        if report:
-            job_id = find_job_id(out.decode("utf-8", "replace"))
-            message = note or err.decode("utf-8", "replace").strip()[-1000:] or None
-            self._report(job_id if code == 0 else None, code, message, original, path)
+        # a Ctrl-C reaches sbatch too, which decides; we pass on what it did
+        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN) \
+            if threading.current_thread() is threading.main_thread() else None
+        try:
+            out, err = bytearray(), bytearray()
+            found = []
+            progress = threading.Condition()
+
+            def watch(copy, ended):
+                with progress:
+                    if not found:
+                        job_id = find_job_id(copy.decode("utf-8", "replace"), complete=ended)
+                        if job_id or ended:
+                            found.append(job_id)
+                            progress.notify_all()
+
+            pumps = [threading.Thread(target=pump, args=(proc.stdout, stdout_binary(), out,
+                                                         watch)),
+                     threading.Thread(target=pump, args=(proc.stderr, stderr_binary(), err))]
+            for t in pumps:
+                t.start()
+            with progress:
+                while not found:
+                    progress.wait()
+            job_id = found[0]
+            if report and job_id:
+                self._report(job_id, 0, None, original, path)
+            for t in pumps:
+                t.join()
+            code = proc.wait()
+        finally:
+            if interrupt is not None:
+                signal.signal(signal.SIGINT, interrupt)
+        if report and not job_id:
+            message = err.decode("utf-8", "replace").strip()[-1000:] or None
+            self._report(None, code, message, original, path)
         return code
 
     def _report(self, job_id, code, message, original, path):
@@ -2382,18 +2911,22 @@ def stderr_binary():
     return getattr(sys.stderr, "buffer", sys.stderr)
 
 
-def pump(source, sink, copy):
-    """Pass a child's output through as it comes, keeping a copy."""
+def pump(source, sink, copy, watch=None):
+    """Pass a child's output through as it comes, keeping a copy; watch(copy,
+    ended) hears of each chunk."""
     while True:
         chunk = source.read1(65536) if hasattr(source, "read1") else source.read(65536)
+        if chunk:
+            copy.extend(chunk)
+            try:
+                sink.write(chunk)
+                sink.flush()
+            except (OSError, ValueError):
+                pass
+        if watch is not None:
+            watch(bytes(copy), not chunk)
         if not chunk:
             break
-        copy.extend(chunk)
-        try:
-            sink.write(chunk)
-            sink.flush()
-        except (OSError, ValueError):
-            pass
 
 
 # ---------------------------------------------------------------------------
@@ -2516,6 +3049,7 @@ class Checkup(object):
 def cmd_doctor(args, settings, console):
     check = Checkup()
     check_python(check)
+    check_settings(check, settings)
     check_service(check, settings)
     check_webhooks(check, settings, console, args.send_test)
     check_spool(check, settings)
@@ -2533,6 +3067,28 @@ def check_python(check):
         check.bad("python", "%s is too old" % version, "use Python 3.6 or newer")
     else:
         check.ok("python", "%s (%s)" % (version, sys.executable))
+
+
+def check_settings(check, settings):
+    """Which source each setting came from: environment, snapshot, config file."""
+    if settings.config.exists:
+        check.info("config", "%s: %d setting(s)" % (settings.config_path,
+                                                     len(settings.config.values)))
+    else:
+        check.info("config", "%s: none (optional: KEY=VALUE lines, mode 600 for secrets)"
+                   % settings.config_path)
+    if settings.snapshot_path and (settings.snapshot is None or not settings.snapshot.exists):
+        check.bad("config", "the submit-time settings %s are gone" % settings.snapshot_path,
+                  "the job uses its environment and %s only" % settings.config_path)
+    for path, keys in settings.problems():
+        check.bad("config", "%s holds %s but others may read it" % (path, ", ".join(keys)),
+                  "chmod 600 %s" % path)
+    for key in SETTING_KEYS:
+        if key in settings.values:
+            value = settings.values[key]
+            shown = "(hidden)" if is_secret(key) else \
+                shown_url(value) if key.endswith("_URL") else value
+            check.info("setting", "%s=%s (%s)" % (key, shown, settings.source_of(key)))
 
 
 def check_service(check, settings):
@@ -2637,7 +3193,9 @@ def check_job(check):
         check.info("job", "not inside a Slurm job")
         return
     task_pid = job.task_pid
-    if task_pid and task_pid.isdigit() and int(task_pid) == os.getppid():
+    if os.environ.get("SLM_ACTIVE") == job.slurm_job_id:
+        check.info("job", "inside job %s, monitored by slm" % job.job_id)
+    elif task_pid and task_pid.isdigit() and int(task_pid) == os.getppid():
         check.info("job", "inside job %s, started from its batch script: 'slm run' there "
                    "must be started with exec to receive Slurm's signals" % job.job_id)
     else:
@@ -2746,6 +3304,7 @@ def build_parser():
     add_common(p, defaults=False)
     p.add_argument("--name", help="job name outside Slurm (default: the command's name)")
     p.add_argument("--cleanup", help=argparse.SUPPRESS)
+    p.add_argument("--settings", help=argparse.SUPPRESS)   # the submit-time snapshot
     p.add_argument("cmd", nargs="*", metavar="CMD", help="the command and its arguments")
 
     p = sub.add_parser("submit", help="sbatch a script, monitored",
@@ -2866,7 +3425,7 @@ def split_argv(argv):
                 return head + rest[:j], rest[j + 1:]
             if not word.startswith("-") or word == "-":
                 break
-            j += 2 if word in ("--name", "--cleanup") else 1
+            j += 2 if word in ("--name", "--cleanup", "--settings") else 1
         return head + rest[:j], rest[j:]
     # submit: --help first asks for our help; --no-monitor / --no-db before the script are ours
     if rest[:1] in (["-h"], ["--help"]):
@@ -2892,7 +3451,7 @@ def quick_run_args(head, tail):
     if not tail or head.count("run") != 1:
         return None
     values = {"quiet": False, "verbose": False, "no_db": False, "name": None,
-              "cleanup": None, "command": "run", "cmd": tail}
+              "cleanup": None, "settings": None, "command": "run", "cmd": tail}
     flags = {"-q": "quiet", "--quiet": "quiet", "-v": "verbose", "--verbose": "verbose",
              "--no-db": "no_db"}
     words = list(head)
@@ -2903,7 +3462,7 @@ def quick_run_args(head, tail):
             seen_run = True
         elif word in flags:
             values[flags[word]] = True
-        elif seen_run and word in ("--name", "--cleanup") and words:
+        elif seen_run and word in ("--name", "--cleanup", "--settings") and words:
             values[word[2:]] = words.pop(0)
         else:
             return None
@@ -2925,19 +3484,22 @@ def main(argv=None):
         if not args.command:
             raise UsageError("a command is needed: run, submit, status, list, events, "
                              "doctor or flush (see 'slm --help')")
-        settings = Settings(console, no_db=args.no_db)
+        settings = Settings(console, no_db=args.no_db, snapshot=getattr(args, "settings", None))
         handler = globals()["cmd_" + args.command]
         if args.command in ("run", "flush"):
             code = handler(args, settings, console)
             sys.stdout.flush()
-            return code
-        wait = background_flush(settings, console)
-        try:
-            code = handler(args, settings, console)
-            sys.stdout.flush()  # here, where a reader that left is handled below
-            return code
-        finally:
-            wait()
+        else:
+            wait = background_flush(settings, console)
+            try:
+                code = handler(args, settings, console)
+                sys.stdout.flush()  # here, where a reader that left is handled below
+            finally:
+                wait()
+        if code < 0:
+            # the command (or sbatch) was killed by a signal: so are we, for whoever waits
+            return die_of_signal(-code)
+        return code
     except Failure as e:
         console.error(str(e))
         return e.exit_code

@@ -277,6 +277,61 @@ class Job(object):
         return self.proc.returncode
 
 
+# ---------------------------------------------------------------------------
+# A real Slurm cluster, shared by test_slurm.py and test_transparency.py
+# ---------------------------------------------------------------------------
+
+CLUSTER_SCRIPT = os.path.join(ROOT, "tests", "slurm-cluster.sh")
+# SLM_SLURM_MODES="linuxproc cgroup": every cluster test once per proctrack plugin,
+# restarting the cluster (tests/slurm-cluster.sh, root) once per mode for all modules
+MODES = os.environ.get("SLM_SLURM_MODES", "").split() or [None]
+
+
+def slurm_answers():
+    import shutil
+    if not shutil.which("sbatch"):
+        return False, "sbatch is not installed (tests/slurm-cluster.sh start installs a cluster)"
+    try:
+        r = subprocess.run(["sinfo", "-h", "-o", "%T"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, "sinfo failed: %s" % e
+    state = r.stdout.decode().strip()
+    if r.returncode != 0 or not re.search(r"idle|mixed|alloc", state):
+        return False, "no usable node (sinfo: %s); run tests/slurm-cluster.sh start" % state
+    return True, ""
+
+
+def proctrack():
+    out = subprocess.run(["scontrol", "show", "config"], stdout=subprocess.PIPE).stdout.decode()
+    m = re.search(r"^ProctrackType\s*=\s*proctrack/(\S+)", out, re.M)
+    return m.group(1) if m else "unknown"
+
+
+class Cluster(object):
+    def __init__(self, mode, workdir):
+        self.mode = mode
+        self.workdir = str(workdir)
+
+
+@pytest.fixture(scope="session", params=MODES, ids=[m or "current" for m in MODES])
+def cluster(request, tmp_path_factory):
+    mode = request.param
+    if mode is not None:
+        need(os.geteuid() == 0, "SLURM", "switching proctrack modes needs root")
+        env = dict(os.environ, SLM_SLURM_PROCTRACK=mode)
+        r = subprocess.run([CLUSTER_SCRIPT, "start"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=600)
+        need(r.returncode == 0, "SLURM", "tests/slurm-cluster.sh start failed:\n%s"
+             % r.stdout.decode()[-2000:])
+    ok, why = slurm_answers()
+    need(ok, "SLURM", why)
+    found = proctrack()
+    if mode is not None:
+        assert found == mode
+    return Cluster(found, tmp_path_factory.mktemp("slurm-" + found))
+
+
 def pytest_terminal_summary(terminalreporter):
     """The plain closing line CI reads (N passed, N failed): test_slm.sh prints
     it last from SLM_TEST_SUMMARY; a bare pytest run prints it here."""

@@ -62,8 +62,9 @@ def test_failed_exit_code(py, env, api):
 
 
 def test_killed_by_signal(py, env, api):
+    """slm dies of the signal that killed the command, after reporting it."""
     r = run_slm(py, ["run", "--", "sh", "-c", "kill -KILL $$"], env)
-    assert r.returncode == 128 + signal.SIGKILL
+    assert r.returncode == -signal.SIGKILL
     assert statuses(api) == ["RUNNING", "FAILED"]
     assert final(api)["signal"] == "SIGKILL"
 
@@ -119,18 +120,37 @@ def test_term_reaches_grandchild_once(py, env, api):
     assert out.count("grandchild got SIGTERM") == 1, out
 
 
-def test_usr1_is_signaled_and_forwarded(py, env, api):
+def test_usr1_is_signaled_and_reaches_the_child_only(py, env, api):
+    """As Slurm delivers --signal=B:USR1 to a plain batch script: the script
+    gets it, its children do not (TERM still reaches the whole tree)."""
     job = Job(py, env, ["--grandchild"])
     job.expect("grandchild ready")
     job.expect("ready")
     job.signal(signal.SIGUSR1)
     job.expect("got SIGUSR1")
-    job.expect("grandchild got SIGUSR1")
     api.wait_status("SIGNALED")
     job.signal(signal.SIGTERM)
+    job.expect("grandchild got SIGTERM")   # a USR1 sent to it would have come first
     job.finish()
+    assert "grandchild got SIGUSR1" not in job.lines
     signaled = [e for e in api.events if e["status"] == "SIGNALED"]
     assert [e["signal"] for e in signaled] == ["SIGUSR1"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGALRM, signal.SIGXCPU, signal.SIGURG])
+def test_other_signals_reach_the_child_and_do_not_kill_slm(env, api, sig):
+    """Slurm may send the batch process any signal (`scancel -b -s ALRM`):
+    the script gets it, as without slm; slm does not die of it."""
+    name = signal.Signals(sig).name
+    code = ("import signal, sys, time\n"
+            "signal.signal(%d, lambda s, f: (print('got', s, flush=True), sys.exit(3)))\n"
+            "print('ready', flush=True)\ntime.sleep(30)\n" % sig)
+    job = Job(MAIN_PYTHON, env, command=[MAIN_PYTHON, "-c", code])
+    job.expect("ready")
+    job.signal(sig)
+    job.expect("got %d" % sig)
+    assert job.finish() == 3, name
+    assert statuses(api) == ["RUNNING", "FAILED"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
@@ -179,10 +199,24 @@ def test_every_exit_code_passes_through(env):
     assert all(a == b for a, b in pairs), [p for p in pairs if p[0] != p[1]]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGSEGV, signal.SIGUSR2])
-def test_signal_deaths_are_128_plus_n(env, sig):
-    r = run_slm(MAIN_PYTHON, ["-q", "run", "--", "sh", "-c", "kill -%d $$" % sig], env)
-    assert r.returncode == 128 + sig
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGSEGV, signal.SIGUSR2, signal.SIGINT,
+                                 signal.SIGQUIT, signal.SIGABRT])
+def test_signal_deaths_are_the_same_signal(env, sig, tmp_path):
+    """A shell (or sacct) sees the wait status it would see without slm; slm
+    leaves no core file of its own for a core-dumping signal."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    script = "ulimit -c 0; %s %s -q run -- sh -c 'kill -%d $$'; echo $?" % (MAIN_PYTHON, SLM, sig)
+    plain = "ulimit -c 0; sh -c 'kill -%d $$'; echo $?" % sig
+    with_slm = subprocess.run(["sh", "-c", script], env=env, cwd=str(cwd),
+                              stdout=subprocess.PIPE, timeout=60).stdout
+    without = subprocess.run(["sh", "-c", plain], env=env, cwd=str(cwd),
+                             stdout=subprocess.PIPE, timeout=60).stdout
+    assert with_slm == without == b"%d\n" % (128 + sig)
+    r = run_slm(MAIN_PYTHON, ["-q", "run", "--", "sh", "-c", "kill -%d $$" % sig], env,
+                cwd=str(cwd))
+    assert r.returncode == -sig
+    assert os.listdir(str(cwd)) == []   # no core file
 
 
 def test_output_passes_through_byte_exact(py, env, api):

@@ -3,65 +3,19 @@
 Needs a running cluster (tests/slurm-cluster.sh start, as root).  Skips when
 there is none, unless SLM_REQUIRE_SLURM=1 (CI), which makes it fail.
 SLM_SLURM_MODES="linuxproc cgroup" runs the whole module once per proctrack
-plugin, restarting the cluster with tests/slurm-cluster.sh in between (root).
-Without it the module runs once against the cluster as it is.
+plugin, restarting the cluster with tests/slurm-cluster.sh in between (root);
+the `cluster` fixture (conftest.py) is shared with test_transparency.py, so the
+cluster restarts once per mode.  Without it the module runs once against the
+cluster as it is.
 """
 import os
 import re
-import shutil
 import subprocess
 import time
 
 import pytest
 
-from conftest import CHILD, MAIN_PYTHON, ROOT, SLM, Sink, need, run_slm
-
-CLUSTER_SCRIPT = os.path.join(ROOT, "tests", "slurm-cluster.sh")
-MODES = os.environ.get("SLM_SLURM_MODES", "").split() or [None]
-
-
-def slurm_answers():
-    if not shutil.which("sbatch"):
-        return False, "sbatch is not installed (tests/slurm-cluster.sh start installs a cluster)"
-    try:
-        r = subprocess.run(["sinfo", "-h", "-o", "%T"], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return False, "sinfo failed: %s" % e
-    state = r.stdout.decode().strip()
-    if r.returncode != 0 or not re.search(r"idle|mixed|alloc", state):
-        return False, "no usable node (sinfo: %s); run tests/slurm-cluster.sh start" % state
-    return True, ""
-
-
-def proctrack():
-    out = subprocess.run(["scontrol", "show", "config"], stdout=subprocess.PIPE).stdout.decode()
-    m = re.search(r"^ProctrackType\s*=\s*proctrack/(\S+)", out, re.M)
-    return m.group(1) if m else "unknown"
-
-
-@pytest.fixture(scope="module", params=MODES, ids=[m or "current" for m in MODES])
-def cluster(request, tmp_path_factory):
-    mode = request.param
-    if mode is not None:
-        need(os.geteuid() == 0, "SLURM", "switching proctrack modes needs root")
-        env = dict(os.environ, SLM_SLURM_PROCTRACK=mode)
-        r = subprocess.run([CLUSTER_SCRIPT, "start"], env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=600)
-        need(r.returncode == 0, "SLURM", "tests/slurm-cluster.sh start failed:\n%s"
-             % r.stdout.decode()[-2000:])
-    ok, why = slurm_answers()
-    need(ok, "SLURM", why)
-    found = proctrack()
-    if mode is not None:
-        assert found == mode
-    return Cluster(found, tmp_path_factory.mktemp("slurm-" + found))
-
-
-class Cluster(object):
-    def __init__(self, mode, workdir):
-        self.mode = mode
-        self.workdir = str(workdir)
+from conftest import CHILD, MAIN_PYTHON, SLM, Sink, run_slm
 
 
 class Submission(object):
