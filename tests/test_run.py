@@ -183,6 +183,108 @@ def test_term_while_paused_wakes_the_child(py, env, api):
     assert statuses(api) == ["RUNNING", "PAUSED", "TERMINATING", "CANCELLED"]
 
 
+def fake_slurmstepd(tmp_path, env, proctrack):
+    """A sender named slurmstepd (what slm checks), and a slurm.conf naming proctrack."""
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("ClusterName=fake\n# ProctrackType=proctrack/pgid\n"
+                    "ProctrackType=proctrack/%s  # the plugin\n" % proctrack)
+    stepd = tmp_path / "slurmstepd"
+    stepd.write_text("#!%s\nimport os, sys, time\npids = [int(p) for p in sys.argv[1].split(',')]\n"
+                     "for name in sys.argv[2:]:\n    for pid in pids:\n"
+                     "        os.kill(pid, getattr(__import__('signal'), 'SIG' + name))\n"
+                     "    time.sleep(0.05)\n" % MAIN_PYTHON)
+    stepd.chmod(0o755)
+    env.update(SLURM_CONF=str(conf), SLURM_JOB_ID="4242")
+    return str(stepd)
+
+
+def test_linuxproc_cancel_reaches_the_child_once(env, api, tmp_path):
+    """Under proctrack/linuxproc slurmstepd sends a cancel's CONT and TERM to
+    every process itself: slm must not send the child a second copy."""
+    stepd = fake_slurmstepd(tmp_path, env, "linuxproc")
+    job = Job(MAIN_PYTHON, env, ["--grandchild"])
+    grandchild = int(job.expect("grandchild ready").split()[2])
+    child = int(job.expect("ready").split()[1])
+    everyone = "%d,%d,%d" % (job.proc.pid, child, grandchild)
+    subprocess.check_call([stepd, everyone, "CONT", "TERM"])
+    assert job.finish() == 100 + signal.SIGTERM
+    assert job.lines.count("got SIGTERM") == 1, job.lines
+    # the grandchild inherited the child's CONT handler: one line each, a copy from slm is a third
+    assert job.lines.count("got SIGCONT") == 2, job.lines
+    assert job.lines.count("grandchild got SIGTERM") == 1, job.lines
+    assert statuses(api) == ["RUNNING", "TERMINATING", "CANCELLED"]
+
+
+def test_linuxproc_batch_only_signals_are_handed_on(env, api, tmp_path):
+    """`scancel -b --signal=USR1` / `--signal=B:TERM@T` reach the batch process
+    only, under every plugin: slm hands them on (USR1 to the child alone)."""
+    stepd = fake_slurmstepd(tmp_path, env, "linuxproc")
+    job = Job(MAIN_PYTHON, env, ["--grandchild"])
+    job.expect("grandchild ready")
+    job.expect("ready")
+    subprocess.check_call([stepd, str(job.proc.pid), "USR1"])
+    job.expect("got SIGUSR1")
+    subprocess.check_call([stepd, str(job.proc.pid), "TERM"])
+    job.expect("grandchild got SIGTERM")
+    assert job.finish() == 100 + signal.SIGTERM
+    assert job.lines.count("got SIGTERM") == 1
+    assert "grandchild got SIGUSR1" not in job.lines
+
+
+def test_cgroup_cancel_is_handed_on(env, api, tmp_path):
+    """proctrack/cgroup signals the batch process alone: slm hands on the CONT
+    (to its child) and the TERM (to the whole tree)."""
+    stepd = fake_slurmstepd(tmp_path, env, "cgroup")
+    job = Job(MAIN_PYTHON, env, ["--grandchild"])
+    job.expect("grandchild ready")
+    job.expect("ready")
+    subprocess.check_call([stepd, str(job.proc.pid), "CONT", "TERM"])
+    job.expect("grandchild got SIGTERM")
+    assert job.finish() == 100 + signal.SIGTERM
+    assert job.lines.count("got SIGTERM") == 1 and job.lines.count("got SIGCONT") == 1
+
+
+def test_proctrack_from_slurm_conf_includes(tmp_path):
+    import slm
+    (tmp_path / "extra.conf").write_text("ProctrackType = proctrack/LinuxProc\n")
+    (tmp_path / "slurm.conf").write_text("ClusterName=x\nInclude extra.conf\n")
+    assert slm.slurm_conf_value(str(tmp_path / "slurm.conf"), "proctracktype") == \
+        "proctrack/LinuxProc"
+    assert slm.slurm_conf_value(str(tmp_path / "none.conf"), "ProctrackType") is None
+
+
+def test_the_child_gets_the_environment_slm_was_given(env):
+    """Not Python's changes to it: a C locale makes Python 3.7+ set LC_CTYPE."""
+    clean = {k: v for k, v in env.items() if not k.startswith(("LC_", "LANG"))}
+    clean["WEIRD"] = "x"
+    script = "exec env -u LANG LC_ALL= %s %s -q run -- env" % (MAIN_PYTHON, SLM)
+    r = subprocess.run(["sh", "-c", script], env=clean, stdout=subprocess.PIPE, timeout=60)
+    child = dict(line.split("=", 1) for line in r.stdout.decode().splitlines())
+    assert "LC_CTYPE" not in child
+    assert child["LC_ALL"] == ""
+    assert child["SLM_JOB_ID"].startswith("local-") and child["SLM_ACTIVE"] == ""
+    parent = dict(clean, LC_ALL="")
+    extra = set(child) - set(parent)
+    assert extra <= {"SLM_JOB_ID", "SLM_ACTIVE", "PWD", "SHLVL", "_"}, extra
+
+
+def test_undecodable_environment_bytes_reach_the_child(env):
+    env_bytes = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
+    env_bytes[b"RAW"] = b"\xff\xfe"
+    r = subprocess.run([MAIN_PYTHON, SLM, "-q", "run", "--", "sh", "-c", 'printf %s "$RAW"'],
+                       env=env_bytes, stdout=subprocess.PIPE, timeout=60)
+    assert r.stdout == b"\xff\xfe"
+
+
+def test_task_pid_is_the_commands_own(env):
+    """SLURM_TASK_PID names the batch process: when slm is it, the command is it now."""
+    script = "SLURM_TASK_PID=$$ exec %s %s -q run -- sh -c 'echo $SLURM_TASK_PID $$'" % (
+        MAIN_PYTHON, SLM)
+    out = subprocess.run(["sh", "-c", script], env=env, stdout=subprocess.PIPE,
+                         timeout=60).stdout.split()
+    assert out[0] == out[1]
+
+
 # ---------------------------------------------------------------------------
 # Exit codes and passthrough (main interpreter: these are about the OS, not Python)
 # ---------------------------------------------------------------------------
