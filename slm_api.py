@@ -2,17 +2,19 @@
 """slm_api - the login-node service of SLM (Slurm Lifecycle Monitor).
 
 Receives the lifecycle events that slm.py sends (schema "slm.event/1"),
-stores them idempotently and answers questions about jobs.  One file,
-CPython 3.9 or newer, needs Bottle; PyMySQL too when MySQL/MariaDB is used.
+stores them exactly once, sends the notifications it is asked to relay, and
+answers questions about jobs.  One file, CPython 3.9 or newer, needs Bottle;
+PyMySQL too when MySQL/MariaDB is used; slm.py must sit beside it (one event
+model and one chat formatter for both).
 
     python3 slm_api.py                       127.0.0.1:9008, SQLite in ./slm.db
     python3 slm_api.py --db /var/lib/slm/slm.db --host 0.0.0.0 --port 9008
     python3 slm_api.py --db mysql://slm:PASSWORD@dbhost:3306/slm
-    gunicorn 'slm_api:application'           any WSGI server works too
+    gunicorn 'slm_api:application'           any WSGI server: the same service
 
 Options: --host (127.0.0.1), --port (9008; 0 picks a free one and says which),
 --db PATH|URL, --insecure (listen on a non-loopback address without a token),
---access-log (one stderr line per request; off by default).
+--access-log (one stderr line per request).
 
 Environment:
     SLM_API_TOKEN     when set, every /api/ request needs
@@ -21,58 +23,46 @@ Environment:
     SLM_DB_URL        mysql://user:pass@host:port/db (also mariadb://), or
                       sqlite:///relative/path, sqlite:////absolute/path
     SLM_DB_HOST, SLM_DB_PORT (3306), SLM_DB_USER (slm), SLM_DB_PASSWORD,
-    SLM_DB_NAME (slm) select MySQL/MariaDB and override parts of SLM_DB_URL.
+    SLM_DB_NAME (slm) select MySQL/MariaDB and override parts of SLM_DB_URL;
+    SLM_DB_SSL_CA     a CA file: talk TLS to MySQL (off otherwise).
     --db beats the environment; with neither, SQLite ./slm.db.  Tables
     (schema.sql) are created when missing; the database itself must exist.
+    SLM_RELAY_ALLOW, SLM_WEBHOOK, SLM_NOTIFY_ON, SLM_ARRAY_NOTIFY,
+    SLM_WEBHOOK_SECRET, SLM_DASHBOARD_URL: notifications (see README.md).
 
 Endpoints (JSON; every error is {"error": "..."} with a 4xx/5xx status):
     POST /api/v1/events       one event, or {"events": [...]} with 1..1000
-                              events -> {"accepted": n, "duplicates": m}.
-                              A repeated event_id is acknowledged, not stored
-                              again.  One invalid event rejects the whole
-                              request with 400 naming its index; more than
-                              1000 events or a body over 1 MiB -> 413 (slm.py
-                              then sends them one by one); database down -> 503.
+                              -> {"accepted": n, "duplicates": m}; a repeated
+                              event_id is acknowledged, not stored again; one
+                              invalid event refuses the request (400 names it);
+                              too many or too large -> 413; database down -> 503
     GET  /api/v1/jobs         ?status=A,B &user= &name= &partition=
-                              &array_job_id= (exact matches) &since= &until=
-                              (ISO 8601 UTC or YYYY-MM-DD: jobs active in the
-                              window) &limit= (50, max 1000) &offset=
-                              -> {"jobs": [...], "total": N}, most recently
-                              active first.
-    GET  /api/v1/jobs/ID      one job -> its row, 404 if unknown
-    GET  /api/v1/jobs/ID/events   -> {"events": [...]} as received, by (time, seq)
-    GET  /api/v1/jobs/ID/notifications   notifications sent or kept for it
-    GET  /openapi.json        this API in OpenAPI 3.0
-    GET  /healthz             {"ok", "backend", "database"}; 503 when unreachable
-    GET  /metrics             Prometheus text format
-/healthz and /metrics need no token.
+                              &array_job_id= &since= &until= &limit= &offset=
+    GET  /api/v1/jobs/ID      one job; .../events its events; .../notifications
+                              what the service sent or keeps for it
+    GET  /openapi.json, /healthz, /metrics (no token needed)
 
-Relay (SLM_WEBHOOK_VIA=api on the compute nodes): an event's "relay" field
-names where to notify; the notification is queued in the outbox table in the
-event's transaction and sent by a worker thread, with retries (backoff,
-Retry-After), per-destination rate limits and leases so that several
-instances on one MySQL database never send a row twice.  SLM_RELAY_ALLOW
-(hosts; default: the known chat services) limits where.  The service's own
-SLM_WEBHOOK / SLM_NOTIFY_ON / SLM_ARRAY_NOTIFY notify of every job.  Arrays
-get one roll-up when their last task ends.
+A job's status is that of its "strongest" event: final statuses beat the
+others, SUBMITTED loses to everything, and within a class the latest
+(time, seq) wins, so events may arrive in any order and late ones never
+undo an ending.
 
-A job's status is that of its "strongest" event: final statuses (COMPLETED,
-FAILED, CANCELLED, TIMEOUT, OUT_OF_MEMORY, SUBMIT_FAILED) beat the others,
-SUBMITTED loses to everything, and within a class the latest (time, seq)
-wins.  Events may therefore arrive in any order, and late ones never undo
-an ending.
-
-The built-in server is wsgiref made threaded (a thread per connection) and
-HTTP/1.1 with keep-alive; it suits the few hundred requests a second a
-cluster's jobs produce.  SIGTERM or SIGINT stop it after the requests in
-progress.  Diagnostics go to stderr, prefixed "slm-api:", and never contain
-the token or the database password.
+How the file reads, each section using only what came before it: constants,
+errors, helpers, events (validation, merge rules), storage (SQL primitives in
+one transaction, two dialects), notifications (what to send where, array
+roll-ups, the outbox sender), ingest (group commit), web (one Bottle plugin
+for authentication, JSON errors and the per-request transaction, then the
+routes and the OpenAPI document derived from them), server (threaded
+HTTP/1.1), assembly (build_service: the one way to build the service, for
+main() and for WSGI servers alike), command line.  Diagnostics go to stderr
+prefixed "slm-api:" and never contain a token or a password.
 """
 
 import argparse
-import functools
+import collections
 import hashlib
 import hmac
+import inspect
 import ipaddress
 import json
 import math
@@ -89,11 +79,15 @@ import time
 import traceback
 import urllib.parse
 import uuid
-from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 import bottle
 
-__version__ = "0.1.0"
+# slm.py, beside this file, is the one source of the event model's statuses,
+# the chat formats and the HTTP sender: the wrapper and the service share them.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import slm  # noqa: E402
+
+__version__ = slm.__version__
 
 # ---------------------------------------------------------------------------
 # Constants
@@ -110,40 +104,8 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 SCHEMA_VERSION = 1
 
-STATUSES = (
-    "SUBMITTED", "SUBMIT_FAILED", "RUNNING", "PAUSED", "RESUMED", "SIGNALED",
-    "TERMINATING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT",
-    "OUT_OF_MEMORY", "LOST",
-)
-FINAL = frozenset(("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
-                   "SUBMIT_FAILED"))
-
-# Optional event fields and their types; anything else is kept but not checked.
-TEXT_FIELDS = (
-    "schema", "host", "user", "job_name", "partition", "nodelist", "cwd", "slm_version",
-    "slurm_job_id", "array_job_id", "array_task_id", "cluster", "submit_dir", "signal",
-    "reason", "message", "script", "array", "time_limit", "wrap", "output_tail",
-)
-INT_FIELDS = ("exit_code", "seq", "cpus", "array_task_count")
-LIST_FIELDS = ("command", "script_args")
-NUMBER_FIELDS = ("elapsed", "cpu_time", "max_rss_mb", "cpu_efficiency")
-BOOL_FIELDS = ("monitored",)
-
-# Event fields copied into slurm_jobs columns (the rest live in its meta JSON).
-META_COLUMNS = ("exit_code", "signal", "reason", "message", "elapsed", "job_name", "user",
-                "partition", "nodelist", "host", "cluster", "slurm_job_id", "array_job_id",
-                "array_task_id")
-JOB_COLUMNS = ("job_id", "status", "status_time", "status_seq", "status_event", "first_seen",
-               "submitted_at", "started_at", "ended_at", "last_event_time", "last_seq",
-               "event_count") + META_COLUMNS + ("meta",)
-HIDDEN_JOB_COLUMNS = ("status_seq", "status_event")  # bookkeeping for the merge only
-JOB_FILTERS = {"user": "user", "name": "job_name", "partition": "partition",
-               "array_job_id": "array_job_id"}
-
-EVENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
-TIME_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|\+00:00)\Z")
-QUERY_TIME_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,9}))?)?)?"
-                           r"(Z|\+00:00)?\Z")
+STATUSES = slm.STATUSES
+FINAL = slm.FINAL_STATUSES
 
 # The MySQL/MariaDB schema; schema.sql is a copy (a test keeps them equal).
 # Times are UTC text 'YYYY-MM-DDTHH:MM:SS.ffffffZ': they sort as they compare,
@@ -288,19 +250,22 @@ class ConfigError(Exception):
     """The command line or environment is wrong: exit 2."""
 
 
+class ApiError(Exception):
+    """A request the service refuses: HTTP status and a one-line reason."""
+
+    def __init__(self, status, message, headers=None):
+        Exception.__init__(self, message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
 class StoreError(Exception):
     """The database failed in a way retrying will not fix: HTTP 500."""
 
 
 class StoreUnavailable(StoreError):
     """The database cannot be reached (or is busy): HTTP 503, try later."""
-
-
-class ApiError(Exception):
-    def __init__(self, status, message):
-        Exception.__init__(self, message)
-        self.status = status
-        self.message = message
 
 
 # ---------------------------------------------------------------------------
@@ -324,17 +289,42 @@ def redact(text, secrets):
     return text
 
 
-def env_seconds(name, default):
+def describe_error(error):
+    text = str(error) or error.__class__.__name__
+    return "%s: %s" % (error.__class__.__name__, text[:300])
+
+
+def env_seconds(env, name, default):
     try:
-        value = float(os.environ.get(name, "") or default)
+        value = float(env.get(name, "") or default)
     except ValueError:
         return default
     return value if 0 < value < 3600 else default
 
 
+def iso_at(epoch):
+    """The service's time format: UTC, microseconds, Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + \
+        ".%06dZ" % (int(epoch % 1 * 1e6))
+
+
 def utc_now():
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%06dZ" % (int(t % 1 * 1e6))
+    return iso_at(time.time())
+
+
+def epoch_of(text):
+    """Seconds since the epoch of a time in the service's format, or None."""
+    import calendar
+    try:
+        return calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")) + \
+            float("0." + (text[20:26] or "0"))
+    except (TypeError, ValueError):
+        return None
+
+
+TIME_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|\+00:00)\Z")
+QUERY_TIME_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,9}))?)?)?"
+                           r"(Z|\+00:00)?\Z")
 
 
 def canonical_time(groups):
@@ -364,6 +354,55 @@ def is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def compact_json(data):
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def host_allowed(url, allow):
+    """True when url's host is, or is under, one of the allowed hosts."""
+    try:
+        host = (urllib.parse.urlsplit(url).hostname or "").lower().rstrip(".")
+    except ValueError:
+        return False
+    return any(host == a or host.endswith("." + a) for a in allow)
+
+
+# ---------------------------------------------------------------------------
+# Events: the one validation, the merge rules, the JSON shapes
+# ---------------------------------------------------------------------------
+
+# Optional event fields and their types; anything else is kept but not checked.
+TEXT_FIELDS = (
+    "schema", "host", "user", "job_name", "partition", "nodelist", "cwd", "slm_version",
+    "slurm_job_id", "array_job_id", "array_task_id", "cluster", "submit_dir", "signal",
+    "reason", "message", "script", "array", "time_limit", "wrap", "output_tail",
+)
+INT_FIELDS = ("exit_code", "seq", "cpus", "array_task_count")
+LIST_FIELDS = ("command", "script_args")
+NUMBER_FIELDS = ("elapsed", "cpu_time", "max_rss_mb", "cpu_efficiency")
+BOOL_FIELDS = ("monitored",)
+EVENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
+# The relay request an event may carry (SLM_WEBHOOK_VIA=api): where the
+# service notifies on the job's behalf.  It is never stored with the event.
+MAX_RELAY_TARGETS = 10
+
+# Event fields copied into slurm_jobs columns (the rest live in its meta JSON).
+META_COLUMNS = ("exit_code", "signal", "reason", "message", "elapsed", "job_name", "user",
+                "partition", "nodelist", "host", "cluster", "slurm_job_id", "array_job_id",
+                "array_task_id")
+JOB_COLUMNS = ("job_id", "status", "status_time", "status_seq", "status_event", "first_seen",
+               "submitted_at", "started_at", "ended_at", "last_event_time", "last_seq",
+               "event_count") + META_COLUMNS + ("meta",)
+HIDDEN_JOB_COLUMNS = ("status_seq", "status_event")  # bookkeeping for the merge only
+JOB_FILTERS = {"user": "user", "name": "job_name", "partition": "partition",
+               "array_job_id": "array_job_id"}
+
+# One event of a request, validated: the normalised event (canonical time,
+# no nulls), the text stored as received (without the relay request), and
+# the relay request or None.
+Incoming = collections.namedtuple("Incoming", "event raw relay")
+
+
 def check_text(value, name, limit=MAX_TEXT):
     if not isinstance(value, str):
         return "%s must be a string" % name
@@ -372,14 +411,43 @@ def check_text(value, name, limit=MAX_TEXT):
     return None
 
 
-def validate_event(event):
-    """Return (normalized copy, raw JSON text) or raise ValueError(reason)."""
-    if not isinstance(event, dict):
+def validate_relay(relay):
+    """The relay request of an event; raise ValueError."""
+    if not isinstance(relay, dict):
+        raise ValueError("relay must be an object")
+    to = relay.get("to")
+    if not isinstance(to, list) or len(to) > MAX_RELAY_TARGETS:
+        raise ValueError("relay.to must be a list of at most %d targets" % MAX_RELAY_TARGETS)
+    for target in to:
+        if not isinstance(target, dict) or not isinstance(target.get("url"), str) or \
+                len(target["url"]) > 2048 or slm.check_http_url(target["url"]):
+            raise ValueError("relay.to entries need an http(s) url")
+        if target.get("format", "json") not in slm.WEBHOOK_FORMATS:
+            raise ValueError("relay.to format must be one of %s" % ", ".join(slm.WEBHOOK_FORMATS))
+        if target.get("secret") is not None and (not isinstance(target["secret"], str) or
+                                                 len(target["secret"]) > 512):
+            raise ValueError("relay.to secret must be a short string")
+    if not isinstance(relay.get("send", False), bool):
+        raise ValueError("relay.send must be true or false")
+    for name in ("dashboard_url", "array_notify"):
+        if relay.get(name) is not None and (not isinstance(relay[name], str) or
+                                            len(relay[name]) > 2048):
+            raise ValueError("relay.%s must be a string" % name)
+
+
+def validate_event(data):
+    """An Incoming for one received event object, or raise ValueError(reason)."""
+    if not isinstance(data, dict):
         raise ValueError("an event must be a JSON object")
+    relay = None
+    if "relay" in data:
+        relay = data["relay"]
+        validate_relay(relay)
+        data = dict((k, v) for k, v in data.items() if k != "relay")
     for name in ("event_id", "job_id", "status", "time"):
-        if name not in event:
+        if name not in data:
             raise ValueError("missing field %s" % name)
-    event_id, job_id, status = event["event_id"], event["job_id"], event["status"]
+    event_id, job_id, status = data["event_id"], data["job_id"], data["status"]
     if not isinstance(event_id, str) or not EVENT_ID_RE.match(event_id):
         raise ValueError("event_id must be 1..64 characters of A-Z a-z 0-9 . _ : -")
     if not isinstance(job_id, str) or not 1 <= len(job_id) <= 128:
@@ -388,27 +456,27 @@ def validate_event(event):
         raise ValueError("job_id must be printable, without surrounding blanks")
     if not isinstance(status, str) or status not in STATUSES:
         raise ValueError("unknown status %r" % (str(status)[:40],))
-    when = parse_event_time(event["time"])
+    when = parse_event_time(data["time"])
     if when is None:
         raise ValueError("time must be ISO 8601 UTC, like 2026-11-30T03:40:41.123Z")
     for name in TEXT_FIELDS:
-        if name in event and event[name] is not None:
-            problem = check_text(event[name], name)
+        if data.get(name) is not None:
+            problem = check_text(data[name], name)
             if problem:
                 raise ValueError(problem)
     for name in INT_FIELDS:
-        value = event.get(name)
+        value = data.get(name)
         if value is not None and (not is_int(value) or not -2 ** 63 <= value < 2 ** 63):
             raise ValueError("%s must be a 64-bit integer" % name)
-    if is_int(event.get("seq")) and event["seq"] < 0:
+    if is_int(data.get("seq")) and data["seq"] < 0:
         raise ValueError("seq must not be negative")
     for name in NUMBER_FIELDS:
-        value = event.get(name)
+        value = data.get(name)
         if value is not None and (not (is_int(value) or isinstance(value, float))
                                   or not math.isfinite(value) or value < 0):
             raise ValueError("%s must be a non-negative number" % name)
     for name in LIST_FIELDS:
-        value = event.get(name)
+        value = data.get(name)
         if value is None:
             continue
         if not isinstance(value, list) or len(value) > MAX_LIST:
@@ -418,20 +486,20 @@ def validate_event(event):
             if problem:
                 raise ValueError(problem)
     for name in BOOL_FIELDS:
-        if event.get(name) is not None and not isinstance(event[name], bool):
+        if data.get(name) is not None and not isinstance(data[name], bool):
             raise ValueError("%s must be true or false" % name)
     try:
-        raw = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+        raw = compact_json(data)
         raw.encode("utf-8")
     except (UnicodeError, ValueError):
         raise ValueError("text is not valid Unicode (a lone surrogate?)")
-    normal = dict((k, v) for k, v in event.items() if v is not None)
-    normal["time"] = when
-    return normal, raw
+    event = dict((k, v) for k, v in data.items() if v is not None)
+    event["time"] = when
+    return Incoming(event, raw, relay)
 
 
 def parse_events(body):
-    """The validated events of a request body (bytes); raise ApiError."""
+    """The Incoming events of a request body (bytes); raise ApiError."""
     if not body:
         raise ApiError(400, "empty body: expected a JSON event or {\"events\": [...]}")
     try:
@@ -459,15 +527,13 @@ def parse_events(body):
         events, batch = [data], False
     else:
         raise ApiError(400, "expected a JSON object: an event or {\"events\": [...]}")
-    for i, event in enumerate(events):
+    checked = []
+    for i, data in enumerate(events):
         try:
-            if isinstance(event, dict) and "relay" in event:
-                validate_relay(event["relay"])
-            validate_event(event)
+            checked.append(validate_event(data))
         except ValueError as e:
-            where = "event %d: " % i if batch else ""
-            raise ApiError(400, "%s%s" % (where, e))
-    return events
+            raise ApiError(400, "%s%s" % ("event %d: " % i if batch else "", e))
+    return checked
 
 
 def status_rank(status, when, seq, event_id):
@@ -477,7 +543,7 @@ def status_rank(status, when, seq, event_id):
 
 
 def merge_event(row, event):
-    """Apply one new event (normalized) to a job row (dict); return the row.
+    """Apply one new event (normalised) to a job row (dict); return the row.
 
     Order-independent for status and times: the result is the same whichever
     order the events arrive in.  Metadata (user, host, exit_code...) comes
@@ -508,125 +574,17 @@ def merge_event(row, event):
             continue
         if wins or meta.get(key) is None:
             meta[key] = value
-    row["meta"] = json.dumps(meta, ensure_ascii=False, separators=(",", ":"))
+    row["meta"] = compact_json(meta)
     for column in META_COLUMNS:
         row[column] = meta.get(column)
     return row
 
 
 def job_json(row):
+    """A job row as the API shows it."""
     out = dict((k, v) for k, v in row.items() if k not in HIDDEN_JOB_COLUMNS)
     out["meta"] = json.loads(row["meta"]) if row.get("meta") else {}
     return out
-
-
-def split_statements(script):
-    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
-
-
-# ---------------------------------------------------------------------------
-# Relay: notifications the service sends (outbox, worker, roll-ups)
-# ---------------------------------------------------------------------------
-
-# How long a worker holds a claimed notification; a crashed one's claims
-# come back after this.
-OUTBOX_LEASE = 60.0
-# Waits between attempts after network errors, 5xx and 429 (Retry-After wins).
-OUTBOX_BACKOFF = (2, 5, 15, 60, 300, 900, 3600)
-# A notification still undelivered after this long is given up.
-OUTBOX_MAX_AGE = 2 * 86400
-MAX_RELAY_TARGETS = 10
-# Per-destination send rates, (count, seconds) windows, from the services'
-# documented limits (Feishu custom bots: 5/s and 100/min; DingTalk 20/min...).
-RATE_LIMITS = {
-    "feishu": ((5, 1.0), (100, 60.0)), "dingtalk": ((20, 60.0),), "wecom": ((20, 60.0),),
-    "slack": ((1, 1.0),), "discord": ((5, 2.0), (30, 60.0)), "teams": ((4, 1.0),),
-    "ntfy": ((10, 1.0),), "json": ((20, 1.0),),
-}
-
-
-def import_slm():
-    """slm.py, beside this file: one formatter per chat format for both."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import slm
-    return slm
-
-
-def iso_at(epoch):
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + \
-        ".%06dZ" % (int(epoch % 1 * 1e6))
-
-
-def host_allowed(url, allow):
-    """True when url's host is, or is under, one of the allowed hosts."""
-    try:
-        host = (urllib.parse.urlsplit(url).hostname or "").lower().rstrip(".")
-    except ValueError:
-        return False
-    return any(host == a or host.endswith("." + a) for a in allow)
-
-
-class RelayConfig(object):
-    """What the service sends on its own: the allow-list and the admin webhooks."""
-
-    def __init__(self, allow=None, admin_hooks=(), admin_secret=None, notify_on=None,
-                 array_notify="failures", dashboard_url=None):
-        slm = import_slm()
-        self.allow = tuple(h.lower() for h in (allow if allow is not None else
-                                               [h for h, _ in slm.WEBHOOK_HOSTS]))
-        self.admin_hooks = [slm.webhook_format(spec) for spec in admin_hooks]
-        self.admin_secret = admin_secret
-        self.notify_on = notify_on if notify_on is not None else frozenset(slm.NOTIFY_DEFAULT)
-        self.array_notify = array_notify
-        self.dashboard_url = dashboard_url
-
-    @classmethod
-    def from_env(cls, env):
-        slm = import_slm()
-        allow = env.get("SLM_RELAY_ALLOW", "").strip()
-        array_notify = env.get("SLM_ARRAY_NOTIFY", "").strip().lower() or "failures"
-        if array_notify not in slm.ARRAY_NOTIFY_CHOICES:
-            raise ConfigError("SLM_ARRAY_NOTIFY must be each, failures or summary")
-        hooks = [u.strip() for u in env.get("SLM_WEBHOOK", "").split(",") if u.strip()]
-        for spec in hooks:
-            if slm.check_http_url(slm.webhook_format(spec)[1]):
-                raise ConfigError("SLM_WEBHOOK has an entry that is not an http(s) URL")
-        return cls(allow=[h.strip() for h in allow.split(",") if h.strip()] if allow else None,
-                   admin_hooks=hooks, admin_secret=env.get("SLM_WEBHOOK_SECRET") or None,
-                   notify_on=slm.parse_notify_on(env.get("SLM_NOTIFY_ON")),
-                   array_notify=array_notify,
-                   dashboard_url=env.get("SLM_DASHBOARD_URL") or None)
-
-    def secrets(self):
-        return [url for _, url in self.admin_hooks] + [self.admin_secret]
-
-
-def validate_relay(relay):
-    """The 'relay' field of an event (SLM_WEBHOOK_VIA=api); raise ValueError."""
-    slm = import_slm()
-    if not isinstance(relay, dict):
-        raise ValueError("relay must be an object")
-    to = relay.get("to")
-    if not isinstance(to, list) or len(to) > MAX_RELAY_TARGETS:
-        raise ValueError("relay.to must be a list of at most %d targets" % MAX_RELAY_TARGETS)
-    for target in to:
-        if not isinstance(target, dict) or not isinstance(target.get("url"), str) or \
-                len(target["url"]) > 2048 or slm.check_http_url(target["url"]):
-            raise ValueError("relay.to entries need an http(s) url")
-        if target.get("format", "json") not in slm.WEBHOOK_FORMATS:
-            raise ValueError("relay.to format must be one of %s" % ", ".join(slm.WEBHOOK_FORMATS))
-        if target.get("secret") is not None and (not isinstance(target["secret"], str) or
-                                                 len(target["secret"]) > 512):
-            raise ValueError("relay.to secret must be a short string")
-    if not isinstance(relay.get("send", False), bool):
-        raise ValueError("relay.send must be true or false")
-    for name in ("dashboard_url", "array_notify"):
-        if relay.get(name) is not None and (not isinstance(relay[name], str) or
-                                            len(relay[name]) > 2048):
-            raise ValueError("relay.%s must be a string" % name)
 
 
 def array_size(spec):
@@ -649,246 +607,468 @@ def array_size(spec):
     return total
 
 
-class RateLimiter(object):
-    """Sliding windows per destination, for one worker process."""
-
-    def __init__(self):
-        self._sent = {}
-        self._lock = threading.Lock()
-
-    def delay(self, destination, fmt, now=None):
-        """Seconds to wait before destination may get another message (0: go)."""
-        now = time.time() if now is None else now
-        windows = RATE_LIMITS.get(fmt, RATE_LIMITS["json"])
-        longest = max(seconds for _, seconds in windows)
-        with self._lock:
-            times = [t for t in self._sent.get(destination, []) if t > now - longest]
-            self._sent[destination] = times
-            wait = 0.0
-            for count, seconds in windows:
-                recent = [t for t in times if t > now - seconds]
-                if len(recent) >= count:
-                    wait = max(wait, recent[-count] + seconds - now)
-            if wait <= 0:
-                times.append(now)
-            return wait
-
-
-class OutboxWorker(threading.Thread):
-    """Sends the outbox: claims due rows (a lease, so several service
-    instances on one database never send the same row), posts them with
-    slm.py's formatter and sender, and records the outcome."""
-
-    def __init__(self, store, config, metrics=None, log=None, poll=1.0, timeout=10.0,
-                 batch=20, backoff_scale=1.0):
-        threading.Thread.__init__(self, name="slm-outbox", daemon=True)
-        self.store = store
-        self.config = config
-        self.metrics = metrics
-        self.log = log or say
-        self.poll = poll
-        self.timeout = timeout
-        self.batch = batch
-        self.backoff_scale = backoff_scale   # tests shrink the waits; Retry-After is kept
-        self.owner = "%s-%d-%s" % (socket.gethostname()[:30], os.getpid(), uuid.uuid4().hex[:8])
-        self.limiter = RateLimiter()
-        self.stopping = threading.Event()
-        self.slm = import_slm()
-
-    def stop(self, wait=5.0):
-        self.stopping.set()
-        if self.is_alive():
-            self.join(wait)
-
-    def run(self):
-        while not self.stopping.is_set():
-            try:
-                busy = self.run_once()
-            except StoreError as e:
-                self.log("outbox: database unavailable (%s); retrying" % e)
-                busy = 0
-            except Exception as e:   # the worker must outlive any one bad row
-                self.log("outbox: unexpected %s" % describe_error(e))
-                busy = 0
-            if not busy:
-                self.stopping.wait(self.poll)
-
-    def run_once(self):
-        """Send what is due now; return how many rows were handled."""
-        rows = self.store.claim_notifications(self.owner, self.batch, OUTBOX_LEASE)
-        for row in rows:
-            if self.stopping.is_set():
-                self.store.settle_notification(row["id"], self.owner, "pending", None,
-                                               time.time(), count_attempt=False)
-                continue
-            self._send(row)
-        return len(rows)
-
-    def _send(self, row):
-        slm = self.slm
-        wait = self.limiter.delay(row["destination"], row["format"])
-        if wait > 0:
-            self.store.settle_notification(row["id"], self.owner, "pending", None,
-                                           time.time() + wait, count_attempt=False)
-            return
-        try:
-            payload = json.loads(row["payload"])
-            url, body = slm.notification_request(row["format"], row["destination"], payload,
-                                                 row.get("secret"), row.get("dashboard_url"))
-            result = slm.http_request("POST", url, body, timeout=self.timeout)
-            slm.Target.judge(result)
-            slm.judge_chat_answer(row["format"], result)
-        except slm.DeliveryError as e:
-            age = time.time() - (parse_utc_epoch(row["created_at"]) or time.time())
-            if e.permanent or age > OUTBOX_MAX_AGE:
-                self.store.settle_notification(row["id"], self.owner, "failed", e.reason, None)
-                self._count("failed")
-                self.log("outbox: gave up notification %d for job %s: %s"
-                         % (row["id"], row["job_id"], e.reason))
-                return
-            delay = OUTBOX_BACKOFF[min(row["attempts"], len(OUTBOX_BACKOFF) - 1)] * \
-                self.backoff_scale
-            if e.retry_after is not None:
-                delay = min(max(e.retry_after, 0.5), 3600)
-            self.store.settle_notification(row["id"], self.owner, "pending", e.reason,
-                                           time.time() + delay)
-            self._count("retried")
-            return
-        except (ValueError, TypeError) as e:
-            self.store.settle_notification(row["id"], self.owner, "failed",
-                                           "cannot format: %s" % e, None)
-            self._count("failed")
-            return
-        self.store.settle_notification(row["id"], self.owner, "sent", None, None)
-        self._count("sent")
-
-    def _count(self, outcome):
-        if self.metrics is not None:
-            self.metrics.notification(outcome)
-
-
-def parse_utc_epoch(text):
-    import calendar
-    try:
-        return calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S"))
-    except (TypeError, ValueError):
-        return None
-
-
 # ---------------------------------------------------------------------------
-# Storage
+# Storage: SQL primitives run inside one transaction; two thin dialects
 # ---------------------------------------------------------------------------
 
 
-class Store(object):
-    """What the web layer needs from a database.  Methods raise StoreError."""
+def quote(name):
+    # backticks: user, partition and signal are reserved words in MySQL;
+    # SQLite accepts the same quoting
+    return "`%s`" % name
 
-    backend = None
 
-    def ingest(self, events, stored=None, relay=None, refused=None):
-        """Store events (dicts); return (accepted, duplicates).
+def columns(names):
+    return ", ".join(quote(n) for n in names)
 
-        Raises ValueError for an invalid event (nothing is stored then).
-        The events newly stored are appended to the list stored, if given.
-        With relay (a RelayConfig), their notifications are queued in the
-        same transaction; refused gets the count refused by the allow-list.
-        """
+
+def split_statements(script):
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def chunks(items, count, size=None, limit=4 << 20):
+    """items in lists of at most count, and (with size(item)) at most ~limit bytes."""
+    out, total = [], 0
+    for item in items:
+        n = size(item) if size else 0
+        if out and (len(out) >= count or total + n > limit):
+            yield out
+            out, total = [], 0
+        out.append(item)
+        total += n
+    if out:
+        yield out
+
+
+class RetryExactly(Exception):
+    """A batched insert met rows another writer stored meanwhile: run the
+    transaction again, one row at a time, to know exactly which are ours."""
+
+
+class Dialect(object):
+    """What differs between SQLite and MySQL: connecting, spelling, errors."""
+
+    name = None
+    insert_ignore = "INSERT OR IGNORE"
+    lock_suffix = ""       # SELECT ... FOR UPDATE where the database has it
+    row_at_a_time = True   # per-row statements cost no round trip (in-process SQLite)
+
+    def connect(self):
         raise NotImplementedError
 
-    # The outbox: notifications sent by the service (see OutboxWorker).
+    def begin(self, conn, write):
+        """Start a transaction where the driver does not do it itself."""
 
-    def claim_notifications(self, owner, limit, lease):
-        return []
+    def sql(self, text):
+        return text
 
-    def settle_notification(self, nid, owner, state, error, next_epoch, count_attempt=True):
-        return False
-
-    def notifications(self, job_id=None):
-        return []
-
-    def notification_counts(self):
-        return {}
-
-    def list_jobs(self, filters, limit, offset):
-        """filters: status (list), user, name, partition, array_job_id, since, until."""
+    def classify(self, error):
+        """'reconnect', 'retry', 'missing' (tables), 'unavailable', 'bug', or
+        None when error does not come from the database at all."""
         raise NotImplementedError
 
-    def get_job(self, job_id):
+    def create_tables(self, cur):
         raise NotImplementedError
 
-    def job_events(self, job_id):
-        raise NotImplementedError
+    def create_job_rows(self, cur, job_ids):
+        """Make missing rows for job_ids, locking them for this transaction."""
+        cur.executemany(self.sql("%s INTO slurm_jobs (job_id, event_count) VALUES (?, 0)"
+                                 % self.insert_ignore), [(j,) for j in job_ids])
 
-    def ping(self):
-        raise NotImplementedError
+    def write_job_rows(self, cur, rows):
+        names = [c for c in JOB_COLUMNS if c != "job_id"]
+        cur.executemany(self.sql("UPDATE slurm_jobs SET %s WHERE job_id = ?"
+                                 % ", ".join("%s = ?" % quote(c) for c in names)),
+                        [[row[c] for c in names] + [row["job_id"]] for row in rows])
 
-    def job_counts_by_status(self):
-        raise NotImplementedError
-
-    def schema_version(self):
-        raise NotImplementedError
-
-    def close(self):
-        pass
+    def describe(self):
+        return self.name
 
     def secrets(self):
-        """Strings that must never appear in a log line."""
         return ()
 
 
-class SQLStore(Store):
-    """The SQL both backends share; subclasses supply connections and dialect."""
+class SQLiteDialect(Dialect):
+    """SQLite in WAL mode.  Its connections are kept (closing the last one
+    would checkpoint and delete the WAL each time); writers in this process
+    queue on a lock rather than in SQLite's sleep-and-retry busy handler."""
 
-    insert_ignore = "INSERT OR IGNORE"
-    lock_suffix = ""           # SELECT ... FOR UPDATE where the database has it
-    attempts = 5               # deadlocks and lost connections are retried
+    name = "sqlite"
 
-    def __init__(self):
+    def __init__(self, path, busy_timeout=15.0):
+        self.path = path
+        self.busy_timeout = busy_timeout
+
+    def connect(self):
+        try:
+            return sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as e:
+            raise StoreUnavailable(describe_error(e))
+
+    def begin(self, conn, write):
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def classify(self, error):
+        if isinstance(error, sqlite3.OperationalError) and "no such table" in str(error):
+            return "missing"
+        if isinstance(error, (sqlite3.IntegrityError, sqlite3.ProgrammingError)):
+            return "bug"
+        if isinstance(error, (sqlite3.OperationalError, sqlite3.DatabaseError, OSError)):
+            return "unavailable"
+        return "bug" if isinstance(error, sqlite3.Error) else None
+
+    def create_tables(self, cur):
+        cur.execute("PRAGMA journal_mode=WAL")
+        for statement in split_statements(SQLITE_SCHEMA):
+            cur.execute(statement)
+
+    def describe(self):
+        return "sqlite %s" % os.path.abspath(self.path)
+
+
+# MySQL client error codes that mean the connection is gone (server
+# restarted, wait_timeout, KILL): reconnect and run the transaction again.
+MYSQL_LOST = frozenset((2006, 2013, 2014, 2045, 2055, 1053, 1927, 4031))
+MYSQL_RETRY = frozenset((1213, 1205))     # deadlock, lock wait timeout
+MYSQL_MISSING = frozenset((1146,))       # table doesn't exist
+
+
+class MySQLDialect(Dialect):
+    """MySQL/MariaDB through PyMySQL (autocommit off: a transaction starts
+    with its first statement, so there is no BEGIN to send)."""
+
+    name = "mysql"
+    insert_ignore = "INSERT IGNORE"
+    lock_suffix = " FOR UPDATE"
+    row_at_a_time = False
+
+    def __init__(self, host, port=3306, user="slm", password="", database="slm",
+                 connect_timeout=5, ssl_ca=None):
+        try:
+            import pymysql
+        except ImportError:
+            raise ConfigError("MySQL is configured but PyMySQL is not installed "
+                              "(pip install pymysql)")
+        self.pymysql = pymysql
+        self.params = dict(host=host, port=int(port), user=user, password=password or "",
+                           database=database, charset="utf8mb4", autocommit=False,
+                           connect_timeout=connect_timeout, read_timeout=120, write_timeout=120,
+                           init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        # PyMySQL builds a TLS context for every connection unless told not to
+        # (~40 ms each); TLS is used only when asked for
+        if ssl_ca:
+            self.params.update(ssl_ca=ssl_ca, ssl_verify_cert=True)
+        else:
+            self.params["ssl_disabled"] = True
+
+    def connect(self):
+        try:
+            return self.pymysql.connect(**self.params)
+        except Exception as e:
+            raise StoreUnavailable(describe_error(e))
+
+    def sql(self, text):
+        return text.replace("?", "%s")
+
+    def classify(self, error):
+        err = self.pymysql.err
+        if not isinstance(error, (err.MySQLError, OSError)):
+            return None
+        code = error.args[0] if error.args and isinstance(error.args[0], int) else None
+        if isinstance(error, err.InterfaceError) or code in MYSQL_LOST:
+            return "reconnect"
+        if code in MYSQL_RETRY:
+            return "retry"
+        if code in MYSQL_MISSING:
+            return "missing"
+        if isinstance(error, (err.OperationalError, OSError)):
+            return "unavailable"
+        return "bug"
+
+    def create_tables(self, cur):
+        for statement in split_statements(MYSQL_SCHEMA):
+            cur.execute(statement)
+
+    def create_job_rows(self, cur, job_ids):
+        # ON DUPLICATE KEY takes the rows' exclusive locks at once; INSERT
+        # IGNORE would take shared ones and deadlock on the FOR UPDATE
+        cur.execute("INSERT INTO slurm_jobs (job_id, event_count) VALUES %s"
+                    " ON DUPLICATE KEY UPDATE job_id = job_id"
+                    % ", ".join(["(%s, 0)"] * len(job_ids)), job_ids)
+
+    def write_job_rows(self, cur, rows):
+        # one upsert for many rows: UPDATE would cost a round trip per job
+        names = list(JOB_COLUMNS)
+        marks = "(%s)" % ", ".join(["%s"] * len(names))
+        for part in chunks(rows, 500, lambda r: len(r.get("meta") or "") + 512):
+            cur.execute("INSERT INTO slurm_jobs (%s) VALUES %s ON DUPLICATE KEY UPDATE %s"
+                        % (columns(names), ", ".join([marks] * len(part)),
+                           ", ".join("%s = VALUES(%s)" % (quote(c), quote(c))
+                                     for c in names if c != "job_id")),
+                        [row[c] for row in part for c in names])
+
+    def describe(self):
+        p = self.params
+        return "mysql://%s:***@%s:%d/%s" % (p["user"], p["host"], p["port"], p["database"])
+
+    def secrets(self):
+        return (self.params["password"],) if self.params["password"] else ()
+
+
+class Tx(object):
+    """The storage primitives, inside one transaction (see Database.run).
+
+    Nothing here decides what to notify or when an array is done: that is
+    policy, in the notification section.
+    """
+
+    def __init__(self, cur, dialect, exact=False):
+        self.cur = cur
+        self.dialect = dialect
+        self.exact = exact or dialect.row_at_a_time
+
+    def execute(self, sql, args=()):
+        self.cur.execute(self.dialect.sql(sql), args)
+        return self.cur
+
+    def rows(self, sql, args=()):
+        return self.execute(sql, args).fetchall()
+
+    def one(self, sql, args=()):
+        return self.execute(sql, args).fetchone()
+
+    # -- events ------------------------------------------------------------
+
+    def insert_events(self, items, received):
+        """Store (event, raw) pairs not stored yet; return, for each, whether
+        it was stored now (False: already there, or earlier in items)."""
+        stored = [False] * len(items)
+        seen, fresh = set(), []
+        for i, (event, _) in enumerate(items):
+            if event["event_id"] not in seen:
+                seen.add(event["event_id"])
+                fresh.append(i)
+        if not fresh:
+            return stored
+        sql = "%s INTO slurm_events (event_id, job_id, status, time, seq, received_at, raw)" \
+            " VALUES " % self.dialect.insert_ignore
+
+        def values(i):
+            event, raw = items[i]
+            return (event["event_id"], event["job_id"], event["status"], event["time"],
+                    event.get("seq"), received, raw)
+        if self.exact:
+            for i in fresh:
+                stored[i] = self.execute(sql + "(?, ?, ?, ?, ?, ?, ?)", values(i)).rowcount == 1
+            return stored
+        # two statements for the whole group: which exist, then the others at once
+        known = set()
+        for part in chunks([items[i][0]["event_id"] for i in fresh], 500):
+            known.update(r[0] for r in self.rows(
+                "SELECT event_id FROM slurm_events WHERE event_id IN (%s)"
+                % ", ".join("?" * len(part)), part))
+        new = [i for i in fresh if items[i][0]["event_id"] not in known]
+        for part in chunks(new, 500, lambda i: len(items[i][1]) + 200):
+            marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(part))
+            if self.execute(sql + marks, [v for i in part for v in values(i)]).rowcount \
+                    != len(part):
+                raise RetryExactly()
+            for i in part:
+                stored[i] = True
+        return stored
+
+    def job_events(self, job_id):
+        return [json.loads(r[0]) for r in self.rows(
+            "SELECT raw FROM slurm_events WHERE job_id = ? ORDER BY time, seq, id", (job_id,))]
+
+    # -- job rows ----------------------------------------------------------
+
+    def lock_jobs(self, job_ids):
+        """{job_id: row} for job_ids, rows made if missing and locked, in id order."""
+        rows = {}
+        for part in chunks(sorted(job_ids), 500):
+            self.dialect.create_job_rows(self.cur, part)
+            for found in self.rows("SELECT %s FROM slurm_jobs WHERE job_id IN (%s)%s"
+                                   % (columns(JOB_COLUMNS), ", ".join("?" * len(part)),
+                                      self.dialect.lock_suffix), part):
+                rows[found[0]] = dict(zip(JOB_COLUMNS, found))
+        return rows
+
+    def write_jobs(self, rows):
+        if rows:
+            self.dialect.write_job_rows(self.cur, rows)
+
+    def forget_unreported_job(self, job_id):
+        """Remove a row that only a lock made (no event names the job)."""
+        self.execute("DELETE FROM slurm_jobs WHERE job_id = ? AND event_count = 0", (job_id,))
+
+    def get_job(self, job_id):
+        found = self.one("SELECT %s FROM slurm_jobs WHERE job_id = ?" % columns(JOB_COLUMNS),
+                         (job_id,))
+        return dict(zip(JOB_COLUMNS, found)) if found else None
+
+    def array_tasks(self, array_id):
+        """(job_id, status, array_task_id, job_name, user, cluster) of an array's tasks."""
+        return self.rows("SELECT job_id, status, array_task_id, job_name, %s, cluster"
+                         " FROM slurm_jobs WHERE array_job_id = ? AND array_task_id IS NOT NULL"
+                         % quote("user"), (array_id,))
+
+    def array_progress(self, array_id):
+        """(tasks known, tasks ended) of an array: one cheap query."""
+        finals = ", ".join("'%s'" % status for status in sorted(FINAL))
+        total, ended = self.one("SELECT COUNT(*), SUM(CASE WHEN status IN (%s) THEN 1 ELSE 0 END)"
+                                " FROM slurm_jobs WHERE array_job_id = ? AND array_task_id IS"
+                                " NOT NULL" % finals, (array_id,))
+        return int(total or 0), int(ended or 0)
+
+    def list_jobs(self, filters, limit, offset):
+        """filters: status (list), user, name, partition, array_job_id, since, until."""
+        where, args = [], []
+        if filters.get("status"):
+            where.append("status IN (%s)" % ", ".join("?" * len(filters["status"])))
+            args.extend(filters["status"])
+        for name, column in sorted(JOB_FILTERS.items()):
+            if filters.get(name) is not None:
+                where.append("%s = ?" % quote(column))
+                args.append(filters[name])
+        if filters.get("since"):
+            where.append("last_event_time >= ?")
+            args.append(filters["since"])
+        if filters.get("until"):
+            where.append("first_seen <= ?")
+            args.append(filters["until"])
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        total = int(self.one("SELECT COUNT(*) FROM slurm_jobs" + clause, args)[0])
+        found = self.rows("SELECT %s FROM slurm_jobs%s ORDER BY last_event_time DESC,"
+                          " job_id DESC LIMIT ? OFFSET ?" % (columns(JOB_COLUMNS), clause),
+                          args + [int(limit), int(offset)])
+        return [dict(zip(JOB_COLUMNS, r)) for r in found], total
+
+    def job_counts(self):
+        return dict((s, int(n)) for s, n in self.rows(
+            "SELECT status, COUNT(*) FROM slurm_jobs GROUP BY status") if s)
+
+    # -- the outbox --------------------------------------------------------
+
+    OUTBOX_NEW = ("dedup_key", "job_id", "destination", "format", "secret", "dashboard_url",
+                  "payload", "state", "next_attempt_at", "last_error", "created_at")
+    OUTBOX_SHOWN = ("id", "job_id", "destination", "format", "state", "attempts", "last_error",
+                    "created_at", "sent_at", "next_attempt_at", "dedup_key")
+    OUTBOX_CLAIMED = ("id", "job_id", "destination", "format", "secret", "dashboard_url",
+                      "payload", "attempts", "created_at")
+
+    def outbox_add(self, rows):
+        """Queue notifications (dicts with OUTBOX_NEW keys); a dedup_key queued once."""
+        for part in chunks(rows, 200, lambda r: len(r["payload"]) + 512):
+            marks = ", ".join(["(%s, 0)" % ", ".join("?" * len(self.OUTBOX_NEW))] * len(part))
+            self.execute("%s INTO slm_outbox (%s, attempts) VALUES %s"
+                         % (self.dialect.insert_ignore, columns(self.OUTBOX_NEW), marks),
+                         [row[c] for row in part for c in self.OUTBOX_NEW])
+
+    def outbox_claim(self, owner, limit, lease):
+        """Lease up to limit due notifications to owner; return them."""
+        now = utc_now()
+        claimed = []
+        until = iso_at(time.time() + lease)
+        for (nid,) in self.rows("SELECT id FROM slm_outbox WHERE state = 'pending' AND"
+                                " next_attempt_at <= ? AND (lease_until IS NULL OR"
+                                " lease_until < ?) ORDER BY id LIMIT ?", (now, now, int(limit))):
+            # conditional on nobody having leased it meanwhile: one winner
+            if self.execute("UPDATE slm_outbox SET lease_owner = ?, lease_until = ? WHERE id = ?"
+                            " AND state = 'pending' AND (lease_until IS NULL OR"
+                            " lease_until < ?)", (owner, until, nid, now)).rowcount == 1:
+                claimed.append(nid)
+        if not claimed:
+            return []
+        return [dict(zip(self.OUTBOX_CLAIMED, r)) for r in self.rows(
+            "SELECT %s FROM slm_outbox WHERE id IN (%s) ORDER BY id"
+            % (columns(self.OUTBOX_CLAIMED), ", ".join("?" * len(claimed))), claimed)]
+
+    def outbox_settle(self, nid, owner, state, error, next_epoch, count_attempt=True):
+        """Record an attempt's outcome; only the lease holder may."""
+        now = utc_now()
+        return self.execute(
+            "UPDATE slm_outbox SET state = ?, last_error = COALESCE(?, last_error),"
+            " attempts = attempts + ?, next_attempt_at = ?, sent_at = ?,"
+            " lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
+            (state, error, 1 if count_attempt else 0, iso_at(next_epoch) if next_epoch else now,
+             now if state == "sent" else None, nid, owner)).rowcount == 1
+
+    def outbox_list(self, job_id=None):
+        """Outbox rows, oldest first (secrets stay inside)."""
+        where, args = ("WHERE job_id = ? ", [job_id]) if job_id is not None else ("", [])
+        return [dict(zip(self.OUTBOX_SHOWN, r)) for r in self.rows(
+            "SELECT %s FROM slm_outbox %sORDER BY id" % (columns(self.OUTBOX_SHOWN), where),
+            args)]
+
+    def outbox_counts(self):
+        return dict((s, int(n)) for s, n in self.rows(
+            "SELECT state, COUNT(*) FROM slm_outbox GROUP BY state"))
+
+    # -- the database itself -------------------------------------------------
+
+    def ping(self):
+        self.rows("SELECT 1")
+        return True
+
+    def schema_version(self):
+        found = self.one("SELECT value FROM slm_meta WHERE name = ?", ("schema_version",))
+        return int(found[0]) if found else None
+
+
+class Database(object):
+    """Connections and transactions: run(work) calls work(tx) in one
+    transaction, commits on success and rolls back on error.
+
+    Idle connections are kept (at most pool_size), never shared between
+    threads at once.  A connection the server dropped (wait_timeout, KILL,
+    restart) is noticed on first use: it and the other idle ones are closed
+    and the work runs again on a new one, which is safe because every write
+    is idempotent.  Deadlocks are retried; a database that stays away is
+    StoreUnavailable (HTTP 503).
+    """
+
+    attempts = 5
+
+    def __init__(self, dialect, pool_size=32):
+        self.dialect = dialect
+        self.backend = dialect.name
+        self.pool_size = pool_size
+        self._idle = []
+        self._lock = threading.Lock()
         self._ready = False
         self._ready_lock = threading.Lock()
         self._closed = False
+        self._write_lock = threading.Lock() if dialect.row_at_a_time else None
 
-    # -- subclass interface ------------------------------------------------
+    def describe(self):
+        return self.dialect.describe()
 
-    def _acquire(self):
-        raise NotImplementedError
+    def secrets(self):
+        return self.dialect.secrets()
 
-    def _release(self, conn, healthy):
-        raise NotImplementedError
-
-    def _begin(self, conn, write):
-        raise NotImplementedError
-
-    def _classify(self, error):
-        """'reconnect', 'retry', 'missing' (tables), 'unavailable' or 'bug'."""
-        raise NotImplementedError
-
-    def _forget_idle(self):
-        """Close the idle connections: one was found dead, they may all be."""
-
-    def _create_tables(self, cur):
-        raise NotImplementedError
-
-    def _sql(self, sql):
-        return sql
-
-    # -- transactions ------------------------------------------------------
-
-    def _run(self, work, write=False):
-        """Run work(cursor) in one transaction: commit, or roll back and raise."""
+    def run(self, work, write=False):
         if self._closed:
-            raise StoreUnavailable("the store is closed")
-        error = None
+            raise StoreUnavailable("the database is closed")
+        if write and self._write_lock is not None:
+            with self._write_lock:
+                return self._run(work, write)
+        return self._run(work, write)
+
+    def _run(self, work, write):
+        error, exact = None, False
         for attempt in range(self.attempts):
             conn = self._acquire()
             healthy = False
             try:
                 if not self._ready:
-                    self.ensure_tables(conn)
-                self._begin(conn, write)
+                    self._ensure_tables(conn)
+                self.dialect.begin(conn, write)
                 cur = conn.cursor()
                 try:
-                    result = work(cur)
+                    result = work(Tx(cur, self.dialect, exact))
                 finally:
                     cur.close()
                 conn.commit()
@@ -902,7 +1082,13 @@ class SQLStore(Store):
                     conn.rollback()
                 except Exception:
                     pass
-                kind = self._classify(e)
+                if isinstance(e, RetryExactly):
+                    healthy, exact = True, True
+                    continue
+                kind = self.dialect.classify(e)
+                if kind is None:       # not the database's doing (ApiError, a bug)
+                    healthy = True
+                    raise
                 if kind == "reconnect":
                     self._forget_idle()
                 elif kind == "retry":
@@ -920,482 +1106,33 @@ class SQLStore(Store):
         raise StoreUnavailable("gave up after %d attempts: %s" % (self.attempts,
                                                                   describe_error(error)))
 
-    def ensure_tables(self, conn=None):
+    def _ensure_tables(self, conn):
         """Create missing tables and record the schema version (idempotent)."""
         with self._ready_lock:
-            if self._ready and conn is not None:
+            if self._ready:
                 return
-            own = conn is None
-            if own:
-                conn = self._acquire()
+            cur = conn.cursor()
             try:
-                cur = conn.cursor()
-                try:
-                    self._create_tables(cur)
-                    cur.execute(self._sql("%s INTO slm_meta (name, value) VALUES (?, ?)"
-                                          % self.insert_ignore),
-                                ("schema_version", str(SCHEMA_VERSION)))
-                    cur.execute(self._sql("SELECT value FROM slm_meta WHERE name = ?"),
-                                ("schema_version",))
-                    found = int(cur.fetchone()[0])
-                finally:
-                    cur.close()
-                conn.commit()
+                self.dialect.create_tables(cur)
+                cur.execute(self.dialect.sql("%s INTO slm_meta (name, value) VALUES (?, ?)"
+                                             % self.dialect.insert_ignore),
+                            ("schema_version", str(SCHEMA_VERSION)))
+                cur.execute(self.dialect.sql("SELECT value FROM slm_meta WHERE name = ?"),
+                            ("schema_version",))
+                found = int(cur.fetchone()[0])
             finally:
-                if own:
-                    self._release(conn, True)
+                cur.close()
+            conn.commit()
             if found > SCHEMA_VERSION:
                 say("database schema version %d is newer than this slm_api.py knows (%d)"
                     % (found, SCHEMA_VERSION))
             self._ready = True
 
-    # -- the Store interface -----------------------------------------------
-
-    def ingest(self, events, stored=None, relay=None, refused=None):
-        """Store events; with a RelayConfig, queue their notifications too.
-
-        An event's 'relay' field (SLM_WEBHOOK_VIA=api) holds its destinations,
-        secrets included: it goes to the outbox, never into the stored event.
-        """
-        received = utc_now()
-        relays = {}
-        checked = []
-        for e in events:
-            if isinstance(e, dict) and "relay" in e:
-                validate_relay(e["relay"])
-                relays[e.get("event_id")] = e["relay"]
-                e = dict((k, v) for k, v in e.items() if k != "relay")
-            checked.append(validate_event(e))
-        # a fixed lock order (event ids, then job ids) keeps concurrent
-        # batches from deadlocking each other
-        ordered = sorted(checked, key=lambda p: p[0]["event_id"])
-
-        def work(cur):
-            accepted = {}
-            duplicates = 0
-            raws = {}
-            for event, raw in ordered:
-                raws[event["event_id"]] = raw
-                cur.execute(self._sql(
-                    "%s INTO slurm_events (event_id, job_id, status, time, seq, received_at, raw)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)" % self.insert_ignore),
-                    (event["event_id"], event["job_id"], event["status"], event["time"],
-                     event.get("seq"), received, raw))
-                if cur.rowcount == 1:
-                    accepted.setdefault(event["job_id"], []).append(event)
-                else:
-                    duplicates += 1
-            # the job rows of a whole batch in a few statements, locked in id order
-            job_ids = sorted(accepted)
-            rows = self._lock_jobs(cur, job_ids)
-            for job_id in job_ids:
-                for event in accepted[job_id]:
-                    merge_event(rows[job_id], event)
-            self._write_jobs(cur, [rows[job_id] for job_id in job_ids])
-            new = [e for evs in accepted.values() for e in evs]
-            refusals = 0
-            if relay is not None:
-                for event in sorted(new, key=lambda e: e["event_id"]):
-                    refusals += self._enqueue(cur, event, raws[event["event_id"]],
-                                              relays.get(event["event_id"]), relay, received)
-            done = set()
-            for event in sorted(new, key=lambda e: e["event_id"]):
-                array_id = event.get("array_job_id")
-                if event["status"] in FINAL and array_id and array_id != event["job_id"] and \
-                        event.get("array_task_id") is not None and array_id not in done:
-                    done.add(array_id)
-                    self._maybe_rollup(cur, event, relays.get(event["event_id"]), relay,
-                                       received)
-            return new, duplicates, refusals
-
-        new, duplicates, refusals = self._run(work, write=True)
-        if stored is not None:
-            stored.extend(new)
-        if refused is not None:
-            refused.append(refusals)
-        return len(new), duplicates
-
-    CHUNK = 500   # job ids per statement (SQLite allows 999 parameters at least)
-
-    def _lock_jobs(self, cur, job_ids):
-        """{job_id: row} for job_ids (sorted), rows created if missing and locked."""
-        rows = {}
-        for i in range(0, len(job_ids), self.CHUNK):
-            chunk = job_ids[i:i + self.CHUNK]
-            self._create_job_rows(cur, chunk)
-            cur.execute(self._sql("SELECT %s FROM slurm_jobs WHERE job_id IN (%s)%s"
-                                  % (columns(JOB_COLUMNS), ", ".join("?" * len(chunk)),
-                                     self.lock_suffix)), chunk)
-            for found in cur.fetchall():
-                rows[found[0]] = dict(zip(JOB_COLUMNS, found))
-        return rows
-
-    def _create_job_rows(self, cur, job_ids):
-        cur.executemany(self._sql("%s INTO slurm_jobs (job_id, event_count) VALUES (?, 0)"
-                                  % self.insert_ignore), [(j,) for j in job_ids])
-
-    def _write_jobs(self, cur, rows):
-        names = [c for c in JOB_COLUMNS if c != "job_id"]
-        cur.executemany(self._sql("UPDATE slurm_jobs SET %s WHERE job_id = ?"
-                                  % ", ".join("%s = ?" % quote(c) for c in names)),
-                        [[row[c] for c in names] + [row["job_id"]] for row in rows])
-
-    # -- the outbox (notifications the service sends) ------------------------
-
-    def _enqueue(self, cur, event, raw, relay, config, now):
-        """Outbox rows for one new event, in the event's own transaction."""
-        slm = import_slm()
-        targets = []
-        if relay and relay.get("send"):
-            for t in relay["to"]:
-                targets.append((t.get("format", "json"), t["url"], t.get("secret"),
-                                relay.get("dashboard_url"), host_allowed(t["url"], config.allow)))
-        if config.admin_hooks and slm.wants_notice(event, config.notify_on, config.array_notify):
-            for fmt, url in config.admin_hooks:
-                targets.append((fmt, url, config.admin_secret, config.dashboard_url, True))
-        refused = 0
-        for fmt, url, secret, dashboard, allowed in targets:
-            key = "event:" + hashlib.sha1(("%s|%s" % (event["event_id"], url))
-                                          .encode("utf-8")).hexdigest()
-            self._outbox_insert(cur, key, event["job_id"], url, fmt, secret, dashboard, raw,
-                                now, None if allowed else
-                                "refused: host not in SLM_RELAY_ALLOW")
-            refused += not allowed
-        return refused
-
-    def _outbox_insert(self, cur, key, job_id, url, fmt, secret, dashboard, payload, now,
-                       refusal=None):
-        cur.execute(self._sql(
-            "%s INTO slm_outbox (dedup_key, job_id, destination, format, secret, dashboard_url,"
-            " payload, state, attempts, next_attempt_at, last_error, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)" % self.insert_ignore),
-            (key, job_id, url, fmt, secret, dashboard, payload,
-             "refused" if refusal else "pending", now, refusal, now))
-
-    def _maybe_rollup(self, cur, event, relay, config, now):
-        """When the last task of an array ends: the array's own job row gets
-        its outcome (through a stored roll-up event, so that the row stays
-        what its events imply), and each destination one summary."""
-        array_id = event.get("array_job_id")
-        # the array's size: from its submission ('1-5') or the tasks' SLURM_ARRAY_TASK_COUNT;
-        # unknown, there is no telling the last task, and no roll-up
-        cur.execute(self._sql("SELECT meta FROM slurm_jobs WHERE job_id = ?"), (array_id,))
-        found = cur.fetchone()
-        parent_meta = json.loads(found[0]) if found and found[0] else {}
-        hint = event.get("array_task_count")
-        expected = array_size(parent_meta.get("array")) or (hint if is_int(hint) else None)
-        if not expected or expected < 1:
-            return
-        # the array's own row serialises the "am I the last task?" check: whoever
-        # waits here sees the tasks committed before it
-        parent = self._lock_jobs(cur, [array_id])[array_id]
-        finals = ", ".join("'%s'" % status for status in sorted(FINAL))
-        cur.execute(self._sql("SELECT COUNT(*), SUM(CASE WHEN status IN (%s) THEN 1 ELSE 0 END)"
-                              " FROM slurm_jobs WHERE array_job_id = ? AND array_task_id IS NOT"
-                              " NULL" % finals), (array_id,))
-        total, ended = cur.fetchone()
-        if int(total or 0) < expected or int(ended or 0) < int(total or 0):
-            if not found:
-                # only our lock made this row: a job nobody reported stays unknown
-                cur.execute(self._sql("DELETE FROM slurm_jobs WHERE job_id = ? AND"
-                                      " event_count = 0"), (array_id,))
-            return
-        cur.execute(self._sql("SELECT job_id, status, array_task_id, job_name, %s, cluster"
-                              " FROM slurm_jobs WHERE array_job_id = ? AND"
-                              " array_task_id IS NOT NULL" % quote("user")), (array_id,))
-        tasks = cur.fetchall()
-        counts = {}
-        for t in tasks:
-            counts[t[1]] = counts.get(t[1], 0) + 1
-        failed = sorted((t[2] for t in tasks if t[1] != "COMPLETED"),
-                        key=lambda x: (len(x), x))
-        status = list(counts)[0] if len(counts) == 1 else "FAILED" if failed else "COMPLETED"
-        summary = {"schema": "slm.event/1",
-                   "event_id": "rollup-" + hashlib.sha1(array_id.encode("utf-8")).hexdigest(),
-                   "job_id": array_id, "status": status, "time": now, "rollup": True,
-                   "job_name": tasks[0][3] or parent_meta.get("job_name"),
-                   "user": tasks[0][4], "cluster": tasks[0][5], "tasks": counts,
-                   "failed_tasks": failed[:100]}
-        summary = dict((k, v) for k, v in summary.items() if v is not None)
-        payload = json.dumps(summary, ensure_ascii=False, separators=(",", ":"))
-        cur.execute(self._sql(
-            "%s INTO slurm_events (event_id, job_id, status, time, seq, received_at, raw)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)" % self.insert_ignore),
-            (summary["event_id"], array_id, status, now, None, now, payload))
-        if cur.rowcount != 1:
-            return   # rolled up already
-        self._write_jobs(cur, [merge_event(parent, summary)])
-        if config is None:
-            return
-        destinations = []
-        if relay and relay.get("to") and (relay.get("array_notify") or "failures") != "each":
-            for t in relay["to"]:
-                if host_allowed(t["url"], config.allow):
-                    destinations.append((t.get("format", "json"), t["url"], t.get("secret"),
-                                         relay.get("dashboard_url")))
-        if config.admin_hooks and config.array_notify != "each":
-            for fmt, url in config.admin_hooks:
-                destinations.append((fmt, url, config.admin_secret, config.dashboard_url))
-        notice = json.dumps(dict(summary, array_job_id=array_id), ensure_ascii=False,
-                            separators=(",", ":"))
-        for fmt, url, secret, dashboard in destinations:
-            key = "rollup:" + hashlib.sha1(("%s|%s" % (array_id, url))
-                                           .encode("utf-8")).hexdigest()
-            self._outbox_insert(cur, key, array_id, url, fmt, secret, dashboard, notice, now)
-
-    def claim_notifications(self, owner, limit, lease):
-        """Lease up to limit due notifications to owner; return them."""
-        def work(cur):
-            now = utc_now()
-            cur.execute(self._sql("SELECT id FROM slm_outbox WHERE state = 'pending' AND"
-                                  " next_attempt_at <= ? AND (lease_until IS NULL OR"
-                                  " lease_until < ?) ORDER BY id LIMIT ?"), (now, now, int(limit)))
-            claimed = []
-            until = iso_at(time.time() + lease)
-            for (nid,) in cur.fetchall():
-                # conditional on nobody having leased it meanwhile: one winner
-                cur.execute(self._sql("UPDATE slm_outbox SET lease_owner = ?, lease_until = ?"
-                                      " WHERE id = ? AND state = 'pending' AND (lease_until IS"
-                                      " NULL OR lease_until < ?)"), (owner, until, nid, now))
-                if cur.rowcount == 1:
-                    claimed.append(nid)
-            if not claimed:
-                return []
-            names = ("id", "job_id", "destination", "format", "secret", "dashboard_url",
-                     "payload", "attempts", "created_at")
-            cur.execute(self._sql("SELECT %s FROM slm_outbox WHERE id IN (%s) ORDER BY id"
-                                  % (columns(names), ", ".join("?" * len(claimed)))), claimed)
-            return [dict(zip(names, r)) for r in cur.fetchall()]
-        return self._run(work, write=True)
-
-    def settle_notification(self, nid, owner, state, error, next_epoch, count_attempt=True):
-        """Record an attempt's outcome; only the lease holder may."""
-        def work(cur):
-            now = utc_now()
-            cur.execute(self._sql(
-                "UPDATE slm_outbox SET state = ?, last_error = COALESCE(?, last_error),"
-                " attempts = attempts + ?, next_attempt_at = ?, sent_at = ?,"
-                " lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?"),
-                (state, error, 1 if count_attempt else 0,
-                 iso_at(next_epoch) if next_epoch else now,
-                 now if state == "sent" else None, nid, owner))
-            return cur.rowcount == 1
-        return self._run(work, write=True)
-
-    def notifications(self, job_id=None):
-        """Outbox rows, oldest first (for the API and tests; secrets stay inside)."""
-        names = ("id", "job_id", "destination", "format", "state", "attempts", "last_error",
-                 "created_at", "sent_at", "next_attempt_at", "dedup_key")
-
-        def work(cur):
-            where, args = ("WHERE job_id = ? ", [job_id]) if job_id is not None else ("", [])
-            cur.execute(self._sql("SELECT %s FROM slm_outbox %sORDER BY id"
-                                  % (columns(names), where)), args)
-            return [dict(zip(names, r)) for r in cur.fetchall()]
-        return self._run(work)
-
-    def notification_counts(self):
-        def work(cur):
-            cur.execute("SELECT state, COUNT(*) FROM slm_outbox GROUP BY state")
-            return dict((s, int(n)) for s, n in cur.fetchall())
-        return self._run(work)
-
-
-    def list_jobs(self, filters, limit, offset):
-        where, args = [], []
-        if filters.get("status"):
-            where.append("status IN (%s)" % ", ".join("?" * len(filters["status"])))
-            args.extend(filters["status"])
-        for name, column in sorted(JOB_FILTERS.items()):
-            if filters.get(name) is not None:
-                where.append("%s = ?" % quote(column))
-                args.append(filters[name])
-        if filters.get("since"):
-            where.append("last_event_time >= ?")
-            args.append(filters["since"])
-        if filters.get("until"):
-            where.append("first_seen <= ?")
-            args.append(filters["until"])
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-
-        def work(cur):
-            cur.execute(self._sql("SELECT COUNT(*) FROM slurm_jobs" + clause), args)
-            total = int(cur.fetchone()[0])
-            cur.execute(self._sql("SELECT %s FROM slurm_jobs%s ORDER BY last_event_time DESC,"
-                                  " job_id DESC LIMIT ? OFFSET ?" % (columns(JOB_COLUMNS), clause)),
-                        args + [int(limit), int(offset)])
-            return [dict(zip(JOB_COLUMNS, r)) for r in cur.fetchall()], total
-        return self._run(work)
-
-    def get_job(self, job_id):
-        def work(cur):
-            cur.execute(self._sql("SELECT %s FROM slurm_jobs WHERE job_id = ?"
-                                  % columns(JOB_COLUMNS)), (job_id,))
-            found = cur.fetchone()
-            return dict(zip(JOB_COLUMNS, found)) if found else None
-        return self._run(work)
-
-    def job_events(self, job_id):
-        def work(cur):
-            cur.execute(self._sql("SELECT raw FROM slurm_events WHERE job_id = ?"
-                                  " ORDER BY time, seq, id"), (job_id,))
-            return [json.loads(r[0]) for r in cur.fetchall()]
-        return self._run(work)
-
-    def ping(self):
-        def work(cur):
-            cur.execute("SELECT 1")
-            cur.fetchall()
-            return True
-        return self._run(work)
-
-    def job_counts_by_status(self):
-        def work(cur):
-            cur.execute("SELECT status, COUNT(*) FROM slurm_jobs GROUP BY status")
-            return dict((s, int(n)) for s, n in cur.fetchall() if s)
-        return self._run(work)
-
-    def schema_version(self):
-        def work(cur):
-            cur.execute(self._sql("SELECT value FROM slm_meta WHERE name = ?"),
-                        ("schema_version",))
-            found = cur.fetchone()
-            return int(found[0]) if found else None
-        return self._run(work)
-
-
-def quote(name):
-    # backticks: user, partition and signal are reserved words in MySQL;
-    # SQLite accepts the same quoting
-    return "`%s`" % name
-
-
-def columns(names):
-    return ", ".join(quote(n) for n in names)
-
-
-def describe_error(error):
-    text = str(error) or error.__class__.__name__
-    return "%s: %s" % (error.__class__.__name__, text[:300])
-
-
-class SQLiteStore(SQLStore):
-    """SQLite in WAL mode, a fresh connection per transaction.
-
-    Opening SQLite is cheap, and a connection that never outlives its
-    request can never be shared between threads.  Writers serialize on
-    BEGIN IMMEDIATE and wait up to busy_timeout for each other.
-    """
-
-    backend = "sqlite"
-
-    def __init__(self, path, busy_timeout=15.0):
-        SQLStore.__init__(self)
-        self.path = path
-        self.busy_timeout = busy_timeout
-        self._write_lock = threading.Lock()
-
-    def _run(self, work, write=False):
-        if not write:
-            return SQLStore._run(self, work, write)
-        # this process's writers queue on a lock: SQLite's own busy handler
-        # sleeps and retries (up to 100 ms a time), which made p99 latency soar
-        with self._write_lock:
-            return SQLStore._run(self, work, write)
-
-    def describe(self):
-        return "sqlite %s" % os.path.abspath(self.path)
-
-    def _acquire(self):
-        try:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
-        except sqlite3.Error as e:
-            raise StoreUnavailable(describe_error(e))
-        return conn
-
-    def _release(self, conn, healthy):
-        conn.close()
-
-    def _begin(self, conn, write):
-        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-
-    def _create_tables(self, cur):
-        cur.execute("PRAGMA journal_mode=WAL")
-        for statement in split_statements(SQLITE_SCHEMA):
-            cur.execute(statement)
-
-    def _classify(self, error):
-        if isinstance(error, sqlite3.OperationalError) and "no such table" in str(error):
-            return "missing"
-        if isinstance(error, (sqlite3.OperationalError, sqlite3.DatabaseError, OSError)) and \
-                not isinstance(error, (sqlite3.IntegrityError, sqlite3.ProgrammingError)):
-            return "unavailable"
-        return "bug"
-
-    def close(self):
-        self._closed = True
-
-
-# MySQL client error codes that mean the connection is gone (server
-# restarted, wait_timeout, KILL): reconnect and run the transaction again.
-MYSQL_LOST = frozenset((2006, 2013, 2014, 2045, 2055, 1053, 1927, 4031))
-MYSQL_RETRY = frozenset((1213, 1205))     # deadlock, lock wait timeout
-MYSQL_MISSING = frozenset((1146,))       # table doesn't exist
-
-
-class MySQLStore(SQLStore):
-    """MySQL/MariaDB through PyMySQL, with a small pool of idle connections.
-
-    A transaction takes a connection from the pool (or opens one), commits
-    or rolls back, and gives it back in `finally`; at most pool_size idle
-    connections are kept.  A connection the server dropped (wait_timeout,
-    KILL, restart) is noticed on first use: it is closed, so are the other
-    idle ones (after a restart they are all dead), and the transaction runs
-    again on a new connection, which is safe because ingestion is idempotent
-    on event_id.  (PyMySQL deprecates ping(reconnect=True); a fresh
-    connection is the same thing, done explicitly.)  A server that stays
-    away makes the connect fail: StoreUnavailable, HTTP 503.
-    """
-
-    backend = "mysql"
-    insert_ignore = "INSERT IGNORE"
-    lock_suffix = " FOR UPDATE"
-
-    def __init__(self, host, port=3306, user="slm", password="", database="slm",
-                 pool_size=32, connect_timeout=5):
-        try:
-            import pymysql
-        except ImportError:
-            raise ConfigError("MySQL is configured but PyMySQL is not installed "
-                              "(pip install pymysql)")
-        SQLStore.__init__(self)
-        self._pymysql = pymysql
-        self.params = dict(host=host, port=int(port), user=user, password=password or "",
-                           database=database, charset="utf8mb4", autocommit=False,
-                           connect_timeout=connect_timeout, read_timeout=120, write_timeout=120,
-                           init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        self.pool_size = pool_size
-        self._idle = []
-        self._lock = threading.Lock()
-
-    def describe(self):
-        p = self.params
-        return "mysql://%s:***@%s:%d/%s" % (p["user"], p["host"], p["port"], p["database"])
-
-    def secrets(self):
-        return (self.params["password"],) if self.params["password"] else ()
-
-    def _sql(self, sql):
-        return sql.replace("?", "%s")
-
     def _acquire(self):
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        try:
-            return self._pymysql.connect(**self.params)
-        except Exception as e:
-            raise StoreUnavailable(describe_error(e))
+        return self.dialect.connect()
 
     def _release(self, conn, healthy):
         if healthy and not self._closed:
@@ -1408,46 +1145,8 @@ class MySQLStore(SQLStore):
         except Exception:
             pass
 
-    def _begin(self, conn, write):
-        conn.begin()
-
-    def _create_tables(self, cur):
-        for statement in split_statements(MYSQL_SCHEMA):
-            cur.execute(statement)
-
-    def _create_job_rows(self, cur, job_ids):
-        # ON DUPLICATE KEY takes the rows' exclusive locks at once; INSERT
-        # IGNORE would take shared ones and deadlock on the FOR UPDATE
-        cur.execute("INSERT INTO slurm_jobs (job_id, event_count) VALUES %s"
-                    " ON DUPLICATE KEY UPDATE job_id = job_id"
-                    % ", ".join(["(%s, 0)"] * len(job_ids)), job_ids)
-
-    def _write_jobs(self, cur, rows):
-        # one upsert for the batch: UPDATE would cost a round trip per job
-        names = list(JOB_COLUMNS)
-        row_marks = "(%s)" % ", ".join(["%s"] * len(names))
-        for i in range(0, len(rows), self.CHUNK):
-            chunk = rows[i:i + self.CHUNK]
-            cur.execute("INSERT INTO slurm_jobs (%s) VALUES %s ON DUPLICATE KEY UPDATE %s"
-                        % (columns(names), ", ".join([row_marks] * len(chunk)),
-                           ", ".join("%s = VALUES(%s)" % (quote(c), quote(c))
-                                     for c in names if c != "job_id")),
-                        [row[c] for row in chunk for c in names])
-
-    def _classify(self, error):
-        err = self._pymysql.err
-        code = error.args[0] if error.args and isinstance(error.args[0], int) else None
-        if isinstance(error, err.InterfaceError) or code in MYSQL_LOST:
-            return "reconnect"
-        if code in MYSQL_RETRY:
-            return "retry"
-        if code in MYSQL_MISSING:
-            return "missing"
-        if isinstance(error, (err.OperationalError, OSError)):
-            return "unavailable"
-        return "bug"
-
     def _forget_idle(self):
+        """Close the idle connections: one was found dead, they may all be."""
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
@@ -1459,6 +1158,14 @@ class MySQLStore(SQLStore):
     def close(self):
         self._closed = True
         self._forget_idle()
+
+    # the few whole transactions the service needs outside requests
+
+    def ping(self):
+        return self.run(lambda tx: tx.ping())
+
+    def schema_version(self):
+        return self.run(lambda tx: tx.schema_version())
 
 
 def db_config(env, db=None):
@@ -1501,23 +1208,446 @@ def db_config(env, db=None):
         raise ConfigError("SLM_DB_PORT must be a number")
     return {"backend": "mysql", "host": parts.get("host") or "127.0.0.1", "port": port,
             "user": parts.get("user") or "slm", "password": parts.get("password") or "",
-            "database": parts.get("database") or "slm"}
+            "database": parts.get("database") or "slm",
+            "ssl_ca": env.get("SLM_DB_SSL_CA") or None}
 
 
-def open_store(config):
+def open_database(config):
     if config["backend"] == "sqlite":
-        return SQLiteStore(config["path"])
-    return MySQLStore(config["host"], config["port"], config["user"], config["password"],
-                      config["database"])
+        return Database(SQLiteDialect(config["path"]), pool_size=8)
+    return Database(MySQLDialect(config["host"], config["port"], config["user"],
+                                 config["password"], config["database"],
+                                 ssl_ca=config.get("ssl_ca")))
 
 
 # ---------------------------------------------------------------------------
-# The web application
+# Notifications: what is sent where, array roll-ups, the outbox sender
+# ---------------------------------------------------------------------------
+
+# How long a sender holds a claimed notification; a crashed one's claims
+# come back after this.
+OUTBOX_LEASE = 60.0
+# Waits between attempts after network errors, 5xx and 429 (Retry-After wins).
+OUTBOX_BACKOFF = (2, 5, 15, 60, 300, 900, 3600)
+# A notification still undelivered after this long is given up.
+OUTBOX_MAX_AGE = 2 * 86400
+# Per-destination send rates, (count, seconds) windows, from the services'
+# documented limits (Feishu custom bots: 5/s and 100/min; DingTalk 20/min...).
+RATE_LIMITS = {
+    "feishu": ((5, 1.0), (100, 60.0)), "dingtalk": ((20, 60.0),), "wecom": ((20, 60.0),),
+    "slack": ((1, 1.0),), "discord": ((5, 2.0), (30, 60.0)), "teams": ((4, 1.0),),
+    "ntfy": ((10, 1.0),), "json": ((20, 1.0),),
+}
+
+
+class NotifyPolicy(object):
+    """Which notifications an event causes, and where they may go.
+
+    Two sources: the relay request an event carries (the wrapper's own
+    destinations, SLM_WEBHOOK_VIA=api), limited to the allow-list; and the
+    service's own SLM_WEBHOOK, which hears of every job.
+    """
+
+    def __init__(self, allow=None, hooks=(), secret=None, notify_on=None,
+                 array_notify="failures", dashboard_url=None):
+        self.allow = tuple(h.lower() for h in (allow if allow is not None else
+                                               [h for h, _ in slm.WEBHOOK_HOSTS]))
+        self.hooks = [slm.webhook_format(spec) for spec in hooks]
+        self.secret = secret
+        self.notify_on = notify_on if notify_on is not None else frozenset(slm.NOTIFY_DEFAULT)
+        self.array_notify = array_notify
+        self.dashboard_url = dashboard_url
+
+    @classmethod
+    def from_env(cls, env):
+        allow = env.get("SLM_RELAY_ALLOW", "").strip()
+        array_notify = env.get("SLM_ARRAY_NOTIFY", "").strip().lower() or "failures"
+        if array_notify not in slm.ARRAY_NOTIFY_CHOICES:
+            raise ConfigError("SLM_ARRAY_NOTIFY must be each, failures or summary")
+        hooks = [u.strip() for u in env.get("SLM_WEBHOOK", "").split(",") if u.strip()]
+        for spec in hooks:
+            if slm.check_http_url(slm.webhook_format(spec)[1]):
+                raise ConfigError("SLM_WEBHOOK has an entry that is not an http(s) URL")
+        return cls(allow=[h.strip() for h in allow.split(",") if h.strip()] if allow else None,
+                   hooks=hooks, secret=env.get("SLM_WEBHOOK_SECRET") or None,
+                   notify_on=slm.parse_notify_on(env.get("SLM_NOTIFY_ON")),
+                   array_notify=array_notify,
+                   dashboard_url=env.get("SLM_DASHBOARD_URL") or None)
+
+    def secrets(self):
+        return [url for _, url in self.hooks] + [self.secret]
+
+    @staticmethod
+    def _row(kind, key, job_id, url, fmt, secret, dashboard, payload, now, refusal=None):
+        return {"dedup_key": kind + ":" + hashlib.sha1(("%s|%s" % (key, url)).encode("utf-8"))
+                .hexdigest(), "job_id": job_id, "destination": url, "format": fmt,
+                "secret": secret, "dashboard_url": dashboard, "payload": payload,
+                "state": "refused" if refusal else "pending", "next_attempt_at": now,
+                "last_error": refusal, "created_at": now}
+
+    def for_event(self, incoming, now):
+        """(outbox rows, how many the allow-list refused) for one new event."""
+        event, relay = incoming.event, incoming.relay
+        rows, refused = [], 0
+        if relay and relay.get("send"):
+            for t in relay["to"]:
+                allowed = host_allowed(t["url"], self.allow)
+                refused += not allowed
+                rows.append(self._row("event", event["event_id"], event["job_id"], t["url"],
+                                      t.get("format", "json"), t.get("secret"),
+                                      relay.get("dashboard_url"), incoming.raw, now,
+                                      None if allowed else "refused: host not in SLM_RELAY_ALLOW"))
+        if self.hooks and slm.wants_notice(event, self.notify_on, self.array_notify):
+            for fmt, url in self.hooks:
+                rows.append(self._row("event", event["event_id"], event["job_id"], url, fmt,
+                                      self.secret, self.dashboard_url, incoming.raw, now))
+        return rows, refused
+
+    def for_rollup(self, summary, relay, now):
+        """Outbox rows for an array's roll-up: one per destination that wants it."""
+        array_id = summary["job_id"]
+        notice = compact_json(dict(summary, array_job_id=array_id))
+        rows = []
+        if relay and relay.get("to") and (relay.get("array_notify") or "failures") != "each":
+            for t in relay["to"]:
+                if host_allowed(t["url"], self.allow):
+                    rows.append(self._row("rollup", array_id, array_id, t["url"],
+                                          t.get("format", "json"), t.get("secret"),
+                                          relay.get("dashboard_url"), notice, now))
+        if self.hooks and self.array_notify != "each":
+            for fmt, url in self.hooks:
+                rows.append(self._row("rollup", array_id, array_id, url, fmt, self.secret,
+                                      self.dashboard_url, notice, now))
+        return rows
+
+
+def array_rollup(tx, event, now):
+    """When event (a new final status of an array task) ended the array's
+    last task: store the array's roll-up event, merged into the array's own
+    row, and return it; else None.  Runs in the ingest transaction."""
+    array_id = event["array_job_id"]
+    # the array's size: from its submission ('1-5') or the tasks' SLURM_ARRAY_TASK_COUNT;
+    # unknown, there is no telling the last task, and no roll-up
+    known = tx.get_job(array_id)
+    parent_meta = json.loads(known["meta"]) if known and known["meta"] else {}
+    hint = event.get("array_task_count")
+    expected = array_size(parent_meta.get("array")) or (hint if is_int(hint) else None)
+    if not expected or expected < 1:
+        return None
+    # the array's own row serialises the "am I the last task?" check: whoever
+    # waits here sees the tasks committed before it
+    parent = tx.lock_jobs([array_id])[array_id]
+    total, ended = tx.array_progress(array_id)
+    if total < expected or ended < total:
+        if known is None:
+            tx.forget_unreported_job(array_id)   # a job nobody reported stays unknown
+        return None
+    tasks = tx.array_tasks(array_id)
+    counts = {}
+    for t in tasks:
+        counts[t[1]] = counts.get(t[1], 0) + 1
+    failed = sorted((t[2] for t in tasks if t[1] != "COMPLETED"), key=lambda x: (len(x), x))
+    status = list(counts)[0] if len(counts) == 1 else "FAILED" if failed else "COMPLETED"
+    summary = {"schema": slm.EVENT_SCHEMA,
+               "event_id": "rollup-" + hashlib.sha1(array_id.encode("utf-8")).hexdigest(),
+               "job_id": array_id, "status": status, "time": now, "rollup": True,
+               "job_name": tasks[0][3] or parent_meta.get("job_name"),
+               "user": tasks[0][4], "cluster": tasks[0][5], "tasks": counts,
+               "failed_tasks": failed[:100]}
+    summary = dict((k, v) for k, v in summary.items() if v is not None)
+    if not tx.insert_events([(summary, compact_json(summary))], now)[0]:
+        return None   # rolled up already
+    tx.write_jobs([merge_event(parent, summary)])
+    return summary
+
+
+class RateLimiter(object):
+    """Sliding windows per destination, for one sender process."""
+
+    def __init__(self):
+        self._sent = {}
+        self._lock = threading.Lock()
+
+    def delay(self, destination, fmt, now=None):
+        """Seconds to wait before destination may get another message (0: go)."""
+        now = time.time() if now is None else now
+        windows = RATE_LIMITS.get(fmt, RATE_LIMITS["json"])
+        longest = max(seconds for _, seconds in windows)
+        with self._lock:
+            times = [t for t in self._sent.get(destination, []) if t > now - longest]
+            self._sent[destination] = times
+            wait = 0.0
+            for count, seconds in windows:
+                recent = [t for t in times if t > now - seconds]
+                if len(recent) >= count:
+                    wait = max(wait, recent[-count] + seconds - now)
+            if wait <= 0:
+                times.append(now)
+            return wait
+
+
+class OutboxSender(threading.Thread):
+    """Sends the outbox: claims due rows (a lease, so several service
+    instances on one database never send the same row), posts them with
+    slm.py's formatter and sender, and records the outcome."""
+
+    def __init__(self, db, metrics=None, log=None, poll=1.0, timeout=10.0, batch=20,
+                 backoff_scale=1.0):
+        threading.Thread.__init__(self, name="slm-outbox", daemon=True)
+        self.db = db
+        self.metrics = metrics
+        self.log = log or say
+        self.poll = poll
+        self.timeout = timeout
+        self.batch = batch
+        self.backoff_scale = backoff_scale   # tests shrink the waits; Retry-After is kept
+        self.owner = "%s-%d-%s" % (socket.gethostname()[:30], os.getpid(), uuid.uuid4().hex[:8])
+        self.limiter = RateLimiter()
+        self.stopping = threading.Event()
+        self.wakeup = threading.Event()
+
+    def stop(self, wait=5.0):
+        self.stopping.set()
+        self.wakeup.set()
+        if self.is_alive():
+            self.join(wait)
+
+    def run(self):
+        while not self.stopping.is_set():
+            try:
+                busy = self.run_once()
+            except StoreError as e:
+                self.log("outbox: database unavailable (%s); retrying" % e)
+                busy = 0
+            except Exception as e:   # the sender must outlive any one bad row
+                self.log("outbox: unexpected %s" % describe_error(e))
+                busy = 0
+            if not busy:
+                self.wakeup.wait(self.poll)
+                self.wakeup.clear()
+
+    def run_once(self):
+        """Send what is due now; return how many rows were handled."""
+        rows = self.db.run(lambda tx: tx.outbox_claim(self.owner, self.batch, OUTBOX_LEASE),
+                           write=True)
+        for row in rows:
+            if self.stopping.is_set():
+                self._settle(row, "pending", None, time.time(), count_attempt=False)
+                continue
+            self._send(row)
+        return len(rows)
+
+    def _settle(self, row, state, error, next_epoch, count_attempt=True):
+        self.db.run(lambda tx: tx.outbox_settle(row["id"], self.owner, state, error, next_epoch,
+                                                count_attempt), write=True)
+
+    def _send(self, row):
+        wait = self.limiter.delay(row["destination"], row["format"])
+        if wait > 0:
+            self._settle(row, "pending", None, time.time() + wait, count_attempt=False)
+            return
+        try:
+            payload = json.loads(row["payload"])
+            url, body = slm.notification_request(row["format"], row["destination"], payload,
+                                                 row.get("secret"), row.get("dashboard_url"))
+            result = slm.http_request("POST", url, body, timeout=self.timeout)
+            slm.Target.judge(result)
+            slm.judge_chat_answer(row["format"], result)
+        except slm.DeliveryError as e:
+            age = time.time() - (epoch_of(row["created_at"]) or time.time())
+            if e.permanent or age > OUTBOX_MAX_AGE:
+                self._settle(row, "failed", e.reason, None)
+                self._count("failed")
+                self.log("outbox: gave up notification %d for job %s: %s"
+                         % (row["id"], row["job_id"], e.reason))
+                return
+            delay = OUTBOX_BACKOFF[min(row["attempts"], len(OUTBOX_BACKOFF) - 1)] * \
+                self.backoff_scale
+            if e.retry_after is not None:
+                delay = min(max(e.retry_after, 0.5), 3600)
+            self._settle(row, "pending", e.reason, time.time() + delay)
+            self._count("retried")
+            return
+        except (ValueError, TypeError) as e:
+            self._settle(row, "failed", "cannot format: %s" % e, None)
+            self._count("failed")
+            return
+        self._settle(row, "sent", None, None)
+        self._count("sent")
+
+    def _count(self, outcome):
+        if self.metrics is not None:
+            self.metrics.notification(outcome)
+
+
+# ---------------------------------------------------------------------------
+# Ingest: requests' events written in groups (group commit)
+# ---------------------------------------------------------------------------
+
+
+class Write(object):
+    """One request's events waiting to be written, and then its answer."""
+
+    __slots__ = ("items", "who", "done", "answer", "error", "stored")
+
+    def __init__(self, items, who):
+        self.items = items
+        self.who = who
+        self.done = False
+        self.answer = None
+        self.error = None
+        self.stored = []
+
+
+class Ingestor(object):
+    """Writes events: concurrent requests' events go into one transaction.
+
+    A request queues its events; the first in the queue, when no write is
+    in progress, becomes the writer: it takes what waits (its own first,
+    then the others, a fair share per token), runs one transaction, and
+    answers each request with its own result, exactly as alone.  A failed
+    transaction fails only its own requests (503 when the database is away;
+    a group that fails otherwise is retried request by request, so that one
+    bad request cannot fail the others).  The outbox rows of an event are
+    written in the event's transaction.
+    """
+
+    MAX_REQUESTS = 256     # per transaction
+    MAX_EVENTS = 2000
+    MAX_BYTES = 8 << 20
+
+    def __init__(self, db, policy, metrics=None):
+        self.db = db
+        self.policy = policy
+        self.metrics = metrics
+        self._cond = threading.Condition()
+        self._queue = []
+        self._writing = False
+        self.notified = None   # callable() after outbox rows were added (wakes the sender)
+
+    def submit(self, items, who=None):
+        """Store a request's Incoming events; return its answer (a dict)."""
+        write = Write(items, who)
+        with self._cond:
+            self._queue.append(write)
+            while not write.done and (self._writing or self._queue[0] is not write):
+                self._cond.wait()
+            if not write.done:
+                self._writing = True
+                group = self._take(write)
+        if not write.done:
+            try:
+                self._commit(group)
+            finally:
+                with self._cond:
+                    self._writing = False
+                    for w in group:
+                        w.done = True
+                    self._cond.notify_all()
+        if write.error is not None:
+            raise write.error
+        return write.answer
+
+    def _take(self, first):
+        """The group to write now: first, then round-robin across the tokens."""
+        self._queue.remove(first)
+        group = [first]
+        events = len(first.items)
+        size = sum(len(i.raw) for i in first.items)
+        by_who = collections.OrderedDict()
+        for w in self._queue:
+            by_who.setdefault(w.who, []).append(w)
+        lanes = [collections.deque(ws) for ws in by_who.values()]
+        while lanes and len(group) < self.MAX_REQUESTS:
+            for lane in list(lanes):
+                w = lane[0]
+                more = sum(len(i.raw) for i in w.items)
+                if events + len(w.items) > self.MAX_EVENTS or size + more > self.MAX_BYTES:
+                    lanes = []
+                    break
+                lane.popleft()
+                group.append(w)
+                events += len(w.items)
+                size += more
+                if not lane:
+                    lanes.remove(lane)
+                if len(group) >= self.MAX_REQUESTS:
+                    break
+        for w in group[1:]:
+            self._queue.remove(w)
+        return group
+
+    def _commit(self, group):
+        try:
+            added = self.db.run(lambda tx: self._write(tx, group, utc_now()), write=True)
+        except StoreUnavailable as e:
+            for w in group:
+                w.error = e
+            return
+        except Exception as e:
+            if len(group) == 1:
+                group[0].error = e
+                return
+            for w in group:   # find the one that fails; the others are written
+                w.answer = w.error = None
+                self._commit([w])
+            return
+        if self.metrics is not None:
+            for w in group:
+                self.metrics.stored(w.stored, w.answer["duplicates"])
+            self.metrics.group(len(group), sum(len(w.items) for w in group))
+        if added and self.notified is not None:
+            self.notified()
+
+    def _write(self, tx, group, now):
+        """The one transaction of a group; sets each request's answer."""
+        # first come, first stored: of two copies of one event, the earlier is new
+        pairs = [(w, incoming) for w in group for incoming in w.items]
+        flags = tx.insert_events([(i.event, i.raw) for _, i in pairs], now)
+        new = [p for p, stored in zip(pairs, flags) if stored]
+        by_job = collections.OrderedDict()
+        for w, incoming in new:
+            by_job.setdefault(incoming.event["job_id"], []).append(incoming.event)
+        rows = tx.lock_jobs(list(by_job))
+        for job_id, events in by_job.items():
+            for event in events:
+                merge_event(rows[job_id], event)
+        tx.write_jobs([rows[job_id] for job_id in sorted(by_job)])
+        refused = dict((id(w), 0) for w in group)
+        outbox = []
+        for w, incoming in new:
+            found, no = self.policy.for_event(incoming, now)
+            outbox += found
+            refused[id(w)] += no
+        arrays = set()
+        for w, incoming in sorted(new, key=lambda p: p[1].event["event_id"]):
+            event = incoming.event
+            array_id = event.get("array_job_id")
+            if event["status"] in FINAL and array_id and array_id != event["job_id"] and \
+                    event.get("array_task_id") is not None and array_id not in arrays:
+                arrays.add(array_id)
+                summary = array_rollup(tx, event, now)
+                if summary is not None:
+                    outbox += self.policy.for_rollup(summary, incoming.relay, now)
+        tx.outbox_add(outbox)
+        for w in group:
+            w.stored = [i.event for v, i in new if v is w]
+            answer = {"accepted": len(w.stored), "duplicates": len(w.items) - len(w.stored)}
+            if refused[id(w)]:
+                # the events are stored; only their relay to hosts outside the allow-list is not
+                answer["refused_notifications"] = refused[id(w)]
+            w.answer = answer
+        return bool(outbox)
+
+
+# ---------------------------------------------------------------------------
+# Web: one plugin (who is asking, JSON errors, the request's transaction),
+# the routes, and the OpenAPI document derived from them
 # ---------------------------------------------------------------------------
 
 
 class Metrics(object):
-    """Counters of one app; the server's threads update them under a lock."""
+    """Counters of one service; the server's threads update them under a lock."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -1526,7 +1656,8 @@ class Metrics(object):
         self.requests = {}        # (route, code) -> count
         self.durations = {}       # route -> [sum seconds, count]
         self.db_errors = 0
-        self.notifications = {}   # sent / retried / failed -> count (this process's worker)
+        self.notifications = {}   # sent / retried / failed -> count (this process's sender)
+        self.groups = [0, 0, 0]   # transactions, requests, events written by the ingestor
 
     def request(self, route, code, seconds):
         with self._lock:
@@ -1540,6 +1671,12 @@ class Metrics(object):
             for event in events:
                 self.ingested[event["status"]] = self.ingested.get(event["status"], 0) + 1
             self.duplicates += duplicates
+
+    def group(self, requests, events):
+        with self._lock:
+            self.groups[0] += 1
+            self.groups[1] += requests
+            self.groups[2] += events
 
     def db_error(self):
         with self._lock:
@@ -1557,6 +1694,8 @@ class Metrics(object):
             requests = dict(self.requests)
             durations = dict((k, list(v)) for k, v in self.durations.items())
             duplicates, db_errors = self.duplicates, self.db_errors
+            sent = dict(self.notifications)
+            groups = list(self.groups)
         out = ["# HELP slm_events_ingested_total Events stored, by status.",
                "# TYPE slm_events_ingested_total counter"]
         for status in STATUSES:
@@ -1565,6 +1704,12 @@ class Metrics(object):
         out += ["# HELP slm_events_duplicate_total Events acknowledged but already stored.",
                 "# TYPE slm_events_duplicate_total counter",
                 "slm_events_duplicate_total %d" % duplicates]
+        out += ["# HELP slm_ingest_transactions_total Write transactions (group commits).",
+                "# TYPE slm_ingest_transactions_total counter",
+                "slm_ingest_transactions_total %d" % groups[0],
+                "# HELP slm_ingest_requests_total Requests written by those transactions.",
+                "# TYPE slm_ingest_requests_total counter",
+                "slm_ingest_requests_total %d" % groups[1]]
         out += ["# HELP slm_db_up Whether the database answered this scrape.",
                 "# TYPE slm_db_up gauge", "slm_db_up %d" % (job_counts is not None)]
         if job_counts is not None:
@@ -1586,8 +1731,6 @@ class Metrics(object):
                        % (label(route), count))
         out += ["# HELP slm_db_errors_total Database failures seen by requests.",
                 "# TYPE slm_db_errors_total counter", "slm_db_errors_total %d" % db_errors]
-        with self._lock:
-            sent = dict(self.notifications)
         out += ["# HELP slm_notifications_total Notification attempts by this instance, "
                 "by outcome.", "# TYPE slm_notifications_total counter"]
         for outcome in ("sent", "retried", "failed"):
@@ -1600,12 +1743,110 @@ class Metrics(object):
         return "\n".join(out) + "\n"
 
 
+def json_answer(data, status=200, headers=None):
+    text = compact_json(data) + "\n"
+    response = bottle.HTTPResponse(body=text.encode("utf-8"), status=status,
+                                   headers={"Content-Type": "application/json"})
+    for name, value in (headers or {}).items():
+        response.set_header(name, value)
+    return response
+
+
+def json_error(status, message, headers=None):
+    """The one shape of every error the service answers: {"error": "..."}."""
+    return json_answer({"error": message}, status, headers)
+
+
+# Who is asking: the user a token belongs to (None for the shared token and
+# an open service) and the role that decides what they may do.
+Principal = collections.namedtuple("Principal", "user role key")
+ANYONE = Principal(None, "admin", "anyone")
+
+
+class Keyring(object):
+    """The tokens the service accepts (SLM_API_TOKEN: one, shared by everyone
+    who holds it), compared in constant time."""
+
+    def __init__(self, token=None):
+        self.token = token or None
+
+    @property
+    def required(self):
+        return self.token is not None
+
+    def secrets(self):
+        return (self.token,) if self.token else ()
+
+    def identify(self, header):
+        """The Principal an Authorization header names; ApiError 401 if none."""
+        if not self.required:
+            return ANYONE
+        scheme, _, given = (header or "").partition(" ")
+        # WSGI hands headers over as latin-1; that recovers the bytes sent
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+                given.strip().encode("latin-1", "replace"), self.token.encode("utf-8")):
+            return Principal(None, "admin", "shared")
+        raise ApiError(401, "missing or wrong bearer token",
+                       {"WWW-Authenticate": 'Bearer realm="slm"'})
+
+
+class ServicePlugin(object):
+    """Every route's wrapper, in the shape of the bottle-sqlite plugin: says
+    who is asking (routes not marked public), hands the route a transaction
+    when it takes a `tx` argument (committed on success, rolled back on
+    error), and turns every failure into the one JSON error shape."""
+
+    name = "slm"
+    api = 2
+
+    def __init__(self, db, keyring, metrics, log):
+        self.db = db
+        self.keyring = keyring
+        self.metrics = metrics
+        self.log = log
+
+    def apply(self, callback, route):
+        doc = route.config.get("doc")
+        wants = inspect.signature(route.callback).parameters
+        public = doc is not None and doc.public
+
+        def wrapper(*args, **kwargs):
+            try:
+                if not public:
+                    who = self.keyring.identify(bottle.request.get_header("Authorization"))
+                    if "who" in wants:
+                        kwargs["who"] = who
+                if "tx" in wants:
+                    return self.db.run(lambda tx: callback(*args, tx=tx, **kwargs))
+                return callback(*args, **kwargs)
+            except bottle.HTTPResponse:
+                raise
+            except ApiError as e:
+                return json_error(e.status, e.message, e.headers)
+            except StoreUnavailable as e:
+                self.metrics.db_error()
+                self.log("database unavailable: %s" % e)
+                return json_error(503, "database unavailable, try again later",
+                                  {"Retry-After": "2"})
+            except StoreError as e:
+                self.metrics.db_error()
+                self.log("database error: %s" % e)
+                return json_error(500, "database error")
+            except Exception:
+                self.log("internal error on %s %s:\n%s" % (
+                    bottle.request.method, bottle.request.path, traceback.format_exc().rstrip()))
+                return json_error(500, "internal error")
+        return wrapper
+
+
 class SLMApp(bottle.Bottle):
     """Bottle plus metrics, and a body that always has a Content-Length.
 
     The length matters for HTTP/1.1 keep-alive: without it the client cannot
     tell where one answer ends and must wait for the connection to close.
     """
+
+    metrics = None
 
     def wsgi(self, environ, start_response):
         started = time.time()
@@ -1628,44 +1869,237 @@ class SLMApp(bottle.Bottle):
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
             headers.append(("Content-Length", str(len(body))))
         route = environ.get("bottle.route")
-        rule = route.rule if route is not None else "other"
-        self.metrics.request(rule, captured["status"].split(" ", 1)[0], time.time() - started)
+        if self.metrics is not None:
+            self.metrics.request(route.rule if route is not None else "other",
+                                 captured["status"].split(" ", 1)[0], time.time() - started)
         start_response(captured["status"], headers, captured["exc_info"])
         return [body]
 
 
-def json_body(data, status=200):
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"
-    return bottle.HTTPResponse(body=text.encode("utf-8"), status=status,
-                               headers={"Content-Type": "application/json"})
+def endpoint(app, method, path, summary, ok, errors=(), params=(), body=None, public=False):
+    """Declare a route and what the OpenAPI document says of it.
 
-
-def openapi_document():
-    """The OpenAPI 3.0 description of the routes make_app() serves.
-
-    Built from the same constants the validation uses (statuses, field
-    types, limits), so that it cannot drift from them; served at
-    GET /openapi.json and checked against the routes by tests/test_fuzz.py.
+    ok: (description, schema name or None); errors: status codes (strings)
+    from ERROR_ANSWERS; params: query parameters as (name, description,
+    schema or None); body: the request body's schema (a dict).
     """
+    def declare(callback):
+        app.route(path, method, callback, doc=RouteDoc(summary=summary, ok=ok, errors=errors,
+                                                       params=params, body=body, public=public))
+        return callback
+    return declare
+
+
+# A route's declaration, kept in its config (not a dict: Bottle would flatten
+# one into dotted keys).
+RouteDoc = collections.namedtuple("RouteDoc", "summary ok errors params body public")
+
+
+def int_param(query, name, default, low, high):
+    value = query.getunicode(name, default=None)
+    if value is None or value == "":
+        return default
+    if not re.match(r"[0-9]{1,10}\Z", value):
+        raise ApiError(400, "%s must be an integer" % name)
+    number = int(value)
+    if not low <= number <= high:
+        raise ApiError(400, "%s must be between %d and %d" % (name, low, high))
+    return number
+
+
+def job_filters(query):
+    """The filters of GET /api/v1/jobs from its query string; ApiError 400."""
+    unknown = sorted(set(query.keys()) - set(JOB_FILTERS) -
+                     {"status", "since", "until", "limit", "offset"})
+    if unknown:
+        raise ApiError(400, "unknown parameter %s" % unknown[0][:100])
+    for name in query.keys():
+        if len(query.getall(name)) > 1:
+            raise ApiError(400, "parameter %s given twice" % name[:100])
+    filters = {}
+    status = query.getunicode("status", default=None)
+    if status:
+        wanted = [s.strip().upper() for s in status.split(",") if s.strip()]
+        bad = [s for s in wanted if s not in STATUSES]
+        if bad:
+            raise ApiError(400, "unknown status %r" % bad[0][:100])
+        filters["status"] = wanted
+    for name in JOB_FILTERS:
+        value = query.getunicode(name, default=None)
+        if value:
+            filters[name] = value
+    for name in ("since", "until"):
+        value = query.getunicode(name, default=None)
+        if value:
+            when = parse_query_time(value)
+            if when is None:
+                raise ApiError(400, "%s must be ISO 8601 UTC or YYYY-MM-DD" % name)
+            filters[name] = when
+    return filters
+
+
+def read_body(max_body):
+    environ = bottle.request.environ
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        raise ApiError(411, "Content-Length required (chunked bodies are not accepted)")
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise ApiError(400, "bad Content-Length")
+    if length < 0:
+        raise ApiError(400, "bad Content-Length")
+    if length > max_body:
+        raise ApiError(413, "body larger than %d bytes" % max_body)
+    body = environ["wsgi.input"].read(length) if length else b""
+    if len(body) > max_body:  # a WSGI server that ignores Content-Length
+        raise ApiError(413, "body larger than %d bytes" % max_body)
+    return body
+
+
+def make_app(db, ingestor, keyring, metrics, log, max_body=MAX_BODY):
+    """The Bottle application: the routes, on what it is handed."""
+    app = SLMApp()
+    app.metrics = metrics
+    app.install(ServicePlugin(db, keyring, metrics, log))
+
+    def error_page(error):
+        # errors Bottle raises itself: no such route, wrong method, bad requests
+        status = error.status_code
+        if bottle.request.path.startswith("/api/") and status in (404, 405):
+            try:   # no probing for routes without a token
+                keyring.identify(bottle.request.get_header("Authorization"))
+            except ApiError as e:
+                status, text, headers = e.status, e.message, e.headers
+            else:
+                text, headers = None, {}
+        else:
+            text, headers = None, {}
+        if text is None:
+            if status >= 500:
+                log("internal error: %s" % (error.exception or error.body))
+                text = "internal error"
+            else:
+                text = {404: "not found", 405: "method not allowed"}.get(
+                    status, str(error.body or error.status_line)[:200])
+        answer = json_error(status, text, headers)
+        bottle.response.status = status
+        for name, value in answer.headers.items():
+            bottle.response.set_header(name, value)
+        return answer.body
+    app.default_error_handler = error_page
+
+    @endpoint(app, "POST", "/api/v1/events", "store one event or a batch (idempotent on "
+              "event_id)", ("stored (or already stored)", "Accepted"),
+              ("400", "401", "411", "413", "503"),
+              body={"oneOf": [{"$ref": "#/components/schemas/Event"},
+                              {"$ref": "#/components/schemas/EventBatch"}]})
+    def post_events(who):
+        return json_answer(ingestor.submit(parse_events(read_body(max_body)), who))
+
+    @endpoint(app, "GET", "/api/v1/jobs", "jobs, most recently active first",
+              ("a page of jobs and the total", "JobList"), ("400", "401", "503"), params=(
+                  ("status", "comma-separated statuses (any of %s)" % ", ".join(STATUSES),
+                   None),
+                  ("user", "exact user", None), ("name", "exact job name", None),
+                  ("partition", "exact partition", None),
+                  ("array_job_id", "exact array job id", None),
+                  ("since", "jobs active at or after: ISO 8601 UTC or YYYY-MM-DD", None),
+                  ("until", "jobs active at or before: ISO 8601 UTC or YYYY-MM-DD", None),
+                  ("limit", "page size", {"type": "integer", "minimum": 1,
+                                          "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}),
+                  ("offset", "rows to skip", {"type": "integer", "minimum": 0,
+                                              "maximum": 10 ** 9, "default": 0})))
+    def list_jobs(tx):
+        query = bottle.request.query
+        filters = job_filters(query)
+        limit = int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        offset = int_param(query, "offset", 0, 0, 10 ** 9)
+        rows, total = tx.list_jobs(filters, limit, offset)
+        return json_answer({"jobs": [job_json(r) for r in rows], "total": total})
+
+    # job ids may contain "/", hence :path; an id ending in "/events" is
+    # therefore read as that job's events
+    @endpoint(app, "GET", "/api/v1/jobs/<job_id:path>/events",
+              "one job's events as received, by (time, seq)", ("the events", "EventList"),
+              ("401", "404", "503"))
+    def job_events(tx, job_id):
+        if tx.get_job(job_id) is None:
+            raise ApiError(404, "no such job")
+        return json_answer({"events": tx.job_events(job_id)})
+
+    @endpoint(app, "GET", "/api/v1/jobs/<job_id:path>/notifications",
+              "the notifications the service sent or keeps for a job (destinations shown as "
+              "scheme://host only)", ("the notifications", "NotificationList"),
+              ("401", "404", "503"))
+    def job_notifications(tx, job_id):
+        rows = tx.outbox_list(job_id)
+        if not rows and tx.get_job(job_id) is None:
+            raise ApiError(404, "no such job")
+        shown = []
+        for row in rows:
+            row = dict(row)
+            row["destination"] = slm.redact_url(row["destination"])   # URLs are secrets
+            row["kind"] = "rollup" if row.pop("dedup_key").startswith("rollup:") else "event"
+            shown.append(row)
+        return json_answer({"notifications": shown})
+
+    @endpoint(app, "GET", "/api/v1/jobs/<job_id:path>", "one job", ("the job", "Job"),
+              ("401", "404", "503"))
+    def get_job(tx, job_id):
+        row = tx.get_job(job_id)
+        if row is None:
+            raise ApiError(404, "no such job")
+        return json_answer(job_json(row))
+
+    @endpoint(app, "GET", "/healthz", "is the database reachable (no token needed)",
+              ("reachable", "Health"), public=True)
+    def healthz():
+        try:
+            db.ping()
+            up = True
+        except StoreError as e:
+            metrics.db_error()
+            log("health check: database unavailable: %s" % e)
+            up = False
+        return json_answer({"ok": up, "backend": db.backend,
+                            "database": "reachable" if up else "unreachable"},
+                           200 if up else 503)
+
+    @endpoint(app, "GET", "/metrics", "Prometheus metrics (no token needed)",
+              ("Prometheus text format 0.0.4", None), public=True)
+    def prometheus():
+        try:
+            counts, outbox = db.run(lambda tx: (tx.job_counts(), tx.outbox_counts()))
+        except StoreError:
+            metrics.db_error()
+            counts = outbox = None
+        return bottle.HTTPResponse(body=metrics.render(counts, outbox).encode("utf-8"),
+                                   headers={"Content-Type": "text/plain; version=0.0.4"})
+
+    @endpoint(app, "GET", "/openapi.json", "this document (no token needed)",
+              ("OpenAPI 3.0 document", None), public=True)
+    def openapi_json():
+        return json_answer(openapi)
+
+    openapi = openapi_document(app)
+    return app
+
+
+ERROR_ANSWERS = {
+    "400": "invalid request (the message says what is wrong)",
+    "401": "missing or wrong bearer token (only when the service has one)",
+    "404": "no such job, or no such route",
+    "405": "method not allowed",
+    "411": "chunked body: Content-Length required",
+    "413": "more than %d events or a body over %d bytes" % (MAX_BATCH, MAX_BODY),
+    "503": "database unavailable: try again later",
+}
+
+
+def openapi_schemas():
+    """The schemas of the API's JSON, from the tables the validation uses."""
     def ref(name):
         return {"$ref": "#/components/schemas/%s" % name}
-
-    def answer(description, schema="Error"):
-        return {"description": description,
-                "content": {"application/json": {"schema": ref(schema)}}}
-
-    errors = {
-        "400": answer("invalid request (the message says what is wrong)"),
-        "401": answer("missing or wrong bearer token (only when the service has one)"),
-        "404": answer("no such job, or no such route"),
-        "405": answer("method not allowed"),
-        "503": answer("database unavailable: try again later"),
-    }
-
-    def responses(ok, *codes):
-        out = {"200": ok}
-        out.update((c, errors[c]) for c in codes)
-        return out
 
     text = {"type": "string", "maxLength": MAX_TEXT}
     event = {
@@ -1689,10 +2123,9 @@ def openapi_document():
     props = event["properties"]
     for name in TEXT_FIELDS:
         props[name] = dict(text, nullable=True)
-    props["exit_code"] = {"type": "integer", "format": "int64", "nullable": True}
-    props["seq"] = {"type": "integer", "format": "int64", "minimum": 0, "nullable": True}
-    props["cpus"] = {"type": "integer", "format": "int64", "nullable": True}
-    props["array_task_count"] = {"type": "integer", "format": "int64", "nullable": True}
+    for name in INT_FIELDS:
+        props[name] = {"type": "integer", "format": "int64", "nullable": True}
+    props["seq"]["minimum"] = 0
     props["relay"] = {
         "type": "object", "nullable": True,
         "description": "SLM_WEBHOOK_VIA=api: where the service sends this event's "
@@ -1731,13 +2164,76 @@ def openapi_document():
             schema = {"type": "string", "nullable": True}
         job["properties"][name] = schema
 
-    def query(name, description, schema=None):
-        return {"name": name, "in": "query", "required": False, "description": description,
-                "schema": schema or {"type": "string"}}
+    def listing(key, item):
+        return {"type": "object", "required": [key],
+                "properties": {key: {"type": "array", "items": item}}}
 
-    job_id = {"name": "job_id", "in": "path", "required": True,
-              "description": "the job id (may contain '/'; percent-encode it)",
-              "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
+    return {
+        "Event": event,
+        "EventBatch": {"type": "object", "required": ["events"],
+                       "properties": {"events": {"type": "array", "minItems": 1,
+                                                 "maxItems": MAX_BATCH, "items": ref("Event")}}},
+        "Accepted": {"type": "object", "required": ["accepted", "duplicates"],
+                     "properties": {"accepted": {"type": "integer", "minimum": 0},
+                                    "duplicates": {"type": "integer", "minimum": 0},
+                                    "refused_notifications": {"type": "integer",
+                                                              "minimum": 1}}},
+        "Job": job,
+        "JobList": {"type": "object", "required": ["jobs", "total"],
+                    "properties": {"jobs": {"type": "array", "items": ref("Job")},
+                                   "total": {"type": "integer", "minimum": 0}}},
+        "NotificationList": listing("notifications", {"type": "object"}),
+        "EventList": listing("events", ref("Event")),
+        "Health": {"type": "object", "required": ["ok", "backend", "database"],
+                   "properties": {"ok": {"type": "boolean"},
+                                  "backend": {"type": "string", "enum": ["sqlite", "mysql"]},
+                                  "database": {"type": "string",
+                                               "enum": ["reachable", "unreachable"]}}},
+        "Error": {"type": "object", "required": ["error"],
+                  "properties": {"error": {"type": "string"}}},
+    }
+
+
+def openapi_document(app):
+    """The OpenAPI 3.0 description of app's routes, from their declarations."""
+    def content(schema_name):
+        if schema_name is None:
+            return {}
+        return {"content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/%s" % schema_name}}}}
+
+    paths = {}
+    for route in app.routes:
+        doc = route.config.get("doc")
+        if doc is None:
+            continue
+        path = re.sub(r"<([A-Za-z_][A-Za-z0-9_]*)(?::[^>]*)?>", r"{\1}", route.rule)
+        description, schema = doc.ok
+        responses = {"200": dict({"description": description}, **content(schema))}
+        if path == "/metrics":
+            responses["200"]["content"] = {"text/plain": {"schema": {"type": "string"}}}
+        if path == "/healthz":
+            responses["503"] = dict({"description": "unreachable"}, **content("Health"))
+        for code in doc.errors:
+            responses[code] = dict({"description": ERROR_ANSWERS[code]}, **content("Error"))
+        parameters = [{"name": name, "in": "path", "required": True,
+                       "description": "the job id (may contain '/'; percent-encode it)",
+                       "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
+                      for name in re.findall(r"\{(\w+)\}", path)]
+        parameters += [{"name": name, "in": "query", "required": False,
+                        "description": description, "schema": schema or {"type": "string"}}
+                       for name, description, schema in doc.params]
+        operation = {"summary": doc.summary,
+                     "operationId": route.callback.__name__,
+                     "responses": responses}
+        if parameters:
+            operation["parameters"] = parameters
+        if doc.body is not None:
+            operation["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": doc.body}}}
+        if not doc.public:
+            operation["security"] = [{"bearer": []}]
+        paths.setdefault(path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.0.3",
         "info": {"title": "SLM (Slurm Lifecycle Monitor) service", "version": __version__,
@@ -1747,365 +2243,17 @@ def openapi_document():
                                 "loses to everything, and within a class the latest "
                                 "(time, seq) wins."},
         "components": {
-            "schemas": {
-                "Event": event,
-                "EventBatch": {"type": "object", "required": ["events"],
-                               "properties": {"events": {"type": "array", "minItems": 1,
-                                                         "maxItems": MAX_BATCH,
-                                                         "items": ref("Event")}}},
-                "Accepted": {"type": "object", "required": ["accepted", "duplicates"],
-                             "properties": {"accepted": {"type": "integer", "minimum": 0},
-                                            "duplicates": {"type": "integer", "minimum": 0}}},
-                "Job": job,
-                "JobList": {"type": "object", "required": ["jobs", "total"],
-                            "properties": {"jobs": {"type": "array", "items": ref("Job")},
-                                           "total": {"type": "integer", "minimum": 0}}},
-                "NotificationList": {"type": "object", "required": ["notifications"],
-                                     "properties": {"notifications": {
-                                         "type": "array", "items": {"type": "object"}}}},
-                "EventList": {"type": "object", "required": ["events"],
-                              "properties": {"events": {"type": "array",
-                                                        "items": ref("Event")}}},
-                "Health": {"type": "object", "required": ["ok", "backend", "database"],
-                           "properties": {"ok": {"type": "boolean"},
-                                          "backend": {"type": "string",
-                                                      "enum": ["sqlite", "mysql"]},
-                                          "database": {"type": "string",
-                                                       "enum": ["reachable", "unreachable"]}}},
-                "Error": {"type": "object", "required": ["error"],
-                          "properties": {"error": {"type": "string"}}},
-            },
+            "schemas": openapi_schemas(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "needed on /api/ routes when the "
-                                                          "service has SLM_API_TOKEN"}},
+                                                          "service has a token"}},
         },
-        "paths": {
-            "/api/v1/events": {"post": {
-                "summary": "store one event or a batch (idempotent on event_id)",
-                "operationId": "postEvents",
-                "security": [{"bearer": []}],
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": {"oneOf": [ref("Event"), ref("EventBatch")]}}}},
-                "responses": dict(responses(answer("stored (or already stored)", "Accepted"),
-                                            "400", "401", "503"),
-                                  **{"411": answer("chunked body: Content-Length required"),
-                                     "413": answer("more than %d events or a body over %d "
-                                                   "bytes" % (MAX_BATCH, MAX_BODY))}),
-            }},
-            "/api/v1/jobs": {"get": {
-                "summary": "jobs, most recently active first",
-                "operationId": "listJobs",
-                "security": [{"bearer": []}],
-                "parameters": [
-                    query("status", "comma-separated statuses (any of %s)"
-                          % ", ".join(STATUSES)),
-                    query("user", "exact user"),
-                    query("name", "exact job name"),
-                    query("partition", "exact partition"),
-                    query("array_job_id", "exact array job id"),
-                    query("since", "jobs active at or after: ISO 8601 UTC or YYYY-MM-DD"),
-                    query("until", "jobs active at or before: ISO 8601 UTC or YYYY-MM-DD"),
-                    query("limit", "page size", {"type": "integer", "minimum": 1,
-                                                 "maximum": MAX_LIMIT,
-                                                 "default": DEFAULT_LIMIT}),
-                    query("offset", "rows to skip", {"type": "integer", "minimum": 0,
-                                                     "maximum": 10 ** 9, "default": 0}),
-                ],
-                "responses": responses(answer("a page of jobs and the total", "JobList"),
-                                       "400", "401", "503"),
-            }},
-            "/api/v1/jobs/{job_id}": {"get": {
-                "summary": "one job",
-                "operationId": "getJob",
-                "security": [{"bearer": []}],
-                "parameters": [job_id],
-                "responses": responses(answer("the job", "Job"), "401", "404", "503"),
-            }},
-            "/api/v1/jobs/{job_id}/events": {"get": {
-                "summary": "one job's events as received, by (time, seq)",
-                "operationId": "getJobEvents",
-                "security": [{"bearer": []}],
-                "parameters": [job_id],
-                "responses": responses(answer("the events", "EventList"), "401", "404", "503"),
-            }},
-            "/api/v1/jobs/{job_id}/notifications": {"get": {
-                "summary": "the notifications the service sent or keeps for a job "
-                           "(destinations shown as scheme://host only)",
-                "operationId": "getJobNotifications",
-                "security": [{"bearer": []}],
-                "parameters": [job_id],
-                "responses": responses(answer("the notifications", "NotificationList"),
-                                       "401", "404", "503"),
-            }},
-            "/healthz": {"get": {
-                "summary": "is the database reachable (no token needed)",
-                "operationId": "health",
-                "responses": {"200": answer("reachable", "Health"),
-                              "503": answer("unreachable", "Health")},
-            }},
-            "/metrics": {"get": {
-                "summary": "Prometheus metrics (no token needed)",
-                "operationId": "metrics",
-                "responses": {"200": {"description": "Prometheus text format 0.0.4",
-                                      "content": {"text/plain": {"schema": {"type": "string"}}}}},
-            }},
-            "/openapi.json": {"get": {
-                "summary": "this document (no token needed)",
-                "operationId": "openapi",
-                "responses": {"200": {"description": "OpenAPI 3.0 document",
-                                      "content": {"application/json": {
-                                          "schema": {"type": "object"}}}}},
-            }},
-        },
+        "paths": paths,
     }
 
 
-def make_app(store, token=None, max_body=MAX_BODY, log=None, relay=None):
-    """A WSGI application (a Bottle instance) serving store.
-
-    token: the bearer token /api/ requests need (None: no authentication).
-    relay: a RelayConfig to queue notifications (None: events only; the
-    outbox worker is started separately, see OutboxWorker).
-    log: callable(message) for diagnostics (default: stderr).  Secrets are
-    removed from every message before it gets there.
-    """
-    app = SLMApp()
-    app.store = store
-    app.token = token
-    app.metrics = Metrics()
-    app.relay = relay
-    secrets = tuple(s for s in (token,) + tuple(store.secrets()) +
-                    tuple(relay.secrets() if relay else ()) if s)
-
-    def diag(message):
-        message = redact(message, secrets)
-        if log is not None:
-            log(message)
-        else:
-            say(message)
-    app.log = diag
-
-    @app.hook("before_request")
-    def authenticate():
-        if token is None or not bottle.request.path.startswith("/api/"):
-            return
-        header = bottle.request.get_header("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        # WSGI hands headers over as latin-1; that recovers the bytes sent
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode("latin-1", "replace"), token.encode("utf-8")):
-            response = json_body({"error": "missing or wrong bearer token"}, 401)
-            response.set_header("WWW-Authenticate", 'Bearer realm="slm"')
-            raise response
-
-    def guarded(handler):
-        @functools.wraps(handler)
-        def wrapper(*args, **kwargs):
-            try:
-                return handler(*args, **kwargs)
-            except bottle.HTTPResponse:
-                raise
-            except ApiError as e:
-                return json_body({"error": e.message}, e.status)
-            except StoreUnavailable as e:
-                app.metrics.db_error()
-                diag("database unavailable: %s" % e)
-                return json_body({"error": "database unavailable, try again later"}, 503)
-            except StoreError as e:
-                app.metrics.db_error()
-                diag("database error: %s" % e)
-                return json_body({"error": "database error"}, 500)
-            except Exception:
-                diag("internal error on %s %s:\n%s" % (bottle.request.method, bottle.request.path,
-                                                       traceback.format_exc().rstrip()))
-                return json_body({"error": "internal error"}, 500)
-        return wrapper
-
-    def read_body():
-        environ = bottle.request.environ
-        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-            raise ApiError(411, "Content-Length required (chunked bodies are not accepted)")
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            raise ApiError(400, "bad Content-Length")
-        if length < 0:
-            raise ApiError(400, "bad Content-Length")
-        if length > max_body:
-            raise ApiError(413, "body larger than %d bytes" % max_body)
-        body = environ["wsgi.input"].read(length) if length else b""
-        if len(body) > max_body:  # a WSGI server that ignores Content-Length
-            raise ApiError(413, "body larger than %d bytes" % max_body)
-        return body
-
-    @app.post("/api/v1/events")
-    @guarded
-    def post_events():
-        stored, refused = [], []
-        accepted, duplicates = store.ingest(parse_events(read_body()), stored,
-                                            relay=app.relay, refused=refused)
-        app.metrics.stored(stored, duplicates)
-        answer = {"accepted": accepted, "duplicates": duplicates}
-        if refused and refused[0]:
-            # the events are stored; only their relay to a host outside the allow-list is not
-            answer["refused_notifications"] = refused[0]
-        return json_body(answer)
-
-    @app.get("/api/v1/jobs")
-    @guarded
-    def list_jobs():
-        query = bottle.request.query
-        filters = {}
-        unknown = sorted(set(query.keys()) - set(JOB_FILTERS) -
-                         {"status", "since", "until", "limit", "offset"})
-        if unknown:
-            raise ApiError(400, "unknown parameter %s" % unknown[0][:100])
-        for name in query.keys():
-            if len(query.getall(name)) > 1:
-                raise ApiError(400, "parameter %s given twice" % name[:100])
-        status = query.getunicode("status", default=None)
-        if status:
-            wanted = [s.strip().upper() for s in status.split(",") if s.strip()]
-            bad = [s for s in wanted if s not in STATUSES]
-            if bad:
-                raise ApiError(400, "unknown status %r" % bad[0][:100])
-            filters["status"] = wanted
-        for name in JOB_FILTERS:
-            value = query.getunicode(name, default=None)
-            if value:
-                filters[name] = value
-        for name in ("since", "until"):
-            value = query.getunicode(name, default=None)
-            if value:
-                when = parse_query_time(value)
-                if when is None:
-                    raise ApiError(400, "%s must be ISO 8601 UTC or YYYY-MM-DD" % name)
-                filters[name] = when
-        limit = int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        offset = int_param(query, "offset", 0, 0, 10 ** 9)
-        rows, total = store.list_jobs(filters, limit, offset)
-        return json_body({"jobs": [job_json(r) for r in rows], "total": total})
-
-    # job ids may contain "/", hence :path; an id ending in "/events" is
-    # therefore read as that job's events
-    @app.get("/api/v1/jobs/<job_id:path>/events")
-    @guarded
-    def job_events(job_id):
-        if store.get_job(job_id) is None:
-            raise ApiError(404, "no such job")
-        return json_body({"events": store.job_events(job_id)})
-
-    @app.get("/api/v1/jobs/<job_id:path>/notifications")
-    @guarded
-    def job_notifications(job_id):
-        slm = import_slm()
-        rows = store.notifications(job_id)
-        if not rows and store.get_job(job_id) is None:
-            raise ApiError(404, "no such job")
-        shown = []
-        for row in rows:
-            row = dict(row)
-            row["destination"] = slm.redact_url(row["destination"])   # URLs are secrets
-            row["kind"] = "rollup" if row.pop("dedup_key").startswith("rollup:") else "event"
-            shown.append(row)
-        return json_body({"notifications": shown})
-
-    @app.get("/api/v1/jobs/<job_id:path>")
-    @guarded
-    def get_job(job_id):
-        row = store.get_job(job_id)
-        if row is None:
-            raise ApiError(404, "no such job")
-        return json_body(job_json(row))
-
-    @app.get("/healthz")
-    @guarded
-    def healthz():
-        try:
-            store.ping()
-            up = True
-        except StoreError as e:
-            app.metrics.db_error()
-            diag("health check: database unavailable: %s" % e)
-            up = False
-        return json_body({"ok": up, "backend": store.backend,
-                          "database": "reachable" if up else "unreachable"}, 200 if up else 503)
-
-    @app.get("/metrics")
-    @guarded
-    def metrics():
-        try:
-            counts = store.job_counts_by_status()
-            outbox = store.notification_counts()
-        except StoreError:
-            app.metrics.db_error()
-            counts = outbox = None
-        return bottle.HTTPResponse(body=app.metrics.render(counts, outbox).encode("utf-8"),
-                                   headers={"Content-Type": "text/plain; version=0.0.4"})
-
-    openapi = openapi_document()
-
-    @app.get("/openapi.json")
-    @guarded
-    def openapi_json():
-        return json_body(openapi)
-
-    def error_page(error):
-        bottle.response.content_type = "application/json"
-        if error.status_code >= 500:
-            diag("internal error: %s" % (error.exception or error.body))
-            text = "internal error"
-        elif error.status_code == 404:
-            text = "not found"
-        elif error.status_code == 405:
-            text = "method not allowed"
-        else:
-            text = str(error.body or error.status_line)[:200]
-        return json.dumps({"error": text}) + "\n"
-
-    for code in (400, 401, 403, 404, 405, 411, 413, 414, 500, 502, 503):
-        app.error(code)(error_page)
-    return app
-
-
-def int_param(query, name, default, low, high):
-    value = query.getunicode(name, default=None)
-    if value is None or value == "":
-        return default
-    if not re.match(r"[0-9]{1,10}\Z", value):
-        raise ApiError(400, "%s must be an integer" % name)
-    number = int(value)
-    if not low <= number <= high:
-        raise ApiError(400, "%s must be between %d and %d" % (name, low, high))
-    return number
-
-
-def app_from_env(env, db=None):
-    config = db_config(env, db)
-    return make_app(open_store(config), token=env.get("SLM_API_TOKEN", "").strip() or None)
-
-
-# The one lazily built global: WSGI servers want a module-level callable, and
-# building the app at import time would open the database in every process
-# that merely imports slm_api (tests, tools).  Built once, under a lock.
-_application = None
-_application_lock = threading.Lock()
-
-
-def application(environ, start_response):
-    """WSGI entry point for other servers (gunicorn, uwsgi): config from the env."""
-    global _application
-    app = _application
-    if app is None:
-        with _application_lock:
-            if _application is None:
-                _application = app_from_env(os.environ)
-            app = _application
-    return app(environ, start_response)
-
-
 # ---------------------------------------------------------------------------
-# The threaded HTTP/1.1 server
+# Server: threaded HTTP/1.1 with keep-alive, each answer in one send
 # ---------------------------------------------------------------------------
 
 
@@ -2143,99 +2291,147 @@ class BodyReader(object):
         return iter(self.readline, b"")
 
 
-class OneRequest(ServerHandler):
-    """wsgiref's per-request handler, speaking HTTP/1.1."""
-
-    http_version = "1.1"
-    sent_length = False
-
-    def send_preamble(self):
-        self.sent_length = "Content-Length" in self.headers
-        ServerHandler.send_preamble(self)
+REASONS = {400: "Bad Request", 413: "Payload Too Large", 414: "URI Too Long",
+           431: "Request Header Fields Too Large", 505: "HTTP Version Not Supported"}
 
 
-class Handler(WSGIRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Connection(socketserver.StreamRequestHandler):
+    """One client connection: requests read one after another (keep-alive),
+    handed to the WSGI app, each answer written with a single send.
+
+    The standard library's wsgiref writes status, headers and body in
+    separate sends and polls before each; on a busy service that was most
+    of the system calls per request.
+    """
+
     timeout = 75            # idle keep-alive connections give their thread back
+    rbufsize = 65536
     access_log = False
     drain_limit = 4 * MAX_BODY
+    max_headers = 100
 
     def setup(self):
-        WSGIRequestHandler.setup(self)
-        # wsgiref writes headers and body separately: without this, Nagle's
-        # algorithm and the client's delayed ACK add ~40 ms to each answer
-        # on a keep-alive connection
+        socketserver.StreamRequestHandler.setup(self)
         try:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, AttributeError):
             pass
 
     def handle(self):
-        # wsgiref's handle() serves one request; BaseHTTPRequestHandler's loops
-        # over handle_one_request() until the connection closes
-        self.close_connection = True
-        self.handle_one_request()
-        while not self.close_connection:
-            self.handle_one_request()
-
-    def handle_one_request(self):
         try:
-            self.raw_requestline = self.rfile.readline(65537)
+            while self.serve_one():
+                pass
         except (OSError, socket.timeout):
-            self.close_connection = True
-            return
-        if not self.raw_requestline:
-            self.close_connection = True
-            return
-        if len(self.raw_requestline) > 65536:
-            self.requestline = self.request_version = self.command = ""
-            self.send_error(414)
-            self.close_connection = True
-            return
-        if not self.parse_request():
-            return
+            pass   # the client went away or idled out
+
+    def refuse(self, status):
+        body = compact_json({"error": REASONS.get(status, "bad request").lower()}).encode()
+        self.connection.sendall(("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                                 "Content-Length: %d\r\nConnection: close\r\n\r\n"
+                                 % (status, REASONS.get(status, "Bad Request"), len(body))
+                                 ).encode("latin-1") + body)
+        return False
+
+    def serve_one(self):
+        """Serve one request; return whether the connection stays open."""
+        line = self.rfile.readline(65537)
+        while line in (b"\r\n", b"\n"):      # tolerated before a request (RFC 9112)
+            line = self.rfile.readline(65537)
+        if not line:
+            return False
+        if len(line) > 65536:
+            return self.refuse(414)
+        words = line.decode("latin-1").split()
+        if len(words) != 3 or not words[2].startswith("HTTP/"):
+            return self.refuse(400)
+        method, target, version = words
+        if version not in ("HTTP/1.1", "HTTP/1.0"):
+            return self.refuse(505)
+        environ = {"REQUEST_METHOD": method, "SERVER_PROTOCOL": version, "SCRIPT_NAME": "",
+                   "SERVER_NAME": self.server.server_name,
+                   "SERVER_PORT": str(self.server.server_port),
+                   "REMOTE_ADDR": self.client_address[0] if self.client_address else "",
+                   "wsgi.version": (1, 0), "wsgi.url_scheme": "http",
+                   "wsgi.errors": sys.stderr, "wsgi.multithread": True,
+                   "wsgi.multiprocess": False, "wsgi.run_once": False}
+        for _ in range(self.max_headers + 1):
+            header = self.rfile.readline(65537)
+            if len(header) > 65536:
+                return self.refuse(431)
+            if header in (b"\r\n", b"\n", b""):
+                break
+            name, sep, value = header.decode("latin-1").partition(":")
+            if not sep or not name or name != name.strip():
+                return self.refuse(400)
+            key = name.upper().replace("-", "_")
+            value = value.strip()
+            if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
+                environ[key] = value
+            else:
+                key = "HTTP_" + key
+                environ[key] = environ[key] + "," + value if key in environ else value
+        else:
+            return self.refuse(431)
+        path, _, query = target.partition("?")
+        if "://" in path:        # absolute form: keep the path
+            path = "/" + path.split("://", 1)[1].partition("/")[2]
+        environ["PATH_INFO"] = urllib.parse.unquote_to_bytes(path).decode("latin-1")
+        environ["QUERY_STRING"] = query
         try:
-            length = int(self.headers.get("Content-Length") or 0)
+            length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            length = 0
-            self.close_connection = True
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
-        body = BodyReader(self.rfile, max(length, 0))
-        handler = OneRequest(body, self.wfile, self.get_stderr(), self.get_environ(),
-                             multithread=True)
-        handler.request_handler = self
+            return self.refuse(400)
+        if length < 0:
+            return self.refuse(400)
+        connection = environ.get("HTTP_CONNECTION", "").lower()
+        keep = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
+        if environ.get("HTTP_TRANSFER_ENCODING"):
+            keep = False         # no chunked bodies: the app answers 411 and we hang up
+        if length and environ.get("HTTP_EXPECT", "").lower() == "100-continue":
+            self.connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body = BodyReader(self.rfile, length)
+        environ["wsgi.input"] = body
+        answer = {}
+
+        def start_response(status, headers, exc_info=None):
+            answer["status"], answer["headers"] = status, headers
+            return lambda data: answer.setdefault("written", []).append(data)
+
+        started = time.time()
         self.server.busy(+1)
         try:
-            handler.run(self.server.get_app())
+            chunks = self.server.get_app()(environ, start_response)
+            try:
+                data = b"".join(answer.pop("written", [])) + b"".join(chunks)
+            finally:
+                if hasattr(chunks, "close"):
+                    chunks.close()
         finally:
             self.server.busy(-1)
-        if not handler.sent_length:
-            self.close_connection = True
-        if body.remaining:
+        headers = answer["headers"]
+        if not any(k.lower() == "content-length" for k, _ in headers):
+            headers = headers + [("Content-Length", str(len(data)))]
+        if body.remaining:       # what the app did not read would be read as a request
             if body.remaining > self.drain_limit:
-                self.close_connection = True
+                keep = False
             else:
-                try:
-                    while body.remaining and body.read(65536):
-                        pass
-                except OSError:
-                    self.close_connection = True
-        try:
-            self.wfile.flush()
-        except OSError:
-            self.close_connection = True
-
-    def log_message(self, format, *args):
+                while body.remaining and body.read(65536):
+                    pass
+        if not keep:
+            headers = headers + [("Connection", "close")]
+        head = "HTTP/1.1 %s\r\n%s\r\n" % (answer["status"], "".join(
+            "%s: %s\r\n" % pair for pair in headers))
+        self.connection.sendall(head.encode("latin-1") +
+                                (b"" if method == "HEAD" else data))
         if self.access_log:
-            say("%s %s" % (self.address_string(), format % args))
+            say("%s \"%s %s %s\" %s %d %.1fms" % (
+                environ["REMOTE_ADDR"], method, path[:200], version,
+                answer["status"].split(" ", 1)[0], len(data), (time.time() - started) * 1000))
+        return keep
 
-    def get_stderr(self):
-        return sys.stderr
 
-
-class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    """wsgiref's server with a thread per connection."""
+class ThreadingServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """A thread per connection."""
 
     daemon_threads = True      # idle keep-alive connections must not block exit
     # socketserver's default backlog of 5 resets connections when a whole
@@ -2243,18 +2439,17 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     request_queue_size = 1024
     allow_reuse_address = True
 
-    def __init__(self, address, handler):
+    def __init__(self, address, handler, app):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self._busy = 0
         self._busy_cond = threading.Condition()
-        WSGIServer.__init__(self, address, handler)
-
-    def server_bind(self):
-        # HTTPServer.server_bind() would look up our FQDN, which can hang on DNS
-        socketserver.TCPServer.server_bind(self)
+        self._app = app
+        socketserver.TCPServer.__init__(self, address, handler)
         self.server_name, self.server_port = self.server_address[:2]
-        self.setup_environ()
+
+    def get_app(self):
+        return self._app
 
     def busy(self, delta):
         with self._busy_cond:
@@ -2275,10 +2470,8 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
 
 
 def make_server(host, port, app, access_log=False):
-    handler = type("Handler", (Handler,), {"access_log": access_log})
-    server = ThreadingWSGIServer((host, port), handler)
-    server.set_app(app)
-    return server
+    handler = type("Connection", (Connection,), {"access_log": access_log})
+    return ThreadingServer((host, port), handler, app)
 
 
 def is_loopback(host):
@@ -2297,6 +2490,89 @@ def is_loopback(host):
 
 
 # ---------------------------------------------------------------------------
+# Assembly: the one way to build the service, whoever starts it
+# ---------------------------------------------------------------------------
+
+
+class Service(object):
+    """Everything one running service owns: the database, the ingestor, the
+    outbox sender, the web application.  start() starts the background
+    work, stop() ends it and closes the database."""
+
+    def __init__(self, db, policy, keyring, log=None, outbox_poll=1.0, relay_timeout=10.0,
+                 backoff_scale=1.0):
+        self.db = db
+        self.policy = policy
+        self.keyring = keyring
+        self.metrics = Metrics()
+        secrets = tuple(s for s in tuple(keyring.secrets()) + tuple(db.secrets()) +
+                        tuple(policy.secrets()) if s)
+        sink = log or say
+
+        def diag(message):
+            sink(redact(message, secrets))
+        self.log = diag
+        self.ingestor = Ingestor(db, policy, self.metrics)
+        self.sender = OutboxSender(db, metrics=self.metrics, log=diag, poll=outbox_poll,
+                                   timeout=relay_timeout, backoff_scale=backoff_scale)
+        self.ingestor.notified = self.sender.wakeup.set
+        self.app = make_app(db, self.ingestor, keyring, self.metrics, diag)
+        self.started = False
+
+    def start(self):
+        if not self.started:
+            self.started = True
+            self.sender.start()
+        return self
+
+    def stop(self):
+        if self.started:
+            self.sender.stop()
+        self.db.close()
+
+
+def build_service(env, db=None, log=None):
+    """The service as env (os.environ or the like) and --db describe it.
+
+    Raises ConfigError for a wrong setting.  Nothing runs until start().
+    """
+    policy = NotifyPolicy.from_env(env)
+    keyring = Keyring(env.get("SLM_API_TOKEN", "").strip() or None)
+    database = open_database(db_config(env, db))
+    return Service(database, policy, keyring, log=log,
+                   outbox_poll=env_seconds(env, "SLM_OUTBOX_POLL", 1.0),
+                   relay_timeout=env_seconds(env, "SLM_RELAY_TIMEOUT", 10.0),
+                   backoff_scale=env_seconds(env, "SLM_OUTBOX_BACKOFF_SCALE", 1.0))
+
+
+class Application(object):
+    """The WSGI entry point for other servers (gunicorn 'slm_api:application',
+    uwsgi): the service built from the environment on the first request of
+    each process, started (outbox sender included), exactly as main() runs
+    it.  Built lazily: importing slm_api must not open a database."""
+
+    def __init__(self):
+        self._service = None
+        self._pid = None
+        self._lock = threading.Lock()
+
+    @property
+    def service(self):
+        if self._service is None or self._pid != os.getpid():   # a fork starts its own
+            with self._lock:
+                if self._service is None or self._pid != os.getpid():
+                    self._service = build_service(os.environ).start()
+                    self._pid = os.getpid()
+        return self._service
+
+    def __call__(self, environ, start_response):
+        return self.service.app(environ, start_response)
+
+
+application = Application()
+
+
+# ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
 
@@ -2311,7 +2587,7 @@ def port_number(text):
     return port
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(
         prog="slm_api.py", description="The SLM login-node service (see the module docstring).")
     parser.add_argument("--host", default=DEFAULT_HOST)
@@ -2322,34 +2598,29 @@ def main(argv=None):
                         help="allow a non-loopback address without SLM_API_TOKEN")
     parser.add_argument("--access-log", action="store_true", help="log each request to stderr")
     parser.add_argument("--version", action="version", version=__version__)
-    args = parser.parse_args(argv)
+    return parser
 
-    token = os.environ.get("SLM_API_TOKEN", "").strip() or None
-    if token is None and not args.insecure and not is_loopback(args.host):
+
+def cmd_serve(args, env):
+    try:
+        service = build_service(env, db=args.db)
+    except ConfigError as e:
+        say(str(e))
+        return 2
+    if not service.keyring.required and not args.insecure and not is_loopback(args.host):
         say("refusing to listen on %s without SLM_API_TOKEN set (anyone could post "
             "events); set a token or pass --insecure" % (args.host or "all addresses"))
+        service.db.close()
         return 2
     try:
-        store = open_store(db_config(os.environ, args.db))
-    except ConfigError as e:
-        say(str(e))
-        return 2
-    try:
-        relay = RelayConfig.from_env(os.environ)
-    except ConfigError as e:
-        say(str(e))
-        store.close()
-        return 2
-    app = make_app(store, token=token, relay=relay)
-    try:
-        store.ping()
+        service.db.ping()
     except StoreError as e:
-        app.log("database not reachable yet (%s); answering 503 until it is" % e)
+        service.log("database not reachable yet (%s); answering 503 until it is" % e)
     try:
-        server = make_server(args.host, args.port, app, access_log=args.access_log)
+        server = make_server(args.host, args.port, service.app, access_log=args.access_log)
     except OSError as e:
         say("cannot listen on %s:%d: %s" % (args.host, args.port, e.strerror or e))
-        store.close()
+        service.db.close()
         return 1
     host, port = server.server_address[:2]
 
@@ -2357,26 +2628,26 @@ def main(argv=None):
         # shutdown() waits for serve_forever(), which runs in this very thread
         threading.Thread(target=server.shutdown, daemon=True).start()
     if threading.current_thread() is threading.main_thread():
-        # before the startup line: whoever waits for it may signal us at once
+        # before the start-up line: whoever waits for it may signal us at once
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-    worker = OutboxWorker(store, relay, metrics=app.metrics, log=app.log,
-                          poll=env_seconds("SLM_OUTBOX_POLL", 1.0),
-                          timeout=env_seconds("SLM_RELAY_TIMEOUT", 10.0),
-                          backoff_scale=env_seconds("SLM_OUTBOX_BACKOFF_SCALE", 1.0))
-    worker.start()
+    service.start()
     say("serving on http://%s:%d (%s, %s)" % (
-        "[%s]" % host if ":" in host else host, port, store.describe(),
-        "token required" if token else "no token"))
+        "[%s]" % host if ":" in host else host, port, service.db.describe(),
+        "token required" if service.keyring.required else "no token"))
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
-        worker.stop()
         server.server_close()
         server.wait_idle(10.0)
-        store.close()
+        service.stop()
     say("stopped")
     return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return cmd_serve(args, os.environ)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,10 @@ MYSQL_PASSWORD = os.environ.get("BENCH_MYSQL_PASSWORD", "")
 SERVICE_PY = VENV_PY if os.path.exists(VENV_PY) else sys.executable
 
 QUICK = "--quick" in sys.argv[1:]
+
+# the one test scaffold (tests/scaffold.py) starts the service here too
+sys.path.insert(0, os.path.join(REPO, "tests"))
+import scaffold  # noqa: E402
 
 _cleanups = []
 
@@ -149,42 +152,21 @@ def event(job_id, status, seq=1, when=None, **extra):
 # ---------------------------------------------------------------------------
 # the service
 
-class Service(object):
-    """A real `slm_api.py --port 0` in a subprocess, killed on stop()."""
+class Service(scaffold.ServiceProcess):
+    """A real slm_api.py (the test scaffold's), started at once, killed at exit."""
 
     def __init__(self, db, workdir):
-        self.db = db
-        self.log = open(os.path.join(workdir, "slm-api-%d.log" % random.getrandbits(24)), "w+")
-        self.proc = subprocess.Popen([SERVICE_PY, SLM_API, "--host", "127.0.0.1", "--port", "0",
-                                      "--db", db], stderr=subprocess.PIPE, stdout=self.log,
-                                     cwd=workdir, universal_newlines=True)
-        on_exit(self.stop)
-        line = self.proc.stderr.readline()
-        if "serving on http://" not in line:
-            self.stop()
-            raise RuntimeError("slm_api.py did not start: %r" % line)
-        self.url = line.split("serving on ", 1)[1].split()[0]
-        self.host, port = self.url[len("http://"):].rsplit(":", 1)
-        self.port = int(port)
-        # keep draining stderr so the service never blocks on a full pipe
-        import threading
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self):
-        try:
-            for line in self.proc.stderr:
-                self.log.write(line)
-        except Exception:
-            pass
+        scaffold.ServiceProcess.__init__(self, db, workdir, python=SERVICE_PY,
+                                         env={"SLM_OUTBOX_POLL": "1"})
+        self.host = "127.0.0.1"
+        on_exit(self.kill)
+        self.start()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        try:
+            scaffold.ServiceProcess.stop(self)
+        except AssertionError:
+            self.kill()
 
 
 # ---------------------------------------------------------------------------
@@ -243,12 +225,7 @@ def count_rows(db, table):
         conn.close()
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+free_port = scaffold.free_port
 
 
 def post_json(conn, path, body):

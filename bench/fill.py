@@ -3,8 +3,8 @@
 
     bench/fill.py --db PATH|mysql://root:@127.0.0.1:3306/DBNAME --jobs 100000 --events 10
 
-Tables are created by the service's own store (slm_api.SQLiteStore /
-MySQLStore .ensure_tables()).  Rows are then written with executemany in
+Tables are created by the service's own Database (slm_api.open_database,
+as the service does on its first transaction).  Rows are then written with executemany in
 chunks of 1,000 jobs, bypassing HTTP and the per-event transaction, but each
 job's slurm_jobs row is computed by slm_api.merge_event() from exactly the
 events written to slurm_events (raw = the validated event's JSON, as
@@ -61,13 +61,13 @@ def job_events(rng, n, per_job):
     return job, out
 
 
-def open_store(db):
-    return slm_api.open_store(slm_api.db_config({}, db))
+def open_database(db):
+    return slm_api.open_database(slm_api.db_config({}, db))
 
 
 def fill(db, jobs, per_job, seed=1, chunk=1000, quiet=False):
-    store = open_store(db)
-    store.ensure_tables()
+    store = open_database(db)
+    store.ping()                  # creates the tables, as the service does
     mysql = store.backend == "mysql"
     ins_ev = ("INSERT INTO slurm_events (event_id, job_id, status, time, seq, received_at, raw)"
               " VALUES (?, ?, ?, ?, ?, ?, ?)")
@@ -90,7 +90,8 @@ def fill(db, jobs, per_job, seed=1, chunk=1000, quiet=False):
                 row["job_id"], row["event_count"] = job, 0
                 received = None
                 for ev in events:
-                    normal, raw = slm_api.validate_event(ev)
+                    checked = slm_api.validate_event(ev)
+                    normal, raw = checked.event, checked.raw
                     received = normal["time"]
                     ev_rows.append((normal["event_id"], job, normal["status"], normal["time"],
                                     normal["seq"], received, raw))

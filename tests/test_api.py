@@ -18,62 +18,26 @@ import sys
 import threading
 import time
 import urllib.parse
-import uuid
 from wsgiref.util import setup_testing_defaults
 
 import pytest
 
-from conftest import ROOT
-
+import scaffold
 import slm_api
 
-SLM_API = os.path.join(ROOT, "slm_api.py")
+SLM_API = scaffold.SLM_API
+
 NASTY = "x'); DROP TABLE slurm_jobs; -- \" \\ % _ ` <b>&amp; 🚀 数据 é \u0000 \t end"
 
 
 def event(job_id="100", status="RUNNING", when="2026-11-30T03:40:41.123Z", seq=1, **extra):
-    e = {"schema": "slm.event/1", "event_id": uuid.uuid4().hex, "job_id": job_id,
-         "status": status, "time": when, "seq": seq}
-    e.update(extra)
-    return e
-
-
-class Response(object):
-    def __init__(self, status, headers, body):
-        self.status, self.headers, self.body = status, headers, body
-
-    @property
-    def json(self):
-        return json.loads(self.body.decode("utf-8"))
+    return scaffold.event(job_id, status, when, seq, **extra)
 
 
 def call(app, method, path, body=None, headers=None, token=None):
-    """One request through the WSGI app, the environ built as a server would."""
-    path, _, query = path.partition("?")
-    environ = {}
-    setup_testing_defaults(environ)
-    environ["REQUEST_METHOD"] = method
-    # PEP 3333: PATH_INFO carries the URL-decoded bytes as latin-1
-    environ["PATH_INFO"] = urllib.parse.unquote(path).encode("utf-8").decode("latin-1")
-    environ["QUERY_STRING"] = query
-    if body is not None:
-        if not isinstance(body, bytes):
-            body = json.dumps(body).encode("utf-8")
-        environ["CONTENT_LENGTH"] = str(len(body))
-        environ["CONTENT_TYPE"] = "application/json"
-        environ["wsgi.input"] = io.BytesIO(body)
-    if token:
-        environ["HTTP_AUTHORIZATION"] = "Bearer " + token
-    for key, value in (headers or {}).items():
-        environ["HTTP_" + key.upper().replace("-", "_")] = value
-    got = {}
-
-    def start_response(status, response_headers, exc_info=None):
-        got["status"] = status
-        got["headers"] = dict((k.lower(), v) for k, v in response_headers)
-    out = b"".join(app(environ, start_response))
-    assert got["headers"]["content-length"] == str(len(out))
-    return Response(int(got["status"][:3]), got["headers"], out)
+    r = scaffold.call(app, method, path, body, headers, token)
+    assert r.headers["content-length"] == str(len(r.body))
+    return r
 
 
 def assert_json_error(r, status):
@@ -83,11 +47,9 @@ def assert_json_error(r, status):
     return r.json["error"]
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = slm_api.SQLiteStore(str(tmp_path / "api.db"))
-    yield s
-    s.close()
+def make_service(db, logs, **env):
+    """The service as slm_api.py builds it, with diagnostics into logs."""
+    return slm_api.build_service(env, db=db, log=logs.append)
 
 
 @pytest.fixture
@@ -96,8 +58,15 @@ def logs():
 
 
 @pytest.fixture
-def app(store, logs):
-    return slm_api.make_app(store, log=logs.append)
+def service(tmp_path, logs):
+    s = make_service(str(tmp_path / "api.db"), logs)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def app(service):
+    return service.app
 
 
 def post(app, body, **kw):
@@ -126,7 +95,7 @@ def test_post_one_event_then_read_it_back(app):
     assert call(app, "GET", "/api/v1/jobs/100/events").json == {"events": [e]}
 
 
-def test_post_batch_and_idempotency(app, store):
+def test_post_batch_and_idempotency(app):
     a, b = event(), event(status="COMPLETED", when="2026-11-30T03:41:00Z", exit_code=0)
     assert post(app, {"events": [a, b]}).json == {"accepted": 2, "duplicates": 0}
     assert post(app, a).json == {"accepted": 0, "duplicates": 1}
@@ -315,8 +284,8 @@ def test_404_and_405_are_json(app):
     assert_json_error(call(app, "PUT", "/api/v1/jobs/1"), 405)
 
 
-def test_token_required(store, logs):
-    app = slm_api.make_app(store, token="s3cret-token", log=logs.append)
+def test_token_required(tmp_path, logs):
+    app = make_service(str(tmp_path / "t.db"), logs, SLM_API_TOKEN="s3cret-token").app
     e = event()
     assert "token" in assert_json_error(post(app, e), 401)
     r = post(app, e, token="wrong-token")
@@ -333,18 +302,18 @@ def test_token_required(store, logs):
     assert not any("s3cret" in line or "wrong-token" in line for line in logs)
 
 
-def test_healthz(app, store):
+def test_healthz(app, service):
     r = call(app, "GET", "/healthz")
     assert (r.status, r.json) == (200, {"ok": True, "backend": "sqlite",
                                         "database": "reachable"})
-    store.close()
+    service.db.close()
     r = call(app, "GET", "/healthz")
     assert (r.status, r.json) == (503, {"ok": False, "backend": "sqlite",
                                         "database": "unreachable"})
 
 
-def test_database_down_is_503(app, store, logs):
-    store.close()
+def test_database_down_is_503(app, service, logs):
+    service.db.close()
     assert "database" in assert_json_error(post(app, event()), 503)
     assert_json_error(call(app, "GET", "/api/v1/jobs"), 503)
     assert_json_error(call(app, "GET", "/api/v1/jobs/1"), 503)
@@ -360,36 +329,51 @@ def test_mysql_refusing_connections_is_503(logs):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    store = slm_api.MySQLStore("127.0.0.1", port, "root", "pw-SECRET-1", "slm", connect_timeout=2)
-    app = slm_api.make_app(store, log=logs.append)
+    app = make_service("mysql://root:pw-SECRET-1@127.0.0.1:%d/slm" % port, logs).app
     assert_json_error(post(app, event()), 503)
     r = call(app, "GET", "/healthz")
     assert r.status == 503 and r.json["backend"] == "mysql"
     assert logs and not any("pw-SECRET-1" in line for line in logs)
 
 
+class FakeDatabase(object):
+    """A database whose transactions fail as the test says."""
+
+    backend = "fake"
+
+    def __init__(self, error, secrets=()):
+        self.error = error
+        self._secrets = secrets
+
+    def run(self, work, write=False):
+        raise self.error
+
+    def ping(self):
+        raise self.error
+
+    def secrets(self):
+        return self._secrets
+
+    def describe(self):
+        return "fake"
+
+    def close(self):
+        pass
+
+
 def test_secrets_redacted_from_logs(logs):
-    class Leaky(slm_api.Store):
-        backend = "fake"
-
-        def secrets(self):
-            return ("db-pass-XYZ",)
-
-        def ingest(self, events, stored=None, relay=None, refused=None):
-            raise slm_api.StoreUnavailable("cannot log in with db-pass-XYZ or tok-ABC")
-    app = slm_api.make_app(Leaky(), token="tok-ABC", log=logs.append)
+    db = FakeDatabase(slm_api.StoreUnavailable("cannot log in with db-pass-XYZ or tok-ABC"),
+                      secrets=("db-pass-XYZ",))
+    app = slm_api.Service(db, slm_api.NotifyPolicy(), slm_api.Keyring("tok-ABC"),
+                          log=logs.append).app
     assert_json_error(post(app, event(), token="tok-ABC"), 503)
     assert logs and "***" in logs[0]
     assert not any("db-pass-XYZ" in line or "tok-ABC" in line for line in logs)
 
 
 def test_unexpected_exception_is_json_500(logs):
-    class Broken(slm_api.Store):
-        backend = "fake"
-
-        def get_job(self, job_id):
-            raise RuntimeError("boom")
-    app = slm_api.make_app(Broken(), log=logs.append)
+    app = slm_api.Service(FakeDatabase(RuntimeError("boom")), slm_api.NotifyPolicy(),
+                          slm_api.Keyring(), log=logs.append).app
     assert assert_json_error(call(app, "GET", "/api/v1/jobs/1"), 500) == "internal error"
     assert any("boom" in line for line in logs)
 
@@ -419,10 +403,9 @@ def test_metrics(app):
         assert line.startswith("#") or len(line.rsplit(" ", 1)) == 2
 
 
-def test_apps_are_independent(tmp_path):
-    a = slm_api.make_app(slm_api.SQLiteStore(str(tmp_path / "a.db")), log=lambda m: None)
-    b = slm_api.make_app(slm_api.SQLiteStore(str(tmp_path / "b.db")), token="t",
-                         log=lambda m: None)
+def test_services_are_independent(tmp_path):
+    a = make_service(str(tmp_path / "a.db"), []).app
+    b = make_service(str(tmp_path / "b.db"), [], SLM_API_TOKEN="t").app
     assert post(a, event()).status == 200
     assert post(b, event()).status == 401
     assert call(b, "GET", "/api/v1/jobs", token="t").json["total"] == 0
@@ -432,11 +415,15 @@ def test_apps_are_independent(tmp_path):
 def test_module_level_application_built_once_from_env(tmp_path, monkeypatch):
     monkeypatch.setenv("SLM_DB_URL", "sqlite:///" + str(tmp_path / "env.db"))
     monkeypatch.delenv("SLM_API_TOKEN", raising=False)
-    monkeypatch.setattr(slm_api, "_application", None)
-    assert post(slm_api.application, event()).status == 200
-    first = slm_api._application
-    assert call(slm_api.application, "GET", "/api/v1/jobs/100").status == 200
-    assert slm_api._application is first and first.store.path.endswith("env.db")
+    entry = slm_api.Application()
+    try:
+        assert post(entry, event()).status == 200
+        first = entry.service
+        assert call(entry, "GET", "/api/v1/jobs/100").status == 200
+        assert entry.service is first and first.db.describe().endswith("env.db")
+        assert first.sender.is_alive()     # the outbox is sent, as under main()
+    finally:
+        entry.service.stop()
 
 
 # ---------------------------------------------------------------------------
@@ -620,3 +607,96 @@ def test_bad_db_url_exits_2(tmp_path):
                        cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=30)
     assert p.returncode == 2 and p.stderr.decode().startswith("slm-api: ")
+
+
+# ---------------------------------------------------------------------------
+# One way to build the service: main() and a WSGI server behave the same
+# ---------------------------------------------------------------------------
+
+
+def relayed_failure(job_id, hook_url):
+    e = event(job_id=job_id, status="FAILED", exit_code=1, user="alice")
+    e["relay"] = {"to": [{"url": hook_url, "format": "json"}], "send": True}
+    return e
+
+
+def test_module_level_application_sends_relayed_notifications(tmp_path, monkeypatch):
+    """The WSGI entry point starts the outbox sender, as `python slm_api.py` does."""
+    hook = scaffold.HttpSink()
+    monkeypatch.setenv("SLM_DB_URL", "sqlite:///" + str(tmp_path / "wsgi.db"))
+    monkeypatch.setenv("SLM_RELAY_ALLOW", "127.0.0.1")
+    monkeypatch.setenv("SLM_OUTBOX_POLL", "0.1")
+    monkeypatch.delenv("SLM_API_TOKEN", raising=False)
+    entry = slm_api.Application()
+    try:
+        assert post(entry, relayed_failure("wsgi-1", hook.hook_url)).json == \
+            {"accepted": 1, "duplicates": 0}
+        hook.wait(lambda: len(hook.delivered) == 1)
+        assert hook.delivered[0]["job_id"] == "wsgi-1" and "relay" not in hook.delivered[0]
+    finally:
+        entry.service.stop()
+        hook.close()
+
+
+def start_gunicorn(tmp_path, port, env):
+    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+    if not os.path.exists(gunicorn):
+        pytest.fail("gunicorn is not installed (tests/requirements.txt has it)")
+    log = open(str(tmp_path / "gunicorn.log"), "wb")
+    proc = subprocess.Popen([gunicorn, "--chdir", scaffold.ROOT, "-b", "127.0.0.1:%d" % port,
+                             "-w", "2", "--threads", "4", "slm_api:application"],
+                            env=env, stdout=log, stderr=log, cwd=str(tmp_path))
+
+    def up_or_gone():
+        if proc.poll() is not None:
+            return True
+        try:
+            return scaffold.http_call("GET", "http://127.0.0.1:%d/healthz" % port)[0] == 200
+        except OSError:
+            return False
+    scaffold.await_true(up_or_gone, 30, "gunicorn to answer")
+    assert proc.poll() is None, open(str(tmp_path / "gunicorn.log")).read()
+    return proc
+
+
+@pytest.mark.parametrize("server", ["slm_api.py", "gunicorn"])
+def test_main_and_gunicorn_behave_the_same(server, tmp_path):
+    """Stored events, errors, the token, and relayed notifications sent once."""
+    hook = scaffold.HttpSink()
+    db = str(tmp_path / "same.db")
+    settings = {"SLM_API_TOKEN": "tok-same", "SLM_RELAY_ALLOW": "127.0.0.1",
+                "SLM_OUTBOX_POLL": "0.1"}
+    proc = svc = None
+    try:
+        if server == "gunicorn":
+            port = scaffold.free_port()
+            env = clean_env(SLM_DB_URL="sqlite:///" + db, **settings)
+            proc = start_gunicorn(tmp_path, port, env)
+            url = "http://127.0.0.1:%d" % port
+        else:
+            svc = scaffold.ServiceProcess(db, tmp_path, env=settings).start()
+            url = svc.url
+        status, answer = scaffold.http_call("POST", url + "/api/v1/events",
+                                            relayed_failure("same-1", hook.hook_url),
+                                            token="tok-same")
+        assert (status, answer) == (200, {"accepted": 1, "duplicates": 0})
+        assert scaffold.http_call("POST", url + "/api/v1/events", event(),
+                                  token="wrong")[0] == 401
+        status, answer = scaffold.http_call("POST", url + "/api/v1/events", b"{",
+                                            token="tok-same")
+        assert status == 400 and "JSON" in answer["error"]
+        status, job = scaffold.http_call("GET", url + "/api/v1/jobs/same-1", token="tok-same")
+        assert status == 200 and job["status"] == "FAILED"
+        hook.wait(lambda: len(hook.delivered) == 1)
+        assert hook.quiet() == 0          # two gunicorn workers, still sent once
+        assert hook.delivered[0]["event_id"]
+        status, rows = scaffold.http_call("GET", url + "/api/v1/jobs/same-1/notifications",
+                                          token="tok-same")
+        assert [r["state"] for r in rows["notifications"]] == ["sent"]
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(20)
+        if svc is not None:
+            svc.stop()
+        hook.close()

@@ -8,19 +8,14 @@ does), but no event may be lost or doubled.
 """
 import http.client
 import json
-import os
 import random
-import re
-import subprocess
-import sys
 import threading
 import time
 import uuid
 
 import pytest
 
-from conftest import ROOT
-from test_storage import mariadb_admin, mariadb_params
+from scaffold import ScratchDatabase, ServiceProcess, database, drop_database
 
 CLIENTS = 32
 JOBS = 200
@@ -38,29 +33,6 @@ def job_events(n):
                        "status": status, "seq": seq, "user": "u%d" % (n % 7),
                        "time": "2026-11-30T10:%02d:%02d.%03dZ" % (n % 60, seq, n % 1000)})
     return job_id, final, events
-
-
-class Server(object):
-    def __init__(self, db, tmp_path):
-        self.log = open(str(tmp_path / "service.log"), "w+")
-        env = dict(os.environ)
-        env.pop("SLM_API_TOKEN", None)
-        self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "slm_api.py"),
-                                      "--port", "0", "--db", db],
-                                     stderr=subprocess.PIPE, stdout=self.log, env=env)
-        line = self.proc.stderr.readline().decode()
-        m = re.search(r"serving on http://[^:]+:(\d+)", line)
-        assert m, "the service did not start: %r" % line
-        self.port = int(m.group(1))
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self):
-        for line in self.proc.stderr:
-            self.log.write(line.decode(errors="replace"))
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(15)
 
 
 def post_all(port, batches):
@@ -137,39 +109,22 @@ def verify(port, jobs, events):
     assert stored == len(events)
 
 
-def mariadb_database():
-    admin = mariadb_admin()
-    name = "slm_test_%s" % uuid.uuid4().hex[:12]
-    with admin.cursor() as cur:
-        cur.execute("CREATE DATABASE `%s` CHARACTER SET utf8mb4" % name)
-    p = mariadb_params()
-    url = "mysql://%s:%s@%s:%d/%s" % (p["user"], p["password"], p["host"], p["port"], name)
-    try:
-        yield url, (admin, name)
-    finally:
-        with admin.cursor() as cur:
-            cur.execute("DROP DATABASE IF EXISTS `%s`" % name)
-        admin.close()
-
-
 @pytest.fixture(params=["sqlite", "mariadb"])
-def database(request, tmp_path):
-    if request.param == "sqlite":
-        yield str(tmp_path / "load.db"), None
-    else:
-        for found in mariadb_database():
-            yield found
+def db(request, tmp_path):
+    found = database(request.param, tmp_path)
+    yield found
+    drop_database(found)
 
 
 @pytest.fixture
 def mariadb():
-    for found in mariadb_database():
-        yield found
+    found = ScratchDatabase()
+    yield found
+    found.drop()
 
 
-def test_32_clients_200_jobs_every_event_once(database, tmp_path):
-    db, _ = database
-    server = Server(db, tmp_path)
+def test_32_clients_200_jobs_every_event_once(db, tmp_path):
+    server = ServiceProcess(db, tmp_path).start()
     try:
         jobs, events, bodies = workload(1)
         failed = post_all(server.port, bodies)
@@ -180,8 +135,8 @@ def test_32_clients_200_jobs_every_event_once(database, tmp_path):
 
 
 def test_database_connections_killed_mid_stream_lose_nothing(mariadb, tmp_path):
-    db, (admin, name) = mariadb
-    server = Server(db, tmp_path)
+    admin, name = mariadb.admin, mariadb.name
+    server = ServiceProcess(mariadb, tmp_path).start()
     stop = threading.Event()
     kills = []
 

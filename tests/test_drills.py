@@ -24,83 +24,21 @@ import os
 import random
 import shutil
 import signal
-import socket
-import sqlite3
-import struct
 import subprocess
-import sys
 import threading
 import time
 import uuid
 
 import pytest
 
-from conftest import free_port, MAIN_PYTHON, ROOT, need, required, run_slm, spool_files
-from test_storage import mariadb_admin, mariadb_params
+from conftest import MAIN_PYTHON, need, required, run_slm, spool_files
+from scaffold import (HttpSink, ScratchDatabase, ServiceProcess, database, drop_database,
+                      mariadb_admin, rows_per_event)
 
-SLM_API = os.path.join(ROOT, "slm_api.py")
 CLIENTS = 32
 JOBS_PER_CLIENT = 4
 LIFE = ("SUBMITTED", "RUNNING", "PAUSED", "RESUMED", "SIGNALED")   # then a final status
 FINALS = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
-
-
-class Service(object):
-    """slm_api.py on a fixed port: start, kill -9, start again on the same db."""
-
-    def __init__(self, db, log_path):
-        self.db = db
-        self.port = free_port()
-        self.log_path = log_path
-        self.proc = None
-
-    def start(self, timeout=20):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLM_")}
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, SLM_API, "--port", str(self.port),
-                                          "--db", self.db], env=env, stdout=log, stderr=log)
-        deadline = time.time() + timeout
-        while True:
-            assert self.proc.poll() is None, "slm_api.py exited: %s" % self.output()
-            try:
-                status, body = self.request("GET", "/healthz", timeout=2)
-                if status == 200 and body["ok"]:
-                    return self
-            except (OSError, http.client.HTTPException, ValueError):
-                pass
-            assert time.time() < deadline, "slm_api.py never became healthy: %s" % self.output()
-            time.sleep(0.05)
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def output(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")[-3000:]
-        except OSError:
-            return ""
-
-    def request(self, method, path, body=None, timeout=30):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            headers = {"Content-Type": "application/json"} if body is not None else {}
-            conn.request(method, path, None if body is None else json.dumps(body), headers)
-            r = conn.getresponse()
-            return r.status, json.loads(r.read().decode("utf-8"))
-        finally:
-            conn.close()
 
 
 def workload(seed):
@@ -216,50 +154,14 @@ def verify(service, rows_per_event, per_client, expected):
     assert body["total"] == len(expected)
 
 
-def mariadb_rows_per_event(name, params):
-    """event_id -> how many rows the throw-away database holds for it."""
-    import pymysql
-    conn = pymysql.connect(database=name, autocommit=True, **params)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT event_id, COUNT(*) FROM slurm_events GROUP BY event_id")
-            return dict((k, int(n)) for k, n in cur.fetchall())
-    finally:
-        conn.close()
-
-
 @pytest.fixture(params=["sqlite", "mariadb"])
 def backend(request, tmp_path):
-    """(db for --db, rows_per_event() reading the database directly)."""
-    if request.param == "sqlite":
-        path = str(tmp_path / "drill.db")
-
-        def rows_per_event():
-            conn = sqlite3.connect(path)
-            try:
-                return dict(conn.execute("SELECT event_id, COUNT(*) FROM slurm_events"
-                                         " GROUP BY event_id").fetchall())
-            finally:
-                conn.close()
-        yield path, rows_per_event
-        return
-    admin = mariadb_admin()
-    name = "slm_drill_%s" % uuid.uuid4().hex[:12]
-    with admin.cursor() as cur:
-        cur.execute("CREATE DATABASE `%s` CHARACTER SET utf8mb4" % name)
-    p = mariadb_params()
-
-    def rows_per_event():
-        return mariadb_rows_per_event(name, p)
+    """(db for the service, rows_per_event() reading the database directly)."""
+    db = database(request.param, tmp_path)
     try:
-        yield "mysql://%s:%s@%s:%d/%s" % (p["user"], p["password"], p["host"], p["port"],
-                                          name), rows_per_event
+        yield db, lambda: rows_per_event(db)
     finally:
-        try:
-            with admin.cursor() as cur:
-                cur.execute("DROP DATABASE IF EXISTS `%s`" % name)
-        finally:
-            admin.close()
+        drop_database(db)
 
 
 # ---------------------------------------------------------------------------
@@ -272,11 +174,11 @@ def test_service_killed_mid_burst_then_restart_and_flush_stores_each_event_once(
     db, rows_per_event = backend
     per_client, expected = workload(5)
     total = sum(len(m) for m in per_client)
-    service = Service(db, str(tmp_path / "service.log")).start()
+    service = ServiceProcess(db, tmp_path).start()
     try:
         burst = Burst(service.port, per_client, give_up_on_error=True).start()
         burst.wait_acked(total * 2 // 5)
-        service.kill9()
+        service.kill()
         acked_at_kill = len(burst.acked)
         burst.join()
         acked = list(burst.acked)
@@ -295,7 +197,7 @@ def test_service_killed_mid_burst_then_restart_and_flush_stores_each_event_once(
         again = [by_id[i] for i in rng.sample(acked, min(100, len(acked)))]
         print("drill kill -9 (%s): %d events, %d acknowledged (%d at the kill), %d spooled, "
               "%d of them stored already (in flight at the kill)"
-              % ("mysql" if "://" in db else "sqlite", total, len(acked), acked_at_kill,
+              % ("mysql" if isinstance(db, ScratchDatabase) else "sqlite", total, len(acked), acked_at_kill,
                  len(burst.spool),
                  len(set(e["event_id"] for e in burst.spool) & set(stored))))
         flush(service, burst.spool + again)
@@ -357,15 +259,10 @@ def test_mariadb_restarted_mid_burst_loses_nothing(tmp_path):
     need(shutil.which("start-stop-daemon") and os.path.exists(MARIADBD)
          and shutil.which("mariadb-admin"), "MARIADB",
          "start-stop-daemon, mariadb-admin and %s are needed to restart the server" % MARIADBD)
-    admin = mariadb_admin()
+    mariadb_admin().close()
     need(mariadb_pids(), "MARIADB", "no local mariadbd process to restart")
-    name = "slm_drill_%s" % uuid.uuid4().hex[:12]
-    with admin.cursor() as cur:
-        cur.execute("CREATE DATABASE `%s` CHARACTER SET utf8mb4" % name)
-    admin.close()
-    p = mariadb_params()
-    url = "mysql://%s:%s@%s:%d/%s" % (p["user"], p["password"], p["host"], p["port"], name)
-    service = Service(url, str(tmp_path / "service.log"))
+    scratch = ScratchDatabase("slm_drill")
+    service = ServiceProcess(scratch, tmp_path)
     per_client, expected = workload(11)
     total = sum(len(m) for m in per_client)
     outage = {}
@@ -394,24 +291,19 @@ def test_mariadb_restarted_mid_burst_loses_nothing(tmp_path):
         assert burst.errors == []
         assert len(burst.acked) == total
 
-        def rows_per_event():
-            return mariadb_rows_per_event(name, p)
         print("drill MariaDB restart: %d events, answers %s, outage %.1f s"
               % (total, burst.answers, outage["end"] - outage["start"]))
         # a sample sent again, as a client whose answer was lost would
         rng = random.Random(3)
         by_id = dict((e["event_id"], e) for mine in per_client for e in mine)
         flush(service, [by_id[i] for i in rng.sample(burst.acked, 100)])
-        verify(service, rows_per_event, per_client, expected)
+        verify(service, lambda: rows_per_event(scratch), per_client, expected)
     finally:
         service.stop()
         if not mariadb_running():
             start_mariadb()
         try:
-            admin = mariadb_admin()
-            with admin.cursor() as cur:
-                cur.execute("DROP DATABASE IF EXISTS `%s`" % name)
-            admin.close()
+            scratch.drop()
         except BaseException:
             pass
 
@@ -421,91 +313,12 @@ def test_mariadb_restarted_mid_burst_loses_nothing(tmp_path):
 # ---------------------------------------------------------------------------
 
 
-class SwitchableWebhook(object):
-    """A webhook whose behaviour can be switched: 500, mute, reset, ok.
-
-    mute: reads the request and never answers; reset: reads it and closes
-    with SO_LINGER 0 (an RST); ok: 200 and the event is recorded as delivered.
-    """
-
-    def __init__(self, mode):
-        self.mode = mode
-        self.delivered = []      # events answered with 200
-        self.seen = []           # (mode, event_id) of every request read
-        self.held = []
-        self.lock = threading.Lock()
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = "http://127.0.0.1:%d/hook" % self.sock.getsockname()[1]
-        self.stopping = False
-        threading.Thread(target=self.loop, daemon=True).start()
-
-    def loop(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
-
-    def handle(self, conn):
-        reader = conn.makefile("rb")
-        try:
-            while True:
-                line = reader.readline(65537)
-                if not line:
-                    return
-                length = 0
-                while True:
-                    header = reader.readline(65537)
-                    if header in (b"\r\n", b"\n", b""):
-                        break
-                    key, _, value = header.decode("latin-1").partition(":")
-                    if key.strip().lower() == "content-length":
-                        length = int(value.strip())
-                body = reader.read(length) if length else b""
-                try:
-                    event = json.loads(body.decode("utf-8"))
-                except ValueError:
-                    event = {}
-                mode = self.mode
-                with self.lock:
-                    self.seen.append((mode, event.get("event_id")))
-                if mode == "mute":
-                    self.held.append((conn, reader))
-                    return
-                if mode == "reset":
-                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    return           # closed in finally: RST instead of FIN
-                if mode == "ok":
-                    with self.lock:
-                        self.delivered.append(event)
-                    status, text = 200, b'{"ok":true}'
-                else:
-                    status, text = 500, b'{"error":"boom"}'
-                conn.sendall(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (status, len(text), text))
-        except OSError:
-            return
-        finally:
-            if not any(c is conn for c, _ in self.held):
-                reader.close()
-                conn.close()
-
-    def close(self):
-        self.stopping = True
-        self.sock.close()
-        for conn, reader in self.held:
-            reader.close()
-            conn.close()
-
-
 @pytest.mark.parametrize("failure", ["500", "mute", "reset"])
 def test_failing_webhook_costs_the_job_nothing_and_keeps_its_events(env, failure):
-    hook = SwitchableWebhook(failure)
+    # 500; mute: reads the request and never answers; reset: closes it with an RST
+    hook = HttpSink({"500": 500, "mute": "hang", "reset": "reset"}[failure])
     try:
-        env["SLM_WEBHOOK"] = hook.url
+        env["SLM_WEBHOOK"] = hook.hook_url
         env["SLM_TIMEOUT"] = "1"
         started = time.time()
         r = run_slm(MAIN_PYTHON, ["run", "--name", "drill-" + failure, "--", "sh", "-c",
@@ -515,7 +328,7 @@ def test_failing_webhook_costs_the_job_nothing_and_keeps_its_events(env, failure
         assert b"Traceback" not in r.stderr, r.stderr
         # SLM_TIMEOUT, plus the interpreter's start and slm's own work
         assert took < 1.0 + 2.5, took
-        assert hook.seen, "slm never tried the webhook"
+        assert hook.received, "slm never tried the webhook"
         assert hook.delivered == []
         kept = spool_files(env)
         assert len(kept) == 2, (kept, r.stderr)          # RUNNING and FAILED

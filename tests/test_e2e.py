@@ -5,158 +5,27 @@ so that a test can stop it and start it again on the same port and database
 (what a login-node restart looks like to jobs).  Every wait is a poll of the
 API or an awaited line, with a deadline.
 """
-import json
 import os
-import re
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from urllib.parse import quote, urlencode
 
 import pytest
 
-from conftest import free_port, HELPERS, MAIN_PYTHON, ROOT, Job, run_slm, spool_files
+from conftest import HELPERS, MAIN_PYTHON, Job, run_slm, spool_files
+from scaffold import ServiceProcess, free_port, http_call
 
-SLM_API = os.path.join(ROOT, "slm_api.py")
 FAKE_SBATCH = os.path.join(HELPERS, "sbatch")
 
 
-def http(method, url, body=None, token=None, timeout=10):
-    """(status, parsed JSON or text) for one request; no proxies, no redirects."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    data = None if body is None else json.dumps(body).encode("utf-8")
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", "Bearer %s" % token)
-    try:
-        with opener.open(req, timeout=timeout) as r:
-            status, raw, ctype = r.status, r.read(), r.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as e:
-        status, raw, ctype = e.code, e.read(), e.headers.get("Content-Type", "")
-    text = raw.decode("utf-8")
-    return status, (json.loads(text) if "json" in ctype else text)
+http = http_call
 
 
-class Service(object):
-    """slm_api.py as a subprocess: start(), stop(), start() again, same port and db."""
+class Service(ServiceProcess):
+    """slm_api.py with SQLite in tmp_path (tests/scaffold.py)."""
 
     def __init__(self, tmp_path, token=None):
-        self.db = str(tmp_path / "slm.db")
-        self.port = free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.token = token
-        self.log_path = str(tmp_path / "slm_api.log")
-        self.proc = None
-        self.starts = 0
-
-    def start(self, timeout=20):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLM_")}
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        if self.token:
-            env["SLM_API_TOKEN"] = self.token
-        log = open(self.log_path, "ab")
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, SLM_API, "--port", str(self.port), "--db", self.db],
-                env=env, stdout=log, stderr=log, cwd=os.path.dirname(self.db))
-        finally:
-            log.close()
-        self.starts += 1
-        deadline = time.time() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError("slm_api.py exited (%s): %s"
-                                     % (self.proc.returncode, self.output()))
-            try:
-                status, body = http("GET", self.url + "/healthz", timeout=2)
-                if status == 200 and body.get("ok") is True:
-                    break
-            except (OSError, ValueError):
-                pass
-            if time.time() > deadline:
-                raise AssertionError("slm_api.py never answered /healthz: %s" % self.output())
-            time.sleep(0.05)
-        # the start-up line names the port it serves on
-        banners = re.findall(r"slm-api: serving on http://127\.0\.0\.1:(\d+) \(", self.output())
-        assert len(banners) == self.starts and int(banners[-1]) == self.port, self.output()
-        return self
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=20)
-        assert code == 0, self.output()
-        # nothing answers on the port any more
-        with pytest.raises(OSError):
-            socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def output(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    # -- the API ------------------------------------------------------------
-
-    def get(self, path, params=None, token=None):
-        url = self.url + quote(path, safe="/")
-        if params:
-            url += "?" + urlencode(params)
-        return http("GET", url, token=token or self.token)
-
-    def post(self, body, token=None):
-        return http("POST", self.url + "/api/v1/events", body, token=token or self.token)
-
-    def job(self, job_id):
-        status, body = self.get("/api/v1/jobs/" + job_id)
-        return body if status == 200 else None
-
-    def events(self, job_id):
-        status, body = self.get("/api/v1/jobs/%s/events" % job_id)
-        assert status == 200, body
-        return body["events"]
-
-    def jobs(self, **params):
-        status, body = self.get("/api/v1/jobs", dict(params, limit=1000))
-        assert status == 200, body
-        return body["jobs"]
-
-    def metric(self, name):
-        status, text = http("GET", self.url + "/metrics")
-        assert status == 200
-        m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
-        assert m, text
-        return int(m.group(1))
-
-    def wait_job(self, predicate, job_id=None, name=None, timeout=20):
-        """Poll until the job (by id, or the one job of that name) satisfies predicate."""
-        deadline = time.time() + timeout
-        last = None
-        while True:
-            if job_id is not None:
-                last = self.job(job_id)
-            else:
-                found = self.jobs(name=name)
-                assert len(found) <= 1, found
-                last = found[0] if found else None
-            if last is not None and predicate(last):
-                return last
-            if time.time() > deadline:
-                raise AssertionError("job %s never got there; last seen %r"
-                                     % (job_id or name, last))
-            time.sleep(0.05)
+        ServiceProcess.__init__(self, str(tmp_path / "slm.db"), tmp_path, token=token)
 
 
 @pytest.fixture

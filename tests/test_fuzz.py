@@ -24,7 +24,6 @@ import string
 import sys
 import tempfile
 import urllib.parse
-from wsgiref.util import setup_testing_defaults
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -32,8 +31,8 @@ from hypothesis import strategies as st
 
 from conftest import MAIN_PYTHON, ROOT, run_slm, spool_files
 
+import scaffold
 import slm_api
-import test_api
 
 MIN_REQUESTS = 10000
 
@@ -70,10 +69,8 @@ def fuzz_dir():
 
 
 @pytest.fixture(scope="module")
-def store(fuzz_dir):
-    s = slm_api.SQLiteStore(os.path.join(fuzz_dir, "fuzz.db"))
-    yield s
-    s.close()
+def db_path(fuzz_dir):
+    return os.path.join(fuzz_dir, "fuzz.db")
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +79,16 @@ def logs():
 
 
 @pytest.fixture(scope="module")
-def app(store, logs):
-    return slm_api.make_app(store, log=logs.append)
+def app(db_path, logs):
+    service = slm_api.build_service({}, db=db_path, log=logs.append)
+    yield service.app
+    service.stop()
 
 
 @pytest.fixture(scope="module")
-def raw_db(store):
+def raw_db(db_path):
     def query(sql, args=()):
-        conn = sqlite3.connect(store.path)
+        conn = sqlite3.connect(db_path)
         try:
             return conn.execute(sql, args).fetchall()
         finally:
@@ -97,35 +96,13 @@ def raw_db(store):
     return query
 
 
-Answer = test_api.Response
-
-
 def call(app, method, raw_path, query="", body=None, headers=None):
-    """One request, the environ built as a server builds it from the request line.
-
-    raw_path is the path as sent (percent-encoded or not): PATH_INFO gets its
-    decoded bytes as latin-1 (PEP 3333), whatever they are.
-    """
-    environ = {}
-    setup_testing_defaults(environ)
-    environ["REQUEST_METHOD"] = method
-    environ["PATH_INFO"] = urllib.parse.unquote_to_bytes(raw_path).decode("latin-1")
-    environ["QUERY_STRING"] = query
-    if body is not None:
-        if not isinstance(body, bytes):
-            body = json.dumps(body).encode("utf-8")
-        environ["CONTENT_LENGTH"] = str(len(body))
-        environ["CONTENT_TYPE"] = "application/json"
-        environ["wsgi.input"] = io.BytesIO(body)
-    for key, value in (headers or {}).items():
-        environ["HTTP_" + key.upper().replace("-", "_")] = value
-    got = {}
-
-    def start_response(status, response_headers, exc_info=None):
-        got["status"] = status
-        got["headers"] = dict((k.lower(), v) for k, v in response_headers)
-    out = b"".join(app(environ, start_response))
-    answer = Answer(int(got["status"][:3]), got["headers"], out)
+    """One request through the scaffold's caller, counted and checked for the
+    properties every answer has.  raw_path is the path as sent."""
+    answer = scaffold.call(app, method, raw_path, body, headers, query=query)
+    out = answer.body
+    got = {"headers": answer.headers}
+    path_info = urllib.parse.unquote_to_bytes(raw_path).decode("latin-1")
     COUNT["requests"] += 1
     if answer.status >= 500:
         COUNT["5xx"] += 1
@@ -133,7 +110,7 @@ def call(app, method, raw_path, query="", body=None, headers=None):
     assert answer.status < 500, (method, raw_path, query, answer.status, out[:300])
     if method != "HEAD":   # HEAD: the length of what GET would send, and no body
         assert got["headers"]["content-length"] == str(len(out))
-    if method != "HEAD" and environ["PATH_INFO"] != "/metrics":
+    if method != "HEAD" and path_info != "/metrics":
         assert got["headers"]["content-type"].startswith("application/json"), got["headers"]
         data = answer.json
         if answer.status >= 400:

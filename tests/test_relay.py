@@ -1,157 +1,26 @@
 """The relay: slm_api.py sends notifications for nodes without internet (SLM_WEBHOOK_VIA=api).
 
-A real slm_api.py subprocess, a controllable webhook (answers 500, 429 with
-Retry-After, 400, or nothing at all, as told), and slm.py jobs or direct posts.
+A real slm_api.py subprocess, the scaffold's webhook sink (answering 500, 429
+with Retry-After, 400, or nothing at all, as told), and slm.py jobs or direct
+posts.  "Nothing more is sent" is checked with one bounded quiet period after
+the expected state was awaited.
 """
-import http.client
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import MAIN_PYTHON, ROOT, free_port, run_slm
-from test_storage import mariadb_admin, mariadb_params
-
-
-class Hook(object):
-    """A webhook that answers as scripted: 'ok', 500, 429, 400, 'hang'; then 'ok'."""
-
-    def __init__(self, host="127.0.0.1"):
-        self.script = []
-        self.received = []        # (time, body) of every request, answered or not
-        self.delivered = []       # bodies answered 2xx
-        self.cond = threading.Condition()
-        self.closing = threading.Event()
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with hook.cond:
-                    action = hook.script.pop(0) if hook.script else "ok"
-                    hook.received.append((time.time(), body))
-                    hook.cond.notify_all()
-                if action == "hang":
-                    hook.closing.wait(30)
-                    return
-                status = 200 if action == "ok" else action
-                data = b'{"ok":true}' if status == 200 else b'{"error":"scripted"}'
-                self.send_response(status)
-                if status == 429:
-                    self.send_header("Retry-After", "1")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                if status == 200:
-                    with hook.cond:
-                        hook.delivered.append(body)
-                        hook.cond.notify_all()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer((host, 0), Handler)
-        self.server.daemon_threads = True
-        self.url = "http://%s:%d/hook" % (host, self.server.server_address[1])
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait(self, predicate, timeout=30, what="hook"):
-        deadline = time.time() + timeout
-        with self.cond:
-            while not predicate():
-                left = deadline - time.time()
-                if left <= 0:
-                    raise AssertionError("%s timed out: received %r" % (what, self.received))
-                self.cond.wait(left)
-
-    def close(self):
-        self.closing.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class Service(object):
-    """slm_api.py as a subprocess; restartable on the same port and database."""
-
-    def __init__(self, db, tmp_path, **env):
-        self.db = db
-        self.log = str(tmp_path / ("service-%s.log" % uuid.uuid4().hex[:6]))
-        self.port = free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SLM_")}
-        self.env.update(SLM_RELAY_ALLOW="127.0.0.1", SLM_OUTBOX_POLL="0.1",
-                        SLM_OUTBOX_BACKOFF_SCALE="0.05", SLM_RELAY_TIMEOUT="1")
-        self.env.update(env)
-        self.proc = None
-        self.start()
-
-    def start(self):
-        out = open(self.log, "a")
-        self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "slm_api.py"),
-                                      "--port", str(self.port), "--db", self.db],
-                                     stdout=out, stderr=out, env=self.env)
-        deadline = time.time() + 20
-        while True:
-            try:
-                status, _ = self.get("/healthz")
-                if status == 200:
-                    return
-            except OSError:
-                pass
-            assert self.proc.poll() is None, open(self.log).read()
-            assert time.time() < deadline, "service did not start: " + open(self.log).read()
-            time.sleep(0.05)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(20)
-
-    def get(self, path):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", path)
-            r = conn.getresponse()
-            return r.status, json.loads(r.read().decode() or "null")
-        finally:
-            conn.close()
-
-    def post(self, body):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("POST", "/api/v1/events", json.dumps(body),
-                         {"Content-Type": "application/json"})
-            r = conn.getresponse()
-            return r.status, json.loads(r.read().decode())
-        finally:
-            conn.close()
-
-    def notifications(self, job_id):
-        status, body = self.get("/api/v1/jobs/%s/notifications" % job_id)
-        assert status == 200, body
-        return body["notifications"]
-
-    def wait_notifications(self, job_id, predicate, timeout=30):
-        deadline = time.time() + timeout
-        while True:
-            rows = self.notifications(job_id)
-            if predicate(rows):
-                return rows
-            assert time.time() < deadline, rows
-            time.sleep(0.1)
+from conftest import MAIN_PYTHON, run_slm
+from scaffold import HttpSink, ScratchDatabase, ServiceProcess
 
 
 @pytest.fixture
 def hook():
-    h = Hook()
+    h = HttpSink()
+    h.url = h.hook_url
     yield h
     h.close()
 
@@ -161,13 +30,22 @@ def service(tmp_path):
     made = []
 
     def start(db=None, **env):
-        s = Service(db or str(tmp_path / "relay.db"), tmp_path, **env)
+        s = ServiceProcess(db or str(tmp_path / "relay.db"), tmp_path, env=env).start()
         made.append(s)
         return s
     yield start
     for s in made:
-        if s.proc.poll() is None:
-            s.stop()
+        s.stop()
+
+
+def Hook():
+    """(for tests/test_slurm.py's roll-up scenario)"""
+    return HttpSink()
+
+
+def Service(db, workdir, **env):
+    """(for tests/test_slurm.py's roll-up scenario)"""
+    return ServiceProcess(db, workdir, env=env).start()
 
 
 def event(job_id, status, relay_to=None, send=True, **extra):
@@ -201,8 +79,8 @@ def test_job_notification_relayed_retried_and_delivered_once(env, hook, service)
     job_id = re.search(r"job (\S+)", hook.delivered[0]["text"]).group(1)
     rows = svc.wait_notifications(job_id, lambda rows: rows and rows[0]["state"] == "sent")
     assert len(rows) == 1 and rows[0]["attempts"] == 3 and rows[0]["format"] == "slack"
-    assert rows[0]["destination"] == "http://127.0.0.1:%d/…" % hook.server.server_address[1]
-    time.sleep(0.5)   # a second send would happen within a few polls
+    assert rows[0]["destination"] == "http://127.0.0.1:%d/…" % hook.port
+    assert hook.quiet() == 0   # a second send would happen within a few polls
     assert len(hook.received) == 3 and len(hook.delivered) == 1
     # the destination (a secret) is not part of the stored events
     status, events = svc.get("/api/v1/jobs/%s/events" % job_id)
@@ -225,7 +103,7 @@ def test_400_is_given_up_with_its_reason(hook, service):
     svc.post(event("r400", "FAILED", [hook.url]))
     rows = svc.wait_notifications("r400", lambda rows: rows and rows[0]["state"] == "failed")
     assert "HTTP 400" in rows[0]["last_error"] and "scripted" in rows[0]["last_error"]
-    time.sleep(0.5)
+    assert hook.quiet() == 0
     assert len(hook.received) == 1
 
 
@@ -252,11 +130,11 @@ def test_restart_with_a_full_outbox_loses_and_repeats_nothing(hook, service):
     hook.script = []
     svc.start()
     hook.wait(lambda: len(hook.delivered) == 5)
-    time.sleep(0.5)
+    assert hook.quiet() == 0
     assert sorted(b["event_id"] for b in hook.delivered) == sorted(ids)
     svc.stop()
     svc.start()          # nothing acknowledged is sent again
-    time.sleep(0.8)
+    assert hook.quiet(0.8) == 0
     assert len(hook.delivered) == 5
 
 
@@ -267,7 +145,7 @@ def test_relay_outside_the_allow_list_is_refused(hook, service):
     assert answer["refused_notifications"] == 1
     rows = svc.notifications("refused-1")
     assert rows[0]["state"] == "refused" and "SLM_RELAY_ALLOW" in rows[0]["last_error"]
-    time.sleep(0.5)
+    assert hook.quiet() == 0
     assert hook.received == []
     assert svc.get("/api/v1/jobs/refused-1")[1]["status"] == "FAILED"
 
@@ -308,7 +186,7 @@ def test_array_rollup_after_the_last_task(env, hook, service):
         if task < 5:
             assert not any(b.get("rollup") for b in hook.delivered)
     hook.wait(lambda: any(b.get("rollup") for b in hook.delivered))
-    time.sleep(0.5)
+    assert hook.quiet() == 0
     rollups = [b for b in hook.delivered if b.get("rollup")]
     notices = [b for b in hook.delivered if not b.get("rollup")]
     assert len(rollups) == 1
@@ -335,15 +213,10 @@ def test_array_rows_without_a_known_size_get_no_rollup(service):
     assert svc.get("/api/v1/jobs/9901")[1]["status"] == "COMPLETED"
 
 
-def test_two_instances_on_one_mariadb_send_each_notification_once(hook, service, tmp_path):
-    admin = mariadb_admin()
-    name = "slm_test_%s" % uuid.uuid4().hex[:12]
-    with admin.cursor() as cur:
-        cur.execute("CREATE DATABASE `%s` CHARACTER SET utf8mb4" % name)
+def test_two_instances_on_one_mariadb_send_each_notification_once(hook, service):
+    scratch = ScratchDatabase()
     try:
-        p = mariadb_params()
-        url = "mysql://%s:%s@%s:%d/%s" % (p["user"], p["password"], p["host"], p["port"], name)
-        one, two = service(url), service(url)
+        one, two = service(scratch.url), service(scratch.url)
         ids = []
         errors = []
 
@@ -362,13 +235,11 @@ def test_two_instances_on_one_mariadb_send_each_notification_once(hook, service,
             t.join()
         assert errors == []
         hook.wait(lambda: len(hook.delivered) >= 120, timeout=60)
-        time.sleep(1.0)
+        assert hook.quiet(1.0) == 0
         got = [b["event_id"] for b in hook.delivered]
         assert len(got) == 120 and sorted(got) == sorted(ids)
     finally:
-        with admin.cursor() as cur:
-            cur.execute("DROP DATABASE IF EXISTS `%s`" % name)
-        admin.close()
+        scratch.drop()
 
 
 def test_rate_limit_spaces_a_burst_to_one_destination():

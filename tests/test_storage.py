@@ -11,16 +11,15 @@ import os
 import socket
 import threading
 import time
-import urllib.parse
 import uuid
 
 import pytest
 
-from conftest import ROOT, need
+from conftest import ROOT
+from scaffold import mariadb_admin, mariadb_params
 
 import slm_api
 
-MARIADB_URL = os.environ.get("SLM_TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306")
 
 
 def event(job_id="100", status="RUNNING", when="2026-11-30T03:40:41.123Z", seq=1, **extra):
@@ -30,22 +29,51 @@ def event(job_id="100", status="RUNNING", when="2026-11-30T03:40:41.123Z", seq=1
     return e
 
 
-def mariadb_params():
-    u = urllib.parse.urlsplit(MARIADB_URL)
-    return dict(host=u.hostname or "127.0.0.1", port=u.port or 3306, user=u.username or "root",
-                password=urllib.parse.unquote(u.password or ""))
+class Store(object):
+    """The storage driven as the service drives it: writes through the
+    Ingestor (group commit), reads in one transaction each."""
+
+    def __init__(self, db):
+        self.db = db if isinstance(db, slm_api.Database) else slm_api.open_database(
+            slm_api.db_config({}, db))
+        self.ingestor = slm_api.Ingestor(self.db, slm_api.NotifyPolicy())
+
+    def ingest(self, events):
+        """(accepted, duplicates); ValueError for an invalid event (nothing stored)."""
+        answer = self.ingestor.submit([slm_api.validate_event(e) for e in events])
+        return answer["accepted"], answer["duplicates"]
+
+    def _read(self, name, *args):
+        return self.db.run(lambda tx: getattr(tx, name)(*args))
+
+    def get_job(self, job_id):
+        return self._read("get_job", job_id)
+
+    def job_events(self, job_id):
+        return self._read("job_events", job_id)
+
+    def list_jobs(self, filters, limit, offset):
+        return self._read("list_jobs", filters, limit, offset)
+
+    def job_counts_by_status(self):
+        return self._read("job_counts")
+
+    def ping(self):
+        return self.db.ping()
+
+    def schema_version(self):
+        return self.db.schema_version()
+
+    def close(self):
+        self.db.close()
+
+    def __getattr__(self, name):      # the pool's internals, for the reconnect tests
+        return getattr(self.db, name)
 
 
-def mariadb_admin():
-    """A connection to the test server, or skip/fail as SLM_REQUIRE_MARIADB says."""
-    try:
-        import pymysql
-    except ImportError:
-        need(False, "MARIADB", "PyMySQL is not installed")
-    try:
-        return pymysql.connect(connect_timeout=3, autocommit=True, **mariadb_params())
-    except Exception as e:
-        need(False, "MARIADB", "no MariaDB server at %s (%s)" % (MARIADB_URL, e))
+def mysql_store(host, port, user, password, database, **kw):
+    return Store(slm_api.Database(slm_api.MySQLDialect(host, port, user, password, database,
+                                                       **kw)))
 
 
 class Backend(object):
@@ -56,14 +84,14 @@ class Backend(object):
         self.dbname = None
         if kind == "sqlite":
             self.path = str(tmp_path / "slm.db")
-            self.store = slm_api.SQLiteStore(self.path)
+            self.store = Store(self.path)
         else:
             self.admin = mariadb_admin()
             self.dbname = "slm_test_%s" % uuid.uuid4().hex[:12]
             with self.admin.cursor() as cur:
                 cur.execute("CREATE DATABASE `%s` CHARACTER SET utf8mb4" % self.dbname)
             p = mariadb_params()
-            self.store = slm_api.MySQLStore(p["host"], p["port"], p["user"], p["password"],
+            self.store = mysql_store(p["host"], p["port"], p["user"], p["password"],
                                             self.dbname)
 
     def raw(self):
@@ -146,10 +174,10 @@ def test_tables_recreated_when_dropped_while_running(db):
 def test_second_store_on_same_database_is_fine(db):
     db.store.ingest([event()])
     if db.kind == "sqlite":
-        other = slm_api.SQLiteStore(db.path)
+        other = Store(db.path)
     else:
         p = mariadb_params()
-        other = slm_api.MySQLStore(p["host"], p["port"], p["user"], p["password"], db.dbname)
+        other = mysql_store(p["host"], p["port"], p["user"], p["password"], db.dbname)
     try:
         assert other.get_job("100")["event_count"] == 1
         assert other.schema_version() == slm_api.SCHEMA_VERSION
@@ -250,7 +278,7 @@ def test_merge_is_order_independent():
               event(status="SIGNALED", when="2026-11-30T03:41:00Z", seq=3, signal="SIGTERM"),
               event(status="CANCELLED", when="2026-11-30T03:42:00Z", seq=4, reason="cancelled"),
               event(status="RUNNING", when="2026-11-30T03:43:00Z", seq=5)]
-    normal = [slm_api.validate_event(e)[0] for e in events]
+    normal = [slm_api.validate_event(e).event for e in events]
     seen = set()
     keys = ("status", "first_seen", "submitted_at", "started_at", "ended_at",
             "last_event_time", "event_count", "reason")
@@ -377,7 +405,7 @@ def test_unreachable_mysql_is_unavailable():
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    store = slm_api.MySQLStore("127.0.0.1", port, "root", "pw", "nodb", connect_timeout=2)
+    store = mysql_store("127.0.0.1", port, "root", "pw", "nodb", connect_timeout=2)
     with pytest.raises(slm_api.StoreUnavailable):
         store.ping()
     with pytest.raises(slm_api.StoreUnavailable):
@@ -385,7 +413,7 @@ def test_unreachable_mysql_is_unavailable():
 
 
 def test_sqlite_unopenable_is_unavailable(tmp_path):
-    store = slm_api.SQLiteStore(str(tmp_path / "no" / "such" / "dir" / "slm.db"))
+    store = Store(str(tmp_path / "no" / "such" / "dir" / "slm.db"))
     with pytest.raises(slm_api.StoreUnavailable):
         store.ping()
 
@@ -458,7 +486,9 @@ def test_db_config_default_and_sqlite_urls():
 def test_db_config_mysql_url_and_env():
     c = slm_api.db_config({"SLM_DB_URL": "mysql://bob:p%40ss@db.example:3307/jobs"})
     assert c == {"backend": "mysql", "host": "db.example", "port": 3307, "user": "bob",
-                 "password": "p@ss", "database": "jobs"}
+                 "password": "p@ss", "database": "jobs", "ssl_ca": None}
+    assert slm_api.db_config({"SLM_DB_HOST": "h", "SLM_DB_SSL_CA": "/etc/ca.pem"})["ssl_ca"] \
+        == "/etc/ca.pem"
     c = slm_api.db_config({"SLM_DB_URL": "mysql://bob:pw@db/jobs", "SLM_DB_PASSWORD": "other",
                            "SLM_DB_PORT": "3310"})
     assert (c["password"], c["port"], c["host"]) == ("other", 3310, "db")
@@ -470,6 +500,13 @@ def test_db_config_mysql_url_and_env():
 
 def test_mysql_describe_redacts_password():
     pytest.importorskip("pymysql")
-    store = slm_api.MySQLStore("h", 3306, "bob", "s3cret-pw", "jobs")
+    store = mysql_store("h", 3306, "bob", "s3cret-pw", "jobs")
     assert "s3cret-pw" not in store.describe()
     assert store.secrets() == ("s3cret-pw",)
+
+
+def test_mysql_connections_build_no_tls_context_unless_asked():
+    pytest.importorskip("pymysql")
+    assert slm_api.MySQLDialect("h").params["ssl_disabled"] is True
+    asked = slm_api.MySQLDialect("h", ssl_ca="/etc/ca.pem").params
+    assert asked["ssl_ca"] == "/etc/ca.pem" and "ssl_disabled" not in asked
