@@ -1,32 +1,60 @@
 #!/usr/bin/env bash
 # slurm-cluster.sh - a single-node Slurm 22.05 cluster on this Debian machine, for SLM's
-# end-to-end tests and CI. Runs as root, without systemd: the daemons are started by hand
-# and tracked by their pid files (never killed by name).
+# end-to-end tests and CI, set up like a production cluster where SLM can tell the
+# difference: slurmdbd accounting (plain `sacct`), memory enforced by cgroups (--mem,
+# OUT_OF_MEMORY), proctrack/cgroup on request. Runs as root, without systemd: the daemons
+# are started by hand and tracked by their pid files (never killed by name).
 #
-#   tests/slurm-cluster.sh [start]   install if missing, configure, (re)start, wait until idle
-#   tests/slurm-cluster.sh stop      stop the daemons this script started
-#   tests/slurm-cluster.sh status    daemon pids, proctrack mode and sinfo
+#   tests/slurm-cluster.sh [start]   install if missing, configure, (re)start, wait until idle;
+#                                    a no-op (well under a second) when nothing changed
+#   tests/slurm-cluster.sh stop      stop the Slurm daemons and munged this script started
+#   tests/slurm-cluster.sh status    daemon pids, proctrack/accounting mode and sinfo
 #
 # Environment:
 #   SLM_SLURM_PROCTRACK  linuxproc (default) | cgroup | pgid. cgroup is what production
 #                        clusters run: Slurm then signals only the batch process.
+#   SLM_SLURM_ACCOUNTING 1 (default): slurmdbd on the local MariaDB (127.0.0.1:3306, root,
+#                        no password), so `sacct` works as on real clusters. 0: no slurmdbd,
+#                        accounting_storage/none (sacct says "Slurm accounting storage is
+#                        disabled"), to test the fallback. jobcomp/filetxt (`sacct -c`) is
+#                        there in both.
 #   SLM_SLURM_KILLWAIT   seconds between SIGTERM and SIGKILL on cancel/timeout (default 30)
-#   SLM_SLURM_CPUS       CPUs the node advertises (default 8: more than this machine has,
-#                        so that the test jobs run side by side instead of queueing)
+#   SLM_SLURM_CPUS       CPUs the node advertises (default 32: far more than this machine
+#                        has, so that dozens of mostly sleeping test jobs run side by side)
+#
+# In every mode memory is a consumable enforced by task/cgroup (cgroup v1): a job gets its
+# --mem (or DefMemPerCPU per CPU, sized so that SLM_SLURM_CPUS default jobs fit in the
+# node's memory) as its cgroup's RAM+swap limit, and the kernel OOM-kills past it.
+#
+# Concurrent callers (one per test module, CI next to a developer) are serialised by an
+# flock on /run/slm-slurm.lock: only one reconfigures and restarts at a time, and the next
+# one finds the configuration unchanged and does nothing.
 #
 # Learned from ../shared/slurm/local-slurm.sh; see ../shared/slurm/FACTS.md for what
 # Slurm does with signals under each proctrack plugin.
 set -eu
 NODE=$(hostname -s)
 PROCTRACK=${SLM_SLURM_PROCTRACK:-linuxproc}
+ACCOUNTING=${SLM_SLURM_ACCOUNTING:-1}
 KILLWAIT=${SLM_SLURM_KILLWAIT:-30}
-CPUS=${SLM_SLURM_CPUS:-8}
+CPUS=${SLM_SLURM_CPUS:-32}
 MARK=/run/slm-slurm            # "we started daemon X" markers live here
+LOCK=/run/slm-slurm.lock
 CONF=/etc/slurm/slurm.conf
-RESTART=0
+CGROUP_CONF=/etc/slurm/cgroup.conf
+DBD_CONF=/etc/slurm/slurmdbd.conf
+RESTART=0       # slurm.conf or cgroup.conf changed: restart slurmctld and slurmd
+RESTART_DBD=0   # slurmdbd.conf changed: restart slurmdbd
+STARTED=0       # the last start_one started its daemon
 
 case $PROCTRACK in linuxproc|cgroup|pgid) ;; *)
   echo "slurm-cluster.sh: SLM_SLURM_PROCTRACK must be linuxproc, cgroup or pgid" >&2; exit 2 ;;
+esac
+case $ACCOUNTING in 0|1) ;; *)
+  echo "slurm-cluster.sh: SLM_SLURM_ACCOUNTING must be 0 or 1" >&2; exit 2 ;;
+esac
+case $CPUS in ''|*[!0-9]*|0)
+  echo "slurm-cluster.sh: SLM_SLURM_CPUS must be a positive number" >&2; exit 2 ;;
 esac
 
 pidfile() { case $1 in munged) echo /run/munge/munged.pid ;; *) echo "/run/$1.pid" ;; esac; }
@@ -36,15 +64,35 @@ running() {   # running NAME: the pid file names a live process whose command is
   p=$(cat "$f"); [ -r "/proc/$p/comm" ] && [ "$(cat "/proc/$p/comm")" = "$1" ]
 }
 
-install() {
-  command -v slurmctld >/dev/null && command -v slurmd >/dev/null \
-    && command -v sbatch >/dev/null && command -v munged >/dev/null && return 0
-  echo "installing slurmctld slurmd slurm-client munge ..."
+lock() {   # one (re)configure/restart at a time; held until this script exits
+  exec 9>"$LOCK"
+  flock -w 600 9 || { echo "slurm-cluster.sh: $LOCK still held after 600 s" >&2; exit 1; }
+}
+
+install_packages() {
+  local pkgs=""
+  command -v slurmctld >/dev/null || pkgs="$pkgs slurmctld"
+  command -v slurmd >/dev/null || pkgs="$pkgs slurmd"
+  command -v sbatch >/dev/null || pkgs="$pkgs slurm-client"
+  command -v munged >/dev/null || pkgs="$pkgs munge"
+  # installed in both accounting modes, so that switching needs no apt
+  command -v slurmdbd >/dev/null || pkgs="$pkgs slurmdbd"
+  command -v mariadbd >/dev/null || pkgs="$pkgs mariadb-server mariadb-client"
+  [ -n "$pkgs" ] || return 0
+  echo "installing$pkgs ..."
   export DEBIAN_FRONTEND=noninteractive
-  local pkgs="slurmctld slurmd slurm-client munge"
   # shellcheck disable=SC2086
-  apt-get install -y --no-install-recommends $pkgs >/dev/null \
-    || { apt-get update >/dev/null && apt-get install -y --no-install-recommends $pkgs >/dev/null; }
+  apt-get install -y --no-install-recommends $pkgs >/dev/null 9>&- \
+    || { apt-get update >/dev/null 9>&- \
+         && apt-get install -y --no-install-recommends $pkgs >/dev/null 9>&-; }
+}
+
+put() {  # put TMPFILE DEST MODE OWNER: move TMPFILE to DEST if it differs; true if it did
+  local new=$1 dest=$2 mode=$3 owner=$4
+  if cmp -s "$new" "$dest"; then
+    rm -f "$new"; chmod "$mode" "$dest"; chown "$owner" "$dest"; return 1
+  fi
+  chmod "$mode" "$new"; chown "$owner" "$new"; mv "$new" "$dest"; echo "wrote $dest"
 }
 
 configure() {
@@ -56,11 +104,29 @@ configure() {
     chown munge:munge /etc/munge/munge.key; chmod 0600 /etc/munge/munge.key
   fi
   # the real hardware line, with the CPU count raised (config_overrides lets slurmd accept it)
-  local hw; hw=$(slurmd -C | head -1 | sed 's/^NodeName=[^ ]* //; s/UpTime=.*//' \
+  local hw mem defmem
+  hw=$(slurmd -C | head -1 | sed 's/^NodeName=[^ ]* //; s/UpTime=.*//' \
     | sed -E "s/CPUs=[0-9]+/CPUs=$CPUS/; s/CoresPerSocket=[0-9]+/CoresPerSocket=$CPUS/")
-  local new; new=$(mktemp)
+  mem=$(echo "$hw" | sed -nE 's/.*RealMemory=([0-9]+).*/\1/p')
+  # memory is consumable (CR_Core_Memory): a job without --mem gets DefMemPerCPU per CPU.
+  # Production-like 1024 MB, but no more than 1/CPUS of the node (in 64 MB steps), or the
+  # advertised CPUs would not all be usable by default jobs at once.
+  defmem=$(( mem / CPUS / 64 * 64 )); [ "$defmem" -le 1024 ] || defmem=1024
+  [ "$defmem" -ge 64 ] || defmem=64
+  local acct
+  if [ "$ACCOUNTING" = 1 ]; then
+    # AccountingStorageEnforce is left unset (= none): jobs of users without an
+    # association are accepted and accounted, as a test machine's users have none
+    acct="AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+AccountingStoragePort=6819"
+  else
+    acct="AccountingStorageType=accounting_storage/none"
+  fi
+  local new; new=$(mktemp /etc/slurm/.slm-new.XXXXXX)   # same file system: mv is atomic
   cat > "$new" <<CONFEOF
-# generated by SLM's tests/slurm-cluster.sh - single node, no slurmdbd, no systemd
+# generated by SLM's tests/slurm-cluster.sh - single node, no systemd
+# (SLM_SLURM_PROCTRACK=$PROCTRACK SLM_SLURM_ACCOUNTING=$ACCOUNTING SLM_SLURM_CPUS=$CPUS)
 ClusterName=local
 SlurmctldHost=localhost
 SlurmUser=slurm
@@ -72,30 +138,97 @@ SlurmdPidFile=$(pidfile slurmd)
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
 ProctrackType=proctrack/$PROCTRACK
-TaskPlugin=task/none
+# memory limits in every proctrack mode; not task/affinity: it would bind tasks to the
+# advertised CPUs, which this machine does not have
+TaskPlugin=task/cgroup
 JobAcctGatherType=jobacct_gather/linux
-AccountingStorageType=accounting_storage/none
+$acct
+# one line per finished job, read with "sacct -c": works with and without slurmdbd
 JobCompType=jobcomp/filetxt
 JobCompLoc=/var/log/slurm/jobcomp.log
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=$defmem
 SlurmdParameters=config_overrides
 ReturnToService=2
 MailProg=/bin/true
 KillWait=$KILLWAIT
 MinJobAge=300
 EnforcePartLimits=ALL
+# Slurm's default, said out loud: batch jobs may be requeued (sbatch --requeue, scontrol requeue)
+JobRequeue=1
 NodeName=$NODE NodeAddr=127.0.0.1 $hw State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 PartitionName=short Nodes=$NODE Default=NO MaxTime=00:02:00 State=UP
 CONFEOF
-  if [ "$PROCTRACK" = cgroup ]; then   # cgroup v1 freezer; Constrain* off: signals only
-    printf 'CgroupPlugin=cgroup/v1\nConstrainCores=no\nConstrainRAMSpace=no\nConstrainDevices=no\n' \
-      > /etc/slurm/cgroup.conf
+  if put "$new" "$CONF" 0644 root:root; then RESTART=1; fi
+  # cgroup v1 (this machine mounts the v1 memory and freezer controllers); the job's RAM
+  # limit is its --mem, and so is its RAM+swap limit (AllowedSwapSpace=0): there is no swap to spill
+  # into, and on a machine with swap a job must not swap instead of being OOM-killed
+  new=$(mktemp /etc/slurm/.slm-new.XXXXXX)
+  printf '%s\n' '# generated by SLM'"'"'s tests/slurm-cluster.sh' 'CgroupPlugin=cgroup/v1' \
+    'ConstrainCores=no' 'ConstrainDevices=no' 'ConstrainRAMSpace=yes' 'ConstrainSwapSpace=yes' \
+    'AllowedSwapSpace=0' > "$new"
+  if put "$new" "$CGROUP_CONF" 0644 root:root; then RESTART=1; fi
+  # written in both modes (switching back needs no restart of slurmdbd); slurmdbd refuses
+  # a file that is not its SlurmUser's and private
+  new=$(mktemp /etc/slurm/.slm-new.XXXXXX)
+  cat > "$new" <<DBDEOF
+# generated by SLM's tests/slurm-cluster.sh - accounting on the local MariaDB
+AuthType=auth/munge
+DbdHost=localhost
+DbdPort=6819
+SlurmUser=slurm
+PidFile=$(pidfile slurmdbd)
+LogFile=/var/log/slurm/slurmdbd.log
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort=3306
+StorageUser=root
+StorageLoc=slurm_acct_db
+DBDEOF
+  if put "$new" "$DBD_CONF" 0600 slurm:slurm; then RESTART_DBD=1; fi
+  if [ "$RESTART" = 1 ]; then echo "configuration changed (proctrack/$PROCTRACK," \
+    "accounting=$ACCOUNTING, $CPUS CPUs, DefMemPerCPU=$defmem)"; fi
+}
+
+# MariaDB as slurmdbd.conf reaches it: TCP 127.0.0.1:3306, root, no password
+db() { "$@" --protocol=tcp -h127.0.0.1 -P3306 -uroot; }   # db mariadb|mariadb-admin ARGS...
+db_ok() { db mariadb -e 'SELECT 1' >/dev/null 2>&1; }
+
+ensure_mariadb() {  # slurmdbd's storage: the MariaDB that SLM's own tests use
+  if ! db mariadb-admin ping >/dev/null 2>&1; then
+    echo "starting MariaDB"
+    install -d -o mysql -g mysql /run/mysqld
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd 9>&-
+    for _ in $(seq 120); do db mariadb-admin ping >/dev/null 2>&1 && break; sleep 0.5; done
   fi
-  if cmp -s "$new" "$CONF"; then rm -f "$new"; return 0; fi
-  mv "$new" "$CONF"; chmod 0644 "$CONF"; echo "wrote $CONF (proctrack/$PROCTRACK)"
-  RESTART=1   # daemons running with the old file must restart to read the new one
+  db_ok && return 0
+  # a fresh Debian install lets root in through the unix socket only; this test machine's
+  # convention (SLM's MariaDB tests rely on it too) is root over TCP without a password
+  if mariadb -uroot -e 'SELECT 1' >/dev/null 2>&1; then
+    echo "MariaDB: allowing root@127.0.0.1 without a password (test machine convention)"
+    mariadb -uroot -e "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
+      GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; FLUSH PRIVILEGES;"
+  fi
+  db_ok || { echo "slurm-cluster.sh: MariaDB at 127.0.0.1:3306 does not let root in" \
+               "without a password; slurmdbd needs it (or use SLM_SLURM_ACCOUNTING=0)" >&2; exit 1; }
+}
+
+dbd_answers() { sacctmgr -n -P show cluster format=cluster >/dev/null 2>&1; }
+
+register() {  # the cluster must be in the database before slurmctld reports to it
+  # checked once per slurmdbd start (each sacctmgr call costs ~0.2 s: start must stay fast)
+  [ ! -e "$MARK/registered" ] || [ "$STARTED" = 1 ] || return 0
+  for _ in $(seq 60); do dbd_answers && break; sleep 0.5; done
+  dbd_answers || { echo "slurmdbd does not answer; see /var/log/slurm/slurmdbd.log" >&2; exit 1; }
+  if [ -z "$(sacctmgr -n -P show cluster local format=cluster 2>/dev/null)" ]; then
+    # also creates account "root" and root's association; nothing else is needed while
+    # AccountingStorageEnforce is unset (other users' jobs are accepted and accounted)
+    sacctmgr -i add cluster local >/dev/null
+    echo "registered cluster local in slurmdbd"
+  fi
+  touch "$MARK/registered"
 }
 
 stop_one() {  # stop_one NAME [force]: SIGTERM the pid from the pid file, wait until it is gone
@@ -108,21 +241,24 @@ stop_one() {  # stop_one NAME [force]: SIGTERM the pid from the pid file, wait u
   if running "$name"; then
     p=$(cat "$(pidfile "$name")"); kill "$p"
     for _ in $(seq 150); do [ -d "/proc/$p" ] || break; sleep 0.2; done
+    [ ! -d "/proc/$p" ] || { echo "$name (pid $p) did not stop in 30 s" >&2; exit 1; }
     echo "stopped $name (pid $p)"
   fi
-  rm -f "$MARK/$name" "$(pidfile "$name")"   # slurmctld leaves a stale pid file behind
+  rm -f "$MARK/$name" "$(pidfile "$name")"   # slurmctld and slurmdbd leave a stale pid file
 }
 
-start_one() {  # start_one NAME CMD...  (each daemon forks into the background itself)
-  local name=$1; shift
+start_one() {  # start_one NAME RESTART CMD...  (each daemon forks into the background itself)
+  local name=$1 restart=$2; shift 2
+  STARTED=0
   if running "$name"; then
-    if [ "$RESTART" = 1 ] && [ "$name" != munged ]; then stop_one "$name" force
+    if [ "$restart" = 1 ]; then stop_one "$name" force
     else echo "$name already running (pid $(cat "$(pidfile "$name")"))"; return 0; fi
   fi
-  "$@"
+  rm -f "$(pidfile "$name")"   # a stale one would look like a live daemon to a later check
+  "$@" 9>&-                    # the daemon must not inherit (and so keep holding) the lock
   for _ in $(seq 50); do running "$name" && break; sleep 0.2; done
   running "$name" || { echo "$name failed to start; see /var/log/slurm or /var/log/munge" >&2; exit 1; }
-  touch "$MARK/$name"; echo "started $name (pid $(cat "$(pidfile "$name")"))"
+  STARTED=1; touch "$MARK/$name"; echo "started $name (pid $(cat "$(pidfile "$name")"))"
 }
 
 wait_idle() {
@@ -141,17 +277,25 @@ wait_idle() {
 case ${1:-start} in
   start)
     [ "$(id -u)" = 0 ] || { echo "slurm-cluster.sh: must run as root" >&2; exit 1; }
-    install; configure
-    start_one munged runuser -u munge -- /usr/sbin/munged
-    start_one slurmctld /usr/sbin/slurmctld
-    start_one slurmd /usr/sbin/slurmd
+    lock; install_packages; configure
+    start_one munged 0 runuser -u munge -- /usr/sbin/munged
+    if [ "$ACCOUNTING" = 1 ]; then
+      ensure_mariadb
+      start_one slurmdbd "$RESTART_DBD" /usr/sbin/slurmdbd
+      register
+    elif running slurmdbd; then
+      stop_one slurmdbd   # not needed without accounting (left alone if not ours)
+    fi
+    start_one slurmctld "$RESTART" /usr/sbin/slurmctld
+    start_one slurmd "$RESTART" /usr/sbin/slurmd
     wait_idle
-    scontrol show config | grep -E '^(ProctrackType|KillWait) ' ;;
-  stop)   for d in slurmd slurmctld munged; do stop_one "$d"; done ;;
-  status) for d in munged slurmctld slurmd; do
+    scontrol show config | grep -E '^(ProctrackType|TaskPlugin|AccountingStorageType|DefMemPerCPU|KillWait) ' ;;
+  stop)   lock; for d in slurmd slurmctld slurmdbd munged; do stop_one "$d"; done
+          rm -f "$MARK/registered" ;;
+  status) for d in munged slurmdbd slurmctld slurmd; do
             if running "$d"; then echo "$d: pid $(cat "$(pidfile "$d")")"; else echo "$d: not running"; fi
           done
-          grep -h '^ProctrackType' "$CONF" 2>/dev/null || true
+          grep -hE '^(ProctrackType|AccountingStorageType|DefMemPerCPU)' "$CONF" 2>/dev/null || true
           sinfo 2>/dev/null || true ;;
   *) echo "usage: $0 [start|stop|status]" >&2; exit 2 ;;
 esac
