@@ -1,4 +1,4 @@
--- SLM (Slurm Lifecycle Monitor) schema for MySQL/MariaDB, version 1.
+-- SLM (Slurm Lifecycle Monitor) schema for MySQL/MariaDB, version 2.
 -- slm_api.py creates these tables itself when they are missing; this file is
 -- for DBAs who prefer to create them by hand.  Keep it identical to
 -- MYSQL_SCHEMA in slm_api.py (tests/test_storage.py checks).
@@ -37,12 +37,19 @@ CREATE TABLE IF NOT EXISTS `slurm_jobs` (
   `array_job_id` TEXT NULL,
   `array_task_id` TEXT NULL,
   `meta` MEDIUMTEXT NULL,
+  `restarts` INT NOT NULL DEFAULT 0,
+  `heartbeat_at` VARCHAR(32) NULL,
+  `heartbeat_interval` DOUBLE NULL,
+  `checked_at` VARCHAR(32) NULL,
+  `job_group` VARCHAR(128) NULL,
+  `relay` MEDIUMTEXT NULL,
   PRIMARY KEY (`job_id`),
   KEY `slurm_jobs_last` (`last_event_time`, `job_id`),
   KEY `slurm_jobs_status` (`status`),
   KEY `slurm_jobs_user` (`user`(191)),
   KEY `slurm_jobs_name` (`job_name`(191)),
-  KEY `slurm_jobs_array` (`array_job_id`(64))
+  KEY `slurm_jobs_array` (`array_job_id`(64)),
+  KEY `slurm_jobs_group` (`job_group`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 CREATE TABLE IF NOT EXISTS `slurm_events` (
@@ -76,8 +83,16 @@ CREATE TABLE IF NOT EXISTS `slm_outbox` (
   `last_error` TEXT NULL,
   `created_at` VARCHAR(32) NOT NULL,
   `sent_at` VARCHAR(32) NULL,
+  `event_id` VARCHAR(64) NULL,
   PRIMARY KEY (`id`),
   UNIQUE KEY `slm_outbox_dedup` (`dedup_key`),
   KEY `slm_outbox_due` (`state`, `next_attempt_at`),
   KEY `slm_outbox_job` (`job_id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE IF NOT EXISTS `slm_leases` (
+  `name` VARCHAR(64) NOT NULL,
+  `owner` VARCHAR(64) NOT NULL,
+  `until` VARCHAR(32) NOT NULL,
+  PRIMARY KEY (`name`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

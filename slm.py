@@ -59,12 +59,14 @@ EVENT_SCHEMA = "slm.event/1"
 
 # Statuses in the order a job normally lives them.
 STATUSES = (
-    "SUBMITTED", "SUBMIT_FAILED", "RUNNING", "PAUSED", "RESUMED", "SIGNALED",
-    "TERMINATING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT",
-    "OUT_OF_MEMORY", "LOST",
+    "SUBMITTED", "SUBMIT_FAILED", "PENDING", "RUNNING", "PAUSED", "RESUMED", "SIGNALED",
+    "TIME_WARNING", "MEMORY_WARNING", "STALLED", "TERMINATING", "REQUEUED",
+    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
+    "PREEMPTED", "LOST",
 )
 FINAL_STATUSES = frozenset((
     "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "SUBMIT_FAILED",
+    "NODE_FAIL", "PREEMPTED",
 ))
 
 EXIT_OK = 0
@@ -1052,8 +1054,9 @@ class WebhookTarget(Target):
 # ---------------------------------------------------------------------------
 
 # What notifies by default (SLM_NOTIFY_ON): not SUBMITTED, SIGNALED, TERMINATING.
-NOTIFY_DEFAULT = ("SUBMIT_FAILED", "RUNNING", "PAUSED", "RESUMED", "COMPLETED", "FAILED",
-                  "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "LOST")
+NOTIFY_DEFAULT = ("SUBMIT_FAILED", "PENDING", "RUNNING", "PAUSED", "RESUMED", "TIME_WARNING",
+                  "MEMORY_WARNING", "STALLED", "REQUEUED", "COMPLETED", "FAILED", "CANCELLED",
+                  "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "LOST")
 ARRAY_NOTIFY_CHOICES = ("each", "failures", "summary")
 WEBHOOK_FORMATS = ("json", "slack", "discord", "teams", "feishu", "dingtalk", "wecom", "ntfy")
 # host (or its parent domain) -> format; anything else gets the event as JSON
@@ -1069,7 +1072,8 @@ FORMAT_LIMITS = {"slack": 3900, "discord": 2000, "teams": 20000, "feishu": 18000
                  "dingtalk": 18000, "wecom": 2000, "ntfy": 3900}
 # Chat APIs that answer 200 with an error code inside; these codes mean "slow down".
 RATE_LIMIT_CODES = frozenset((130101, 45009, 9499, 11232, 11233))
-SEVERE = frozenset(("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "LOST", "SUBMIT_FAILED"))
+SEVERE = frozenset(("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "LOST", "SUBMIT_FAILED", "NODE_FAIL",
+                    "PENDING", "MEMORY_WARNING", "TIME_WARNING"))
 
 
 def webhook_format(spec, default=None):
@@ -1330,6 +1334,7 @@ class Spool(object):
         self.work = os.path.join(root, "work")
         self.dead = os.path.join(root, "dead")
         self.tmp = os.path.join(root, "tmp")
+        self.beats = os.path.join(root, "beats")
         self.host = hostname()
         self._ready = False
 
@@ -1462,6 +1467,33 @@ class Spool(object):
             except OSError:
                 pass
         return recovered
+
+    def beat(self, job_id, sample):
+        """Leave a heartbeat for a service that reads this spool (slm_api.py
+        --spool): beats/JOB holds the latest sample, its mtime says when."""
+        from urllib.parse import quote
+        self.ensure()
+        if not os.path.isdir(self.beats):
+            os.makedirs(self.beats, mode=0o700, exist_ok=True)
+        self._write(os.path.join(self.beats, quote(job_id, safe="")), encode_json(sample))
+
+    def heartbeats(self):
+        """[(job_id, mtime, sample)] of the heartbeats left here."""
+        from urllib.parse import unquote
+        found = []
+        try:
+            names = os.listdir(self.beats)
+        except OSError:
+            return found
+        for name in names:
+            path = os.path.join(self.beats, name)
+            try:
+                with open(path, "rb") as f:
+                    sample = json.loads(f.read().decode("utf-8"))
+                found.append((unquote(name), os.stat(path).st_mtime, sample))
+            except (OSError, ValueError):
+                continue
+        return [f for f in found if isinstance(f[2], dict)]
 
     def counts(self):
         def count(path):
@@ -3103,39 +3135,53 @@ def check_service(check, settings):
         check.bad("service", "SLM_API_URL is not usable: %s" % problem,
                   "set it to the service's base URL, e.g. http://login1:9008")
         return
+    def ask(path):
+        return http_request("GET", settings.api_url + path, token=settings.api_token,
+                            timeout=settings.timeout, use_proxy=False)
+
+    def refused():
+        check.bad("service", "%s refuses the token" % shown_url(settings.api_url),
+                  "SLM_API_TOKEN is %s" % ("wrong" if settings.api_token else
+                                           "not set, but the service requires one"))
     try:
-        result = http_request("GET", settings.api_url + "/healthz", timeout=settings.timeout,
-                              use_proxy=False)
+        result = ask("/healthz")
     except DeliveryError as e:
         check.bad("service", "cannot reach %s (SLM_API_URL): %s"
                   % (shown_url(settings.api_url), e.reason),
                   "is slm_api.py running there, and reachable from this host?")
         return
     health = result.json() or {}
+    if result.status == 401:
+        return refused()
     if result.status != 200:
         check.bad("service", "%s answers /healthz with %s" % (shown_url(settings.api_url),
                                                             result.error_text()),
                   "its database is %s" % health.get("database", "unknown"))
         return
     try:
-        answer = http_request("GET", settings.api_url + "/api/v1/jobs?limit=1",
-                              token=settings.api_token, timeout=settings.timeout,
-                              use_proxy=False)
+        # who the token belongs to (a service older than /whoami: any /api/ answer)
+        answer = ask("/api/v1/whoami")
+        if answer.status == 404:
+            answer = ask("/api/v1/jobs?limit=1")
     except DeliveryError as e:
         check.bad("service", "%s: %s" % (shown_url(settings.api_url), e.reason))
         return
     if answer.status == 401:
-        check.bad("service", "%s refuses the token" % shown_url(settings.api_url),
-                  "SLM_API_TOKEN is %s" % ("wrong" if settings.api_token else
-                                           "not set, but the service requires one"))
-    elif answer.status != 200:
+        return refused()
+    if answer.status != 200:
         check.bad("service", "%s answers %s" % (shown_url(settings.api_url),
                                                 answer.error_text()))
+        return
+    me = answer.json() or {}
+    if settings.api_token and me.get("role"):
+        token = ", token accepted: %s (%s%s)" % (
+            me.get("user") or "a shared token", me.get("role"),
+            "; jobs are private" if me.get("private_jobs") else "")
     else:
-        check.ok("service", "%s answers (%s backend, database %s)%s"
-                 % (shown_url(settings.api_url), health.get("backend", "?"),
-                    health.get("database", "?"),
-                    ", token accepted" if settings.api_token else ""))
+        token = ", token accepted" if settings.api_token else ""
+    check.ok("service", "%s answers (%s backend, database %s)%s"
+             % (shown_url(settings.api_url), health.get("backend", "?"),
+                health.get("database", "?"), token))
 
 
 def check_webhooks(check, settings, console, send_test):

@@ -102,7 +102,7 @@ MAX_TEXT = 4096
 MAX_LIST = 4096
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 STATUSES = slm.STATUSES
 FINAL = slm.FINAL_STATUSES
@@ -112,7 +112,7 @@ FINAL = slm.FINAL_STATUSES
 # and SQLite and MySQL filter them identically.  utf8mb4_bin keeps job ids
 # case-sensitive and text byte-exact.
 MYSQL_SCHEMA = """\
--- SLM (Slurm Lifecycle Monitor) schema for MySQL/MariaDB, version 1.
+-- SLM (Slurm Lifecycle Monitor) schema for MySQL/MariaDB, version 2.
 -- slm_api.py creates these tables itself when they are missing; this file is
 -- for DBAs who prefer to create them by hand.  Keep it identical to
 -- MYSQL_SCHEMA in slm_api.py (tests/test_storage.py checks).
@@ -151,12 +151,19 @@ CREATE TABLE IF NOT EXISTS `slurm_jobs` (
   `array_job_id` TEXT NULL,
   `array_task_id` TEXT NULL,
   `meta` MEDIUMTEXT NULL,
+  `restarts` INT NOT NULL DEFAULT 0,
+  `heartbeat_at` VARCHAR(32) NULL,
+  `heartbeat_interval` DOUBLE NULL,
+  `checked_at` VARCHAR(32) NULL,
+  `job_group` VARCHAR(128) NULL,
+  `relay` MEDIUMTEXT NULL,
   PRIMARY KEY (`job_id`),
   KEY `slurm_jobs_last` (`last_event_time`, `job_id`),
   KEY `slurm_jobs_status` (`status`),
   KEY `slurm_jobs_user` (`user`(191)),
   KEY `slurm_jobs_name` (`job_name`(191)),
-  KEY `slurm_jobs_array` (`array_job_id`(64))
+  KEY `slurm_jobs_array` (`array_job_id`(64)),
+  KEY `slurm_jobs_group` (`job_group`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 CREATE TABLE IF NOT EXISTS `slurm_events` (
@@ -190,10 +197,18 @@ CREATE TABLE IF NOT EXISTS `slm_outbox` (
   `last_error` TEXT NULL,
   `created_at` VARCHAR(32) NOT NULL,
   `sent_at` VARCHAR(32) NULL,
+  `event_id` VARCHAR(64) NULL,
   PRIMARY KEY (`id`),
   UNIQUE KEY `slm_outbox_dedup` (`dedup_key`),
   KEY `slm_outbox_due` (`state`, `next_attempt_at`),
   KEY `slm_outbox_job` (`job_id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE IF NOT EXISTS `slm_leases` (
+  `name` VARCHAR(64) NOT NULL,
+  `owner` VARCHAR(64) NOT NULL,
+  `until` VARCHAR(32) NOT NULL,
+  PRIMARY KEY (`name`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 """
 
@@ -209,7 +224,9 @@ CREATE TABLE IF NOT EXISTS slurm_jobs (
   last_event_time TEXT, last_seq INTEGER, event_count INTEGER NOT NULL DEFAULT 0,
   exit_code INTEGER, signal TEXT, reason TEXT, message TEXT, elapsed REAL,
   job_name TEXT, user TEXT, partition TEXT, nodelist TEXT, host TEXT, cluster TEXT,
-  slurm_job_id TEXT, array_job_id TEXT, array_task_id TEXT, meta TEXT
+  slurm_job_id TEXT, array_job_id TEXT, array_task_id TEXT, meta TEXT,
+  restarts INTEGER NOT NULL DEFAULT 0, heartbeat_at TEXT, heartbeat_interval REAL,
+  checked_at TEXT, job_group TEXT, relay TEXT
 );
 CREATE INDEX IF NOT EXISTS slurm_jobs_last ON slurm_jobs (last_event_time, job_id);
 CREATE INDEX IF NOT EXISTS slurm_jobs_status ON slurm_jobs (status);
@@ -235,11 +252,28 @@ CREATE TABLE IF NOT EXISTS slm_outbox (
   payload TEXT NOT NULL,
   state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TEXT NOT NULL,
   lease_owner TEXT, lease_until TEXT, last_error TEXT,
-  created_at TEXT NOT NULL, sent_at TEXT
+  created_at TEXT NOT NULL, sent_at TEXT, event_id TEXT
 );
 CREATE INDEX IF NOT EXISTS slm_outbox_due ON slm_outbox (state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS slm_outbox_job ON slm_outbox (job_id);
+CREATE TABLE IF NOT EXISTS slm_leases (
+  name TEXT PRIMARY KEY, owner TEXT NOT NULL, until TEXT NOT NULL
+);
 """
+
+# What a database made by an older slm_api.py lacks, by the version that added
+# it; applied once, in order, by whichever instance gets there first.
+MIGRATIONS = {
+    2: (("slurm_jobs", "restarts", "INTEGER NOT NULL DEFAULT 0", "INT NOT NULL DEFAULT 0"),
+        ("slurm_jobs", "heartbeat_at", "TEXT", "VARCHAR(32) NULL"),
+        ("slurm_jobs", "heartbeat_interval", "REAL", "DOUBLE NULL"),
+        ("slurm_jobs", "checked_at", "TEXT", "VARCHAR(32) NULL"),
+        ("slurm_jobs", "job_group", "TEXT", "VARCHAR(128) NULL"),
+        ("slurm_jobs", "relay", "TEXT", "MEDIUMTEXT NULL"),
+        ("slm_outbox", "event_id", "TEXT", "VARCHAR(64) NULL")),
+}
+# Indexes on columns a migration may have added: made after the migrations.
+LATE_INDEXES = (("slurm_jobs_group", "slurm_jobs", "job_group"),)
 
 # ---------------------------------------------------------------------------
 # Errors
@@ -322,9 +356,11 @@ def epoch_of(text):
         return None
 
 
-TIME_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|\+00:00)\Z")
+# re.ASCII: \d would match any Unicode digit ('２０２６' too) and int() accept it
+TIME_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|\+00:00)\Z",
+                     re.ASCII)
 QUERY_TIME_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,9}))?)?)?"
-                           r"(Z|\+00:00)?\Z")
+                           r"(Z|\+00:00)?\Z", re.ASCII)
 
 
 def canonical_time(groups):
@@ -376,11 +412,13 @@ TEXT_FIELDS = (
     "schema", "host", "user", "job_name", "partition", "nodelist", "cwd", "slm_version",
     "slurm_job_id", "array_job_id", "array_task_id", "cluster", "submit_dir", "signal",
     "reason", "message", "script", "array", "time_limit", "wrap", "output_tail",
+    "source", "corrects", "group",
 )
-INT_FIELDS = ("exit_code", "seq", "cpus", "array_task_count")
+INT_FIELDS = ("exit_code", "seq", "cpus", "array_task_count", "restart_count")
 LIST_FIELDS = ("command", "script_args")
-NUMBER_FIELDS = ("elapsed", "cpu_time", "max_rss_mb", "cpu_efficiency")
-BOOL_FIELDS = ("monitored",)
+NUMBER_FIELDS = ("elapsed", "cpu_time", "max_rss_mb", "cpu_efficiency", "memory_limit_mb",
+                 "peak_memory_mb")
+BOOL_FIELDS = ("monitored", "requeue")
 EVENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
 # The relay request an event may carry (SLM_WEBHOOK_VIA=api): where the
 # service notifies on the job's behalf.  It is never stored with the event.
@@ -392,10 +430,33 @@ META_COLUMNS = ("exit_code", "signal", "reason", "message", "elapsed", "job_name
                 "array_task_id")
 JOB_COLUMNS = ("job_id", "status", "status_time", "status_seq", "status_event", "first_seen",
                "submitted_at", "started_at", "ended_at", "last_event_time", "last_seq",
-               "event_count") + META_COLUMNS + ("meta",)
-HIDDEN_JOB_COLUMNS = ("status_seq", "status_event")  # bookkeeping for the merge only
+               "event_count") + META_COLUMNS + ("meta", "restarts", "heartbeat_at",
+                                               "heartbeat_interval", "checked_at", "job_group",
+                                               "relay")
+# bookkeeping (the merge's, the watchdog's) and secrets (relay: destinations)
+HIDDEN_JOB_COLUMNS = ("status_seq", "status_event", "checked_at", "relay")
 JOB_FILTERS = {"user": "user", "name": "job_name", "partition": "partition",
-               "array_job_id": "array_job_id"}
+               "array_job_id": "array_job_id", "group": "job_group"}
+# What stays a job's through a requeue: the rest belongs to one run.
+JOB_IDENTITY = ("job_name", "user", "partition", "cluster", "command", "script",
+                "script_args", "submit_dir", "monitored", "array", "time_limit", "wrap",
+                "slurm_job_id", "array_job_id", "array_task_id", "array_task_count", "cwd",
+                "group", "requeue")
+# Statuses that never take a job's status: warnings about a job that runs on.
+NOTES = frozenset(("TIME_WARNING", "MEMORY_WARNING", "STALLED"))
+# Slurm's word that a run ended but the job will run again (not an end of the job).
+RUN_ENDS = frozenset(("REQUEUED",))
+# Before a job runs: SUBMITTED (the wrapper), PENDING (Slurm says it waits, and why).
+WAITING = frozenset(("SUBMITTED", "PENDING"))
+# A job whose wrapper sends heartbeats in these is alive: silence makes it LOST.
+ALIVE = frozenset(("RUNNING", "RESUMED", "SIGNALED", "TERMINATING"))
+# Statuses that leave Slurm's side of the story open: asked about when quiet,
+# the quick ones soon (the wrapper may have been killed without a word).
+OPEN_TO_CHECK = frozenset(("SUBMITTED", "PENDING", "RUNNING", "RESUMED", "SIGNALED",
+                           "TERMINATING", "PAUSED", "LOST"))
+QUICK_CHECK = frozenset(("TERMINATING", "PAUSED", "LOST", "SUBMITTED"))
+# What a heartbeat may carry besides who and when (numbers).
+HEARTBEAT_SAMPLES = ("rss_mb", "cpu_time", "output_bytes", "memory_limit_mb")
 
 # One event of a request, validated: the normalised event (canonical time,
 # no nulls), the text stored as received (without the relay request), and
@@ -429,6 +490,10 @@ def validate_relay(relay):
             raise ValueError("relay.to secret must be a short string")
     if not isinstance(relay.get("send", False), bool):
         raise ValueError("relay.send must be true or false")
+    notify_on = relay.get("notify_on")
+    if notify_on is not None and (not isinstance(notify_on, list) or
+                                  any(s not in STATUSES for s in notify_on)):
+        raise ValueError("relay.notify_on must be a list of statuses")
     for name in ("dashboard_url", "array_notify"):
         if relay.get(name) is not None and (not isinstance(relay[name], str) or
                                             len(relay[name]) > 2048):
@@ -498,10 +563,11 @@ def validate_event(data):
     return Incoming(event, raw, relay)
 
 
-def parse_events(body):
-    """The Incoming events of a request body (bytes); raise ApiError."""
+def parse_body(body, key, validate, what):
+    """The validated items of a request body (bytes): one JSON object, or
+    {key: [...]} with 1..MAX_BATCH of them; raise ApiError."""
     if not body:
-        raise ApiError(400, "empty body: expected a JSON event or {\"events\": [...]}")
+        raise ApiError(400, "empty body: expected a JSON %s or {\"%s\": [...]}" % (what, key))
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -513,43 +579,127 @@ def parse_events(body):
         data = json.loads(text, parse_constant=no_constants)
     except (ValueError, RecursionError) as e:
         raise ApiError(400, "body is not valid JSON: %s" % str(e)[:200])
-    if isinstance(data, dict) and "events" in data and "event_id" not in data:
-        events = data["events"]
-        if not isinstance(events, list):
-            raise ApiError(400, "\"events\" must be a list")
-        if not events:
-            raise ApiError(400, "\"events\" is empty")
-        if len(events) > MAX_BATCH:
-            raise ApiError(413, "too many events in one request (%d > %d)"
-                           % (len(events), MAX_BATCH))
+    if isinstance(data, dict) and key in data and "job_id" not in data:
+        items = data[key]
+        if not isinstance(items, list):
+            raise ApiError(400, "\"%s\" must be a list" % key)
+        if not items:
+            raise ApiError(400, "\"%s\" is empty" % key)
+        if len(items) > MAX_BATCH:
+            raise ApiError(413, "too many %ss in one request (%d > %d)"
+                           % (what, len(items), MAX_BATCH))
         batch = True
     elif isinstance(data, dict):
-        events, batch = [data], False
+        items, batch = [data], False
     else:
-        raise ApiError(400, "expected a JSON object: an event or {\"events\": [...]}")
+        raise ApiError(400, "expected a JSON object: a %s or {\"%s\": [...]}" % (what, key))
     checked = []
-    for i, data in enumerate(events):
+    for i, item in enumerate(items):
         try:
-            checked.append(validate_event(data))
+            checked.append(validate(item))
         except ValueError as e:
-            raise ApiError(400, "%s%s" % ("event %d: " % i if batch else "", e))
+            raise ApiError(400, "%s%s" % ("%s %d: " % (what, i) if batch else "", e))
     return checked
 
 
-def status_rank(status, when, seq, event_id):
-    """Order of precedence between the events of one job (see the docstring)."""
-    klass = 2 if status in FINAL else 0 if status == "SUBMITTED" else 1
+def parse_events(body):
+    """The Incoming events of a request body (bytes); raise ApiError."""
+    return parse_body(body, "events", validate_event, "event")
+
+
+def validate_heartbeat(data):
+    """A heartbeat (not an event: not journalled, never notified, not kept
+    but as the job's latest sample): who, when, the interval the wrapper
+    keeps, and what it measured.  Returns the normalised dict."""
+    if not isinstance(data, dict):
+        raise ValueError("a heartbeat must be a JSON object")
+    job_id = data.get("job_id")
+    if not isinstance(job_id, str) or not 1 <= len(job_id) <= 128 or not job_id.isprintable():
+        raise ValueError("job_id must be a printable string of 1..128 characters")
+    when = parse_event_time(data.get("time"))
+    if when is None:
+        raise ValueError("time must be ISO 8601 UTC, like 2026-11-30T03:40:41.123Z")
+    interval = data.get("interval")
+    if not (is_int(interval) or isinstance(interval, float)) or not 0 < interval <= 86400:
+        raise ValueError("interval must be a number of seconds, 0 < interval <= 86400")
+    beat = {"job_id": job_id, "time": when, "interval": float(interval)}
+    if data.get("user") is not None:
+        problem = check_text(data["user"], "user", 256)
+        if problem:
+            raise ValueError(problem)
+        beat["user"] = data["user"]
+    run = data.get("restart_count")
+    if run is not None:
+        if not is_int(run) or not 0 <= run < 2 ** 31:
+            raise ValueError("restart_count must be a small non-negative integer")
+        beat["restart_count"] = run
+    for name in HEARTBEAT_SAMPLES:
+        value = data.get(name)
+        if value is None:
+            continue
+        if not (is_int(value) or isinstance(value, float)) or not math.isfinite(value) or \
+                not 0 <= value < 2 ** 63:
+            raise ValueError("%s must be a non-negative number" % name)
+        beat[name] = value
+    return beat
+
+
+def parse_heartbeats(body):
+    return parse_body(body, "heartbeats", validate_heartbeat, "heartbeat")
+
+
+# Who posts or asks: the user a token belongs to (None for the shared token
+# and for a service without tokens), the role that decides what they may do
+# ("admin": everything; "user": their own jobs), and a key naming the token
+# (for rate limits and fair shares; never the token itself).
+Principal = collections.namedtuple("Principal", "user role key")
+ANYONE = Principal(None, "admin", "anyone")
+
+
+def check_authorship(who, items):
+    """A user may post events only as themselves; raise ApiError 403."""
+    if who is None or who.role == "admin":
+        return
+    for n, incoming in enumerate(items):
+        user = incoming.event.get("user")
+        if user != who.user:
+            raise ApiError(403, "event %d is for user %s, but the token is %s's: a token "
+                           "posts only its own user's events" % (n, repr(user)[:60], who.user))
+
+
+def status_rank(status, source, when, seq, event_id):
+    """Order of precedence between the events of one run of a job.
+
+    Slurm's own verdict (source "slurm") beats what the wrapper said of the
+    end, which beats everything that does not end a job; waiting beats only
+    notes; within a class the latest (time, seq) wins.  A later run (after a
+    requeue) beats every event of the runs before it (see merge_event).
+    """
+    if status in FINAL or status in RUN_ENDS:
+        klass = 3 if source == "slurm" else 2
+    elif status in NOTES:
+        klass = -1
+    else:
+        klass = 0 if status in WAITING else 1
     return (klass, when or "", seq or 0, event_id or "")
+
+
+def event_run(event):
+    """Which run of a requeued job an event is from (SLURM_RESTART_COUNT)."""
+    run = event.get("restart_count")
+    return run if is_int(run) and run > 0 else 0
 
 
 def merge_event(row, event):
     """Apply one new event (normalised) to a job row (dict); return the row.
 
-    Order-independent for status and times: the result is the same whichever
-    order the events arrive in.  Metadata (user, host, exit_code...) comes
-    from the event holding the status, gaps filled from the others.
+    Order-independent: the result is the same whichever order the events
+    arrive in.  The row shows the latest run; an event of an earlier run
+    only counts.  Metadata (host, exit_code...) comes from the event holding
+    the status, gaps filled from the other events of the same run.
     """
     when, seq, status = event["time"], event.get("seq"), event["status"]
+    run, current = event_run(event), row.get("restarts") or 0
     row["event_count"] = (row.get("event_count") or 0) + 1
     if row.get("first_seen") is None or when < row["first_seen"]:
         row["first_seen"] = when
@@ -559,24 +709,42 @@ def merge_event(row, event):
     if status in ("SUBMITTED", "SUBMIT_FAILED") and \
             (row.get("submitted_at") is None or when < row["submitted_at"]):
         row["submitted_at"] = when
+    meta = json.loads(row["meta"]) if row.get("meta") else {}
+    if run < current:
+        for key in JOB_IDENTITY:     # an earlier run may still fill in who and what
+            if meta.get(key) is None and event.get(key) is not None:
+                meta[key] = event[key]
+        row["meta"] = compact_json(meta)
+        return row
+    if run > current:                # a requeued job runs again: a new run begins
+        meta = dict((k, v) for k, v in meta.items() if k in JOB_IDENTITY)
+        row.update(restarts=run, status=None, status_time=None, status_seq=None,
+                   status_event=None, started_at=None, ended_at=None)
     if status == "RUNNING" and (row.get("started_at") is None or when < row["started_at"]):
         row["started_at"] = when
-    new = status_rank(status, when, seq, event["event_id"])
+    new = status_rank(status, event.get("source"), when, seq, event["event_id"])
     wins = not row.get("status") or new > status_rank(
-        row["status"], row.get("status_time"), row.get("status_seq"), row.get("status_event"))
+        row["status"], meta.get("source"), row.get("status_time"), row.get("status_seq"),
+        row.get("status_event"))
     if wins:
         row["status"], row["status_time"] = status, when
         row["status_seq"], row["status_event"] = seq, event["event_id"]
         row["ended_at"] = when if status in FINAL else None
-    meta = json.loads(row["meta"]) if row.get("meta") else {}
+        meta.pop("source", None)     # the status's source is the winning event's alone
     for key, value in event.items():
         if key in ("event_id", "job_id", "status", "time", "seq", "schema"):
             continue
-        if wins or meta.get(key) is None:
+        if (wins or meta.get(key) is None) and not (key == "source" and not wins):
             meta[key] = value
+    if status in NOTES:              # warnings stay listed whatever holds the status
+        warned = meta.setdefault("warnings", [])
+        if status not in warned:
+            warned.append(status)
     row["meta"] = compact_json(meta)
     for column in META_COLUMNS:
         row[column] = meta.get(column)
+    if meta.get("group") is not None:
+        row["job_group"] = meta["group"]
     return row
 
 
@@ -671,6 +839,15 @@ class Dialect(object):
     def create_tables(self, cur):
         raise NotImplementedError
 
+    def table_columns(self, cur, table):
+        raise NotImplementedError
+
+    def add_column(self, cur, table, column, sqlite_type, mysql_type):
+        raise NotImplementedError
+
+    def add_index(self, cur, name, table, column):
+        raise NotImplementedError
+
     def create_job_rows(self, cur, job_ids):
         """Make missing rows for job_ids, locking them for this transaction."""
         cur.executemany(self.sql("%s INTO slurm_jobs (job_id, event_count) VALUES (?, 0)"
@@ -723,6 +900,16 @@ class SQLiteDialect(Dialect):
         cur.execute("PRAGMA journal_mode=WAL")
         for statement in split_statements(SQLITE_SCHEMA):
             cur.execute(statement)
+
+    def table_columns(self, cur, table):
+        cur.execute("PRAGMA table_info(%s)" % table)
+        return set(r[1] for r in cur.fetchall())
+
+    def add_column(self, cur, table, column, sqlite_type, mysql_type):
+        cur.execute("ALTER TABLE %s ADD COLUMN %s %s" % (table, quote(column), sqlite_type))
+
+    def add_index(self, cur, name, table, column):
+        cur.execute("CREATE INDEX IF NOT EXISTS %s ON %s (%s)" % (name, table, quote(column)))
 
     def describe(self):
         return "sqlite %s" % os.path.abspath(self.path)
@@ -790,6 +977,21 @@ class MySQLDialect(Dialect):
     def create_tables(self, cur):
         for statement in split_statements(MYSQL_SCHEMA):
             cur.execute(statement)
+
+    def table_columns(self, cur, table):
+        cur.execute("SELECT column_name FROM information_schema.columns WHERE"
+                    " table_schema = DATABASE() AND table_name = %s", (table,))
+        return set(r[0] for r in cur.fetchall())
+
+    def add_column(self, cur, table, column, sqlite_type, mysql_type):
+        cur.execute("ALTER TABLE `%s` ADD COLUMN %s %s" % (table, quote(column), mysql_type))
+
+    def add_index(self, cur, name, table, column):
+        cur.execute("SELECT COUNT(*) FROM information_schema.statistics WHERE"
+                    " table_schema = DATABASE() AND table_name = %s AND index_name = %s",
+                    (table, name))
+        if not cur.fetchone()[0]:
+            cur.execute("ALTER TABLE `%s` ADD KEY `%s` (%s(64))" % (table, name, quote(column)))
 
     def create_job_rows(self, cur, job_ids):
         # ON DUPLICATE KEY takes the rows' exclusive locks at once; INSERT
@@ -946,6 +1148,60 @@ class Tx(object):
                           args + [int(limit), int(offset)])
         return [dict(zip(JOB_COLUMNS, r)) for r in found], total
 
+    def record_heartbeats(self, rows, beats):
+        """Apply heartbeat samples (dicts) to locked job rows (in place)."""
+        for beat in beats:
+            row = rows[beat["job_id"]]
+            if event_run(beat) < (row.get("restarts") or 0):
+                continue            # an earlier run's wrapper, still alive
+            if row.get("heartbeat_at") is None or beat["time"] > row["heartbeat_at"]:
+                row["heartbeat_at"] = beat["time"]
+                row["heartbeat_interval"] = beat["interval"]
+                meta = json.loads(row["meta"]) if row.get("meta") else {}
+                meta["usage"] = dict((k, beat[k]) for k in HEARTBEAT_SAMPLES if k in beat)
+                row["meta"] = compact_json(meta)
+
+    def silent_jobs(self, now_epoch, grace, limit=500):
+        """Jobs that run by their status but missed `grace` heartbeat intervals."""
+        alive = ", ".join("'%s'" % s for s in sorted(ALIVE))
+        found = []
+        for job_id, beat, interval in self.rows(
+                "SELECT job_id, heartbeat_at, heartbeat_interval FROM slurm_jobs WHERE status"
+                " IN (%s) AND heartbeat_interval > 0 AND heartbeat_at IS NOT NULL" % alive):
+            last = epoch_of(beat)
+            if last is not None and now_epoch - last > grace * interval:
+                found.append(job_id)
+        return found[:limit]
+
+    def jobs_to_check(self, quiet, slow, since, limit=200):
+        """Jobs Slurm should be asked about, least recently asked first: open
+        ones with a short story (QUICK_CHECK) quiet since `quiet`, the others
+        since `slow`, and jobs ended after `since` that nobody checked yet."""
+        fast = ", ".join("'%s'" % s for s in sorted(QUICK_CHECK))
+        other = ", ".join("'%s'" % s for s in sorted(OPEN_TO_CHECK - QUICK_CHECK))
+        return [dict(zip(JOB_COLUMNS, r)) for r in self.rows(
+            "SELECT %s FROM slurm_jobs WHERE (status IN (%s) AND last_event_time < ? AND"
+            " (checked_at IS NULL OR checked_at < ?)) OR (status IN (%s) AND last_event_time"
+            " < ? AND (checked_at IS NULL OR checked_at < ?)) OR (ended_at IS NOT NULL AND"
+            " checked_at IS NULL AND ended_at < ? AND ended_at > ?) ORDER BY checked_at,"
+            " last_event_time LIMIT ?" % (columns(JOB_COLUMNS), fast, other),
+            (quiet, quiet, slow, slow, quiet, since, int(limit)))]
+
+    def mark_checked(self, job_ids, when):
+        for part in chunks(sorted(job_ids), 500):
+            self.execute("UPDATE slurm_jobs SET checked_at = ? WHERE job_id IN (%s)"
+                         % ", ".join("?" * len(part)), [when] + part)
+
+    def take_lease(self, name, owner, seconds):
+        """Whether owner holds the lease name now (taken or renewed) for seconds."""
+        now = utc_now()
+        until = iso_at(time.time() + seconds)
+        if self.execute("UPDATE slm_leases SET owner = ?, until = ? WHERE name = ? AND"
+                        " (until < ? OR owner = ?)", (owner, until, name, now, owner)).rowcount:
+            return True
+        return self.execute("%s INTO slm_leases (name, owner, until) VALUES (?, ?, ?)"
+                            % self.dialect.insert_ignore, (name, owner, until)).rowcount == 1
+
     def job_counts(self):
         return dict((s, int(n)) for s, n in self.rows(
             "SELECT status, COUNT(*) FROM slurm_jobs GROUP BY status") if s)
@@ -953,7 +1209,7 @@ class Tx(object):
     # -- the outbox --------------------------------------------------------
 
     OUTBOX_NEW = ("dedup_key", "job_id", "destination", "format", "secret", "dashboard_url",
-                  "payload", "state", "next_attempt_at", "last_error", "created_at")
+                  "payload", "state", "next_attempt_at", "last_error", "created_at", "event_id")
     OUTBOX_SHOWN = ("id", "job_id", "destination", "format", "state", "attempts", "last_error",
                     "created_at", "sent_at", "next_attempt_at", "dedup_key")
     OUTBOX_CLAIMED = ("id", "job_id", "destination", "format", "secret", "dashboard_url",
@@ -972,12 +1228,14 @@ class Tx(object):
         now = utc_now()
         claimed = []
         until = iso_at(time.time() + lease)
-        for (nid,) in self.rows("SELECT id FROM slm_outbox WHERE state = 'pending' AND"
-                                " next_attempt_at <= ? AND (lease_until IS NULL OR"
+        # held: a notice kept back until Slurm has had its say (see Watchdog), sent
+        # anyway once its time is up
+        for (nid,) in self.rows("SELECT id FROM slm_outbox WHERE state IN ('pending', 'held')"
+                                " AND next_attempt_at <= ? AND (lease_until IS NULL OR"
                                 " lease_until < ?) ORDER BY id LIMIT ?", (now, now, int(limit))):
             # conditional on nobody having leased it meanwhile: one winner
             if self.execute("UPDATE slm_outbox SET lease_owner = ?, lease_until = ? WHERE id = ?"
-                            " AND state = 'pending' AND (lease_until IS NULL OR"
+                            " AND state IN ('pending', 'held') AND (lease_until IS NULL OR"
                             " lease_until < ?)", (owner, until, nid, now)).rowcount == 1:
                 claimed.append(nid)
         if not claimed:
@@ -1002,6 +1260,15 @@ class Tx(object):
         return [dict(zip(self.OUTBOX_SHOWN, r)) for r in self.rows(
             "SELECT %s FROM slm_outbox %sORDER BY id" % (columns(self.OUTBOX_SHOWN), where),
             args)]
+
+    def outbox_release(self, job_id, supersede=None):
+        """Held notices of a job: send them now, or (supersede: the reason) never."""
+        if supersede:
+            self.execute("UPDATE slm_outbox SET state = 'superseded', last_error = ? WHERE"
+                         " job_id = ? AND state = 'held'", (supersede, job_id))
+        else:
+            self.execute("UPDATE slm_outbox SET state = 'pending', next_attempt_at = ? WHERE"
+                         " job_id = ? AND state = 'held'", (utc_now(), job_id))
 
     def outbox_counts(self):
         return dict((s, int(n)) for s, n in self.rows(
@@ -1112,14 +1379,23 @@ class Database(object):
             if self._ready:
                 return
             cur = conn.cursor()
+            sql = self.dialect.sql
             try:
+                fresh = "slurm_jobs" not in self._tables(cur)
                 self.dialect.create_tables(cur)
-                cur.execute(self.dialect.sql("%s INTO slm_meta (name, value) VALUES (?, ?)"
-                                             % self.dialect.insert_ignore),
-                            ("schema_version", str(SCHEMA_VERSION)))
-                cur.execute(self.dialect.sql("SELECT value FROM slm_meta WHERE name = ?"),
-                            ("schema_version",))
+                cur.execute(sql("%s INTO slm_meta (name, value) VALUES (?, ?)"
+                                % self.dialect.insert_ignore),
+                            ("schema_version", str(SCHEMA_VERSION if fresh else 1)))
+                cur.execute(sql("SELECT value FROM slm_meta WHERE name = ?"), ("schema_version",))
                 found = int(cur.fetchone()[0])
+                if found < SCHEMA_VERSION:
+                    self._migrate(cur, found)
+                    cur.execute(sql("UPDATE slm_meta SET value = ? WHERE name = ? AND value = ?"),
+                                (str(SCHEMA_VERSION), "schema_version", str(found)))
+                    say("database schema upgraded from version %d to %d" % (found,
+                                                                           SCHEMA_VERSION))
+                for name, table, column in LATE_INDEXES:
+                    self.dialect.add_index(cur, name, table, column)
             finally:
                 cur.close()
             conn.commit()
@@ -1127,6 +1403,26 @@ class Database(object):
                 say("database schema version %d is newer than this slm_api.py knows (%d)"
                     % (found, SCHEMA_VERSION))
             self._ready = True
+
+    def _tables(self, cur):
+        if self.dialect.name == "sqlite":
+            cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        else:
+            cur.execute("SELECT table_name FROM information_schema.tables"
+                        " WHERE table_schema = DATABASE()")
+        return set(r[0] for r in cur.fetchall())
+
+    def _migrate(self, cur, found):
+        """Add what versions after found brought; another instance may be doing
+        the same at this very moment, so each step looks before it leaps."""
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            for table, column, sqlite_type, mysql_type in MIGRATIONS.get(version, ()):
+                if column not in self.dialect.table_columns(cur, table):
+                    try:
+                        self.dialect.add_column(cur, table, column, sqlite_type, mysql_type)
+                    except Exception:
+                        if column not in self.dialect.table_columns(cur, table):
+                            raise
 
     def _acquire(self):
         with self._lock:
@@ -1231,6 +1527,11 @@ OUTBOX_LEASE = 60.0
 OUTBOX_BACKOFF = (2, 5, 15, 60, 300, 900, 3600)
 # A notification still undelivered after this long is given up.
 OUTBOX_MAX_AGE = 2 * 86400
+# The longest a CANCELLED notice waits for Slurm to say whether the job was in
+# fact requeued (then a REQUEUED notice goes instead); usually much less.
+HOLD = 180.0
+# Who, besides the wrapper, writes events: the service (LOST) and Slurm's verdict.
+SERVICE_SOURCES = ("service", "slurm")
 # Per-destination send rates, (count, seconds) windows, from the services'
 # documented limits (Feishu custom bots: 5/s and 100/min; DingTalk 20/min...).
 RATE_LIMITS = {
@@ -1283,11 +1584,20 @@ class NotifyPolicy(object):
                 .hexdigest(), "job_id": job_id, "destination": url, "format": fmt,
                 "secret": secret, "dashboard_url": dashboard, "payload": payload,
                 "state": "refused" if refusal else "pending", "next_attempt_at": now,
-                "last_error": refusal, "created_at": now}
+                "last_error": refusal, "created_at": now, "event_id": None}
 
-    def for_event(self, incoming, now):
-        """(outbox rows, how many the allow-list refused) for one new event."""
+    def for_event(self, incoming, now, stored=None, hold=False):
+        """(outbox rows, how many the allow-list refused) for one new event.
+
+        stored: the job's relay request, for events the service made itself
+        (the wrapper is dead or silent: the service must tell the user).
+        hold: keep the notices back (state "held") for HOLD seconds at most.
+        """
         event, relay = incoming.event, incoming.relay
+        if relay is None and stored is not None:
+            relay = dict(stored, send=slm.wants_notice(
+                event, frozenset(stored.get("notify_on") or slm.NOTIFY_DEFAULT),
+                stored.get("array_notify") or "failures"))
         rows, refused = [], 0
         if relay and relay.get("send"):
             for t in relay["to"]:
@@ -1301,6 +1611,10 @@ class NotifyPolicy(object):
             for fmt, url in self.hooks:
                 rows.append(self._row("event", event["event_id"], event["job_id"], url, fmt,
                                       self.secret, self.dashboard_url, incoming.raw, now))
+        for row in rows:
+            row["event_id"] = event["event_id"]
+            if hold and row["state"] == "pending":
+                row["state"], row["next_attempt_at"] = "held", iso_at(time.time() + HOLD)
         return rows, refused
 
     def for_rollup(self, summary, relay, now):
@@ -1486,12 +1800,13 @@ class OutboxSender(threading.Thread):
 
 
 class Write(object):
-    """One request's events waiting to be written, and then its answer."""
+    """One request's events (or heartbeats) waiting to be written, then its answer."""
 
-    __slots__ = ("items", "who", "done", "answer", "error", "stored")
+    __slots__ = ("items", "beats", "who", "done", "answer", "error", "stored")
 
-    def __init__(self, items, who):
+    def __init__(self, items, who, beats=()):
         self.items = items
+        self.beats = list(beats)
         self.who = who
         self.done = False
         self.answer = None
@@ -1524,10 +1839,15 @@ class Ingestor(object):
         self._queue = []
         self._writing = False
         self.notified = None   # callable() after outbox rows were added (wakes the sender)
+        # with a watchdog asking Slurm: CANCELLED notices of its cluster's jobs are
+        # held until Slurm says whether it was a requeue (see Watchdog)
+        self.slurm = None
 
-    def submit(self, items, who=None):
-        """Store a request's Incoming events; return its answer (a dict)."""
-        write = Write(items, who)
+    def submit(self, items, who=None, beats=()):
+        """Store a request's Incoming events (or heartbeats); return its answer."""
+        check_authorship(who, items)
+        check_authorship(who, [Incoming(b, "", None) for b in beats])
+        write = Write(items, who, beats)
         with self._cond:
             self._queue.append(write)
             while not write.done and (self._writing or self._queue[0] is not write):
@@ -1552,7 +1872,7 @@ class Ingestor(object):
         """The group to write now: first, then round-robin across the tokens."""
         self._queue.remove(first)
         group = [first]
-        events = len(first.items)
+        events = len(first.items) + len(first.beats)
         size = sum(len(i.raw) for i in first.items)
         by_who = collections.OrderedDict()
         for w in self._queue:
@@ -1562,12 +1882,13 @@ class Ingestor(object):
             for lane in list(lanes):
                 w = lane[0]
                 more = sum(len(i.raw) for i in w.items)
-                if events + len(w.items) > self.MAX_EVENTS or size + more > self.MAX_BYTES:
+                if events + len(w.items) + len(w.beats) > self.MAX_EVENTS or \
+                        size + more > self.MAX_BYTES:
                     lanes = []
                     break
                 lane.popleft()
                 group.append(w)
-                events += len(w.items)
+                events += len(w.items) + len(w.beats)
                 size += more
                 if not lane:
                     lanes.remove(lane)
@@ -1594,29 +1915,63 @@ class Ingestor(object):
             return
         if self.metrics is not None:
             for w in group:
-                self.metrics.stored(w.stored, w.answer["duplicates"])
+                if w.answer is not None and w.items:
+                    self.metrics.stored(w.stored, w.answer["duplicates"])
             self.metrics.group(len(group), sum(len(w.items) for w in group))
         if added and self.notified is not None:
             self.notified()
 
     def _write(self, tx, group, now):
         """The one transaction of a group; sets each request's answer."""
+        # the job rows first (locked, made if missing): a user's token may add
+        # to its own user's jobs only, and nothing of a refused request is stored
+        rows = tx.lock_jobs(set([i.event["job_id"] for w in group for i in w.items] +
+                                [b["job_id"] for w in group for b in w.beats]))
+        allowed = []
+        for w in group:
+            w.error = None
+            if w.who is not None and w.who.role != "admin":
+                theirs = [job_id for job_id in [i.event["job_id"] for i in w.items] +
+                          [b["job_id"] for b in w.beats]
+                          if rows[job_id]["user"] not in (None, w.who.user)]
+                if theirs:
+                    w.error = ApiError(403, "job %s belongs to another user" % theirs[0][:128])
+                    continue
+            allowed.append(w)
         # first come, first stored: of two copies of one event, the earlier is new
-        pairs = [(w, incoming) for w in group for incoming in w.items]
+        pairs = [(w, incoming) for w in allowed for incoming in w.items]
         flags = tx.insert_events([(i.event, i.raw) for _, i in pairs], now)
         new = [p for p, stored in zip(pairs, flags) if stored]
         by_job = collections.OrderedDict()
         for w, incoming in new:
-            by_job.setdefault(incoming.event["job_id"], []).append(incoming.event)
-        rows = tx.lock_jobs(list(by_job))
-        for job_id, events in by_job.items():
-            for event in events:
-                merge_event(rows[job_id], event)
-        tx.write_jobs([rows[job_id] for job_id in sorted(by_job)])
+            by_job.setdefault(incoming.event["job_id"], []).append(incoming)
+        relays = {}       # job id -> the relay request it had before this group
+        for job_id, incomings in by_job.items():
+            row = rows[job_id]
+            relays[job_id] = json.loads(row["relay"]) if row.get("relay") else None
+            for incoming in incomings:
+                merge_event(row, incoming.event)
+                if incoming.relay is not None:
+                    # kept (secrets and all, never shown) for what the service itself
+                    # will have to say of this job: LOST, Slurm's verdict
+                    row["relay"] = compact_json(incoming.relay)
+        beats = [b for w in allowed for b in w.beats if rows[b["job_id"]]["event_count"]]
+        tx.record_heartbeats(rows, beats)
+        tx.write_jobs([rows[job_id] for job_id in
+                       sorted(set(by_job) | set(b["job_id"] for b in beats))])
+        for job_id, row in rows.items():
+            if not row["event_count"]:
+                tx.forget_unreported_job(job_id)   # made by the lock for nothing stored
         refused = dict((id(w), 0) for w in group)
         outbox = []
         for w, incoming in new:
-            found, no = self.policy.for_event(incoming, now)
+            event = incoming.event
+            stored = relays.get(event["job_id"]) if event.get("source") in SERVICE_SOURCES \
+                else None
+            found, no = self.policy.for_event(
+                incoming, now, stored, hold=event["status"] == "CANCELLED" and
+                event.get("source") not in SERVICE_SOURCES and self.slurm is not None and
+                self.slurm.knows(event))
             outbox += found
             refused[id(w)] += no
         arrays = set()
@@ -1630,14 +1985,352 @@ class Ingestor(object):
                 if summary is not None:
                     outbox += self.policy.for_rollup(summary, incoming.relay, now)
         tx.outbox_add(outbox)
-        for w in group:
+        for w in allowed:
             w.stored = [i.event for v, i in new if v is w]
-            answer = {"accepted": len(w.stored), "duplicates": len(w.items) - len(w.stored)}
+            if w.beats:
+                answer = {"accepted": sum(1 for b in w.beats if rows[b["job_id"]]["event_count"])}
+                answer["unknown"] = len(w.beats) - answer["accepted"]
+            else:
+                answer = {"accepted": len(w.stored),
+                          "duplicates": len(w.items) - len(w.stored)}
             if refused[id(w)]:
                 # the events are stored; only their relay to hosts outside the allow-list is not
                 answer["refused_notifications"] = refused[id(w)]
             w.answer = answer
         return bool(outbox)
+
+
+# ---------------------------------------------------------------------------
+# Watchdog: the deaths a wrapper cannot report (silence, Slurm's verdict),
+# and the spools of nodes that cannot reach the service
+# ---------------------------------------------------------------------------
+
+# Slurm's states (sacct, squeue) as SLM statuses: (status, reason).
+SLURM_STATES = {
+    "COMPLETED": ("COMPLETED", None), "FAILED": ("FAILED", None),
+    "CANCELLED": ("CANCELLED", "cancelled"), "TIMEOUT": ("TIMEOUT", "time_limit"),
+    "OUT_OF_MEMORY": ("OUT_OF_MEMORY", "oom"), "NODE_FAIL": ("NODE_FAIL", "node_fail"),
+    "PREEMPTED": ("PREEMPTED", "preempted"), "BOOT_FAIL": ("FAILED", "boot_fail"),
+    "DEADLINE": ("FAILED", "deadline"), "REQUEUED": ("REQUEUED", "requeued"),
+}
+# A run that ended this way was requeued when Slurm has a later run of the job.
+REQUEUE_STATES = ("REQUEUED", "PREEMPTED", "NODE_FAIL")
+# Pending reasons after which a job never starts without somebody acting.
+NEVER_STARTS = frozenset((
+    "DependencyNeverSatisfied", "JobHeldUser", "JobHeldAdmin", "JobHoldMaxRequeue",
+    "BadConstraints", "InvalidAccount", "InvalidQOS", "QOSNotAllowed", "AccountNotAllowed",
+    "PartitionConfig", "PartitionTimeLimit", "PartitionNodeLimit", "PartitionDown",
+    "PartitionInactive"))
+SLURM_JOB_ID_RE = re.compile(r"[0-9]{1,12}(_[0-9]{1,12})?\Z")
+
+
+class Slurm(object):
+    """Slurm's own record of jobs, from its commands on this host: sacct
+    (accounting, with every run of a requeued job), else squeue -t all (what
+    slurmctld still remembers, MinJobAge).  One call for many jobs."""
+
+    FIELDS = "JobID,State,ExitCode,Start,End,Elapsed,NodeList,Reason"
+
+    def __init__(self, timeout=60.0, log=None):
+        self.timeout = timeout
+        self.log = log or say
+        self.accounting = True    # until sacct says it is disabled
+        self.cluster = None       # ClusterName, learnt by learn_cluster()
+
+    def learn_cluster(self):
+        """This host's cluster: only jobs that ran there can be asked about."""
+        if self.cluster is None:
+            out, _ = self._run(["scontrol", "show", "config"])
+            m = re.search(r"^ClusterName\s*=\s*(\S+)", out or "", re.M)
+            self.cluster = m.group(1) if m else None
+        return self.cluster
+
+    def knows(self, job):
+        """Whether a job (row or event) ran on this host's cluster, as Slurm names it."""
+        return bool(self.cluster) and job.get("cluster") == self.cluster and \
+            bool(SLURM_JOB_ID_RE.match(job.get("job_id") or ""))
+
+    @staticmethod
+    def present():
+        import shutil
+        return bool(shutil.which("sacct") or shutil.which("squeue"))
+
+    def _run(self, argv):
+        import subprocess
+        try:
+            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  timeout=self.timeout)
+        except (OSError, subprocess.SubprocessError) as e:
+            return None, str(e)
+        return (proc.stdout.decode("utf-8", "replace") if proc.returncode == 0 else None,
+                proc.stderr.decode("utf-8", "replace").strip()[:300])
+
+    def runs(self, ids):
+        """{job id: [run, ...]} from sacct, runs in order, each a dict of FIELDS;
+        None when accounting is unavailable (then ask queue())."""
+        if not self.accounting:
+            return None
+        out, err = self._run(["sacct", "-X", "-D", "-n", "-P", "-j", ",".join(ids),
+                              "-o", self.FIELDS])
+        if out is None:
+            if "disabled" in err or "No such file" in err or "not found" in err.lower():
+                self.accounting = False
+                self.log("reconciler: sacct cannot tell (%s); asking squeue instead" % err)
+            else:
+                self.log("reconciler: sacct failed: %s" % err)
+            return None
+        found = {}
+        names = self.FIELDS.split(",")
+        for line in out.splitlines():
+            parts = line.split("|")
+            if len(parts) == len(names):
+                record = dict(zip(names, parts))
+                found.setdefault(record["JobID"], []).append(record)
+        return found
+
+    def queue(self, ids):
+        """{job id: {"State", "Reason"}} of the jobs slurmctld still knows."""
+        out, err = self._run(["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%r"])
+        found = {}
+        for line in (out or "").splitlines():
+            parts = line.strip().split("|", 2)
+            if len(parts) == 3:
+                found[parts[0]] = {"JobID": parts[0], "State": parts[1], "Reason": parts[2],
+                                   "ExitCode": ""}
+        return found
+
+
+def slurm_exit(text):
+    """{'exit_code': n} or {'signal': 'SIGX'} from sacct's 'code:signal'."""
+    code, _, sig = (text or "").partition(":")
+    if sig.isdigit() and 0 < int(sig) < 65:   # 125: Slurm's mark of an OOM kill, no signal
+        return {"signal": slm.signal_name(int(sig))}
+    if code.isdigit():
+        return {"exit_code": int(code)}
+    return {}
+
+
+def slurm_event(row, status, run, now, source="slurm", **fields):
+    """An event the service writes about a job, with an id that is the same
+    whichever instance writes it (so it is stored and notified once)."""
+    key = "%s|%s|%d|%s" % (row["job_id"], status, run, fields.get("reason") or "")
+    event = {"schema": slm.EVENT_SCHEMA,
+             "event_id": "%s-%s" % (source, hashlib.sha1(key.encode("utf-8")).hexdigest()[:40]),
+             "job_id": row["job_id"], "status": status, "time": now, "source": source,
+             "user": row.get("user")}
+    if run:
+        event["restart_count"] = run
+    event.update((k, v) for k, v in fields.items() if v is not None)
+    return event
+
+
+def slurm_verdict(row, runs, now):
+    """What Slurm's record says that the job row does not: events to write,
+    and what to do with the job's held notices ("release", "supersede" or
+    None).  runs: the job's runs from sacct (or one from squeue), in order."""
+    events, holds = [], None
+    ours, current = row.get("status"), row.get("restarts") or 0
+    meta = json.loads(row["meta"]) if row.get("meta") else {}
+    for run, record in enumerate(runs[:-1]):
+        state = record["State"].split()[0]
+        if state in REQUEUE_STATES:
+            events.append(slurm_event(row, "REQUEUED", run, now, reason=SLURM_STATES[state][1],
+                                      message="Slurm requeued the job: it runs again"))
+            holds = "supersede"
+    last, run = runs[-1], len(runs) - 1
+    state, reason = last["State"].split()[0], (last.get("Reason") or "").strip()
+    if state == "PENDING":
+        if run > current or (len(runs) == 1 and ours in ("CANCELLED", "TERMINATING", "LOST")
+                             and reason == "BeginTime"):
+            if len(runs) == 1:     # squeue alone: the job waits to run again
+                events.append(slurm_event(row, "REQUEUED", current, now, reason="requeued",
+                                          message="Slurm requeued the job: it runs again"))
+            holds = "supersede"
+        elif ours in WAITING and reason in NEVER_STARTS:
+            events.append(slurm_event(row, "PENDING", run, now, reason=reason,
+                                      message="Slurm will not start this job until somebody "
+                                              "acts (%s)" % reason))
+        return events, holds
+    if state not in SLURM_STATES or run < current:
+        return events, holds       # running, suspended, or a run we know better
+    status, why = SLURM_STATES[state]
+    if status == "REQUEUED":
+        return events, "supersede"
+    wrapper_said = ours if ours in FINAL and meta.get("source") not in SERVICE_SOURCES else None
+    if ours == status and meta.get("source") != "service":
+        return events, "release"   # Slurm agrees: the held notices can go
+    fields = dict(slurm_exit(last.get("ExitCode")), reason=why or meta.get("reason"))
+    if wrapper_said:
+        fields["corrects"] = wrapper_said
+        fields["message"] = "Slurm's record says %s; the job's wrapper reported %s" % (
+            status, wrapper_said)
+    else:
+        fields["message"] = "Slurm's record says %s (the job's wrapper said nothing of its " \
+            "end)" % status
+    events.append(slurm_event(row, status, run, now, **fields))
+    return events, "release"
+
+
+class Watchdog(threading.Thread):
+    """Finds out what no wrapper can report, every `interval` seconds.
+
+    - A running job whose heartbeats stopped for `grace` intervals is LOST
+      (a PAUSED job is frozen and sends none: never LOST for that).
+    - With Slurm's commands on this host, it asks Slurm about jobs left open
+      (LOST, PAUSED, TERMINATING, SUBMITTED, running without a word) and about
+      each ended job once, in one call for many jobs, and writes what Slurm's
+      record adds: the verdict (source "slurm"; a correction when it
+      contradicts the wrapper), REQUEUED runs, the reason a job never starts.
+    - It reads the spools it is given (--spool), as `slm flush` would.
+    Several instances on one database: one holds a lease and does it all;
+    the events it writes have ids every instance would give them, so each
+    is stored, and notified, once.
+    """
+
+    def __init__(self, db, ingestor, slurm=None, interval=15.0, grace=3, spools=(),
+                 private=None, log=None):
+        threading.Thread.__init__(self, name="slm-watchdog", daemon=True)
+        self.db = db
+        self.ingestor = ingestor
+        self.slurm = slurm
+        self.interval = interval
+        self.grace = grace
+        self.spools = list(spools)
+        self.private = private          # (is the keyring per user?) for spool owners
+        self.log = log or say
+        self.owner = "%s-%d-%s" % (socket.gethostname()[:30], os.getpid(), uuid.uuid4().hex[:8])
+        self.stopping = threading.Event()
+        self.rounds = 0
+
+    def stop(self, wait=5.0):
+        self.stopping.set()
+        if self.is_alive():
+            self.join(wait)
+
+    def run(self):
+        while not self.stopping.is_set():
+            try:
+                self.run_once()
+            except StoreError as e:
+                self.log("watchdog: database unavailable (%s); retrying" % e)
+            except Exception as e:   # the watchdog must outlive any one odd job
+                self.log("watchdog: unexpected %s" % describe_error(e))
+            self.stopping.wait(self.interval)
+
+    def run_once(self):
+        self.rounds += 1
+        for root in self.spools:       # every instance: spools are claimed file by file
+            self.read_spool(root)
+        if not self.db.run(lambda tx: tx.take_lease("watchdog", self.owner,
+                                                    self.interval * 3 + 30), write=True):
+            return
+        now = time.time()
+        self.find_lost(now)
+        if self.slurm is not None and self.slurm.learn_cluster():
+            self.ask_slurm(now)
+
+    def write(self, events):
+        if events:
+            self.ingestor.submit([validate_event(e) for e in events])
+
+    def find_lost(self, now):
+        ids = self.db.run(lambda tx: tx.silent_jobs(now, self.grace))
+        if not ids:
+            return
+        rows = self.db.run(lambda tx: [tx.get_job(j) for j in ids])
+        events = []
+        for row in rows:
+            if row is None or row["status"] not in ALIVE:
+                continue
+            silent = now - (epoch_of(row["heartbeat_at"]) or now)
+            events.append(slurm_event(
+                row, "LOST", row.get("restarts") or 0, iso_at(now), source="service",
+                reason="no_heartbeat", heartbeat_at=row["heartbeat_at"],
+                message="no heartbeat for %s (every %gs expected): the wrapper, its node or "
+                        "the network is gone" % (slm.duration_text(silent),
+                                                 row["heartbeat_interval"])))
+        self.write(events)
+
+    def ask_slurm(self, now):
+        quiet, slow = iso_at(now - 10), iso_at(now - 300)
+        rows = self.db.run(lambda tx: tx.jobs_to_check(quiet, slow, iso_at(now - 86400)))
+        if not rows:
+            return
+        asked = [r for r in rows if self.slurm.knows(r)]
+        found = self.slurm.runs([r["job_id"] for r in asked]) if asked else {}
+        if found is None:
+            found = dict((k, [v]) for k, v in self.slurm.queue([r["job_id"] for r in asked])
+                         .items())
+        events, checked = [], [r["job_id"] for r in rows if r not in asked]
+        stamp = iso_at(now)
+        for row in asked:
+            runs = found.get(row["job_id"])
+            if not runs:
+                # accounting lags at a job's end (and forgets nothing): ask again later;
+                # a job Slurm never heard of stops being asked about after a day
+                if row.get("ended_at") is None and row["last_event_time"] < iso_at(now - 86400):
+                    checked.append(row["job_id"])
+                continue
+            new, holds = slurm_verdict(row, runs, stamp)
+            events += new
+            if holds is not None:
+                reason = None if holds == "release" else "the job was requeued: REQUEUED " \
+                    "was sent instead"
+                self.db.run(lambda tx: tx.outbox_release(row["job_id"], reason), write=True)
+            if row.get("ended_at") is not None or new:
+                checked.append(row["job_id"])
+            elif row["status"] in OPEN_TO_CHECK:
+                checked.append(row["job_id"])   # asked: wait a round before asking again
+        self.write(events)
+        self.db.run(lambda tx: tx.mark_checked(checked, stamp), write=True)
+
+    def read_spool(self, root):
+        """Store what waits for the service in a spool directory, as `slm flush`
+        does (each file claimed by rename: stored once, whoever delivers it)."""
+        spool = slm.Spool(root)
+        try:
+            spool.recover()
+            names = spool.pending_names(slm.ServiceTarget.kind)
+        except OSError:
+            return
+        who = self.spool_owner(root)
+        for name in names[:MAX_BATCH]:
+            entry = spool.claim(name)
+            if entry is None:
+                continue
+            try:
+                incoming = validate_event(entry.event)
+                self.ingestor.submit([incoming], who)
+            except (ValueError, ApiError) as e:
+                spool.reject(entry, {"error": "the service refused it: %s"
+                                     % getattr(e, "message", e)})
+            except StoreError:
+                spool.release(entry)
+                return
+            else:
+                spool.done(entry)
+        beats = []
+        for job_id, epoch, sample in spool.heartbeats():
+            try:
+                beats.append(validate_heartbeat(dict(sample, job_id=job_id, time=iso_at(epoch))))
+            except ValueError:
+                continue
+        if beats:
+            try:
+                self.ingestor.submit([], who, beats=beats)
+            except (ApiError, StoreError):
+                pass
+
+    def spool_owner(self, root):
+        """Whose events a spool holds: its owner's, when tokens are per user."""
+        if not self.private:
+            return None
+        try:
+            import pwd
+            user = pwd.getpwuid(os.stat(root).st_uid).pw_name
+        except (OSError, KeyError, ImportError):
+            user = "?"
+        return Principal(user, "user", "spool:" + root)
 
 
 # ---------------------------------------------------------------------------
@@ -1757,37 +2450,188 @@ def json_error(status, message, headers=None):
     return json_answer({"error": message}, status, headers)
 
 
-# Who is asking: the user a token belongs to (None for the shared token and
-# an open service) and the role that decides what they may do.
-Principal = collections.namedtuple("Principal", "user role key")
-ANYONE = Principal(None, "admin", "anyone")
+USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@-]{0,63}\Z")
+ROLES = ("user", "admin")
+
+
+def token_digest(token):
+    """What the tokens file keeps of a token.  Tokens are 32 random bytes,
+    so a plain SHA-256 cannot be reversed by guessing (no salt needed)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def parse_tokens(text, where="SLM_TOKENS_FILE"):
+    """{digest: Principal} from a tokens file; ConfigError naming the first bad line.
+
+    One token a line: USER:ROLE:SHA256 (ROLE user or admin), '#' comments.
+    """
+    found = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(":")
+        if len(parts) != 3 or not USER_RE.match(parts[0]) or parts[1] not in ROLES or \
+                not re.match(r"[0-9a-f]{64}\Z", parts[2]):
+            raise ConfigError("%s line %d is not USER:ROLE:SHA256 (ROLE user or admin); "
+                              "nothing of the file was applied" % (where, n))
+        found[parts[2]] = Principal(parts[0], parts[1], "token:" + parts[2][:12])
+    return found
 
 
 class Keyring(object):
-    """The tokens the service accepts (SLM_API_TOKEN: one, shared by everyone
-    who holds it), compared in constant time."""
+    """The tokens the service accepts.
 
-    def __init__(self, token=None):
+    SLM_API_TOKEN: one token, shared by everyone who holds it (an admin),
+    compared in constant time.
+    SLM_TOKENS_FILE: a token per user (see parse_tokens), re-read when the
+    file changes (looked at once a second at most) or on SIGHUP; a file with
+    a bad line is refused whole, at start (ConfigError) and on a reload
+    (the tokens in force stay, and the log says why).
+    """
+
+    def __init__(self, token=None, tokens_file=None, log=None):
         self.token = token or None
+        self.tokens_file = tokens_file or None
+        self.log = log or say
+        self.tokens = {}
+        self._seen = None         # (mtime, size, inode) of the file last read
+        self._looked = 0.0
+        self._lock = threading.Lock()
+        if self.tokens_file:
+            self.reload(strict=True)
 
     @property
     def required(self):
-        return self.token is not None
+        return self.token is not None or self.tokens_file is not None
 
     def secrets(self):
         return (self.token,) if self.token else ()
+
+    def reload(self, strict=False):
+        """Read the tokens file again; strict: raise ConfigError instead of logging."""
+        try:
+            st = os.stat(self.tokens_file)
+            with open(self.tokens_file, encoding="utf-8") as f:
+                tokens = parse_tokens(f.read())
+        except (OSError, UnicodeDecodeError, ConfigError) as e:
+            message = e if isinstance(e, ConfigError) else "cannot read SLM_TOKENS_FILE %s: %s" \
+                % (self.tokens_file, getattr(e, "strerror", None) or e)
+            if strict:
+                raise ConfigError(str(message))
+            self.log("%s; the tokens read before stay in force" % message)
+            return False
+        with self._lock:
+            self.tokens = tokens
+            self._seen = (st.st_mtime_ns, st.st_size, st.st_ino)
+        return True
+
+    def _maybe_reload(self):
+        now = time.time()
+        if now - self._looked < 1.0:
+            return
+        self._looked = now
+        try:
+            st = os.stat(self.tokens_file)
+        except OSError:
+            return
+        if (st.st_mtime_ns, st.st_size, st.st_ino) != self._seen:
+            self.reload()
 
     def identify(self, header):
         """The Principal an Authorization header names; ApiError 401 if none."""
         if not self.required:
             return ANYONE
         scheme, _, given = (header or "").partition(" ")
-        # WSGI hands headers over as latin-1; that recovers the bytes sent
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-                given.strip().encode("latin-1", "replace"), self.token.encode("utf-8")):
-            return Principal(None, "admin", "shared")
+        given = given.strip()
+        if scheme.lower() == "bearer" and given:
+            # WSGI hands headers over as latin-1; that recovers the bytes sent
+            raw = given.encode("latin-1", "replace")
+            if self.token is not None and hmac.compare_digest(raw, self.token.encode("utf-8")):
+                return Principal(None, "admin", "shared")
+            if self.tokens_file is not None:
+                self._maybe_reload()
+                # found by its SHA-256: how long a lookup takes tells nothing about
+                # any token (that would take a preimage), so no table walk is needed
+                with self._lock:
+                    who = self.tokens.get(hashlib.sha256(raw).hexdigest())
+                if who is not None:
+                    return who
         raise ApiError(401, "missing or wrong bearer token",
                        {"WWW-Authenticate": 'Bearer realm="slm"'})
+
+
+class RequestLimiter(object):
+    """Token buckets per key: a request and its body's bytes each take from
+    the key's buckets; an empty bucket answers 429 with Retry-After."""
+
+    def __init__(self, rate=500.0, burst=None, byte_rate=8 << 20, byte_burst=None):
+        self.rate, self.burst = float(rate), float(burst or rate * 10)
+        self.byte_rate = float(byte_rate)
+        self.byte_burst = float(byte_burst or byte_rate * 4)
+        self._buckets = {}
+        self._lock = threading.Lock()
+
+    def wait(self, key, size=0):
+        """Seconds the key must wait (0: go ahead, and it is counted)."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, nbytes, then = self._buckets.get(key, (self.burst, self.byte_burst, now))
+            tokens = min(self.burst, tokens + (now - then) * self.rate)
+            nbytes = min(self.byte_burst, nbytes + (now - then) * self.byte_rate)
+            size = min(size, self.byte_burst)
+            if tokens < 1 or nbytes < size:
+                self._buckets[key] = (tokens, nbytes, now)
+                return max((1 - tokens) / self.rate, (size - nbytes) / self.byte_rate)
+            self._buckets[key] = (tokens - 1, nbytes - size, now)
+            if len(self._buckets) > 100000:   # forget keys idle long enough to be full
+                self._buckets = dict((k, v) for k, v in self._buckets.items()
+                                     if now - v[2] < self.burst / self.rate)
+            return 0.0
+
+
+# Event fields only a job's owner (and admins) may read: command lines and
+# the output tail can hold secrets.
+PRIVATE_FIELDS = ("command", "script_args", "wrap", "output_tail")
+
+
+class Access(object):
+    """What each principal may read, as the site chose (SLM_PRIVATE_DATA=jobs:
+    users see only their own jobs, like Slurm's PrivateData=jobs; otherwise
+    everyone lists everyone's, the Slurm default).  Command lines, output
+    tails and notification destinations are the owner's and admins' only."""
+
+    def __init__(self, private_jobs=False):
+        self.private_jobs = private_jobs
+
+    @staticmethod
+    def owns(who, user):
+        return who.role == "admin" or (who.user is not None and who.user == user)
+
+    def may_see(self, who, row):
+        return not self.private_jobs or self.owns(who, row.get("user"))
+
+    def list_filters(self, who, filters):
+        """The filters a listing really uses: with private jobs, one's own."""
+        if not self.private_jobs or who.role == "admin":
+            return filters
+        if filters.get("user") not in (None, who.user):
+            raise ApiError(403, "this service keeps jobs private (SLM_PRIVATE_DATA=jobs): "
+                                "you may list your own only")
+        return dict(filters, user=who.user)
+
+    def job(self, who, row):
+        """A job as who may see it (job_json shape)."""
+        shown = job_json(row)
+        if not self.owns(who, row.get("user")):
+            for name in PRIVATE_FIELDS:
+                shown["meta"].pop(name, None)
+        return shown
+
+    def event(self, who, owner, event):
+        if self.owns(who, owner):
+            return event
+        return dict((k, v) for k, v in event.items() if k not in PRIVATE_FIELDS)
 
 
 class ServicePlugin(object):
@@ -1799,21 +2643,34 @@ class ServicePlugin(object):
     name = "slm"
     api = 2
 
-    def __init__(self, db, keyring, metrics, log):
+    def __init__(self, db, keyring, metrics, log, limiter=None, public=()):
         self.db = db
         self.keyring = keyring
         self.metrics = metrics
         self.log = log
+        self.limiter = limiter
+        self.public = public      # the optional routes the site opened to all
 
     def apply(self, callback, route):
         doc = route.config.get("doc")
         wants = inspect.signature(route.callback).parameters
-        public = doc is not None and doc.public
+        public = doc is not None and (doc.public is True or doc.public in self.public)
 
         def wrapper(*args, **kwargs):
             try:
                 if not public:
-                    who = self.keyring.identify(bottle.request.get_header("Authorization"))
+                    # the raw header (latin-1 of its bytes): Bottle's getter would
+                    # decode it as UTF-8 and fail on other bytes
+                    who = self.keyring.identify(bottle.request.environ.get("HTTP_AUTHORIZATION"))
+                    if self.limiter is not None and who is not ANYONE:
+                        # per token; a service without tokens trusts its loopback callers
+                        wait = self.limiter.wait(who.key, bottle.request.content_length or 0)
+                        if wait > 0:
+                            # answered after a pause: a flood's connections then cost
+                            # a sleeping thread each, not the CPU the others need
+                            time.sleep(min(1.0, max(wait, 0.25)))
+                            raise ApiError(429, "too many requests for this token: slow down",
+                                           {"Retry-After": str(int(math.ceil(wait)))})
                     if "who" in wants:
                         kwargs["who"] = who
                 if "tx" in wants:
@@ -1880,8 +2737,10 @@ def endpoint(app, method, path, summary, ok, errors=(), params=(), body=None, pu
     """Declare a route and what the OpenAPI document says of it.
 
     ok: (description, schema name or None); errors: status codes (strings)
-    from ERROR_ANSWERS; params: query parameters as (name, description,
-    schema or None); body: the request body's schema (a dict).
+    from ERROR_ANSWERS (401 and 429 are added where a token is asked for);
+    params: query parameters as (name, description, schema or None); body:
+    the request body's schema (a dict); public: True (never a token), or the
+    name under which SLM_PUBLIC may open the route to all.
     """
     def declare(callback):
         app.route(path, method, callback, doc=RouteDoc(summary=summary, ok=ok, errors=errors,
@@ -1956,18 +2815,23 @@ def read_body(max_body):
     return body
 
 
-def make_app(db, ingestor, keyring, metrics, log, max_body=MAX_BODY):
-    """The Bottle application: the routes, on what it is handed."""
+def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, public=(),
+             max_body=MAX_BODY):
+    """The Bottle application: the routes, on what it is handed.
+
+    public: which of "healthz" and "metrics" answer without a token.
+    """
+    access = access or Access()
     app = SLMApp()
     app.metrics = metrics
-    app.install(ServicePlugin(db, keyring, metrics, log))
+    app.install(ServicePlugin(db, keyring, metrics, log, limiter, public))
 
     def error_page(error):
         # errors Bottle raises itself: no such route, wrong method, bad requests
         status = error.status_code
         if bottle.request.path.startswith("/api/") and status in (404, 405):
             try:   # no probing for routes without a token
-                keyring.identify(bottle.request.get_header("Authorization"))
+                keyring.identify(bottle.request.environ.get("HTTP_AUTHORIZATION"))
             except ApiError as e:
                 status, text, headers = e.status, e.message, e.headers
             else:
@@ -1990,51 +2854,76 @@ def make_app(db, ingestor, keyring, metrics, log, max_body=MAX_BODY):
 
     @endpoint(app, "POST", "/api/v1/events", "store one event or a batch (idempotent on "
               "event_id)", ("stored (or already stored)", "Accepted"),
-              ("400", "401", "411", "413", "503"),
+              ("400", "401", "403", "411", "413", "429", "503"),
               body={"oneOf": [{"$ref": "#/components/schemas/Event"},
                               {"$ref": "#/components/schemas/EventBatch"}]})
     def post_events(who):
         return json_answer(ingestor.submit(parse_events(read_body(max_body)), who))
 
+    @endpoint(app, "POST", "/api/v1/heartbeats", "a running job's heartbeat: alive, and what "
+              "it uses (not stored as an event, never notified)",
+              ("recorded (unknown: jobs the service has no event of yet)", "HeartbeatAnswer"),
+              ("400", "403", "411", "413", "503"),
+              body={"oneOf": [{"$ref": "#/components/schemas/Heartbeat"},
+                              {"type": "object", "required": ["heartbeats"], "properties": {
+                                  "heartbeats": {"type": "array", "maxItems": MAX_BATCH,
+                                                 "items": {"$ref": "#/components/schemas/"
+                                                                   "Heartbeat"}}}}]})
+    def post_heartbeats(who):
+        return json_answer(ingestor.submit([], who, beats=parse_heartbeats(read_body(max_body))))
+
     @endpoint(app, "GET", "/api/v1/jobs", "jobs, most recently active first",
-              ("a page of jobs and the total", "JobList"), ("400", "401", "503"), params=(
+              ("a page of jobs and the total", "JobList"), ("400", "401", "403", "503"), params=(
                   ("status", "comma-separated statuses (any of %s)" % ", ".join(STATUSES),
                    None),
                   ("user", "exact user", None), ("name", "exact job name", None),
                   ("partition", "exact partition", None),
                   ("array_job_id", "exact array job id", None),
+                  ("group", "exact job group (slm submit --group)", None),
                   ("since", "jobs active at or after: ISO 8601 UTC or YYYY-MM-DD", None),
                   ("until", "jobs active at or before: ISO 8601 UTC or YYYY-MM-DD", None),
                   ("limit", "page size", {"type": "integer", "minimum": 1,
                                           "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}),
                   ("offset", "rows to skip", {"type": "integer", "minimum": 0,
                                               "maximum": 10 ** 9, "default": 0})))
-    def list_jobs(tx):
+    def list_jobs(tx, who):
         query = bottle.request.query
-        filters = job_filters(query)
+        filters = access.list_filters(who, job_filters(query))
         limit = int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         offset = int_param(query, "offset", 0, 0, 10 ** 9)
         rows, total = tx.list_jobs(filters, limit, offset)
-        return json_answer({"jobs": [job_json(r) for r in rows], "total": total})
+        return json_answer({"jobs": [access.job(who, r) for r in rows], "total": total})
+
+    def visible_job(tx, who, job_id):
+        row = tx.get_job(job_id)
+        if row is None or not access.may_see(who, row):
+            raise ApiError(404, "no such job")
+        return row
 
     # job ids may contain "/", hence :path; an id ending in "/events" is
     # therefore read as that job's events
     @endpoint(app, "GET", "/api/v1/jobs/<job_id:path>/events",
               "one job's events as received, by (time, seq)", ("the events", "EventList"),
               ("401", "404", "503"))
-    def job_events(tx, job_id):
-        if tx.get_job(job_id) is None:
-            raise ApiError(404, "no such job")
-        return json_answer({"events": tx.job_events(job_id)})
+    def job_events(tx, who, job_id):
+        owner = visible_job(tx, who, job_id).get("user")
+        return json_answer({"events": [access.event(who, owner, e)
+                                       for e in tx.job_events(job_id)]})
 
     @endpoint(app, "GET", "/api/v1/jobs/<job_id:path>/notifications",
               "the notifications the service sent or keeps for a job (destinations shown as "
               "scheme://host only)", ("the notifications", "NotificationList"),
-              ("401", "404", "503"))
-    def job_notifications(tx, job_id):
+              ("401", "403", "404", "503"))
+    def job_notifications(tx, who, job_id):
         rows = tx.outbox_list(job_id)
-        if not rows and tx.get_job(job_id) is None:
+        job = tx.get_job(job_id)
+        if job is None and not rows:
             raise ApiError(404, "no such job")
+        owner = job.get("user") if job else None
+        if job is not None and not access.may_see(who, job):
+            raise ApiError(404, "no such job")
+        if not access.owns(who, owner):
+            raise ApiError(403, "a job's notifications are its owner's (and admins') only")
         shown = []
         for row in rows:
             row = dict(row)
@@ -2045,14 +2934,17 @@ def make_app(db, ingestor, keyring, metrics, log, max_body=MAX_BODY):
 
     @endpoint(app, "GET", "/api/v1/jobs/<job_id:path>", "one job", ("the job", "Job"),
               ("401", "404", "503"))
-    def get_job(tx, job_id):
-        row = tx.get_job(job_id)
-        if row is None:
-            raise ApiError(404, "no such job")
-        return json_answer(job_json(row))
+    def get_job(tx, who, job_id):
+        return json_answer(access.job(who, visible_job(tx, who, job_id)))
 
-    @endpoint(app, "GET", "/healthz", "is the database reachable (no token needed)",
-              ("reachable", "Health"), public=True)
+    @endpoint(app, "GET", "/api/v1/whoami", "who the token belongs to, and what it may do",
+              ("the token's user and role", "Whoami"), ("401",))
+    def whoami(who):
+        return json_answer({"user": who.user, "role": who.role,
+                            "private_jobs": access.private_jobs})
+
+    @endpoint(app, "GET", "/healthz", "is the database reachable (without a token where "
+              "SLM_PUBLIC has healthz)", ("reachable", "Health"), ("401",), public="healthz")
     def healthz():
         try:
             db.ping()
@@ -2065,8 +2957,8 @@ def make_app(db, ingestor, keyring, metrics, log, max_body=MAX_BODY):
                             "database": "reachable" if up else "unreachable"},
                            200 if up else 503)
 
-    @endpoint(app, "GET", "/metrics", "Prometheus metrics (no token needed)",
-              ("Prometheus text format 0.0.4", None), public=True)
+    @endpoint(app, "GET", "/metrics", "Prometheus metrics (without a token where SLM_PUBLIC "
+              "has metrics)", ("Prometheus text format 0.0.4", None), ("401",), public="metrics")
     def prometheus():
         try:
             counts, outbox = db.run(lambda tx: (tx.job_counts(), tx.outbox_counts()))
@@ -2087,7 +2979,9 @@ def make_app(db, ingestor, keyring, metrics, log, max_body=MAX_BODY):
 
 ERROR_ANSWERS = {
     "400": "invalid request (the message says what is wrong)",
-    "401": "missing or wrong bearer token (only when the service has one)",
+    "401": "missing or wrong bearer token (only when the service has tokens)",
+    "403": "the token may not do this (another user's job, or private data)",
+    "429": "too many requests for this token: wait Retry-After seconds",
     "404": "no such job, or no such route",
     "405": "method not allowed",
     "411": "chunked body: Content-Length required",
@@ -2150,6 +3044,12 @@ def openapi_schemas():
             continue
         if name in ("last_seq", "exit_code"):
             schema = {"type": "integer", "nullable": True}
+        elif name == "restarts":
+            schema = {"type": "integer", "minimum": 0,
+                      "description": "how often Slurm requeued the job: the row shows run "
+                                     "restarts + 1"}
+        elif name == "heartbeat_interval":
+            schema = {"type": "number", "nullable": True}
         elif name == "event_count":
             schema = {"type": "integer", "minimum": 0}
         elif name == "elapsed":
@@ -2189,6 +3089,23 @@ def openapi_schemas():
                                   "backend": {"type": "string", "enum": ["sqlite", "mysql"]},
                                   "database": {"type": "string",
                                                "enum": ["reachable", "unreachable"]}}},
+        "Heartbeat": {"type": "object", "required": ["job_id", "time", "interval"],
+                      "properties": dict({
+                          "job_id": {"type": "string", "minLength": 1, "maxLength": 128},
+                          "time": {"type": "string", "format": "date-time"},
+                          "interval": {"type": "number", "exclusiveMinimum": True,
+                                       "minimum": 0, "maximum": 86400},
+                          "user": {"type": "string"},
+                          "restart_count": {"type": "integer", "minimum": 0}},
+                          **dict((n, {"type": "number", "minimum": 0})
+                                 for n in HEARTBEAT_SAMPLES))},
+        "HeartbeatAnswer": {"type": "object", "required": ["accepted", "unknown"],
+                            "properties": {"accepted": {"type": "integer", "minimum": 0},
+                                           "unknown": {"type": "integer", "minimum": 0}}},
+        "Whoami": {"type": "object", "required": ["user", "role", "private_jobs"],
+                   "properties": {"user": {"type": "string", "nullable": True},
+                                  "role": {"type": "string", "enum": list(ROLES)},
+                                  "private_jobs": {"type": "boolean"}}},
         "Error": {"type": "object", "required": ["error"],
                   "properties": {"error": {"type": "string"}}},
     }
@@ -2214,7 +3131,9 @@ def openapi_document(app):
             responses["200"]["content"] = {"text/plain": {"schema": {"type": "string"}}}
         if path == "/healthz":
             responses["503"] = dict({"description": "unreachable"}, **content("Health"))
-        for code in doc.errors:
+        codes = list(doc.errors) + ([] if doc.public is True else ["401"]) + \
+            ([] if doc.public else ["429"])
+        for code in codes:
             responses[code] = dict({"description": ERROR_ANSWERS[code]}, **content("Error"))
         parameters = [{"name": name, "in": "path", "required": True,
                        "description": "the job id (may contain '/'; percent-encode it)",
@@ -2231,8 +3150,9 @@ def openapi_document(app):
         if doc.body is not None:
             operation["requestBody"] = {"required": True, "content": {
                 "application/json": {"schema": doc.body}}}
-        if not doc.public:
-            operation["security"] = [{"bearer": []}]
+        if doc.public is not True:
+            # routes the site may open to all (SLM_PUBLIC) take a token optionally
+            operation["security"] = [{"bearer": []}] + ([{}] if doc.public else [])
         paths.setdefault(path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.0.3",
@@ -2500,7 +3420,8 @@ class Service(object):
     work, stop() ends it and closes the database."""
 
     def __init__(self, db, policy, keyring, log=None, outbox_poll=1.0, relay_timeout=10.0,
-                 backoff_scale=1.0):
+                 backoff_scale=1.0, access=None, limiter=None, public=(), slurm=None,
+                 watch_interval=15.0, spools=()):
         self.db = db
         self.policy = policy
         self.keyring = keyring
@@ -2516,33 +3437,74 @@ class Service(object):
         self.sender = OutboxSender(db, metrics=self.metrics, log=diag, poll=outbox_poll,
                                    timeout=relay_timeout, backoff_scale=backoff_scale)
         self.ingestor.notified = self.sender.wakeup.set
-        self.app = make_app(db, self.ingestor, keyring, self.metrics, diag)
+        self.ingestor.slurm = slurm
+        self.watchdog = Watchdog(db, self.ingestor, slurm, interval=watch_interval,
+                                 spools=spools, private=keyring.tokens_file is not None,
+                                 log=diag)
+        keyring.log = diag
+        self.app = make_app(db, self.ingestor, keyring, self.metrics, diag, access=access,
+                            limiter=limiter, public=public)
         self.started = False
 
     def start(self):
         if not self.started:
             self.started = True
             self.sender.start()
+            self.watchdog.start()
         return self
 
     def stop(self):
         if self.started:
+            self.watchdog.stop()
             self.sender.stop()
         self.db.close()
 
 
-def build_service(env, db=None, log=None):
-    """The service as env (os.environ or the like) and --db describe it.
+def build_service(env, db=None, log=None, spools=()):
+    """The service as env (os.environ or the like), --db and --spool describe it.
 
     Raises ConfigError for a wrong setting.  Nothing runs until start().
     """
     policy = NotifyPolicy.from_env(env)
-    keyring = Keyring(env.get("SLM_API_TOKEN", "").strip() or None)
+    keyring = Keyring(env.get("SLM_API_TOKEN", "").strip() or None,
+                      env.get("SLM_TOKENS_FILE", "").strip() or None, log=log)
+    private = env.get("SLM_PRIVATE_DATA", "").strip().lower()
+    if private not in ("", "jobs", "none"):
+        raise ConfigError("SLM_PRIVATE_DATA must be jobs (users see only their own) or none")
+    public = [w.strip().lower() for w in env.get("SLM_PUBLIC", "").split(",") if w.strip()]
+    if set(public) - {"healthz", "metrics"}:
+        raise ConfigError("SLM_PUBLIC lists what answers without a token: healthz, metrics")
+    reconcile = env.get("SLM_RECONCILE", "").strip().lower() or "auto"
+    if reconcile not in ("auto", "off"):
+        raise ConfigError("SLM_RECONCILE must be auto (ask Slurm when its commands are here) "
+                          "or off")
+    slurm = Slurm(log=log) if reconcile == "auto" and Slurm.present() else None
+    spools = list(spools) + [p for p in env.get("SLM_SPOOLS", "").split(":") if p]
+    for root in spools:
+        if not os.path.isdir(root):
+            raise ConfigError("--spool %s: no such directory" % root)
     database = open_database(db_config(env, db))
-    return Service(database, policy, keyring, log=log,
+    return Service(database, policy, keyring, log=log, slurm=slurm, spools=spools,
+                   watch_interval=env_seconds(env, "SLM_WATCH_INTERVAL", 15.0),
                    outbox_poll=env_seconds(env, "SLM_OUTBOX_POLL", 1.0),
                    relay_timeout=env_seconds(env, "SLM_RELAY_TIMEOUT", 10.0),
-                   backoff_scale=env_seconds(env, "SLM_OUTBOX_BACKOFF_SCALE", 1.0))
+                   backoff_scale=env_seconds(env, "SLM_OUTBOX_BACKOFF_SCALE", 1.0),
+                   access=Access(private_jobs=private == "jobs"),
+                   limiter=rate_limiter(env.get("SLM_RATE_LIMIT", "")), public=public)
+
+
+def rate_limiter(spec):
+    """SLM_RATE_LIMIT: 'REQUESTS[/s][,BURST]' per token (default 500/s, burst
+    5000: an array of thousands of tasks ending at once is normal), or 'off'."""
+    spec = spec.strip().lower()
+    if spec == "off":
+        return None
+    if not spec:
+        return RequestLimiter()
+    m = re.match(r"(\d+(?:\.\d+)?)(?:/s)?(?:,(\d+))?\Z", spec)
+    if not m or float(m.group(1)) <= 0:
+        raise ConfigError("SLM_RATE_LIMIT must look like 500/s or 500/s,5000 (or off)")
+    return RequestLimiter(float(m.group(1)), float(m.group(2)) if m.group(2) else None)
 
 
 class Application(object):
@@ -2589,7 +3551,8 @@ def port_number(text):
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="slm_api.py", description="The SLM login-node service (see the module docstring).")
+        prog="slm_api.py", description="The SLM login-node service (see the module docstring).",
+        epilog="'slm_api.py token add|revoke|list' manages per-user tokens (SLM_TOKENS_FILE).")
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=port_number, default=DEFAULT_PORT)
     parser.add_argument("--db", default=None, help="SQLite path or database URL "
@@ -2597,13 +3560,16 @@ def build_parser():
     parser.add_argument("--insecure", action="store_true",
                         help="allow a non-loopback address without SLM_API_TOKEN")
     parser.add_argument("--access-log", action="store_true", help="log each request to stderr")
+    parser.add_argument("--spool", action="append", default=[], metavar="DIR",
+                        help="also store the events waiting in this slm spool (a shared "
+                        "filesystem, for nodes that cannot reach the service); repeatable")
     parser.add_argument("--version", action="version", version=__version__)
     return parser
 
 
 def cmd_serve(args, env):
     try:
-        service = build_service(env, db=args.db)
+        service = build_service(env, db=args.db, spools=args.spool)
     except ConfigError as e:
         say(str(e))
         return 2
@@ -2631,6 +3597,8 @@ def cmd_serve(args, env):
         # before the start-up line: whoever waits for it may signal us at once
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        if service.keyring.tokens_file:
+            signal.signal(signal.SIGHUP, lambda signum, frame: service.keyring.reload())
     service.start()
     say("serving on http://%s:%d (%s, %s)" % (
         "[%s]" % host if ":" in host else host, port, service.db.describe(),
@@ -2645,7 +3613,92 @@ def cmd_serve(args, env):
     return 0
 
 
+def token_parser():
+    parser = argparse.ArgumentParser(
+        prog="slm_api.py token", description="Per-user tokens in SLM_TOKENS_FILE (a token "
+        "is printed once, when it is made; the file keeps only its SHA-256).  The running "
+        "service reads the file again within a second.")
+    parser.add_argument("--file", help="the tokens file (default: SLM_TOKENS_FILE)")
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    add = sub.add_parser("add", help="make a new token for USER and print it")
+    add.add_argument("user", metavar="USER")
+    add.add_argument("--admin", action="store_true", help="the token may read and post "
+                     "for every user")
+    revoke = sub.add_parser("revoke", help="remove every token of USER")
+    revoke.add_argument("user", metavar="USER")
+    sub.add_parser("list", help="users and roles (never the tokens)")
+    return parser
+
+
+def write_tokens_file(path, lines):
+    """Replace the tokens file at once (a reader sees the old or the new), mode 0600."""
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, ".%s.%s" % (os.path.basename(path), uuid.uuid4().hex[:8]))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, "".join(lines).encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def cmd_token(argv, env):
+    args = token_parser().parse_args(argv)
+    path = args.file or env.get("SLM_TOKENS_FILE", "").strip()
+    if not path:
+        say("which tokens file? set SLM_TOKENS_FILE (as the service has it) or pass --file")
+        return 2
+    if args.action is None:
+        token_parser().print_usage(sys.stderr)
+        return 2
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = ""
+    except (OSError, UnicodeDecodeError) as e:
+        say("cannot read %s: %s" % (path, getattr(e, "strerror", None) or e))
+        return 1
+    try:
+        tokens = parse_tokens(text, path)
+    except ConfigError as e:
+        say(str(e))
+        return 1
+    lines = [line + "\n" for line in text.splitlines()]
+    if args.action == "list":
+        for who in sorted(set(tokens.values()), key=lambda p: (p.user, p.role, p.key)):
+            print("%s\t%s\t%s" % (who.user, who.role, who.key))
+        return 0
+    if not USER_RE.match(args.user):
+        say("not a user name: %r" % args.user[:80])
+        return 2
+    if args.action == "revoke":
+        kept = [line for line in lines if line.split(":", 1)[0].strip() != args.user
+                or line.lstrip().startswith("#")]
+        if len(kept) == len(lines):
+            say("%s has no token in %s" % (args.user, path))
+            return 1
+        write_tokens_file(path, kept)
+        say("revoked %d token(s) of %s" % (len(lines) - len(kept), args.user))
+        return 0
+    import secrets
+    token = "slm_" + secrets.token_urlsafe(32)
+    role = "admin" if args.admin else "user"
+    try:
+        write_tokens_file(path, lines + ["%s:%s:%s\n" % (args.user, role, token_digest(token))])
+    except OSError as e:
+        say("cannot write %s: %s" % (path, e.strerror or e))
+        return 1
+    say("a new %s token for %s is in %s; it is shown only now" % (role, args.user, path))
+    print("token for %s (%s): %s" % (args.user, role, token))
+    return 0
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["token"]:
+        return cmd_token(argv[1:], os.environ)
     args = build_parser().parse_args(argv)
     return cmd_serve(args, os.environ)
 

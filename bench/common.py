@@ -155,9 +155,10 @@ def event(job_id, status, seq=1, when=None, **extra):
 class Service(scaffold.ServiceProcess):
     """A real slm_api.py (the test scaffold's), started at once, killed at exit."""
 
-    def __init__(self, db, workdir):
-        scaffold.ServiceProcess.__init__(self, db, workdir, python=SERVICE_PY,
-                                         env={"SLM_OUTBOX_POLL": "1"})
+    def __init__(self, db, workdir, token=None, env=None):
+        scaffold.ServiceProcess.__init__(self, db, workdir, python=SERVICE_PY, token=token,
+                                         env=dict({"SLM_OUTBOX_POLL": "1",
+                                                   "SLM_RECONCILE": "off"}, **(env or {})))
         self.host = "127.0.0.1"
         on_exit(self.kill)
         self.start()

@@ -16,7 +16,7 @@ LOG=${BENCH_LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/slm-bench-logs.XXXXXX")}
 mkdir -p "$LOG"
 START=$(date +%s)
 STATUS=0
-for b in wrapper ingest burst query; do
+for b in wrapper ingest burst query fairness; do
     echo ">>> $b $QUICK" >&2
     "$PY" "$HERE/$b.py" $QUICK 2>"$LOG/$b.err" | tee "$LOG/$b.out" | grep -v '^RESULT|'
     if ! grep -q '^RESULT|' "$LOG/$b.out"; then
@@ -32,7 +32,7 @@ sed -n 's/^interpreter: *//p' "$LOG/wrapper.out" | head -n 1 | sed 's/^/interpre
 echo
 echo "| benchmark | result | target | verdict |"
 echo "|---|---|---|---|"
-cat "$LOG/wrapper.out" "$LOG/ingest.out" "$LOG/burst.out" "$LOG/query.out" 2>/dev/null |
+cat "$LOG/wrapper.out" "$LOG/ingest.out" "$LOG/burst.out" "$LOG/query.out" "$LOG/fairness.out" 2>/dev/null |
     sed -n 's/^RESULT|\(.*\)|\(.*\)|\(.*\)|\(.*\)$/| \1 | \2 | \3 | \4 |/p'
 echo
 echo "logs: $LOG"

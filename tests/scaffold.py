@@ -406,7 +406,8 @@ class ServiceProcess(object):
                 raise AssertionError("slm_api.py exited (%s): %s"
                                      % (self.proc.returncode, self.output()))
             try:
-                status, body = http_call("GET", self.url + "/healthz", timeout=2)
+                status, body = http_call("GET", self.url + "/healthz", timeout=2,
+                                         token=self.token)
                 if status == 200 and body.get("ok") is True:
                     break
             except (OSError, ValueError, http.client.HTTPException):
@@ -479,7 +480,7 @@ class ServiceProcess(object):
         return body["notifications"]
 
     def metric(self, name):
-        status, text = http_call("GET", self.url + "/metrics")
+        status, text = http_call("GET", self.url + "/metrics", token=self.token)
         assert status == 200
         m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
         assert m, text

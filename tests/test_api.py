@@ -157,6 +157,13 @@ def test_missing_required_field_is_400(app, field):
     assert field in assert_json_error(post(app, e), 400)
 
 
+def test_unicode_digits_are_not_a_time(app):
+    """Found by the fuzzer: a regex \\d matches '２', and int() reads it."""
+    for when in ("２０２６-11-30T03:40:41Z", "2026-11-30T03:40:4١Z"):
+        assert "time" in assert_json_error(post(app, event(when=when)), 400)
+    assert_json_error(call(app, "GET", "/api/v1/jobs?since=" + q("２０２６-11-30")), 400)
+
+
 def test_good_time_forms_accepted(app):
     for i, when in enumerate(["2026-11-30T03:40:41Z", "2026-11-30T03:40:41.5Z",
                               "2026-11-30T03:40:41.123456789+00:00"]):
@@ -297,8 +304,16 @@ def test_token_required(tmp_path, logs):
     assert_json_error(call(app, "GET", "/api/v1/nothing"), 401)   # no probing without a token
     assert post(app, e, token="s3cret-token").json == {"accepted": 1, "duplicates": 0}
     assert call(app, "GET", "/api/v1/jobs/100", token="s3cret-token").status == 200
-    assert call(app, "GET", "/healthz").status == 200
-    assert call(app, "GET", "/metrics").status == 200
+    # what only a token reads, unless the site opened it (SLM_PUBLIC)
+    assert_json_error(call(app, "GET", "/healthz"), 401)
+    assert_json_error(call(app, "GET", "/metrics"), 401)
+    assert call(app, "GET", "/healthz", token="s3cret-token").status == 200
+    assert call(app, "GET", "/metrics", token="s3cret-token").status == 200
+    assert call(app, "GET", "/openapi.json").status == 200
+    opened = make_service(str(tmp_path / "o.db"), logs, SLM_API_TOKEN="s3cret-token",
+                          SLM_PUBLIC="healthz,metrics").app
+    assert call(opened, "GET", "/healthz").status == 200
+    assert call(opened, "GET", "/metrics").status == 200
     assert not any("s3cret" in line or "wrong-token" in line for line in logs)
 
 
@@ -593,7 +608,7 @@ def test_secrets_never_in_server_output(server_factory, tmp_path):
     status, _, _ = request(conn, "POST", "/api/v1/events", event(),
                            headers={"Authorization": "Bearer " + token})
     assert status == 503
-    status, _, _ = request(conn, "GET", "/healthz")
+    status, _, _ = request(conn, "GET", "/healthz", headers={"Authorization": "Bearer " + token})
     assert status == 503
     conn.close()
     assert srv.stop() == 0
@@ -651,7 +666,8 @@ def start_gunicorn(tmp_path, port, env):
         if proc.poll() is not None:
             return True
         try:
-            return scaffold.http_call("GET", "http://127.0.0.1:%d/healthz" % port)[0] == 200
+            return scaffold.http_call("GET", "http://127.0.0.1:%d/healthz" % port,
+                                      token=env.get("SLM_API_TOKEN"))[0] == 200
         except OSError:
             return False
     scaffold.await_true(up_or_gone, 30, "gunicorn to answer")
@@ -674,7 +690,7 @@ def test_main_and_gunicorn_behave_the_same(server, tmp_path):
             proc = start_gunicorn(tmp_path, port, env)
             url = "http://127.0.0.1:%d" % port
         else:
-            svc = scaffold.ServiceProcess(db, tmp_path, env=settings).start()
+            svc = scaffold.ServiceProcess(db, tmp_path, token="tok-same", env=settings).start()
             url = svc.url
         status, answer = scaffold.http_call("POST", url + "/api/v1/events",
                                             relayed_failure("same-1", hook.hook_url),

@@ -288,6 +288,9 @@ def valid_event(draw):
             st.one_of(st.none(), st.lists(any_text, max_size=5)))
     if flags & 8:
         e["monitored"] = draw(st.one_of(st.none(), st.booleans()))
+    if flags & 16:         # runs of a requeued job, and who wrote the event
+        e["restart_count"] = draw(st.one_of(st.none(), st.integers(0, 3)))
+        e["source"] = draw(st.sampled_from([None, "slurm", "service", "wrapper"]))
     if flags & 48 == 48:   # fields from a future schema are kept as they are
         e[draw(st.sampled_from(["future", "x-extra", "nested", "ünï"]))] = draw(json_junk)
     return e
@@ -583,13 +586,23 @@ def canonical(when):
 
 
 def implied_statuses(events):
-    """The statuses the documented rule allows: final beats the others,
-    SUBMITTED loses to everything, otherwise the latest (time, seq)."""
-    def klass(status):
-        return 2 if status in slm_api.FINAL else 0 if status == "SUBMITTED" else 1
-    best = max((klass(e["status"]), canonical(e["time"]), e.get("seq") or 0) for e in events)
-    return set(e["status"] for e in events
-               if (klass(e["status"]), canonical(e["time"]), e.get("seq") or 0) == best)
+    """The statuses the documented rule allows: the latest run (restart_count)
+    only; in it Slurm's verdict beats the wrapper's end, which beats the
+    statuses that do not end a job, which beat SUBMITTED and PENDING, which
+    beat the warnings; otherwise the latest (time, seq)."""
+    def rank(e):
+        status = e["status"]
+        if status in slm_api.FINAL or status == "REQUEUED":
+            klass = 3 if e.get("source") == "slurm" else 2
+        elif status in ("TIME_WARNING", "MEMORY_WARNING", "STALLED"):
+            klass = -1
+        else:
+            klass = 0 if status in ("SUBMITTED", "PENDING") else 1
+        run = e.get("restart_count")
+        run = run if isinstance(run, int) and not isinstance(run, bool) and run > 0 else 0
+        return (run, klass, canonical(e["time"]), e.get("seq") or 0)
+    best = max(rank(e) for e in events)
+    return set(e["status"] for e in events if rank(e) == best)
 
 
 def all_jobs(app):

@@ -510,3 +510,39 @@ def test_mysql_connections_build_no_tls_context_unless_asked():
     assert slm_api.MySQLDialect("h").params["ssl_disabled"] is True
     asked = slm_api.MySQLDialect("h", ssl_ca="/etc/ca.pem").params
     assert asked["ssl_ca"] == "/etc/ca.pem" and "ssl_disabled" not in asked
+
+
+def test_a_version_1_database_is_upgraded_in_place(db):
+    """A database made by the first slm_api.py: its jobs stay, the new columns come."""
+    name = "schema-v1-%s.sql" % ("sqlite" if db.kind == "sqlite" else "mysql")
+    with open(os.path.join(ROOT, "tests", "data", name), encoding="utf-8") as f:
+        script = f.read()
+    conn = db.raw()
+    cur = conn.cursor()
+    for statement in slm_api.split_statements(script):
+        cur.execute(statement)
+    old = event(job_id="old-1", status="COMPLETED", exit_code=0)
+    cur.execute(("INSERT INTO slm_meta (name, value) VALUES ('schema_version', '1')"))
+    cur.execute("INSERT INTO slurm_events (event_id, job_id, status, time, seq, received_at, raw)"
+                " VALUES (%s)" % ", ".join(["?" if db.kind == "sqlite" else "%s"] * 7),
+                (old["event_id"], "old-1", "COMPLETED", "2026-11-30T03:40:41.123000Z", 1,
+                 "2026-11-30T03:40:41.123000Z", json.dumps(old)))
+    cur.execute("INSERT INTO slurm_jobs (job_id, status, status_time, event_count, exit_code,"
+                " ended_at, last_event_time) VALUES ('old-1', 'COMPLETED', "
+                "'2026-11-30T03:40:41.123000Z', 1, 0, '2026-11-30T03:40:41.123000Z',"
+                " '2026-11-30T03:40:41.123000Z')")
+    if db.kind == "sqlite":
+        conn.commit()
+    conn.close()
+    assert db.store.ingest([event(job_id="new-1", restart_count=1)]) == (1, 0)
+    assert db.store.schema_version() == slm_api.SCHEMA_VERSION == 2
+    old_job = db.store.get_job("old-1")
+    assert (old_job["status"], old_job["exit_code"], old_job["restarts"]) == ("COMPLETED", 0, 0)
+    assert db.store.get_job("new-1")["restarts"] == 1
+    assert [e["event_id"] for e in db.store.job_events("old-1")] == [old["event_id"]]
+    def columns(tx, table):
+        return tx.dialect.table_columns(tx.cur, table)
+    assert {"restarts", "heartbeat_at", "heartbeat_interval", "checked_at", "job_group",
+            "relay"} <= db.store.db.run(lambda tx: columns(tx, "slurm_jobs"))
+    assert "event_id" in db.store.db.run(lambda tx: columns(tx, "slm_outbox"))
+    assert "slm_leases" in db.tables()

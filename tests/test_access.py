@@ -1,0 +1,328 @@
+"""One service, many users: per-user tokens, who may write and read what, abuse limits.
+
+A tokens file (SLM_TOKENS_FILE) made with `slm_api.py token add`, two users
+and an admin; the service in-process (through the scaffold's caller) and as
+a process for what needs one (reloading the file, SIGHUP, start-up errors).
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import scaffold
+import slm_api
+from scaffold import call, event
+
+
+def token_cli(path, *words):
+    r = subprocess.run([sys.executable, scaffold.SLM_API, "token"] + list(words),
+                       env=dict(os.environ, SLM_TOKENS_FILE=str(path)), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=30)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+
+def add_token(path, user, admin=False):
+    code, out, err = token_cli(path, "add", user, *(["--admin"] if admin else []))
+    assert code == 0, err
+    return out.split()[-1]          # the token is the last word
+
+
+@pytest.fixture
+def tokens(tmp_path):
+    path = tmp_path / "tokens"
+    return path, {"alice": add_token(path, "alice"), "bob": add_token(path, "bob"),
+                  "root": add_token(path, "root", admin=True)}
+
+
+def make_app(tmp_path, tokens_path, logs=None, **env):
+    env = dict(env, SLM_TOKENS_FILE=str(tokens_path), SLM_RELAY_ALLOW="127.0.0.1")
+    service = slm_api.build_service(env, db=str(tmp_path / "access.db"),
+                                    log=(logs if logs is not None else []).append)
+    return service
+
+
+@pytest.fixture
+def service(tmp_path, tokens):
+    s = make_app(tmp_path, tokens[0])
+    yield s
+    s.stop()
+
+
+def post(app, body, token):
+    return call(app, "POST", "/api/v1/events", body, token=token)
+
+
+def job_of(user, job_id, status="RUNNING", **extra):
+    return event(job_id, status, user=user, command=["python", "secret.py", "--key=K"],
+                 **extra)
+
+
+# ---------------------------------------------------------------------------
+# Tokens: made, listed, revoked
+# ---------------------------------------------------------------------------
+
+
+def test_token_cli_prints_a_token_once_and_keeps_only_its_hash(tmp_path):
+    path = tmp_path / "tokens"
+    token = add_token(path, "alice")
+    assert re.match(r"slm_[A-Za-z0-9_-]{40,}\Z", token)
+    assert oct(os.stat(str(path)).st_mode & 0o777) == "0o600"
+    text = path.read_text()
+    assert token not in text and slm_api.token_digest(token) in text
+    code, out, _ = token_cli(path, "list")
+    assert code == 0 and out.split()[:2] == ["alice", "user"] and token not in out
+    assert token_cli(path, "revoke", "nobody")[0] == 1
+    assert token_cli(path, "revoke", "alice")[0] == 0
+    assert slm_api.parse_tokens(path.read_text()) == {}
+    assert token_cli(path, "add", "bad name")[0] == 2
+    code, _, err = token_cli("", "list")
+    assert code == 2 and "SLM_TOKENS_FILE" in err
+
+
+def test_whoami_names_the_tokens_user(service, tokens):
+    _, t = tokens
+    assert call(service.app, "GET", "/api/v1/whoami", token=t["alice"]).json == \
+        {"user": "alice", "role": "user", "private_jobs": False}
+    assert call(service.app, "GET", "/api/v1/whoami", token=t["root"]).json["role"] == "admin"
+    assert call(service.app, "GET", "/api/v1/whoami", token="slm_nope").status == 401
+
+
+# ---------------------------------------------------------------------------
+# Writes: a token posts for its own user's jobs only
+# ---------------------------------------------------------------------------
+
+
+def test_each_user_posts_and_reads_their_own(service, tokens):
+    _, t = tokens
+    app = service.app
+    assert post(app, job_of("alice", "a1"), t["alice"]).json["accepted"] == 1
+    assert post(app, job_of("bob", "b1"), t["bob"]).json["accepted"] == 1
+    assert call(app, "GET", "/api/v1/jobs/a1", token=t["alice"]).json["user"] == "alice"
+    assert call(app, "GET", "/api/v1/jobs/b1", token=t["bob"]).json["user"] == "bob"
+
+
+def test_posting_for_another_users_job_is_403_and_stores_and_notifies_nothing(
+        tmp_path, tokens):
+    _, t = tokens
+    hook = scaffold.HttpSink()
+    svc = make_app(tmp_path, tokens[0], SLM_WEBHOOK=hook.hook_url, SLM_NOTIFY_ON="all",
+                   SLM_OUTBOX_POLL="0.05").start()
+    try:
+        app = svc.app
+        assert post(app, job_of("bob", "b1"), t["bob"]).status == 200
+        hook.wait(lambda: len(hook.delivered) == 1)
+        # bob's job, alice's token: as alice ...
+        r = post(app, job_of("alice", "b1", "COMPLETED", exit_code=0), t["alice"])
+        assert r.status == 403 and "another user" in r.json["error"]
+        # ... or pretending to be bob
+        r = post(app, job_of("bob", "b1", "FAILED", exit_code=1), t["alice"])
+        assert r.status == 403 and "alice" in r.json["error"]
+        # a batch with one foreign event is refused whole
+        r = post(app, {"events": [job_of("alice", "a9"), job_of("bob", "b1", "FAILED")]},
+                 t["alice"])
+        assert r.status == 403
+        job = call(app, "GET", "/api/v1/jobs/b1", token=t["root"]).json
+        assert (job["status"], job["event_count"]) == ("RUNNING", 1)
+        assert call(app, "GET", "/api/v1/jobs/a9", token=t["root"]).status == 404
+        assert hook.quiet() == 0 and len(hook.delivered) == 1
+        # an admin may post for anyone
+        assert post(app, job_of("bob", "b1", "COMPLETED", exit_code=0), t["root"]).status == 200
+    finally:
+        svc.stop()
+        hook.close()
+
+
+def test_shared_token_alone_keeps_working(tmp_path):
+    svc = slm_api.build_service({"SLM_API_TOKEN": "shared-tok"}, db=str(tmp_path / "s.db"))
+    try:
+        assert post(svc.app, job_of("alice", "1"), "shared-tok").status == 200
+        assert post(svc.app, job_of("bob", "2"), "shared-tok").status == 200
+        assert call(svc.app, "GET", "/api/v1/jobs", token="shared-tok").json["total"] == 2
+        assert call(svc.app, "GET", "/api/v1/whoami", token="shared-tok").json == \
+            {"user": None, "role": "admin", "private_jobs": False}
+    finally:
+        svc.stop()
+
+
+# ---------------------------------------------------------------------------
+# Reads: everyone's list (Slurm's default) or private jobs; secrets to owners
+# ---------------------------------------------------------------------------
+
+
+def fill(app, t):
+    for user in ("alice", "bob"):
+        assert post(app, job_of(user, user[0] + "1", "FAILED", exit_code=1,
+                                output_tail="key=K"), t[user]).status == 200
+
+
+def test_default_everyone_lists_everyone_but_command_lines_are_the_owners(service, tokens):
+    _, t = tokens
+    app = service.app
+    fill(app, t)
+    listed = call(app, "GET", "/api/v1/jobs", token=t["alice"]).json
+    assert listed["total"] == 2
+    mine = dict((j["job_id"], j) for j in listed["jobs"])
+    assert mine["a1"]["meta"]["command"] == ["python", "secret.py", "--key=K"]
+    assert "command" not in mine["b1"]["meta"] and "output_tail" not in mine["b1"]["meta"]
+    events = call(app, "GET", "/api/v1/jobs/b1/events", token=t["alice"]).json["events"]
+    assert events and all("command" not in e and "output_tail" not in e for e in events)
+    assert "K" not in json.dumps(call(app, "GET", "/api/v1/jobs/b1", token=t["alice"]).json)
+    assert call(app, "GET", "/api/v1/jobs/b1/notifications", token=t["alice"]).status == 403
+    assert call(app, "GET", "/api/v1/jobs/b1/notifications", token=t["bob"]).status == 200
+    theirs = call(app, "GET", "/api/v1/jobs/b1", token=t["root"]).json
+    assert theirs["meta"]["command"] and theirs["meta"]["output_tail"] == "key=K"
+
+
+def test_private_jobs_show_only_ones_own_and_admins_see_all(tmp_path, tokens):
+    _, t = tokens
+    svc = make_app(tmp_path, tokens[0], SLM_PRIVATE_DATA="jobs")
+    try:
+        app = svc.app
+        fill(app, t)
+        listed = call(app, "GET", "/api/v1/jobs", token=t["alice"]).json
+        assert [j["job_id"] for j in listed["jobs"]] == ["a1"] and listed["total"] == 1
+        assert call(app, "GET", "/api/v1/jobs?user=bob", token=t["alice"]).status == 403
+        assert call(app, "GET", "/api/v1/jobs/b1", token=t["alice"]).status == 404
+        assert call(app, "GET", "/api/v1/jobs/b1/events", token=t["alice"]).status == 404
+        assert call(app, "GET", "/api/v1/jobs/b1/notifications", token=t["alice"]).status == 404
+        assert call(app, "GET", "/api/v1/jobs", token=t["root"]).json["total"] == 2
+        assert call(app, "GET", "/api/v1/whoami", token=t["bob"]).json["private_jobs"] is True
+    finally:
+        svc.stop()
+
+
+# ---------------------------------------------------------------------------
+# Changing the tokens file while the service runs
+# ---------------------------------------------------------------------------
+
+
+def test_revoked_token_is_refused_at_once_without_a_restart(tmp_path, tokens):
+    path, t = tokens
+    svc = scaffold.ServiceProcess(str(tmp_path / "r.db"), tmp_path, token=t["root"],
+                                  env={"SLM_TOKENS_FILE": str(path)}).start()
+    try:
+        assert svc.get("/api/v1/whoami", token=t["alice"])[0] == 200
+        assert token_cli(path, "revoke", "alice")[0] == 0
+        scaffold.await_true(lambda: svc.get("/api/v1/whoami", token=t["alice"])[0] == 401,
+                            timeout=3, what="the revoked token refused")
+        assert svc.get("/api/v1/whoami", token=t["bob"])[0] == 200
+        # a new token works as soon as it is written, and SIGHUP reads the file now
+        carol = add_token(path, "carol")
+        svc.proc.send_signal(signal.SIGHUP)
+        scaffold.await_true(lambda: svc.get("/api/v1/whoami", token=carol)[0] == 200,
+                            timeout=3, what="the new token accepted")
+        # a bad line is reported and applied not at all: the tokens in force stay
+        with open(str(path), "a") as f:
+            f.write("mallory:root:%s\n" % ("0" * 64))
+        svc.proc.send_signal(signal.SIGHUP)
+        scaffold.await_true(lambda: "line 4" in svc.output(), timeout=3,
+                            what="the bad line reported")
+        assert svc.get("/api/v1/whoami", token=carol)[0] == 200
+        assert "stay in force" in svc.output()
+    finally:
+        svc.stop()
+    for token in t.values():
+        assert token not in svc.output()
+
+
+def test_bad_tokens_file_at_start_is_one_line_and_exit_2(tmp_path):
+    path = tmp_path / "tokens"
+    path.write_text("# ok\nalice:user:%s\nbob:superuser:%s\n" % ("a" * 64, "b" * 64))
+    r = subprocess.run([sys.executable, scaffold.SLM_API, "--port", "0", "--db",
+                        str(tmp_path / "x.db")], env=dict(os.environ, SLM_TOKENS_FILE=str(path)),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    err = r.stderr.decode()
+    assert r.returncode == 2 and err.count("\n") == 1, err
+    assert "line 3" in err and "nothing of the file was applied" in err
+    assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------
+# Fuzzing the Authorization header
+# ---------------------------------------------------------------------------
+
+header_values = st.one_of(
+    st.text(max_size=80), st.just(""), st.just("Bearer"), st.just("Bearer "),
+    st.builds(lambda s: "Bearer " + s, st.text(max_size=200)),
+    st.builds(lambda s: "bearer " + s, st.text(alphabet="abcdef0123456789_-", max_size=64)),
+    st.builds(lambda s: "Basic " + s, st.text(max_size=40)),
+    st.builds(lambda n: "Bearer " + "x" * n, st.integers(1000, 70000)),
+    st.sampled_from(["Bearer \u0000", "Bearer 数据🚀", "Bearer slm_\udcff", "Token abc",
+                     "Bearer  slm_", "BEARER x", "Bearer\tx"]))
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(value=header_values, path=st.sampled_from(["/api/v1/jobs", "/api/v1/whoami",
+                                                  "/api/v1/events", "/api/v1/jobs/x",
+                                                  "/api/v1/nothing", "/metrics"]))
+def test_fuzzed_authorization_headers_never_5xx(value, path, fuzz_service):
+    svc, t = fuzz_service
+    # what a server hands over: latin-1 text of the header's bytes
+    header = value.encode("utf-8", "surrogatepass").decode("latin-1")
+    r = call(svc.app, "POST" if path == "/api/v1/events" else "GET", path,
+             body=event() if path == "/api/v1/events" else None,
+             headers={"Authorization": header})
+    assert r.status == 401, (value, r.status, r.body)
+    assert r.json["error"] and r.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.fixture(scope="module")
+def fuzz_service(tmp_path_factory):
+    d = tmp_path_factory.mktemp("authfuzz")
+    path = d / "tokens"
+    t = {"alice": add_token(path, "alice")}
+    s = slm_api.build_service({"SLM_TOKENS_FILE": str(path), "SLM_API_TOKEN": "shared-secret"},
+                              db=str(d / "f.db"))
+    yield s, t
+    s.stop()
+
+
+def test_the_shared_token_is_compared_in_constant_time(monkeypatch):
+    seen = []
+    real = slm_api.hmac.compare_digest
+
+    def spy(a, b):
+        seen.append((a, b))
+        return real(a, b)
+    monkeypatch.setattr(slm_api.hmac, "compare_digest", spy)
+    ring = slm_api.Keyring("the-shared-one")
+    with pytest.raises(slm_api.ApiError):
+        ring.identify("Bearer the-shared-onX")
+    assert ring.identify("Bearer the-shared-one").role == "admin"
+    assert seen == [(b"the-shared-onX", b"the-shared-one"), (b"the-shared-one",
+                                                             b"the-shared-one")]
+
+
+# ---------------------------------------------------------------------------
+# Abuse limits: per token, answered 429 with Retry-After
+# ---------------------------------------------------------------------------
+
+
+def test_a_flood_at_its_rate_limit_gets_429_and_others_are_served(tmp_path, tokens):
+    _, t = tokens
+    svc = make_app(tmp_path, tokens[0], SLM_RATE_LIMIT="5/s,10")
+    try:
+        answers = []
+        while len(answers) < 30 and 429 not in [a.status for a in answers]:
+            answers.append(call(svc.app, "GET", "/api/v1/whoami", token=t["alice"]))
+        codes = [a.status for a in answers]
+        assert codes[:10] == [200] * 10 and codes[-1] == 429
+        limited = answers[-1]
+        assert int(limited.headers["retry-after"]) >= 1 and "slow down" in limited.json["error"]
+        assert call(svc.app, "GET", "/api/v1/whoami", token=t["bob"]).status == 200
+    finally:
+        svc.stop()
+
+
+def test_bad_access_settings_are_config_errors(tmp_path):
+    for env in ({"SLM_PRIVATE_DATA": "secret"}, {"SLM_PUBLIC": "everything"},
+                {"SLM_RATE_LIMIT": "fast"}):
+        with pytest.raises(slm_api.ConfigError):
+            slm_api.build_service(env, db=str(tmp_path / "c.db"))

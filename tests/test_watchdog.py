@@ -1,0 +1,288 @@
+"""What no wrapper can report: silence (LOST), Slurm's verdict, requeues, spools read by the service.
+
+Slurm's record is given to slurm_verdict() as sacct prints it (the shapes are
+those measured on the test cluster); the real cluster is in tests/test_slurm.py.
+The LOST watchdog and the spool reader run in a real service (in-process or a
+process), with intervals shrunk by SLM_WATCH_INTERVAL.
+"""
+import json
+import os
+import time
+
+import pytest
+
+import scaffold
+import slm
+import slm_api
+from scaffold import call, event
+
+NOW = "2026-12-01T10:00:00.000000Z"
+
+
+def row(status, source=None, restarts=0, **meta):
+    if source:
+        meta["source"] = source
+    return {"job_id": "4711", "status": status, "restarts": restarts, "user": "alice",
+            "meta": json.dumps(meta)}
+
+
+def run(state, exit_code="0:0", reason="None"):
+    return {"JobID": "4711", "State": state, "ExitCode": exit_code, "Reason": reason}
+
+
+# ---------------------------------------------------------------------------
+# Slurm's verdict, decided
+# ---------------------------------------------------------------------------
+
+
+def test_slurm_agreeing_adds_nothing_and_lets_held_notices_go():
+    assert slm_api.slurm_verdict(row("CANCELLED"), [run("CANCELLED by 0")], NOW) == \
+        ([], "release")
+    assert slm_api.slurm_verdict(row("FAILED"), [run("FAILED", "3:0")], NOW) == ([], "release")
+
+
+def test_out_of_memory_corrects_the_wrappers_failed():
+    events, holds = slm_api.slurm_verdict(row("FAILED", signal="SIGKILL"),
+                                          [run("OUT_OF_MEMORY", "0:125")], NOW)
+    assert holds == "release" and len(events) == 1
+    e = events[0]
+    assert (e["status"], e["source"], e["corrects"], e["reason"]) == \
+        ("OUT_OF_MEMORY", "slurm", "FAILED", "oom")
+    assert "OUT_OF_MEMORY" in e["message"] and "FAILED" in e["message"]
+    assert slm_api.validate_event(e)     # a well-formed event
+    # the same verdict from another instance has the same id: stored once
+    again, _ = slm_api.slurm_verdict(row("FAILED"), [run("OUT_OF_MEMORY", "0:125")], NOW)
+    assert again[0]["event_id"] == e["event_id"]
+
+
+def test_a_silent_job_gets_slurms_end():
+    for ours in ("RUNNING", "PAUSED", "TERMINATING"):
+        events, _ = slm_api.slurm_verdict(row(ours), [run("CANCELLED by 1000", "0:9")], NOW)
+        assert [(e["status"], e.get("signal")) for e in events] == [("CANCELLED", "SIGKILL")]
+        assert "corrects" not in events[0]
+    events, _ = slm_api.slurm_verdict(row("LOST", "service"), [run("NODE_FAIL", "0:0")], NOW)
+    assert events[0]["status"] == "NODE_FAIL" and events[0]["exit_code"] == 0
+
+
+def test_a_requeued_run_is_requeued_not_cancelled():
+    sacct = [run("REQUEUED"), run("PENDING", reason="BeginTime")]
+    events, holds = slm_api.slurm_verdict(row("CANCELLED"), sacct, NOW)
+    assert holds == "supersede"
+    assert [(e["status"], e.get("restart_count", 0), e["reason"]) for e in events] == \
+        [("REQUEUED", 0, "requeued")]
+    # the second run ended: its verdict is run 1's, the first run stays REQUEUED
+    sacct = [run("REQUEUED"), run("COMPLETED")]
+    events, _ = slm_api.slurm_verdict(row("RUNNING", restarts=1), sacct, NOW)
+    assert [(e["status"], e.get("restart_count", 0)) for e in events] == \
+        [("REQUEUED", 0), ("COMPLETED", 1)]
+    # without accounting, squeue's PENDING BeginTime after a cancel says the same
+    events, holds = slm_api.slurm_verdict(row("CANCELLED"), [run("PENDING",
+                                                                 reason="BeginTime")], NOW)
+    assert [e["status"] for e in events] == ["REQUEUED"] and holds == "supersede"
+
+
+def test_a_job_that_never_starts_is_told_with_slurms_reason():
+    events, _ = slm_api.slurm_verdict(row("SUBMITTED"),
+                                      [run("PENDING", reason="DependencyNeverSatisfied")], NOW)
+    assert [(e["status"], e["reason"]) for e in events] == [("PENDING",
+                                                             "DependencyNeverSatisfied")]
+    assert slm_api.slurm_verdict(row("SUBMITTED"), [run("PENDING", reason="Priority")],
+                                 NOW)[0] == []
+    assert slm_api.slurm_verdict(row("RUNNING"), [run("RUNNING")], NOW)[0] == []
+
+
+def test_exit_codes_as_sacct_prints_them():
+    assert slm_api.slurm_exit("3:0") == {"exit_code": 3}
+    assert slm_api.slurm_exit("0:9") == {"signal": "SIGKILL"}
+    assert slm_api.slurm_exit("0:125") == {"exit_code": 0}
+    assert slm_api.slurm_exit("") == {}
+
+
+# ---------------------------------------------------------------------------
+# Precedence: Slurm's verdict beats the wrapper, which beats a LOST that raced it
+# ---------------------------------------------------------------------------
+
+
+def merged(*events):
+    r = {"job_id": "4711"}
+    for e in events:
+        slm_api.merge_event(r, slm_api.validate_event(e).event)
+    return r
+
+
+def test_precedence_in_any_order():
+    import itertools
+    running = event("4711", "RUNNING", "2026-12-01T09:00:00Z", 1)
+    lost = event("4711", "LOST", "2026-12-01T09:30:00Z", 0, source="service")
+    failed = event("4711", "FAILED", "2026-12-01T09:29:00Z", 2, signal="SIGKILL")
+    oom = event("4711", "OUT_OF_MEMORY", "2026-12-01T09:31:00Z", 0, source="slurm",
+                corrects="FAILED")
+    for order in itertools.permutations([running, lost, failed]):
+        assert merged(*order)["status"] == "FAILED"          # the wrapper beats LOST
+    for order in itertools.permutations([running, lost, failed, oom]):
+        r = merged(*order)
+        assert r["status"] == "OUT_OF_MEMORY" and json.loads(r["meta"])["source"] == "slurm"
+    for order in itertools.permutations([running, lost]):
+        assert merged(*order)["status"] == "LOST"
+
+
+def test_a_second_run_shows_as_the_job_with_one_restart():
+    first = [event("4711", "RUNNING", "2026-12-01T09:00:00Z", 1, nodelist="n1"),
+             event("4711", "TERMINATING", "2026-12-01T09:05:00Z", 2, reason="cancelled"),
+             event("4711", "CANCELLED", "2026-12-01T09:05:01Z", 3, reason="cancelled",
+                   elapsed=301.0),
+             event("4711", "REQUEUED", "2026-12-01T09:05:10Z", 0, source="slurm",
+                   reason="requeued")]
+    second = [event("4711", "RUNNING", "2026-12-01T09:08:00Z", 1, restart_count=1,
+                    nodelist="n2"),
+              event("4711", "COMPLETED", "2026-12-01T09:09:00Z", 2, restart_count=1,
+                    exit_code=0, elapsed=60.0)]
+    import itertools
+    for order in itertools.islice(itertools.permutations(first + second), 0, 5040, 97):
+        r = merged(*order)
+        meta = json.loads(r["meta"])
+        assert (r["status"], r["restarts"], r["started_at"]) == \
+            ("COMPLETED", 1, "2026-12-01T09:08:00.000000Z")
+        assert r["reason"] is None and r["elapsed"] == 60.0 and r["nodelist"] == "n2", order
+        assert r["event_count"] == 6 and "cancelled" not in json.dumps(meta)
+    # before the second run: the first run was requeued, not cancelled
+    assert merged(*first)["status"] == "REQUEUED"
+
+
+# ---------------------------------------------------------------------------
+# LOST: heartbeats that stop
+# ---------------------------------------------------------------------------
+
+
+def beat(job_id, interval, when=None, **extra):
+    b = {"job_id": job_id, "interval": interval, "user": "alice", "time": when or slm.iso_utc()}
+    b.update(extra)
+    return b
+
+
+@pytest.fixture
+def hook():
+    h = scaffold.HttpSink()
+    yield h
+    h.close()
+
+
+def watched(tmp_path, **env):
+    env = dict({"SLM_WATCH_INTERVAL": "0.2", "SLM_RECONCILE": "off",
+                "SLM_RELAY_ALLOW": "127.0.0.1", "SLM_OUTBOX_POLL": "0.05"}, **env)
+    return slm_api.build_service(env, db=str(tmp_path / "watch.db")).start()
+
+
+def test_silent_job_is_lost_after_three_intervals_and_notified_once(tmp_path, hook):
+    svc = watched(tmp_path)
+    try:
+        app = svc.app
+        relay = {"to": [{"url": hook.hook_url, "format": "json"}], "send": False}
+        for job_id in ("quiet", "paused", "talking"):
+            assert call(app, "POST", "/api/v1/events",
+                        dict(event(job_id, "RUNNING", user="alice"), relay=relay)).status == 200
+        assert call(app, "POST", "/api/v1/events", event("paused", "PAUSED", seq=2,
+                                                         user="alice")).status == 200
+        started = time.time()
+        answer = call(app, "POST", "/api/v1/heartbeats", {"heartbeats": [
+            beat("quiet", 0.3), beat("paused", 0.3), beat("talking", 30),
+            beat("nobody-knows", 0.3)]}).json
+        assert answer == {"accepted": 3, "unknown": 1}
+
+        scaffold.await_true(lambda: call(app, "GET", "/api/v1/jobs/quiet").json["status"] ==
+                            "LOST", timeout=10, what="quiet job LOST")
+        assert time.time() - started >= 0.9          # 3 intervals of silence first
+        lost = [e for e in call(app, "GET", "/api/v1/jobs/quiet/events").json["events"]
+                if e["status"] == "LOST"]
+        assert len(lost) == 1 and lost[0]["source"] == "service"
+        assert "no heartbeat" in lost[0]["message"]
+        # the wrapper is dead: the service tells the user, through the job's own relay
+        hook.wait(lambda: len(hook.delivered) == 1)
+        assert hook.delivered[0]["job_id"] == "quiet"
+        assert call(app, "GET", "/api/v1/jobs/paused").json["status"] == "PAUSED"
+        assert call(app, "GET", "/api/v1/jobs/talking").json["status"] == "RUNNING"
+        assert hook.quiet(1.0) == 0
+        # the wrapper's own final event, arriving late, still wins over LOST
+        call(app, "POST", "/api/v1/events", event("quiet", "COMPLETED", seq=2, user="alice",
+                                                  exit_code=0))
+        assert call(app, "GET", "/api/v1/jobs/quiet").json["status"] == "COMPLETED"
+    finally:
+        svc.stop()
+
+
+def test_heartbeats_are_validated_and_owned(tmp_path):
+    path = tmp_path / "tokens"
+    path.write_text("alice:user:%s\nbob:user:%s\n" % (slm_api.token_digest("ta"),
+                                                      slm_api.token_digest("tb")))
+    svc = slm_api.build_service({"SLM_TOKENS_FILE": str(path)}, db=str(tmp_path / "b.db"))
+    try:
+        app = svc.app
+        assert call(app, "POST", "/api/v1/events", event("a1", user="alice"),
+                    token="ta").status == 200
+        assert call(app, "POST", "/api/v1/heartbeats", beat("a1", 60), token="ta").json == \
+            {"accepted": 1, "unknown": 0}
+        assert call(app, "POST", "/api/v1/heartbeats", beat("a1", 60, user="bob"),
+                    token="tb").status == 403
+        for bad in ({"job_id": "a1"}, beat("a1", 0), beat("a1", -1), beat("a1", "60"),
+                    beat("a1", 60, rss_mb=-5), beat("a1", 60, time="yesterday"), [1]):
+            r = call(app, "POST", "/api/v1/heartbeats", bad, token="ta")
+            assert r.status == 400 and r.json["error"], bad
+        job = call(app, "GET", "/api/v1/jobs/a1", token="ta").json
+        assert job["heartbeat_interval"] == 60 and job["heartbeat_at"]
+    finally:
+        svc.stop()
+
+
+def test_two_instances_on_one_mariadb_say_lost_once(tmp_path, hook):
+    scratch = scaffold.ScratchDatabase()
+    services = []
+    try:
+        env = {"SLM_WATCH_INTERVAL": "0.2", "SLM_RECONCILE": "off"}
+        services = [scaffold.ServiceProcess(scratch, tmp_path, env=env).start()
+                    for _ in range(2)]
+        relay = {"to": [{"url": hook.hook_url, "format": "json"}], "send": False}
+        status, _ = services[0].post(dict(event("both-lost", "RUNNING", user="alice"),
+                                          relay=relay))
+        assert status == 200
+        assert services[1].request("POST", "/api/v1/heartbeats",
+                                   beat("both-lost", 0.2))[0] == 200
+        services[0].wait_job(lambda j: j["status"] == "LOST", job_id="both-lost")
+        hook.wait(lambda: len(hook.delivered) == 1)
+        assert hook.quiet(1.5) == 0
+        assert [e["status"] for e in services[1].events("both-lost")] == ["RUNNING", "LOST"]
+    finally:
+        for s in services:
+            s.stop()
+        scratch.drop()
+
+
+# ---------------------------------------------------------------------------
+# A spool the service reads (nodes that cannot reach the service at all)
+# ---------------------------------------------------------------------------
+
+
+def test_the_service_reads_a_spool_like_slm_flush(tmp_path):
+    root = str(tmp_path / "spool")
+    spool = slm.Spool(root)
+    target = slm.ServiceTarget("http://nowhere.invalid:1")
+    events = [event("spooled-1", "RUNNING", user="alice"),
+              event("spooled-1", "COMPLETED", seq=2, user="alice", exit_code=0)]
+    for e in events:
+        spool.release(spool.add(e, target))
+    spool.beat("spooled-1", {"interval": 60, "rss_mb": 12.5})
+    svc = slm_api.build_service({"SLM_WATCH_INTERVAL": "0.1", "SLM_RECONCILE": "off"},
+                                db=str(tmp_path / "s.db"), spools=[root]).start()
+    try:
+        job = scaffold.await_true(lambda: (lambda j: j if j.get("status") == "COMPLETED"
+                                           else None)(call(svc.app, "GET",
+                                                           "/api/v1/jobs/spooled-1").json),
+                                  timeout=10, what="the spooled job stored")
+        assert job["event_count"] == 2 and job["heartbeat_interval"] == 60
+        assert job["meta"]["usage"]["rss_mb"] == 12.5
+        assert spool.pending_names() == [] and os.listdir(spool.work) == []
+        # a flush racing the service finds nothing left to send: stored once
+        assert slm.flush_spool(spool, slm.Settings(slm.Console(quiet=True),
+                                                   environ={"SLM_API_URL": "http://x:1"}),
+                               slm.Console(quiet=True), time.time() + 1)[0] == 0
+    finally:
+        svc.stop()
