@@ -413,6 +413,7 @@ class ServiceProcess(object):
             except (OSError, ValueError, http.client.HTTPException):
                 pass
             if time.time() > deadline:
+                self.kill()      # a test that fails here must not leave a service behind
                 raise AssertionError("slm_api.py never answered /healthz: %s" % self.output())
             time.sleep(0.05)
         # the start-up line names the port it serves on
