@@ -2,6 +2,7 @@
 # test_slm.sh - run SLM's whole test suite in its own virtual environment.
 #
 #   ./test_slm.sh                 everything (extra words go to pytest: -k NAME, -x, tests/test_run.py)
+#   ./test_slm.sh --setup         only make .venv (bench/run.sh does this first)
 #   SLM_TEST_PYTHONS="/usr/bin/python3.6 ..." ./test_slm.sh    choose the interpreters slm.py is tested under
 #
 # Creates .venv (Python 3.9+, for the service and pytest) on first use and
@@ -36,6 +37,9 @@ if [ ! -x "$VENV/bin/python" ] || ! cmp -s tests/requirements.txt "$STAMP" 2>/de
   cp tests/requirements.txt "$STAMP"
   cp requirements.txt "$STAMP.top"
 fi
+
+# --setup: make (or refresh) .venv and stop there; bench/run.sh uses it
+[ "${1:-}" != "--setup" ] || exit 0
 
 [ $# -gt 0 ] || set -- tests
 SUMMARY=$(mktemp)

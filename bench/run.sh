@@ -8,15 +8,19 @@
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
+# the benchmarks need what the tests need (bottle, pymysql, gunicorn): the same .venv,
+# made here as ./test_slm.sh makes it when a fresh clone has none yet
+if [ -z "${BENCH_HARNESS_PYTHON:-}" ]; then
+    "$REPO/test_slm.sh" --setup >&2 || { echo "bench/run.sh: cannot make .venv" >&2; exit 2; }
+fi
 PY=${BENCH_HARNESS_PYTHON:-$REPO/.venv/bin/python}
-[ -x "$PY" ] || PY=$(command -v python3)
 QUICK=
 [ "${1:-}" = "--quick" ] && QUICK=--quick
 LOG=${BENCH_LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/slm-bench-logs.XXXXXX")}
 mkdir -p "$LOG"
 START=$(date +%s)
 STATUS=0
-for b in wrapper ingest burst query fairness; do
+for b in wrapper ingest burst query fairness layers servers; do
     echo ">>> $b $QUICK" >&2
     "$PY" "$HERE/$b.py" $QUICK 2>"$LOG/$b.err" | tee "$LOG/$b.out" | grep -v '^RESULT|'
     if ! grep -q '^RESULT|' "$LOG/$b.out"; then
@@ -32,7 +36,7 @@ sed -n 's/^interpreter: *//p' "$LOG/wrapper.out" | head -n 1 | sed 's/^/interpre
 echo
 echo "| benchmark | result | target | verdict |"
 echo "|---|---|---|---|"
-cat "$LOG/wrapper.out" "$LOG/ingest.out" "$LOG/burst.out" "$LOG/query.out" "$LOG/fairness.out" 2>/dev/null |
+for b in wrapper ingest burst query fairness layers servers; do cat "$LOG/$b.out"; done 2>/dev/null |
     sed -n 's/^RESULT|\(.*\)|\(.*\)|\(.*\)|\(.*\)$/| \1 | \2 | \3 | \4 |/p'
 echo
 echo "logs: $LOG"
