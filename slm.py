@@ -2154,6 +2154,8 @@ class Wrapper(object):
     # How close a SIGCONT from slurmstepd must precede its SIGTERM to be a
     # cancel's or a time limit's (sent to every process under linuxproc).
     PRELUDE_WINDOW = 2.0
+    # How long a SIGCONT from slurmstepd waits for the signal that says what it was.
+    HOLD_CONT = 0.5
 
     def __init__(self, command, settings, console, job_name=None, cleanup=None):
         self.command = command
@@ -2171,7 +2173,7 @@ class Wrapper(object):
         self.started = None
         self.output_sizes = {}
         self.start_mask = set()    # the signal mask we were started with: the child's
-        self.stepd_cont_at = None  # when slurmstepd last sent us SIGCONT
+        self.held_cont = None      # when slurmstepd sent a SIGCONT not yet handed on
         self._names = {}           # pid -> process name, for senders
 
     # -- start -------------------------------------------------------------
@@ -2222,9 +2224,12 @@ class Wrapper(object):
             threading.Thread(target=self._learn_about_slurm, name="slm-slurm",
                              daemon=True).start()
         while True:
-            info = signal.sigtimedwait(mask, 1.0)
+            wait = 1.0 if self.held_cont is None else \
+                max(0.0, self.held_cont + self.HOLD_CONT - time.time())
+            info = signal.sigtimedwait(mask, wait)
             if info is not None and info.si_signo != signal.SIGCHLD:
                 self._on_signal(info.si_signo, info.si_code, info.si_pid)
+            self._release_held_cont()
             status = self.child.poll()
             if status is not None:
                 if self.stop_signal is None and self._died_of_stop_signal(status):
@@ -2327,26 +2332,39 @@ class Wrapper(object):
         cancel or a time limit (SIGCONT then SIGTERM), a suspend (SIGTSTP)
         and a resume (SIGCONT): our command has its copy already, and a
         second one from us would run its traps twice.  What it sends to the
-        batch process only (`scancel -b`, `--signal=B:…`) is ours to hand on.
+        batch process only (`scancel -b`, `--signal=B:SIG@T`, which sends
+        SIGCONT then SIG, measured) is ours to hand on.  A SIGCONT that is not
+        a resume is therefore held until the next signal tells which it was.
         """
         if not self.job.slurm_job_id or not sender:
             return False
         if sender not in self._names:
             self._names[sender] = process_name(sender)
-        if self._names[sender] != "slurmstepd":
+        if self._names[sender] != "slurmstepd" or slurm_proctrack() != "linuxproc":
             return False
-        if signum == signal.SIGCONT:
-            self.stepd_cont_at = time.time()
-        if slurm_proctrack() != "linuxproc":
-            return False
-        if signum in (signal.SIGCONT, signal.SIGTSTP):
+        if signum == signal.SIGTSTP:
             return True
-        if signum == signal.SIGTERM:
-            # a cancel's SIGTERM follows its SIGCONT at once; `scancel -b -s TERM` comes alone
-            recent = self.stepd_cont_at is not None and \
-                time.time() - self.stepd_cont_at < self.PRELUDE_WINDOW
-            return recent or signal.SIGCONT in signal.sigpending()
+        if signum == signal.SIGCONT:
+            if not self.paused:
+                self.held_cont = time.time()
+            return True
+        if self.held_cont is None and signum == signal.SIGTERM and \
+                signal.sigtimedwait([signal.SIGCONT], 0) is not None:
+            self.held_cont = time.time()   # both were waiting: the SIGCONT came first
+        if self.held_cont is None:
+            return False   # alone: `scancel -b --signal=SIG`
+        held, self.held_cont = self.held_cont, None
+        if signum == signal.SIGTERM and time.time() - held < self.PRELUDE_WINDOW and \
+                slurm_job_state(self.job.slurm_job_id, self.settings.timeout) != "RUNNING":
+            return True    # a cancel, a time limit, a requeue: the job is COMPLETING
+        self._forward(signal.SIGCONT)   # a warning signal's SIGCONT: the batch process's
         return False
+
+    def _release_held_cont(self):
+        """A SIGCONT from slurmstepd that no SIGTERM followed was for the batch process."""
+        if self.held_cont is not None and time.time() - self.held_cont >= self.HOLD_CONT:
+            self.held_cont = None
+            self._forward(signal.SIGCONT)
 
     def _stop_reason(self, signum, from_terminal):
         if from_terminal:
@@ -2510,6 +2528,19 @@ def slurm_end_time(job_id, timeout):
         return time.mktime(time.strptime(text[0].strip(), "%Y-%m-%dT%H:%M:%S"))
     except (ValueError, OverflowError):
         return None  # "N/A", "NONE", "Unknown": no limit known
+
+
+def slurm_job_state(job_id, timeout):
+    """squeue's state of the job (RUNNING, COMPLETING...), or None."""
+    import subprocess
+    try:
+        proc = subprocess.Popen(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        out, _ = proc.communicate(timeout=max(timeout, 5))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    words = out.decode("ascii", "replace").split()
+    return words[0] if proc.returncode == 0 and words else None
 
 
 def remove_snapshot(path):
@@ -2818,6 +2849,11 @@ class Submitter(object):
         return self._submit_file(sbatch, batch, name, original, path)
 
     def _submit_file(self, sbatch, batch, name, original, script_path):
+        if not self.cmd.script and self.cmd.wrap is None:
+            # a script on stdin goes to sbatch on stdin: the job's name and
+            # SLURM_JOB_NAME (empty, measured) are then what plain sbatch gives it
+            return self._sbatch([sbatch] + self.cmd.options, report=True, original=original,
+                                path=script_path, stdin=batch)
         import shutil
         import tempfile
         tmp = tempfile.mkdtemp(prefix="slm-submit.")
@@ -2830,13 +2866,14 @@ class Submitter(object):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def _sbatch(self, argv, report, original=b"", path=None):
+    def _sbatch(self, argv, report, original=b"", path=None, stdin=None):
         """Run sbatch, its output passed through as it comes; return its exit
         status (-N if signal N killed it).  SUBMITTED is reported as soon as
         the job id appears: `sbatch --wait` only returns when the job has ended."""
         import subprocess
         try:
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    stdin=None if stdin is None else subprocess.PIPE)
         except OSError as e:
             message = "cannot run %s: %s" % (argv[0], e.strerror or e)
             self.console.error(message)
@@ -2863,6 +2900,8 @@ class Submitter(object):
             pumps = [threading.Thread(target=pump, args=(proc.stdout, stdout_binary(), out,
                                                          watch)),
                      threading.Thread(target=pump, args=(proc.stderr, stderr_binary(), err))]
+            if stdin is not None:
+                pumps.append(threading.Thread(target=feed, args=(proc.stdin, stdin)))
             for t in pumps:
                 t.start()
             with progress:
@@ -2941,6 +2980,19 @@ def stdout_binary():
 
 def stderr_binary():
     return getattr(sys.stderr, "buffer", sys.stderr)
+
+
+def feed(sink, data):
+    """Write data to a child's stdin and close it (it may not read it all)."""
+    try:
+        sink.write(data)
+    except (OSError, ValueError):
+        pass
+    finally:
+        try:
+            sink.close()
+        except OSError:
+            pass
 
 
 def pump(source, sink, copy, watch=None):
