@@ -59,6 +59,7 @@ prefixed "slm-api:" and never contain a token or a password.
 """
 
 import argparse
+import base64
 import collections
 import hashlib
 import hmac
@@ -272,8 +273,12 @@ MIGRATIONS = {
         ("slurm_jobs", "relay", "TEXT", "MEDIUMTEXT NULL"),
         ("slm_outbox", "event_id", "TEXT", "VARCHAR(64) NULL")),
 }
-# Indexes on columns a migration may have added: made after the migrations.
-LATE_INDEXES = (("slurm_jobs_group", "slurm_jobs", "job_group"),)
+# Indexes made after the migrations, on every start when missing: on columns a
+# migration may have added, and the dashboard's orders (keyset paging by first
+# event, the finished-per-hour summary).  (column, MySQL prefix length or None)
+LATE_INDEXES = (("slurm_jobs_group", "slurm_jobs", (("job_group", 64),)),
+                ("slurm_jobs_first", "slurm_jobs", (("first_seen", None), ("job_id", None))),
+                ("slurm_jobs_ended", "slurm_jobs", (("ended_at", None), ("status", None))))
 
 # ---------------------------------------------------------------------------
 # Errors
@@ -845,7 +850,12 @@ class Dialect(object):
     def add_column(self, cur, table, column, sqlite_type, mysql_type):
         raise NotImplementedError
 
-    def add_index(self, cur, name, table, column):
+    def add_index(self, cur, name, table, parts):
+        raise NotImplementedError
+
+    def contains(self, column):
+        """SQL true when column holds the one ? argument, case-insensitively
+        (by the database's own idea of case: ASCII letters on SQLite)."""
         raise NotImplementedError
 
     def create_job_rows(self, cur, job_ids):
@@ -908,8 +918,12 @@ class SQLiteDialect(Dialect):
     def add_column(self, cur, table, column, sqlite_type, mysql_type):
         cur.execute("ALTER TABLE %s ADD COLUMN %s %s" % (table, quote(column), sqlite_type))
 
-    def add_index(self, cur, name, table, column):
-        cur.execute("CREATE INDEX IF NOT EXISTS %s ON %s (%s)" % (name, table, quote(column)))
+    def add_index(self, cur, name, table, parts):
+        cur.execute("CREATE INDEX IF NOT EXISTS %s ON %s (%s)"
+                    % (name, table, ", ".join(quote(column) for column, _ in parts)))
+
+    def contains(self, column):
+        return "instr(lower(%s), lower(?)) > 0" % column
 
     def describe(self):
         return "sqlite %s" % os.path.abspath(self.path)
@@ -986,12 +1000,16 @@ class MySQLDialect(Dialect):
     def add_column(self, cur, table, column, sqlite_type, mysql_type):
         cur.execute("ALTER TABLE `%s` ADD COLUMN %s %s" % (table, quote(column), mysql_type))
 
-    def add_index(self, cur, name, table, column):
+    def add_index(self, cur, name, table, parts):
         cur.execute("SELECT COUNT(*) FROM information_schema.statistics WHERE"
                     " table_schema = DATABASE() AND table_name = %s AND index_name = %s",
                     (table, name))
         if not cur.fetchone()[0]:
-            cur.execute("ALTER TABLE `%s` ADD KEY `%s` (%s(64))" % (table, name, quote(column)))
+            cur.execute("ALTER TABLE `%s` ADD KEY `%s` (%s)" % (table, name, ", ".join(
+                quote(column) + ("(%d)" % prefix if prefix else "") for column, prefix in parts)))
+
+    def contains(self, column):
+        return "LOCATE(LOWER(?), LOWER(%s)) > 0" % column
 
     def create_job_rows(self, cur, job_ids):
         # ON DUPLICATE KEY takes the rows' exclusive locks at once; INSERT
@@ -1081,9 +1099,33 @@ class Tx(object):
                 stored[i] = True
         return stored
 
-    def job_events(self, job_id):
+    def job_events(self, job_id, after=None):
+        """A job's events by (time, seq, arrival); after: only those after the
+        event with that event_id (None when the job has no such event)."""
+        if after is None:
+            return [json.loads(r[0]) for r in self.rows(
+                "SELECT raw FROM slurm_events WHERE job_id = ? ORDER BY time, seq, id",
+                (job_id,))]
+        mark = self.one("SELECT time, COALESCE(seq, -1), id FROM slurm_events WHERE job_id = ?"
+                        " AND event_id = ?", (job_id, after))
+        if mark is None:
+            return None
+        when, seq, nid = mark
+        # NULL seq sorts first in both databases: as -1 (seq is never negative)
         return [json.loads(r[0]) for r in self.rows(
-            "SELECT raw FROM slurm_events WHERE job_id = ? ORDER BY time, seq, id", (job_id,))]
+            "SELECT raw FROM slurm_events WHERE job_id = ? AND time >= ? AND (time > ? OR"
+            " COALESCE(seq, -1) > ? OR (COALESCE(seq, -1) = ? AND id > ?))"
+            " ORDER BY time, seq, id", (job_id, when, when, seq, seq, nid))]
+
+    def events_since(self, after, limit):
+        """(id, job_id, the job's user, raw) of the events stored after id
+        `after`, in arrival order, at most limit."""
+        return self.rows("SELECT e.id, e.job_id, j.%s, e.raw FROM slurm_events e LEFT JOIN"
+                         " slurm_jobs j ON j.job_id = e.job_id WHERE e.id > ? ORDER BY e.id"
+                         " LIMIT ?" % quote("user"), (int(after), int(limit)))
+
+    def last_event_id(self):
+        return int(self.one("SELECT COALESCE(MAX(id), 0) FROM slurm_events")[0])
 
     # -- job rows ----------------------------------------------------------
 
@@ -1125,8 +1167,8 @@ class Tx(object):
                                 " NOT NULL" % finals, (array_id,))
         return int(total or 0), int(ended or 0)
 
-    def list_jobs(self, filters, limit, offset):
-        """filters: status (list), user, name, partition, array_job_id, since, until."""
+    def _job_where(self, filters):
+        """WHERE clause and arguments of a job listing (see list_jobs)."""
         where, args = [], []
         if filters.get("status"):
             where.append("status IN (%s)" % ", ".join("?" * len(filters["status"])))
@@ -1135,18 +1177,72 @@ class Tx(object):
             if filters.get(name) is not None:
                 where.append("%s = ?" % quote(column))
                 args.append(filters[name])
+        if filters.get("name_contains"):
+            where.append(self.dialect.contains("job_name"))
+            args.append(filters["name_contains"])
         if filters.get("since"):
             where.append("last_event_time >= ?")
             args.append(filters["since"])
         if filters.get("until"):
             where.append("first_seen <= ?")
             args.append(filters["until"])
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-        total = int(self.one("SELECT COUNT(*) FROM slurm_jobs" + clause, args)[0])
-        found = self.rows("SELECT %s FROM slurm_jobs%s ORDER BY last_event_time DESC,"
-                          " job_id DESC LIMIT ? OFFSET ?" % (columns(JOB_COLUMNS), clause),
-                          args + [int(limit), int(offset)])
-        return [dict(zip(JOB_COLUMNS, r)) for r in found], total
+        return where, args
+
+    # an array task whose array has a row of its own: shown through that row
+    GROUPED_TASK = ("array_task_id IS NOT NULL AND array_job_id IS NOT NULL AND array_job_id"
+                    " <> job_id AND EXISTS (SELECT 1 FROM slurm_jobs p WHERE p.job_id ="
+                    " slurm_jobs.array_job_id)")
+
+    def list_jobs(self, filters, limit, offset):
+        """(rows, total): a page of jobs, most recently active first."""
+        return self.job_page(filters, limit, offset)[:2]
+
+    def job_page(self, filters, limit, offset=0, order=None, after=None, group_arrays=False):
+        """A page of jobs and the total of the listing.
+
+        filters: status (list), user, name, name_contains, partition,
+        array_job_id, group, since, until.  order: (column, descending),
+        most recently active first by default; after: the (value, job_id)
+        of the previous page's last row (keyset paging, no OFFSET walked).
+        group_arrays: leave out the tasks of arrays that have a row of their
+        own.  Returns (rows, total, more).
+        """
+        column, descending = order or ("last_event_time", True)
+        assert column in ("last_event_time", "first_seen")
+        where, args = self._job_where(filters)
+        total = int(self.one("SELECT COUNT(*) FROM slurm_jobs" + (
+            " WHERE " + " AND ".join(where) if where else ""), args)[0])
+        if group_arrays and total:
+            # counted apart, through the array index: the NOT EXISTS over every
+            # row of a big listing would cost a lookup per row
+            total -= int(self.one("SELECT COUNT(*) FROM slurm_jobs WHERE %s" % " AND ".join(
+                where + [self.GROUPED_TASK]), args)[0])
+            where = where + ["NOT (%s)" % self.GROUPED_TASK]
+        page_args = list(args)
+        if after is not None:
+            # "<=" first: a range the index serves, then the tie on job_id
+            sign = "<" if descending else ">"
+            where = where + ["%s %s= ? AND (%s %s ? OR job_id %s ?)" % (
+                column, sign, column, sign, sign)]
+            page_args += [after[0], after[0], after[1]]
+        direction = " DESC" if descending else ""
+        found = self.rows("SELECT %s FROM slurm_jobs%s ORDER BY %s%s, job_id%s LIMIT ? OFFSET ?"
+                          % (columns(JOB_COLUMNS), " WHERE " + " AND ".join(where) if where
+                             else "", column, direction, direction),
+                          page_args + [int(limit) + 1, int(offset)])
+        rows = [dict(zip(JOB_COLUMNS, r)) for r in found]
+        return rows[:limit], total, len(rows) > limit
+
+    def array_task_counts(self, array_ids):
+        """{array id: {status: tasks}} for those of array_ids that have tasks."""
+        counts = {}
+        for part in chunks(sorted(array_ids), 500):
+            for array_id, status, n in self.rows(
+                    "SELECT array_job_id, status, COUNT(*) FROM slurm_jobs WHERE array_job_id"
+                    " IN (%s) AND array_task_id IS NOT NULL AND job_id <> array_job_id GROUP BY"
+                    " array_job_id, status" % ", ".join("?" * len(part)), part):
+                counts.setdefault(array_id, {})[status or "UNKNOWN"] = int(n)
+        return counts
 
     def record_heartbeats(self, rows, beats):
         """Apply heartbeat samples (dicts) to locked job rows (in place)."""
@@ -1260,6 +1356,51 @@ class Tx(object):
         return [dict(zip(self.OUTBOX_SHOWN, r)) for r in self.rows(
             "SELECT %s FROM slm_outbox %sORDER BY id" % (columns(self.OUTBOX_SHOWN), where),
             args)]
+
+    # the outbox's states as shown: "retrying" is a pending row that failed before
+    OUTBOX_STATES = {"pending": "o.state = 'pending' AND o.attempts = 0",
+                     "retrying": "o.state = 'pending' AND o.attempts > 0",
+                     "held": "o.state = 'held'", "sent": "o.state = 'sent'",
+                     "failed": "o.state = 'failed'", "superseded": "o.state = 'superseded'",
+                     "refused": "o.state = 'refused'"}
+
+    def outbox_page(self, limit, before=None, user=None, job_id=None, states=None):
+        """Outbox rows, newest first, with their job's user and their event's
+        status: of one user's jobs (user), one job, in some OUTBOX_STATES."""
+        where, args = [], []
+        if before is not None:
+            where.append("o.id < ?")
+            args.append(int(before))
+        if user is not None:
+            where.append("j.%s = ?" % quote("user"))
+            args.append(user)
+        if job_id is not None:
+            where.append("o.job_id = ?")
+            args.append(job_id)
+        if states:
+            where.append("(%s)" % " OR ".join("(%s)" % self.OUTBOX_STATES[s] for s in states))
+        shown = ", ".join("o.%s" % quote(c) for c in self.OUTBOX_SHOWN)
+        return [dict(zip(self.OUTBOX_SHOWN + ("user", "status"), r)) for r in self.rows(
+            "SELECT %s, j.%s, e.status FROM slm_outbox o LEFT JOIN slurm_jobs j ON j.job_id ="
+            " o.job_id LEFT JOIN slurm_events e ON e.event_id = o.event_id%s ORDER BY o.id DESC"
+            " LIMIT ?" % (shown, quote("user"), " WHERE " + " AND ".join(where) if where
+                          else ""), args + [int(limit)])]
+
+    def ended_counts(self, since, until, width, filters):
+        """[(status, bucket, jobs)] of the jobs that ended in [since, until):
+        final statuses by ended_at, LOST by the time it was declared; bucket:
+        the first `width` characters of that time (13: the hour, 10: the day)."""
+        where, args = self._job_where(filters)
+        out = []
+        for column, test in (("ended_at", "ended_at IS NOT NULL"),
+                             ("status_time", "status = 'LOST'")):
+            out += [(status, bucket, int(n)) for status, bucket, n in self.rows(
+                "SELECT status, SUBSTR(%s, 1, %d), COUNT(*) FROM slurm_jobs WHERE %s AND %s >= ?"
+                " AND %s < ?%s GROUP BY status, SUBSTR(%s, 1, %d)" % (
+                    column, width, test, column, column,
+                    "".join(" AND " + w for w in where), column, width),
+                [since, until] + args)]
+        return out
 
     def outbox_release(self, job_id, supersede=None):
         """Held notices of a job: send them now, or (supersede: the reason) never."""
@@ -1394,8 +1535,8 @@ class Database(object):
                                 (str(SCHEMA_VERSION), "schema_version", str(found)))
                     say("database schema upgraded from version %d to %d" % (found,
                                                                            SCHEMA_VERSION))
-                for name, table, column in LATE_INDEXES:
-                    self.dialect.add_index(cur, name, table, column)
+                for name, table, parts in LATE_INDEXES:
+                    self.dialect.add_index(cur, name, table, parts)
             finally:
                 cur.close()
             conn.commit()
@@ -1814,6 +1955,40 @@ class Write(object):
         self.stored = []
 
 
+class Changes(object):
+    """Tells readers waiting for new events (long-polls) that some were stored.
+
+    The ingestor bumps it after each transaction that stored events, so a
+    waiter sleeps on a condition instead of asking the database.  Events that
+    another instance on the same database stores are not seen here: waiters
+    look again at least every RECHECK seconds (see long_poll).
+    """
+
+    RECHECK = 1.0
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self.generation = 0
+        self.closed = False
+
+    def bump(self):
+        with self._cond:
+            self.generation += 1
+            self._cond.notify_all()
+
+    def wait(self, seen, timeout):
+        """Until the generation is no longer `seen`, the end, or timeout seconds."""
+        with self._cond:
+            if self.generation == seen and not self.closed:
+                self._cond.wait(timeout)
+
+    def close(self):
+        """The service stops: every waiter answers now with what it has."""
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
 class Ingestor(object):
     """Writes events: concurrent requests' events go into one transaction.
 
@@ -1838,6 +2013,7 @@ class Ingestor(object):
         self._cond = threading.Condition()
         self._queue = []
         self._writing = False
+        self.changes = Changes()
         self.notified = None   # callable() after outbox rows were added (wakes the sender)
         # with a watchdog asking Slurm: CANCELLED notices of its cluster's jobs are
         # held until Slurm says whether it was a requeue (see Watchdog)
@@ -1918,6 +2094,8 @@ class Ingestor(object):
                 if w.answer is not None and w.items:
                     self.metrics.stored(w.stored, w.answer["duplicates"])
             self.metrics.group(len(group), sum(len(w.items) for w in group))
+        if any(w.stored for w in group):
+            self.changes.bump()
         if added and self.notified is not None:
             self.notified()
 
@@ -2634,11 +2812,53 @@ class Access(object):
         return dict((k, v) for k, v in event.items() if k not in PRIVATE_FIELDS)
 
 
+# The dashboard's sign-in cookie: the token, HttpOnly and SameSite=Strict
+# (see the Dashboard section), taken instead of the header on GET and HEAD.
+SESSION_COOKIE = "slm_session"
+
+
+def session_token(environ):
+    """The token in the request's sign-in cookie, or None."""
+    for part in environ.get("HTTP_COOKIE", "").split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name == SESSION_COOKIE and value:
+            return urllib.parse.unquote(value.strip('"'))
+    return None
+
+
+def request_credentials(environ):
+    """The Authorization header; without one, on GET and HEAD only, the
+    sign-in cookie's token (a browser's navigation sends no header).  Never
+    for other methods: a browser sends cookies with requests a foreign page
+    makes it send, so a write needs the header (no cross-site forgery)."""
+    header = environ.get("HTTP_AUTHORIZATION")
+    if header is None and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+        token = session_token(environ)
+        if token:
+            return "Bearer " + token
+    return header
+
+
+def accepts_html(environ):
+    """Whether the client takes an HTML page: browsers ask for text/html,
+    curl takes */*; API clients name JSON or nothing at all."""
+    accept = environ.get("HTTP_ACCEPT", "").lower()
+    return "text/html" in accept or "*/*" in accept
+
+
+# A dashboard route's declaration (it is no API route: /openapi.json leaves
+# it out): public (no token needed), html (an HTML page: asked for by
+# browsers, errors shown as pages), error(status, message, headers) -> the
+# HTTPResponse of a failure when the client takes HTML.
+PageDoc = collections.namedtuple("PageDoc", "public html error")
+
+
 class ServicePlugin(object):
     """Every route's wrapper, in the shape of the bottle-sqlite plugin: says
     who is asking (routes not marked public), hands the route a transaction
     when it takes a `tx` argument (committed on success, rolled back on
-    error), and turns every failure into the one JSON error shape."""
+    error), and turns every failure into the one error shape: JSON, or for
+    a dashboard page asked for by a browser, the page's own rendering of it."""
 
     name = "slm"
     api = 2
@@ -2653,15 +2873,28 @@ class ServicePlugin(object):
 
     def apply(self, callback, route):
         doc = route.config.get("doc")
+        page = route.config.get("page")
         wants = inspect.signature(route.callback).parameters
-        public = doc is not None and (doc.public is True or doc.public in self.public)
+        public = (doc is not None and (doc.public is True or doc.public in self.public)) or \
+            (page is not None and page.public)
 
         def wrapper(*args, **kwargs):
+            shown_as_page = page is not None and page.html and \
+                accepts_html(bottle.request.environ)
+
+            def failure(status, message, headers=None):
+                if shown_as_page and page.error is not None:
+                    return page.error(status, message, headers or {})
+                return json_error(status, message, headers)
             try:
+                if page is not None and page.html and not shown_as_page:
+                    raise ApiError(406, "this is a page of the dashboard, for a browser (Accept:"
+                                        " text/html); the API is under /api/v1/ (see "
+                                        "/openapi.json)")
                 if not public:
                     # the raw header (latin-1 of its bytes): Bottle's getter would
                     # decode it as UTF-8 and fail on other bytes
-                    who = self.keyring.identify(bottle.request.environ.get("HTTP_AUTHORIZATION"))
+                    who = self.keyring.identify(request_credentials(bottle.request.environ))
                     if self.limiter is not None and who is not ANYONE:
                         # per token; a service without tokens trusts its loopback callers
                         wait = self.limiter.wait(who.key, bottle.request.content_length or 0)
@@ -2679,20 +2912,19 @@ class ServicePlugin(object):
             except bottle.HTTPResponse:
                 raise
             except ApiError as e:
-                return json_error(e.status, e.message, e.headers)
+                return failure(e.status, e.message, e.headers)
             except StoreUnavailable as e:
                 self.metrics.db_error()
                 self.log("database unavailable: %s" % e)
-                return json_error(503, "database unavailable, try again later",
-                                  {"Retry-After": "2"})
+                return failure(503, "database unavailable, try again later", {"Retry-After": "2"})
             except StoreError as e:
                 self.metrics.db_error()
                 self.log("database error: %s" % e)
-                return json_error(500, "database error")
+                return failure(500, "database error")
             except Exception:
                 self.log("internal error on %s %s:\n%s" % (
                     bottle.request.method, bottle.request.path, traceback.format_exc().rstrip()))
-                return json_error(500, "internal error")
+                return failure(500, "internal error")
         return wrapper
 
 
@@ -2766,15 +2998,30 @@ def int_param(query, name, default, low, high):
     return number
 
 
-def job_filters(query):
-    """The filters of GET /api/v1/jobs from its query string; ApiError 400."""
-    unknown = sorted(set(query.keys()) - set(JOB_FILTERS) -
-                     {"status", "since", "until", "limit", "offset"})
+# Parameters every job listing takes (GET /api/v1/jobs, /summary): filters.
+FILTER_PARAMS = frozenset(JOB_FILTERS) | {"status", "name_contains", "since", "until"}
+# How a listing may be ordered: sort=KEY (oldest first) or -KEY (newest first).
+SORTS = {"active": "last_event_time", "submitted": "first_seen"}
+# Final statuses that count as failures in the summary (a cancel is a choice).
+FAILURES = frozenset(("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "SUBMIT_FAILED", "LOST"))
+MAX_WAIT = 30
+MAX_SUMMARY_DAYS = 92
+
+
+def check_params(query, known):
+    """ApiError 400 for a parameter not in known, or one given twice."""
+    unknown = sorted(set(query.keys()) - set(known))
     if unknown:
         raise ApiError(400, "unknown parameter %s" % unknown[0][:100])
     for name in query.keys():
         if len(query.getall(name)) > 1:
             raise ApiError(400, "parameter %s given twice" % name[:100])
+
+
+def job_filters(query, extra=("limit", "offset")):
+    """The filters of a job listing from its query string; ApiError 400.
+    extra: the other parameters the route takes."""
+    check_params(query, FILTER_PARAMS | set(extra))
     filters = {}
     status = query.getunicode("status", default=None)
     if status:
@@ -2783,7 +3030,7 @@ def job_filters(query):
         if bad:
             raise ApiError(400, "unknown status %r" % bad[0][:100])
         filters["status"] = wanted
-    for name in JOB_FILTERS:
+    for name in tuple(JOB_FILTERS) + ("name_contains",):
         value = query.getunicode(name, default=None)
         if value:
             filters[name] = value
@@ -2795,6 +3042,187 @@ def job_filters(query):
                 raise ApiError(400, "%s must be ISO 8601 UTC or YYYY-MM-DD" % name)
             filters[name] = when
     return filters
+
+
+def wait_param(query):
+    """Seconds a long-poll may wait (wait=, 0..MAX_WAIT, decimals allowed)."""
+    value = query.getunicode("wait", default=None)
+    if value is None or value == "":
+        return 0.0
+    if not re.match(r"[0-9]{1,2}(\.[0-9]{1,3})?\Z", value) or float(value) > MAX_WAIT:
+        raise ApiError(400, "wait must be a number of seconds from 0 to %d" % MAX_WAIT)
+    return float(value)
+
+
+def encode_cursor(sort, row):
+    """The opaque `next` of a keyset page: where the page ended, in its order."""
+    data = compact_json([sort, row[SORTS[sort.lstrip("-")]], row["job_id"]])
+    return base64.urlsafe_b64encode(data.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def decode_cursor(text, sort):
+    """(value, job_id) of a cursor this service gave for sort; ApiError 400."""
+    try:
+        if len(text) > 1024:
+            raise ValueError("too long")
+        data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if not (isinstance(data, list) and len(data) == 3 and
+                all(isinstance(v, str) for v in data)):
+            raise ValueError("not a cursor")
+    except (ValueError, TypeError, UnicodeError, RecursionError):
+        raise ApiError(400, "cursor is not one this service gave (use the answer's next)")
+    if data[0] != sort:
+        raise ApiError(400, "cursor was given for sort=%s, not sort=%s" % (data[0][:20], sort))
+    return data[1], data[2]
+
+
+def outbox_json(row):
+    """An outbox row as the API shows it: the destination as scheme://host
+    only (a webhook's path is its secret), no secret, payload or lease."""
+    shown = dict((k, v) for k, v in row.items() if k != "dedup_key")
+    shown["destination"] = slm.redact_url(row["destination"])
+    shown["kind"] = "rollup" if row["dedup_key"].startswith("rollup:") else "event"
+    if "status" in row and shown["kind"] == "rollup":
+        shown["status"] = "ROLLUP"
+    return shown
+
+
+def long_poll(changes, wait, look, ready):
+    """look() (a short transaction of its own each time) until ready(found),
+    `wait` seconds pass, or the service stops; returns the last found.
+    Woken by the ingestor; looks again at least every Changes.RECHECK seconds
+    all the same, for what other instances on the database stored."""
+    deadline = time.monotonic() + wait
+    while True:
+        seen = changes.generation
+        found = look()
+        left = deadline - time.monotonic()
+        if ready(found) or left <= 0 or changes.closed:
+            return found
+        changes.wait(seen, min(left, Changes.RECHECK))
+
+
+class Reads(object):
+    """The answers of the read routes, as JSON-ready data.  The API routes
+    send them; the dashboard's pages render the very same (one place for
+    what each principal may see: Access)."""
+
+    def __init__(self, db, access, changes):
+        self.db = db
+        self.access = access
+        self.changes = changes
+
+    def visible_job(self, tx, who, job_id):
+        """The job's row if who may see it; ApiError 404 otherwise."""
+        row = tx.get_job(job_id)
+        if row is None or not self.access.may_see(who, row):
+            raise ApiError(404, "no such job")
+        return row
+
+    def jobs(self, tx, who, query):
+        """GET /api/v1/jobs: a page of jobs, most recently active first."""
+        filters = self.access.list_filters(who, job_filters(query))
+        limit = int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        offset = int_param(query, "offset", 0, 0, 10 ** 9)
+        rows, total = tx.list_jobs(filters, limit, offset)
+        return {"jobs": [self.access.job(who, r) for r in rows], "total": total}
+
+    def search(self, tx, who, query):
+        """GET /api/v1/search: the listing of /api/v1/jobs plus a name part,
+        an order and keyset paging (next), and arrays grouped (tasks)."""
+        filters = self.access.list_filters(who, job_filters(
+            query, ("limit", "sort", "cursor", "arrays")))
+        limit = int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        sort = query.getunicode("sort", default=None) or "-submitted"
+        cursor = query.getunicode("cursor", default=None) or None
+        arrays = query.getunicode("arrays", default=None) or "tasks"
+        if arrays not in ("tasks", "group"):
+            raise ApiError(400, "arrays must be tasks (a row each) or group (one row an array)")
+        if sort.lstrip("-") not in SORTS or sort.count("-") > 1:
+            raise ApiError(400, "sort must be one of %s, each with - for newest first"
+                           % ", ".join(sorted(SORTS)))
+        after = decode_cursor(cursor, sort) if cursor is not None else None
+        rows, total, more = tx.job_page(filters, limit, 0,
+                                        (SORTS[sort.lstrip("-")], sort.startswith("-")),
+                                        after, arrays == "group")
+        return {"jobs": [self.access.job(who, r) for r in rows], "total": total,
+                "next": encode_cursor(sort, rows[-1]) if more else None,
+                "tasks": tx.array_task_counts([r["job_id"] for r in rows])
+                if arrays == "group" else {}}
+
+    def job_events(self, tx, who, job_id, after=None):
+        """The events of a job who may see (None: no such job), after one."""
+        row = tx.get_job(job_id)
+        if row is None or not self.access.may_see(who, row):
+            return None
+        events = tx.job_events(job_id, after)
+        if events is None:
+            raise ApiError(400, "after names no event of this job")
+        return [self.access.event(who, row.get("user"), e) for e in events]
+
+    def feed(self, tx, who, after, limit, user=None):
+        """GET /api/v1/feed: what was stored after `after` (an id of this
+        feed), the events who may see, of user's jobs only if given.  `next`
+        moves past everything looked at, shown or not, so that a reader that
+        sees little never scans the same rows twice."""
+        rows = tx.events_since(after, limit)
+        shown = []
+        for _, _, owner, raw in rows:
+            if (user is not None and owner != user) or \
+                    not self.access.may_see(who, {"user": owner}):
+                continue
+            shown.append(self.access.event(who, owner, json.loads(raw)))
+        # past the end (a cursor from a database since replaced): from the end on
+        return {"events": shown, "next": rows[-1][0] if rows else min(after, tx.last_event_id()),
+                "more": len(rows) >= limit}
+
+    def summary(self, tx, who, query):
+        """GET /api/v1/summary: the jobs that ended in a window, by final state
+        and by hour (a day for windows over 3 days)."""
+        filters = self.access.list_filters(who, job_filters(query, ()))
+        now = time.time()
+        until = filters.pop("until", None) or iso_at(now)
+        since = filters.pop("since", None) or iso_at(epoch_of(until) - 86400)
+        start, end = epoch_of(since), epoch_of(until)
+        if start >= end:
+            raise ApiError(400, "since must be before until")
+        if end - start > MAX_SUMMARY_DAYS * 86400:
+            raise ApiError(400, "the window is at most %d days" % MAX_SUMMARY_DAYS)
+        width, step = (13, 3600) if end - start <= 3 * 86400 else (10, 86400)
+        counts, buckets = {}, collections.OrderedDict()
+        t = start - start % step
+        while t < end:
+            buckets[iso_at(t)[:width]] = {}
+            t += step
+        for status, bucket, n in tx.ended_counts(since, until, width, filters):
+            counts[status] = counts.get(status, 0) + n
+            slot = buckets.setdefault(bucket, {})
+            slot[status] = slot.get(status, 0) + n
+        ended = sum(counts.values())
+        failed = sum(n for status, n in counts.items() if status in FAILURES)
+        return {"since": since, "until": until, "bucket": "hour" if step == 3600 else "day",
+                "counts": counts, "ended": ended, "failed": failed,
+                "failure_rate": round(failed / ended, 4) if ended else None,
+                "series": [{"start": (key + ":00:00.000000Z" if step == 3600 else
+                                      key + "T00:00:00.000000Z"), "counts": c}
+                           for key, c in buckets.items()]}
+
+    def notifications(self, tx, who, query):
+        """GET /api/v1/notifications: the outbox, newest first, of one's own
+        jobs (everyone's for admins)."""
+        check_params(query, ("state", "job_id", "limit", "before"))
+        states = [s.strip().lower() for s in (query.getunicode("state", default="") or "")
+                  .split(",") if s.strip()]
+        bad = [s for s in states if s not in Tx.OUTBOX_STATES]
+        if bad:
+            raise ApiError(400, "state must be among %s" % ", ".join(Tx.OUTBOX_STATES))
+        limit = int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        before = int_param(query, "before", None, 1, 2 ** 62)
+        job_id = query.getunicode("job_id", default=None) or None
+        rows = tx.outbox_page(limit + 1, before, None if who.role == "admin" else who.user,
+                              job_id, states)
+        return {"notifications": [outbox_json(r) for r in rows[:limit]],
+                "next": rows[limit - 1]["id"] if len(rows) > limit else None}
 
 
 def read_body(max_body):
@@ -2816,12 +3244,15 @@ def read_body(max_body):
 
 
 def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, public=(),
-             max_body=MAX_BODY):
+             max_body=MAX_BODY, pages=None):
     """The Bottle application: the routes, on what it is handed.
 
     public: which of "healthz" and "metrics" answer without a token.
+    pages: pages(app, reads, keyring) adds the dashboard's routes (they are
+    no API routes: the OpenAPI document leaves them out).
     """
     access = access or Access()
+    reads = Reads(db, access, ingestor.changes)
     app = SLMApp()
     app.metrics = metrics
     app.install(ServicePlugin(db, keyring, metrics, log, limiter, public))
@@ -2831,7 +3262,7 @@ def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, pub
         status = error.status_code
         if bottle.request.path.startswith("/api/") and status in (404, 405):
             try:   # no probing for routes without a token
-                keyring.identify(bottle.request.environ.get("HTTP_AUTHORIZATION"))
+                keyring.identify(request_credentials(bottle.request.environ))
             except ApiError as e:
                 status, text, headers = e.status, e.message, e.headers
             else:
@@ -2872,14 +3303,18 @@ def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, pub
     def post_heartbeats(who):
         return json_answer(ingestor.submit([], who, beats=parse_heartbeats(read_body(max_body))))
 
+    filter_params = (
+        ("status", "comma-separated statuses (any of %s)" % ", ".join(STATUSES), None),
+        ("user", "exact user", None), ("name", "exact job name", None),
+        ("name_contains", "a part of the job name, in any case (ASCII letters on SQLite)",
+         None),
+        ("partition", "exact partition", None),
+        ("array_job_id", "exact array job id", None),
+        ("group", "exact job group (slm submit --group)", None))
+
     @endpoint(app, "GET", "/api/v1/jobs", "jobs, most recently active first",
-              ("a page of jobs and the total", "JobList"), ("400", "401", "403", "503"), params=(
-                  ("status", "comma-separated statuses (any of %s)" % ", ".join(STATUSES),
-                   None),
-                  ("user", "exact user", None), ("name", "exact job name", None),
-                  ("partition", "exact partition", None),
-                  ("array_job_id", "exact array job id", None),
-                  ("group", "exact job group (slm submit --group)", None),
+              ("a page of jobs and the total", "JobList"), ("400", "401", "403", "503"),
+              params=tuple(p for p in filter_params if p[0] != "name_contains") + (
                   ("since", "jobs active at or after: ISO 8601 UTC or YYYY-MM-DD", None),
                   ("until", "jobs active at or before: ISO 8601 UTC or YYYY-MM-DD", None),
                   ("limit", "page size", {"type": "integer", "minimum": 1,
@@ -2887,28 +3322,51 @@ def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, pub
                   ("offset", "rows to skip", {"type": "integer", "minimum": 0,
                                               "maximum": 10 ** 9, "default": 0})))
     def list_jobs(tx, who):
-        query = bottle.request.query
-        filters = access.list_filters(who, job_filters(query))
-        limit = int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        offset = int_param(query, "offset", 0, 0, 10 ** 9)
-        rows, total = tx.list_jobs(filters, limit, offset)
-        return json_answer({"jobs": [access.job(who, r) for r in rows], "total": total})
+        return json_answer(reads.jobs(tx, who, bottle.request.query))
 
-    def visible_job(tx, who, job_id):
-        row = tx.get_job(job_id)
-        if row is None or not access.may_see(who, row):
-            raise ApiError(404, "no such job")
-        return row
+    @endpoint(app, "GET", "/api/v1/search", "jobs as the dashboard lists them: the filters of "
+              "/api/v1/jobs and a part of the name, in an order, paged by keyset (no OFFSET "
+              "walked), arrays as one row", ("a page of jobs, the total and the next page",
+                                              "JobSearch"), ("400", "401", "403", "503"),
+              params=filter_params + (
+                  ("since", "jobs active at or after: ISO 8601 UTC or YYYY-MM-DD", None),
+                  ("until", "jobs active at or before: ISO 8601 UTC or YYYY-MM-DD", None),
+                  ("limit", "page size", {"type": "integer", "minimum": 1,
+                                          "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}),
+                  ("sort", "submitted (by first event) or active (by last event), oldest "
+                   "first; with - newest first (default -submitted)", {
+                       "type": "string", "default": "-submitted",
+                       "enum": sorted(list(SORTS) + ["-" + k for k in SORTS])}),
+                  ("cursor", "the next of the previous answer (same sort and filters)", None),
+                  ("arrays", "tasks (default: a row per job) or group: the tasks of an array "
+                   "that has a row of its own are left out, and tasks counts them by status",
+                   {"type": "string", "enum": ["tasks", "group"], "default": "tasks"})))
+    def search_jobs(tx, who):
+        return json_answer(reads.search(tx, who, bottle.request.query))
 
     # job ids may contain "/", hence :path; an id ending in "/events" is
     # therefore read as that job's events
     @endpoint(app, "GET", "/api/v1/jobs/<job_id:path>/events",
-              "one job's events as received, by (time, seq)", ("the events", "EventList"),
-              ("401", "404", "503"))
-    def job_events(tx, who, job_id):
-        owner = visible_job(tx, who, job_id).get("user")
-        return json_answer({"events": [access.event(who, owner, e)
-                                       for e in tx.job_events(job_id)]})
+              "one job's events as received, by (time, seq); with after, only those after "
+              "that one, and with wait, waiting up to that long for one (long-poll)",
+              ("the events", "EventList"), ("400", "401", "404", "503"), params=(
+                  ("after", "an event_id of this job: only the events after it in this "
+                   "order", None),
+                  ("wait", "when there are none (or the job is not known yet): wait up to "
+                   "this many seconds for one", {"type": "number", "minimum": 0,
+                                                 "maximum": MAX_WAIT, "default": 0})))
+    def job_events(who, job_id):
+        query = bottle.request.query
+        check_params(query, ("after", "wait"))
+        after = query.getunicode("after", default=None) or None
+        wait = wait_param(query)
+        # no transaction held while waiting: each look is one of its own
+        found = long_poll(ingestor.changes, wait,
+                          lambda: db.run(lambda tx: reads.job_events(tx, who, job_id, after)),
+                          lambda events: bool(events))
+        if found is None:
+            raise ApiError(404, "no such job")
+        return json_answer({"events": found})
 
     @endpoint(app, "GET", "/api/v1/jobs/<job_id:path>/notifications",
               "the notifications the service sent or keeps for a job (destinations shown as "
@@ -2924,18 +3382,70 @@ def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, pub
             raise ApiError(404, "no such job")
         if not access.owns(who, owner):
             raise ApiError(403, "a job's notifications are its owner's (and admins') only")
-        shown = []
-        for row in rows:
-            row = dict(row)
-            row["destination"] = slm.redact_url(row["destination"])   # URLs are secrets
-            row["kind"] = "rollup" if row.pop("dedup_key").startswith("rollup:") else "event"
-            shown.append(row)
-        return json_answer({"notifications": shown})
+        return json_answer({"notifications": [outbox_json(row) for row in rows]})
+
+    # not GET /api/v1/events: that path is the writers', and a GET there says 405
+    @endpoint(app, "GET", "/api/v1/feed", "the events stored after a point, in the order "
+              "they were stored (a live feed: long-poll with wait)",
+              ("the events and where to ask from next", "EventFeed"),
+              ("400", "401", "403", "503"), params=(
+                  ("after", "the next of the previous answer (0, the default: from the first "
+                   "event stored)", {"type": "integer", "minimum": 0, "default": 0}),
+                  ("wait", "when there are none: wait up to this many seconds for one",
+                   {"type": "number", "minimum": 0, "maximum": MAX_WAIT, "default": 0}),
+                  ("limit", "events looked at, at most (more: true when there may be more)",
+                   {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                    "default": DEFAULT_LIMIT}),
+                  ("user", "only the events of this user's jobs", None)))
+    def event_feed(who):
+        query = bottle.request.query
+        check_params(query, ("after", "wait", "limit", "user"))
+        after = int_param(query, "after", 0, 0, 10 ** 10 - 1)
+        limit = int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        user = query.getunicode("user", default=None) or None
+        if user is not None:
+            access.list_filters(who, {"user": user})       # 403 for others' with private jobs
+        elif access.private_jobs and who.role != "admin":
+            user = who.user
+        wait = wait_param(query)
+        state = {"after": after}
+
+        def look():
+            found = db.run(lambda tx: reads.feed(tx, who, state["after"], limit, user))
+            state["after"] = found["next"]    # what was looked at is not looked at again
+            return found
+        found = long_poll(ingestor.changes, wait, look,
+                          lambda f: bool(f["events"]) or f["more"])
+        return json_answer(found)
+
+    @endpoint(app, "GET", "/api/v1/summary", "the jobs that ended in a window: counts by "
+              "final state, failure rate, and per hour (per day over 3 days)",
+              ("counts and the series", "Summary"), ("400", "401", "403", "503"),
+              params=filter_params + (
+                  ("since", "the window's start (default: 24 hours before until)", None),
+                  ("until", "the window's end (default: now); at most %d days"
+                   % MAX_SUMMARY_DAYS, None)))
+    def summary(tx, who):
+        return json_answer(reads.summary(tx, who, bottle.request.query))
+
+    @endpoint(app, "GET", "/api/v1/notifications", "the relay's outbox, newest first: one's "
+              "own jobs' notifications (everyone's for admins), destinations as "
+              "scheme://host only", ("a page of notifications", "OutboxPage"),
+              ("400", "401", "503"), params=(
+                  ("state", "comma-separated: %s (retrying: pending after a failed attempt)"
+                   % ", ".join(Tx.OUTBOX_STATES), None),
+                  ("job_id", "one job's only", None),
+                  ("limit", "page size", {"type": "integer", "minimum": 1,
+                                          "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}),
+                  ("before", "the next of the previous page", {"type": "integer",
+                                                                "minimum": 1})))
+    def notifications(tx, who):
+        return json_answer(reads.notifications(tx, who, bottle.request.query))
 
     @endpoint(app, "GET", "/api/v1/jobs/<job_id:path>", "one job", ("the job", "Job"),
               ("401", "404", "503"))
     def get_job(tx, who, job_id):
-        return json_answer(access.job(who, visible_job(tx, who, job_id)))
+        return json_answer(access.job(who, reads.visible_job(tx, who, job_id)))
 
     @endpoint(app, "GET", "/api/v1/whoami", "who the token belongs to, and what it may do",
               ("the token's user and role", "Whoami"), ("401",))
@@ -2973,6 +3483,8 @@ def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, pub
     def openapi_json():
         return json_answer(openapi)
 
+    if pages is not None:
+        pages(app, reads, keyring)
     openapi = openapi_document(app)
     return app
 
@@ -3082,7 +3594,59 @@ def openapi_schemas():
         "JobList": {"type": "object", "required": ["jobs", "total"],
                     "properties": {"jobs": {"type": "array", "items": ref("Job")},
                                    "total": {"type": "integer", "minimum": 0}}},
+        "JobSearch": {"type": "object", "required": ["jobs", "total", "next", "tasks"],
+                      "properties": {"jobs": {"type": "array", "items": ref("Job")},
+                                     "total": {"type": "integer", "minimum": 0},
+                                     "next": {"type": "string", "nullable": True,
+                                              "description": "cursor= of the next page "
+                                                             "(null: this is the last)"},
+                                     "tasks": {"type": "object", "description": "with "
+                                               "arrays=group: {array job id: {status: "
+                                               "tasks}} of the arrays on the page",
+                                               "additionalProperties": {
+                                                   "type": "object", "additionalProperties": {
+                                                       "type": "integer"}}}}},
         "NotificationList": listing("notifications", {"type": "object"}),
+        "EventFeed": {"type": "object", "required": ["events", "next", "more"],
+                      "properties": {"events": {"type": "array", "items": ref("Event")},
+                                     "next": {"type": "integer", "minimum": 0,
+                                              "description": "after= for the next request"},
+                                     "more": {"type": "boolean",
+                                              "description": "the limit was reached: ask "
+                                                             "again at once"}}},
+        "Summary": {"type": "object",
+                    "required": ["since", "until", "bucket", "counts", "ended", "failed",
+                                 "failure_rate", "series"],
+                    "properties": {
+                        "since": {"type": "string"}, "until": {"type": "string"},
+                        "bucket": {"type": "string", "enum": ["hour", "day"]},
+                        "counts": {"type": "object", "description": "jobs by final status "
+                                   "(LOST included)", "additionalProperties": {
+                                       "type": "integer"}},
+                        "ended": {"type": "integer", "minimum": 0},
+                        "failed": {"type": "integer", "minimum": 0, "description": "of "
+                                   "them %s" % ", ".join(sorted(FAILURES))},
+                        "failure_rate": {"type": "number", "nullable": True},
+                        "series": {"type": "array", "items": {
+                            "type": "object", "required": ["start", "counts"],
+                            "properties": {"start": {"type": "string"},
+                                           "counts": {"type": "object"}}}}}},
+        "OutboxPage": {"type": "object", "required": ["notifications", "next"],
+                       "properties": {"notifications": {"type": "array", "items": {
+                           "type": "object", "properties": {
+                               "id": {"type": "integer"}, "job_id": {"type": "string"},
+                               "user": {"type": "string", "nullable": True},
+                               "status": {"type": "string", "nullable": True},
+                               "kind": {"type": "string", "enum": ["event", "rollup"]},
+                               "destination": {"type": "string"},
+                               "format": {"type": "string"},
+                               "state": {"type": "string", "enum": [
+                                   "pending", "held", "sent", "failed", "superseded",
+                                   "refused"]},
+                               "attempts": {"type": "integer"},
+                               "last_error": {"type": "string", "nullable": True}}}},
+                           "next": {"type": "integer", "nullable": True,
+                                    "description": "before= for the next page"}}},
         "EventList": listing("events", ref("Event")),
         "Health": {"type": "object", "required": ["ok", "backend", "database"],
                    "properties": {"ok": {"type": "boolean"},
