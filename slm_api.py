@@ -63,6 +63,7 @@ import base64
 import collections
 import hashlib
 import hmac
+import html
 import inspect
 import ipaddress
 import json
@@ -3737,6 +3738,1115 @@ def openapi_document(app):
 
 
 # ---------------------------------------------------------------------------
+# Dashboard: HTML pages at /, on the web section's plugin and read answers
+# ---------------------------------------------------------------------------
+
+# Pages name nothing outside this service (login nodes are often offline) and
+# run no inline code: a job's name, command or output is anybody's text.
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+            "frame-ancestors 'none'")
+SESSION_DAYS = 30
+PAGE_SIZE = 50
+LIVE_WAIT = 25          # seconds a page's long-poll waits (under MAX_WAIT)
+# The summary strip's windows, as ?window= names them.
+WINDOWS = collections.OrderedDict((("1h", 3600), ("24h", 86400), ("7d", 7 * 86400),
+                                   ("30d", 30 * 86400)))
+# Each status's colour class; the status is always written out as well.
+STATE_KIND = {
+    "SUBMITTED": "wait", "PENDING": "wait", "REQUEUED": "wait", "RUNNING": "run",
+    "RESUMED": "run", "SIGNALED": "run", "TERMINATING": "end", "PAUSED": "pause",
+    "COMPLETED": "ok", "FAILED": "bad", "SUBMIT_FAILED": "bad", "NODE_FAIL": "bad",
+    "OUT_OF_MEMORY": "bad", "LOST": "lost", "TIMEOUT": "late", "CANCELLED": "off",
+    "PREEMPTED": "off", "TIME_WARNING": "warn", "MEMORY_WARNING": "warn", "STALLED": "warn",
+}
+# The list's state filter: what people ask for, as the statuses it means.
+STATE_CHOICES = (
+    ("", "any state"),
+    ("RUNNING,RESUMED,SIGNALED,TERMINATING", "running"),
+    ("SUBMITTED,PENDING", "pending"),
+    ("PAUSED", "paused"),
+    ("COMPLETED", "completed"),
+    ("FAILED,SUBMIT_FAILED,NODE_FAIL,OUT_OF_MEMORY,TIMEOUT,LOST", "failed (any way)"),
+    ("FAILED,SUBMIT_FAILED", "failed (exit code)"),
+    ("TIMEOUT", "timeout"),
+    ("OUT_OF_MEMORY", "out of memory"),
+    ("LOST", "lost"),
+    ("CANCELLED,PREEMPTED", "cancelled"),
+)
+SORT_CHOICES = (("-submitted", "newest first"), ("submitted", "oldest first"),
+                ("-active", "latest activity first"), ("active", "earliest activity first"))
+OUTBOX_CHOICES = (("", "any state"), ("pending", "pending"), ("retrying", "retrying"),
+                  ("held", "held"), ("failed", "given up"), ("superseded", "superseded"),
+                  ("refused", "refused"), ("sent", "sent"))
+# The lifeline's stretches, by the status that starts one.
+STRETCH = {"SUBMITTED": "pending", "PENDING": "pending", "REQUEUED": "pending",
+           "RUNNING": "running", "RESUMED": "running", "PAUSED": "paused",
+           "TERMINATING": "terminating"}
+STRETCH_NAMES = {"pending": "Pending", "running": "Running", "paused": "Paused",
+                 "terminating": "Terminating"}
+# Page parameters that are the page's own, not the listing's.
+LIST_PAGE_ONLY = ("all", "window")
+
+
+DASHBOARD_CSS = """\
+:root{--fg:#1d232b;--muted:#4e5966;--bg:#fff;--line:#d5dbe2;--soft:#f3f5f8;--link:#0b4f8a;
+--focus:#c25e00}
+*{box-sizing:border-box}
+html{-webkit-text-size-adjust:100%}
+body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;
+color:var(--fg);background:var(--bg)}
+a{color:var(--link)}
+a:focus-visible,button:focus-visible,input:focus-visible,select:focus-visible,
+pre:focus-visible,summary:focus-visible{outline:3px solid var(--focus);outline-offset:2px}
+.skip{position:absolute;left:-999px;top:0;background:#fff;padding:.5em}
+.skip:focus{left:.5em;z-index:9}
+.sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);
+white-space:nowrap}
+.top{display:flex;flex-wrap:wrap;align-items:center;gap:.4em 1.2em;padding:.5em 1em;
+background:#0b2e4f;color:#fff}
+.top a{color:#fff;text-decoration:none}
+.top nav a{padding:.2em .1em;margin-right:.8em}
+.top nav a[aria-current]{border-bottom:2px solid #fff}
+.brand{font-weight:700;letter-spacing:.05em}
+.account{margin-left:auto;display:flex;gap:.6em;align-items:center}
+.role{opacity:.85}
+.signout{margin:0}
+.signout button{background:transparent;color:#fff;border:1px solid #9bb3c9;border-radius:4px;
+padding:.15em .6em;font:inherit;cursor:pointer}
+main{padding:.8em 1em 2em;max-width:1400px;margin:0 auto}
+h1{font-size:1.45em;margin:.3em 0 .5em;overflow-wrap:anywhere}
+h2{font-size:1.1em;margin:1.2em 0 .4em}
+.summary{border:1px solid var(--line);border-radius:6px;padding:.2em .8em .5em;
+background:var(--soft)}
+.summary h2{display:inline-block;margin:.5em 1em .3em 0}
+.windows{display:inline-flex;gap:.6em}
+.windows a[aria-current]{font-weight:700;text-decoration:none;color:var(--fg)}
+.counts{list-style:none;padding:0;margin:.3em 0;display:flex;flex-wrap:wrap;gap:.4em 1em}
+.counts .n{font-weight:700}
+.rate{margin:.2em 0;color:var(--muted)}
+.chart{display:block;margin-top:.3em}
+.filters{display:flex;flex-wrap:wrap;gap:.5em .8em;align-items:flex-end;margin:1em 0 .6em}
+.filters label{display:flex;flex-direction:column;font-size:.85em;color:var(--muted)}
+.filters input,.filters select{font:inherit;font-size:1.05em;color:var(--fg);padding:.25em .4em;
+border:1px solid #8a96a3;border-radius:4px;min-width:8em;max-width:100%;background:#fff}
+.actions{display:flex;gap:.8em;align-items:center}
+button{font:inherit;cursor:pointer}
+.filters button,.signin button,#pause{background:#0b4f8a;color:#fff;border:0;border-radius:4px;
+padding:.35em 1em}
+#pause{background:#fff;color:var(--link);border:1px solid var(--link)}
+.bar{display:flex;flex-wrap:wrap;gap:.5em 1em;align-items:center;margin:.4em 0}
+.spacer{flex:1}
+.live{font-size:.9em;padding:.1em .6em;border-radius:1em;border:1px solid currentColor}
+.live::before{content:"\\25CF  "}
+.live-live{color:#136c2e}.live-stale{color:#8a4b00}.live-offline{color:#b3261e}
+.live-paused,.live-off{color:var(--muted)}
+.table-wrap{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;width:100%}
+th,td{text-align:left;padding:.35em .5em;border-bottom:1px solid var(--line);vertical-align:top}
+th{font-size:.85em;color:var(--muted);font-weight:600;white-space:nowrap}
+th a{color:inherit}
+th[aria-sort=descending] a::after{content:" \\25BC"}
+th[aria-sort=ascending] a::after{content:" \\25B2"}
+#jobs tbody tr:hover,#jobs tbody tr:focus-within{background:#eef4fb}
+td.id a{font-weight:600}
+td.name{overflow-wrap:anywhere;max-width:22em}
+td.num{white-space:nowrap}
+.left{display:block;font-size:.85em;color:var(--muted)}
+.tasks{display:block;font-size:.85em;color:var(--muted);margin-top:.2em}
+.empty{color:var(--muted);text-align:center;padding:1.5em}
+.pager{display:flex;gap:1.5em;margin:.8em 0}
+.st{display:inline-block;font-size:.8em;font-weight:700;letter-spacing:.02em;padding:.05em .5em;
+border-radius:3px;border:1px solid;white-space:nowrap}
+.st-wait{background:#eceef8;color:#2b3a8f}.st-run{background:#e4f0fc;color:#0b4a8f}
+.st-pause{background:#fff0dc;color:#7a4100}.st-end{background:#f5e8f7;color:#6a1b7e}
+.st-ok{background:#e6f4e8;color:#1b5e20}.st-bad{background:#fdeaea;color:#a3141b}
+.st-late{background:#fff4d6;color:#6f4700}.st-off{background:#eef0f2;color:#3b4650}
+.st-lost{background:#fbe6ef;color:#86104a}.st-warn{background:#fffbd9;color:#5a4a00}
+tr.flash{animation:flash 2s ease-out}
+@keyframes flash{from{background:#fff3b0}to{background:transparent}}
+.crumbs{font-size:.9em;margin-top:.4em}
+.jid{font-family:ui-monospace,"DejaVu Sans Mono",monospace}
+.facts{color:var(--muted);margin-top:-.3em}
+.why{border-left:4px solid var(--link);background:var(--soft);padding:.1em 1em .6em}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.3em 1em;margin:.4em 0}
+dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}
+.lifeline{display:block;background:var(--soft);border:1px solid var(--line);border-radius:4px}
+.seg-pending{fill:#9aa5d6}.seg-running{fill:#1f77c9}.seg-paused{fill:#f0a030}
+.seg-terminating{fill:#9c4db3}
+.mark{stroke:#3b4650;stroke-width:4}.mk-ok{stroke:#1b7a2a}.mk-bad,.mk-lost{stroke:#c0262d}
+.mk-late{stroke:#a86a00}.mk-warn{stroke:#c9a400}
+.axis{display:flex;justify-content:space-between;font-size:.8em;color:var(--muted)}
+.steps{padding-left:1.4em;margin:.4em 0}
+.key{display:inline-block;width:.8em;height:.8em;margin-right:.4em;border-radius:2px}
+.key-pending{background:#9aa5d6}.key-running{background:#1f77c9}.key-paused{background:#f0a030}
+.key-terminating{background:#9c4db3}
+.f-ok{fill:#2e8b3e}.f-bad{fill:#c0262d}.f-late{fill:#d08a00}.f-off{fill:#8593a0}
+.f-lost{fill:#b0306a}.f-wait,.f-run,.f-pause,.f-end,.f-warn{fill:#6a7f95}
+pre{background:#14181d;color:#e8edf2;padding:.8em;border-radius:4px;overflow:auto;
+max-height:32em;white-space:pre-wrap;overflow-wrap:anywhere;font-size:.85em}
+meter{width:8em;vertical-align:middle}
+.ob{font-weight:600}.ob-failed,.ob-refused{color:#a3141b}.ob-sent{color:#1b5e20}
+.ob-held,.ob-pending{color:#7a4100}
+.fmt{color:var(--muted);font-size:.85em}
+.error{color:#a3141b;font-weight:600}
+.signin{max-width:28em}
+.signin form{display:flex;flex-direction:column;gap:.5em}
+.signin input{font:inherit;padding:.4em;border:1px solid #8a96a3;border-radius:4px}
+.hint,.lead{color:var(--muted)}
+code{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:.9em}
+@media (max-width:640px){
+main{padding:.6em .6em 2em}
+.opt{display:none}
+.filters label{flex:1 1 45%}
+.filters input,.filters select{min-width:0;width:100%}
+th,td{padding:.3em .3em}
+#jobs thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
+#jobs,#jobs tbody{display:block}
+#jobs tr{display:grid;grid-template-columns:auto 1fr auto;gap:.15em .6em;padding:.45em .2em;
+border-bottom:1px solid var(--line)}
+#jobs td{border:0;padding:0}
+#jobs td.opt{display:none}
+#jobs td.name{max-width:none}
+#jobs td.num{grid-column:1/3}
+#jobs td.exit{text-align:right}
+#jobs td.empty{grid-column:1/4}
+}
+"""
+
+DASHBOARD_JS = r"""// The SLM dashboard's one script: local times, ticking clocks, live updates
+// (one long-poll at a time), keyboard rows.  The pages work without it.
+"use strict";
+(function () {
+  var body = document.body, data = body.dataset;
+  var live = document.getElementById("live"), pauseButton = document.getElementById("pause");
+  var announcer = document.getElementById("announce");
+  var paused = false, running = false, controller = null, failures = 0;
+
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function duration(s) {           // as slm's duration_text
+    s = Math.max(0, Math.round(s));
+    if (s < 60) return s + "s";
+    var m = Math.floor(s / 60); s %= 60;
+    if (m < 60) return m + "m" + pad(s) + "s";
+    var h = Math.floor(m / 60); m %= 60;
+    if (h < 24) return h + "h" + pad(m) + "m";
+    return Math.floor(h / 24) + "d" + pad(h % 24) + "h";
+  }
+  function localTimes(root) {
+    root.querySelectorAll("time[datetime]").forEach(function (t) {
+      var d = new Date(t.getAttribute("datetime"));
+      if (isNaN(d.getTime()) || t.title) return;
+      t.title = t.textContent;
+      t.textContent = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) +
+        " " + pad(d.getHours()) + ":" + pad(d.getMinutes()) +
+        (t.dataset.s ? ":" + pad(d.getSeconds()) : "");
+    });
+  }
+  function tick() {
+    var now = Date.now() / 1000;
+    document.querySelectorAll("[data-since]").forEach(function (cell) {
+      var spent = now - parseFloat(cell.dataset.since), limit = parseFloat(cell.dataset.limit || "0");
+      var el = cell.querySelector(".el"), left = cell.querySelector(".left");
+      if (el) el.textContent = duration(spent) + (limit ? " / " + duration(limit) : "");
+      if (left && limit) left.textContent = limit > spent ? duration(limit - spent) + " left" : "over the limit";
+    });
+  }
+  function state(name, text) {
+    if (!live) return;
+    live.className = "live live-" + name;
+    live.textContent = text || name;
+  }
+  function say(text) { if (announcer && text) announcer.textContent = text; }
+  function sleep(ms) { return new Promise(function (done) { setTimeout(done, ms); }); }
+
+  // the page again, and the parts marked data-live swapped in (one renderer: the server's)
+  async function refresh(changed) {
+    var answer = await fetch(location.href, {headers: {Accept: "text/html"}, credentials: "same-origin"});
+    if (!answer.ok) throw new Error("the page answered " + answer.status);
+    var doc = new DOMParser().parseFromString(await answer.text(), "text/html");
+    var focused = document.activeElement && document.activeElement.closest("tr[data-job]");
+    var focusJob = focused ? focused.dataset.job : null;
+    document.querySelectorAll("[data-live][id]").forEach(function (old) {
+      var fresh = doc.getElementById(old.id);
+      if (!fresh) return;
+      old.querySelectorAll("details[open][id]").forEach(function (d) {
+        var twin = fresh.querySelector("#" + d.id);
+        if (twin) twin.open = true;
+      });
+      old.replaceWith(fresh);
+      localTimes(fresh);
+    });
+    document.querySelectorAll("tr[data-job]").forEach(function (row) {
+      if (changed[row.dataset.job]) row.classList.add("flash");
+      if (focusJob && row.dataset.job === focusJob) { var a = row.querySelector("a"); if (a) a.focus(); }
+    });
+    tick();
+  }
+
+  function feedUrl(after) {
+    var url = data.feed, join = url.indexOf("?") < 0 ? "?" : "&";
+    return url + join + "after=" + encodeURIComponent(after) + "&wait=" + data.wait + (data.page === "list" ? "&limit=500" : "");
+  }
+
+  async function follow() {
+    if (running) return;
+    running = true;
+    var after = data.after;
+    while (!paused) {
+      controller = new AbortController();
+      var overdue = setTimeout(function () { state("stale", "stale: the service is slow to answer"); },
+                               (parseFloat(data.wait) + 10) * 1000);
+      try {
+        var answer = await fetch(feedUrl(after), {headers: {Accept: "application/json"},
+                                                  credentials: "same-origin", signal: controller.signal});
+        clearTimeout(overdue);
+        if (answer.status === 401) { state("offline", "signed out: reload the page to sign in"); break; }
+        if (!answer.ok) {
+          var retry = parseFloat(answer.headers.get("Retry-After") || "0");
+          throw Object.assign(new Error("answered " + answer.status), {retry: retry});
+        }
+        var got = await answer.json();
+        failures = 0;
+        state("live");
+        var events = got.events || [];
+        if (data.page === "list") after = got.next;
+        else if (events.length) after = events[events.length - 1].event_id;
+        if (events.length) {
+          var changed = {}, lines = [];
+          events.forEach(function (e) { changed[e.job_id] = true; });
+          events.slice(-3).forEach(function (e) {
+            lines.push("Job " + e.job_id + (e.job_name ? " (" + e.job_name + ")" : "") + ": " + e.status);
+          });
+          if (events.length > 3) lines.push("and " + (events.length - 3) + " more events");
+          await refresh(changed);
+          say(lines.join(". "));
+        }
+        if (got.more) continue;
+      } catch (error) {
+        clearTimeout(overdue);
+        if (paused) break;
+        failures += 1;
+        state(failures > 1 || !navigator.onLine ? "offline" : "stale",
+              failures > 1 ? "offline: retrying" : "stale: retrying");
+        await sleep(Math.max((error.retry || 0) * 1000, Math.min(30000, 1000 * Math.pow(2, failures - 1))));
+      }
+    }
+    running = false;
+  }
+
+  function setPaused(now) {
+    paused = now;
+    pauseButton.setAttribute("aria-pressed", now ? "true" : "false");
+    pauseButton.textContent = now ? "Resume live updates" : "Pause live updates";
+    if (now) {
+      if (controller) controller.abort();
+      state("paused", "paused");
+    } else {
+      state("live", "live");
+      follow();
+    }
+  }
+
+  localTimes(document);
+  tick();
+  setInterval(tick, 5000);
+  if (data.feed && live && pauseButton) {
+    pauseButton.hidden = false;
+    pauseButton.addEventListener("click", function () { setPaused(!paused); });
+    state("live", "live");
+    follow();
+    window.addEventListener("offline", function () { state("offline", "offline"); });
+  }
+
+  // empty filter fields stay out of the address (it is what a bookmark keeps)
+  document.querySelectorAll("form.filters").forEach(function (form) {
+    form.addEventListener("submit", function () {
+      form.querySelectorAll("input, select").forEach(function (field) {
+        if (!field.value) field.disabled = true;
+      });
+    });
+  });
+
+  // up and down arrows (or j and k) move between the rows of the job list
+  document.addEventListener("keydown", function (event) {
+    var row = event.target.closest && event.target.closest("#rows tr");
+    if (!row || event.altKey || event.ctrlKey || event.metaKey) return;
+    var next = null;
+    if (event.key === "ArrowDown" || event.key === "j") next = row.nextElementSibling;
+    if (event.key === "ArrowUp" || event.key === "k") next = row.previousElementSibling;
+    if (next && next.querySelector("a")) { event.preventDefault(); next.querySelector("a").focus(); }
+  });
+  document.documentElement.setAttribute("data-ready", "1");
+})();
+"""
+
+def esc(value):
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def badge(status):
+    return '<span class="st st-%s">%s</span>' % (STATE_KIND.get(status, "off"),
+                                                 esc(status or "UNKNOWN"))
+
+
+def shown_time(text, seconds=False):
+    """A stored time as a <time> (UTC; the page's script shows it in local time)."""
+    if not text:
+        return ""
+    return '<time datetime="%s"%s>%s UTC</time>' % (
+        esc(text), ' data-s="1"' if seconds else "",
+        esc(text[:19 if seconds else 16].replace("T", " ")))
+
+
+def limit_seconds(text):
+    """Seconds in an sbatch --time value (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S), or None."""
+    m = re.match(r"(?:(\d{1,4})-)?(\d{1,6})(?::(\d\d?))?(?::(\d\d?))?\Z",
+                 text.strip(), re.ASCII) if isinstance(text, str) else None
+    if not m:
+        return None
+    days, a, b, c = m.groups()
+    if days is not None:
+        return int(days) * 86400 + int(a) * 3600 + int(b or 0) * 60 + int(c or 0)
+    if c is not None:
+        return int(a) * 3600 + int(b) * 60 + int(c)
+    return int(a) * 60 + int(b or 0)
+
+
+def job_url(job_id):
+    return "/jobs/" + urllib.parse.quote(job_id, safe="")
+
+
+def query_url(path, pairs, **changes):
+    """path?query from (name, value) pairs with changes applied (None drops one)."""
+    out = [(k, v) for k, v in pairs if k not in changes and v]
+    out += [(k, v) for k, v in changes.items() if v]
+    return path + ("?" + urllib.parse.urlencode(out) if out else "")
+
+
+def ending_text(job):
+    if job.get("signal"):
+        return esc(job["signal"])
+    if job.get("exit_code") is not None:
+        return "exit %s" % esc(job["exit_code"])
+    return ""
+
+
+def lifeline(events, now):
+    """The stretches of a job's life, from its events in order: dicts with
+    kind (pending, running, paused, terminating), start, end (epochs) and run
+    (the requeue count); and marks: dicts with status, time, run, what.  An
+    ending the wrapper reported ends the run; Slurm's later word on it (a
+    correction) is a mark, not a longer run."""
+    stretches, marks = [], []
+    kind = since = None
+    run, ended = 0, False
+
+    def close(at):
+        if kind is not None and at >= since:
+            stretches.append({"kind": kind, "start": since, "end": at, "run": run})
+    for event in events:
+        at = epoch_of(parse_event_time(event.get("time")))    # events keep the time as sent
+        if at is None:
+            continue
+        status, this_run = event.get("status"), event_run(event)
+        if this_run > run:                # a requeued job runs again
+            close(at)
+            kind, since, run, ended = "pending", at, this_run, False
+        elif this_run < run:
+            continue
+        if status in FINAL or status == "LOST" or status in RUN_ENDS:
+            marks.append({"status": status, "time": at, "run": run,
+                          "source": event.get("source"), "corrects": event.get("corrects")})
+            if not ended:
+                close(at)
+                kind, ended = ("pending", False) if status in RUN_ENDS else (None, True)
+                since = at
+            continue
+        if status in NOTES or status == "SIGNALED":
+            marks.append({"status": status, "time": at, "run": run,
+                          "source": event.get("source"), "corrects": None})
+            if status == "SIGNALED" and kind is None and not ended:
+                kind, since = "running", at
+            continue
+        new = STRETCH.get(status)
+        if new is None or ended or new == kind:
+            continue
+        close(at)
+        kind, since = new, at
+    if kind is not None and not ended:
+        close(max(now, since))
+    return stretches, marks
+
+
+class Dashboard(object):
+    """The pages: the job list (/), a job (/jobs/ID, where notifications
+    link), the relay's outbox (/delivery), signing in and out, and their
+    two assets.  Each page reads through the same answers as the JSON API
+    (Reads: the same Access), in the plugin's transaction, with its errors
+    shown as pages; the script only makes them live."""
+
+    def __init__(self, log=None):
+        self.log = log or say
+        self.assets = {"slm.css": ("text/css; charset=utf-8", DASHBOARD_CSS),
+                       "slm.js": ("text/javascript; charset=utf-8", DASHBOARD_JS),
+                       "icon.svg": ("image/svg+xml", DASHBOARD_ICON)}
+        self.versions = dict((name, hashlib.sha256(text.encode("utf-8")).hexdigest()[:12])
+                             for name, (_, text) in self.assets.items())
+
+    # -- the frame of every page -------------------------------------------------
+
+    def asset(self, name):
+        return "/static/%s?v=%s" % (name, self.versions[name])
+
+    def answer(self, body, status=200, headers=None):
+        response = bottle.HTTPResponse(body=body.encode("utf-8"), status=status, headers={
+            "Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": PAGE_CSP,
+            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
+            "X-Frame-Options": "DENY", "Cache-Control": "no-store"})
+        for name, value in (headers or {}).items():
+            response.set_header(name, value)
+        return response
+
+    def frame(self, title, main, who=None, section=None, data=None, head=""):
+        """A whole page: title, the top bar (who is signed in), main, the
+        screen readers' announcement region."""
+        attrs = "".join(' data-%s="%s"' % (k, esc(v)) for k, v in (data or {}).items())
+        nav = "".join('<a href="%s"%s>%s</a>' % (href, ' aria-current="page"'
+                                                  if key == section else "", label)
+                      for key, href, label in (("jobs", "/", "Jobs"),
+                                               ("delivery", "/delivery", "Delivery")))
+        account = ""
+        if who is not None and (who.user or who.key == "shared"):
+            account = '<span class="who">%s <span class="role">(%s)</span></span>' % (
+                esc(who.user or "shared token"), esc(who.role))
+        if session_token(bottle.request.environ):
+            account += ('<form method="post" action="/signout" class="signout">'
+                        '<button type="submit">Sign out</button></form>')
+        return (
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            '<title>%s · SLM</title><link rel="stylesheet" href="%s">'
+            '<link rel="icon" href="%s" type="image/svg+xml">%s'
+            '<script src="%s" defer></script></head>\n<body%s>'
+            '<a class="skip" href="#main">Skip to the content</a>'
+            '<header class="top"><a class="brand" href="/">SLM</a>'
+            '<nav aria-label="Sections">%s</nav><div class="account">%s</div></header>\n'
+            '<main id="main">%s</main>\n'
+            '<div id="announce" class="sr-only" role="status" aria-live="polite"></div>'
+            '</body></html>\n' % (esc(title), self.asset("slm.css"), self.asset("icon.svg"),
+                                  head, self.asset("slm.js"), attrs, nav, account, main))
+
+    def error_page(self, keyring):
+        """PageDoc.error: a failure as a page; 401 is the sign-in form."""
+        def render(status, message, headers):
+            headers = dict((k, v) for k, v in headers.items() if k != "WWW-Authenticate")
+            if status == 401:
+                return self.signin_form(keyring, 401, headers)
+            title = "%d %s" % (status, bottle.HTTP_CODES.get(status, "Error"))
+            main = ('<h1>%s</h1><p class="error" role="alert">%s</p>'
+                    '<p><a href="/">Back to the job list</a></p>' % (esc(title), esc(message)))
+            return self.answer(self.frame(title, main), status, headers)
+        return render
+
+    # -- signing in ----------------------------------------------------------------
+
+    def signin_form(self, keyring, status=200, headers=None, problem=None, after=None):
+        environ = bottle.request.environ
+        if after is None:
+            after = environ.get("PATH_INFO", "/")
+            if environ.get("QUERY_STRING"):
+                after += "?" + environ["QUERY_STRING"]
+            after = after.encode("latin-1", "replace").decode("utf-8", "replace")
+        head = ""
+        if problem is None and session_token(environ) and status == 401:
+            problem = ("The token this browser kept is no longer accepted (revoked, or the "
+                       "service's tokens changed): sign in again.")
+        elif problem is None and environ.get("HTTP_SEC_FETCH_SITE") == "cross-site":
+            # a link from another site (a chat notification) does not carry the
+            # SameSite=Strict cookie; the same address again from here does
+            head = '<meta http-equiv="refresh" content="0">'
+        if not keyring.required:
+            main = ('<h1>Sign in</h1><p>This service has no tokens: there is nothing to sign '
+                    'in to. <a href="/">Go to the jobs</a>.</p>')
+        else:
+            main = (
+                '<div class="signin"><h1>Sign in</h1>%s'
+                '<form method="post" action="/signin"><label for="token">Your SLM token</label>'
+                '<input id="token" name="token" type="password" autocomplete="current-password"'
+                ' required spellcheck="false" autofocus%s>'
+                '<input type="hidden" name="next" value="%s">'
+                '<button type="submit">Sign in</button></form>'
+                '<p class="hint">It is the token in <code>~/.slm/config</code> or '
+                '<code>SLM_API_TOKEN</code> (<code>python3 slm.py doctor</code> says whose it '
+                'is). This browser keeps it in a cookie that no script can read, for %d days or '
+                'until you sign out.</p></div>' % (
+                    '<p class="error" id="problem" role="alert">%s</p>' % esc(problem)
+                    if problem else "", ' aria-describedby="problem"' if problem else "",
+                    esc(safe_next(after)), SESSION_DAYS))
+        return self.answer(self.frame("Sign in", main, head=head), status, headers)
+
+    def install(self, app, reads, keyring):
+        """Add the pages to app (make_app's pages=)."""
+        error = self.error_page(keyring)
+
+        def page(path, method="GET", public=False, html_page=True):
+            def declare(callback):
+                app.route(path, method, callback,
+                          page=PageDoc(public=public, html=html_page, error=error))
+                return callback
+            return declare
+
+        @page("/static/<name>", public=True, html_page=False)
+        def static_asset(name):
+            if name not in self.assets:
+                raise ApiError(404, "no such file")
+            ctype, text = self.assets[name]
+            tag = '"%s"' % self.versions[name]
+            fixed = bottle.request.query.getunicode("v") == self.versions[name]
+            headers = {"Content-Type": ctype, "ETag": tag, "X-Content-Type-Options": "nosniff",
+                       "Cache-Control": "public, max-age=31536000, immutable" if fixed
+                       else "no-cache"}
+            if bottle.request.environ.get("HTTP_IF_NONE_MATCH") == tag:
+                return bottle.HTTPResponse(status=304, headers=headers)
+            return bottle.HTTPResponse(body=text.encode("utf-8"), headers=headers)
+
+        @page("/signin", public=True)
+        def signin_page():
+            return self.signin_form(keyring, after=bottle.request.query.getunicode("next")
+                                    or "/")
+
+        @page("/signin", "POST", public=True)
+        def signin():
+            refuse_cross_site()
+            form = form_fields(read_body(8192))
+            after = safe_next(form.get("next") or "/")
+            if not keyring.required:
+                return bottle.HTTPResponse(status=303, headers={"Location": after})
+            token = (form.get("token") or "").strip()
+            try:
+                keyring.identify("Bearer " + token)
+            except ApiError:
+                return self.signin_form(keyring, 401, problem="That token is not accepted here. "
+                                        "Check that you copied all of it, and that it is this "
+                                        "service's.", after=after)
+            secure = "; Secure" if bottle.request.environ.get("wsgi.url_scheme") == "https" \
+                else ""
+            return bottle.HTTPResponse(status=303, headers={
+                "Location": after, "Cache-Control": "no-store",
+                "Set-Cookie": "%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Strict%s" % (
+                    SESSION_COOKIE, urllib.parse.quote(token, safe=""), SESSION_DAYS * 86400,
+                    secure)})
+
+        @page("/signout", "POST", public=True)
+        def signout():
+            refuse_cross_site()
+            return bottle.HTTPResponse(status=303, headers={
+                "Location": "/signin" if keyring.required else "/", "Cache-Control": "no-store",
+                "Set-Cookie": "%s=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
+                              % SESSION_COOKIE})
+
+        @page("/")
+        def job_list(tx, who):
+            return self.answer(self.list_page(tx, who, reads))
+
+        @page("/jobs/<job_id:path>")
+        def job_page(tx, who, job_id):
+            return self.answer(self.job_page(tx, who, reads, job_id))
+
+        @page("/delivery")
+        def delivery(tx, who):
+            return self.answer(self.delivery_page(tx, who, reads))
+
+    # -- the job list ------------------------------------------------------------------
+
+    def list_page(self, tx, who, reads):
+        query = bottle.request.query
+        pairs = [(k, query.getunicode(k) or "") for k in query.keys()]
+        asked = dict(pairs)
+        window = asked.get("window") or "24h"
+        if window not in WINDOWS:
+            raise ApiError(400, "window must be one of %s" % ", ".join(WINDOWS))
+        scope_all = asked.get("all") == "1"
+        # the signed-in user's jobs unless asked otherwise; no user, everyone's
+        mine = who.user if who.user and not asked.get("user") and not scope_all else None
+        listing = bottle.FormsDict()
+        for name in query.keys():
+            if name not in LIST_PAGE_ONLY:
+                for value in query.getall(name):
+                    listing.append(name, value)
+        if mine:
+            listing["user"] = mine
+        listing["sort"] = asked.get("sort") or "-submitted"
+        if not asked.get("array_job_id") and "arrays" not in listing:
+            listing["arrays"] = "group"
+        listing["limit"] = asked.get("limit") or str(PAGE_SIZE)
+        found = reads.search(tx, who, listing)
+        summary_query = bottle.FormsDict()
+        for name in ("user", "partition", "group", "array_job_id"):
+            if listing.get(name):
+                summary_query[name] = listing[name]
+        now = time.time()
+        summary_query["since"] = iso_at(now - WINDOWS[window])
+        summary_query["until"] = iso_at(now)
+        summary = reads.summary(tx, who, summary_query)
+        user = listing.get("user")
+        if asked.get("array_job_id"):
+            heading = "Tasks of array %s" % asked["array_job_id"]
+        elif user:
+            heading = "Jobs of %s" % user if user != who.user else "Your jobs"
+        else:
+            heading = "Everyone's jobs"
+        private = reads.access.private_jobs and who.role != "admin"
+        scope = ""
+        if who.user and not private:
+            scope = '<a class="scope" href="%s">%s</a>' % (
+                (esc(query_url("/", pairs, all="1", user=None, cursor=None)), "Everyone's jobs")
+                if user == who.user else
+                (esc(query_url("/", pairs, all=None, user=None, cursor=None)), "Only mine"))
+        rows = "".join(self.job_row(job, found["tasks"].get(job["job_id"]), now)
+                       for job in found["jobs"]) or \
+            '<tr><td colspan="9" class="empty">No job matches.</td></tr>'
+        pager = ""
+        if asked.get("cursor"):
+            pager += '<a href="%s">« First page</a>' % esc(query_url("/", pairs, cursor=None))
+        if found["next"]:
+            pager += '<a rel="next" href="%s">Next %d »</a>' % (
+                esc(query_url("/", pairs, cursor=found["next"])), int(listing["limit"]))
+        sort = listing["sort"]
+        submitted_sort = "submitted" if sort == "-submitted" else "-submitted"
+        aria = {"-submitted": ' aria-sort="descending"',
+                "submitted": ' aria-sort="ascending"'}.get(sort, "")
+        feed = "/api/v1/feed" + ("?user=" + urllib.parse.quote(user, safe="") if user else "")
+        main = (
+            '<h1>%s</h1>%s%s'
+            '<div class="bar"><span id="count" data-live="1">%d job%s</span>%s'
+            '<span class="spacer"></span><span id="live" class="live live-off" role="status">'
+            'static</span><button id="pause" type="button" aria-pressed="false" hidden>'
+            'Pause live updates</button></div>'
+            '<div class="table-wrap"><table id="jobs"><caption class="sr-only">%s, %s'
+            '</caption><thead><tr><th scope="col">Job</th><th scope="col">Name</th>'
+            '<th scope="col" class="opt">User</th><th scope="col" class="opt">Partition</th>'
+            '<th scope="col">State</th><th scope="col" class="opt"%s><a href="%s">Submitted</a>'
+            '</th><th scope="col" class="opt">Started</th><th scope="col">Elapsed / limit</th>'
+            '<th scope="col">Exit</th></tr></thead><tbody id="rows" data-live="1">%s</tbody>'
+            '</table></div><nav class="pager" id="pager" data-live="1" aria-label="Pages">%s'
+            '</nav>' % (
+                esc(heading), self.summary_strip(summary, window, pairs),
+                self.filter_form(asked, listing, mine, scope_all),
+                found["total"], "" if found["total"] == 1 else "s", scope, esc(heading),
+                dict(SORT_CHOICES).get(sort, sort), aria,
+                esc(query_url("/", pairs, sort=submitted_sort, cursor=None)), rows, pager))
+        return self.frame(heading, main, who, "jobs", data={
+            "page": "list", "feed": feed, "after": tx.last_event_id(), "wait": LIVE_WAIT})
+
+    def job_row(self, job, tasks, now):
+        job_id, meta = job["job_id"], job.get("meta") or {}
+        status = job.get("status")
+        if tasks and status in WAITING and any(s in ALIVE or s == "PAUSED" for s in tasks):
+            status = "RUNNING"      # the array's own row waits; its tasks do not
+        state = badge(status)
+        if tasks:
+            state += '<span class="tasks">%s · <a href="%s">tasks</a></span>' % (
+                ", ".join("%d %s" % (n, esc(s.lower())) for s, n in sorted(
+                    tasks.items(), key=lambda kv: STATUSES.index(kv[0])
+                    if kv[0] in STATUSES else 99)),
+                esc(query_url("/", [("array_job_id", job_id), ("all", "1")])))
+        return ('<tr data-job="%s" data-status="%s"><td class="id"><a href="%s">%s</a></td>'
+                '<td class="name">%s</td><td class="opt">%s</td><td class="opt">%s</td>'
+                '<td class="state">%s</td><td class="opt">%s</td><td class="opt">%s</td>%s'
+                '<td class="exit">%s</td></tr>' % (
+                    esc(job_id), esc(status), esc(job_url(job_id)), esc(job_id),
+                    esc(job.get("job_name")), esc(job.get("user")), esc(job.get("partition")),
+                    state, shown_time(job.get("submitted_at") or job.get("first_seen")),
+                    shown_time(job.get("started_at")), self.elapsed_cell(job, meta, now),
+                    ending_text(job)))
+
+    def elapsed_cell(self, job, meta, now):
+        start, end = epoch_of(job.get("started_at")), epoch_of(job.get("ended_at"))
+        limit = limit_seconds(meta.get("time_limit"))
+        if start is None:
+            return '<td class="num">%s</td>' % ("limit " + slm.duration_text(limit)
+                                                if limit else "")
+        running = end is None and job.get("status") in ALIVE | {"PAUSED"}
+        spent = job["elapsed"] if end is not None and job.get("elapsed") is not None \
+            else (end or now) - start
+        text = slm.duration_text(spent) + (" / " + slm.duration_text(limit) if limit else "")
+        left = ""
+        if running and limit:
+            left = '<span class="left">%s</span>' % (
+                slm.duration_text(limit - spent) + " left" if limit > spent
+                else "over the limit")
+        return '<td class="num"%s><span class="el">%s</span>%s</td>' % (
+            ' data-since="%d"%s' % (start, ' data-limit="%d"' % limit if limit else "")
+            if running else "", text, left)
+
+    def filter_form(self, asked, listing, mine, scope_all):
+        status = asked.get("status") or ""
+        choices = list(STATE_CHOICES)
+        if status and status not in dict(choices):
+            choices.append((status, status))       # a hand-made URL's statuses
+        options = "".join('<option value="%s"%s>%s</option>' % (
+            esc(v), " selected" if v == status else "", esc(label)) for v, label in choices)
+        sorts = "".join('<option value="%s"%s>%s</option>' % (
+            esc(v), " selected" if v == listing["sort"] else "", esc(label))
+            for v, label in SORT_CHOICES)
+        hidden = "".join('<input type="hidden" name="%s" value="%s">' % (esc(k), esc(asked[k]))
+                         for k in ("all", "window", "array_job_id", "group", "arrays")
+                         if asked.get(k))
+
+        def field(name, label, hint=""):
+            return ('<label>%s<input name="%s" value="%s"%s></label>'
+                    % (label, name, esc(asked.get(name)), ' placeholder="%s"' % esc(hint)
+                       if hint else ""))
+        return (
+            '<form class="filters" method="get" action="/" role="search" '
+            'aria-label="Filter the jobs">'
+            '<label>State<select name="status">%s</select></label>%s%s%s%s%s'
+            '<label>Order<select name="sort">%s</select></label>%s'
+            '<div class="actions"><button type="submit">Apply</button>'
+            '<a href="/">Reset</a></div></form>' % (
+                options,
+                field("user", "User", ("yours (%s)" % mine) if mine else "anyone"),
+                field("name_contains", "Name contains"), field("partition", "Partition"),
+                field("since", "Active since (UTC)", "2026-11-30 or …T08:00"),
+                field("until", "Active until (UTC)"), sorts, hidden))
+
+    def summary_strip(self, summary, window, pairs):
+        order = [s for s in STATUSES if s in FINAL or s == "LOST"]
+        counts = summary["counts"]
+        listed = "".join('<li>%s <span class="n">%d</span></li>' % (badge(s), counts[s])
+                         for s in order if counts.get(s)) or '<li class="none">none</li>'
+        rate = summary["failure_rate"]
+        windows = "".join('<a href="%s"%s>%s</a>' % (
+            esc(query_url("/", pairs, window=name if name != "24h" else None)),
+            ' aria-current="true"' if name == window else "", name) for name in WINDOWS)
+        return (
+            '<section class="summary" id="summary" data-live="1" aria-labelledby="sum-h">'
+            '<h2 id="sum-h">Ended in the last %s</h2><nav class="windows" aria-label="Window">'
+            '%s</nav><ul class="counts">%s</ul><p class="rate">%d ended, %d failed%s</p>%s'
+            '</section>' % (
+                esc(window), windows, listed, summary["ended"], summary["failed"],
+                " (%.1f%% failure rate)" % (rate * 100) if rate is not None else "",
+                self.chart(summary, order)))
+
+    def chart(self, summary, order):
+        """Jobs ended per hour (or day) by final state: stacked bars, inline SVG."""
+        series = summary["series"]
+        if not series:
+            return ""
+        tallest = max([sum(b["counts"].values()) for b in series] + [1])
+        width = 100.0 / len(series)
+        bars = []
+        for i, bucket in enumerate(series):
+            top = 60.0
+            for status in order:
+                n = bucket["counts"].get(status)
+                if not n:
+                    continue
+                h = 58.0 * n / tallest
+                top -= h
+                bars.append('<rect class="f-%s" x="%.3f%%" y="%.2f" width="%.3f%%" height="%.2f">'
+                            '<title>%s %s: %d %s</title></rect>' % (
+                                STATE_KIND.get(status, "off"), i * width + width * 0.1, top,
+                                width * 0.8, h, esc(bucket["start"][:16].replace("T", " ")),
+                                "UTC", n, esc(status)))
+        return ('<svg class="chart" width="100%%" height="60" role="img" aria-label="Jobs '
+                'ended per %s by final state, %s: most in one %s %d">%s</svg>' % (
+                    summary["bucket"], esc(", ".join("%s %d" % kv for kv in sorted(
+                        summary["counts"].items())) or "none"), summary["bucket"],
+                    tallest if any(b["counts"] for b in series) else 0, "".join(bars)))
+
+    # -- one job ------------------------------------------------------------------------
+
+    def job_page(self, tx, who, reads, job_id):
+        row = reads.visible_job(tx, who, job_id)
+        job = reads.access.job(who, row)
+        events = reads.job_events(tx, who, job_id) or []
+        meta = job.get("meta") or {}
+        status = job.get("status")
+        owner = reads.access.owns(who, row.get("user"))
+        now = time.time()
+        facts = [esc(x) for x in (job.get("user"), job.get("partition"),
+                                  job.get("nodelist") or job.get("host"),
+                                  job.get("cluster") and "cluster " + job["cluster"]) if x]
+        if job.get("restarts"):
+            facts.append("run %d (requeued %d time%s)" % (
+                job["restarts"] + 1, job["restarts"], "" if job["restarts"] == 1 else "s"))
+        if job.get("job_group"):
+            facts.append('group <a href="%s">%s</a>' % (
+                esc(query_url("/", [("group", job["job_group"]), ("all", "1")])),
+                esc(job["job_group"])))
+        if job.get("array_job_id") and job["array_job_id"] != job_id:
+            facts.append('task %s of array <a href="%s">%s</a>' % (
+                esc(job.get("array_task_id")), esc(job_url(job["array_job_id"])),
+                esc(job["array_job_id"])))
+        parts = ['<nav class="crumbs" aria-label="Breadcrumb"><a href="/">Jobs</a> › %s</nav>'
+                 % esc(job_id),
+                 '<h1><span class="jid">%s</span> <span class="name">%s</span> %s</h1>'
+                 % (esc(job_id), esc(job.get("job_name")), badge(status)),
+                 '<p class="facts">%s</p>' % " · ".join(facts) if facts else "",
+                 self.lifeline_section(events, now),
+                 self.why(job, meta, events)]
+        tasks = tx.array_task_counts([job_id]).get(job_id)
+        if tasks:
+            parts.append('<section aria-labelledby="tasks-h"><h2 id="tasks-h">Array tasks</h2>'
+                         '<ul class="counts">%s</ul><p><a href="%s">List the tasks</a></p>'
+                         '</section>' % ("".join('<li>%s <span class="n">%d</span></li>' % (
+                             badge(s), n) for s, n in sorted(tasks.items())),
+                             esc(query_url("/", [("array_job_id", job_id), ("all", "1")]))))
+        if meta.get("output_tail"):
+            parts.append('<section aria-labelledby="tail-h"><h2 id="tail-h">Last lines of '
+                         'output</h2><pre class="tail" tabindex="0">%s</pre></section>'
+                         % esc(meta["output_tail"]))
+        parts.append(self.resources(job, meta, now))
+        if meta.get("warnings"):
+            parts.append('<section aria-labelledby="warn-h"><h2 id="warn-h">Warnings</h2>'
+                         '<ul class="counts">%s</ul></section>' % "".join(
+                             "<li>%s</li>" % badge(w) for w in meta["warnings"]))
+        parts.append(self.event_table(events))
+        if owner:
+            sent = reads.notifications(tx, who, bottle.FormsDict(job_id=job_id, limit="20"))
+            parts.append(self.outbox_table(sent["notifications"], "Notifications",
+                                           more=query_url("/delivery", [("job_id", job_id)])))
+        parts.append('<details id="raw"><summary>Raw JSON</summary><pre tabindex="0">%s</pre>'
+                     '</details>' % esc(json.dumps({"job": job, "events": events}, indent=2,
+                                                   ensure_ascii=False)))
+        last = events[-1]["event_id"] if events else ""
+        return self.frame("%s %s" % (job_id, job.get("job_name") or ""),
+                          '<div id="job" data-live="1">%s</div>' % "".join(parts), who, "jobs",
+                          data={"page": "job", "after": last, "wait": LIVE_WAIT,
+                                "feed": "/api/v1/jobs/%s/events" % urllib.parse.quote(
+                                    job_id, safe="")})
+
+    def why(self, job, meta, events):
+        """Why it ended (or where it is): first on the page."""
+        status = job.get("status")
+        rows = []
+        if status in FINAL or status in ("LOST", "REQUEUED"):
+            title = "Why it ended"
+            rows.append(("Final state", badge(status)))
+        else:
+            title = "Where it is"
+            rows.append(("State", badge(status)))
+        if job.get("exit_code") is not None:
+            rows.append(("Exit code", esc(job["exit_code"])))
+        if job.get("signal"):
+            rows.append(("Signal", esc(job["signal"])))
+        if job.get("reason"):
+            rows.append(("Reason", esc(job["reason"])))
+        if job.get("message"):
+            rows.append(("Message", esc(job["message"])))
+        for event in events:
+            if event.get("source") == "slurm":
+                said = "%s%s" % (badge(event.get("status")), " (corrects %s)" % badge(
+                    event["corrects"]) if event.get("corrects") else "")
+                if event.get("message"):
+                    said += " — " + esc(event["message"])
+                rows.append(("Slurm's record", said))
+        if job.get("ended_at"):
+            rows.append(("Ended", shown_time(job["ended_at"], seconds=True)))
+        return ('<section class="why" aria-labelledby="why-h"><h2 id="why-h">%s</h2><dl>%s</dl>'
+                '</section>' % (title, "".join("<dt>%s</dt><dd>%s</dd>" % r for r in rows)))
+
+    def lifeline_section(self, events, now):
+        stretches, marks = lifeline(events, now)
+        if not stretches and not marks:
+            return ""
+        times = [s["start"] for s in stretches] + [s["end"] for s in stretches] + \
+            [m["time"] for m in marks]
+        t0 = min(times)
+        t1 = max([s["end"] for s in stretches] or times)
+        if t1 <= t0:
+            t1 = t0 + 1
+
+        def x(t):
+            return max(0.0, min(100.0, 100.0 * (t - t0) / (t1 - t0)))
+        rects, steps = [], []
+        for s in stretches:
+            name = STRETCH_NAMES[s["kind"]]
+            span = "%s %s (%s → %s UTC%s)" % (
+                name, slm.duration_text(s["end"] - s["start"]), iso_at(s["start"])[11:19],
+                iso_at(s["end"])[11:19], ", run %d" % (s["run"] + 1) if s["run"] else "")
+            rects.append('<rect class="seg seg-%s" x="%.4f%%" y="8" width="%.4f%%" height="24" '
+                         'data-kind="%s" data-start="%.3f" data-end="%.3f"><title>%s</title>'
+                         '</rect>' % (s["kind"], x(s["start"]), x(s["end"]) - x(s["start"]),
+                                      s["kind"], s["start"], s["end"], esc(span)))
+            steps.append('<li><span class="key key-%s" aria-hidden="true"></span>%s</li>'
+                         % (s["kind"], esc(span)))
+        for m in marks:
+            what = m["status"] + (" (Slurm%s)" % (", corrects " + m["corrects"]
+                                                  if m.get("corrects") else "")
+                                  if m.get("source") == "slurm" else "")
+            rects.append('<line class="mark mk-%s" x1="%.4f%%" x2="%.4f%%" y1="2" y2="38" '
+                         'data-status="%s"><title>%s at %s UTC</title></line>' % (
+                             STATE_KIND.get(m["status"], "off"), x(m["time"]), x(m["time"]),
+                             esc(m["status"]), esc(what), iso_at(m["time"])[11:19]))
+            steps.append('<li>%s at %s UTC</li>' % (badge(m["status"]) + (
+                esc(what[len(m["status"]):]) if what != m["status"] else ""),
+                iso_at(m["time"])[11:19]))
+        return ('<section class="life" aria-labelledby="life-h"><h2 id="life-h">Lifeline</h2>'
+                '<svg class="lifeline" width="100%%" height="40" role="img" aria-label="The '
+                'job\'s life, to scale: see the list below">%s</svg><div class="axis"><span>%s'
+                '</span><span>%s</span></div><ol class="steps">%s</ol></section>' % (
+                    "".join(rects), shown_time(iso_at(t0), True), shown_time(iso_at(t1), True),
+                    "".join(steps)))
+
+    def resources(self, job, meta, now):
+        usage = meta.get("usage") or {}
+        rows = []
+        cpu_time = meta.get("cpu_time", usage.get("cpu_time"))
+        cpus = meta.get("cpus")
+        eff = meta.get("cpu_efficiency")
+        start, end = epoch_of(job.get("started_at")), epoch_of(job.get("ended_at"))
+        wall = job.get("elapsed") if job.get("elapsed") is not None else (
+            (end or now) - start if start else None)
+        if eff is None and cpu_time is not None and cpus and wall:
+            eff = round(100.0 * cpu_time / (wall * cpus), 1)
+        if cpu_time is not None or eff is not None:
+            rows.append(("CPU", eff, "%s%s%s" % (
+                "%.1f%% of %s CPU%s" % (eff, esc(cpus or "?"), "" if cpus == 1 else "s")
+                if eff is not None else "",
+                "; " if eff is not None and cpu_time is not None else "",
+                "CPU time %s" % slm.duration_text(cpu_time) if cpu_time is not None else "")))
+        peak = meta.get("peak_memory_mb", meta.get("max_rss_mb", usage.get("rss_mb")))
+        limit = meta.get("memory_limit_mb", usage.get("memory_limit_mb"))
+        if peak is not None:
+            share = round(100.0 * peak / limit, 1) if limit else None
+            rows.append(("Memory", share, "%s MB%s" % (
+                esc(round(peak, 1)), " of %s MB (%.1f%%)" % (esc(round(limit, 1)), share)
+                if share is not None else "")))
+        if usage.get("output_bytes") is not None:
+            rows.append(("Output", None, "%s bytes written" % esc(int(usage["output_bytes"]))))
+        if job.get("heartbeat_at"):
+            rows.append(("Last heartbeat", None, shown_time(job["heartbeat_at"], True)))
+        if not rows:
+            return ""
+        return ('<section aria-labelledby="res-h"><h2 id="res-h">Resources (against what was '
+                'requested)</h2><dl class="res">%s</dl></section>' % "".join(
+                    '<dt>%s</dt><dd>%s%s</dd>' % (
+                        name, '<meter min="0" max="100" low="25" high="95" optimum="70" '
+                        'value="%.1f" aria-label="%s, percent">%.1f%%</meter> ' % (
+                            min(value, 100.0), name, value) if value is not None else "", text)
+                    for name, value, text in rows))
+
+    def event_table(self, events):
+        rows = []
+        for e in events:
+            details = "; ".join(esc(x) for x in (
+                e.get("exit_code") is not None and "exit %s" % e["exit_code"], e.get("signal"),
+                e.get("reason"), e.get("message"), e.get("corrects") and
+                "corrects %s" % e["corrects"]) if x)
+            rows.append('<tr><td>%s</td><td>%s</td><td class="num">%s</td><td>%s</td>'
+                        '<td>%s</td><td>%s</td></tr>' % (
+                            shown_time(parse_event_time(e.get("time")), True),
+                            badge(e.get("status")),
+                            event_run(e) + 1, esc(e.get("source") or "wrapper"),
+                            esc(e.get("host")), details))
+        return ('<section aria-labelledby="ev-h"><h2 id="ev-h">Events</h2><div class="table-wrap">'
+                '<table class="events"><thead><tr><th scope="col">Time</th><th scope="col">'
+                'Status</th><th scope="col">Run</th><th scope="col">From</th><th scope="col">'
+                'Host</th><th scope="col">Details</th></tr></thead><tbody>%s</tbody></table>'
+                '</div></section>' % "".join(rows))
+
+    # -- the outbox ---------------------------------------------------------------------
+
+    def outbox_table(self, rows, title, more=None):
+        body = []
+        for n in rows:
+            state = n["state"]
+            shown = "retrying" if state == "pending" and n.get("attempts") else state
+            shown = {"failed": "given up"}.get(shown, shown)
+            when = n.get("sent_at") if state == "sent" else (
+                n.get("next_attempt_at") if state in ("pending", "held") else None)
+            body.append(
+                '<tr><td>%s</td><td><a href="%s">%s</a></td><td>%s</td><td class="dest">%s '
+                '<span class="fmt">%s</span></td><td><span class="ob ob-%s">%s</span></td>'
+                '<td class="num">%s</td><td>%s</td><td>%s</td></tr>' % (
+                    shown_time(n.get("created_at")), esc(job_url(n["job_id"])),
+                    esc(n["job_id"]), badge(n.get("status")) if n.get("status") else "",
+                    esc(n["destination"]), esc(n["format"]), esc(state), esc(shown),
+                    esc(n.get("attempts")), esc(n.get("last_error")), shown_time(when)))
+        if not body:
+            body.append('<tr><td colspan="8" class="empty">None.</td></tr>')
+        return ('<section aria-labelledby="out-h"><h2 id="out-h">%s</h2><div class="table-wrap">'
+                '<table class="outbox"><thead><tr><th scope="col">Queued</th><th scope="col">Job'
+                '</th><th scope="col">Event</th><th scope="col">Destination</th>'
+                '<th scope="col">State</th><th scope="col">Attempts</th><th scope="col">Last '
+                'error</th><th scope="col">Sent / next try</th></tr></thead><tbody>%s</tbody>'
+                '</table></div>%s</section>' % (
+                    esc(title), "".join(body),
+                    '<p><a href="%s">All of them</a></p>' % esc(more) if more else ""))
+
+    def delivery_page(self, tx, who, reads):
+        query = bottle.request.query
+        pairs = [(k, query.getunicode(k) or "") for k in query.keys()]
+        listing = bottle.FormsDict()
+        for name, value in pairs:
+            if value:
+                listing[name] = value
+        found = reads.notifications(tx, who, listing)
+        state = query.getunicode("state") or ""
+        options = "".join('<option value="%s"%s>%s</option>' % (
+            esc(v), " selected" if v == state else "", esc(label)) for v, label in
+            OUTBOX_CHOICES + ((((state, state),) if state not in dict(OUTBOX_CHOICES) else ())))
+        pager = '<a rel="next" href="%s">Older »</a>' % esc(query_url(
+            "/delivery", pairs, before=str(found["next"]))) if found["next"] else ""
+        main = (
+            '<h1>Delivery</h1><p class="lead">What the relay sent, keeps back or gave up, %s; '
+            'destinations are shown as scheme://host only.</p>'
+            '<form class="filters" method="get" action="/delivery" role="search" '
+            'aria-label="Filter the notifications"><label>State<select name="state">%s</select>'
+            '</label><label>Job<input name="job_id" value="%s"></label><div class="actions">'
+            '<button type="submit">Apply</button><a href="/delivery">Reset</a></div></form>'
+            '%s<nav class="pager" aria-label="Pages">%s</nav>' % (
+                "for every job" if who.role == "admin" else "for your jobs", options,
+                esc(query.getunicode("job_id")),
+                self.outbox_table(found["notifications"], "Notifications"), pager))
+        return self.frame("Delivery", main, who, "delivery")
+
+
+def safe_next(target):
+    """Where to go after signing in: a path on this service, never elsewhere."""
+    if not isinstance(target, str) or not target.startswith("/") or \
+            target.startswith("//") or target.startswith("/\\") or \
+            any(c in target for c in "\r\n"):
+        return "/"
+    return target
+
+
+def refuse_cross_site():
+    """Sign-in and sign-out come from this service's own forms only."""
+    environ = bottle.request.environ
+    site = environ.get("HTTP_SEC_FETCH_SITE")
+    origin = environ.get("HTTP_ORIGIN")
+    if site is not None and site not in ("same-origin", "none"):
+        raise ApiError(403, "a form on another site may not sign you in or out")
+    if origin and origin != "null" and urllib.parse.urlsplit(origin).netloc != \
+            environ.get("HTTP_HOST", urllib.parse.urlsplit(origin).netloc):
+        raise ApiError(403, "a form on another site may not sign you in or out")
+
+
+def form_fields(body):
+    """The fields of an urlencoded form body (the first of each); ApiError 400."""
+    try:
+        pairs = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True,
+                                       max_num_fields=10)
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(400, "not a form")
+    fields = {}
+    for name, value in pairs:
+        fields.setdefault(name, value)
+    return fields
+
+
+DASHBOARD_ICON = """<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" \
+height="16" rx="3" fill="#0b4f8a"/><path d="M2 11h3l2-6 2 8 2-4h3" fill="none" stroke="#fff" \
+stroke-width="1.6"/></svg>
+"""
+
+
+# ---------------------------------------------------------------------------
 # Server: threaded HTTP/1.1 with keep-alive, each answer in one send
 # ---------------------------------------------------------------------------
 
@@ -4007,7 +5117,7 @@ class Service(object):
                                  log=diag)
         keyring.log = diag
         self.app = make_app(db, self.ingestor, keyring, self.metrics, diag, access=access,
-                            limiter=limiter, public=public)
+                            limiter=limiter, public=public, pages=Dashboard(log=diag).install)
         self.started = False
 
     def start(self):
@@ -4018,6 +5128,7 @@ class Service(object):
         return self
 
     def stop(self):
+        self.ingestor.changes.close()     # long-polls answer now, not in 30 s
         if self.started:
             self.watchdog.stop()
             self.sender.stop()
@@ -4155,7 +5266,9 @@ def cmd_serve(args, env):
     host, port = server.server_address[:2]
 
     def stop(signum, frame):
+        # long-polls answer at once (the requests in progress are waited for);
         # shutdown() waits for serve_forever(), which runs in this very thread
+        service.ingestor.changes.close()
         threading.Thread(target=server.shutdown, daemon=True).start()
     if threading.current_thread() is threading.main_thread():
         # before the start-up line: whoever waits for it may signal us at once
