@@ -4143,16 +4143,17 @@ def lifeline(events, now):
     run, ended = 0, False
 
     def close(at):
-        if kind is not None and at >= since:
+        if kind is not None and at > since:
             stretches.append({"kind": kind, "start": since, "end": at, "run": run})
     for event in events:
         at = epoch_of(parse_event_time(event.get("time")))    # events keep the time as sent
         if at is None:
             continue
         status, this_run = event.get("status"), event_run(event)
-        if this_run > run:                # a requeued job runs again
-            close(at)
-            kind, since, run, ended = "pending", at, this_run, False
+        if this_run > run:                # a requeued job runs again: it waited since
+            close(at)                     # the run before it ended
+            kind, run = "pending", this_run
+            since, ended = (since if ended else at), False
         elif this_run < run:
             continue
         if status in FINAL or status == "LOST" or status in RUN_ENDS:
@@ -4375,12 +4376,13 @@ class Dashboard(object):
             if name not in LIST_PAGE_ONLY:
                 for value in query.getall(name):
                     listing.append(name, value)
+        # (a FormsDict's item assignment appends: replace() sets)
         if mine:
-            listing["user"] = mine
-        listing["sort"] = asked.get("sort") or "-submitted"
+            listing.replace("user", mine)
+        listing.replace("sort", asked.get("sort") or "-submitted")
         if not asked.get("array_job_id") and "arrays" not in listing:
-            listing["arrays"] = "group"
-        listing["limit"] = asked.get("limit") or str(PAGE_SIZE)
+            listing.replace("arrays", "group")
+        listing.replace("limit", asked.get("limit") or str(PAGE_SIZE))
         found = reads.search(tx, who, listing)
         summary_query = bottle.FormsDict()
         for name in ("user", "partition", "group", "array_job_id"):
@@ -4703,6 +4705,10 @@ class Dashboard(object):
             (end or now) - start if start else None)
         if eff is None and cpu_time is not None and cpus and wall:
             eff = round(100.0 * cpu_time / (wall * cpus), 1)
+        limit_s = limit_seconds(meta.get("time_limit"))
+        if limit_s and wall is not None:
+            rows.append(("Time", 100.0 * wall / limit_s, "%s of the %s limit" % (
+                slm.duration_text(wall), slm.duration_text(limit_s))))
         if cpu_time is not None or eff is not None:
             rows.append(("CPU", eff, "%s%s%s" % (
                 "%.1f%% of %s CPU%s" % (eff, esc(cpus or "?"), "" if cpus == 1 else "s")
