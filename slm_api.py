@@ -38,9 +38,19 @@ Endpoints (JSON; every error is {"error": "..."} with a 4xx/5xx status):
                               too many or too large -> 413; database down -> 503
     GET  /api/v1/jobs         ?status=A,B &user= &name= &partition=
                               &array_job_id= &since= &until= &limit= &offset=
-    GET  /api/v1/jobs/ID      one job; .../events its events; .../notifications
+    GET  /api/v1/search       the same and &name_contains= &sort= &cursor=
+                              (keyset paging) &arrays=group: the dashboard's list
+    GET  /api/v1/jobs/ID      one job; .../events its events (?after=EVENT_ID
+                              &wait=SECONDS: a long-poll); .../notifications
                               what the service sent or keeps for it
+    GET  /api/v1/feed         ?after=N &wait= &limit= &user=: events as stored
+    GET  /api/v1/summary      jobs ended in a window, by state and hour
+    GET  /api/v1/notifications  the relay's outbox (one's own jobs')
     GET  /openapi.json, /healthz, /metrics (no token needed)
+
+The dashboard (HTML, not in /openapi.json): / the job list, /jobs/ID a job,
+/delivery the outbox, /signin and /signout; with tokens, signing in keeps
+the token in an HttpOnly SameSite=Strict cookie that GET requests accept.
 
 A job's status is that of its "strongest" event: final statuses beat the
 others, SUBMITTED loses to everything, and within a class the latest
@@ -52,7 +62,8 @@ errors, helpers, events (validation, merge rules), storage (SQL primitives in
 one transaction, two dialects), notifications (what to send where, array
 roll-ups, the outbox sender), ingest (group commit), web (one Bottle plugin
 for authentication, JSON errors and the per-request transaction, then the
-routes and the OpenAPI document derived from them), server (threaded
+routes and the OpenAPI document derived from them), dashboard (the HTML
+pages, through the same plugin and answers), server (threaded
 HTTP/1.1), assembly (build_service: the one way to build the service, for
 main() and for WSGI servers alike), command line.  Diagnostics go to stderr
 prefixed "slm-api:" and never contain a token or a password.
@@ -5096,8 +5107,9 @@ def is_loopback(host):
 
 class Service(object):
     """Everything one running service owns: the database, the ingestor, the
-    outbox sender, the web application.  start() starts the background
-    work, stop() ends it and closes the database."""
+    outbox sender, the web application (the API and the dashboard's pages).
+    start() starts the background work, stop() ends it (long-polls answer
+    at once) and closes the database."""
 
     def __init__(self, db, policy, keyring, log=None, outbox_poll=1.0, relay_timeout=10.0,
                  backoff_scale=1.0, access=None, limiter=None, public=(), slurm=None,
