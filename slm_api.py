@@ -1200,8 +1200,9 @@ class Tx(object):
             args.append(filters["until"])
         return where, args
 
-    # an array task whose array has a row of its own: shown through that row
-    GROUPED_TASK = ("array_task_id IS NOT NULL AND array_job_id IS NOT NULL AND array_job_id"
+    # an array task whose array has a row of its own: shown through that row.
+    # (array_job_id >= '': "not null" as a range, which SQLite reads from the index)
+    GROUPED_TASK = ("array_job_id >= '' AND array_task_id IS NOT NULL AND array_job_id"
                     " <> job_id AND EXISTS (SELECT 1 FROM slurm_jobs p WHERE p.job_id ="
                     " slurm_jobs.array_job_id)")
 
@@ -4265,11 +4266,11 @@ class Dashboard(object):
 
     def signin_form(self, keyring, status=200, headers=None, problem=None, after=None):
         environ = bottle.request.environ
-        if after is None:
-            after = environ.get("PATH_INFO", "/")
+        if after is None:      # back here after signing in (PATH_INFO is decoded: quote it)
+            after = urllib.parse.quote(environ.get("PATH_INFO", "/").encode("latin-1",
+                                                                           "replace"))
             if environ.get("QUERY_STRING"):
                 after += "?" + environ["QUERY_STRING"]
-            after = after.encode("latin-1", "replace").decode("utf-8", "replace")
         head = ""
         if problem is None and session_token(environ) and status == 401:
             problem = ("The token this browser kept is no longer accepted (revoked, or the "
@@ -4824,10 +4825,11 @@ class Dashboard(object):
 
 
 def safe_next(target):
-    """Where to go after signing in: a path on this service, never elsewhere."""
+    """Where to go after signing in: a path on this service, never elsewhere
+    (and ASCII, as a Location header must be)."""
     if not isinstance(target, str) or not target.startswith("/") or \
             target.startswith("//") or target.startswith("/\\") or \
-            any(c in target for c in "\r\n"):
+            not target.isascii() or not target.isprintable():
         return "/"
     return target
 
