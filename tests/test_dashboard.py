@@ -485,7 +485,8 @@ def test_another_instance_s_events_are_seen_within_seconds(tmp_path):
         r = call(one.app, "GET", "/api/v1/feed?after=0&wait=10")
         timer.join()
         assert [e["job_id"] for e in r.json["events"]] == ["t1"]
-        assert time.monotonic() - started < 1.3 + slm_api.Changes.RECHECK
+        # posted at 0.3 s, seen at the waiter's next look (RECHECK), with room for a busy CI
+        assert time.monotonic() - started < 0.3 + slm_api.Changes.RECHECK + 2.0
     finally:
         one.stop()
         two.stop()
@@ -573,6 +574,8 @@ def browser(tmp_path_factory):
              ".txt has it)" % e)
     need(os.access(CHROMIUM, os.X_OK), "BROWSER", "%s is missing (apt-get install chromium)"
          % CHROMIUM)
+    from playwright.sync_api import expect
+    expect.set_options(timeout=TIMEOUT)     # every awaited condition, not Playwright's 5 s
     manager = sync_playwright().start()
     try:
         # launch() starts the browser on a fresh temporary profile of its own (a user
