@@ -44,21 +44,8 @@ MEASURE = """() => {
 
 
 def fill_database(db, jobs, per_job):
-    """bench/fill.py's data.  Its rows start with every column None, and
-    slurm_jobs.restarts is NOT NULL (DEFAULT 0) since schema 2: the rows get
-    the default here until fill.py sets it itself."""
-    merge = fill.slm_api.merge_event
-
-    def merged(row, event):
-        row = merge(row, event)
-        if row.get("restarts") is None:
-            row["restarts"] = 0
-        return row
-    fill.slm_api.merge_event = merged
-    try:
-        return fill.fill(db, jobs, per_job, quiet=True)
-    finally:
-        fill.slm_api.merge_event = merge
+    """bench/fill.py's data."""
+    return fill.fill(db, jobs, per_job, quiet=True)
 
 
 def get(port, path):

@@ -87,7 +87,7 @@ def fill(db, jobs, per_job, seed=1, chunk=1000, quiet=False):
             for n in range(start, min(jobs, start + chunk)):
                 job, events = job_events(rng, n, per_job)
                 row = dict((c, None) for c in slm_api.JOB_COLUMNS)
-                row["job_id"], row["event_count"] = job, 0
+                row["job_id"], row["event_count"], row["restarts"] = job, 0, 0
                 received = None
                 for ev in events:
                     checked = slm_api.validate_event(ev)
