@@ -100,6 +100,13 @@ MAX_BATCH = 500
 # si_code of a signal sent by the kernel, e.g. by the terminal for Ctrl-C.
 SI_KERNEL = 0x80
 
+# Watching the job from inside (see JobWatch): a heartbeat every
+# SLM_HEARTBEAT seconds (the service calls a job LOST after 3 missed), a
+# look at memory, time and output every SAMPLE_EVERY seconds.
+DEFAULT_HEARTBEAT = 60.0
+DEFAULT_MEMORY_WARNING = 90.0   # percent of the job's memory limit
+SAMPLE_EVERY = 5.0
+
 # ---------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------
@@ -346,6 +353,32 @@ def describe_event(event):
     return " ".join(parts)
 
 
+def parse_duration(text, unit=60):
+    """Seconds in '30m', '90s', '1h', '1.5h' or a bare number (of unit seconds); None if not."""
+    import re
+    m = re.match(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*\Z", text or "")
+    if not m:
+        return None
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "": unit}[m.group(2)]
+
+
+def parse_time_warning(text, console=None):
+    """SLM_TIME_WARNING: leads before the job's end, largest first: a list
+    like '30m,5m'; 'off' or 0 for none; None (unset) for the default."""
+    text = (text or "").strip().lower()
+    if not text:
+        return None
+    if text in ("off", "no", "0"):
+        return []
+    leads = [parse_duration(word) for word in text.split(",") if word.strip()]
+    if None in leads or not leads:
+        if console is not None:
+            console.say_once("time-warning", "ignoring SLM_TIME_WARNING=%r: not a list of "
+                             "durations like 30m,5m" % text)
+        return None
+    return sorted((lead for lead in leads if lead > 0), reverse=True)
+
+
 # ---------------------------------------------------------------------------
 # Settings
 # ---------------------------------------------------------------------------
@@ -358,6 +391,7 @@ SETTING_KEYS = (
     "SLM_API_URL", "SLM_API_TOKEN", "SLM_WEBHOOK", "SLM_WEBHOOK_SECRET", "SLM_WEBHOOK_FORMAT",
     "SLM_WEBHOOK_VIA", "SLM_DASHBOARD_URL", "SLM_NOTIFY_ON", "SLM_ARRAY_NOTIFY",
     "SLM_TAIL_LINES", "SLM_SPOOL_DIR", "SLM_TIMEOUT", "SLM_SBATCH", "SLM_PYTHON",
+    "SLM_HEARTBEAT", "SLM_MEMORY_WARNING", "SLM_TIME_WARNING", "SLM_STALL", "SLM_GROUP",
 )
 # Never written where others can read them: not in a batch script (slurmctld
 # keeps it), not in ps arguments, not in output files; a webhook URL is its
@@ -515,6 +549,16 @@ class Settings(object):
             console.say_once("via", "SLM_WEBHOOK_VIA must be 'api' or 'direct'; sending directly")
         self.sbatch = get("SLM_SBATCH") or "sbatch"
         self.python = get("SLM_PYTHON") or sys.executable
+        self.heartbeat = self.number("SLM_HEARTBEAT", DEFAULT_HEARTBEAT, allow_zero=True)
+        self.memory_warning = self.number("SLM_MEMORY_WARNING", DEFAULT_MEMORY_WARNING,
+                                          allow_zero=True)
+        self.time_warning = parse_time_warning(get("SLM_TIME_WARNING"), console)
+        stall = parse_duration(get("SLM_STALL") or "0")
+        if stall is None:
+            console.say_once("stall", "ignoring SLM_STALL=%r: not a duration like 30m"
+                             % get("SLM_STALL"))
+        self.stall = stall or 0
+        self.group = get("SLM_GROUP") or None
 
     def get(self, key):
         return self.values.get(key, "")
@@ -667,7 +711,7 @@ def sweep_snapshots(folder, keep=None, now=None):
 class JobInfo(object):
     """Who this job is, from Slurm's environment (or a local id outside Slurm)."""
 
-    def __init__(self, command=None, name=None, environ=None):
+    def __init__(self, command=None, name=None, environ=None, group=None):
         env = os.environ if environ is None else environ
         self.slurm_job_id = env.get("SLURM_JOB_ID") or None
         self.array_job_id = env.get("SLURM_ARRAY_JOB_ID") or None
@@ -691,6 +735,7 @@ class JobInfo(object):
         self.submit_dir = env.get("SLURM_SUBMIT_DIR") or None
         self.procid = env.get("SLURM_PROCID") or None
         self.task_pid = env.get("SLURM_TASK_PID") or None
+        self.group = group or None
 
     def fields(self):
         fields = {
@@ -701,7 +746,7 @@ class JobInfo(object):
             "command": self.command,
         }
         for key in ("slurm_job_id", "array_job_id", "array_task_id", "array_task_count",
-                    "cluster", "submit_dir"):
+                    "cluster", "submit_dir", "group"):
             if getattr(self, key):
                 fields[key] = getattr(self, key)
         if self.restart_count and self.restart_count != "0":
@@ -2126,6 +2171,290 @@ def process_name(pid):
 
 
 # ---------------------------------------------------------------------------
+# Watching the job from inside: memory, time left, output, heartbeats
+# ---------------------------------------------------------------------------
+
+UNLIMITED = 1 << 60    # cgroup v1 says "no limit" with a number near 2**63
+
+
+def read_number(path, key=None):
+    """An integer from a cgroup file (or from its 'key N' line), None if absent."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except (OSError, ValueError):
+        return None
+    if key is not None:
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name == key and value.strip().isdigit():
+                return int(value)
+        return None
+    text = text.strip()
+    if text == "max":
+        return UNLIMITED
+    return int(text) if text.isdigit() else None
+
+
+class MemoryCgroup(object):
+    """The memory cgroups of this process (Slurm's task/cgroup puts a job in
+    one: the --mem limit is set at the job's and step's levels, and an OOM
+    kill is counted in the cgroup where the killed process lived), v1 or v2."""
+
+    def __init__(self, levels, version):
+        self.levels = levels      # directories, ours first, up to the hierarchy's root
+        self.version = version
+
+    @classmethod
+    def find(cls, proc="/proc/self/cgroup", root="/sys/fs/cgroup"):
+        try:
+            with open(proc) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return None
+        for line in lines:
+            number, _, rest = line.partition(":")
+            controllers, _, path = rest.partition(":")
+            if "memory" in controllers.split(","):
+                base, version = os.path.join(root, "memory"), 1
+            elif number == "0" and not controllers and os.path.exists(
+                    os.path.join(root, "cgroup.controllers")):
+                base, version = root, 2
+            else:
+                continue
+            levels, parts = [], [p for p in path.split("/") if p]
+            while parts:
+                levels.append(os.path.join(base, *parts))
+                parts.pop()
+            levels = [d for d in levels if os.path.isdir(d)]
+            if levels:
+                return cls(levels, version)
+        return None
+
+    def _limits(self):
+        name = "memory.limit_in_bytes" if self.version == 1 else "memory.max"
+        for level in self.levels:
+            limit = read_number(os.path.join(level, name))
+            if limit is not None and limit < UNLIMITED:
+                yield level, limit
+
+    def limit(self):
+        """(the level holding the smallest limit, the limit in bytes), or (None, None)."""
+        found = list(self._limits())
+        return min(found, key=lambda f: f[1]) if found else (None, None)
+
+    def usage(self, level):
+        """Bytes in use at level, without the file cache the kernel gives back first."""
+        if self.version == 1:
+            used = read_number(os.path.join(level, "memory.usage_in_bytes"))
+            cache = read_number(os.path.join(level, "memory.stat"), "total_inactive_file")
+        else:
+            used = read_number(os.path.join(level, "memory.current"))
+            cache = read_number(os.path.join(level, "memory.stat"), "inactive_file")
+        return None if used is None else max(0, used - (cache or 0))
+
+    def peak(self, level):
+        return read_number(os.path.join(level, "memory.max_usage_in_bytes" if self.version == 1
+                                        else "memory.peak"))
+
+    def oom_kills(self):
+        """OOM kills counted in our cgroups (v1 memory.oom_control, v2 memory.events)."""
+        if self.version == 1:
+            counts = [read_number(os.path.join(level, "memory.oom_control"), "oom_kill")
+                      for level in self.levels]
+            return sum(c for c in counts if c)
+        counts = [read_number(os.path.join(level, "memory.events"), "oom_kill")
+                  for level in self.levels]
+        return max([c for c in counts if c is not None] or [0])   # v2 counts descendants
+
+
+def tree_usage(root_pid):
+    """(resident bytes, CPU seconds) of root_pid and its descendants now."""
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    tick = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+    rss = cpu = 0
+    for pid in [root_pid] + [p for p, _ in process_tree(root_pid)]:
+        try:
+            with open("/proc/%d/statm" % pid, "rb") as f:
+                rss += int(f.read().split()[1]) * page
+            with open("/proc/%d/stat" % pid, "rb") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(b")") + 2:].split()
+            cpu += (int(fields[11]) + int(fields[12])) / tick   # utime, stime
+        except (OSError, ValueError, IndexError):
+            continue
+    return rss, cpu
+
+
+def slurm_memory_limit(environ=None):
+    """The job's --mem in bytes from Slurm's environment (no cgroup to read), or None."""
+    env = os.environ if environ is None else environ
+    per_node = env.get("SLURM_MEM_PER_NODE", "")
+    if per_node.isdigit() and int(per_node) > 0:
+        return int(per_node) << 20
+    per_cpu = env.get("SLURM_MEM_PER_CPU", "")
+    cpus = allocated_cpus()
+    if per_cpu.isdigit() and int(per_cpu) > 0 and cpus:
+        return int(per_cpu) * cpus << 20
+    return None
+
+
+class JobWatch(threading.Thread):
+    """Looks at the running job every few seconds, beside it (never in its way):
+
+    - MEMORY_WARNING once when its memory reaches SLM_MEMORY_WARNING percent
+      of its limit (the job's memory cgroup, else Slurm's --mem);
+    - TIME_WARNING at each SLM_TIME_WARNING lead before the job's end;
+    - STALLED when its output files did not grow for SLM_STALL (off by default);
+    - a heartbeat to the service every SLM_HEARTBEAT seconds: not an event (not
+      journalled, never notified), what the service's LOST watch waits for;
+      when the service cannot be reached it is left in the spool (beats/JOB)
+      for a service that reads the spool itself.
+    The wrapper's main thread keeps the signals and the child's end.
+    """
+
+    def __init__(self, wrapper):
+        threading.Thread.__init__(self, name="slm-watch", daemon=True)
+        self.wrapper = wrapper
+        self.settings = wrapper.settings
+        self.stopping = threading.Event()
+        self.cgroup = MemoryCgroup.find()
+        self.oom_at_start = self.cgroup.oom_kills() if self.cgroup else 0
+        self.memory_warned = False
+        self.time_done = set()     # leads already warned of
+        self.last_growth = time.time()
+        self.sizes = None
+        self.stalled = False
+        self.next_beat = time.time() + self.settings.heartbeat
+        self._lock = threading.Lock()
+
+    def heartbeats(self):
+        """Whether this job sends heartbeats: to a service, or to a spool one reads."""
+        s = self.settings
+        return s.heartbeat > 0 and bool((s.api_url and not s.no_db) or
+                                        s.sources.get("SLM_HEARTBEAT"))
+
+    def stop(self):
+        self.stopping.set()
+
+    def run(self):
+        while not self.stopping.is_set():
+            try:
+                self.look(time.time())
+            except Exception as e:   # a look that fails must not end the watching
+                self.wrapper.console.debug("watch: %s" % e)
+            self.stopping.wait(self.pause())
+
+    def pause(self):
+        # a look every SAMPLE_EVERY seconds, or every heartbeat if they come more often
+        wait = min(SAMPLE_EVERY, self.settings.heartbeat or SAMPLE_EVERY)
+        if self.heartbeats():
+            wait = min(wait, max(0.05, self.next_beat - time.time()))
+        end, leads = self.wrapper.end_time, self.leads()
+        for lead in leads:
+            if end is not None and lead not in self.time_done:
+                wait = min(wait, max(0.05, end - lead - time.time()))
+        return wait
+
+    def leads(self):
+        leads = self.settings.time_warning
+        if leads is not None:
+            return leads
+        limit = self.wrapper.time_limit
+        if limit is None:
+            return [600.0]
+        return [min(600.0, 0.1 * limit)]   # 10 minutes, or 10 % of a short limit
+
+    def memory(self):
+        """(used bytes, limit bytes, peak bytes or None) of the job now."""
+        level, limit = self.cgroup.limit() if self.cgroup else (None, None)
+        if level is not None:
+            return self.cgroup.usage(level), limit, self.cgroup.peak(level)
+        used = tree_usage(self.wrapper.child.pid)[0]
+        return used, slurm_memory_limit(), None
+
+    def look(self, now):
+        wrapper = self.wrapper
+        if self.wrapper.paused:
+            return    # frozen: nothing moves (and the service knows it is PAUSED)
+        used, limit, _ = self.memory()
+        if limit and used is not None and self.settings.memory_warning > 0 and \
+                not self.memory_warned and used >= limit * self.settings.memory_warning / 100:
+            self.memory_warned = True
+            wrapper.note("MEMORY_WARNING", memory_used_mb=round(used / 1048576.0, 1),
+                         memory_limit_mb=round(limit / 1048576.0, 1),
+                         message="memory at %d%% of the job's limit"
+                                 % round(100.0 * used / limit))
+        end = wrapper.end_time
+        if end is not None:
+            due = [lead for lead in self.leads() if lead not in self.time_done and
+                   now >= end - lead]
+            if due:
+                self.time_warning(now, end, due)
+        if self.settings.stall:
+            sizes = sum(output_sizes().values())
+            if sizes != self.sizes:
+                self.sizes, self.last_growth, self.stalled = sizes, now, False
+            elif not self.stalled and now - self.last_growth >= self.settings.stall:
+                self.stalled = True
+                wrapper.note("STALLED", message="no output for %s"
+                             % duration_text(now - self.last_growth))
+        if self.heartbeats() and now >= self.next_beat:
+            self.next_beat = now + self.settings.heartbeat
+            self.beat(used, limit)
+
+    def time_warning(self, now, end, leads, signal_name=None):
+        with self._lock:
+            fresh = [lead for lead in leads if lead not in self.time_done]
+            self.time_done.update(leads)
+        if fresh:
+            left = max(0, int(round(end - now)))
+            self.wrapper.note("TIME_WARNING", time_left=left, signal=signal_name,
+                              message="%s left before the time limit%s"
+                                      % (duration_text(left), " (%s from Slurm)" % signal_name
+                                         if signal_name else ""))
+
+    def signalled(self, name):
+        """A USR1/USR2 near the job's end (--signal=B:USR1@T) is its time warning too."""
+        end = self.wrapper.end_time
+        now = time.time()
+        if end is not None and now >= end - max(self.leads() + [600.0]) - 60:
+            self.time_warning(now, end, [lead for lead in self.leads() if now >= end - lead] or
+                              [max(self.leads() + [0.0])], signal_name=name)
+
+    def beat(self, used, limit):
+        wrapper = self.wrapper
+        s = self.settings
+        rss, cpu = tree_usage(wrapper.child.pid)
+        sample = {"interval": s.heartbeat, "rss_mb": round((used or rss) / 1048576.0, 1),
+                  "cpu_time": round(cpu, 2),
+                  "output_bytes": sum(output_sizes().values())}
+        if limit:
+            sample["memory_limit_mb"] = round(limit / 1048576.0, 1)
+        beat = dict(sample, job_id=wrapper.job.job_id, time=iso_utc(), user=user_name())
+        run = wrapper.job.fields().get("restart_count")
+        if isinstance(run, int):
+            beat["restart_count"] = run
+        if s.api_url and not s.no_db and not check_http_url(s.api_url):
+            try:
+                answer = http_request("POST", s.api_url + "/api/v1/heartbeats",
+                                      encode_json(beat), token=s.api_token,
+                                      timeout=min(2.0, s.timeout), use_proxy=False)
+                if 200 <= answer.status < 300:
+                    return
+            except DeliveryError:
+                pass
+        try:   # the service cannot be reached: a service that reads the spool sees this
+            Spool(s.spool_dir).beat(wrapper.job.job_id, sample)
+        except OSError:
+            pass
+
+    def oom_killed(self):
+        """Whether the kernel's OOM killer killed a process of this job since it started."""
+        return bool(self.cgroup) and self.cgroup.oom_kills() > self.oom_at_start
+
+
+# ---------------------------------------------------------------------------
 # The wrapper: `slm run`
 # ---------------------------------------------------------------------------
 
@@ -2157,12 +2486,12 @@ class Wrapper(object):
     # How long a SIGCONT from slurmstepd waits for the signal that says what it was.
     HOLD_CONT = 0.5
 
-    def __init__(self, command, settings, console, job_name=None, cleanup=None):
+    def __init__(self, command, settings, console, job=None, cleanup=None):
         self.command = command
         self.settings = settings
         self.console = console
         self.cleanup = cleanup
-        self.job = JobInfo(command, name=job_name)
+        self.job = job or JobInfo(command, group=settings.group)
         self.events = EventFactory(self.job)
         self.courier = None
         self.child = None
@@ -2170,6 +2499,8 @@ class Wrapper(object):
         self.paused = False
         self.stop_signal = None    # the first stop request: (signum, reason)
         self.end_time = None       # the job's end time by Slurm, epoch seconds
+        self.time_limit = None     # its time limit, seconds
+        self.watch = None          # the JobWatch, while the command runs
         self.started = None
         self.output_sizes = {}
         self.start_mask = set()    # the signal mask we were started with: the child's
@@ -2212,8 +2543,12 @@ class Wrapper(object):
             return self._spawn_failed(e)
         # the child runs: everything else happens beside it
         self.courier = Courier(self.settings, self.console)
-        self.courier.post(self.events.make("RUNNING", pid=self.child.pid))
+        self.watch = JobWatch(self)
+        # the heartbeat interval goes with RUNNING: the service waits for beats from now
+        self.courier.post(self.events.make("RUNNING", pid=self.child.pid, heartbeat=(
+            self.settings.heartbeat if self.watch.heartbeats() else None)))
         self.courier.start()
+        self.watch.start()
         self._warn_if_not_batch_process()
         if self.settings.snapshot_path:
             try:
@@ -2280,7 +2615,14 @@ class Wrapper(object):
 
     def _learn_about_slurm(self):
         slurm_proctrack()   # read now, not when the first signal is waiting for it
-        self.end_time = slurm_end_time(self.job.slurm_job_id, self.settings.timeout)
+        start, end = slurm_times(self.job.slurm_job_id, self.settings.timeout)
+        if start is not None and end is not None and end > start:
+            self.time_limit = end - start
+        self.end_time = end
+
+    def note(self, status, **fields):
+        """An event from the watch thread (warnings): journalled and sent like any."""
+        self.courier.post(self.events.make(status, **fields))
 
     # -- signals -----------------------------------------------------------
 
@@ -2322,6 +2664,7 @@ class Wrapper(object):
         else:
             if signum in self.NOTE_SIGNALS:
                 self.courier.post(self.events.make("SIGNALED", signal=name))
+                self.watch.signalled(name)
             if not sent:
                 self._forward(signum)
 
@@ -2403,6 +2746,7 @@ class Wrapper(object):
     def _finish(self, returncode):
         """Report the end; return the exit code, or -N when signal N killed the command."""
         elapsed = round(time.time() - self.started, 3)
+        self.watch.stop()
         if returncode < 0:
             fields = {"signal": signal_name(-returncode)}
         else:
@@ -2410,10 +2754,25 @@ class Wrapper(object):
         if self.stop_signal is not None:
             status = "TIMEOUT" if self.stop_signal[1] == "time_limit" else "CANCELLED"
             fields["reason"] = self.stop_signal[1]
+        elif self.watch.oom_killed():
+            # the kernel killed a process of the job for memory: Slurm records
+            # OUT_OF_MEMORY whatever the script did next, and so do we
+            status = "OUT_OF_MEMORY"
+            used, limit, peak = self.watch.memory()
+            fields.update(reason="oom", peak_memory_mb=round((peak or used or 0) / 1048576.0, 1),
+                          message="the kernel's OOM killer killed a process of the job "
+                                  "(memory limit %s MB)" % (
+                                      round(limit / 1048576.0, 1) if limit else "?"))
+            if limit:
+                fields["memory_limit_mb"] = round(limit / 1048576.0, 1)
         elif returncode == 0:
             status = "COMPLETED"
         else:
             status = "FAILED"
+            if returncode == -signal.SIGKILL:
+                fields["message"] = "killed by SIGKILL, not by the OOM killer as far as the " \
+                    "job's memory cgroup shows: a cancel of a suspended job, KillWait running " \
+                    "out, or another process"
         fields.update(resource_summary(elapsed))
         if status != "COMPLETED" and self.settings.tail_lines > 0:
             tail = output_tail(self.settings.tail_lines, self.output_sizes)
@@ -2511,23 +2870,25 @@ def output_tail(lines, since=None):
     return parts[0][1] if parts else None
 
 
-def slurm_end_time(job_id, timeout):
-    """The job's end time (epoch) from squeue, or None.  Slurm 22.05 does not
-    put it in the environment; squeue prints local time like 2026-11-28T16:00:00."""
+def slurm_times(job_id, timeout):
+    """The job's (start, end) times (epoch) from squeue, or None for each.
+    Slurm 22.05 puts neither in the environment; squeue prints local time
+    like 2026-11-28T16:00:00, and N/A or Unknown when there is none."""
     import subprocess
     try:
-        proc = subprocess.Popen(["squeue", "-h", "-j", job_id, "-o", "%e"],
+        proc = subprocess.Popen(["squeue", "-h", "-j", job_id, "-o", "%S %e"],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         out, _ = proc.communicate(timeout=max(timeout, 5))
     except (OSError, subprocess.SubprocessError):
-        return None
-    text = out.decode("ascii", "replace").strip().splitlines()
-    if not text:
-        return None
-    try:
-        return time.mktime(time.strptime(text[0].strip(), "%Y-%m-%dT%H:%M:%S"))
-    except (ValueError, OverflowError):
-        return None  # "N/A", "NONE", "Unknown": no limit known
+        return None, None
+    words = (out.decode("ascii", "replace").strip().splitlines() or [""])[0].split()
+    found = []
+    for word in (words + [None, None])[:2]:
+        try:
+            found.append(time.mktime(time.strptime(word, "%Y-%m-%dT%H:%M:%S")))
+        except (TypeError, ValueError, OverflowError):
+            found.append(None)
+    return found[0], found[1]
 
 
 def slurm_job_state(job_id, timeout):
@@ -2596,6 +2957,7 @@ class SbatchCommand(object):
         self.argv = list(argv)
         self.options = []      # sbatch's own words, in order, without --wrap
         self.values = {}       # long option name -> last value (job-name, partition...)
+        self.flags = set()     # long options given without a value (requeue, wait...)
         self.wrap = None
         self.no_submit = False
         self.script = None
@@ -2651,6 +3013,8 @@ class SbatchCommand(object):
             self.no_submit = True
         if value is not None:
             self.values[name] = value
+        else:
+            self.flags.add(name)
 
 
 def parse_directives(script):
@@ -2699,7 +3063,7 @@ def shell_quote(text):
     return shlex.quote(text).encode("utf-8", "surrogateescape")
 
 
-def monitored_script(original, name, args, python, slm_path, settings_path=None):
+def monitored_script(original, name, args, python, slm_path, settings_path=None, group=None):
     """A batch script whose batch process is `slm run` running the original.
 
     It is a small Python program that slurmstepd starts directly: no shell
@@ -2741,11 +3105,12 @@ def monitored_script(original, name, args, python, slm_path, settings_path=None)
     out.append(b"sys.exit(slm.run_submitted(b'''\n")
     for i in range(0, len(original), 57 * 20):
         out.append(binascii.b2a_base64(original[i:i + 57 * 20]))
-    out.append(b"''', %s, [%s], [%s], %s))\n" % (
+    out.append(b"''', %s, [%s], [%s], %s%s))\n" % (
         ascii_bytes(os.fsencode(name)),
         b", ".join(ascii_bytes(os.fsencode(w)) for w in interpreter(original)),
         b", ".join(ascii_bytes(os.fsencode(a)) for a in args),
-        ascii_bytes(os.fsencode(settings_path)) if settings_path else b"None"))
+        ascii_bytes(os.fsencode(settings_path)) if settings_path else b"None",
+        b", group=" + ascii_bytes(os.fsencode(group)) if group else b""))
     return b"".join(out)
 
 
@@ -2754,7 +3119,7 @@ def ascii_bytes(data):
     return repr(bytes(data)).encode("ascii")
 
 
-def run_submitted(script, name, interp, args, settings=None):
+def run_submitted(script, name, interp, args, settings=None, group=None):
     """The job's half of `slm submit`, called by the generated batch script:
     put the original script back in a private directory (as sbatch keeps its
     own copy), then run it with its interpreter under `slm run`."""
@@ -2776,6 +3141,8 @@ def run_submitted(script, name, interp, args, settings=None):
     argv = ["run", "--cleanup", folder]
     if settings:
         argv += ["--settings", os.fsdecode(settings)]
+    if group:
+        argv += ["--group", os.fsdecode(group)]
     return main(argv + ["--"] + [os.fsdecode(w) for w in interp] + [path] +
                 [os.fsdecode(a) for a in args])
 
@@ -2795,10 +3162,11 @@ def find_job_id(text, complete=True):
 
 
 class Submitter(object):
-    def __init__(self, argv, settings, console, monitor=True):
+    def __init__(self, argv, settings, console, monitor=True, group=None):
         self.settings = settings
         self.console = console
         self.monitor = monitor
+        self.group = group or settings.group
         self.cmd = SbatchCommand(argv)
         self.courier = None
 
@@ -2845,7 +3213,7 @@ class Submitter(object):
                                  slm_home(self.settings.environ), e.strerror or e,
                                  self.settings.config_path))
         batch = monitored_script(original, name, cmd.script_args, self.settings.python,
-                                 slm_path, snapshot)
+                                 slm_path, snapshot, self.group)
         return self._submit_file(sbatch, batch, name, original, path)
 
     def _submit_file(self, sbatch, batch, name, original, script_path):
@@ -2935,6 +3303,8 @@ class Submitter(object):
         }
         if cmd.wrap is not None:
             fields["wrap"] = cmd.wrap
+        if "requeue" in cmd.flags or "no-requeue" in cmd.flags:
+            fields["requeue"] = "requeue" in cmd.flags
         name = values.get("job-name") or ("wrap" if cmd.wrap is not None else
                                          (os.path.basename(cmd.script) if cmd.script
                                           else "sbatch"))
@@ -2944,7 +3314,7 @@ class Submitter(object):
         environ = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
         if job_id:
             environ["SLURM_JOB_ID"] = job_id
-        job = JobInfo(command=None, name=name, environ=environ)
+        job = JobInfo(command=None, name=name, environ=environ, group=self.group)
         job.partition = partition
         job.command = [clean_text(a) for a in ([path or name] + cmd.script_args)]
         events = EventFactory(job)
@@ -3022,16 +3392,17 @@ def cmd_run(args, settings, console):
     command = args.cmd
     if not command:
         raise UsageError("run needs a command: slm run -- CMD [ARGS...]")
-    job = JobInfo(command)
+    job = JobInfo(command, name=args.name, group=args.group or settings.group)
     nested = "SLM_ACTIVE" in os.environ and os.environ["SLM_ACTIVE"] == (job.slurm_job_id or "")
     if nested or (job.procid not in (None, "0")):
         # another slm reports this job already, or we are task N>0 of an srun step
         return exec_transparently(command, console)
-    return Wrapper(command, settings, console, job_name=args.name, cleanup=args.cleanup).run()
+    return Wrapper(command, settings, console, job=job, cleanup=args.cleanup).run()
 
 
 def cmd_submit(args, settings, console):
-    return Submitter(args.sbatch_args, settings, console, monitor=not args.no_monitor).run()
+    return Submitter(args.sbatch_args, settings, console, monitor=not args.no_monitor,
+                     group=args.group).run()
 
 
 def cmd_flush(args, settings, console):
@@ -3368,6 +3739,22 @@ slm's own -q/-v/--no-db go before 'submit'.
 }
 
 
+# Each command's function: main() dispatches here, and nowhere else.
+COMMANDS = {"run": cmd_run, "submit": cmd_submit, "flush": cmd_flush, "status": cmd_status,
+            "list": cmd_list, "events": cmd_events, "doctor": cmd_doctor}
+
+
+# `slm run`'s options, each taking a value: the one list the parser, the
+# split of the command line and the quick path all read.
+RUN_OPTIONS = (
+    ("--name", "job name outside Slurm (default: the command's name)"),
+    ("--group", "put the job into a named group (SLM_GROUP): one notice for the group's "
+                "first start, each failure, one roll-up at its end"),
+    ("--cleanup", None),      # the private copy of a submitted script, removed at the end
+    ("--settings", None),     # the submit-time snapshot of the settings
+)
+
+
 def build_parser():
     import argparse
 
@@ -3395,14 +3782,14 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     p = sub.add_parser("run", help="run a command and report its life",
-                       usage="slm run [-q] [-v] [--no-db] [--name NAME] -- CMD [ARGS...]",
+                       usage="slm run [-q] [-v] [--no-db] [--name NAME] [--group NAME] -- CMD "
+                       "[ARGS...]",
                        description="Run CMD (output, exit code and signals pass through) "
                        "and report RUNNING, PAUSED, RESUMED, TERMINATING and how it ended.",
                        epilog=EXAMPLES["run"], formatter_class=formatter)
     add_common(p, defaults=False)
-    p.add_argument("--name", help="job name outside Slurm (default: the command's name)")
-    p.add_argument("--cleanup", help=argparse.SUPPRESS)
-    p.add_argument("--settings", help=argparse.SUPPRESS)   # the submit-time snapshot
+    for option, text in RUN_OPTIONS:
+        p.add_argument(option, help=text or argparse.SUPPRESS)
     p.add_argument("cmd", nargs="*", metavar="CMD", help="the command and its arguments")
 
     p = sub.add_parser("submit", help="sbatch a script, monitored",
@@ -3414,6 +3801,9 @@ def build_parser():
                        epilog=EXAMPLES["submit"], formatter_class=formatter)
     p.add_argument("--no-monitor", action="store_true",
                    help="submit the script untouched; report only the submission")
+    p.add_argument("--group", metavar="NAME", help="put the job into a named group (a "
+                   "pipeline, a sweep): one notice for the group's first start, each "
+                   "failure, one roll-up at its end")
     p.add_argument("sbatch_args", nargs="*", metavar="SBATCH_ARGS")
 
     p = sub.add_parser("flush", help="deliver the events waiting in the spool",
@@ -3523,16 +3913,28 @@ def split_argv(argv):
                 return head + rest[:j], rest[j + 1:]
             if not word.startswith("-") or word == "-":
                 break
-            j += 2 if word in ("--name", "--cleanup", "--settings") else 1
+            j += 2 if word in dict(RUN_OPTIONS) else 1
         return head + rest[:j], rest[j:]
     # submit: --help first asks for our help; --no-monitor / --no-db before the script are ours
     if rest[:1] in (["-h"], ["--help"]):
         return head + rest[:1], []
     ours = ("--no-monitor", "--no-db")
-    boundary = len(rest) - len(SbatchCommand(rest).script_args) - (
-        1 if SbatchCommand(rest).script else 0)
-    mine = [w for w in rest[:boundary] if w in ours]
-    sbatch = [w for w in rest[:boundary] if w not in ours] + rest[boundary:]
+    mine, words = [], list(rest)
+    k = 0
+    while k < len(words):    # --group NAME / --group=NAME are ours too: sbatch has none
+        if words[k] == "--group" and k + 1 < len(words):
+            mine += words[k:k + 2]
+            del words[k:k + 2]
+        elif words[k].startswith("--group="):
+            mine.append(words.pop(k))
+        elif words[k] == "--" or not words[k].startswith("-"):
+            break
+        else:
+            k += 1
+    boundary = len(words) - len(SbatchCommand(words).script_args) - (
+        1 if SbatchCommand(words).script else 0)
+    mine += [w for w in words[:boundary] if w in ours]
+    sbatch = [w for w in words[:boundary] if w not in ours] + words[boundary:]
     return head + mine, sbatch
 
 
@@ -3548,8 +3950,8 @@ def quick_run_args(head, tail):
     ~3 ms of start-up); None for anything else, which argparse then handles."""
     if not tail or head.count("run") != 1:
         return None
-    values = {"quiet": False, "verbose": False, "no_db": False, "name": None,
-              "cleanup": None, "settings": None, "command": "run", "cmd": tail}
+    values = {"quiet": False, "verbose": False, "no_db": False, "command": "run", "cmd": tail}
+    values.update((option[2:], None) for option, _ in RUN_OPTIONS)
     flags = {"-q": "quiet", "--quiet": "quiet", "-v": "verbose", "--verbose": "verbose",
              "--no-db": "no_db"}
     words = list(head)
@@ -3560,7 +3962,7 @@ def quick_run_args(head, tail):
             seen_run = True
         elif word in flags:
             values[flags[word]] = True
-        elif seen_run and word in ("--name", "--cleanup", "--settings") and words:
+        elif seen_run and word in dict(RUN_OPTIONS) and words:
             values[word[2:]] = words.pop(0)
         else:
             return None
@@ -3583,7 +3985,7 @@ def main(argv=None):
             raise UsageError("a command is needed: run, submit, status, list, events, "
                              "doctor or flush (see 'slm --help')")
         settings = Settings(console, no_db=args.no_db, snapshot=getattr(args, "settings", None))
-        handler = globals()["cmd_" + args.command]
+        handler = COMMANDS[args.command]
         if args.command in ("run", "flush"):
             code = handler(args, settings, console)
             sys.stdout.flush()

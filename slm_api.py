@@ -434,7 +434,7 @@ TEXT_FIELDS = (
 INT_FIELDS = ("exit_code", "seq", "cpus", "array_task_count", "restart_count")
 LIST_FIELDS = ("command", "script_args")
 NUMBER_FIELDS = ("elapsed", "cpu_time", "max_rss_mb", "cpu_efficiency", "memory_limit_mb",
-                 "peak_memory_mb")
+                 "peak_memory_mb", "heartbeat", "memory_used_mb", "time_left")
 BOOL_FIELDS = ("monitored", "requeue")
 EVENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
 # The relay request an event may carry (SLM_WEBHOOK_VIA=api): where the
@@ -505,6 +505,10 @@ def validate_relay(relay):
         if target.get("secret") is not None and (not isinstance(target["secret"], str) or
                                                  len(target["secret"]) > 512):
             raise ValueError("relay.to secret must be a short string")
+        if not isinstance(target.get("send", False), bool) or \
+                target.get("array_notify") not in (None,) + slm.ARRAY_NOTIFY_CHOICES:
+            raise ValueError("relay.to send must be true or false, array_notify each, "
+                             "failures or summary")
     if not isinstance(relay.get("send", False), bool):
         raise ValueError("relay.send must be true or false")
     notify_on = relay.get("notify_on")
@@ -739,6 +743,12 @@ def merge_event(row, event):
                    status_event=None, started_at=None, ended_at=None)
     if status == "RUNNING" and (row.get("started_at") is None or when < row["started_at"]):
         row["started_at"] = when
+    beat = event.get("heartbeat")
+    if (is_int(beat) or isinstance(beat, float)) and beat > 0:
+        row["heartbeat_interval"] = float(beat)   # RUNNING says how often beats will come
+    if row.get("heartbeat_interval") and event.get("source") is None and \
+            (row.get("heartbeat_at") is None or when > row["heartbeat_at"]):
+        row["heartbeat_at"] = when                # a word from the wrapper is a heartbeat too
     new = status_rank(status, event.get("source"), when, seq, event["event_id"])
     wins = not row.get("status") or new > status_rank(
         row["status"], meta.get("source"), row.get("status_time"), row.get("status_seq"),
@@ -1091,7 +1101,7 @@ class Tx(object):
             event, raw = items[i]
             return (event["event_id"], event["job_id"], event["status"], event["time"],
                     event.get("seq"), received, raw)
-        if self.exact:
+        if self.exact or len(fresh) == 1:   # one row's count is exact: one statement
             for i in fresh:
                 stored[i] = self.execute(sql + "(?, ?, ?, ?, ?, ?, ?)", values(i)).rowcount == 1
             return stored
@@ -1753,8 +1763,10 @@ class NotifyPolicy(object):
                 event, frozenset(stored.get("notify_on") or slm.NOTIFY_DEFAULT),
                 stored.get("array_notify") or "failures"))
         rows, refused = [], 0
-        if relay and relay.get("send"):
+        if relay:
             for t in relay["to"]:
+                if not t.get("send", relay.get("send")):
+                    continue     # a destination's own filter (URL#on=...) wants it not
                 allowed = host_allowed(t["url"], self.allow)
                 refused += not allowed
                 rows.append(self._row("event", event["event_id"], event["job_id"], t["url"],
@@ -1776,9 +1788,10 @@ class NotifyPolicy(object):
         array_id = summary["job_id"]
         notice = compact_json(dict(summary, array_job_id=array_id))
         rows = []
-        if relay and relay.get("to") and (relay.get("array_notify") or "failures") != "each":
+        if relay and relay.get("to"):
             for t in relay["to"]:
-                if host_allowed(t["url"], self.allow):
+                policy = t.get("array_notify") or relay.get("array_notify") or "failures"
+                if policy != "each" and host_allowed(t["url"], self.allow):
                     rows.append(self._row("rollup", array_id, array_id, t["url"],
                                           t.get("format", "json"), t.get("secret"),
                                           relay.get("dashboard_url"), notice, now))
@@ -5263,6 +5276,11 @@ def build_parser():
 
 
 def cmd_serve(args, env):
+    # the writer of a group commit waits for the GIL after each database round
+    # trip while dozens of request threads hold it in turns: a shorter switch
+    # interval than the default 5 ms keeps the write transaction (and so every
+    # request waiting on it) from stalling
+    sys.setswitchinterval(float(env.get("SLM_SWITCH_INTERVAL", "") or 0.0005))
     try:
         service = build_service(env, db=args.db, spools=args.spool)
     except ConfigError as e:

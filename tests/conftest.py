@@ -8,7 +8,6 @@ Environment:
                      suites fail instead of skip when the service is missing
 """
 import glob
-import json
 import os
 import re
 import socket
@@ -16,8 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,6 +22,8 @@ SLM = os.path.join(ROOT, "slm.py")
 HELPERS = os.path.join(ROOT, "tests", "helpers")
 CHILD = os.path.join(HELPERS, "child.py")
 sys.path.insert(0, ROOT)
+
+from scaffold import HttpSink, free_port, need  # noqa: E402
 
 
 def discover_pythons():
@@ -61,89 +60,13 @@ def py(request):
     return request.param
 
 
-def required(name):
-    return os.environ.get("SLM_REQUIRE_" + name, "") not in ("", "0")
-
-
-def need(condition, name, why):
-    """Skip (or, when CI requires the service, fail) unless condition."""
-    if condition:
-        return
-    if required(name):
-        pytest.fail("%s is required here (SLM_REQUIRE_%s=1) but %s" % (name.lower(), name, why))
-    pytest.skip("%s: %s" % (name.lower(), why))
-
-
 # ---------------------------------------------------------------------------
 # An HTTP sink that records what it receives
 # ---------------------------------------------------------------------------
 
 
-class Sink(object):
-    """A local stand-in for the SLM service or a webhook.
-
-    statuses: the HTTP status to answer, one per request (popped; then 200).
-    """
-
-    def __init__(self):
-        self.requests = []   # (path, headers, parsed body)
-        self.events = []     # every event received, batches flattened
-        self.statuses = []
-        self._cond = threading.Condition()
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                with sink._cond:
-                    status = sink.statuses.pop(0) if sink.statuses else 200
-                    try:
-                        body = json.loads(raw.decode("utf-8"))
-                    except ValueError:
-                        body = None
-                    sink.requests.append((self.path, dict(self.headers), body, status))
-                    if status < 300 and isinstance(body, dict):
-                        sink.events.extend(body["events"] if "events" in body else [body])
-                    sink._cond.notify_all()
-                answer = json.dumps({"accepted": 1} if status < 300 else {"error": "nope"}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def wait_for(self, predicate, timeout=15.0):
-        """Wait until predicate(events) is true; return the events."""
-        deadline = time.time() + timeout
-        with self._cond:
-            while not predicate(self.events):
-                left = deadline - time.time()
-                if left <= 0:
-                    raise AssertionError("sink timed out; got %s" % self.statuses_seen())
-                self._cond.wait(left)
-            return list(self.events)
-
-    def wait_status(self, status, timeout=15.0):
-        return self.wait_for(lambda evs: any(e.get("status") == status for e in evs), timeout)
-
-    def statuses_seen(self):
-        return [e.get("status") for e in self.events]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+# the one webhook sink / stand-in for the service (tests/scaffold.py)
+Sink = HttpSink
 
 
 @pytest.fixture
@@ -151,15 +74,6 @@ def sink():
     s = Sink()
     yield s
     s.close()
-
-
-def free_port():
-    """A loopback port nobody listens on (for now)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture

@@ -180,9 +180,11 @@ class HttpSink(object):
                     sink.requests.append((self.path, dict(self.headers), body, status))
                     if status < 300:
                         sink.delivered.append(body)
-                        if isinstance(body, dict):
-                            sink.events.extend(body["events"] if "events" in body and
-                                               "event_id" not in body else [body])
+                        # events: one, or a batch; heartbeats and chat bodies are not
+                        if isinstance(body, dict) and "event_id" in body:
+                            sink.events.append(body)
+                        elif isinstance(body, dict) and isinstance(body.get("events"), list):
+                            sink.events.extend(body["events"])
                     sink.cond.notify_all()
                 answer = json.dumps({"ok": True, "accepted": 1} if status < 300
                                     else {"error": "scripted"}).encode()

@@ -31,9 +31,9 @@ import uuid
 
 import pytest
 
-from conftest import MAIN_PYTHON, need, required, run_slm, spool_files
+from conftest import MAIN_PYTHON, run_slm, spool_files
 from scaffold import (HttpSink, ScratchDatabase, ServiceProcess, database, drop_database,
-                      mariadb_admin, rows_per_event)
+                      mariadb_admin, need, required, rows_per_event)
 
 CLIENTS = 32
 JOBS_PER_CLIENT = 4

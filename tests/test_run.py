@@ -562,8 +562,9 @@ def test_time_limit_reason_from_squeue(env, api, tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     squeue = bin_dir / "squeue"
-    end = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() + 30))
-    squeue.write_text("#!/bin/sh\necho %s\n" % end)
+    start, end = (time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() + d))
+                  for d in (-30, 30))
+    squeue.write_text("#!/bin/sh\necho %s %s\n" % (start, end))   # -o '%S %e'
     squeue.chmod(0o755)
     env["PATH"] = "%s:%s" % (bin_dir, env["PATH"])
     slurm_env(env)

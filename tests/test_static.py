@@ -49,7 +49,8 @@ def test_slm_is_executable_with_a_shebang():
 
 def test_every_supported_python_is_tested():
     """slm.py promises 3.6..3.13: CI (SLM_REQUIRE_PYTHONS=1) must test each one."""
-    from conftest import PYTHONS, python_id, required
+    from conftest import PYTHONS, python_id
+    from scaffold import required
     found = sorted(set(python_id(p) for p in PYTHONS))
     wanted = ["py3.%d" % minor for minor in range(6, 14)]
     missing = [v for v in wanted if v not in found]
