@@ -75,7 +75,7 @@ CREATE TABLE IF NOT EXISTS `slm_outbox` (
   `secret` TEXT NULL,
   `dashboard_url` TEXT NULL,
   `payload` MEDIUMTEXT NOT NULL,
-  `state` VARCHAR(8) NOT NULL,
+  `state` VARCHAR(16) NOT NULL,
   `attempts` INT NOT NULL DEFAULT 0,
   `next_attempt_at` VARCHAR(32) NOT NULL,
   `lease_owner` VARCHAR(64) NULL,

@@ -2162,6 +2162,17 @@ def slurm_proctrack(environ=None):
     return answer
 
 
+def slurm_cluster_name(environ=None):
+    """ClusterName from this host's slurm.conf (a submitting host knows no
+    SLURM_CLUSTER_NAME), or None: the service asks Slurm only about its own."""
+    env = os.environ if environ is None else environ
+    for path in [env.get("SLURM_CONF", "")] + list(SLURM_CONF_PATHS):
+        value = slurm_conf_value(path, "ClusterName") if path else None
+        if value is not None:
+            return value or None
+    return None
+
+
 def process_name(pid):
     try:
         with open("/proc/%d/comm" % pid, "rb") as f:
@@ -3316,6 +3327,7 @@ class Submitter(object):
             environ["SLURM_JOB_ID"] = job_id
         job = JobInfo(command=None, name=name, environ=environ, group=self.group)
         job.partition = partition
+        job.cluster = job.cluster or slurm_cluster_name()
         job.command = [clean_text(a) for a in ([path or name] + cmd.script_args)]
         events = EventFactory(job)
         if job_id:

@@ -202,7 +202,7 @@ CREATE TABLE IF NOT EXISTS `slm_outbox` (
   `secret` TEXT NULL,
   `dashboard_url` TEXT NULL,
   `payload` MEDIUMTEXT NOT NULL,
-  `state` VARCHAR(8) NOT NULL,
+  `state` VARCHAR(16) NOT NULL,
   `attempts` INT NOT NULL DEFAULT 0,
   `next_attempt_at` VARCHAR(32) NOT NULL,
   `lease_owner` VARCHAR(64) NULL,
@@ -285,6 +285,8 @@ MIGRATIONS = {
         ("slurm_jobs", "relay", "TEXT", "MEDIUMTEXT NULL"),
         ("slm_outbox", "event_id", "TEXT", "VARCHAR(64) NULL")),
 }
+# Columns a version made wider (MySQL only: SQLite does not enforce lengths).
+WIDENED = {2: (("slm_outbox", "state", "VARCHAR(16) NOT NULL", 16),)}
 # Indexes made after the migrations, on every start when missing: on columns a
 # migration may have added, and the dashboard's orders (keyset paging by first
 # event, the finished-per-hour summary).  (column, MySQL prefix length or None)
@@ -740,7 +742,7 @@ def merge_event(row, event):
     if run > current:                # a requeued job runs again: a new run begins
         meta = dict((k, v) for k, v in meta.items() if k in JOB_IDENTITY)
         row.update(restarts=run, status=None, status_time=None, status_seq=None,
-                   status_event=None, started_at=None, ended_at=None)
+                   status_event=None, started_at=None, ended_at=None, checked_at=None)
     if status == "RUNNING" and (row.get("started_at") is None or when < row["started_at"]):
         row["started_at"] = when
     beat = event.get("heartbeat")
@@ -874,6 +876,9 @@ class Dialect(object):
 
     def add_index(self, cur, name, table, parts):
         raise NotImplementedError
+
+    def widen(self, cur, table, column, mysql_type, length):
+        """Make a text column hold length characters (SQLite's hold any)."""
 
     def contains(self, column):
         """SQL true when column holds the one ? argument, case-insensitively
@@ -1021,6 +1026,15 @@ class MySQLDialect(Dialect):
 
     def add_column(self, cur, table, column, sqlite_type, mysql_type):
         cur.execute("ALTER TABLE `%s` ADD COLUMN %s %s" % (table, quote(column), mysql_type))
+
+    def widen(self, cur, table, column, mysql_type, length):
+        cur.execute("SELECT character_maximum_length FROM information_schema.columns WHERE"
+                    " table_schema = DATABASE() AND table_name = %s AND column_name = %s",
+                    (table, column))
+        found = cur.fetchone()
+        if found and found[0] is not None and found[0] < length:
+            cur.execute("ALTER TABLE `%s` MODIFY COLUMN %s %s" % (table, quote(column),
+                                                                 mysql_type))
 
     def add_index(self, cur, name, table, parts):
         cur.execute("SELECT COUNT(*) FROM information_schema.statistics WHERE"
@@ -1587,6 +1601,8 @@ class Database(object):
                     except Exception:
                         if column not in self.dialect.table_columns(cur, table):
                             raise
+            for table, column, mysql_type, length in WIDENED.get(version, ()):
+                self.dialect.widen(cur, table, column, mysql_type, length)
 
     def _acquire(self):
         with self._lock:
@@ -2358,7 +2374,9 @@ def slurm_verdict(row, runs, now):
     if state not in SLURM_STATES or run < current:
         return events, holds       # running, suspended, or a run we know better
     status, why = SLURM_STATES[state]
-    if status == "REQUEUED":
+    if status == "REQUEUED":   # the requeue's own record, before the next run's appears
+        events.append(slurm_event(row, "REQUEUED", run, now, reason=why,
+                                  message="Slurm requeued the job: it runs again"))
         return events, "supersede"
     wrapper_said = ours if ours in FINAL and meta.get("source") not in SERVICE_SOURCES else None
     if ours == status and meta.get("source") != "service":
@@ -2412,6 +2430,8 @@ class Watchdog(threading.Thread):
             self.join(wait)
 
     def run(self):
+        if self.slurm is not None:
+            self.slurm.learn_cluster()   # every instance: its ingestor holds notices by it
         while not self.stopping.is_set():
             try:
                 self.run_once()
@@ -2465,6 +2485,12 @@ class Watchdog(threading.Thread):
         if found is None:
             found = dict((k, [v]) for k, v in self.slurm.queue([r["job_id"] for r in asked])
                          .items())
+        else:
+            # a pending job's reason changes in slurmctld before accounting hears of it
+            waiting = [j for j, runs in found.items() if runs[-1]["State"] == "PENDING"]
+            for job_id, now_state in (self.slurm.queue(waiting) if waiting else {}).items():
+                if job_id in found and now_state["State"] == "PENDING":
+                    found[job_id][-1] = dict(found[job_id][-1], Reason=now_state["Reason"])
         events, checked = [], [r["job_id"] for r in rows if r not in asked]
         stamp = iso_at(now)
         for row in asked:

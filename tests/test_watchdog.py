@@ -70,6 +70,10 @@ def test_a_requeued_run_is_requeued_not_cancelled():
     assert holds == "supersede"
     assert [(e["status"], e.get("restart_count", 0), e["reason"]) for e in events] == \
         [("REQUEUED", 0, "requeued")]
+    # within seconds of the requeue sacct has only the requeued run's record
+    events, holds = slm_api.slurm_verdict(row("CANCELLED"), [run("REQUEUED")], NOW)
+    assert [(e["status"], e.get("restart_count", 0)) for e in events] == [("REQUEUED", 0)]
+    assert holds == "supersede"
     # the second run ended: its verdict is run 1's, the first run stays REQUEUED
     sacct = [run("REQUEUED"), run("COMPLETED")]
     events, _ = slm_api.slurm_verdict(row("RUNNING", restarts=1), sacct, NOW)

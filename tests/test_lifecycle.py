@@ -1,0 +1,217 @@
+"""The deaths a wrapper cannot report, and the jobs that come back, on the real Slurm.
+
+Two slm_api.py instances share one throw-away MariaDB database (as a site
+that outgrew one login node runs them) with short watchdog rounds; jobs post
+to one or the other; the service-wide webhook (one sink) must hear of each
+thing once.  Every scenario is submitted when the module starts and checked
+by its own test, so the slow ones (a time limit, a requeue that runs again
+after ~2.5 minutes) run side by side.  Once per proctrack mode (conftest's
+cluster fixture); needs root, Slurm with accounting (slurmdbd) and memory
+enforced (tests/slurm-cluster.sh sets it up).
+"""
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import MAIN_PYTHON, run_slm
+from scaffold import HttpSink, ScratchDatabase, ServiceProcess, await_true
+
+WATCH = "1"          # seconds between watchdog rounds
+BEAT = "2"           # the jobs' heartbeat interval
+
+
+class Lifecycle(object):
+    """The services, the webhook, and every scenario's submission."""
+
+    def __init__(self, cluster):
+        self.dir = cluster.workdir
+        self.db = ScratchDatabase("slm_life")
+        self.hook = HttpSink()
+        self.spool = os.path.join(self.dir, "firewalled-spool")
+        os.makedirs(self.spool, exist_ok=True)
+        env = {"SLM_WATCH_INTERVAL": WATCH, "SLM_WEBHOOK": self.hook.hook_url,
+               "SLM_NOTIFY_ON": "all", "SLM_RELAY_ALLOW": "127.0.0.1"}
+        self.services = [ServiceProcess(self.db, self.dir, env=env,
+                                        args=["--spool", self.spool]).start()
+                         for _ in range(2)]
+        self.jobs = {}
+
+    def submit(self, name, script, sbatch_args=(), via=0, **env):
+        folder = os.path.join(self.dir, name)
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, "job.sh")
+        with open(path, "w") as f:
+            f.write(script)
+        os.chmod(path, 0o755)
+        e = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SLM_"))}
+        e.update(SLM_API_URL=self.services[via].url, SLM_HEARTBEAT=BEAT, SLM_TIMEOUT="2",
+                 SLM_SPOOL_DIR=os.path.join(folder, "spool"), PYTHONDONTWRITEBYTECODE="1")
+        e.update(env)
+        r = run_slm(MAIN_PYTHON, ["submit", "-o", os.path.join(folder, "out.txt")] +
+                    list(sbatch_args) + [path], e, cwd=folder)
+        assert r.returncode == 0, r.stderr
+        job_id = re.search(rb"Submitted batch job (\d+)", r.stdout).group(1).decode()
+        self.jobs[name] = (job_id, folder)
+        return job_id
+
+    def job(self, name):
+        return self.services[1].job(self.jobs[name][0])
+
+    def events(self, name):
+        return self.services[0].events(self.jobs[name][0])
+
+    def wait(self, name, predicate, timeout=120):
+        seen = {}
+
+        def check():
+            seen["job"] = self.job(name)
+            return seen["job"] is not None and predicate(seen["job"])
+        try:
+            await_true(check, timeout, name, interval=0.5)
+        except AssertionError:
+            raise AssertionError("%s never got there: %r\nevents: %r" % (
+                name, seen.get("job"), [(e["status"], e.get("source")) for e in
+                                        (self.events(name) if seen.get("job") else [])]))
+        return seen["job"]
+
+    def notices(self, name):
+        job_id = self.jobs[name][0]
+        return [(b["status"], b.get("source")) for b in self.hook.delivered
+                if b.get("job_id") == job_id]
+
+    def marker(self, name, what, timeout=60):
+        path = os.path.join(self.jobs[name][1], what)
+        await_true(lambda: os.path.exists(path) and open(path).read().strip(), timeout,
+                   "%s's %s" % (name, what))
+        return open(path).read().strip()
+
+    def close(self):
+        for job_id, _ in self.jobs.values():
+            subprocess.run(["scancel", job_id], stderr=subprocess.DEVNULL)
+        for s in self.services:
+            s.stop()
+        self.hook.close()
+        self.db.drop()
+
+
+SLEEPER = "#!/bin/bash\necho $PPID > slm.pid\nsleep 300\n"
+
+
+@pytest.fixture(scope="module")
+def life(cluster):
+    if not subprocess.run(["sacct", "-n", "-j", "1"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE).returncode == 0:
+        pytest.fail("Slurm accounting is off: tests/slurm-cluster.sh configures slurmdbd")
+    lc = Lifecycle(cluster)
+    try:
+        lc.submit("killed", SLEEPER, via=0)
+        lc.submit("suspended", SLEEPER, via=1)
+        lc.submit("oom", "#!/bin/bash\n%s -c 'import time\nb = []\nfor i in range(100):\n"
+                  "    b.append(bytearray(4 << 20))\n    time.sleep(0.4)\n'\necho after=$?\n"
+                  % MAIN_PYTHON, ["--mem=100M"], SLM_HEARTBEAT="0.5")
+        lc.submit("timeout", "#!/bin/bash\nsleep 300\n", ["-t", "1"], SLM_TIME_WARNING="30s")
+        failing = lc.submit("failing", "#!/bin/bash\nexit 1\n")
+        lc.submit("never", "#!/bin/bash\ntrue\n", ["--dependency=afterok:%s" % failing])
+        lc.submit("requeued", "#!/bin/bash\necho run ${SLURM_RESTART_COUNT:-0} >> runs\n"
+                  "[ \"${SLURM_RESTART_COUNT:-0}\" -gt 0 ] && exit 0\nsleep 300\n",
+                  ["--requeue", "--open-mode=append"], via=1)
+        # no route from the node to the service: only the shared spool it reads
+        lc.submit("firewalled", "#!/bin/bash\nsleep 8\necho done\n",
+                  SLM_API_URL="http://127.0.0.1:9", SLM_SPOOL_DIR=lc.spool)
+        yield lc
+    finally:
+        lc.close()
+
+
+def test_wrapper_killed_is_lost_then_slurms_verdict(life):
+    life.wait("killed", lambda j: j["status"] == "RUNNING")
+    pid = int(life.marker("killed", "slm.pid"))
+    os.kill(pid, signal.SIGKILL)           # the wrapper cannot say a word of this
+    killed = time.time()
+    life.wait("killed", lambda j: j["status"] in ("LOST", "FAILED"), timeout=60)
+    statuses = [(e["status"], e.get("source")) for e in life.events("killed")]
+    assert ("LOST", "service") in statuses, statuses
+    lost = [e for e in life.events("killed") if e["status"] == "LOST"][0]
+    assert "no heartbeat" in lost["message"]
+    assert time.time() - killed < 60
+    # then Slurm's record: the batch process died of SIGKILL
+    job = life.wait("killed", lambda j: j["meta"].get("source") == "slurm", timeout=90)
+    assert (job["status"], job["signal"]) == ("FAILED", "SIGKILL")
+    # two instances, one database: each told once
+    await_true(lambda: ("FAILED", "slurm") in life.notices("killed"), 30, "verdict notice")
+    life.hook.quiet(3 * float(WATCH) + 1)     # other jobs may be heard meanwhile
+    notices = life.notices("killed")
+    assert notices.count(("LOST", "service")) == 1 and notices.count(("FAILED", "slurm")) == 1
+
+
+def test_cancel_of_a_suspended_job_is_cancelled_by_the_reconciler(life):
+    job_id = life.jobs["suspended"][0]
+    life.wait("suspended", lambda j: j["status"] == "RUNNING")
+    life.marker("suspended", "slm.pid")
+    subprocess.check_call(["scontrol", "suspend", job_id])
+    life.wait("suspended", lambda j: j["status"] == "PAUSED")
+    subprocess.check_call(["scancel", job_id])     # SIGKILL at once: the wrapper says nothing
+    job = life.wait("suspended", lambda j: j["status"] == "CANCELLED", timeout=90)
+    assert job["meta"]["source"] == "slurm"
+    assert [e["status"] for e in life.events("suspended")][-1] == "CANCELLED"
+    assert "LOST" not in [e["status"] for e in life.events("suspended")]   # PAUSED: frozen
+
+
+def test_out_of_memory_with_a_warning_before(life):
+    job = life.wait("oom", lambda j: j["status"] in ("OUT_OF_MEMORY", "FAILED", "COMPLETED"),
+                    timeout=120)
+    assert job["status"] == "OUT_OF_MEMORY", job
+    statuses = [e["status"] for e in life.events("oom")]
+    assert "MEMORY_WARNING" in statuses
+    assert statuses.index("MEMORY_WARNING") < statuses.index("OUT_OF_MEMORY")
+    end = [e for e in life.events("oom") if e["status"] == "OUT_OF_MEMORY"][0]
+    assert end["memory_limit_mb"] == 100.0 and 90 <= end["peak_memory_mb"] <= 101
+    assert end.get("source") is None              # the wrapper knew: no correction needed
+    assert "MEMORY_WARNING" in job["meta"]["warnings"]
+
+
+def test_time_warning_then_timeout(life):
+    job = life.wait("timeout", lambda j: j["status"] == "TIMEOUT", timeout=180)
+    statuses = [e["status"] for e in life.events("timeout")]
+    assert statuses.index("TIME_WARNING") < statuses.index("TERMINATING") < \
+        statuses.index("TIMEOUT"), statuses
+    warning = [e for e in life.events("timeout") if e["status"] == "TIME_WARNING"][0]
+    assert warning["time_left"] <= 31
+    assert job["reason"] == "time_limit"
+
+
+def test_a_job_that_never_starts_is_told_with_slurms_reason(life):
+    job = life.wait("never", lambda j: j["status"] == "PENDING", timeout=90)
+    assert job["reason"] == "DependencyNeverSatisfied" and job["meta"]["source"] == "slurm"
+    await_true(lambda: ("PENDING", "slurm") in life.notices("never"), 30, "pending notice")
+
+
+def test_a_requeued_job_is_requeued_then_runs_again(life):
+    job_id = life.jobs["requeued"][0]
+    life.wait("requeued", lambda j: j["status"] == "RUNNING")
+    life.marker("requeued", "runs")
+    subprocess.check_call(["scontrol", "requeue", job_id])
+    life.wait("requeued", lambda j: j["status"] == "REQUEUED", timeout=90)
+    job = life.wait("requeued", lambda j: j["status"] == "COMPLETED", timeout=300)
+    assert job["restarts"] == 1 and job["reason"] is None
+    runs = [(e["status"], e.get("restart_count", 0)) for e in life.events("requeued")]
+    assert ("REQUEUED", 0) in runs and ("RUNNING", 1) in runs and ("COMPLETED", 1) in runs
+    notices = life.notices("requeued")
+    # the CANCELLED the wrapper saw was held, and REQUEUED told instead
+    assert ("REQUEUED", "slurm") in notices and not any(s == "CANCELLED" for s, _ in notices)
+
+
+def test_a_node_without_a_route_reports_through_the_shared_spool(life):
+    job = life.wait("firewalled", lambda j: j["status"] == "COMPLETED", timeout=120)
+    statuses = [e["status"] for e in life.events("firewalled")]
+    assert sorted(statuses) == ["COMPLETED", "RUNNING", "SUBMITTED"], statuses
+    assert "LOST" not in statuses and job["heartbeat_at"]
+    assert job["meta"].get("usage", {}).get("rss_mb", 0) > 0
+    assert os.listdir(os.path.join(life.spool, "pending")) == []
+    # every event once, though both instances read the spool
+    ids = [e["event_id"] for e in life.events("firewalled")]
+    assert len(ids) == len(set(ids)) == 3 and job["event_count"] == 3
