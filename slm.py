@@ -353,6 +353,15 @@ def describe_event(event):
     return " ".join(parts)
 
 
+def split_destinations(text):
+    """SLM_WEBHOOK's destinations: separated by commas, but only by those
+    that start a new URL ('scheme:' or 'format+scheme:'), so that
+    'mailto:a@x.org,b@y.org' and '...#on=final,warnings' stay one each."""
+    import re
+    parts = re.split(r",\s*(?=(?:[A-Za-z0-9]+\+)?[A-Za-z][A-Za-z0-9+.-]*:)", text or "")
+    return [p.strip() for p in parts if p.strip()]
+
+
 def parse_duration(text, unit=60):
     """Seconds in '30m', '90s', '1h', '1.5h' or a bare number (of unit seconds); None if not."""
     import re
@@ -392,6 +401,8 @@ SETTING_KEYS = (
     "SLM_WEBHOOK_VIA", "SLM_DASHBOARD_URL", "SLM_NOTIFY_ON", "SLM_ARRAY_NOTIFY",
     "SLM_TAIL_LINES", "SLM_SPOOL_DIR", "SLM_TIMEOUT", "SLM_SBATCH", "SLM_PYTHON",
     "SLM_HEARTBEAT", "SLM_MEMORY_WARNING", "SLM_TIME_WARNING", "SLM_STALL", "SLM_GROUP",
+    "SLM_SMTP_HOST", "SLM_SMTP_PORT", "SLM_SMTP_USER", "SLM_SMTP_PASSWORD", "SLM_SMTP_TLS",
+    "SLM_SMTP_FROM",
 )
 # Never written where others can read them: not in a batch script (slurmctld
 # keeps it), not in ps arguments, not in output files; a webhook URL is its
@@ -526,7 +537,7 @@ class Settings(object):
         if self.api_url.endswith("/api/v1/events"):
             self.api_url = self.api_url[:-len("/api/v1/events")]
         self.api_token = get("SLM_API_TOKEN") or None
-        self.webhooks = [u.strip() for u in get("SLM_WEBHOOK").split(",") if u.strip()]
+        self.webhooks = split_destinations(get("SLM_WEBHOOK"))
         self.spool_dir = expand_home(get("SLM_SPOOL_DIR") or DEFAULT_SPOOL_DIR, env)
         self.timeout = self.number("SLM_TIMEOUT", DEFAULT_TIMEOUT)
         self.webhook_format = get("SLM_WEBHOOK_FORMAT").lower() or None
@@ -559,6 +570,7 @@ class Settings(object):
                              % get("SLM_STALL"))
         self.stall = stall or 0
         self.group = get("SLM_GROUP") or None
+        self.smtp = SmtpSettings(get)
 
     def get(self, key):
         return self.values.get(key, "")
@@ -640,17 +652,25 @@ class Settings(object):
             return False
         return True
 
+    def destinations(self):
+        return [Destination(spec, self.webhook_format, self.console) for spec in self.webhooks]
+
     def relay_field(self, event):
-        """What the service needs to notify for us (SLM_WEBHOOK_VIA=api)."""
+        """What the service needs to notify for us (SLM_WEBHOOK_VIA=api): the
+        destinations, and for each whether this event is for it (its own #on=
+        filter, else SLM_NOTIFY_ON); the service judges the events it makes
+        itself (LOST, Slurm's verdict) by notify_on."""
         to = []
-        for spec in self.webhooks:
-            fmt, url = webhook_format(spec, self.webhook_format)
-            entry = {"url": url, "format": fmt}
+        for d in self.destinations():
+            entry = {"url": d.url, "format": d.format,
+                     "send": d.wants(event, self.notify_on, self.array_notify)}
             if self.webhook_secret:
                 entry["secret"] = self.webhook_secret
+            if d.array_notify:
+                entry["array_notify"] = d.array_notify
             to.append(entry)
         relay = {"to": to, "send": wants_notice(event, self.notify_on, self.array_notify),
-                 "array_notify": self.array_notify}
+                 "array_notify": self.array_notify, "notify_on": sorted(self.notify_on)}
         if self.dashboard_url:
             relay["dashboard_url"] = self.dashboard_url
         return relay
@@ -664,7 +684,7 @@ class Settings(object):
         if self.relaying():
             return found
         for spec in self.webhooks:
-            problem = check_http_url(webhook_format(spec)[1])
+            problem = Destination(spec, self.webhook_format).problem()
             if problem:
                 self.console.say_once("hook-" + spec, "ignoring an SLM_WEBHOOK entry: %s"
                                       % problem)
@@ -1067,76 +1087,56 @@ class ServiceTarget(Target):
 
 
 class WebhookTarget(Target):
-    """A webhook: each event as a notification in the format its URL calls for.
+    """A destination (a chat service, e-mail...): each event as a notification
+    in the format its URL calls for.
 
-    url is the SLM_WEBHOOK entry as written (a 'slack+' prefix included), so
-    that a spooled event is sent later the way it would have been now.
+    url is the SLM_WEBHOOK entry as written (a 'slack+' prefix and a #on=
+    filter included), so that a spooled event is sent later the way it
+    would have been now.
     """
 
     kind = "hook"
 
     def __init__(self, url, settings=None):
         Target.__init__(self, url)
-        self.format, self.post_url = webhook_format(
-            url, settings.webhook_format if settings else None)
+        self.destination = Destination(url, settings.webhook_format if settings else None,
+                                       settings.console if settings else None)
+        self.format = self.destination.format
         self.secret = settings.webhook_secret if settings else None
         self.dashboard_url = settings.dashboard_url if settings else None
+        self.smtp = settings.smtp if settings else None
 
     def describe(self):
-        return "webhook %s" % redact_url(self.post_url)
+        return "%s %s" % ("mail to" if self.format == "email" else "webhook",
+                          self.destination.shown())
 
     def deliver(self, events, timeout):
         for event in events:
-            url, body = notification_request(self.format, self.post_url, event, self.secret,
-                                             self.dashboard_url)
-            result = http_request("POST", url, body, timeout=timeout)
-            self.judge(result)
-            judge_chat_answer(self.format, result)
+            send_notification(self.format, self.destination.url, event, self.secret,
+                              self.dashboard_url, timeout, self.smtp)
 
 
 # ---------------------------------------------------------------------------
-# Notifications: a short message for a person, in each chat service's format
+# Notifications: a short message for a person, in each service's format
 # ---------------------------------------------------------------------------
 
 # What notifies by default (SLM_NOTIFY_ON): not SUBMITTED, SIGNALED, TERMINATING.
 NOTIFY_DEFAULT = ("SUBMIT_FAILED", "PENDING", "RUNNING", "PAUSED", "RESUMED", "TIME_WARNING",
                   "MEMORY_WARNING", "STALLED", "REQUEUED", "COMPLETED", "FAILED", "CANCELLED",
                   "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "LOST")
+# Words SLM_NOTIFY_ON and a destination's #on= take besides statuses.
+NOTIFY_GROUPS = {
+    "final": ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "SUBMIT_FAILED",
+              "NODE_FAIL", "PREEMPTED", "LOST"),
+    "failures": ("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "SUBMIT_FAILED", "NODE_FAIL", "LOST",
+                 "CANCELLED", "PENDING"),
+    "warnings": ("TIME_WARNING", "MEMORY_WARNING", "STALLED"),
+    "default": NOTIFY_DEFAULT,
+    "all": STATUSES,
+}
 ARRAY_NOTIFY_CHOICES = ("each", "failures", "summary")
-WEBHOOK_FORMATS = ("json", "slack", "discord", "teams", "feishu", "dingtalk", "wecom", "ntfy")
-# host (or its parent domain) -> format; anything else gets the event as JSON
-WEBHOOK_HOSTS = (
-    ("hooks.slack.com", "slack"), ("discord.com", "discord"), ("discordapp.com", "discord"),
-    ("webhook.office.com", "teams"), ("logic.azure.com", "teams"),
-    ("api.powerplatform.com", "teams"), ("open.feishu.cn", "feishu"),
-    ("open.larksuite.com", "feishu"), ("oapi.dingtalk.com", "dingtalk"),
-    ("qyapi.weixin.qq.com", "wecom"), ("ntfy.sh", "ntfy"),
-)
-# The services' documented message limits, with room for the envelope.
-FORMAT_LIMITS = {"slack": 3900, "discord": 2000, "teams": 20000, "feishu": 18000,
-                 "dingtalk": 18000, "wecom": 2000, "ntfy": 3900}
-# Chat APIs that answer 200 with an error code inside; these codes mean "slow down".
-RATE_LIMIT_CODES = frozenset((130101, 45009, 9499, 11232, 11233))
 SEVERE = frozenset(("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "LOST", "SUBMIT_FAILED", "NODE_FAIL",
                     "PENDING", "MEMORY_WARNING", "TIME_WARNING"))
-
-
-def webhook_format(spec, default=None):
-    """(format, url) of an SLM_WEBHOOK entry: 'slack+https://…' or a known host."""
-    head, sep, rest = spec.partition("+")
-    if sep and head.lower() in WEBHOOK_FORMATS and "://" in rest:
-        return head.lower(), rest
-    if default:
-        return default, spec
-    from urllib.parse import urlsplit
-    try:
-        host = (urlsplit(spec).hostname or "").lower()
-    except ValueError:
-        return "json", spec
-    for known, fmt in WEBHOOK_HOSTS:
-        if host == known or host.endswith("." + known):
-            return fmt, spec
-    return "json", spec
 
 
 def truncate_text(text, limit, unit="chars"):
@@ -1153,12 +1153,22 @@ def truncate_text(text, limit, unit="chars"):
     return cut + marker
 
 
+def job_link(event, dashboard_url):
+    if not dashboard_url:
+        return None
+    from urllib.parse import quote
+    return "%s/jobs/%s" % (dashboard_url.rstrip("/"), quote(str(event.get("job_id", ""))))
+
+
 def notice_parts(event, dashboard_url=None):
     """(title, detail lines, output tail or None, link or None) for a person."""
     status = event.get("status", "?")
-    title = "%s: job %s" % (status, event.get("job_id", "?"))
-    if event.get("job_name"):
-        title += " (%s)" % event["job_name"]
+    if event.get("kind") == "group":
+        title = "%s: group %s" % (status, event.get("group", "?"))
+    else:
+        title = "%s: job %s" % (status, event.get("job_id", "?"))
+        if event.get("job_name"):
+            title += " (%s)" % event["job_name"]
     lines = []
     who = event.get("user") or "?"
     where = event.get("cluster") or event.get("host")
@@ -1170,6 +1180,11 @@ def notice_parts(event, dashboard_url=None):
         place.append("nodes %s" % event["nodelist"])
     if place:
         lines.append(", ".join(place))
+    if event.get("group") and event.get("kind") != "group":
+        lines.append("group %s" % event["group"])
+    if event.get("restart_count"):
+        lines.append("run %d (requeued %d time(s))" % (event["restart_count"] + 1,
+                                                       event["restart_count"]))
     if event.get("elapsed") is not None:
         lines.append("ran %s" % duration_text(event["elapsed"]))
     if event.get("signal") and status in FINAL_STATUSES:
@@ -1180,6 +1195,12 @@ def notice_parts(event, dashboard_url=None):
         lines.append("reason: %s" % event["reason"])
     if event.get("message"):
         lines.append(str(event["message"]))
+    if event.get("source") == "slurm":
+        lines.append("(Slurm's record%s)" % (", correcting %s" % event["corrects"]
+                                             if event.get("corrects") else ""))
+    if event.get("peak_memory_mb") is not None:
+        lines.append("memory: peak %s MB of %s MB" % (event["peak_memory_mb"],
+                                                      event.get("memory_limit_mb", "?")))
     if event.get("cpu_time") is not None:
         usage = "CPU %s" % duration_text(event["cpu_time"])
         if event.get("cpu_efficiency") is not None:
@@ -1187,15 +1208,14 @@ def notice_parts(event, dashboard_url=None):
         if event.get("max_rss_mb") is not None:
             usage += ", max RSS %s MB" % event["max_rss_mb"]
         lines.append(usage)
-    if event.get("tasks"):   # an array roll-up from the service
+    if event.get("tasks"):   # a roll-up from the service (an array, a group)
         lines.append(", ".join("%s %s" % (n, s) for s, n in sorted(event["tasks"].items())))
     if event.get("failed_tasks"):
-        lines.append("failed tasks: %s" % ",".join(str(t) for t in event["failed_tasks"]))
-    link = None
-    if dashboard_url:
-        from urllib.parse import quote
-        link = "%s/jobs/%s" % (dashboard_url.rstrip("/"), quote(str(event.get("job_id", ""))))
-    return title, lines, event.get("output_tail") or None, link
+        lines.append("failed: %s" % ",".join(str(t) for t in event["failed_tasks"]))
+    if event.get("longest") is not None:
+        lines.append("total %s, longest %s" % (duration_text(event.get("total") or 0),
+                                               duration_text(event["longest"])))
+    return title, lines, event.get("output_tail") or None, job_link(event, dashboard_url)
 
 
 def plain_notice(event, dashboard_url, limit, unit="chars", fence=None):
@@ -1212,71 +1232,6 @@ def plain_notice(event, dashboard_url, limit, unit="chars", fence=None):
     if fence:
         tail_text = "%s\n%s\n%s" % (fence, tail_text.replace(fence, "'''"), fence)
     return truncate_text("%s\nlast lines of output:\n%s" % (head, tail_text), limit, unit)
-
-
-def notification_request(fmt, url, event, secret=None, dashboard_url=None, now=None):
-    """(url, body bytes) of the POST that notifies url in format fmt."""
-    now = time.time() if now is None else now
-    limit = FORMAT_LIMITS.get(fmt)
-    if fmt == "json":
-        return url, encode_json(event)
-    if fmt == "slack":
-        return url, encode_json({"text": plain_notice(event, dashboard_url, limit, fence="```")})
-    if fmt == "discord":
-        return url, encode_json({"content": plain_notice(event, dashboard_url, limit,
-                                                         fence="```"),
-                                 "username": "SLM", "allowed_mentions": {"parse": []}})
-    if fmt == "teams":
-        title, lines, tail, link = notice_parts(event, dashboard_url)
-        body = [{"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium",
-                 "wrap": True},
-                {"type": "TextBlock", "text": truncate_text("\n\n".join(lines), 4000),
-                 "wrap": True}]
-        if tail:
-            body.append({"type": "TextBlock", "text": truncate_text(tail[-limit // 2:], 8000),
-                         "fontType": "Monospace", "wrap": True})
-        card = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                "type": "AdaptiveCard", "version": "1.4", "body": body}
-        if link:
-            card["actions"] = [{"type": "Action.OpenUrl", "title": "Open", "url": link}]
-        return url, encode_json({"type": "message", "attachments": [{
-            "contentType": "application/vnd.microsoft.card.adaptive", "content": card}]})
-    if fmt == "feishu":
-        payload = {"msg_type": "text", "content": {
-            "text": plain_notice(event, dashboard_url, limit, unit="bytes")}}
-        if secret:
-            timestamp = str(int(now))
-            payload["timestamp"], payload["sign"] = timestamp, feishu_sign(secret, timestamp)
-        return url, encode_json(payload)
-    if fmt == "dingtalk":
-        if secret:
-            from urllib.parse import quote_plus
-            timestamp = str(int(now * 1000))
-            url += "%stimestamp=%s&sign=%s" % ("&" if "?" in url else "?", timestamp,
-                                               quote_plus(dingtalk_sign(secret, timestamp)))
-        return url, encode_json({"msgtype": "text", "text": {
-            "content": plain_notice(event, dashboard_url, limit, unit="bytes")}})
-    if fmt == "wecom":
-        return url, encode_json({"msgtype": "text", "text": {
-            "content": plain_notice(event, dashboard_url, limit, unit="bytes")}})
-    if fmt == "ntfy":
-        # JSON publishing (POST to the server's root) keeps unicode titles out of headers
-        from urllib.parse import urlsplit, urlunsplit
-        parts = urlsplit(url)
-        prefix, _, topic = parts.path.rstrip("/").rpartition("/")
-        title, _, _, link = notice_parts(event, dashboard_url)
-        status = event.get("status")
-        message = plain_notice(event, None, limit, unit="bytes").split("\n", 1)
-        payload = {"topic": topic, "title": title,
-                   "message": message[1] if len(message) > 1 else title,
-                   "priority": 4 if status in SEVERE else 2 if status in (
-                       "RUNNING", "PAUSED", "RESUMED", "SUBMITTED") else 3,
-                   "tags": ["slm", (status or "event").lower()]}
-        if link:
-            payload["click"] = link
-        return urlunsplit((parts.scheme, parts.netloc, prefix + "/", "", "")), \
-            encode_json(payload)
-    raise ValueError("unknown webhook format: %s" % fmt)
 
 
 def feishu_sign(secret, timestamp):
@@ -1298,28 +1253,695 @@ def dingtalk_sign(secret, timestamp_ms):
                                      hashlib.sha256).digest()).decode("ascii")
 
 
+class Format(object):
+    """One notification service, everything SLM knows of it in one place:
+    the hosts and URL schemes that call for it, its message length and rate
+    limits (documented by the service), the request that notifies it, and
+    how its answer says no (some say so inside a 200)."""
+
+    name = None
+    hosts = ()               # hosts, or their parent domains, whose URLs are this format
+    schemes = ()             # URL schemes of its own (those Apprise users know)
+    limit, unit = 4000, "chars"
+    rate = ((20, 1.0),)      # (messages, seconds) windows per destination
+
+    def endpoint(self, url):
+        """(the http(s) URL a request goes to, token or None) for a written URL;
+        ValueError when the URL cannot be this format's."""
+        return url, None
+
+    def text(self, event, dashboard_url, fence=None):
+        return plain_notice(event, dashboard_url, self.limit, self.unit, fence)
+
+    def request(self, url, event, secret=None, dashboard_url=None, now=None):
+        """(method, url, body bytes, bearer token or None) of the notification."""
+        target, token = self.endpoint(url)
+        return "POST", target, encode_json(self.body(event, secret, dashboard_url, now)), token
+
+    def body(self, event, secret, dashboard_url, now):
+        raise NotImplementedError
+
+    def judge(self, result):
+        """Raise DeliveryError when a 2xx answer still says no."""
+
+
+def answer_error(fmt, code, message, retry_after=None, permanent=True):
+    return DeliveryError("%s answered error %s %s" % (fmt, code, str(message or "")[:200]),
+                         permanent=permanent and retry_after is None, retry_after=retry_after)
+
+
+class JsonFormat(Format):
+    name = "json"
+
+    def request(self, url, event, secret=None, dashboard_url=None, now=None):
+        return "POST", url, encode_json(event), None
+
+
+class SlackFormat(Format):
+    name, hosts, limit, rate = "slack", ("hooks.slack.com",), 3900, ((1, 1.0),)
+
+    def body(self, event, secret, dashboard_url, now):
+        return {"text": self.text(event, dashboard_url, "```")}
+
+
+class DiscordFormat(Format):
+    name, hosts, limit = "discord", ("discord.com", "discordapp.com"), 2000
+    rate = ((5, 2.0), (30, 60.0))
+
+    def body(self, event, secret, dashboard_url, now):
+        return {"content": self.text(event, dashboard_url, "```"), "username": "SLM",
+                "allowed_mentions": {"parse": []}}
+
+
+class TeamsFormat(Format):
+    name, limit, rate = "teams", 20000, ((4, 1.0),)
+    hosts = ("webhook.office.com", "logic.azure.com", "api.powerplatform.com")
+
+    def body(self, event, secret, dashboard_url, now):
+        title, lines, tail, link = notice_parts(event, dashboard_url)
+        body = [{"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium",
+                 "wrap": True},
+                {"type": "TextBlock", "text": truncate_text("\n\n".join(lines), 4000),
+                 "wrap": True}]
+        if tail:
+            body.append({"type": "TextBlock", "text": truncate_text(tail[-self.limit // 2:],
+                                                                    8000),
+                         "fontType": "Monospace", "wrap": True})
+        card = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard", "version": "1.4", "body": body}
+        if link:
+            card["actions"] = [{"type": "Action.OpenUrl", "title": "Open", "url": link}]
+        return {"type": "message", "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive", "content": card}]}
+
+
+class CodeInBodyFormat(Format):
+    """Chinese chat APIs: a 200 with an error code inside."""
+
+    # codes that mean "slow down": retry later
+    RATE_CODES = frozenset((130101, 45009, 9499, 11232, 11233))
+
+    def judge(self, result):
+        data = result.json()
+        if not isinstance(data, dict):
+            return
+        code = data.get("errcode", data.get("code", data.get("StatusCode", 0)))
+        if code not in (0, None):
+            raise DeliveryError("%s answered error %s %s" % (
+                self.name, code, str(data.get("errmsg") or data.get("msg") or
+                                     data.get("StatusMessage") or "")[:200]),
+                permanent=code not in self.RATE_CODES)
+
+
+class FeishuFormat(CodeInBodyFormat):
+    name, hosts, limit, unit = "feishu", ("open.feishu.cn", "open.larksuite.com"), 18000, "bytes"
+    rate = ((5, 1.0), (100, 60.0))
+
+    def body(self, event, secret, dashboard_url, now):
+        payload = {"msg_type": "text", "content": {"text": self.text(event, dashboard_url)}}
+        if secret:
+            timestamp = str(int(time.time() if now is None else now))
+            payload["timestamp"], payload["sign"] = timestamp, feishu_sign(secret, timestamp)
+        return payload
+
+
+class DingtalkFormat(CodeInBodyFormat):
+    name, hosts, limit, unit, rate = "dingtalk", ("oapi.dingtalk.com",), 18000, "bytes", \
+        ((20, 60.0),)
+
+    def request(self, url, event, secret=None, dashboard_url=None, now=None):
+        if secret:
+            from urllib.parse import quote_plus
+            timestamp = str(int((time.time() if now is None else now) * 1000))
+            url += "%stimestamp=%s&sign=%s" % ("&" if "?" in url else "?", timestamp,
+                                               quote_plus(dingtalk_sign(secret, timestamp)))
+        return "POST", url, encode_json({"msgtype": "text", "text": {
+            "content": self.text(event, dashboard_url)}}), None
+
+
+class WecomFormat(CodeInBodyFormat):
+    name, hosts, limit, unit, rate = "wecom", ("qyapi.weixin.qq.com",), 2000, "bytes", \
+        ((20, 60.0),)
+
+    def body(self, event, secret, dashboard_url, now):
+        return {"msgtype": "text", "text": {"content": self.text(event, dashboard_url)}}
+
+
+class NtfyFormat(Format):
+    name, hosts, limit, unit, rate = "ntfy", ("ntfy.sh",), 3900, "bytes", ((10, 1.0),)
+
+    def request(self, url, event, secret=None, dashboard_url=None, now=None):
+        # JSON publishing (POST to the server's root) keeps unicode titles out of headers
+        from urllib.parse import urlsplit, urlunsplit
+        parts = urlsplit(url)
+        prefix, _, topic = parts.path.rstrip("/").rpartition("/")
+        title, _, _, link = notice_parts(event, dashboard_url)
+        status = event.get("status")
+        message = plain_notice(event, None, self.limit, self.unit).split("\n", 1)
+        payload = {"topic": topic, "title": title,
+                   "message": message[1] if len(message) > 1 else title,
+                   "priority": 4 if status in SEVERE else 2 if status in (
+                       "RUNNING", "PAUSED", "RESUMED", "SUBMITTED") else 3,
+                   "tags": ["slm", (status or "event").lower()]}
+        if link:
+            payload["click"] = link
+        return "POST", urlunsplit((parts.scheme, parts.netloc, prefix + "/", "", "")), \
+            encode_json(payload), None
+
+
+def url_parts(url):
+    """urlsplit of url, with a '#' that starts a path segment (a Matrix alias,
+    a Rocket.Chat channel) kept in the path rather than taken for a fragment."""
+    from urllib.parse import urlsplit
+    return urlsplit(url.replace("/#", "/%23"))
+
+
+def path_words(path):
+    from urllib.parse import unquote
+    return [unquote(w) for w in path.split("/") if w]
+
+
+class TelegramFormat(Format):
+    """Bot API sendMessage: tgram://BOTTOKEN/CHAT or
+    https://api.telegram.org/botTOKEN/sendMessage?chat_id=CHAT."""
+
+    name, hosts, schemes, limit = "telegram", ("api.telegram.org",), ("tgram",), 4096
+    rate = ((1, 1.0), (20, 60.0))    # per chat; 20 a minute in a group
+
+    def endpoint(self, url):
+        from urllib.parse import parse_qs, quote
+        parts = url_parts(url)
+        if parts.scheme == "tgram":
+            words = [parts.netloc] + path_words(parts.path)
+            token, chat = words[0], (words[1:] or [None])[0]
+        else:
+            words = path_words(parts.path)
+            token = words[0][3:] if words and words[0].startswith("bot") else None
+            chat = (parse_qs(parts.query).get("chat_id") or [None])[0]
+        if not token or not chat or ":" not in token:
+            raise ValueError("a Telegram destination looks like tgram://BOTTOKEN/CHAT_ID")
+        return "https://api.telegram.org/bot%s/sendMessage?chat_id=%s" % (
+            quote(token, safe=":"), quote(chat, safe="@-")), None
+
+    def request(self, url, event, secret=None, dashboard_url=None, now=None):
+        from urllib.parse import parse_qs, urlsplit
+        target, _ = self.endpoint(url)
+        chat = parse_qs(urlsplit(target).query)["chat_id"][0]
+        return "POST", target.split("?", 1)[0], encode_json({
+            "chat_id": chat, "text": self.text(event, dashboard_url),
+            "disable_web_page_preview": True}), None
+
+    def judge(self, result):
+        data = result.json()
+        if isinstance(data, dict) and data.get("ok") is False:
+            retry = (data.get("parameters") or {}).get("retry_after")
+            raise answer_error(self.name, data.get("error_code"), data.get("description"),
+                               retry_after=retry if isinstance(retry, (int, float)) else None)
+
+
+class MatrixFormat(Format):
+    """A room message with an access token: matrix://TOKEN@HOST[:PORT]/!ROOM:SERVER
+    (http), matrixs:// (https).  The event's id is the transaction id, so a
+    retried message is one message."""
+
+    name, schemes, limit, unit, rate = "matrix", ("matrix", "matrixs"), 30000, "bytes", \
+        ((1, 1.0), (10, 60.0))
+
+    def endpoint(self, url):
+        from urllib.parse import quote, unquote
+        parts = url_parts(url)
+        words = path_words(parts.path)
+        token = unquote(parts.username or "") or None
+        if not token or not words or not words[0].startswith("!") or not parts.hostname:
+            raise ValueError("a Matrix destination looks like matrixs://ACCESS_TOKEN@"
+                             "homeserver/!roomid:server (a room id, not an alias)")
+        base = "%s://%s" % ("https" if parts.scheme == "matrixs" else "http",
+                            parts.netloc.rpartition("@")[2])
+        return "%s/_matrix/client/v3/rooms/%s/send/m.room.message" % (
+            base, quote(words[0], safe="")), token
+
+    def request(self, url, event, secret=None, dashboard_url=None, now=None):
+        from urllib.parse import quote
+        target, token = self.endpoint(url)
+        txn = quote(str(event.get("event_id") or new_id()), safe="")
+        return "PUT", "%s/%s" % (target, txn), encode_json({
+            "msgtype": "m.text", "body": self.text(event, dashboard_url)}), token
+
+    def judge(self, result):
+        data = result.json()
+        if isinstance(data, dict) and data.get("errcode"):
+            retry = data.get("retry_after_ms")
+            raise answer_error(self.name, data["errcode"], data.get("error"),
+                               retry_after=retry / 1000.0 if isinstance(retry, (int, float))
+                               else None)
+
+
+class HooksPathFormat(Format):
+    """Incoming webhooks at HOST/[PREFIX/]hooks/TOKEN, written SCHEME://HOST/[PREFIX/]TOKEN."""
+
+    def endpoint(self, url):
+        parts = url_parts(url)
+        if parts.scheme in ("http", "https"):
+            return url, None
+        words = path_words(parts.path)
+        if not parts.hostname or not words:
+            raise ValueError("a %s destination looks like %s://host/TOKEN"
+                             % (self.name, self.schemes[0]))
+        return "%s://%s/%s" % ("https" if parts.scheme.endswith("s") else "http",
+                               parts.netloc.rpartition("@")[2],
+                               "/".join(words[:-1] + ["hooks", words[-1]])), None
+
+    def body(self, event, secret, dashboard_url, now):
+        return {"text": self.text(event, dashboard_url, "```")}
+
+
+class MattermostFormat(HooksPathFormat):
+    name, schemes, limit, rate = "mattermost", ("mmost", "mmosts"), 16000, ((10, 1.0),)
+
+
+class RocketchatFormat(HooksPathFormat):
+    """rockets://INTEGRATION/TOKEN@HOST (Apprise's form) or https://HOST/hooks/ID/TOKEN."""
+
+    name, schemes, limit = "rocketchat", ("rocket", "rockets"), 5000
+    rate = ((10, 60.0),)       # the server's default limiter: 10 a minute per webhook
+
+    def endpoint(self, url):
+        parts = url_parts(url)
+        if parts.scheme in ("http", "https"):
+            return url, None
+        # the '@' comes after a path: urlsplit would take INTEGRATION_ID for the host
+        webhook, at, rest = url.split("://", 1)[1].rpartition("@")
+        words = [w for w in webhook.split("/") if w]
+        host = rest.split("/", 1)[0]
+        if not at or len(words) != 2 or not host:
+            raise ValueError("a Rocket.Chat destination looks like rockets://INTEGRATION_ID/"
+                             "TOKEN@host")
+        return "%s://%s/hooks/%s/%s" % ("https" if parts.scheme == "rockets" else "http",
+                                        host, words[0], words[1]), None
+
+    def judge(self, result):
+        data = result.json()
+        if isinstance(data, dict) and data.get("success") is False:
+            raise answer_error(self.name, "success=false", data.get("error"))
+
+
+class GooglechatFormat(Format):
+    """gchat://SPACE/KEY/TOKEN, or the https URL the space gives; one thread per job."""
+
+    name, hosts, schemes, limit, unit = "googlechat", ("chat.googleapis.com",), ("gchat",), \
+        30000, "bytes"
+    rate = ((1, 1.0), (60, 60.0))
+
+    def endpoint(self, url):
+        from urllib.parse import quote
+        parts = url_parts(url)
+        if parts.scheme != "gchat":
+            return url, None
+        words = [parts.netloc] + path_words(parts.path)
+        if len(words) < 3:
+            raise ValueError("a Google Chat destination looks like gchat://SPACE/KEY/TOKEN")
+        return "https://chat.googleapis.com/v1/spaces/%s/messages?key=%s&token=%s" % tuple(
+            quote(w, safe="") for w in words[:3]), None
+
+    def request(self, url, event, secret=None, dashboard_url=None, now=None):
+        target, _ = self.endpoint(url)
+        target += "&messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD"
+        return "POST", target, encode_json({
+            "text": self.text(event, dashboard_url),
+            "thread": {"threadKey": "slm-%s" % short_hash(str(event.get("job_id")))}}), None
+
+
+class GotifyFormat(Format):
+    """gotify://HOST[:PORT]/[PREFIX/]APPTOKEN (http), gotifys:// (https)."""
+
+    name, schemes, limit, rate = "gotify", ("gotify", "gotifys"), 8000, ((10, 1.0),)
+
+    def endpoint(self, url):
+        parts = url_parts(url)
+        words = path_words(parts.path)
+        if not parts.hostname or not words:
+            raise ValueError("a Gotify destination looks like gotifys://host/APP_TOKEN")
+        base = "%s://%s" % ("https" if parts.scheme == "gotifys" else "http",
+                            parts.netloc.rpartition("@")[2])
+        return "/".join([base] + words[:-1] + ["message"]), words[-1]
+
+    def request(self, url, event, secret=None, dashboard_url=None, now=None):
+        target, token = self.endpoint(url)
+        title, _, _, link = notice_parts(event, dashboard_url)
+        body = {"title": title, "message": self.text(event, dashboard_url),
+                "priority": 8 if event.get("status") in SEVERE else 4}
+        if link:
+            body["extras"] = {"client::notification": {"click": {"url": link}}}
+        return "POST", target, encode_json(body), token
+
+
+class PushoverFormat(Format):
+    """pover://USERKEY@APPTOKEN."""
+
+    name, hosts, schemes, limit, rate = "pushover", ("api.pushover.net",), ("pover",), 1024, \
+        ((2, 1.0),)
+
+    def endpoint(self, url):
+        parts = url_parts(url)
+        if parts.scheme != "pover" or not parts.username or not parts.hostname:
+            raise ValueError("a Pushover destination looks like pover://USER_KEY@APP_TOKEN")
+        return "https://api.pushover.net/1/messages.json", None
+
+    def request(self, url, event, secret=None, dashboard_url=None, now=None):
+        from urllib.parse import unquote
+        parts = url_parts(url)
+        target, _ = self.endpoint(url)
+        title, _, _, link = notice_parts(event, dashboard_url)
+        body = {"token": unquote(parts.netloc.rpartition("@")[2]),
+                "user": unquote(parts.username), "title": truncate_text(title, 250),
+                "message": plain_notice(event, None, self.limit).split("\n", 1)[-1],
+                "priority": 1 if event.get("status") in SEVERE else 0}
+        if link:
+            body["url"] = link[:512]
+        return "POST", target, encode_json(body), None
+
+    def judge(self, result):
+        data = result.json()
+        if isinstance(data, dict) and data.get("status") not in (1, None):
+            raise answer_error(self.name, "status=%s" % data.get("status"),
+                               "; ".join(str(e) for e in data.get("errors") or []))
+
+
+class EmailFormat(Format):
+    """mailto:a@x.org,b@y.org (the SMTP server from SLM_SMTP_*) or Apprise's
+    mailto[s]://[user:pass@]DOMAIN[:PORT][/TO...]?to=&smtp=&from=&mode=."""
+
+    name, schemes, limit, rate = "email", ("mailto", "mailtos"), 100000, ((1, 1.0), (30, 60.0))
+
+    def endpoint(self, url):
+        return url, None
+
+
+FORMATS = dict((f.name, f) for f in (
+    JsonFormat(), SlackFormat(), DiscordFormat(), TeamsFormat(), FeishuFormat(),
+    DingtalkFormat(), WecomFormat(), NtfyFormat(), TelegramFormat(), MatrixFormat(),
+    MattermostFormat(), RocketchatFormat(), GooglechatFormat(), GotifyFormat(),
+    PushoverFormat(), EmailFormat()))
+WEBHOOK_FORMATS = tuple(sorted(FORMATS))
+# host (or its parent domain) -> format; anything else gets the event as JSON
+WEBHOOK_HOSTS = tuple((host, f.name) for f in FORMATS.values() for host in f.hosts)
+FORMAT_LIMITS = dict((f.name, f.limit) for f in FORMATS.values())
+SCHEMES = dict((scheme, f.name) for f in FORMATS.values() for scheme in f.schemes)
+
+
+def webhook_format(spec, default=None):
+    """(format, url) of a destination as written: 'slack+https://…', a scheme
+    of a format's own (tgram://, mailto:…), a known host; else JSON."""
+    head, sep, rest = spec.partition("+")
+    if sep and head.lower() in FORMATS and ":" in rest:
+        return head.lower(), rest
+    scheme = spec.split(":", 1)[0].lower()
+    if scheme in SCHEMES:
+        return SCHEMES[scheme], spec
+    if default:
+        return default, spec
+    from urllib.parse import urlsplit
+    try:
+        host = (urlsplit(spec).hostname or "").lower()
+    except ValueError:
+        return "json", spec
+    for known, fmt in WEBHOOK_HOSTS:
+        if host == known or host.endswith("." + known):
+            return fmt, spec
+    return "json", spec
+
+
+def notification_request(fmt, url, event, secret=None, dashboard_url=None, now=None):
+    """(url, body bytes) of the request that notifies url in format fmt."""
+    if fmt not in FORMATS:
+        raise ValueError("unknown webhook format: %s" % fmt)
+    _, target, body, _ = FORMATS[fmt].request(url, event, secret, dashboard_url, now)
+    return target, body
+
+
 def judge_chat_answer(fmt, result):
-    """Chat APIs that say 200 but mean no: raise like Target.judge would."""
-    if fmt not in ("feishu", "dingtalk", "wecom"):
-        return
-    data = result.json()
-    if not isinstance(data, dict):
-        return
-    code = data.get("errcode", data.get("code", data.get("StatusCode", 0)))
-    if code in (0, None):
-        return
-    message = data.get("errmsg") or data.get("msg") or data.get("StatusMessage") or ""
-    raise DeliveryError("%s answered error %s %s" % (fmt, code, str(message)[:200]),
-                        permanent=code not in RATE_LIMIT_CODES)
+    """Services that say 200 but mean no: raise like Target.judge would."""
+    if fmt in FORMATS:
+        FORMATS[fmt].judge(result)
+
+
+class Destination(object):
+    """A destination as SLM_WEBHOOK writes it: a URL, its format, and its own
+    filter after a '#': 'URL#on=final,warnings&array=summary' (overriding
+    SLM_NOTIFY_ON and SLM_ARRAY_NOTIFY for it alone)."""
+
+    def __init__(self, spec, default_format=None, console=None):
+        self.spec = spec
+        self.notify_on = None
+        self.array_notify = None
+        base, sep, fragment = spec.rpartition("#")
+        if sep and fragment.split("=", 1)[0] in ("on", "array"):
+            spec = base
+            for part in fragment.split("&"):
+                key, _, value = part.partition("=")
+                if key == "on":
+                    self.notify_on = parse_notify_on(value, console)
+                elif key == "array" and value in ARRAY_NOTIFY_CHOICES:
+                    self.array_notify = value
+                elif console is not None:
+                    console.say_once("filter-" + part, "ignoring %r in a destination's #: "
+                                     "#on=STATUSES&array=each|failures|summary" % part[:40])
+        self.format, self.url = webhook_format(spec, default_format)
+
+    def problem(self):
+        """Why this destination cannot be notified (a string), or None."""
+        if self.format == "email":
+            try:
+                EmailAddress(self.url)
+            except ValueError as e:
+                return str(e)
+            return None
+        try:
+            target, _ = FORMATS[self.format].endpoint(self.url)
+        except ValueError as e:
+            return str(e)
+        return check_http_url(target)
+
+    def host(self):
+        """The host a notification goes to (SLM_RELAY_ALLOW): 'mailto' for e-mail."""
+        if self.format == "email":
+            return "mailto"
+        from urllib.parse import urlsplit
+        try:
+            return (urlsplit(FORMATS[self.format].endpoint(self.url)[0]).hostname or "").lower()
+        except ValueError:
+            return ""
+
+    def shown(self):
+        """What may be printed of it: scheme://host/… (a URL's path is a secret)."""
+        if self.format == "email":
+            return "mailto:%s" % ",".join(redact_address(a) for a in
+                                          EmailAddress(self.url).recipients) \
+                if not self.problem() else "mailto:<malformed>"
+        try:   # where requests go: a token in the written URL's host or path stays out
+            return redact_url(FORMATS[self.format].endpoint(self.url)[0])
+        except ValueError:
+            return "<malformed %s destination>" % self.format
+
+    def wants(self, event, notify_on, array_notify):
+        return wants_notice(event, self.notify_on if self.notify_on is not None else notify_on,
+                            self.array_notify or array_notify)
+
+
+def redact_address(address):
+    user, _, domain = address.partition("@")
+    return "%s…@%s" % (user[:1], domain) if domain else "…"
+
+
+class EmailAddress(object):
+    """Who gets the mail and through which SMTP server, from a mailto destination."""
+
+    def __init__(self, url):
+        from urllib.parse import parse_qs, unquote, urlsplit
+        self.server = {}
+        if url.lower().startswith(("mailto://", "mailtos://")):
+            parts = urlsplit(url)
+            query = dict((k.lower(), v[-1]) for k, v in parse_qs(parts.query).items())
+            user = unquote(parts.username or "") or None
+            domain = parts.hostname
+            secure = parts.scheme.lower() == "mailtos"
+            mode = query.get("mode") or ("starttls" if secure else "none")
+            self.recipients = [unquote(w) for w in parts.path.split("/") if w] + \
+                [a for a in query.get("to", "").split(",") if a]
+            sender = query.get("from") or ("%s@%s" % (user.split("@")[0], domain)
+                                           if user and domain else None)
+            self.server = {"host": query.get("smtp") or domain, "user": user,
+                           "password": unquote(parts.password or "") or None,
+                           "mode": mode, "port": parts.port, "sender": sender}
+            if not self.recipients and sender:
+                self.recipients = [sender]
+        else:
+            rest = url.split(":", 1)[1] if ":" in url else ""
+            to, _, query = rest.partition("?")
+            extra = parse_qs(query)
+            self.recipients = [unquote(a) for a in to.split(",") if a] + \
+                [a for v in extra.get("to", []) + extra.get("cc", []) for a in v.split(",")]
+        self.recipients = [a.strip() for a in self.recipients if a.strip()]
+        if not self.recipients or any("@" not in a or a.count("@") > 1 or " " in a
+                                      for a in self.recipients):
+            raise ValueError("an e-mail destination looks like mailto:alice@example.org"
+                             "[,bob@example.org]")
+
+
+class SmtpSettings(object):
+    """Where mail goes out (SLM_SMTP_HOST, _PORT, _USER, _PASSWORD, _TLS, _FROM):
+    slm.py when it mails itself, the service for the mail it relays."""
+
+    def __init__(self, get):
+        self.host = get("SLM_SMTP_HOST") or None
+        self.port = get("SLM_SMTP_PORT") or None
+        self.user = get("SLM_SMTP_USER") or None
+        self.password = get("SLM_SMTP_PASSWORD") or None
+        self.mode = (get("SLM_SMTP_TLS") or "auto").lower()
+        self.sender = get("SLM_SMTP_FROM") or None
+
+    def secrets(self):
+        return [self.password] if self.password else []
+
+    def server(self, address):
+        """(host, port, mode, user, password, sender) for mail to address."""
+        own = address.server
+        host = own.get("host") or self.host
+        mode = own.get("mode") or self.mode
+        if mode not in ("auto", "starttls", "ssl", "none", "insecure"):
+            raise DeliveryError("SMTP TLS mode must be auto, starttls, ssl or none",
+                                permanent=True)
+        port = own.get("port") or (int(self.port) if str(self.port or "").isdigit() and
+                                   not own.get("host") else None) or \
+            {"ssl": 465, "starttls": 587}.get(mode, 25)
+        user = own.get("user") if own.get("host") else self.user
+        password = own.get("password") if own.get("host") else self.password
+        sender = own.get("sender") or self.sender or "%s@%s" % (user_name(), hostname())
+        return host, int(port), mode, user, password, sender
+
+
+def mail_thread_root(event, domain):
+    """The Message-ID every mail about one job refers to: its mails thread."""
+    key = "%s|%s" % (event.get("cluster") or "", event.get("group") if event.get("kind") ==
+                     "group" else event.get("job_id"))
+    return "<slm.%s@%s>" % (short_hash(key), domain)
+
+
+def email_message(event, address, sender, dashboard_url=None):
+    """A multipart message (plain text and a small HTML part with the same facts)."""
+    import html
+    from email.message import EmailMessage
+    from email.utils import formatdate
+    title, lines, tail, link = notice_parts(event, dashboard_url)
+    domain = sender.rpartition("@")[2] or "slm"
+    msg = EmailMessage()
+    msg["Subject"] = "[slm] %s %s %s" % (event.get("status", "?"), event.get("job_id", "?"),
+                                         event.get("job_name") or event.get("group") or "")
+    msg["From"] = sender
+    msg["To"] = ", ".join(address.recipients)
+    msg["Date"] = formatdate(localtime=True)
+    root = mail_thread_root(event, domain)
+    msg["Message-ID"] = "<slm.%s.%s@%s>" % (short_hash(root), event.get("event_id") or new_id(),
+                                            domain)
+    msg["In-Reply-To"] = root
+    msg["References"] = root
+    text = "\n".join([title] + lines + ([link] if link else []))
+    if tail:
+        text += "\n\nlast lines of output:\n" + tail
+    msg.set_content(text)
+    rows = "".join("<li>%s</li>" % html.escape(line) for line in lines)
+    msg.add_alternative(
+        "<html><body><h3>%s</h3><ul>%s</ul>%s%s</body></html>" % (
+            html.escape(title), rows,
+            "<p><a href=\"%s\">%s</a></p>" % (html.escape(link), html.escape(link))
+            if link else "",
+            "<p>last lines of output:</p><pre>%s</pre>" % html.escape(tail) if tail else ""),
+        subtype="html")
+    return msg
+
+
+def smtp_connection(host, port, mode, user, password, timeout):
+    """An SMTP session ready to send (TLS and login as asked); DeliveryError if not."""
+    import smtplib
+    import socket
+    import ssl
+    if not host:
+        raise DeliveryError("no SMTP server: set SLM_SMTP_HOST (or mail through the service "
+                            "with SLM_WEBHOOK_VIA=api)", permanent=True)
+    try:
+        if mode == "ssl":
+            smtp = smtplib.SMTP_SSL(host, port, timeout=timeout,
+                                    context=ssl.create_default_context())
+        else:
+            smtp = smtplib.SMTP(host, port, timeout=timeout)
+            smtp.ehlo()
+            if mode == "starttls" or (mode == "auto" and smtp.has_extn("starttls")):
+                smtp.starttls(context=ssl.create_default_context())
+                smtp.ehlo()
+        if user and password:
+            smtp.login(user, password)
+        return smtp
+    except smtplib.SMTPAuthenticationError as e:
+        raise DeliveryError("the SMTP server refused the login (%s)" % e.smtp_code,
+                            permanent=True)
+    except smtplib.SMTPResponseException as e:
+        raise DeliveryError("SMTP %s" % e.smtp_code, permanent=500 <= e.smtp_code < 600)
+    except (OSError, smtplib.SMTPException, socket.timeout) as e:
+        raise DeliveryError("SMTP server %s:%d: %s" % (host, port, _network_reason(e)))
+
+
+def send_email(url, event, smtp_settings, dashboard_url, timeout):
+    import smtplib
+    try:
+        address = EmailAddress(url)
+    except ValueError as e:
+        raise DeliveryError(str(e), permanent=True)
+    host, port, mode, user, password, sender = (smtp_settings or SmtpSettings(
+        lambda key: "")).server(address)
+    smtp = smtp_connection(host, port, mode, user, password, timeout)
+    try:
+        smtp.send_message(email_message(event, address, sender, dashboard_url))
+    except smtplib.SMTPRecipientsRefused as e:
+        codes = sorted(set(code for code, _ in e.recipients.values()))
+        raise DeliveryError("SMTP refused the recipients (%s)" % codes,
+                            permanent=all(500 <= c < 600 for c in codes))
+    except smtplib.SMTPResponseException as e:
+        raise DeliveryError("SMTP %s" % e.smtp_code, permanent=500 <= e.smtp_code < 600)
+    except (OSError, smtplib.SMTPException) as e:
+        raise DeliveryError("SMTP server %s:%d: %s" % (host, port, _network_reason(e)))
+    finally:
+        try:
+            smtp.quit()
+        except Exception:
+            pass
+
+
+def send_notification(fmt, url, event, secret=None, dashboard_url=None, timeout=DEFAULT_TIMEOUT,
+                      smtp=None):
+    """The one way a notification leaves, from slm.py and from the service alike:
+    an HTTP request in the destination's format, or a mail; DeliveryError if
+    the destination did not take it."""
+    if fmt == "email":
+        return send_email(url, event, smtp, dashboard_url, timeout)
+    if fmt not in FORMATS:
+        raise DeliveryError("unknown format %s" % fmt, permanent=True)
+    try:
+        method, target, body, token = FORMATS[fmt].request(url, event, secret, dashboard_url)
+    except ValueError as e:
+        raise DeliveryError(str(e), permanent=True)
+    result = http_request(method, target, body, token=token, timeout=timeout)
+    Target.judge(result)
+    FORMATS[fmt].judge(result)
 
 
 def wants_notice(event, notify_on, array_notify):
-    """Whether a webhook hears of this event (the service always gets it)."""
+    """Whether a destination hears of this event (the service always gets it)."""
     status = event.get("status")
     if status not in notify_on:
         return False
-    if event.get("array_task_id") is not None and event.get("status") != "SUBMITTED":
-        # one array task among many: the service sends the roll-up
+    member = event.get("array_task_id") is not None or event.get("group") is not None
+    if member and not event.get("rollup") and status != "SUBMITTED":
+        # one task of an array, one job of a group: the service sends the roll-up
         if array_notify == "summary":
             return False
         if array_notify == "failures":
@@ -1328,19 +1950,18 @@ def wants_notice(event, notify_on, array_notify):
 
 
 def parse_notify_on(text, console=None):
-    """SLM_NOTIFY_ON: 'all', 'final', or a comma list of statuses."""
+    """SLM_NOTIFY_ON (and a destination's #on=): statuses and the words of
+    NOTIFY_GROUPS (all, final, failures, warnings, default), comma-separated."""
     text = (text or "").strip()
     if not text:
         return frozenset(NOTIFY_DEFAULT)
-    if text.lower() == "all":
-        return frozenset(STATUSES)
-    if text.lower() == "final":
-        return FINAL_STATUSES | frozenset(("LOST",))
     chosen = set()
     for word in text.replace(" ", ",").split(","):
-        word = word.strip().upper()
-        if word in STATUSES:
-            chosen.add(word)
+        word = word.strip()
+        if word.lower() in NOTIFY_GROUPS:
+            chosen.update(NOTIFY_GROUPS[word.lower()])
+        elif word.upper() in STATUSES:
+            chosen.add(word.upper())
         elif word and console is not None:
             console.say_once("notify-" + word, "SLM_NOTIFY_ON: unknown status %r ignored" % word)
     return frozenset(chosen)
@@ -1687,7 +2308,8 @@ class Courier(object):
         for worker in self._workers:
             payload = event
             if worker.target.kind == WebhookTarget.kind:
-                if not wants_notice(event, settings.notify_on, settings.array_notify):
+                if not worker.target.destination.wants(event, settings.notify_on,
+                                                       settings.array_notify):
                     continue
             elif settings.relaying():
                 # the service notifies for us (compute nodes without internet)
@@ -3457,7 +4079,8 @@ def cmd_status(args, settings, console):
 
 def cmd_list(args, settings, console):
     params = {"status": args.status and args.status.upper(), "name": args.name,
-              "partition": args.partition, "since": args.since, "until": args.until,
+              "partition": args.partition, "group": args.group,
+              "since": args.since, "until": args.until,
               "limit": str(args.limit), "offset": str(args.offset) if args.offset else None}
     if not args.all:
         params["user"] = args.user or user_name()
@@ -3619,28 +4242,63 @@ def check_service(check, settings):
                 health.get("database", "?"), token))
 
 
+def notice_summary(notify_on, array_notify):
+    """Which events a destination gets, in words, for `slm doctor`."""
+    for word in ("all", "default", "final", "failures", "warnings"):
+        if notify_on == frozenset(NOTIFY_GROUPS[word]):
+            events = word if word != "default" else "the default events"
+            break
+    else:
+        events = ",".join(s for s in STATUSES if s in notify_on) or "nothing"
+    return "gets %s; arrays and groups: %s" % (events, array_notify)
+
+
 def check_webhooks(check, settings, console, send_test):
     if not settings.webhooks:
         check.info("webhook", "SLM_WEBHOOK is not set: no notifications")
         return
+    smtp_checked = False
     for spec in settings.webhooks:
-        fmt, url = webhook_format(spec, settings.webhook_format)
-        problem = check_http_url(url)
-        shown = "%s (%s)" % (redact_url(url), fmt)
+        d = Destination(spec, settings.webhook_format, console)
+        problem = d.problem()
+        shown = "%s (%s)" % (d.shown() if not problem else redact_url(d.url), d.format)
         if problem:
             check.bad("webhook", "%s: %s" % (shown, problem),
-                      "SLM_WEBHOOK holds URLs separated by commas")
+                      "SLM_WEBHOOK holds destinations separated by commas")
             continue
+        gets = notice_summary(d.notify_on if d.notify_on is not None else settings.notify_on,
+                              d.array_notify or settings.array_notify)
+        relayed = settings.relaying()
+        if d.format == "email" and not relayed and not smtp_checked:
+            smtp_checked = True
+            check_smtp(check, settings, EmailAddress(d.url))
         if not send_test:
-            check.ok("webhook", "%s is well-formed (--send-test sends a test message)" % shown)
+            check.ok("webhook", "%s is well-formed%s; %s (--send-test sends a test message)"
+                     % (shown, ", sent by the service" if relayed else "", gets))
             continue
         event = EventFactory(JobInfo(["slm", "doctor"], name="slm-doctor-test")).make(
             "COMPLETED", exit_code=0, message="a test notification from 'slm doctor'")
         try:
             WebhookTarget(spec, settings).deliver([event], settings.timeout)
-            check.ok("webhook", "%s accepted a test notification" % shown)
+            check.ok("webhook", "%s accepted a test notification; %s" % (shown, gets))
         except DeliveryError as e:
             check.bad("webhook", "%s did not accept a test notification: %s" % (shown, e.reason))
+
+
+def check_smtp(check, settings, address):
+    """Whether the mail server of an e-mail destination answers (and takes the login)."""
+    try:
+        host, port, mode, user, password, _ = settings.smtp.server(address)
+        smtp_connection(host, port, mode, user, password, max(settings.timeout, 5)).quit()
+    except DeliveryError as e:
+        check.bad("smtp", e.reason, "set SLM_SMTP_HOST (and _PORT, _TLS, _USER, _PASSWORD) "
+                  "to a mail server this host can reach, or SLM_WEBHOOK_VIA=api")
+        return
+    except Exception as e:
+        check.bad("smtp", "SMTP server: %s" % _network_reason(e))
+        return
+    check.ok("smtp", "%s:%d answers (%s%s)" % (host, port, mode, ", login accepted"
+                                               if user and password else ""))
 
 
 def check_spool(check, settings):
@@ -3847,6 +4505,7 @@ def build_parser():
     p.add_argument("--status", "-t", metavar="STATES",
                    help="comma-separated states, e.g. RUNNING,PAUSED")
     p.add_argument("--name", "-n", help="job name")
+    p.add_argument("--group", "-g", help="the jobs of a group (slm submit --group)")
     p.add_argument("--partition", "-p")
     p.add_argument("--since", metavar="TIME", help="active since (UTC, 2026-11-30 or "
                    "2026-11-30T08:00:00Z)")

@@ -413,13 +413,16 @@ def compact_json(data):
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def host_allowed(url, allow):
-    """True when url's host is, or is under, one of the allowed hosts."""
-    try:
-        host = (urllib.parse.urlsplit(url).hostname or "").lower().rstrip(".")
-    except ValueError:
-        return False
-    return any(host == a or host.endswith("." + a) for a in allow)
+def destination(target):
+    """slm.py's Destination for a relay target {"url", "format"}."""
+    return slm.Destination("%s+%s" % (target.get("format", "json"), target["url"]))
+
+
+def host_allowed(target, allow):
+    """True when the host a target's notifications go to is, or is under, an
+    allowed host ('mailto' allows e-mail)."""
+    host = destination(target).host().rstrip(".")
+    return bool(host) and any(host == a or host.endswith("." + a) for a in allow)
 
 
 # ---------------------------------------------------------------------------
@@ -500,10 +503,13 @@ def validate_relay(relay):
         raise ValueError("relay.to must be a list of at most %d targets" % MAX_RELAY_TARGETS)
     for target in to:
         if not isinstance(target, dict) or not isinstance(target.get("url"), str) or \
-                len(target["url"]) > 2048 or slm.check_http_url(target["url"]):
-            raise ValueError("relay.to entries need an http(s) url")
+                len(target["url"]) > 2048:
+            raise ValueError("relay.to entries need a url")
         if target.get("format", "json") not in slm.WEBHOOK_FORMATS:
             raise ValueError("relay.to format must be one of %s" % ", ".join(slm.WEBHOOK_FORMATS))
+        problem = destination(target).problem()
+        if problem:
+            raise ValueError("relay.to entry: %s" % problem)
         if target.get("secret") is not None and (not isinstance(target["secret"], str) or
                                                  len(target["secret"]) > 512):
             raise ValueError("relay.to secret must be a short string")
@@ -1195,6 +1201,14 @@ class Tx(object):
                          " FROM slurm_jobs WHERE array_job_id = ? AND array_task_id IS NOT NULL"
                          % quote("user"), (array_id,))
 
+    def group_members(self, group):
+        """The jobs of a named group, with what a roll-up tells of them."""
+        names = ("job_id", "status", "started_at", "ended_at", "elapsed", "user", "cluster",
+                 "relay")
+        return [dict(zip(names, r)) for r in self.rows(
+            "SELECT %s FROM slurm_jobs WHERE job_group = ? ORDER BY job_id" % columns(names),
+            (group,))]
+
     def array_progress(self, array_id):
         """(tasks known, tasks ended) of an array: one cheap query."""
         finals = ", ".join("'%s'" % status for status in sorted(FINAL))
@@ -1324,6 +1338,15 @@ class Tx(object):
         for part in chunks(sorted(job_ids), 500):
             self.execute("UPDATE slurm_jobs SET checked_at = ? WHERE job_id IN (%s)"
                          % ", ".join("?" * len(part)), [when] + part)
+
+    def settled_groups(self, before, since):
+        """Groups whose every job has ended, the last before `before` (and after
+        `since`): ready for their roll-up."""
+        finals = ", ".join("'%s'" % status for status in sorted(FINAL))
+        return [r[0] for r in self.rows(
+            "SELECT job_group FROM slurm_jobs WHERE job_group IS NOT NULL GROUP BY job_group"
+            " HAVING SUM(CASE WHEN status IN (%s) THEN 0 ELSE 1 END) = 0 AND MAX(ended_at) < ?"
+            " AND MAX(ended_at) > ?" % finals, (before, since))]
 
     def take_lease(self, name, owner, seconds):
         """Whether owner holds the lease name now (taken or renewed) for seconds."""
@@ -1712,13 +1735,6 @@ OUTBOX_MAX_AGE = 2 * 86400
 HOLD = 180.0
 # Who, besides the wrapper, writes events: the service (LOST) and Slurm's verdict.
 SERVICE_SOURCES = ("service", "slurm")
-# Per-destination send rates, (count, seconds) windows, from the services'
-# documented limits (Feishu custom bots: 5/s and 100/min; DingTalk 20/min...).
-RATE_LIMITS = {
-    "feishu": ((5, 1.0), (100, 60.0)), "dingtalk": ((20, 60.0),), "wecom": ((20, 60.0),),
-    "slack": ((1, 1.0),), "discord": ((5, 2.0), (30, 60.0)), "teams": ((4, 1.0),),
-    "ntfy": ((10, 1.0),), "json": ((20, 1.0),),
-}
 
 
 class NotifyPolicy(object):
@@ -1730,11 +1746,13 @@ class NotifyPolicy(object):
     """
 
     def __init__(self, allow=None, hooks=(), secret=None, notify_on=None,
-                 array_notify="failures", dashboard_url=None):
+                 array_notify="failures", dashboard_url=None, smtp=None):
+        # by default: the chat services slm.py knows, and e-mail (through SLM_SMTP_*)
         self.allow = tuple(h.lower() for h in (allow if allow is not None else
-                                               [h for h, _ in slm.WEBHOOK_HOSTS]))
-        self.hooks = [slm.webhook_format(spec) for spec in hooks]
+                                               [h for h, _ in slm.WEBHOOK_HOSTS] + ["mailto"]))
+        self.hooks = [slm.Destination(spec) for spec in hooks]
         self.secret = secret
+        self.smtp = smtp or slm.SmtpSettings(lambda key: "")
         self.notify_on = notify_on if notify_on is not None else frozenset(slm.NOTIFY_DEFAULT)
         self.array_notify = array_notify
         self.dashboard_url = dashboard_url
@@ -1745,18 +1763,22 @@ class NotifyPolicy(object):
         array_notify = env.get("SLM_ARRAY_NOTIFY", "").strip().lower() or "failures"
         if array_notify not in slm.ARRAY_NOTIFY_CHOICES:
             raise ConfigError("SLM_ARRAY_NOTIFY must be each, failures or summary")
-        hooks = [u.strip() for u in env.get("SLM_WEBHOOK", "").split(",") if u.strip()]
+        hooks = slm.split_destinations(env.get("SLM_WEBHOOK", ""))
         for spec in hooks:
-            if slm.check_http_url(slm.webhook_format(spec)[1]):
-                raise ConfigError("SLM_WEBHOOK has an entry that is not an http(s) URL")
-        return cls(allow=[h.strip() for h in allow.split(",") if h.strip()] if allow else None,
+            if slm.Destination(spec).problem():
+                raise ConfigError("SLM_WEBHOOK has an entry that is not a destination: %s"
+                                  % slm.Destination(spec).problem())
+        return cls(allow=[h.strip().lower() for h in allow.split(",") if h.strip()]
+                   if allow else None,
                    hooks=hooks, secret=env.get("SLM_WEBHOOK_SECRET") or None,
                    notify_on=slm.parse_notify_on(env.get("SLM_NOTIFY_ON")),
                    array_notify=array_notify,
-                   dashboard_url=env.get("SLM_DASHBOARD_URL") or None)
+                   dashboard_url=env.get("SLM_DASHBOARD_URL") or None,
+                   smtp=slm.SmtpSettings(lambda key: env.get(key, "").strip()))
 
     def secrets(self):
-        return [url for _, url in self.hooks] + [self.secret]
+        return [d.url for d in self.hooks] + [d.spec for d in self.hooks] + [self.secret] + \
+            self.smtp.secrets()
 
     @staticmethod
     def _row(kind, key, job_id, url, fmt, secret, dashboard, payload, now, refusal=None):
@@ -1783,37 +1805,41 @@ class NotifyPolicy(object):
             for t in relay["to"]:
                 if not t.get("send", relay.get("send")):
                     continue     # a destination's own filter (URL#on=...) wants it not
-                allowed = host_allowed(t["url"], self.allow)
+                allowed = host_allowed(t, self.allow)
                 refused += not allowed
                 rows.append(self._row("event", event["event_id"], event["job_id"], t["url"],
                                       t.get("format", "json"), t.get("secret"),
                                       relay.get("dashboard_url"), incoming.raw, now,
                                       None if allowed else "refused: host not in SLM_RELAY_ALLOW"))
-        if self.hooks and slm.wants_notice(event, self.notify_on, self.array_notify):
-            for fmt, url in self.hooks:
-                rows.append(self._row("event", event["event_id"], event["job_id"], url, fmt,
-                                      self.secret, self.dashboard_url, incoming.raw, now))
+        for d in self.hooks:
+            if d.wants(event, self.notify_on, self.array_notify):
+                rows.append(self._row("event", event["event_id"], event["job_id"], d.url,
+                                      d.format, self.secret, self.dashboard_url, incoming.raw,
+                                      now))
         for row in rows:
             row["event_id"] = event["event_id"]
             if hold and row["state"] == "pending":
                 row["state"], row["next_attempt_at"] = "held", iso_at(time.time() + HOLD)
         return rows, refused
 
-    def for_rollup(self, summary, relay, now):
-        """Outbox rows for an array's roll-up: one per destination that wants it."""
-        array_id = summary["job_id"]
-        notice = compact_json(dict(summary, array_job_id=array_id))
+    def for_rollup(self, summary, relay, now, kind="rollup", key=None, job_id=None):
+        """Outbox rows for a roll-up (an array's, a group's start or end): one per
+        destination that wants roll-ups (its array policy is not "each")."""
+        job_id = job_id or summary["job_id"]
+        key = key or summary["job_id"]
+        notice = compact_json(summary if kind != "rollup" else
+                              dict(summary, array_job_id=summary["job_id"]))
         rows = []
         if relay and relay.get("to"):
             for t in relay["to"]:
                 policy = t.get("array_notify") or relay.get("array_notify") or "failures"
-                if policy != "each" and host_allowed(t["url"], self.allow):
-                    rows.append(self._row("rollup", array_id, array_id, t["url"],
+                if policy != "each" and host_allowed(t, self.allow):
+                    rows.append(self._row(kind, key, job_id, t["url"],
                                           t.get("format", "json"), t.get("secret"),
                                           relay.get("dashboard_url"), notice, now))
-        if self.hooks and self.array_notify != "each":
-            for fmt, url in self.hooks:
-                rows.append(self._row("rollup", array_id, array_id, url, fmt, self.secret,
+        for d in self.hooks:
+            if (d.array_notify or self.array_notify) != "each":
+                rows.append(self._row(kind, key, job_id, d.url, d.format, self.secret,
                                       self.dashboard_url, notice, now))
         return rows
 
@@ -1858,6 +1884,45 @@ def array_rollup(tx, event, now):
     return summary
 
 
+def group_start(tx, event, now):
+    """For a RUNNING of a job in a named group (slm submit --group): the
+    group's first-start notice when no other member has started, else None.
+    (Its end is the watchdog's: see Watchdog.roll_up_groups.)  Runs in the
+    ingest transaction, after the job rows were written."""
+    group = event["group"]
+    lock = "group:" + group
+    tx.lock_jobs([lock])   # a row of its own serialises "am I the first?" between writers
+    members = tx.group_members(group)
+    tx.forget_unreported_job(lock)
+    started = [m["job_id"] for m in members if m["started_at"]]
+    if started != [event["job_id"]]:
+        return None
+    return {"schema": slm.EVENT_SCHEMA, "kind": "group", "group": group, "status": "RUNNING",
+            "time": now, "job_id": event["job_id"], "job_name": event.get("job_name"),
+            "user": event.get("user"), "cluster": event.get("cluster"),
+            "event_id": "group-start-" + hashlib.sha1(group.encode("utf-8")).hexdigest()[:32],
+            "message": "the first job of group %s started (%d in the group so far)"
+                       % (group, len(members))}
+
+
+def group_rollup(group, members, now):
+    """A group's roll-up notice: counts by final state, total and longest run.
+    Its id counts the members, so a job that joins later makes a new one."""
+    counts = {}
+    for m in members:
+        counts[m["status"]] = counts.get(m["status"], 0) + 1
+    failed = [m["job_id"] for m in members if m["status"] != "COMPLETED"]
+    runs = [m["elapsed"] or 0.0 for m in members]
+    last = max(members, key=lambda m: m["ended_at"] or "")
+    return {"schema": slm.EVENT_SCHEMA, "kind": "group", "group": group, "rollup": True,
+            "status": "FAILED" if failed else "COMPLETED", "time": now,
+            "job_id": last["job_id"], "user": last.get("user"), "cluster": last.get("cluster"),
+            "event_id": "group-end-%s-%d" % (hashlib.sha1(group.encode("utf-8")).hexdigest()[:24],
+                                             len(members)),
+            "tasks": counts, "failed_tasks": failed[:100], "total": round(sum(runs), 3),
+            "longest": round(max(runs or [0.0]), 3)}
+
+
 class RateLimiter(object):
     """Sliding windows per destination, for one sender process."""
 
@@ -1868,7 +1933,7 @@ class RateLimiter(object):
     def delay(self, destination, fmt, now=None):
         """Seconds to wait before destination may get another message (0: go)."""
         now = time.time() if now is None else now
-        windows = RATE_LIMITS.get(fmt, RATE_LIMITS["json"])
+        windows = (slm.FORMATS.get(fmt) or slm.FORMATS["json"]).rate
         longest = max(seconds for _, seconds in windows)
         with self._lock:
             times = [t for t in self._sent.get(destination, []) if t > now - longest]
@@ -1889,9 +1954,10 @@ class OutboxSender(threading.Thread):
     slm.py's formatter and sender, and records the outcome."""
 
     def __init__(self, db, metrics=None, log=None, poll=1.0, timeout=10.0, batch=20,
-                 backoff_scale=1.0):
+                 backoff_scale=1.0, smtp=None):
         threading.Thread.__init__(self, name="slm-outbox", daemon=True)
         self.db = db
+        self.smtp = smtp          # where relayed mail goes out (SLM_SMTP_*)
         self.metrics = metrics
         self.log = log or say
         self.poll = poll
@@ -1944,12 +2010,9 @@ class OutboxSender(threading.Thread):
             self._settle(row, "pending", None, time.time() + wait, count_attempt=False)
             return
         try:
-            payload = json.loads(row["payload"])
-            url, body = slm.notification_request(row["format"], row["destination"], payload,
-                                                 row.get("secret"), row.get("dashboard_url"))
-            result = slm.http_request("POST", url, body, timeout=self.timeout)
-            slm.Target.judge(result)
-            slm.judge_chat_answer(row["format"], result)
+            slm.send_notification(row["format"], row["destination"], json.loads(row["payload"]),
+                                  row.get("secret"), row.get("dashboard_url"), self.timeout,
+                                  self.smtp)
         except slm.DeliveryError as e:
             age = time.time() - (epoch_of(row["created_at"]) or time.time())
             if e.permanent or age > OUTBOX_MAX_AGE:
@@ -2204,6 +2267,13 @@ class Ingestor(object):
                 summary = array_rollup(tx, event, now)
                 if summary is not None:
                     outbox += self.policy.for_rollup(summary, incoming.relay, now)
+            if event.get("group") and event.get("array_task_id") is None and \
+                    event["status"] == "RUNNING":
+                notice = group_start(tx, event, now)
+                if notice is not None:
+                    outbox += self.policy.for_rollup(notice, incoming.relay, now, kind="group",
+                                                     key=notice["event_id"],
+                                                     job_id=event["job_id"])
         tx.outbox_add(outbox)
         for w in allowed:
             w.stored = [i.event for v, i in new if v is w]
@@ -2410,7 +2480,7 @@ class Watchdog(threading.Thread):
     """
 
     def __init__(self, db, ingestor, slurm=None, interval=15.0, grace=3, spools=(),
-                 private=None, log=None):
+                 private=None, log=None, group_settle=60.0):
         threading.Thread.__init__(self, name="slm-watchdog", daemon=True)
         self.db = db
         self.ingestor = ingestor
@@ -2419,6 +2489,7 @@ class Watchdog(threading.Thread):
         self.grace = grace
         self.spools = list(spools)
         self.private = private          # (is the keyring per user?) for spool owners
+        self.group_settle = group_settle
         self.log = log or say
         self.owner = "%s-%d-%s" % (socket.gethostname()[:30], os.getpid(), uuid.uuid4().hex[:8])
         self.stopping = threading.Event()
@@ -2450,12 +2521,32 @@ class Watchdog(threading.Thread):
             return
         now = time.time()
         self.find_lost(now)
+        self.roll_up_groups(now)
         if self.slurm is not None and self.slurm.learn_cluster():
             self.ask_slurm(now)
 
     def write(self, events):
         if events:
             self.ingestor.submit([validate_event(e) for e in events])
+
+    def roll_up_groups(self, now):
+        """One roll-up for each group whose jobs have all ended and stayed so for
+        group_settle seconds: the jobs of a pipeline are submitted one after
+        another, and the first may end before the last is even known."""
+        def work(tx):
+            added = []
+            for group in tx.settled_groups(iso_at(now - self.group_settle),
+                                           iso_at(now - 86400)):
+                members = tx.group_members(group)
+                notice = group_rollup(group, members, iso_at(now))
+                relay = [m["relay"] for m in members if m["relay"]]
+                added += self.ingestor.policy.for_rollup(
+                    notice, json.loads(relay[-1]) if relay else None, iso_at(now),
+                    kind="group", key=notice["event_id"], job_id=notice["job_id"])
+            tx.outbox_add(added)    # a roll-up already queued is queued once (its key)
+            return added
+        if self.db.run(work, write=True) and self.ingestor.notified is not None:
+            self.ingestor.notified()
 
     def find_lost(self, now):
         ids = self.db.run(lambda tx: tx.silent_jobs(now, self.grace))
@@ -3132,8 +3223,9 @@ def outbox_json(row):
     """An outbox row as the API shows it: the destination as scheme://host
     only (a webhook's path is its secret), no secret, payload or lease."""
     shown = dict((k, v) for k, v in row.items() if k != "dedup_key")
-    shown["destination"] = slm.redact_url(row["destination"])
-    shown["kind"] = "rollup" if row["dedup_key"].startswith("rollup:") else "event"
+    shown["destination"] = destination({"url": row["destination"],
+                                        "format": row.get("format") or "json"}).shown()
+    shown["kind"] = row["dedup_key"].split(":", 1)[0]     # event, rollup or group
     if "status" in row and shown["kind"] == "rollup":
         shown["status"] = "ROLLUP"
     return shown
@@ -3689,7 +3781,7 @@ def openapi_schemas():
                                "id": {"type": "integer"}, "job_id": {"type": "string"},
                                "user": {"type": "string", "nullable": True},
                                "status": {"type": "string", "nullable": True},
-                               "kind": {"type": "string", "enum": ["event", "rollup"]},
+                               "kind": {"type": "string", "enum": ["event", "rollup", "group"]},
                                "destination": {"type": "string"},
                                "format": {"type": "string"},
                                "state": {"type": "string", "enum": [
@@ -5154,7 +5246,7 @@ class Service(object):
 
     def __init__(self, db, policy, keyring, log=None, outbox_poll=1.0, relay_timeout=10.0,
                  backoff_scale=1.0, access=None, limiter=None, public=(), slurm=None,
-                 watch_interval=15.0, spools=()):
+                 watch_interval=15.0, spools=(), group_settle=60.0):
         self.db = db
         self.policy = policy
         self.keyring = keyring
@@ -5168,12 +5260,13 @@ class Service(object):
         self.log = diag
         self.ingestor = Ingestor(db, policy, self.metrics)
         self.sender = OutboxSender(db, metrics=self.metrics, log=diag, poll=outbox_poll,
-                                   timeout=relay_timeout, backoff_scale=backoff_scale)
+                                   timeout=relay_timeout, backoff_scale=backoff_scale,
+                                   smtp=policy.smtp)
         self.ingestor.notified = self.sender.wakeup.set
         self.ingestor.slurm = slurm
         self.watchdog = Watchdog(db, self.ingestor, slurm, interval=watch_interval,
                                  spools=spools, private=keyring.tokens_file is not None,
-                                 log=diag)
+                                 log=diag, group_settle=group_settle)
         keyring.log = diag
         self.app = make_app(db, self.ingestor, keyring, self.metrics, diag, access=access,
                             limiter=limiter, public=public, pages=Dashboard(log=diag).install)
@@ -5220,6 +5313,7 @@ def build_service(env, db=None, log=None, spools=()):
     database = open_database(db_config(env, db))
     return Service(database, policy, keyring, log=log, slurm=slurm, spools=spools,
                    watch_interval=env_seconds(env, "SLM_WATCH_INTERVAL", 15.0),
+                   group_settle=env_seconds(env, "SLM_GROUP_SETTLE", 60.0),
                    outbox_poll=env_seconds(env, "SLM_OUTBOX_POLL", 1.0),
                    relay_timeout=env_seconds(env, "SLM_RELAY_TIMEOUT", 10.0),
                    backoff_scale=env_seconds(env, "SLM_OUTBOX_BACKOFF_SCALE", 1.0),

@@ -34,6 +34,7 @@ class Lifecycle(object):
         self.spool = os.path.join(self.dir, "firewalled-spool")
         os.makedirs(self.spool, exist_ok=True)
         env = {"SLM_WATCH_INTERVAL": WATCH, "SLM_WEBHOOK": self.hook.hook_url,
+               "SLM_GROUP_SETTLE": "5",
                "SLM_NOTIFY_ON": "all", "SLM_RELAY_ALLOW": "127.0.0.1"}
         self.services = [ServiceProcess(self.db, self.dir, env=env,
                                         args=["--spool", self.spool]).start()
@@ -41,6 +42,7 @@ class Lifecycle(object):
         self.jobs = {}
 
     def submit(self, name, script, sbatch_args=(), via=0, **env):
+        """slm submit [--group G] SBATCH_ARGS job.sh, posting to service `via`."""
         folder = os.path.join(self.dir, name)
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, "job.sh")
@@ -51,8 +53,9 @@ class Lifecycle(object):
         e.update(SLM_API_URL=self.services[via].url, SLM_HEARTBEAT=BEAT, SLM_TIMEOUT="2",
                  SLM_SPOOL_DIR=os.path.join(folder, "spool"), PYTHONDONTWRITEBYTECODE="1")
         e.update(env)
-        r = run_slm(MAIN_PYTHON, ["submit", "-o", os.path.join(folder, "out.txt")] +
-                    list(sbatch_args) + [path], e, cwd=folder)
+        ours = list(sbatch_args[:2]) if sbatch_args[:1] == ["--group"] else []
+        r = run_slm(MAIN_PYTHON, ["submit"] + ours + ["-o", os.path.join(folder, "out.txt")] +
+                    list(sbatch_args[len(ours):]) + [path], e, cwd=folder)
         assert r.returncode == 0, r.stderr
         job_id = re.search(rb"Submitted batch job (\d+)", r.stdout).group(1).decode()
         self.jobs[name] = (job_id, folder)
@@ -119,6 +122,12 @@ def life(cluster):
         lc.submit("requeued", "#!/bin/bash\necho run ${SLURM_RESTART_COUNT:-0} >> runs\n"
                   "[ \"${SLURM_RESTART_COUNT:-0}\" -gt 0 ] && exit 0\nsleep 300\n",
                   ["--requeue", "--open-mode=append"], via=1)
+        # a pipeline of three dependent jobs in one group, the last one failing
+        first = lc.submit("chain-1", "#!/bin/bash\ntrue\n", ["--group", "chain"])
+        second = lc.submit("chain-2", "#!/bin/bash\ntrue\n",
+                           ["--group", "chain", "--dependency=afterok:%s" % first], via=1)
+        lc.submit("chain-3", "#!/bin/bash\nexit 4\n",
+                  ["--group", "chain", "--dependency=afterok:%s" % second])
         # no route from the node to the service: only the shared spool it reads
         lc.submit("firewalled", "#!/bin/bash\nsleep 8\necho done\n",
                   SLM_API_URL="http://127.0.0.1:9", SLM_SPOOL_DIR=lc.spool)
@@ -215,3 +224,19 @@ def test_a_node_without_a_route_reports_through_the_shared_spool(life):
     # every event once, though both instances read the spool
     ids = [e["event_id"] for e in life.events("firewalled")]
     assert len(ids) == len(set(ids)) == 3 and job["event_count"] == 3
+
+
+def test_a_group_of_dependent_jobs_gets_a_start_its_failure_and_one_rollup(life):
+    life.wait("chain-3", lambda j: j["status"] == "FAILED", timeout=120)
+    ids = [life.jobs["chain-%d" % n][0] for n in (1, 2, 3)]
+    await_true(lambda: any(b.get("kind") == "group" and b.get("rollup")
+                           for b in life.hook.delivered), 30, "the group's roll-up")
+    life.hook.quiet(3 * float(WATCH) + 1)
+    heard = [(b.get("kind"), b["status"], b["job_id"]) for b in life.hook.delivered
+             if b.get("group") == "chain" and b["status"] != "SUBMITTED"]
+    assert heard == [("group", "RUNNING", ids[0]), (None, "FAILED", ids[2]),
+                     ("group", "FAILED", ids[2])], heard
+    rollup = [b for b in life.hook.delivered if b.get("kind") == "group" and b.get("rollup")][0]
+    assert rollup["tasks"] == {"COMPLETED": 2, "FAILED": 1} and rollup["failed_tasks"] == [ids[2]]
+    listed = life.services[0].jobs(group="chain")
+    assert sorted(j["job_id"] for j in listed) == sorted(ids)

@@ -262,7 +262,9 @@ def test_relay_via_the_service(env, sink):
         relays = [e["relay"] for e in sink.events]
         assert [r["send"] for r in relays] == [False, True]
         assert relays[1]["to"] == [{"url": hook.url + "/bot", "format": "feishu",
-                                    "secret": "sek"}]
+                                    "secret": "sek", "send": True}]
+        assert [t["send"] for t in relays[0]["to"]] == [False]
+        assert relays[1]["notify_on"] == sorted(slm.parse_notify_on("final"))
         assert b"sek" not in r.stderr and hook.url.encode() not in r.stderr
     finally:
         hook.close()
