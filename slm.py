@@ -11,7 +11,7 @@ shared directory and run it.
                                              sbatch SCRIPT, monitored, unmodified
     python3 slm.py submit [sbatch options] --wrap "CMD"
     python3 slm.py flush                     deliver events waiting in the spool
-    python3 slm.py status JOB | list | events JOB | doctor
+    python3 slm.py status JOB | list | events JOB | watch JOB | doctor
 
 Events go to the SLM service (SLM_API_URL, see slm_api.py) and/or a webhook
 (SLM_WEBHOOK); with neither, they are printed on stderr.  Every event is
@@ -2023,23 +2023,42 @@ class Spool(object):
             os.close(fd)
         os.rename(tmp, path)
 
+    # An entry's name: <ms>-<event_id>.<target key>.json (the time sorts them
+    # oldest first; an event id may hold dots, a target key holds none).
+    @staticmethod
+    def _name(event_id, target_key):
+        return "%013d-%s.%s.json" % (int(time.time() * 1000), event_id, target_key)
+
+    @staticmethod
+    def target_key_of(name):
+        return name.rsplit(".", 2)[-2]
+
+    @staticmethod
+    def event_id_of(name):
+        return name.split("-", 1)[1].rsplit(".", 2)[0]
+
     def add(self, event, target):
         """Journal event for target, already claimed by us; return the entry."""
         self.ensure()
-        name = "%013d-%s.%s.json" % (int(time.time() * 1000), event["event_id"], target.key)
+        name = self._name(event["event_id"], target.key)
         path = os.path.join(self.work, name + self._owner_suffix())
         record = {"target": {"kind": target.kind, "url": target.url}, "event": event}
         self._write(path, encode_json(record))
         return SpoolEntry(name, path, target.kind, target.url, event)
 
     def pending_names(self, target_key=None):
+        """The pending entries' names, oldest first (of one target's, if given)."""
         try:
             names = sorted(n for n in os.listdir(self.pending) if n.endswith(".json"))
         except OSError:
             return []
         if target_key:
-            names = [n for n in names if n.endswith(".%s.json" % target_key)]
+            names = [n for n in names if self.target_key_of(n) == target_key]
         return names
+
+    def pending_of(self, event_ids):
+        """How many pending entries hold one of these events."""
+        return sum(1 for n in self.pending_names() if self.event_id_of(n) in event_ids)
 
     def claim(self, name):
         """Take pending NAME for ourselves; None if somebody else did."""
@@ -2220,14 +2239,18 @@ def deliver_entries(target, entries, spool, console, timeout):
     return delivered, None
 
 
-def flush_spool(spool, settings, console, deadline, target_key=None, limit=None,
+def flush_spool(spool, settings, console, deadline, target=None, limit=None,
                 interrupted=None):
     """Deliver pending entries (of one target, or all) until deadline.
 
     Returns (delivered, still_pending).  Safe to run in many processes at
-    once: each entry is claimed by rename before it is sent.  interrupted()
-    returning true stops it early (the entries not yet claimed stay pending).
+    once: each entry is claimed by rename before it is sent.  target: only
+    its entries, sent through it (a worker's retries keep its connection and
+    its pace); else each entry's target as the settings make it today.
+    interrupted() returning true stops it early (the entries not yet claimed
+    stay pending).
     """
+    target_key = target.key if target is not None else None
     try:
         spool.recover()
     except OSError:
@@ -2237,13 +2260,13 @@ def flush_spool(spool, settings, console, deadline, target_key=None, limit=None,
     batches = {}      # target key -> (target, claimed entries)
 
     def send(key):
-        target, entries = batches.pop(key)
+        through, entries = batches.pop(key)
         remaining = deadline - time.time()
         if remaining <= 0:
             for entry in entries:
                 spool.release(entry)
             return 0
-        count, error = deliver_entries(target, entries, spool, console,
+        count, error = deliver_entries(through, entries, spool, console,
                                        min(remaining, settings.timeout))
         if error is not None:
             skipped.add(key)
@@ -2251,7 +2274,7 @@ def flush_spool(spool, settings, console, deadline, target_key=None, limit=None,
 
     names = spool.pending_names(target_key)
     for name in names[:limit] if limit is not None else names:
-        key = name.rsplit(".", 2)[-2]
+        key = spool.target_key_of(name)
         if key in skipped:
             continue
         if time.time() >= deadline or (interrupted is not None and interrupted()):
@@ -2260,15 +2283,15 @@ def flush_spool(spool, settings, console, deadline, target_key=None, limit=None,
         if entry is None:
             continue  # somebody else has it
         if key not in batches:
-            target = settings.target_for(entry.target_kind, entry.target_url)
-            if target is None:
+            through = target or settings.target_for(entry.target_kind, entry.target_url)
+            if through is None:
                 spool.release(entry)
                 skipped.add(key)
                 continue
-            batches[key] = (target, [])
-        target, entries = batches[key]
+            batches[key] = (through, [])
+        through, entries = batches[key]
         entries.append(entry)
-        if len(entries) >= (MAX_BATCH if target.batches else 1):
+        if len(entries) >= (MAX_BATCH if through.batches else 1):
             delivered += send(key)
     for key in list(batches):
         delivered += send(key)
@@ -2356,10 +2379,8 @@ class Courier(object):
         try:
             # a thread still stuck in a request holds claims: hand them back
             self.spool.release_mine()
-            ours = set(self._posted)
-            left = sum(1 for name in self.spool.pending_names()
-                       if name.split("-", 1)[1].split(".", 1)[0] in ours)
-        except (OSError, IndexError):
+            left = self.spool.pending_of(set(self._posted))
+        except OSError:
             left = 0
         left += self._unjournaled
         if left:
@@ -2465,7 +2486,7 @@ class _TargetWorker(threading.Thread):
             delivered, left = flush_spool(self.courier.spool, self.courier.settings,
                                           self.courier.console,
                                           deadline or time.time() + 5 * timeout,
-                                          target_key=self.target.key, limit=limit,
+                                          target=self.target, limit=limit,
                                           interrupted=None if deadline else
                                           lambda: self._deadline is not None)
             return bool(delivered or not left)
@@ -2492,15 +2513,16 @@ class ServiceClient(object):
         self.token = settings.api_token
         self.timeout = max(settings.timeout, 5.0)  # a person waits; a job does not
 
-    def get(self, path, params=None, missing=None):
-        """(status, JSON object) of a GET; missing: the Failure message for a 404."""
+    def get(self, path, params=None, missing=None, timeout=None):
+        """(status, JSON object) of a GET; missing: the Failure message for a
+        404; timeout: longer than usual, for a long-poll."""
         from urllib.parse import quote, urlencode
         url = self.url + quote(path, safe="/")
         if params:
             url += "?" + urlencode([(k, v) for k, v in params.items() if v is not None])
         try:
-            result = http_request("GET", url, token=self.token, timeout=self.timeout,
-                                  use_proxy=False)
+            result = http_request("GET", url, token=self.token,
+                                  timeout=timeout or self.timeout, use_proxy=False)
         except DeliveryError as e:
             raise Unreachable("cannot reach the SLM service at %s (SLM_API_URL): %s"
                               % (shown_url(self.url), e.reason))
@@ -4059,11 +4081,74 @@ JOB_COLUMNS = ("JOBID", "NAME", "USER", "STATE", "PARTITION", "NODELIST", "TIME"
                "LAST EVENT")
 
 
+EVENT_COLUMNS = ("TIME", "STATUS", "HOST", "DETAIL")
+# An event's details worth a glance, in this order (--json has them all).
+EVENT_DETAIL = ("signal", "exit_code", "reason", "corrects", "message", "memory_used_mb",
+                "time_left")
+
+
+def event_row(event):
+    detail = []
+    run = event.get("restart_count")
+    if isinstance(run, int) and run > 0:
+        detail.append("run=%d" % (run + 1))
+    if event.get("source") not in (None, "wrapper"):
+        detail.append("from=%s" % event["source"])
+    for key in EVENT_DETAIL:
+        if event.get(key) is not None:
+            detail.append("%s=%s" % (key, event[key]))
+    return [local_time(event.get("time")), cell(event.get("status"), 14),
+            cell(event.get("host"), 16), cell(" ".join(detail), 100)]
+
+
+def describe_status(job):
+    """'COMPLETED (exit 0)', 'FAILED (exit 3, from Slurm's record)'..."""
+    meta = job.get("meta") or {}
+    parts = []
+    if job.get("signal") and job.get("status") in FINAL_STATUSES:
+        parts.append(job["signal"])
+    elif job.get("exit_code") is not None:
+        parts.append("exit %s" % job["exit_code"])
+    if meta.get("source") == "slurm":
+        parts.append("from Slurm's record")
+    return "%s%s" % (job.get("status"), " (%s)" % ", ".join(parts) if parts else "")
+
+
 def job_row(job):
     return [cell(job.get("job_id"), 32), cell(job.get("job_name")), cell(job.get("user"), 12),
             cell(job.get("status"), 13), cell(job.get("partition"), 12),
             cell(job.get("nodelist")), job_duration(job), job_ending(job),
             local_time(job.get("last_event_time"))]
+
+
+def job_notes(job):
+    """The lines under a job's row: what the columns cannot say."""
+    meta = job.get("meta") or {}
+    notes = []
+    if job.get("reason") or job.get("message"):
+        notes.append(("reason", job.get("reason") or job.get("message")))
+    if meta.get("source") == "slurm":
+        notes.append(("verdict", "from Slurm's own record%s" % (
+            " (the wrapper reported %s)" % meta["corrects"] if meta.get("corrects") else "")))
+    elif job.get("status") == "LOST":
+        notes.append(("verdict", "the service heard nothing from the job%s; Slurm's record "
+                      "may still tell how it ended" % (
+                          " since %s" % local_time(job["heartbeat_at"])
+                          if job.get("heartbeat_at") else "")))
+    if job.get("restarts"):
+        notes.append(("runs", "%d (Slurm requeued the job %d time%s; this is the latest run)"
+                      % (job["restarts"] + 1, job["restarts"],
+                         "" if job["restarts"] == 1 else "s")))
+    if meta.get("warnings"):
+        notes.append(("warnings", ", ".join(meta["warnings"])))
+    if job.get("job_group"):
+        notes.append(("group", job["job_group"]))
+    if job.get("heartbeat_at") and job.get("status") not in FINAL_STATUSES and \
+            job.get("status") != "LOST":
+        notes.append(("heartbeat", "last %s (every %s)" % (
+            local_time(job["heartbeat_at"]),
+            duration_text(job.get("heartbeat_interval") or DEFAULT_HEARTBEAT))))
+    return notes
 
 
 def cmd_status(args, settings, console):
@@ -4072,8 +4157,8 @@ def cmd_status(args, settings, console):
         print_json(job)
         return EXIT_OK
     print_table([job_row(job)], JOB_COLUMNS)
-    if job.get("reason") or job.get("message"):
-        emit("reason: %s" % cell(job.get("reason") or job.get("message"), 200))
+    for what, text in job_notes(job):
+        emit("%s: %s" % (what, cell(text, 200)))
     return EXIT_OK
 
 
@@ -4105,16 +4190,100 @@ def cmd_events(args, settings, console):
     if args.json:
         print_json(data)
         return EXIT_OK
-    rows = []
-    for event in events:
-        detail = []
-        for key in ("signal", "exit_code", "reason", "message"):
-            if event.get(key) is not None:
-                detail.append("%s=%s" % (key, event[key]))
-        rows.append([local_time(event.get("time")), cell(event.get("status"), 13),
-                     cell(event.get("host"), 16), cell(" ".join(detail), 80)])
-    print_table(rows, ("TIME", "STATUS", "HOST", "DETAIL"))
+    print_table([event_row(e) for e in events], EVENT_COLUMNS)
     return EXIT_OK
+
+
+# How `slm watch` looks: a long-poll of up to WATCH_POLL seconds (the service
+# allows 30); a service it reached once may be away WATCH_OUTAGE seconds (a
+# restart) before it gives up; a CANCELLED the wrapper saw waits up to
+# VERDICT_WAIT for Slurm's word, looking every VERDICT_POLL (it may be a
+# requeue: the service reads Slurm's record some 10 to 30 s after an end).
+# A job the service has not heard of gets UNKNOWN_WAIT to appear (a submit's
+# first event may be on its way).
+WATCH_POLL = 25.0
+UNKNOWN_WAIT = 10.0
+WATCH_OUTAGE = 300.0
+VERDICT_WAIT = 60.0
+VERDICT_POLL = 5.0
+
+
+def watch_line(event, as_json):
+    if as_json:
+        return json.dumps(event, sort_keys=True, ensure_ascii=False)
+    return "  ".join(event_row(event)).rstrip()
+
+
+def cmd_watch(args, settings, console):
+    """Follow a job's events as the service receives them, until it ends.
+
+    Each look is a long-poll (the events after the last one shown), then a
+    look at the job: its status, which merges Slurm's verdict and the
+    service's findings, decides the end.  At the end one full read shows
+    events that arrived late with an earlier time."""
+    client = ServiceClient(settings)
+    path = "/api/v1/jobs/%s/events" % args.job
+    unknown = "unknown job: %s (the service has heard nothing of it)" % args.job
+    deadline = time.time() + args.timeout if args.timeout else None
+    after, seen, reached, failing_since, verdict_by = None, set(), False, None, None
+    said_lost = False
+
+    def show(events):
+        for event in events:
+            if event.get("event_id") not in seen:
+                seen.add(event.get("event_id"))
+                emit(watch_line(event, args.json))
+        sys.stdout.flush()
+
+    while True:
+        now = time.time()
+        wait = WATCH_POLL if reached else UNKNOWN_WAIT
+        if verdict_by is not None:
+            wait = min(VERDICT_POLL, max(0.0, verdict_by - now))
+        if deadline is not None:
+            wait = min(wait, max(0.0, deadline - now))
+        try:
+            _, data = client.get(path, {"after": after, "wait": "%.1f" % wait},
+                                 missing=unknown, timeout=wait + client.timeout)
+            events = data.get("events") or []
+            show(events)
+            after = events[-1].get("event_id") if events else after
+            job = client.job(args.job)
+            reached, failing_since = True, None
+        except Unreachable as e:
+            now = time.time()
+            failing_since = failing_since or now
+            if not reached or now - failing_since > WATCH_OUTAGE or \
+                    (deadline is not None and now >= deadline):
+                raise
+            console.say_once("unreachable", "%s; trying again" % e)
+            time.sleep(min(5.0, max(0.5, now - failing_since)))   # back off, not busy
+            continue
+        now, status = time.time(), job.get("status")
+        out_of_time = deadline is not None and now >= deadline
+        if status == "CANCELLED" and not (job.get("meta") or {}).get("source") and \
+                not job.get("verified"):
+            if verdict_by is None:
+                verdict_by = now + VERDICT_WAIT
+                console.say("job %s was cancelled; waiting up to %s for Slurm's record, in "
+                            "case it was requeued" % (args.job, duration_text(VERDICT_WAIT)))
+            settled = now >= verdict_by
+        else:
+            settled = True
+            if status not in FINAL_STATUSES:
+                verdict_by = None    # requeued: the job runs again, and so does the watch
+        if status in FINAL_STATUSES and (settled or out_of_time):
+            show(client.get(path, missing=unknown)[1].get("events") or [])
+            console.say("job %s ended %s" % (args.job, describe_status(job)))
+            return EXIT_OK if status == "COMPLETED" else EXIT_FAILURE
+        if status == "LOST" and not said_lost:
+            said_lost = True
+            console.say("the service lost contact with job %s; waiting for Slurm's verdict "
+                        "(Ctrl-C to stop watching)" % args.job)
+        if out_of_time:
+            console.say("job %s is still %s after %s (--timeout)"
+                        % (args.job, status, duration_text(args.timeout)))
+            return EXIT_FAILURE
 
 
 class Checkup(object):
@@ -4398,6 +4567,12 @@ slm's own -q/-v/--no-db go before 'submit'.
   python3 slm.py events 1234
   python3 slm.py events 1234 --json | jq '.events[].status'
 """,
+    "watch": """examples:
+  python3 slm.py watch 1234                 # follow job 1234 until it ends
+  python3 slm.py submit job.sh | tail -1    # ... then: slm watch JOBID && next-step.sh
+  python3 slm.py watch 1234 --json | jq -r .status
+  python3 slm.py watch 1234 --timeout 2h    # give up (exit 1) if it has not ended by then
+""",
     "doctor": """examples:
   python3 slm.py doctor                     # inside a job script, too
   python3 slm.py doctor --send-test         # and post a test notification
@@ -4411,7 +4586,7 @@ slm's own -q/-v/--no-db go before 'submit'.
 
 # Each command's function: main() dispatches here, and nowhere else.
 COMMANDS = {"run": cmd_run, "submit": cmd_submit, "flush": cmd_flush, "status": cmd_status,
-            "list": cmd_list, "events": cmd_events, "doctor": cmd_doctor}
+            "list": cmd_list, "events": cmd_events, "watch": cmd_watch, "doctor": cmd_doctor}
 
 
 # `slm run`'s options, each taking a value: the one list the parser, the
@@ -4523,6 +4698,18 @@ def build_parser():
     p.add_argument("job", metavar="JOB")
     p.add_argument("--json", action="store_true", help="the events as JSON")
 
+    p = sub.add_parser("watch", help="follow one job's events until it ends",
+                       description="Print a job's events as the SLM service receives them, "
+                       "until the job ends.  Exit 0 when it COMPLETED, 1 when it ended "
+                       "otherwise (or --timeout passed first), 3 when the service stays "
+                       "unreachable for %d minutes." % (WATCH_OUTAGE // 60),
+                       epilog=EXAMPLES["watch"], formatter_class=formatter)
+    add_common(p, defaults=False)
+    p.add_argument("job", metavar="JOB")
+    p.add_argument("--timeout", type=duration_option, metavar="TIME",
+                   help="stop watching after this long: 90 (seconds), 30m, 2h")
+    p.add_argument("--json", action="store_true", help="one JSON event per line")
+
     p = sub.add_parser("doctor", help="check the set-up, line by line",
                        description="Check what users most often get wrong: the service and "
                        "its token, webhook URLs, the spool, Python, the job context. "
@@ -4546,6 +4733,15 @@ def bounded_int(low, high):
             raise argparse.ArgumentTypeError("%d is not between %d and %d" % (value, low, high))
         return value
     return parse
+
+
+def duration_option(text):
+    """--timeout's value: seconds, or a number with s, m or h."""
+    import argparse
+    seconds = parse_duration(text, unit=1)
+    if seconds is None or seconds <= 0:
+        raise argparse.ArgumentTypeError("%r is not a duration (90, 30m, 2h)" % text)
+    return seconds
 
 
 def bounded_float(low, high):
@@ -4654,7 +4850,7 @@ def main(argv=None):
         console.quiet, console.verbose = args.quiet, args.verbose
         if not args.command:
             raise UsageError("a command is needed: run, submit, status, list, events, "
-                             "doctor or flush (see 'slm --help')")
+                             "watch, doctor or flush (see 'slm --help')")
         settings = Settings(console, no_db=args.no_db, snapshot=getattr(args, "settings", None))
         handler = COMMANDS[args.command]
         if args.command in ("run", "flush"):

@@ -787,6 +787,10 @@ def job_json(row):
     """A job row as the API shows it."""
     out = dict((k, v) for k, v in row.items() if k not in HIDDEN_JOB_COLUMNS)
     out["meta"] = json.loads(row["meta"]) if row.get("meta") else {}
+    # Slurm's record was read after the run ended: its verdict, if it had one
+    # to give, is in (`slm watch` waits for it where a requeue may hide)
+    out["verified"] = bool(row.get("ended_at") and row.get("checked_at") and
+                           row["checked_at"] >= row["ended_at"])
     return out
 
 
@@ -3719,6 +3723,9 @@ def openapi_schemas():
         else:
             schema = {"type": "string", "nullable": True}
         job["properties"][name] = schema
+    job["properties"]["verified"] = {
+        "type": "boolean", "description": "the service read Slurm's record after the "
+        "run ended: any verdict of Slurm's is in"}
 
     def listing(key, item):
         return {"type": "object", "required": [key],

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import MAIN_PYTHON, run_slm
+from conftest import MAIN_PYTHON, SLM, run_slm
 from scaffold import HttpSink, ScratchDatabase, ServiceProcess, await_true
 
 WATCH = "1"          # seconds between watchdog rounds
@@ -92,6 +92,13 @@ class Lifecycle(object):
                    "%s's %s" % (name, what))
         return open(path).read().strip()
 
+    def watch(self, name):
+        """`slm watch` of the job, in the background, as its user would run it."""
+        e = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SLM_"))}
+        e.update(SLM_API_URL=self.services[0].url, TZ="UTC")
+        return subprocess.Popen([MAIN_PYTHON, SLM, "watch", self.jobs[name][0]], env=e,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
     def close(self):
         for job_id, _ in self.jobs.values():
             subprocess.run(["scancel", job_id], stderr=subprocess.DEVNULL)
@@ -139,6 +146,7 @@ def life(cluster):
 def test_wrapper_killed_is_lost_then_slurms_verdict(life):
     life.wait("killed", lambda j: j["status"] == "RUNNING")
     pid = int(life.marker("killed", "slm.pid"))
+    watch = life.watch("killed")
     os.kill(pid, signal.SIGKILL)           # the wrapper cannot say a word of this
     killed = time.time()
     life.wait("killed", lambda j: j["status"] in ("LOST", "FAILED"), timeout=60)
@@ -155,6 +163,10 @@ def test_wrapper_killed_is_lost_then_slurms_verdict(life):
     life.hook.quiet(3 * float(WATCH) + 1)     # other jobs may be heard meanwhile
     notices = life.notices("killed")
     assert notices.count(("LOST", "service")) == 1 and notices.count(("FAILED", "slurm")) == 1
+    # `slm watch` saw the silence, waited for Slurm's word, and ended with it
+    code, statuses, err = watched(watch, 30)
+    assert code == 1 and statuses[-2:] == ["LOST", "FAILED"], (statuses, err)
+    assert "lost contact" in err and "ended FAILED (SIGKILL, from Slurm's record)" in err
 
 
 def test_cancel_of_a_suspended_job_is_cancelled_by_the_reconciler(life):
@@ -199,9 +211,16 @@ def test_a_job_that_never_starts_is_told_with_slurms_reason(life):
     await_true(lambda: ("PENDING", "slurm") in life.notices("never"), 30, "pending notice")
 
 
+def watched(proc, timeout):
+    """(exit status, the STATUS column of each line, stderr) of a finished watch."""
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, [l.split("  ")[1] for l in out.decode().splitlines()], err.decode()
+
+
 def test_a_requeued_job_is_requeued_then_runs_again(life):
     job_id = life.jobs["requeued"][0]
     life.wait("requeued", lambda j: j["status"] == "RUNNING")
+    watch = life.watch("requeued")     # the user follows the job all along
     life.marker("requeued", "runs")
     subprocess.check_call(["scontrol", "requeue", job_id])
     life.wait("requeued", lambda j: j["status"] == "REQUEUED", timeout=90)
@@ -212,6 +231,10 @@ def test_a_requeued_job_is_requeued_then_runs_again(life):
     notices = life.notices("requeued")
     # the CANCELLED the wrapper saw was held, and REQUEUED told instead
     assert ("REQUEUED", "slurm") in notices and not any(s == "CANCELLED" for s, _ in notices)
+    # and `slm watch` went on through the requeue, to the second run's end
+    code, statuses, err = watched(watch, 60)
+    assert code == 0 and "REQUEUED" in statuses and statuses[-1] == "COMPLETED", (statuses, err)
+    assert statuses.index("REQUEUED") < statuses.index("RUNNING", statuses.index("REQUEUED"))
 
 
 def test_a_node_without_a_route_reports_through_the_shared_spool(life):

@@ -378,7 +378,7 @@ def test_limit_out_of_the_services_range_is_usage(qenv, args):
 
 
 @pytest.mark.parametrize("args", [["status", "--help"], ["list", "--help"],
-                                  ["events", "--help"], ["doctor", "--help"]])
+                                  ["events", "--help"], ["watch", "--help"], ["doctor", "--help"]])
 def test_query_help(qenv, args):
     out = ok(run_slm(MAIN_PYTHON, args, qenv))
     assert "usage:" in out and "examples:" in out
@@ -547,3 +547,184 @@ def test_job_ids_that_need_quoting_in_a_url(qenv, tmp_path):
         one_error_line(run_slm(MAIN_PYTHON, ["status", "a b"], qenv), 1)
     finally:
         s.kill()
+
+
+# ---------------------------------------------------------------------------
+# watch: a job's events as they arrive, and its end as the exit status
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wsvc(tmp_path_factory):
+    """A service of its own for the jobs these tests make (the list tests count svc's)."""
+    s = Service(tmp_path_factory.mktemp("watch")).start()
+    try:
+        yield s
+    finally:
+        s.kill()
+
+
+@pytest.fixture
+def wenv(qenv, wsvc):
+    qenv["SLM_API_URL"] = wsvc.url
+    return qenv
+
+
+class Watch(object):
+    """`slm watch` in the background; its stdout lines, awaited one by one."""
+
+    def __init__(self, env, *args):
+        import queue
+        import threading
+        self.proc = subprocess.Popen([MAIN_PYTHON, SLM, "watch"] + list(args), env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line.decode("utf-8").rstrip("\n"))
+        self.lines.put(None)
+
+    def line(self, timeout=20):
+        line = self.lines.get(timeout=timeout)
+        assert line is not None, "watch ended early: %r" % self.proc.stderr.read()
+        return line
+
+    def end(self, timeout=30):
+        code = self.proc.wait(timeout)
+        rest = []
+        while True:
+            line = self.lines.get(timeout=5)
+            if line is None:
+                return code, rest, self.proc.stderr.read().decode("utf-8")
+            rest.append(line)
+
+
+def watch_status(line):
+    return line.split("  ")[1].strip()
+
+
+@pytest.mark.parametrize("job_id,code,ending", [("102", 0, "COMPLETED (exit 0)"),
+                                                ("103", 1, "FAILED (exit 2)"),
+                                                ("104", 1, "TIMEOUT (SIGTERM)")])
+def test_watch_of_an_ended_job_shows_its_events_and_its_end(py, qenv, job_id, code, ending):
+    r = run_slm(py, ["watch", job_id], qenv)
+    assert r.returncode == code, r.stderr
+    assert [watch_status(l) for l in r.stdout.decode().splitlines()] == \
+        [e["status"] for e in json.loads(ok(run_slm(MAIN_PYTHON, ["events", job_id, "--json"],
+                                                    qenv)))["events"]]
+    assert r.stderr.decode() == "slm: job %s ended %s\n" % (job_id, ending)
+
+
+def test_watch_follows_a_running_job_until_it_completes(wenv, wsvc):
+    w = Watch(wenv, "w-live")
+    try:
+        wsvc.post(ev("w-live", "SUBMITTED", "2026-11-29T10:00:00.000Z", 1, user="alice"))
+        assert watch_status(w.line()) == "SUBMITTED"
+        wsvc.post(ev("w-live", "RUNNING", "2026-11-29T10:01:00.000Z", 2, user="alice"))
+        assert watch_status(w.line()) == "RUNNING"
+        wsvc.post(ev("w-live", "MEMORY_WARNING", "2026-11-29T10:02:00.000Z", 3, user="alice",
+                    memory_used_mb=950))
+        line = w.line()
+        assert watch_status(line) == "MEMORY_WARNING" and "memory_used_mb=950" in line
+        wsvc.post(ev("w-live", "COMPLETED", "2026-11-29T10:03:00.000Z", 4, user="alice",
+                    exit_code=0))
+        code, rest, err = w.end()
+        assert code == 0 and [watch_status(l) for l in rest] == ["COMPLETED"], (rest, err)
+        assert err.endswith("slm: job w-live ended COMPLETED (exit 0)\n")
+    finally:
+        w.proc.kill()
+
+
+def test_watch_json_is_one_event_per_line(qenv, svc):
+    # 300 was CANCELLED: the watch would wait a minute for Slurm's word, but
+    # its --timeout comes first, and it ends with what it knows
+    r = run_slm(MAIN_PYTHON, ["watch", "300", "--json", "-q", "--timeout", "2"], qenv)
+    assert r.returncode == 1 and r.stderr == b""
+    events = [json.loads(l) for l in r.stdout.decode().splitlines()]
+    assert events == svc.events("300")
+
+
+def test_a_cancel_that_was_a_requeue_does_not_end_the_watch(wenv, wsvc):
+    """The wrapper sees SIGTERM and reports CANCELLED; Slurm's record says the
+    job was requeued: the watch goes on, through the next run, to the end."""
+    job = dict(user="alice", job_name="rq")
+    wsvc.post({"events": [ev("w-rq", "RUNNING", "2026-11-29T11:00:00.000Z", 1, **job),
+                         ev("w-rq", "CANCELLED", "2026-11-29T11:01:00.000Z", 2,
+                            reason="cancelled", exit_code=143, **job)]})
+    w = Watch(wenv, "w-rq")
+    try:
+        assert [watch_status(w.line()) for _ in range(2)] == ["RUNNING", "CANCELLED"]
+        wsvc.post(ev("w-rq", "REQUEUED", "2026-11-29T11:01:30.000Z", 0, source="slurm",
+                    reason="requeued", **job))
+        assert watch_status(w.line()) == "REQUEUED"
+        wsvc.post({"events": [
+            ev("w-rq", "RUNNING", "2026-11-29T11:05:00.000Z", 1, restart_count=1, **job),
+            ev("w-rq", "COMPLETED", "2026-11-29T11:06:00.000Z", 2, restart_count=1,
+               exit_code=0, **job)]})
+        code, rest, err = w.end()
+        assert [watch_status(l) for l in rest] == ["RUNNING", "COMPLETED"], (rest, err)
+        assert "run=2" in rest[0] and code == 0, err
+        assert "waiting up to 1m00s for Slurm's record" in err
+    finally:
+        w.proc.kill()
+
+
+def test_watch_gives_up_at_its_timeout(qenv):
+    r = run_slm(MAIN_PYTHON, ["watch", "101", "--timeout", "1"], qenv)
+    assert r.returncode == 1
+    assert [watch_status(l) for l in r.stdout.decode().splitlines()] == ["RUNNING"]
+    assert r.stderr.decode() == "slm: job 101 is still RUNNING after 1s (--timeout)\n"
+
+
+def test_watch_of_an_unknown_job_is_exit_1(qenv):
+    line = one_error_line(run_slm(MAIN_PYTHON, ["watch", "nope-43", "--timeout", "1"], qenv), 1)
+    assert "unknown job: nope-43" in line
+
+
+def test_watch_of_an_unreachable_service_is_exit_3_at_once(qenv, refused_url):
+    qenv["SLM_API_URL"] = refused_url
+    line = one_error_line(run_slm(MAIN_PYTHON, ["watch", "101"], qenv, timeout=20), 3)
+    assert refused_url in line
+
+
+@pytest.mark.parametrize("value", ["0", "soon", "-5", "1d"])
+def test_watch_timeout_must_be_a_duration(qenv, value):
+    line = one_error_line(run_slm(MAIN_PYTHON, ["watch", "101", "--timeout", value], qenv), 2)
+    assert "is not a duration" in line
+
+
+# ---------------------------------------------------------------------------
+# What a job's row cannot show: Slurm's verdict, requeues, warnings, LOST
+# ---------------------------------------------------------------------------
+
+
+def test_status_tells_slurms_verdict_runs_and_warnings(wenv, wsvc):
+    job = dict(user="alice", job_name="verdict")
+    wsvc.post({"events": [
+        ev("w-v", "RUNNING", "2026-11-29T12:00:00.000Z", 1, **job),
+        ev("w-v", "MEMORY_WARNING", "2026-11-29T12:00:30.000Z", 2, **job),
+        ev("w-v", "RUNNING", "2026-11-29T12:05:00.000Z", 1, restart_count=1, **job),
+        ev("w-v", "COMPLETED", "2026-11-29T12:06:00.000Z", 2, restart_count=1, exit_code=0,
+           **job),
+        ev("w-v", "OUT_OF_MEMORY", "2026-11-29T12:07:00.000Z", 0, restart_count=1,
+           source="slurm", corrects="COMPLETED", reason="oom", **job)]})
+    out = ok(run_slm(MAIN_PYTHON, ["status", "w-v"], wenv)).splitlines()
+    assert parse_table("\n".join(out[:2]))[0]["STATE"] == "OUT_OF_MEMORY"
+    assert "verdict: from Slurm's own record (the wrapper reported COMPLETED)" in out
+    assert "runs: 2 (Slurm requeued the job 1 time; this is the latest run)" in out
+    rows = parse_table(ok(run_slm(MAIN_PYTHON, ["events", "w-v"], wenv)),
+                       ("TIME", "STATUS", "HOST", "DETAIL"))
+    assert rows[-1]["STATUS"] == "OUT_OF_MEMORY"
+    assert rows[-1]["DETAIL"].startswith("run=2 from=slurm reason=oom corrects=COMPLETED")
+
+
+def test_status_of_a_lost_job_says_who_found_out(wenv, wsvc):
+    wsvc.post({"events": [
+        ev("w-lost", "RUNNING", "2026-11-29T13:00:00.000Z", 1, user="alice", heartbeat=60),
+        ev("w-lost", "LOST", "2026-11-29T13:04:00.000Z", 0, user="alice", source="service",
+           reason="no_heartbeat")]})
+    out = ok(run_slm(MAIN_PYTHON, ["status", "w-lost"], wenv)).splitlines()
+    assert any(l.startswith("verdict: the service heard nothing from the job since "
+                            "2026-11-29 13:00:00") for l in out), out
