@@ -205,6 +205,18 @@ def new_id():
     return os.urandom(16).hex()
 
 
+def write_durably(path, data, tmp):
+    """Write data to path whole or not at all: into tmp (a new name on the same
+    filesystem, mode 0600), fsync'd, then renamed over path."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
 def short_hash(text):
     import hashlib
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
@@ -631,14 +643,7 @@ class Settings(object):
         if same:
             os.utime(path, None)
         else:
-            tmp = "%s.%d.tmp" % (path, os.getpid())
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, path)
+            write_durably(path, data, "%s.%d.%s.tmp" % (path, os.getpid(), new_id()[:8]))
         sweep_snapshots(folder, keep=path)
         return path
 
@@ -2014,14 +2019,8 @@ class Spool(object):
         return "~%s~%d~%d" % (self.host, os.getpid(), int(time.time()))
 
     def _write(self, path, data):
-        tmp = os.path.join(self.tmp, "%s.%d.%s" % (self.host, os.getpid(), new_id()[:8]))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
+        write_durably(path, data, os.path.join(
+            self.tmp, "%s.%d.%s" % (self.host, os.getpid(), new_id()[:8])))
 
     # An entry's name: <ms>-<event_id>.<target key>.json (the time sorts them
     # oldest first; an event id may hold dots, a target key holds none).

@@ -80,14 +80,19 @@ ALICE = ["300", "7_2", "7_1", "103", "102", "101"]          # most recently acti
 EVERYONE = ["300", "202", "201", "7_2", "7_1", "105", "104", "103", "102", "101"]
 
 
-@pytest.fixture(scope="module")
-def svc(tmp_path_factory):
-    s = Service(tmp_path_factory.mktemp("query")).start()
+def module_service(tmp_path_factory, name, filler=None):
+    s = Service(tmp_path_factory.mktemp(name)).start()
     try:
-        fill(s)
+        if filler:
+            filler(s)
         yield s
     finally:
         s.kill()
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory):
+    yield from module_service(tmp_path_factory, "query", fill)
 
 
 @pytest.fixture
@@ -557,11 +562,7 @@ def test_job_ids_that_need_quoting_in_a_url(qenv, tmp_path):
 @pytest.fixture(scope="module")
 def wsvc(tmp_path_factory):
     """A service of its own for the jobs these tests make (the list tests count svc's)."""
-    s = Service(tmp_path_factory.mktemp("watch")).start()
-    try:
-        yield s
-    finally:
-        s.kill()
+    yield from module_service(tmp_path_factory, "watch")
 
 
 @pytest.fixture

@@ -213,6 +213,16 @@ def test_generated_script_is_valid_python(env, fake, tmp_path):
     assert "ok" in out
 
 
+def run_batch(tmp_path, batch):
+    """Run a generated batch script as slurmd would: an executable file, a bare environment."""
+    path = tmp_path / "batch"
+    path.write_bytes(batch)
+    path.chmod(0o755)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    return subprocess.run([str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                          timeout=60)
+
+
 def test_python_path_the_kernel_cannot_run_falls_back_to_sh(tmp_path):
     """An interpreter path with a space cannot be a #! line: sh hands the file on."""
     import slm
@@ -224,12 +234,7 @@ def test_python_path_the_kernel_cannot_run_falls_back_to_sh(tmp_path):
                                  ["arg"], str(link), slm.__file__)
     assert batch.startswith(b"#!/bin/sh\n")
     compile(batch, "batch", "exec")
-    path = tmp_path / "batch"
-    path.write_bytes(batch)
-    path.chmod(0o755)
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
-    r = subprocess.run([str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                       timeout=60)
+    r = run_batch(tmp_path, batch)
     assert (r.returncode, r.stdout) == (0, b"fallback arg\n"), r.stderr
 
 
@@ -239,12 +244,7 @@ def test_renamed_slm_file_is_loaded_by_path(tmp_path):
     copy.write_bytes(open(slm.__file__, "rb").read())
     batch = slm.monitored_script(b"#!/bin/sh\necho renamed\n", "job.sh", [], MAIN_PYTHON,
                                  str(copy))
-    path = tmp_path / "batch"
-    path.write_bytes(batch)
-    path.chmod(0o755)
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
-    r = subprocess.run([str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                       timeout=60)
+    r = run_batch(tmp_path, batch)
     assert (r.returncode, r.stdout) == (0, b"renamed\n"), r.stderr
 
 
