@@ -401,336 +401,14 @@ def parse_time_warning(text, console=None):
 
 
 # ---------------------------------------------------------------------------
-# Settings
-# ---------------------------------------------------------------------------
-
-# Every setting slm reads.  A job's settings come, in this order of precedence,
-# from its environment, from the snapshot `slm submit` took for it (jobs
-# submitted with --export=NONE do not inherit the environment), and from the
-# user's configuration file (~/.slm/config, or SLM_CONFIG).
-SETTING_KEYS = (
-    "SLM_API_URL", "SLM_API_TOKEN", "SLM_WEBHOOK", "SLM_WEBHOOK_SECRET", "SLM_WEBHOOK_FORMAT",
-    "SLM_WEBHOOK_VIA", "SLM_DASHBOARD_URL", "SLM_NOTIFY_ON", "SLM_ARRAY_NOTIFY",
-    "SLM_TAIL_LINES", "SLM_SPOOL_DIR", "SLM_TIMEOUT", "SLM_SBATCH", "SLM_PYTHON",
-    "SLM_HEARTBEAT", "SLM_MEMORY_WARNING", "SLM_TIME_WARNING", "SLM_STALL", "SLM_GROUP",
-    "SLM_SMTP_HOST", "SLM_SMTP_PORT", "SLM_SMTP_USER", "SLM_SMTP_PASSWORD", "SLM_SMTP_TLS",
-    "SLM_SMTP_FROM",
-)
-# Never written where others can read them: not in a batch script (slurmctld
-# keeps it), not in ps arguments, not in output files; a webhook URL is its
-# own password.  Names ending so (SMTP passwords to come) are secrets too.
-SECRET_KEYS = frozenset(("SLM_API_TOKEN", "SLM_WEBHOOK", "SLM_WEBHOOK_SECRET"))
-SECRET_SUFFIXES = ("_TOKEN", "_SECRET", "_PASSWORD")
-SOURCE_ENV = "environment"
-SOURCE_SNAPSHOT = "submit-time snapshot"
-SOURCE_FILE = "config file"
-# A snapshot nobody submitted with or started from for this long is removed.
-SNAPSHOT_KEEP_DAYS = 90
-
-
-def is_secret(key):
-    return key in SECRET_KEYS or key.endswith(SECRET_SUFFIXES)
-
-
-def home_dir(environ=None):
-    """HOME, or the password database's home when HOME is unset or empty
-    (--export=NONE and login shells that reset the environment)."""
-    home = (os.environ if environ is None else environ).get("HOME", "")
-    if home:
-        return home
-    try:
-        import pwd
-        return pwd.getpwuid(os.getuid()).pw_dir
-    except (ImportError, KeyError):
-        return "/"
-
-
-def slm_home(environ=None):
-    return os.path.join(home_dir(environ), ".slm")
-
-
-def expand_home(path, environ=None):
-    if path == "~" or path.startswith("~/"):
-        return home_dir(environ) + path[1:]
-    return os.path.expanduser(path)
-
-
-class SettingsFile(object):
-    """KEY=VALUE lines ('#' starts a comment line), as in ~/.slm/config.
-
-    Secrets are taken only from a file that nobody else can read (mode 0600
-    or stricter, owned by us); otherwise they are refused with one line.
-    """
-
-    def __init__(self, path, console, missing_ok=True):
-        self.path = path
-        self.values = {}
-        self.exists = False
-        self.refused = []      # secret keys not taken: the file is readable by others
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError as e:
-            if e.errno != errno.ENOENT or not missing_ok:
-                console.say_once("settings-" + path, "cannot read %s (%s): its settings are "
-                                 "not used" % (path, e.strerror or e))
-            return
-        try:
-            st = os.fstat(fd)
-            data = b""
-            while True:
-                chunk = os.read(fd, 65536)
-                if not chunk or len(data) > 1024 * 1024:
-                    break
-                data += chunk
-        except OSError as e:
-            console.say_once("settings-" + path, "cannot read %s (%s): its settings are not "
-                             "used" % (path, e.strerror or e))
-            return
-        finally:
-            os.close(fd)
-        self.exists = True
-        private = not (st.st_mode & 0o077) and st.st_uid == os.getuid()
-        text = data.decode("utf-8", "surrogateescape")
-        for number, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            if line.startswith("export "):
-                line = line[len("export "):].lstrip()
-            key, sep, value = line.partition("=")
-            key, value = key.strip(), value.strip()
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-                value = value[1:-1]
-            if not sep or key not in SETTING_KEYS:
-                console.say_once("settings-%s-%d" % (path, number), "%s line %d: %s; ignored"
-                                 % (path, number, "not KEY=VALUE" if not sep else
-                                    "unknown setting %s" % key))
-                continue
-            if is_secret(key) and not private:
-                self.refused.append(key)
-                continue
-            self.values[key] = value
-        if self.refused:
-            console.say_once("settings-open-" + path, "ignoring %s in %s: the file holds "
-                             "secrets but others may read it (chmod 600 %s)"
-                             % (", ".join(sorted(set(self.refused))), path, path))
-
-
-class Settings(object):
-    """Every setting, read here and nowhere else: environment, then the
-    submit-time snapshot, then the configuration file, then the defaults."""
-
-    def __init__(self, console, no_db=False, environ=None, snapshot=None):
-        env = os.environ if environ is None else environ
-        self.console = console
-        self.no_db = no_db
-        self.environ = env
-        self.config_path = expand_home(env.get("SLM_CONFIG", "").strip() or
-                                       os.path.join(slm_home(env), "config"), env)
-        # the snapshot a job's batch script names; a job's own commands find it in SLM_SETTINGS
-        self.snapshot_path = snapshot or env.get("SLM_SETTINGS", "").strip() or None
-        self.config = SettingsFile(self.config_path, console)
-        self.snapshot = SettingsFile(self.snapshot_path, console, missing_ok=False) \
-            if self.snapshot_path else None
-        self.values, self.sources = {}, {}
-        layers = [(SOURCE_ENV, env)]
-        if self.snapshot is not None:
-            layers.append((SOURCE_SNAPSHOT, self.snapshot.values))
-        layers.append((SOURCE_FILE, self.config.values))
-        for key in SETTING_KEYS:
-            for source, values in layers:
-                value = (values.get(key) or "").strip()
-                if value:
-                    self.values[key], self.sources[key] = value, source
-                    break
-
-        get = self.get
-        self.api_url = get("SLM_API_URL").rstrip("/")
-        if self.api_url.endswith("/api/v1/events"):
-            self.api_url = self.api_url[:-len("/api/v1/events")]
-        self.api_token = get("SLM_API_TOKEN") or None
-        self.webhooks = split_destinations(get("SLM_WEBHOOK"))
-        self.spool_dir = expand_home(get("SLM_SPOOL_DIR") or DEFAULT_SPOOL_DIR, env)
-        self.timeout = self.number("SLM_TIMEOUT", DEFAULT_TIMEOUT)
-        self.webhook_format = get("SLM_WEBHOOK_FORMAT").lower() or None
-        if self.webhook_format and self.webhook_format not in WEBHOOK_FORMATS:
-            console.say_once("format", "SLM_WEBHOOK_FORMAT must be one of %s; detecting the "
-                             "format from each URL instead" % ", ".join(WEBHOOK_FORMATS))
-            self.webhook_format = None
-        self.webhook_secret = get("SLM_WEBHOOK_SECRET") or None
-        self.dashboard_url = get("SLM_DASHBOARD_URL") or None
-        self.notify_on = parse_notify_on(get("SLM_NOTIFY_ON"), console)
-        self.array_notify = get("SLM_ARRAY_NOTIFY").lower() or "failures"
-        if self.array_notify not in ARRAY_NOTIFY_CHOICES:
-            console.say_once("array-notify", "SLM_ARRAY_NOTIFY must be each, failures or "
-                             "summary; using failures")
-            self.array_notify = "failures"
-        self.tail_lines = int(self.number("SLM_TAIL_LINES", DEFAULT_TAIL_LINES, allow_zero=True))
-        via = get("SLM_WEBHOOK_VIA").lower()
-        self.relay = via == "api" and bool(self.webhooks)
-        if via and via not in ("api", "direct"):
-            console.say_once("via", "SLM_WEBHOOK_VIA must be 'api' or 'direct'; sending directly")
-        self.sbatch = get("SLM_SBATCH") or "sbatch"
-        self.python = get("SLM_PYTHON") or sys.executable
-        self.heartbeat = self.number("SLM_HEARTBEAT", DEFAULT_HEARTBEAT, allow_zero=True)
-        self.memory_warning = self.number("SLM_MEMORY_WARNING", DEFAULT_MEMORY_WARNING,
-                                          allow_zero=True)
-        self.time_warning = parse_time_warning(get("SLM_TIME_WARNING"), console)
-        stall = parse_duration(get("SLM_STALL") or "0")
-        if stall is None:
-            console.say_once("stall", "ignoring SLM_STALL=%r: not a duration like 30m"
-                             % get("SLM_STALL"))
-        self.stall = stall or 0
-        self.group = get("SLM_GROUP") or None
-        self.smtp = SmtpSettings(get)
-
-    def get(self, key):
-        return self.values.get(key, "")
-
-    def number(self, key, default, allow_zero=False):
-        raw = self.get(key)
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-            if (value > 0 or (allow_zero and value == 0)) and value < 1e6:
-                return value
-        except ValueError:
-            pass
-        self.console.say_once(key, "ignoring %s=%r: not a %s number; using %g"
-                              % (key, raw, "non-negative" if allow_zero else "positive",
-                                 default))
-        return default
-
-    def source_of(self, key):
-        """Where a setting came from, for `slm doctor`."""
-        source = self.sources.get(key)
-        if source == SOURCE_FILE:
-            return "%s %s" % (source, self.config_path)
-        if source == SOURCE_SNAPSHOT:
-            return "%s %s" % (source, self.snapshot_path)
-        return source
-
-    def problems(self):
-        """(file, refused secret keys) for each settings file others may read."""
-        return [(f.path, sorted(set(f.refused))) for f in (self.config, self.snapshot)
-                if f is not None and f.refused]
-
-    def write_snapshot(self):
-        """Save the settings in force for a job that may not inherit our
-        environment; return the file's path, or None when there is nothing to save.
-
-        The file (0600, in ~/.slm/settings) is named after its content, so
-        every submission with the same settings shares one; using it keeps
-        it, and one unused for SNAPSHOT_KEEP_DAYS is removed.  Only its path
-        goes into the batch script, never a value.
-        """
-        import hashlib
-        keys = [k for k in SETTING_KEYS if k in self.values]
-        if not keys:
-            return None
-        text = "# slm %s: the settings `slm submit` passed to jobs (keep it private)\n" \
-            % __version__ + "".join("%s=%s\n" % (k, self.values[k]) for k in keys)
-        data = text.encode("utf-8", "surrogateescape")
-        folder = os.path.join(slm_home(self.environ), "settings")
-        path = os.path.join(folder, hashlib.sha256(data).hexdigest()[:32] + ".conf")
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        try:
-            with open(path, "rb") as f:
-                same = f.read() == data and not (os.fstat(f.fileno()).st_mode & 0o077)
-        except OSError:
-            same = False
-        if same:
-            os.utime(path, None)
-        else:
-            write_durably(path, data, "%s.%d.%s.tmp" % (path, os.getpid(), new_id()[:8]))
-        sweep_snapshots(folder, keep=path)
-        return path
-
-    def relaying(self):
-        """True when the service, not this host, sends our notifications."""
-        if not self.relay:
-            return False
-        if not self.api_url or self.no_db:
-            self.console.say_once("relay", "SLM_WEBHOOK_VIA=api needs the service "
-                                  "(SLM_API_URL, no --no-db): notifying directly")
-            return False
-        return True
-
-    def destinations(self):
-        return [Destination(spec, self.webhook_format, self.console) for spec in self.webhooks]
-
-    def relay_field(self, event):
-        """What the service needs to notify for us (SLM_WEBHOOK_VIA=api): the
-        destinations, and for each whether this event is for it (its own #on=
-        filter, else SLM_NOTIFY_ON); the service judges the events it makes
-        itself (LOST, Slurm's verdict) by notify_on."""
-        to = []
-        for d in self.destinations():
-            entry = {"url": d.url, "format": d.format,
-                     "send": d.wants(event, self.notify_on, self.array_notify)}
-            if self.webhook_secret:
-                entry["secret"] = self.webhook_secret
-            if d.array_notify:
-                entry["array_notify"] = d.array_notify
-            to.append(entry)
-        relay = {"to": to, "send": wants_notice(event, self.notify_on, self.array_notify),
-                 "array_notify": self.array_notify, "notify_on": sorted(self.notify_on)}
-        if self.dashboard_url:
-            relay["dashboard_url"] = self.dashboard_url
-        return relay
-
-    def targets(self):
-        """The configured targets; a malformed URL is reported and skipped."""
-        found = []
-        if self.api_url and not self.no_db:
-            # a malformed URL still journals the events: fixed later, a flush sends them
-            found.append(ServiceTarget(self.api_url, self.api_token))
-        if self.relaying():
-            return found
-        for spec in self.webhooks:
-            problem = Destination(spec, self.webhook_format).problem()
-            if problem:
-                self.console.say_once("hook-" + spec, "ignoring an SLM_WEBHOOK entry: %s"
-                                      % problem)
-            else:
-                found.append(WebhookTarget(spec, self))
-        return found
-
-    def target_for(self, kind, url):
-        """The target a spooled entry goes to now, or None to leave it waiting.
-
-        Service events go to today's SLM_API_URL (the one they were meant
-        for if none is set), with today's token; webhook events to their URL.
-        """
-        if kind == ServiceTarget.kind:
-            if self.no_db:
-                return None
-            return ServiceTarget(self.api_url or url, self.api_token)
-        return WebhookTarget(url, self)
-
-
-def sweep_snapshots(folder, keep=None, now=None):
-    """Remove settings snapshots that no submission or job used for a long time."""
-    now = time.time() if now is None else now
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return
-    for name in names:
-        path = os.path.join(folder, name)
-        if path == keep or not name.endswith((".conf", ".tmp")):
-            continue
-        try:
-            if now - os.stat(path).st_mtime > SNAPSHOT_KEEP_DAYS * 86400:
-                os.unlink(path)
-        except OSError:
-            pass
-
-
-# ---------------------------------------------------------------------------
 # Job identity and events
 # ---------------------------------------------------------------------------
+
+
+def local_job_id():
+    """An id for a job outside Slurm: readable, and unique across hosts."""
+    return "local-%s-%s-%d" % (hostname().split(".")[0],
+                               time.strftime("%Y%m%d%H%M%S"), os.getpid())
 
 
 class JobInfo(object):
@@ -778,12 +456,6 @@ class JobInfo(object):
             fields["restart_count"] = int(self.restart_count) \
                 if self.restart_count.isdigit() else self.restart_count
         return fields
-
-
-def local_job_id():
-    """An id for a job outside Slurm: readable, and unique across hosts."""
-    return "local-%s-%s-%d" % (hostname().split(".")[0],
-                               time.strftime("%Y%m%d%H%M%S"), os.getpid())
 
 
 class EventFactory(object):
@@ -859,6 +531,16 @@ class HttpResult(object):
             return "HTTP %d: %s" % (self.status, str(data["error"])[:200])
         return "HTTP %d" % self.status
 
+    # the request itself is wrong: sending it again cannot succeed
+    PERMANENT = (400, 405, 413, 414, 415, 422)
+
+    def judge(self, permanent=PERMANENT):
+        """Raise DeliveryError unless the answer acknowledges the request."""
+        if 200 <= self.status < 300:
+            return self
+        raise DeliveryError(self.error_text(), permanent=self.status in permanent,
+                            status=self.status, retry_after=self.retry_after())
+
 
 def _network_reason(exc):
     """A short human reason for a network failure (no URL: it may be secret)."""
@@ -875,6 +557,104 @@ def _network_reason(exc):
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror.lower()
     return str(reason)[:200] or reason.__class__.__name__
+
+
+def split_credentials(url):
+    """(url without user:password@, 'Basic ...' header value or None).
+
+    A self-hosted ntfy or a proxy-protected webhook is often written as
+    https://user:password@host/...; urllib would take 'user' for a host.
+    """
+    from urllib.parse import unquote, urlsplit, urlunsplit
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url, None
+    if "@" not in parts.netloc:
+        return url, None
+    import base64
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    pair = ("%s:%s" % (unquote(user), unquote(password))).encode("utf-8")
+    return urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment)), \
+        "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+def _parse_http_answer(data, closed=False):
+    """HttpResult once data holds a whole answer, else None (read more)."""
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    if not sep:
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        status = int(lines[0].split()[1])
+    except (IndexError, ValueError):
+        raise ValueError("not an HTTP answer")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().title()] = value.strip()
+    if status in (100, 102, 103):
+        return _parse_http_answer(rest, closed)   # interim answers precede the real one
+    if headers.get("Transfer-Encoding", "").lower() == "chunked":
+        body, pos = b"", 0
+        while True:
+            end = rest.find(b"\r\n", pos)
+            if end < 0:
+                return None
+            size = int(rest[pos:end].split(b";")[0] or b"0", 16)
+            if size == 0:
+                return HttpResult(status, body, headers)
+            if len(rest) < end + 2 + size + 2:
+                return None
+            body += rest[end + 2:end + 2 + size]
+            pos = end + 2 + size + 2
+    if "Content-Length" in headers:
+        length = int(headers["Content-Length"])
+        return HttpResult(status, rest[:length], headers) if len(rest) >= length else None
+    return HttpResult(status, rest, headers) if closed else None
+
+
+def _plain_http(method, url, body, headers, timeout):
+    """One HTTP/1.1 request on a fresh connection, read until the answer is complete."""
+    import socket
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or 80
+    if not host:
+        raise ValueError("URL has no host")
+    target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    netloc = parts.netloc.rpartition("@")[2]
+    deadline = time.time() + timeout
+    lines = ["%s %s HTTP/1.1" % (method, target), "Host: %s" % netloc,
+             "User-Agent: slm/%s" % __version__, "Accept: application/json",
+             "Connection: close", "Content-Length: %d" % len(body or b"")]
+    lines += ["%s: %s" % pair for pair in headers]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(request)
+        data = b""
+        while True:
+            answer = _parse_http_answer(data)
+            if answer is not None:
+                return answer
+            left = deadline - time.time()
+            if left <= 0:
+                raise socket.timeout("timed out")
+            sock.settimeout(left)
+            chunk = sock.recv(65536)
+            if not chunk:
+                answer = _parse_http_answer(data, closed=True)
+                if answer is None:
+                    raise ConnectionResetError(errno.ECONNRESET, "connection reset")
+                return answer
+            data += chunk
+            if len(data) > 16 * 1024 * 1024:
+                raise ValueError("answer too large")
+    finally:
+        sock.close()
 
 
 def http_request(method, url, body=None, token=None, timeout=DEFAULT_TIMEOUT,
@@ -932,104 +712,6 @@ def http_request(method, url, body=None, token=None, timeout=DEFAULT_TIMEOUT,
         raise DeliveryError("bad answer (%s)" % e.__class__.__name__)
 
 
-def split_credentials(url):
-    """(url without user:password@, 'Basic ...' header value or None).
-
-    A self-hosted ntfy or a proxy-protected webhook is often written as
-    https://user:password@host/...; urllib would take 'user' for a host.
-    """
-    from urllib.parse import unquote, urlsplit, urlunsplit
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url, None
-    if "@" not in parts.netloc:
-        return url, None
-    import base64
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    pair = ("%s:%s" % (unquote(user), unquote(password))).encode("utf-8")
-    return urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment)), \
-        "Basic " + base64.b64encode(pair).decode("ascii")
-
-
-def _plain_http(method, url, body, headers, timeout):
-    """One HTTP/1.1 request on a fresh connection, read until the answer is complete."""
-    import socket
-    from urllib.parse import urlsplit
-    parts = urlsplit(url)
-    host, port = parts.hostname, parts.port or 80
-    if not host:
-        raise ValueError("URL has no host")
-    target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
-    netloc = parts.netloc.rpartition("@")[2]
-    deadline = time.time() + timeout
-    lines = ["%s %s HTTP/1.1" % (method, target), "Host: %s" % netloc,
-             "User-Agent: slm/%s" % __version__, "Accept: application/json",
-             "Connection: close", "Content-Length: %d" % len(body or b"")]
-    lines += ["%s: %s" % pair for pair in headers]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
-    sock = socket.create_connection((host, port), timeout=timeout)
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.sendall(request)
-        data = b""
-        while True:
-            answer = _parse_http_answer(data)
-            if answer is not None:
-                return answer
-            left = deadline - time.time()
-            if left <= 0:
-                raise socket.timeout("timed out")
-            sock.settimeout(left)
-            chunk = sock.recv(65536)
-            if not chunk:
-                answer = _parse_http_answer(data, closed=True)
-                if answer is None:
-                    raise ConnectionResetError(errno.ECONNRESET, "connection reset")
-                return answer
-            data += chunk
-            if len(data) > 16 * 1024 * 1024:
-                raise ValueError("answer too large")
-    finally:
-        sock.close()
-
-
-def _parse_http_answer(data, closed=False):
-    """HttpResult once data holds a whole answer, else None (read more)."""
-    head, sep, rest = data.partition(b"\r\n\r\n")
-    if not sep:
-        return None
-    lines = head.decode("latin-1").split("\r\n")
-    try:
-        status = int(lines[0].split()[1])
-    except (IndexError, ValueError):
-        raise ValueError("not an HTTP answer")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().title()] = value.strip()
-    if status in (100, 102, 103):
-        return _parse_http_answer(rest, closed)   # interim answers precede the real one
-    if headers.get("Transfer-Encoding", "").lower() == "chunked":
-        body, pos = b"", 0
-        while True:
-            end = rest.find(b"\r\n", pos)
-            if end < 0:
-                return None
-            size = int(rest[pos:end].split(b";")[0] or b"0", 16)
-            if size == 0:
-                return HttpResult(status, body, headers)
-            if len(rest) < end + 2 + size + 2:
-                return None
-            body += rest[end + 2:end + 2 + size]
-            pos = end + 2 + size + 2
-    if "Content-Length" in headers:
-        length = int(headers["Content-Length"])
-        return HttpResult(status, rest[:length], headers) if len(rest) >= length else None
-    return HttpResult(status, rest, headers) if closed else None
-
-
 def _import_http():
     import urllib.request
     return urllib.request
@@ -1037,88 +719,6 @@ def _import_http():
 
 def encode_json(obj):
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-# ---------------------------------------------------------------------------
-# Targets: where events are delivered
-# ---------------------------------------------------------------------------
-
-
-class Target(object):
-    kind = None
-    batches = False  # accepts many events in one request
-
-    def __init__(self, url):
-        self.url = url
-        self.key = "%s-%s" % (self.kind, short_hash(url))
-
-    def deliver(self, events, timeout):
-        raise NotImplementedError
-
-    @staticmethod
-    def judge(result):
-        """Raise unless the answer acknowledges the request."""
-        if 200 <= result.status < 300:
-            return
-        # the request itself is wrong: sending it again cannot succeed
-        permanent = result.status in (400, 405, 413, 414, 415, 422)
-        raise DeliveryError(result.error_text(), permanent=permanent, status=result.status,
-                            retry_after=result.retry_after())
-
-
-class ServiceTarget(Target):
-    """The SLM service: POST /api/v1/events, idempotent on event_id."""
-
-    kind = "api"
-    batches = True
-
-    def __init__(self, url, token=None):
-        Target.__init__(self, url)
-        # one service per user: spooled events follow SLM_API_URL if it moves
-        self.key = self.kind
-        self.token = token
-        self.events_url = url.rstrip("/") + "/api/v1/events"
-        self.problem = check_http_url(url)
-
-    def describe(self):
-        return "the SLM service at %s" % shown_url(self.url)
-
-    def deliver(self, events, timeout):
-        if self.problem:
-            raise DeliveryError("SLM_API_URL is not usable: %s" % self.problem)
-        body = events[0] if len(events) == 1 else {"events": events}
-        self.judge(http_request("POST", self.events_url, encode_json(body), token=self.token,
-                                timeout=timeout, use_proxy=False))
-
-
-class WebhookTarget(Target):
-    """A destination (a chat service, e-mail...): each event as a notification
-    in the format its URL calls for.
-
-    url is the SLM_WEBHOOK entry as written (a 'slack+' prefix and a #on=
-    filter included), so that a spooled event is sent later the way it
-    would have been now.
-    """
-
-    kind = "hook"
-
-    def __init__(self, url, settings=None):
-        Target.__init__(self, url)
-        self.destination = Destination(url, settings.webhook_format if settings else None,
-                                       settings.console if settings else None)
-        self.format = self.destination.format
-        self.secret = settings.webhook_secret if settings else None
-        self.dashboard_url = settings.dashboard_url if settings else None
-        self.smtp = settings.smtp if settings else None
-
-    def describe(self):
-        return "%s %s" % ("mail to" if self.format == "email" else "webhook",
-                          self.destination.shown())
-
-    def deliver(self, events, timeout):
-        for event in events:
-            send_notification(self.format, self.destination.url, event, self.secret,
-                              self.dashboard_url, timeout, self.smtp)
 
 
 # ---------------------------------------------------------------------------
@@ -1685,9 +1285,82 @@ def notification_request(fmt, url, event, secret=None, dashboard_url=None, now=N
 
 
 def judge_chat_answer(fmt, result):
-    """Services that say 200 but mean no: raise like Target.judge would."""
+    """Services that say 200 but mean no: raise like HttpResult.judge would."""
     if fmt in FORMATS:
         FORMATS[fmt].judge(result)
+
+
+class EmailAddress(object):
+    """Who gets the mail and through which SMTP server, from a mailto destination."""
+
+    def __init__(self, url):
+        from urllib.parse import parse_qs, unquote, urlsplit
+        self.server = {}
+        if url.lower().startswith(("mailto://", "mailtos://")):
+            parts = urlsplit(url)
+            query = dict((k.lower(), v[-1]) for k, v in parse_qs(parts.query).items())
+            user = unquote(parts.username or "") or None
+            domain = parts.hostname
+            secure = parts.scheme.lower() == "mailtos"
+            mode = query.get("mode") or ("starttls" if secure else "none")
+            self.recipients = [unquote(w) for w in parts.path.split("/") if w] + \
+                [a for a in query.get("to", "").split(",") if a]
+            sender = query.get("from") or ("%s@%s" % (user.split("@")[0], domain)
+                                           if user and domain else None)
+            self.server = {"host": query.get("smtp") or domain, "user": user,
+                           "password": unquote(parts.password or "") or None,
+                           "mode": mode, "port": parts.port, "sender": sender}
+            if not self.recipients and sender:
+                self.recipients = [sender]
+        else:
+            rest = url.split(":", 1)[1] if ":" in url else ""
+            to, _, query = rest.partition("?")
+            extra = parse_qs(query)
+            self.recipients = [unquote(a) for a in to.split(",") if a] + \
+                [a for v in extra.get("to", []) + extra.get("cc", []) for a in v.split(",")]
+        self.recipients = [a.strip() for a in self.recipients if a.strip()]
+        if not self.recipients or any("@" not in a or a.count("@") > 1 or " " in a
+                                      for a in self.recipients):
+            raise ValueError("an e-mail destination looks like mailto:alice@example.org"
+                             "[,bob@example.org]")
+
+
+def redact_address(address):
+    user, _, domain = address.partition("@")
+    return "%s…@%s" % (user[:1], domain) if domain else "…"
+
+
+def parse_notify_on(text, console=None):
+    """SLM_NOTIFY_ON (and a destination's #on=): statuses and the words of
+    NOTIFY_GROUPS (all, final, failures, warnings, default), comma-separated."""
+    text = (text or "").strip()
+    if not text:
+        return frozenset(NOTIFY_DEFAULT)
+    chosen = set()
+    for word in text.replace(" ", ",").split(","):
+        word = word.strip()
+        if word.lower() in NOTIFY_GROUPS:
+            chosen.update(NOTIFY_GROUPS[word.lower()])
+        elif word.upper() in STATUSES:
+            chosen.add(word.upper())
+        elif word and console is not None:
+            console.say_once("notify-" + word, "SLM_NOTIFY_ON: unknown status %r ignored" % word)
+    return frozenset(chosen)
+
+
+def wants_notice(event, notify_on, array_notify):
+    """Whether a destination hears of this event (the service always gets it)."""
+    status = event.get("status")
+    if status not in notify_on:
+        return False
+    member = event.get("array_task_id") is not None or event.get("group") is not None
+    if member and not event.get("rollup") and status != "SUBMITTED":
+        # one task of an array, one job of a group: the service sends the roll-up
+        if array_notify == "summary":
+            return False
+        if array_notify == "failures":
+            return status in FINAL_STATUSES and status != "COMPLETED"
+    return True
 
 
 class Destination(object):
@@ -1751,46 +1424,6 @@ class Destination(object):
     def wants(self, event, notify_on, array_notify):
         return wants_notice(event, self.notify_on if self.notify_on is not None else notify_on,
                             self.array_notify or array_notify)
-
-
-def redact_address(address):
-    user, _, domain = address.partition("@")
-    return "%s…@%s" % (user[:1], domain) if domain else "…"
-
-
-class EmailAddress(object):
-    """Who gets the mail and through which SMTP server, from a mailto destination."""
-
-    def __init__(self, url):
-        from urllib.parse import parse_qs, unquote, urlsplit
-        self.server = {}
-        if url.lower().startswith(("mailto://", "mailtos://")):
-            parts = urlsplit(url)
-            query = dict((k.lower(), v[-1]) for k, v in parse_qs(parts.query).items())
-            user = unquote(parts.username or "") or None
-            domain = parts.hostname
-            secure = parts.scheme.lower() == "mailtos"
-            mode = query.get("mode") or ("starttls" if secure else "none")
-            self.recipients = [unquote(w) for w in parts.path.split("/") if w] + \
-                [a for a in query.get("to", "").split(",") if a]
-            sender = query.get("from") or ("%s@%s" % (user.split("@")[0], domain)
-                                           if user and domain else None)
-            self.server = {"host": query.get("smtp") or domain, "user": user,
-                           "password": unquote(parts.password or "") or None,
-                           "mode": mode, "port": parts.port, "sender": sender}
-            if not self.recipients and sender:
-                self.recipients = [sender]
-        else:
-            rest = url.split(":", 1)[1] if ":" in url else ""
-            to, _, query = rest.partition("?")
-            extra = parse_qs(query)
-            self.recipients = [unquote(a) for a in to.split(",") if a] + \
-                [a for v in extra.get("to", []) + extra.get("cc", []) for a in v.split(",")]
-        self.recipients = [a.strip() for a in self.recipients if a.strip()]
-        if not self.recipients or any("@" not in a or a.count("@") > 1 or " " in a
-                                      for a in self.recipients):
-            raise ValueError("an e-mail destination looks like mailto:alice@example.org"
-                             "[,bob@example.org]")
 
 
 class SmtpSettings(object):
@@ -1934,42 +1567,410 @@ def send_notification(fmt, url, event, secret=None, dashboard_url=None, timeout=
         method, target, body, token = FORMATS[fmt].request(url, event, secret, dashboard_url)
     except ValueError as e:
         raise DeliveryError(str(e), permanent=True)
-    result = http_request(method, target, body, token=token, timeout=timeout)
-    Target.judge(result)
+    result = http_request(method, target, body, token=token, timeout=timeout).judge()
     FORMATS[fmt].judge(result)
 
 
-def wants_notice(event, notify_on, array_notify):
-    """Whether a destination hears of this event (the service always gets it)."""
-    status = event.get("status")
-    if status not in notify_on:
-        return False
-    member = event.get("array_task_id") is not None or event.get("group") is not None
-    if member and not event.get("rollup") and status != "SUBMITTED":
-        # one task of an array, one job of a group: the service sends the roll-up
-        if array_notify == "summary":
+# ---------------------------------------------------------------------------
+# Targets: where events are delivered
+# ---------------------------------------------------------------------------
+
+
+class Target(object):
+    kind = None
+    batches = False  # accepts many events in one request
+
+    def __init__(self, url):
+        self.url = url
+        self.key = "%s-%s" % (self.kind, short_hash(url))
+
+    def deliver(self, events, timeout):
+        raise NotImplementedError
+
+
+class ServiceTarget(Target):
+    """The SLM service: POST /api/v1/events, idempotent on event_id."""
+
+    kind = "api"
+    batches = True
+
+    def __init__(self, url, token=None):
+        Target.__init__(self, url)
+        # one service per user: spooled events follow SLM_API_URL if it moves
+        self.key = self.kind
+        self.token = token
+        self.events_url = url.rstrip("/") + "/api/v1/events"
+        self.problem = check_http_url(url)
+
+    def describe(self):
+        return "the SLM service at %s" % shown_url(self.url)
+
+    def deliver(self, events, timeout):
+        if self.problem:
+            raise DeliveryError("SLM_API_URL is not usable: %s" % self.problem)
+        body = events[0] if len(events) == 1 else {"events": events}
+        # 403: the token's user may not post these (another user's job): no retry
+        # will change that, and the reason goes to the dead letters
+        http_request("POST", self.events_url, encode_json(body), token=self.token,
+                     timeout=timeout, use_proxy=False).judge(HttpResult.PERMANENT + (403,))
+
+
+class WebhookTarget(Target):
+    """A destination (a chat service, e-mail...): each event as a notification
+    in the format its URL calls for.
+
+    url is the SLM_WEBHOOK entry as written (a 'slack+' prefix and a #on=
+    filter included), so that a spooled event is sent later the way it
+    would have been now.
+    """
+
+    kind = "hook"
+
+    def __init__(self, url, settings=None):
+        Target.__init__(self, url)
+        self.destination = Destination(url, settings.webhook_format if settings else None,
+                                       settings.console if settings else None)
+        self.format = self.destination.format
+        self.secret = settings.webhook_secret if settings else None
+        self.dashboard_url = settings.dashboard_url if settings else None
+        self.smtp = settings.smtp if settings else None
+
+    def describe(self):
+        return "%s %s" % ("mail to" if self.format == "email" else "webhook",
+                          self.destination.shown())
+
+    def deliver(self, events, timeout):
+        for event in events:
+            send_notification(self.format, self.destination.url, event, self.secret,
+                              self.dashboard_url, timeout, self.smtp)
+
+
+# ---------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------
+
+# Every setting slm reads.  A job's settings come, in this order of precedence,
+# from its environment, from the snapshot `slm submit` took for it (jobs
+# submitted with --export=NONE do not inherit the environment), and from the
+# user's configuration file (~/.slm/config, or SLM_CONFIG).
+SETTING_KEYS = (
+    "SLM_API_URL", "SLM_API_TOKEN", "SLM_WEBHOOK", "SLM_WEBHOOK_SECRET", "SLM_WEBHOOK_FORMAT",
+    "SLM_WEBHOOK_VIA", "SLM_DASHBOARD_URL", "SLM_NOTIFY_ON", "SLM_ARRAY_NOTIFY",
+    "SLM_TAIL_LINES", "SLM_SPOOL_DIR", "SLM_TIMEOUT", "SLM_SBATCH", "SLM_PYTHON",
+    "SLM_HEARTBEAT", "SLM_MEMORY_WARNING", "SLM_TIME_WARNING", "SLM_STALL", "SLM_GROUP",
+    "SLM_SMTP_HOST", "SLM_SMTP_PORT", "SLM_SMTP_USER", "SLM_SMTP_PASSWORD", "SLM_SMTP_TLS",
+    "SLM_SMTP_FROM",
+)
+# Never written where others can read them: not in a batch script (slurmctld
+# keeps it), not in ps arguments, not in output files; a webhook URL is its
+# own password.  Names ending so (SMTP passwords to come) are secrets too.
+SECRET_KEYS = frozenset(("SLM_API_TOKEN", "SLM_WEBHOOK", "SLM_WEBHOOK_SECRET"))
+SECRET_SUFFIXES = ("_TOKEN", "_SECRET", "_PASSWORD")
+SOURCE_ENV = "environment"
+SOURCE_SNAPSHOT = "submit-time snapshot"
+SOURCE_FILE = "config file"
+# A snapshot nobody submitted with or started from for this long is removed.
+SNAPSHOT_KEEP_DAYS = 90
+
+
+def is_secret(key):
+    return key in SECRET_KEYS or key.endswith(SECRET_SUFFIXES)
+
+
+def home_dir(environ=None):
+    """HOME, or the password database's home when HOME is unset or empty
+    (--export=NONE and login shells that reset the environment)."""
+    home = (os.environ if environ is None else environ).get("HOME", "")
+    if home:
+        return home
+    try:
+        import pwd
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except (ImportError, KeyError):
+        return "/"
+
+
+def slm_home(environ=None):
+    return os.path.join(home_dir(environ), ".slm")
+
+
+def expand_home(path, environ=None):
+    if path == "~" or path.startswith("~/"):
+        return home_dir(environ) + path[1:]
+    return os.path.expanduser(path)
+
+
+class SettingsFile(object):
+    """KEY=VALUE lines ('#' starts a comment line), as in ~/.slm/config.
+
+    Secrets are taken only from a file that nobody else can read (mode 0600
+    or stricter, owned by us); otherwise they are refused with one line.
+    """
+
+    def __init__(self, path, console, missing_ok=True):
+        self.path = path
+        self.values = {}
+        self.exists = False
+        self.refused = []      # secret keys not taken: the file is readable by others
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as e:
+            if e.errno != errno.ENOENT or not missing_ok:
+                console.say_once("settings-" + path, "cannot read %s (%s): its settings are "
+                                 "not used" % (path, e.strerror or e))
+            return
+        try:
+            st = os.fstat(fd)
+            data = b""
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk or len(data) > 1024 * 1024:
+                    break
+                data += chunk
+        except OSError as e:
+            console.say_once("settings-" + path, "cannot read %s (%s): its settings are not "
+                             "used" % (path, e.strerror or e))
+            return
+        finally:
+            os.close(fd)
+        self.exists = True
+        private = not (st.st_mode & 0o077) and st.st_uid == os.getuid()
+        text = data.decode("utf-8", "surrogateescape")
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("export "):
+                line = line[len("export "):].lstrip()
+            key, sep, value = line.partition("=")
+            key, value = key.strip(), value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                value = value[1:-1]
+            if not sep or key not in SETTING_KEYS:
+                console.say_once("settings-%s-%d" % (path, number), "%s line %d: %s; ignored"
+                                 % (path, number, "not KEY=VALUE" if not sep else
+                                    "unknown setting %s" % key))
+                continue
+            if is_secret(key) and not private:
+                self.refused.append(key)
+                continue
+            self.values[key] = value
+        if self.refused:
+            console.say_once("settings-open-" + path, "ignoring %s in %s: the file holds "
+                             "secrets but others may read it (chmod 600 %s)"
+                             % (", ".join(sorted(set(self.refused))), path, path))
+
+
+def sweep_snapshots(folder, keep=None, now=None):
+    """Remove settings snapshots that no submission or job used for a long time."""
+    now = time.time() if now is None else now
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        if path == keep or not name.endswith((".conf", ".tmp")):
+            continue
+        try:
+            if now - os.stat(path).st_mtime > SNAPSHOT_KEEP_DAYS * 86400:
+                os.unlink(path)
+        except OSError:
+            pass
+
+
+class Settings(object):
+    """Every setting, read here and nowhere else: environment, then the
+    submit-time snapshot, then the configuration file, then the defaults."""
+
+    def __init__(self, console, no_db=False, environ=None, snapshot=None):
+        env = os.environ if environ is None else environ
+        self.console = console
+        self.no_db = no_db
+        self.environ = env
+        self.config_path = expand_home(env.get("SLM_CONFIG", "").strip() or
+                                       os.path.join(slm_home(env), "config"), env)
+        # the snapshot a job's batch script names; a job's own commands find it in SLM_SETTINGS
+        self.snapshot_path = snapshot or env.get("SLM_SETTINGS", "").strip() or None
+        self.config = SettingsFile(self.config_path, console)
+        self.snapshot = SettingsFile(self.snapshot_path, console, missing_ok=False) \
+            if self.snapshot_path else None
+        self.values, self.sources = {}, {}
+        layers = [(SOURCE_ENV, env)]
+        if self.snapshot is not None:
+            layers.append((SOURCE_SNAPSHOT, self.snapshot.values))
+        layers.append((SOURCE_FILE, self.config.values))
+        for key in SETTING_KEYS:
+            for source, values in layers:
+                value = (values.get(key) or "").strip()
+                if value:
+                    self.values[key], self.sources[key] = value, source
+                    break
+
+        get = self.get
+        self.api_url = get("SLM_API_URL").rstrip("/")
+        if self.api_url.endswith("/api/v1/events"):
+            self.api_url = self.api_url[:-len("/api/v1/events")]
+        self.api_token = get("SLM_API_TOKEN") or None
+        self.webhooks = split_destinations(get("SLM_WEBHOOK"))
+        self.spool_dir = expand_home(get("SLM_SPOOL_DIR") or DEFAULT_SPOOL_DIR, env)
+        self.timeout = self.number("SLM_TIMEOUT", DEFAULT_TIMEOUT)
+        self.webhook_format = get("SLM_WEBHOOK_FORMAT").lower() or None
+        if self.webhook_format and self.webhook_format not in WEBHOOK_FORMATS:
+            console.say_once("format", "SLM_WEBHOOK_FORMAT must be one of %s; detecting the "
+                             "format from each URL instead" % ", ".join(WEBHOOK_FORMATS))
+            self.webhook_format = None
+        self.webhook_secret = get("SLM_WEBHOOK_SECRET") or None
+        self.dashboard_url = get("SLM_DASHBOARD_URL") or None
+        self.notify_on = parse_notify_on(get("SLM_NOTIFY_ON"), console)
+        self.array_notify = get("SLM_ARRAY_NOTIFY").lower() or "failures"
+        if self.array_notify not in ARRAY_NOTIFY_CHOICES:
+            console.say_once("array-notify", "SLM_ARRAY_NOTIFY must be each, failures or "
+                             "summary; using failures")
+            self.array_notify = "failures"
+        self.tail_lines = int(self.number("SLM_TAIL_LINES", DEFAULT_TAIL_LINES, allow_zero=True))
+        via = get("SLM_WEBHOOK_VIA").lower()
+        self.relay = via == "api" and bool(self.webhooks)
+        if via and via not in ("api", "direct"):
+            console.say_once("via", "SLM_WEBHOOK_VIA must be 'api' or 'direct'; sending directly")
+        self.sbatch = get("SLM_SBATCH") or "sbatch"
+        self.python = get("SLM_PYTHON") or sys.executable
+        self.heartbeat = self.number("SLM_HEARTBEAT", DEFAULT_HEARTBEAT, allow_zero=True)
+        self.memory_warning = self.number("SLM_MEMORY_WARNING", DEFAULT_MEMORY_WARNING,
+                                          allow_zero=True)
+        self.time_warning = parse_time_warning(get("SLM_TIME_WARNING"), console)
+        stall = parse_duration(get("SLM_STALL") or "0")
+        if stall is None:
+            console.say_once("stall", "ignoring SLM_STALL=%r: not a duration like 30m"
+                             % get("SLM_STALL"))
+        self.stall = stall or 0
+        self.group = get("SLM_GROUP") or None
+        self.smtp = SmtpSettings(get)
+
+    def get(self, key):
+        return self.values.get(key, "")
+
+    def number(self, key, default, allow_zero=False):
+        raw = self.get(key)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+            if (value > 0 or (allow_zero and value == 0)) and value < 1e6:
+                return value
+        except ValueError:
+            pass
+        self.console.say_once(key, "ignoring %s=%r: not a %s number; using %g"
+                              % (key, raw, "non-negative" if allow_zero else "positive",
+                                 default))
+        return default
+
+    def source_of(self, key):
+        """Where a setting came from, for `slm doctor`."""
+        source = self.sources.get(key)
+        if source == SOURCE_FILE:
+            return "%s %s" % (source, self.config_path)
+        if source == SOURCE_SNAPSHOT:
+            return "%s %s" % (source, self.snapshot_path)
+        return source
+
+    def problems(self):
+        """(file, refused secret keys) for each settings file others may read."""
+        return [(f.path, sorted(set(f.refused))) for f in (self.config, self.snapshot)
+                if f is not None and f.refused]
+
+    def write_snapshot(self):
+        """Save the settings in force for a job that may not inherit our
+        environment; return the file's path, or None when there is nothing to save.
+
+        The file (0600, in ~/.slm/settings) is named after its content, so
+        every submission with the same settings shares one; using it keeps
+        it, and one unused for SNAPSHOT_KEEP_DAYS is removed.  Only its path
+        goes into the batch script, never a value.
+        """
+        import hashlib
+        keys = [k for k in SETTING_KEYS if k in self.values]
+        if not keys:
+            return None
+        text = "# slm %s: the settings `slm submit` passed to jobs (keep it private)\n" \
+            % __version__ + "".join("%s=%s\n" % (k, self.values[k]) for k in keys)
+        data = text.encode("utf-8", "surrogateescape")
+        folder = os.path.join(slm_home(self.environ), "settings")
+        path = os.path.join(folder, hashlib.sha256(data).hexdigest()[:32] + ".conf")
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        try:
+            with open(path, "rb") as f:
+                same = f.read() == data and not (os.fstat(f.fileno()).st_mode & 0o077)
+        except OSError:
+            same = False
+        if same:
+            os.utime(path, None)
+        else:
+            write_durably(path, data, "%s.%d.%s.tmp" % (path, os.getpid(), new_id()[:8]))
+        sweep_snapshots(folder, keep=path)
+        return path
+
+    def relaying(self):
+        """True when the service, not this host, sends our notifications."""
+        if not self.relay:
             return False
-        if array_notify == "failures":
-            return status in FINAL_STATUSES and status != "COMPLETED"
-    return True
+        if not self.api_url or self.no_db:
+            self.console.say_once("relay", "SLM_WEBHOOK_VIA=api needs the service "
+                                  "(SLM_API_URL, no --no-db): notifying directly")
+            return False
+        return True
 
+    def destinations(self):
+        return [Destination(spec, self.webhook_format, self.console) for spec in self.webhooks]
 
-def parse_notify_on(text, console=None):
-    """SLM_NOTIFY_ON (and a destination's #on=): statuses and the words of
-    NOTIFY_GROUPS (all, final, failures, warnings, default), comma-separated."""
-    text = (text or "").strip()
-    if not text:
-        return frozenset(NOTIFY_DEFAULT)
-    chosen = set()
-    for word in text.replace(" ", ",").split(","):
-        word = word.strip()
-        if word.lower() in NOTIFY_GROUPS:
-            chosen.update(NOTIFY_GROUPS[word.lower()])
-        elif word.upper() in STATUSES:
-            chosen.add(word.upper())
-        elif word and console is not None:
-            console.say_once("notify-" + word, "SLM_NOTIFY_ON: unknown status %r ignored" % word)
-    return frozenset(chosen)
+    def relay_field(self, event):
+        """What the service needs to notify for us (SLM_WEBHOOK_VIA=api): the
+        destinations, and for each whether this event is for it (its own #on=
+        filter, else SLM_NOTIFY_ON); the service judges the events it makes
+        itself (LOST, Slurm's verdict) by notify_on."""
+        to = []
+        for d in self.destinations():
+            entry = {"url": d.url, "format": d.format,
+                     "send": d.wants(event, self.notify_on, self.array_notify)}
+            if self.webhook_secret:
+                entry["secret"] = self.webhook_secret
+            if d.array_notify:
+                entry["array_notify"] = d.array_notify
+            to.append(entry)
+        relay = {"to": to, "send": wants_notice(event, self.notify_on, self.array_notify),
+                 "array_notify": self.array_notify, "notify_on": sorted(self.notify_on)}
+        if self.dashboard_url:
+            relay["dashboard_url"] = self.dashboard_url
+        return relay
+
+    def targets(self):
+        """The configured targets; a malformed URL is reported and skipped."""
+        found = []
+        if self.api_url and not self.no_db:
+            # a malformed URL still journals the events: fixed later, a flush sends them
+            found.append(ServiceTarget(self.api_url, self.api_token))
+        if self.relaying():
+            return found
+        for spec in self.webhooks:
+            problem = Destination(spec, self.webhook_format).problem()
+            if problem:
+                self.console.say_once("hook-" + spec, "ignoring an SLM_WEBHOOK entry: %s"
+                                      % problem)
+            else:
+                found.append(WebhookTarget(spec, self))
+        return found
+
+    def target_for(self, kind, url):
+        """The target a spooled entry goes to now, or None to leave it waiting.
+
+        Service events go to today's SLM_API_URL (the one they were meant
+        for if none is set), with today's token; webhook events to their URL.
+        """
+        if kind == ServiceTarget.kind:
+            if self.no_db:
+                return None
+            return ServiceTarget(self.api_url or url, self.api_token)
+        return WebhookTarget(url, self)
 
 
 # ---------------------------------------------------------------------------
@@ -2297,97 +2298,6 @@ def flush_spool(spool, settings, console, deadline, target=None, limit=None,
     return delivered, len(spool.pending_names(target_key))
 
 
-class Courier(object):
-    """Delivers one process's events in the background, one thread per target.
-
-    post() journals the event first (claimed by us), then hands it to the
-    target's thread; a failed attempt releases it to the spool's pending
-    directory, where the thread (or anybody else) retries it later.
-    """
-
-    def __init__(self, settings, console):
-        self.settings = settings
-        self.console = console
-        self.spool = Spool(settings.spool_dir)
-        self.targets = settings.targets()
-        self._workers = [_TargetWorker(self, target) for target in self.targets]
-        self._spool_ok = True
-        self._posted = []      # event ids, to tell at exit which of ours are left
-        self._unjournaled = 0  # events that could not be spooled and were not delivered
-        self._lock = threading.Lock()
-
-    def start(self):
-        for worker in self._workers:
-            worker.start()
-
-    def post(self, event):
-        """Journal and queue event for every target (stderr if there is none)."""
-        if not self.targets:
-            self.console.say(describe_event(event))
-            return
-        self._posted.append(event["event_id"])
-        settings = self.settings
-        for worker in self._workers:
-            payload = event
-            if worker.target.kind == WebhookTarget.kind:
-                if not worker.target.destination.wants(event, settings.notify_on,
-                                                       settings.array_notify):
-                    continue
-            elif settings.relaying():
-                # the service notifies for us (compute nodes without internet)
-                payload = dict(event, relay=settings.relay_field(event))
-            entry = None
-            if self._spool_ok:
-                try:
-                    entry = self.spool.add(payload, worker.target)
-                except OSError as e:
-                    self._spool_ok = False
-                    self.console.say("cannot write the spool %s (%s): events are sent "
-                                     "without a journal and lost if delivery fails"
-                                     % (self.spool.root, e.strerror or e))
-            if entry is None:
-                entry = SpoolEntry(None, None, worker.target.kind, worker.target.url, payload)
-            worker.queue(entry)
-
-    def lost_in_memory(self, count):
-        with self._lock:
-            self._unjournaled += count
-
-    def wait_idle(self, seconds):
-        """Wait until every queued event had its attempt, or seconds pass."""
-        deadline = time.time() + seconds
-        for worker in self._workers:
-            worker.idle.wait(max(0.0, deadline - time.time()))
-
-    def finish(self, budget):
-        """A last attempt for our events, bounded by budget seconds in all.
-
-        Returns how many of our (event, target) pairs are still undelivered.
-        """
-        if not self._workers:
-            return 0
-        deadline = time.time() + budget
-        for worker in self._workers:
-            worker.stop(deadline)
-        for worker in self._workers:
-            worker.join(max(0.0, deadline - time.time()))
-            if worker.is_alive():
-                # still inside a request the target never answered
-                self.console.say_once("down-" + worker.target.key, "%s: no answer within "
-                                      "%gs" % (worker.target.describe(), self.settings.timeout))
-        try:
-            # a thread still stuck in a request holds claims: hand them back
-            self.spool.release_mine()
-            left = self.spool.pending_of(set(self._posted))
-        except OSError:
-            left = 0
-        left += self._unjournaled
-        if left:
-            self.console.say("%d event(s) not delivered yet, kept in %s: the next slm command "
-                             "or 'slm flush' sends them" % (left, self.spool.root))
-        return left
-
-
 class _TargetWorker(threading.Thread):
     """Sends one target's events; retries what waits for it with backoff."""
 
@@ -2491,6 +2401,97 @@ class _TargetWorker(threading.Thread):
             return bool(delivered or not left)
         except OSError:
             return False
+
+
+class Courier(object):
+    """Delivers one process's events in the background, one thread per target.
+
+    post() journals the event first (claimed by us), then hands it to the
+    target's thread; a failed attempt releases it to the spool's pending
+    directory, where the thread (or anybody else) retries it later.
+    """
+
+    def __init__(self, settings, console):
+        self.settings = settings
+        self.console = console
+        self.spool = Spool(settings.spool_dir)
+        self.targets = settings.targets()
+        self._workers = [_TargetWorker(self, target) for target in self.targets]
+        self._spool_ok = True
+        self._posted = []      # event ids, to tell at exit which of ours are left
+        self._unjournaled = 0  # events that could not be spooled and were not delivered
+        self._lock = threading.Lock()
+
+    def start(self):
+        for worker in self._workers:
+            worker.start()
+
+    def post(self, event):
+        """Journal and queue event for every target (stderr if there is none)."""
+        if not self.targets:
+            self.console.say(describe_event(event))
+            return
+        self._posted.append(event["event_id"])
+        settings = self.settings
+        for worker in self._workers:
+            payload = event
+            if worker.target.kind == WebhookTarget.kind:
+                if not worker.target.destination.wants(event, settings.notify_on,
+                                                       settings.array_notify):
+                    continue
+            elif settings.relaying():
+                # the service notifies for us (compute nodes without internet)
+                payload = dict(event, relay=settings.relay_field(event))
+            entry = None
+            if self._spool_ok:
+                try:
+                    entry = self.spool.add(payload, worker.target)
+                except OSError as e:
+                    self._spool_ok = False
+                    self.console.say("cannot write the spool %s (%s): events are sent "
+                                     "without a journal and lost if delivery fails"
+                                     % (self.spool.root, e.strerror or e))
+            if entry is None:
+                entry = SpoolEntry(None, None, worker.target.kind, worker.target.url, payload)
+            worker.queue(entry)
+
+    def lost_in_memory(self, count):
+        with self._lock:
+            self._unjournaled += count
+
+    def wait_idle(self, seconds):
+        """Wait until every queued event had its attempt, or seconds pass."""
+        deadline = time.time() + seconds
+        for worker in self._workers:
+            worker.idle.wait(max(0.0, deadline - time.time()))
+
+    def finish(self, budget):
+        """A last attempt for our events, bounded by budget seconds in all.
+
+        Returns how many of our (event, target) pairs are still undelivered.
+        """
+        if not self._workers:
+            return 0
+        deadline = time.time() + budget
+        for worker in self._workers:
+            worker.stop(deadline)
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.time()))
+            if worker.is_alive():
+                # still inside a request the target never answered
+                self.console.say_once("down-" + worker.target.key, "%s: no answer within "
+                                      "%gs" % (worker.target.describe(), self.settings.timeout))
+        try:
+            # a thread still stuck in a request holds claims: hand them back
+            self.spool.release_mine()
+            left = self.spool.pending_of(set(self._posted))
+        except OSError:
+            left = 0
+        left += self._unjournaled
+        if left:
+            self.console.say("%d event(s) not delivered yet, kept in %s: the next slm command "
+                             "or 'slm flush' sends them" % (left, self.spool.root))
+        return left
 
 
 # ---------------------------------------------------------------------------
@@ -2940,6 +2941,17 @@ def tree_usage(root_pid):
     return rss, cpu
 
 
+def allocated_cpus():
+    for var in ("SLURM_CPUS_ON_NODE", "SLURM_JOB_CPUS_PER_NODE"):
+        raw = os.environ.get(var, "").split("(")[0].split(",")[0]
+        if raw.isdigit() and int(raw) > 0:
+            return int(raw)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count()
+
+
 def slurm_memory_limit(environ=None):
     """The job's --mem in bytes from Slurm's environment (no cgroup to read), or None."""
     env = os.environ if environ is None else environ
@@ -2951,6 +2963,20 @@ def slurm_memory_limit(environ=None):
     if per_cpu.isdigit() and int(per_cpu) > 0 and cpus:
         return int(per_cpu) * cpus << 20
     return None
+
+
+def output_sizes():
+    """{(dev, inode): size} of the regular files our stdout and stderr point to."""
+    import stat
+    sizes = {}
+    for fd in (1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            sizes[(st.st_dev, st.st_ino)] = st.st_size
+    return sizes
 
 
 class JobWatch(threading.Thread):
@@ -3111,6 +3137,109 @@ class JobWatch(threading.Thread):
 # ---------------------------------------------------------------------------
 # The wrapper: `slm run`
 # ---------------------------------------------------------------------------
+
+
+def output_tail(lines, since=None):
+    """The last lines of the files our stdout and stderr point to (Slurm's -o/-e).
+
+    Only regular files: a terminal or a pipe cannot be read back.  A bounded
+    read from the end, decoded leniently, with a marker when cut.  since
+    (from output_sizes() at the start) keeps out what the file held before
+    this job started: an earlier step's output, or an appended-to file.
+    """
+    import stat
+    since = since or {}
+    seen = set()
+    parts = []
+    for fd, label in ((1, "stdout"), (2, "stderr")):
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            origin = since.get((st.st_dev, st.st_ino), 0)
+            with open("/proc/self/fd/%d" % fd, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                if size < origin:
+                    origin = 0   # truncated meanwhile: all of it is this job's
+                start = max(origin, size - TAIL_READ_BYTES)
+                f.seek(start)
+                data = f.read(TAIL_READ_BYTES)
+        except OSError:
+            continue
+        text = data.decode("utf-8", "replace").replace("\r\n", "\n")
+        kept = text.rstrip("\n").split("\n")
+        cut = start > origin or len(kept) > lines
+        kept = [clean_text(line)[:500] for line in kept[-lines:]]
+        if not any(kept):
+            continue
+        body = "\n".join(kept)
+        if len(body) > TAIL_MAX_CHARS:
+            body, cut = body[-TAIL_MAX_CHARS:], True
+        parts.append((label, ("[…]\n" if cut else "") + body))
+    if len(parts) == 2:
+        return "\n".join("--- %s ---\n%s" % part for part in parts)[-TAIL_MAX_CHARS:]
+    return parts[0][1] if parts else None
+
+
+def resource_summary(elapsed):
+    """CPU time, efficiency and peak memory of the child tree (reaped children)."""
+    try:
+        import resource
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    except (ImportError, OSError):
+        return {}
+    cpu = usage.ru_utime + usage.ru_stime
+    summary = {"cpu_time": round(cpu, 2),
+               # kilobytes on Linux; the largest single process, not the sum
+               "max_rss_mb": round(usage.ru_maxrss / 1024.0, 1)}
+    cpus = allocated_cpus()
+    if cpus:
+        summary["cpus"] = cpus
+        if elapsed > 0:
+            summary["cpu_efficiency"] = round(100.0 * cpu / (elapsed * cpus), 1)
+    return summary
+
+
+def slurm_times(job_id, timeout):
+    """The job's (start, end) times (epoch) from squeue, or None for each.
+    Slurm 22.05 puts neither in the environment; squeue prints local time
+    like 2026-11-28T16:00:00, and N/A or Unknown when there is none."""
+    import subprocess
+    try:
+        proc = subprocess.Popen(["squeue", "-h", "-j", job_id, "-o", "%S %e"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        out, _ = proc.communicate(timeout=max(timeout, 5))
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    words = (out.decode("ascii", "replace").strip().splitlines() or [""])[0].split()
+    found = []
+    for word in (words + [None, None])[:2]:
+        try:
+            found.append(time.mktime(time.strptime(word, "%Y-%m-%dT%H:%M:%S")))
+        except (TypeError, ValueError, OverflowError):
+            found.append(None)
+    return found[0], found[1]
+
+
+def slurm_job_state(job_id, timeout):
+    """squeue's state of the job (RUNNING, COMPLETING...), or None."""
+    import subprocess
+    try:
+        proc = subprocess.Popen(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        out, _ = proc.communicate(timeout=max(timeout, 5))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    words = out.decode("ascii", "replace").split()
+    return words[0] if proc.returncode == 0 and words else None
+
+
+def remove_snapshot(path):
+    """Remove the per-job copy of a script made by `slm submit`."""
+    import shutil
+    if os.path.basename(path.rstrip("/")).startswith("slm."):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class Wrapper(object):
@@ -3437,134 +3566,6 @@ class Wrapper(object):
         return returncode
 
 
-def resource_summary(elapsed):
-    """CPU time, efficiency and peak memory of the child tree (reaped children)."""
-    try:
-        import resource
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    except (ImportError, OSError):
-        return {}
-    cpu = usage.ru_utime + usage.ru_stime
-    summary = {"cpu_time": round(cpu, 2),
-               # kilobytes on Linux; the largest single process, not the sum
-               "max_rss_mb": round(usage.ru_maxrss / 1024.0, 1)}
-    cpus = allocated_cpus()
-    if cpus:
-        summary["cpus"] = cpus
-        if elapsed > 0:
-            summary["cpu_efficiency"] = round(100.0 * cpu / (elapsed * cpus), 1)
-    return summary
-
-
-def allocated_cpus():
-    for var in ("SLURM_CPUS_ON_NODE", "SLURM_JOB_CPUS_PER_NODE"):
-        raw = os.environ.get(var, "").split("(")[0].split(",")[0]
-        if raw.isdigit() and int(raw) > 0:
-            return int(raw)
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count()
-
-
-def output_sizes():
-    """{(dev, inode): size} of the regular files our stdout and stderr point to."""
-    import stat
-    sizes = {}
-    for fd in (1, 2):
-        try:
-            st = os.fstat(fd)
-        except OSError:
-            continue
-        if stat.S_ISREG(st.st_mode):
-            sizes[(st.st_dev, st.st_ino)] = st.st_size
-    return sizes
-
-
-def output_tail(lines, since=None):
-    """The last lines of the files our stdout and stderr point to (Slurm's -o/-e).
-
-    Only regular files: a terminal or a pipe cannot be read back.  A bounded
-    read from the end, decoded leniently, with a marker when cut.  since
-    (from output_sizes() at the start) keeps out what the file held before
-    this job started: an earlier step's output, or an appended-to file.
-    """
-    import stat
-    since = since or {}
-    seen = set()
-    parts = []
-    for fd, label in ((1, "stdout"), (2, "stderr")):
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            origin = since.get((st.st_dev, st.st_ino), 0)
-            with open("/proc/self/fd/%d" % fd, "rb") as f:
-                size = f.seek(0, os.SEEK_END)
-                if size < origin:
-                    origin = 0   # truncated meanwhile: all of it is this job's
-                start = max(origin, size - TAIL_READ_BYTES)
-                f.seek(start)
-                data = f.read(TAIL_READ_BYTES)
-        except OSError:
-            continue
-        text = data.decode("utf-8", "replace").replace("\r\n", "\n")
-        kept = text.rstrip("\n").split("\n")
-        cut = start > origin or len(kept) > lines
-        kept = [clean_text(line)[:500] for line in kept[-lines:]]
-        if not any(kept):
-            continue
-        body = "\n".join(kept)
-        if len(body) > TAIL_MAX_CHARS:
-            body, cut = body[-TAIL_MAX_CHARS:], True
-        parts.append((label, ("[…]\n" if cut else "") + body))
-    if len(parts) == 2:
-        return "\n".join("--- %s ---\n%s" % part for part in parts)[-TAIL_MAX_CHARS:]
-    return parts[0][1] if parts else None
-
-
-def slurm_times(job_id, timeout):
-    """The job's (start, end) times (epoch) from squeue, or None for each.
-    Slurm 22.05 puts neither in the environment; squeue prints local time
-    like 2026-11-28T16:00:00, and N/A or Unknown when there is none."""
-    import subprocess
-    try:
-        proc = subprocess.Popen(["squeue", "-h", "-j", job_id, "-o", "%S %e"],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        out, _ = proc.communicate(timeout=max(timeout, 5))
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-    words = (out.decode("ascii", "replace").strip().splitlines() or [""])[0].split()
-    found = []
-    for word in (words + [None, None])[:2]:
-        try:
-            found.append(time.mktime(time.strptime(word, "%Y-%m-%dT%H:%M:%S")))
-        except (TypeError, ValueError, OverflowError):
-            found.append(None)
-    return found[0], found[1]
-
-
-def slurm_job_state(job_id, timeout):
-    """squeue's state of the job (RUNNING, COMPLETING...), or None."""
-    import subprocess
-    try:
-        proc = subprocess.Popen(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        out, _ = proc.communicate(timeout=max(timeout, 5))
-    except (OSError, subprocess.SubprocessError):
-        return None
-    words = out.decode("ascii", "replace").split()
-    return words[0] if proc.returncode == 0 and words else None
-
-
-def remove_snapshot(path):
-    """Remove the per-job copy of a script made by `slm submit`."""
-    import shutil
-    if os.path.basename(path.rstrip("/")).startswith("slm."):
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def exec_transparently(command, console):
     """Become the command (no events): nested slm, or a non-zero srun task."""
     try:
@@ -3717,6 +3718,11 @@ def shell_quote(text):
     return shlex.quote(text).encode("utf-8", "surrogateescape")
 
 
+def ascii_bytes(data):
+    """A bytes literal for data in Python source, in ASCII whatever data holds."""
+    return repr(bytes(data)).encode("ascii")
+
+
 def monitored_script(original, name, args, python, slm_path, settings_path=None, group=None):
     """A batch script whose batch process is `slm run` running the original.
 
@@ -3768,15 +3774,11 @@ def monitored_script(original, name, args, python, slm_path, settings_path=None,
     return b"".join(out)
 
 
-def ascii_bytes(data):
-    """A bytes literal for data in Python source, in ASCII whatever data holds."""
-    return repr(bytes(data)).encode("ascii")
-
-
-def run_submitted(script, name, interp, args, settings=None, group=None):
-    """The job's half of `slm submit`, called by the generated batch script:
-    put the original script back in a private directory (as sbatch keeps its
-    own copy), then run it with its interpreter under `slm run`."""
+def submitted_argv(script, name, interp, args, settings=None, group=None):
+    """The job's half of `slm submit` (see run_submitted, after main): put the
+    original script back in a private directory (as sbatch keeps its own
+    copy); -> the `slm run` arguments that run it with its interpreter, or an
+    exit status."""
     import binascii
     base = os.environ.get("TMPDIR") or "/tmp"
     folder = os.path.join(base, "slm.%s.%s" % (os.environ.get("SLURM_JOB_ID") or "job",
@@ -3797,8 +3799,8 @@ def run_submitted(script, name, interp, args, settings=None, group=None):
         argv += ["--settings", os.fsdecode(settings)]
     if group:
         argv += ["--group", os.fsdecode(group)]
-    return main(argv + ["--"] + [os.fsdecode(w) for w in interp] + [path] +
-                [os.fsdecode(a) for a in args])
+    return argv + ["--"] + [os.fsdecode(w) for w in interp] + [path] + \
+        [os.fsdecode(a) for a in args]
 
 
 def find_job_id(text, complete=True):
@@ -3813,6 +3815,61 @@ def find_job_id(text, complete=True):
         if m:
             return m.group(1)
     return None
+
+
+def squeue_partition(job_id, timeout):
+    import subprocess
+    try:
+        proc = subprocess.Popen(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%P"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        out, _ = proc.communicate(timeout=timeout)
+        lines = out.decode("utf-8", "replace").split()
+        return lines[0] if proc.returncode == 0 and lines else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def stdin_binary():
+    return getattr(sys.stdin, "buffer", sys.stdin)
+
+
+def stdout_binary():
+    return getattr(sys.stdout, "buffer", sys.stdout)
+
+
+def stderr_binary():
+    return getattr(sys.stderr, "buffer", sys.stderr)
+
+
+def feed(sink, data):
+    """Write data to a child's stdin and close it (it may not read it all)."""
+    try:
+        sink.write(data)
+    except (OSError, ValueError):
+        pass
+    finally:
+        try:
+            sink.close()
+        except OSError:
+            pass
+
+
+def pump(source, sink, copy, watch=None):
+    """Pass a child's output through as it comes, keeping a copy; watch(copy,
+    ended) hears of each chunk."""
+    while True:
+        chunk = source.read1(65536) if hasattr(source, "read1") else source.read(65536)
+        if chunk:
+            copy.extend(chunk)
+            try:
+                sink.write(chunk)
+                sink.flush()
+            except (OSError, ValueError):
+                pass
+        if watch is not None:
+            watch(bytes(copy), not chunk)
+        if not chunk:
+            break
 
 
 class Submitter(object):
@@ -3981,61 +4038,6 @@ class Submitter(object):
         self.courier.post(event)
         self.courier.start()
         self.courier.finish(exit_budget(self.settings.timeout))
-
-
-def squeue_partition(job_id, timeout):
-    import subprocess
-    try:
-        proc = subprocess.Popen(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%P"],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        out, _ = proc.communicate(timeout=timeout)
-        lines = out.decode("utf-8", "replace").split()
-        return lines[0] if proc.returncode == 0 and lines else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def stdin_binary():
-    return getattr(sys.stdin, "buffer", sys.stdin)
-
-
-def stdout_binary():
-    return getattr(sys.stdout, "buffer", sys.stdout)
-
-
-def stderr_binary():
-    return getattr(sys.stderr, "buffer", sys.stderr)
-
-
-def feed(sink, data):
-    """Write data to a child's stdin and close it (it may not read it all)."""
-    try:
-        sink.write(data)
-    except (OSError, ValueError):
-        pass
-    finally:
-        try:
-            sink.close()
-        except OSError:
-            pass
-
-
-def pump(source, sink, copy, watch=None):
-    """Pass a child's output through as it comes, keeping a copy; watch(copy,
-    ended) hears of each chunk."""
-    while True:
-        chunk = source.read1(65536) if hasattr(source, "read1") else source.read(65536)
-        if chunk:
-            copy.extend(chunk)
-            try:
-                sink.write(chunk)
-                sink.flush()
-            except (OSError, ValueError):
-                pass
-        if watch is not None:
-            watch(bytes(copy), not chunk)
-        if not chunk:
-            break
 
 
 # ---------------------------------------------------------------------------
@@ -4304,21 +4306,6 @@ class Checkup(object):
             emit("      %-10s -> %s" % ("", advice))
 
 
-def cmd_doctor(args, settings, console):
-    check = Checkup()
-    check_python(check)
-    check_settings(check, settings)
-    check_service(check, settings)
-    check_webhooks(check, settings, console, args.send_test)
-    check_spool(check, settings)
-    check_job(check)
-    if check.problems:
-        emit("%d problem(s) found" % check.problems)
-        return EXIT_FAILURE
-    emit("all is well")
-    return EXIT_OK
-
-
 def check_python(check):
     version = "%d.%d.%d" % sys.version_info[:3]
     if sys.version_info < (3, 6):
@@ -4421,6 +4408,22 @@ def notice_summary(notify_on, array_notify):
     return "gets %s; arrays and groups: %s" % (events, array_notify)
 
 
+def check_smtp(check, settings, address):
+    """Whether the mail server of an e-mail destination answers (and takes the login)."""
+    try:
+        host, port, mode, user, password, _ = settings.smtp.server(address)
+        smtp_connection(host, port, mode, user, password, max(settings.timeout, 5)).quit()
+    except DeliveryError as e:
+        check.bad("smtp", e.reason, "set SLM_SMTP_HOST (and _PORT, _TLS, _USER, _PASSWORD) "
+                  "to a mail server this host can reach, or SLM_WEBHOOK_VIA=api")
+        return
+    except Exception as e:
+        check.bad("smtp", "SMTP server: %s" % _network_reason(e))
+        return
+    check.ok("smtp", "%s:%d answers (%s%s)" % (host, port, mode, ", login accepted"
+                                               if user and password else ""))
+
+
 def check_webhooks(check, settings, console, send_test):
     if not settings.webhooks:
         check.info("webhook", "SLM_WEBHOOK is not set: no notifications")
@@ -4451,22 +4454,6 @@ def check_webhooks(check, settings, console, send_test):
             check.ok("webhook", "%s accepted a test notification; %s" % (shown, gets))
         except DeliveryError as e:
             check.bad("webhook", "%s did not accept a test notification: %s" % (shown, e.reason))
-
-
-def check_smtp(check, settings, address):
-    """Whether the mail server of an e-mail destination answers (and takes the login)."""
-    try:
-        host, port, mode, user, password, _ = settings.smtp.server(address)
-        smtp_connection(host, port, mode, user, password, max(settings.timeout, 5)).quit()
-    except DeliveryError as e:
-        check.bad("smtp", e.reason, "set SLM_SMTP_HOST (and _PORT, _TLS, _USER, _PASSWORD) "
-                  "to a mail server this host can reach, or SLM_WEBHOOK_VIA=api")
-        return
-    except Exception as e:
-        check.bad("smtp", "SMTP server: %s" % _network_reason(e))
-        return
-    check.ok("smtp", "%s:%d answers (%s%s)" % (host, port, mode, ", login accepted"
-                                               if user and password else ""))
 
 
 def check_spool(check, settings):
@@ -4507,6 +4494,21 @@ def check_job(check):
                    "must be started with exec to receive Slurm's signals" % job.job_id)
     else:
         check.info("job", "inside job %s" % job.job_id)
+
+
+def cmd_doctor(args, settings, console):
+    check = Checkup()
+    check_python(check)
+    check_settings(check, settings)
+    check_service(check, settings)
+    check_webhooks(check, settings, console, args.send_test)
+    check_spool(check, settings)
+    check_job(check)
+    if check.problems:
+        emit("%d problem(s) found" % check.problems)
+        return EXIT_FAILURE
+    emit("all is well")
+    return EXIT_OK
 
 
 def background_flush(settings, console):
@@ -4597,6 +4599,43 @@ RUN_OPTIONS = (
     ("--cleanup", None),      # the private copy of a submitted script, removed at the end
     ("--settings", None),     # the submit-time snapshot of the settings
 )
+
+
+def bounded_int(low, high):
+    import argparse
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("not a whole number: %r" % text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError("%d is not between %d and %d" % (value, low, high))
+        return value
+    return parse
+
+
+def bounded_float(low, high):
+    import argparse
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("not a number: %r" % text)
+        if not low <= value <= high:   # false for nan too
+            raise argparse.ArgumentTypeError("%s is not between %g and %g" % (text, low, high))
+        return value
+    return parse
+
+
+def duration_option(text):
+    """--timeout's value: seconds, or a number with s, m or h."""
+    import argparse
+    seconds = parse_duration(text, unit=1)
+    if seconds is None or seconds <= 0:
+        raise argparse.ArgumentTypeError("%r is not a duration (90, 30m, 2h)" % text)
+    return seconds
 
 
 def build_parser():
@@ -4720,43 +4759,6 @@ def build_parser():
     return parser
 
 
-def bounded_int(low, high):
-    import argparse
-
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError("not a whole number: %r" % text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError("%d is not between %d and %d" % (value, low, high))
-        return value
-    return parse
-
-
-def duration_option(text):
-    """--timeout's value: seconds, or a number with s, m or h."""
-    import argparse
-    seconds = parse_duration(text, unit=1)
-    if seconds is None or seconds <= 0:
-        raise argparse.ArgumentTypeError("%r is not a duration (90, 30m, 2h)" % text)
-    return seconds
-
-
-def bounded_float(low, high):
-    import argparse
-
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError("not a number: %r" % text)
-        if not low <= value <= high:   # false for nan too
-            raise argparse.ArgumentTypeError("%s is not between %g and %g" % (text, low, high))
-        return value
-    return parse
-
-
 def split_argv(argv):
     """Separate what argparse may see from the wrapped command / sbatch words.
 
@@ -4878,6 +4880,14 @@ def main(argv=None):
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
+
+
+
+def run_submitted(script, name, interp, args, settings=None, group=None):
+    """The entry point of the batch script `slm submit` generates: the
+    original script restored, run under `slm run` (see monitored_script)."""
+    argv = submitted_argv(script, name, interp, args, settings, group)
+    return argv if isinstance(argv, int) else main(argv)
 
 
 if __name__ == "__main__":

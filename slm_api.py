@@ -60,7 +60,8 @@ undo an ending.
 How the file reads, each section using only what came before it: constants,
 errors, helpers, events (validation, merge rules), storage (SQL primitives in
 one transaction, two dialects), notifications (what to send where, array
-roll-ups, the outbox sender), ingest (group commit), web (one Bottle plugin
+roll-ups, the outbox sender), ingest (group commit), watchdog (silent jobs,
+Slurm's verdicts, spools of unreachable nodes), web (one Bottle plugin
 for authentication, JSON errors and the per-request transaction, then the
 routes and the OpenAPI document derived from them), dashboard (the HTML
 pages, through the same plugin and answers), server (threaded
@@ -3112,6 +3113,24 @@ class SLMApp(bottle.Bottle):
         return [body]
 
 
+ERROR_ANSWERS = {
+    "400": "invalid request (the message says what is wrong)",
+    "401": "missing or wrong bearer token (only when the service has tokens)",
+    "403": "the token may not do this (another user's job, or private data)",
+    "429": "too many requests for this token: wait Retry-After seconds",
+    "404": "no such job, or no such route",
+    "405": "method not allowed",
+    "411": "chunked body: Content-Length required",
+    "413": "more than %d events or a body over %d bytes" % (MAX_BATCH, MAX_BODY),
+    "503": "database unavailable: try again later",
+}
+
+
+# A route's declaration, kept in its config (not a dict: Bottle would flatten
+# one into dotted keys).
+RouteDoc = collections.namedtuple("RouteDoc", "summary ok errors params body public")
+
+
 def endpoint(app, method, path, summary, ok, errors=(), params=(), body=None, public=False):
     """Declare a route and what the OpenAPI document says of it.
 
@@ -3126,11 +3145,6 @@ def endpoint(app, method, path, summary, ok, errors=(), params=(), body=None, pu
                                                        params=params, body=body, public=public))
         return callback
     return declare
-
-
-# A route's declaration, kept in its config (not a dict: Bottle would flatten
-# one into dotted keys).
-RouteDoc = collections.namedtuple("RouteDoc", "summary ok errors params body public")
 
 
 def int_param(query, name, default, low, high):
@@ -3391,6 +3405,243 @@ def read_body(max_body):
     return body
 
 
+def openapi_schemas():
+    """The schemas of the API's JSON, from the tables the validation uses."""
+    def ref(name):
+        return {"$ref": "#/components/schemas/%s" % name}
+
+    text = {"type": "string", "maxLength": MAX_TEXT}
+    event = {
+        "type": "object",
+        "description": "One lifecycle event (schema slm.event/1).  Fields not listed are "
+                       "kept as received.",
+        "required": ["event_id", "job_id", "status", "time"],
+        "additionalProperties": True,
+        "properties": {
+            "event_id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$",
+                         "description": "unique id; a repeated one is acknowledged, not "
+                                        "stored again"},
+            "job_id": {"type": "string", "minLength": 1, "maxLength": 128,
+                       "description": "printable, without surrounding blanks"},
+            "status": {"type": "string", "enum": list(STATUSES)},
+            "time": {"type": "string", "format": "date-time",
+                     "pattern": "^%s$" % TIME_RE.pattern[:-len("\\Z")],
+                     "description": "ISO 8601 UTC, e.g. 2026-11-30T03:40:41.123Z"},
+        },
+    }
+    props = event["properties"]
+    for name in TEXT_FIELDS:
+        props[name] = dict(text, nullable=True)
+    for name in INT_FIELDS:
+        props[name] = {"type": "integer", "format": "int64", "nullable": True}
+    props["seq"]["minimum"] = 0
+    props["relay"] = {
+        "type": "object", "nullable": True,
+        "description": "SLM_WEBHOOK_VIA=api: where the service sends this event's "
+                       "notification.  Never stored with the event.",
+        "properties": {"to": {"type": "array", "maxItems": MAX_RELAY_TARGETS, "items": {
+            "type": "object", "required": ["url"],
+            "properties": {"url": {"type": "string"}, "format": {"type": "string"},
+                           "secret": {"type": "string"}}}},
+            "send": {"type": "boolean"}, "dashboard_url": {"type": "string"},
+            "array_notify": {"type": "string"}}}
+    for name in NUMBER_FIELDS:
+        props[name] = {"type": "number", "minimum": 0, "nullable": True}
+    for name in LIST_FIELDS:
+        props[name] = {"type": "array", "maxItems": MAX_LIST, "items": text, "nullable": True}
+    for name in BOOL_FIELDS:
+        props[name] = {"type": "boolean", "nullable": True}
+
+    job = {"type": "object", "required": ["job_id", "status", "event_count", "meta"],
+           "properties": {}}
+    for name in JOB_COLUMNS:
+        if name in HIDDEN_JOB_COLUMNS:
+            continue
+        if name in ("last_seq", "exit_code"):
+            schema = {"type": "integer", "nullable": True}
+        elif name == "restarts":
+            schema = {"type": "integer", "minimum": 0,
+                      "description": "how often Slurm requeued the job: the row shows run "
+                                     "restarts + 1"}
+        elif name == "heartbeat_interval":
+            schema = {"type": "number", "nullable": True}
+        elif name == "event_count":
+            schema = {"type": "integer", "minimum": 0}
+        elif name == "elapsed":
+            schema = {"type": "number", "nullable": True}
+        elif name == "meta":
+            schema = {"type": "object", "additionalProperties": True,
+                      "description": "every other field of the events, from the event "
+                                     "holding the status first"}
+        elif name == "status":
+            schema = {"type": "string", "enum": list(STATUSES), "nullable": True}
+        else:
+            schema = {"type": "string", "nullable": True}
+        job["properties"][name] = schema
+    job["properties"]["verified"] = {
+        "type": "boolean", "description": "the service read Slurm's record after the "
+        "run ended: any verdict of Slurm's is in"}
+
+    def listing(key, item):
+        return {"type": "object", "required": [key],
+                "properties": {key: {"type": "array", "items": item}}}
+
+    return {
+        "Event": event,
+        "EventBatch": {"type": "object", "required": ["events"],
+                       "properties": {"events": {"type": "array", "minItems": 1,
+                                                 "maxItems": MAX_BATCH, "items": ref("Event")}}},
+        "Accepted": {"type": "object", "required": ["accepted", "duplicates"],
+                     "properties": {"accepted": {"type": "integer", "minimum": 0},
+                                    "duplicates": {"type": "integer", "minimum": 0},
+                                    "refused_notifications": {"type": "integer",
+                                                              "minimum": 1}}},
+        "Job": job,
+        "JobList": {"type": "object", "required": ["jobs", "total"],
+                    "properties": {"jobs": {"type": "array", "items": ref("Job")},
+                                   "total": {"type": "integer", "minimum": 0}}},
+        "JobSearch": {"type": "object", "required": ["jobs", "total", "next", "tasks"],
+                      "properties": {"jobs": {"type": "array", "items": ref("Job")},
+                                     "total": {"type": "integer", "minimum": 0},
+                                     "next": {"type": "string", "nullable": True,
+                                              "description": "cursor= of the next page "
+                                                             "(null: this is the last)"},
+                                     "tasks": {"type": "object", "description": "with "
+                                               "arrays=group: {array job id: {status: "
+                                               "tasks}} of the arrays on the page",
+                                               "additionalProperties": {
+                                                   "type": "object", "additionalProperties": {
+                                                       "type": "integer"}}}}},
+        "NotificationList": listing("notifications", {"type": "object"}),
+        "EventFeed": {"type": "object", "required": ["events", "next", "more"],
+                      "properties": {"events": {"type": "array", "items": ref("Event")},
+                                     "next": {"type": "integer", "minimum": 0,
+                                              "description": "after= for the next request"},
+                                     "more": {"type": "boolean",
+                                              "description": "the limit was reached: ask "
+                                                             "again at once"}}},
+        "Summary": {"type": "object",
+                    "required": ["since", "until", "bucket", "counts", "ended", "failed",
+                                 "failure_rate", "series"],
+                    "properties": {
+                        "since": {"type": "string"}, "until": {"type": "string"},
+                        "bucket": {"type": "string", "enum": ["hour", "day"]},
+                        "counts": {"type": "object", "description": "jobs by final status "
+                                   "(LOST included)", "additionalProperties": {
+                                       "type": "integer"}},
+                        "ended": {"type": "integer", "minimum": 0},
+                        "failed": {"type": "integer", "minimum": 0, "description": "of "
+                                   "them %s" % ", ".join(sorted(FAILURES))},
+                        "failure_rate": {"type": "number", "nullable": True},
+                        "series": {"type": "array", "items": {
+                            "type": "object", "required": ["start", "counts"],
+                            "properties": {"start": {"type": "string"},
+                                           "counts": {"type": "object"}}}}}},
+        "OutboxPage": {"type": "object", "required": ["notifications", "next"],
+                       "properties": {"notifications": {"type": "array", "items": {
+                           "type": "object", "properties": {
+                               "id": {"type": "integer"}, "job_id": {"type": "string"},
+                               "user": {"type": "string", "nullable": True},
+                               "status": {"type": "string", "nullable": True},
+                               "kind": {"type": "string", "enum": ["event", "rollup", "group"]},
+                               "destination": {"type": "string"},
+                               "format": {"type": "string"},
+                               "state": {"type": "string", "enum": [
+                                   "pending", "held", "sent", "failed", "superseded",
+                                   "refused"]},
+                               "attempts": {"type": "integer"},
+                               "last_error": {"type": "string", "nullable": True}}}},
+                           "next": {"type": "integer", "nullable": True,
+                                    "description": "before= for the next page"}}},
+        "EventList": listing("events", ref("Event")),
+        "Health": {"type": "object", "required": ["ok", "backend", "database"],
+                   "properties": {"ok": {"type": "boolean"},
+                                  "backend": {"type": "string", "enum": ["sqlite", "mysql"]},
+                                  "database": {"type": "string",
+                                               "enum": ["reachable", "unreachable"]}}},
+        "Heartbeat": {"type": "object", "required": ["job_id", "time", "interval"],
+                      "properties": dict({
+                          "job_id": {"type": "string", "minLength": 1, "maxLength": 128},
+                          "time": {"type": "string", "format": "date-time"},
+                          "interval": {"type": "number", "exclusiveMinimum": True,
+                                       "minimum": 0, "maximum": 86400},
+                          "user": {"type": "string"},
+                          "restart_count": {"type": "integer", "minimum": 0}},
+                          **dict((n, {"type": "number", "minimum": 0})
+                                 for n in HEARTBEAT_SAMPLES))},
+        "HeartbeatAnswer": {"type": "object", "required": ["accepted", "unknown"],
+                            "properties": {"accepted": {"type": "integer", "minimum": 0},
+                                           "unknown": {"type": "integer", "minimum": 0}}},
+        "Whoami": {"type": "object", "required": ["user", "role", "private_jobs"],
+                   "properties": {"user": {"type": "string", "nullable": True},
+                                  "role": {"type": "string", "enum": list(ROLES)},
+                                  "private_jobs": {"type": "boolean"}}},
+        "Error": {"type": "object", "required": ["error"],
+                  "properties": {"error": {"type": "string"}}},
+    }
+
+
+def openapi_document(app):
+    """The OpenAPI 3.0 description of app's routes, from their declarations."""
+    def content(schema_name):
+        if schema_name is None:
+            return {}
+        return {"content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/%s" % schema_name}}}}
+
+    paths = {}
+    for route in app.routes:
+        doc = route.config.get("doc")
+        if doc is None:
+            continue
+        path = re.sub(r"<([A-Za-z_][A-Za-z0-9_]*)(?::[^>]*)?>", r"{\1}", route.rule)
+        description, schema = doc.ok
+        responses = {"200": dict({"description": description}, **content(schema))}
+        if path == "/metrics":
+            responses["200"]["content"] = {"text/plain": {"schema": {"type": "string"}}}
+        if path == "/healthz":
+            responses["503"] = dict({"description": "unreachable"}, **content("Health"))
+        codes = list(doc.errors) + ([] if doc.public is True else ["401"]) + \
+            ([] if doc.public else ["429"])
+        for code in codes:
+            responses[code] = dict({"description": ERROR_ANSWERS[code]}, **content("Error"))
+        parameters = [{"name": name, "in": "path", "required": True,
+                       "description": "the job id (may contain '/'; percent-encode it)",
+                       "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
+                      for name in re.findall(r"\{(\w+)\}", path)]
+        parameters += [{"name": name, "in": "query", "required": False,
+                        "description": description, "schema": schema or {"type": "string"}}
+                       for name, description, schema in doc.params]
+        operation = {"summary": doc.summary,
+                     "operationId": route.callback.__name__,
+                     "responses": responses}
+        if parameters:
+            operation["parameters"] = parameters
+        if doc.body is not None:
+            operation["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": doc.body}}}
+        if doc.public is not True:
+            # routes the site may open to all (SLM_PUBLIC) take a token optionally
+            operation["security"] = [{"bearer": []}] + ([{}] if doc.public else [])
+        paths.setdefault(path, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "SLM (Slurm Lifecycle Monitor) service", "version": __version__,
+                 "description": "Stores the lifecycle events slm.py sends and answers "
+                                "questions about jobs.  A job's status is that of its "
+                                "strongest event: final statuses beat the others, SUBMITTED "
+                                "loses to everything, and within a class the latest "
+                                "(time, seq) wins."},
+        "components": {
+            "schemas": openapi_schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "needed on /api/ routes when the "
+                                                          "service has a token"}},
+        },
+        "paths": paths,
+    }
+
+
 def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, public=(),
              max_body=MAX_BODY, pages=None):
     """The Bottle application: the routes, on what it is handed.
@@ -3635,256 +3886,6 @@ def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, pub
         pages(app, reads, keyring)
     openapi = openapi_document(app)
     return app
-
-
-ERROR_ANSWERS = {
-    "400": "invalid request (the message says what is wrong)",
-    "401": "missing or wrong bearer token (only when the service has tokens)",
-    "403": "the token may not do this (another user's job, or private data)",
-    "429": "too many requests for this token: wait Retry-After seconds",
-    "404": "no such job, or no such route",
-    "405": "method not allowed",
-    "411": "chunked body: Content-Length required",
-    "413": "more than %d events or a body over %d bytes" % (MAX_BATCH, MAX_BODY),
-    "503": "database unavailable: try again later",
-}
-
-
-def openapi_schemas():
-    """The schemas of the API's JSON, from the tables the validation uses."""
-    def ref(name):
-        return {"$ref": "#/components/schemas/%s" % name}
-
-    text = {"type": "string", "maxLength": MAX_TEXT}
-    event = {
-        "type": "object",
-        "description": "One lifecycle event (schema slm.event/1).  Fields not listed are "
-                       "kept as received.",
-        "required": ["event_id", "job_id", "status", "time"],
-        "additionalProperties": True,
-        "properties": {
-            "event_id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$",
-                         "description": "unique id; a repeated one is acknowledged, not "
-                                        "stored again"},
-            "job_id": {"type": "string", "minLength": 1, "maxLength": 128,
-                       "description": "printable, without surrounding blanks"},
-            "status": {"type": "string", "enum": list(STATUSES)},
-            "time": {"type": "string", "format": "date-time",
-                     "pattern": "^%s$" % TIME_RE.pattern[:-len("\\Z")],
-                     "description": "ISO 8601 UTC, e.g. 2026-11-30T03:40:41.123Z"},
-        },
-    }
-    props = event["properties"]
-    for name in TEXT_FIELDS:
-        props[name] = dict(text, nullable=True)
-    for name in INT_FIELDS:
-        props[name] = {"type": "integer", "format": "int64", "nullable": True}
-    props["seq"]["minimum"] = 0
-    props["relay"] = {
-        "type": "object", "nullable": True,
-        "description": "SLM_WEBHOOK_VIA=api: where the service sends this event's "
-                       "notification.  Never stored with the event.",
-        "properties": {"to": {"type": "array", "maxItems": MAX_RELAY_TARGETS, "items": {
-            "type": "object", "required": ["url"],
-            "properties": {"url": {"type": "string"}, "format": {"type": "string"},
-                           "secret": {"type": "string"}}}},
-            "send": {"type": "boolean"}, "dashboard_url": {"type": "string"},
-            "array_notify": {"type": "string"}}}
-    for name in NUMBER_FIELDS:
-        props[name] = {"type": "number", "minimum": 0, "nullable": True}
-    for name in LIST_FIELDS:
-        props[name] = {"type": "array", "maxItems": MAX_LIST, "items": text, "nullable": True}
-    for name in BOOL_FIELDS:
-        props[name] = {"type": "boolean", "nullable": True}
-
-    job = {"type": "object", "required": ["job_id", "status", "event_count", "meta"],
-           "properties": {}}
-    for name in JOB_COLUMNS:
-        if name in HIDDEN_JOB_COLUMNS:
-            continue
-        if name in ("last_seq", "exit_code"):
-            schema = {"type": "integer", "nullable": True}
-        elif name == "restarts":
-            schema = {"type": "integer", "minimum": 0,
-                      "description": "how often Slurm requeued the job: the row shows run "
-                                     "restarts + 1"}
-        elif name == "heartbeat_interval":
-            schema = {"type": "number", "nullable": True}
-        elif name == "event_count":
-            schema = {"type": "integer", "minimum": 0}
-        elif name == "elapsed":
-            schema = {"type": "number", "nullable": True}
-        elif name == "meta":
-            schema = {"type": "object", "additionalProperties": True,
-                      "description": "every other field of the events, from the event "
-                                     "holding the status first"}
-        elif name == "status":
-            schema = {"type": "string", "enum": list(STATUSES), "nullable": True}
-        else:
-            schema = {"type": "string", "nullable": True}
-        job["properties"][name] = schema
-    job["properties"]["verified"] = {
-        "type": "boolean", "description": "the service read Slurm's record after the "
-        "run ended: any verdict of Slurm's is in"}
-
-    def listing(key, item):
-        return {"type": "object", "required": [key],
-                "properties": {key: {"type": "array", "items": item}}}
-
-    return {
-        "Event": event,
-        "EventBatch": {"type": "object", "required": ["events"],
-                       "properties": {"events": {"type": "array", "minItems": 1,
-                                                 "maxItems": MAX_BATCH, "items": ref("Event")}}},
-        "Accepted": {"type": "object", "required": ["accepted", "duplicates"],
-                     "properties": {"accepted": {"type": "integer", "minimum": 0},
-                                    "duplicates": {"type": "integer", "minimum": 0},
-                                    "refused_notifications": {"type": "integer",
-                                                              "minimum": 1}}},
-        "Job": job,
-        "JobList": {"type": "object", "required": ["jobs", "total"],
-                    "properties": {"jobs": {"type": "array", "items": ref("Job")},
-                                   "total": {"type": "integer", "minimum": 0}}},
-        "JobSearch": {"type": "object", "required": ["jobs", "total", "next", "tasks"],
-                      "properties": {"jobs": {"type": "array", "items": ref("Job")},
-                                     "total": {"type": "integer", "minimum": 0},
-                                     "next": {"type": "string", "nullable": True,
-                                              "description": "cursor= of the next page "
-                                                             "(null: this is the last)"},
-                                     "tasks": {"type": "object", "description": "with "
-                                               "arrays=group: {array job id: {status: "
-                                               "tasks}} of the arrays on the page",
-                                               "additionalProperties": {
-                                                   "type": "object", "additionalProperties": {
-                                                       "type": "integer"}}}}},
-        "NotificationList": listing("notifications", {"type": "object"}),
-        "EventFeed": {"type": "object", "required": ["events", "next", "more"],
-                      "properties": {"events": {"type": "array", "items": ref("Event")},
-                                     "next": {"type": "integer", "minimum": 0,
-                                              "description": "after= for the next request"},
-                                     "more": {"type": "boolean",
-                                              "description": "the limit was reached: ask "
-                                                             "again at once"}}},
-        "Summary": {"type": "object",
-                    "required": ["since", "until", "bucket", "counts", "ended", "failed",
-                                 "failure_rate", "series"],
-                    "properties": {
-                        "since": {"type": "string"}, "until": {"type": "string"},
-                        "bucket": {"type": "string", "enum": ["hour", "day"]},
-                        "counts": {"type": "object", "description": "jobs by final status "
-                                   "(LOST included)", "additionalProperties": {
-                                       "type": "integer"}},
-                        "ended": {"type": "integer", "minimum": 0},
-                        "failed": {"type": "integer", "minimum": 0, "description": "of "
-                                   "them %s" % ", ".join(sorted(FAILURES))},
-                        "failure_rate": {"type": "number", "nullable": True},
-                        "series": {"type": "array", "items": {
-                            "type": "object", "required": ["start", "counts"],
-                            "properties": {"start": {"type": "string"},
-                                           "counts": {"type": "object"}}}}}},
-        "OutboxPage": {"type": "object", "required": ["notifications", "next"],
-                       "properties": {"notifications": {"type": "array", "items": {
-                           "type": "object", "properties": {
-                               "id": {"type": "integer"}, "job_id": {"type": "string"},
-                               "user": {"type": "string", "nullable": True},
-                               "status": {"type": "string", "nullable": True},
-                               "kind": {"type": "string", "enum": ["event", "rollup", "group"]},
-                               "destination": {"type": "string"},
-                               "format": {"type": "string"},
-                               "state": {"type": "string", "enum": [
-                                   "pending", "held", "sent", "failed", "superseded",
-                                   "refused"]},
-                               "attempts": {"type": "integer"},
-                               "last_error": {"type": "string", "nullable": True}}}},
-                           "next": {"type": "integer", "nullable": True,
-                                    "description": "before= for the next page"}}},
-        "EventList": listing("events", ref("Event")),
-        "Health": {"type": "object", "required": ["ok", "backend", "database"],
-                   "properties": {"ok": {"type": "boolean"},
-                                  "backend": {"type": "string", "enum": ["sqlite", "mysql"]},
-                                  "database": {"type": "string",
-                                               "enum": ["reachable", "unreachable"]}}},
-        "Heartbeat": {"type": "object", "required": ["job_id", "time", "interval"],
-                      "properties": dict({
-                          "job_id": {"type": "string", "minLength": 1, "maxLength": 128},
-                          "time": {"type": "string", "format": "date-time"},
-                          "interval": {"type": "number", "exclusiveMinimum": True,
-                                       "minimum": 0, "maximum": 86400},
-                          "user": {"type": "string"},
-                          "restart_count": {"type": "integer", "minimum": 0}},
-                          **dict((n, {"type": "number", "minimum": 0})
-                                 for n in HEARTBEAT_SAMPLES))},
-        "HeartbeatAnswer": {"type": "object", "required": ["accepted", "unknown"],
-                            "properties": {"accepted": {"type": "integer", "minimum": 0},
-                                           "unknown": {"type": "integer", "minimum": 0}}},
-        "Whoami": {"type": "object", "required": ["user", "role", "private_jobs"],
-                   "properties": {"user": {"type": "string", "nullable": True},
-                                  "role": {"type": "string", "enum": list(ROLES)},
-                                  "private_jobs": {"type": "boolean"}}},
-        "Error": {"type": "object", "required": ["error"],
-                  "properties": {"error": {"type": "string"}}},
-    }
-
-
-def openapi_document(app):
-    """The OpenAPI 3.0 description of app's routes, from their declarations."""
-    def content(schema_name):
-        if schema_name is None:
-            return {}
-        return {"content": {"application/json": {
-            "schema": {"$ref": "#/components/schemas/%s" % schema_name}}}}
-
-    paths = {}
-    for route in app.routes:
-        doc = route.config.get("doc")
-        if doc is None:
-            continue
-        path = re.sub(r"<([A-Za-z_][A-Za-z0-9_]*)(?::[^>]*)?>", r"{\1}", route.rule)
-        description, schema = doc.ok
-        responses = {"200": dict({"description": description}, **content(schema))}
-        if path == "/metrics":
-            responses["200"]["content"] = {"text/plain": {"schema": {"type": "string"}}}
-        if path == "/healthz":
-            responses["503"] = dict({"description": "unreachable"}, **content("Health"))
-        codes = list(doc.errors) + ([] if doc.public is True else ["401"]) + \
-            ([] if doc.public else ["429"])
-        for code in codes:
-            responses[code] = dict({"description": ERROR_ANSWERS[code]}, **content("Error"))
-        parameters = [{"name": name, "in": "path", "required": True,
-                       "description": "the job id (may contain '/'; percent-encode it)",
-                       "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
-                      for name in re.findall(r"\{(\w+)\}", path)]
-        parameters += [{"name": name, "in": "query", "required": False,
-                        "description": description, "schema": schema or {"type": "string"}}
-                       for name, description, schema in doc.params]
-        operation = {"summary": doc.summary,
-                     "operationId": route.callback.__name__,
-                     "responses": responses}
-        if parameters:
-            operation["parameters"] = parameters
-        if doc.body is not None:
-            operation["requestBody"] = {"required": True, "content": {
-                "application/json": {"schema": doc.body}}}
-        if doc.public is not True:
-            # routes the site may open to all (SLM_PUBLIC) take a token optionally
-            operation["security"] = [{"bearer": []}] + ([{}] if doc.public else [])
-        paths.setdefault(path, {})[route.method.lower()] = operation
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": "SLM (Slurm Lifecycle Monitor) service", "version": __version__,
-                 "description": "Stores the lifecycle events slm.py sends and answers "
-                                "questions about jobs.  A job's status is that of its "
-                                "strongest event: final statuses beat the others, SUBMITTED "
-                                "loses to everything, and within a class the latest "
-                                "(time, seq) wins."},
-        "components": {
-            "schemas": openapi_schemas(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "needed on /api/ routes when the "
-                                                          "service has a token"}},
-        },
-        "paths": paths,
-    }
 
 
 # ---------------------------------------------------------------------------
@@ -4328,6 +4329,47 @@ def lifeline(events, now):
     if kind is not None and not ended:
         close(max(now, since))
     return stretches, marks
+
+
+def safe_next(target):
+    """Where to go after signing in: a path on this service, never elsewhere
+    (and ASCII, as a Location header must be)."""
+    if not isinstance(target, str) or not target.startswith("/") or \
+            target.startswith("//") or target.startswith("/\\") or \
+            not target.isascii() or not target.isprintable():
+        return "/"
+    return target
+
+
+def refuse_cross_site():
+    """Sign-in and sign-out come from this service's own forms only."""
+    environ = bottle.request.environ
+    site = environ.get("HTTP_SEC_FETCH_SITE")
+    origin = environ.get("HTTP_ORIGIN")
+    if site is not None and site not in ("same-origin", "none"):
+        raise ApiError(403, "a form on another site may not sign you in or out")
+    if origin and origin != "null" and urllib.parse.urlsplit(origin).netloc != \
+            environ.get("HTTP_HOST", urllib.parse.urlsplit(origin).netloc):
+        raise ApiError(403, "a form on another site may not sign you in or out")
+
+
+def form_fields(body):
+    """The fields of an urlencoded form body (the first of each); ApiError 400."""
+    try:
+        pairs = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True,
+                                       max_num_fields=10)
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(400, "not a form")
+    fields = {}
+    for name, value in pairs:
+        fields.setdefault(name, value)
+    return fields
+
+
+DASHBOARD_ICON = """<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" \
+height="16" rx="3" fill="#0b4f8a"/><path d="M2 11h3l2-6 2 8 2-4h3" fill="none" stroke="#fff" \
+stroke-width="1.6"/></svg>
+"""
 
 
 class Dashboard(object):
@@ -4962,47 +5004,6 @@ class Dashboard(object):
         return self.frame("Delivery", main, who, "delivery")
 
 
-def safe_next(target):
-    """Where to go after signing in: a path on this service, never elsewhere
-    (and ASCII, as a Location header must be)."""
-    if not isinstance(target, str) or not target.startswith("/") or \
-            target.startswith("//") or target.startswith("/\\") or \
-            not target.isascii() or not target.isprintable():
-        return "/"
-    return target
-
-
-def refuse_cross_site():
-    """Sign-in and sign-out come from this service's own forms only."""
-    environ = bottle.request.environ
-    site = environ.get("HTTP_SEC_FETCH_SITE")
-    origin = environ.get("HTTP_ORIGIN")
-    if site is not None and site not in ("same-origin", "none"):
-        raise ApiError(403, "a form on another site may not sign you in or out")
-    if origin and origin != "null" and urllib.parse.urlsplit(origin).netloc != \
-            environ.get("HTTP_HOST", urllib.parse.urlsplit(origin).netloc):
-        raise ApiError(403, "a form on another site may not sign you in or out")
-
-
-def form_fields(body):
-    """The fields of an urlencoded form body (the first of each); ApiError 400."""
-    try:
-        pairs = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True,
-                                       max_num_fields=10)
-    except (UnicodeDecodeError, ValueError):
-        raise ApiError(400, "not a form")
-    fields = {}
-    for name, value in pairs:
-        fields.setdefault(name, value)
-    return fields
-
-
-DASHBOARD_ICON = """<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" \
-height="16" rx="3" fill="#0b4f8a"/><path d="M2 11h3l2-6 2 8 2-4h3" fill="none" stroke="#fff" \
-stroke-width="1.6"/></svg>
-"""
-
-
 # ---------------------------------------------------------------------------
 # Server: threaded HTTP/1.1 with keep-alive, each answer in one send
 # ---------------------------------------------------------------------------
@@ -5251,10 +5252,11 @@ class Service(object):
     start() starts the background work, stop() ends it (long-polls answer
     at once) and closes the database."""
 
-    def __init__(self, db, policy, keyring, log=None, outbox_poll=1.0, relay_timeout=10.0,
+    def __init__(self, db, policy, keyring, log=None, outbox_poll=1.0, send_timeout=10.0,
                  backoff_scale=1.0, access=None, limiter=None, public=(), slurm=None,
-                 watch_interval=15.0, spools=(), group_settle=60.0):
+                 watch_interval=15.0, spools=(), group_settle=60.0, switch_interval=0.0005):
         self.db = db
+        self.switch_interval = switch_interval
         self.policy = policy
         self.keyring = keyring
         self.metrics = Metrics()
@@ -5267,7 +5269,7 @@ class Service(object):
         self.log = diag
         self.ingestor = Ingestor(db, policy, self.metrics)
         self.sender = OutboxSender(db, metrics=self.metrics, log=diag, poll=outbox_poll,
-                                   timeout=relay_timeout, backoff_scale=backoff_scale,
+                                   timeout=send_timeout, backoff_scale=backoff_scale,
                                    smtp=policy.smtp)
         self.ingestor.notified = self.sender.wakeup.set
         self.ingestor.slurm = slurm
@@ -5282,6 +5284,11 @@ class Service(object):
     def start(self):
         if not self.started:
             self.started = True
+            # the writer of a group commit waits for the GIL after each database
+            # round trip while dozens of request threads hold it in turns: a
+            # shorter switch interval than the default 5 ms keeps the write
+            # transaction (and so every request waiting on it) from stalling
+            sys.setswitchinterval(self.switch_interval)
             self.sender.start()
             self.watchdog.start()
         return self
@@ -5292,6 +5299,20 @@ class Service(object):
             self.watchdog.stop()
             self.sender.stop()
         self.db.close()
+
+
+def rate_limiter(spec):
+    """SLM_RATE_LIMIT: 'REQUESTS[/s][,BURST]' per token (default 500/s, burst
+    5000: an array of thousands of tasks ending at once is normal), or 'off'."""
+    spec = spec.strip().lower()
+    if spec == "off":
+        return None
+    if not spec:
+        return RequestLimiter()
+    m = re.match(r"(\d+(?:\.\d+)?)(?:/s)?(?:,(\d+))?\Z", spec)
+    if not m or float(m.group(1)) <= 0:
+        raise ConfigError("SLM_RATE_LIMIT must look like 500/s or 500/s,5000 (or off)")
+    return RequestLimiter(float(m.group(1)), float(m.group(2)) if m.group(2) else None)
 
 
 def build_service(env, db=None, log=None, spools=()):
@@ -5322,35 +5343,28 @@ def build_service(env, db=None, log=None, spools=()):
                    watch_interval=env_seconds(env, "SLM_WATCH_INTERVAL", 15.0),
                    group_settle=env_seconds(env, "SLM_GROUP_SETTLE", 60.0),
                    outbox_poll=env_seconds(env, "SLM_OUTBOX_POLL", 1.0),
-                   relay_timeout=env_seconds(env, "SLM_RELAY_TIMEOUT", 10.0),
+                   # SLM_RELAY_TIMEOUT: its first name, still read
+                   send_timeout=env_seconds(env, "SLM_SEND_TIMEOUT", env_seconds(
+                       env, "SLM_RELAY_TIMEOUT", 10.0)),
                    backoff_scale=env_seconds(env, "SLM_OUTBOX_BACKOFF_SCALE", 1.0),
                    access=Access(private_jobs=private == "jobs"),
-                   limiter=rate_limiter(env.get("SLM_RATE_LIMIT", "")), public=public)
-
-
-def rate_limiter(spec):
-    """SLM_RATE_LIMIT: 'REQUESTS[/s][,BURST]' per token (default 500/s, burst
-    5000: an array of thousands of tasks ending at once is normal), or 'off'."""
-    spec = spec.strip().lower()
-    if spec == "off":
-        return None
-    if not spec:
-        return RequestLimiter()
-    m = re.match(r"(\d+(?:\.\d+)?)(?:/s)?(?:,(\d+))?\Z", spec)
-    if not m or float(m.group(1)) <= 0:
-        raise ConfigError("SLM_RATE_LIMIT must look like 500/s or 500/s,5000 (or off)")
-    return RequestLimiter(float(m.group(1)), float(m.group(2)) if m.group(2) else None)
+                   limiter=rate_limiter(env.get("SLM_RATE_LIMIT", "")), public=public,
+                   switch_interval=env_seconds(env, "SLM_SWITCH_INTERVAL", 0.0005))
 
 
 class Application(object):
     """The WSGI entry point for other servers (gunicorn 'slm_api:application',
     uwsgi): the service built from the environment on the first request of
     each process, started (outbox sender included), exactly as main() runs
-    it.  Built lazily: importing slm_api must not open a database."""
+    it.  Built lazily: importing slm_api must not open a database.  A wrong
+    setting, which makes main() say one line and exit 2, is said once in the
+    server's log, and every request is answered 503 in JSON naming no
+    setting (the caller may be anyone)."""
 
     def __init__(self):
         self._service = None
         self._pid = None
+        self._refused = None
         self._lock = threading.Lock()
 
     @property
@@ -5363,7 +5377,15 @@ class Application(object):
         return self._service
 
     def __call__(self, environ, start_response):
-        return self.service.app(environ, start_response)
+        if self._refused is None:
+            try:
+                return self.service.app(environ, start_response)
+            except ConfigError as e:
+                say(str(e))
+                self._refused = json_error(503, "the service is misconfigured: see its log").body
+        start_response("503 Service Unavailable", [
+            ("Content-Type", "application/json"), ("Content-Length", str(len(self._refused)))])
+        return [self._refused]
 
 
 application = Application()
@@ -5403,11 +5425,6 @@ def build_parser():
 
 
 def cmd_serve(args, env):
-    # the writer of a group commit waits for the GIL after each database round
-    # trip while dozens of request threads hold it in turns: a shorter switch
-    # interval than the default 5 ms keeps the write transaction (and so every
-    # request waiting on it) from stalling
-    sys.setswitchinterval(float(env.get("SLM_SWITCH_INTERVAL", "") or 0.0005))
     try:
         service = build_service(env, db=args.db, spools=args.spool)
     except ConfigError as e:

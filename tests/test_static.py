@@ -66,3 +66,42 @@ def test_pyflakes_clean():
     r = subprocess.run([sys.executable, "-m", "pyflakes"] + files, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT)
     assert r.returncode == 0, r.stdout.decode()
+
+
+def later_names(path):
+    """(line, top-level definition, a module-level name it uses, where that is defined)
+    for each name used before its definition: a file that reads top to bottom has none."""
+    tree = ast.parse(open(path).read(), path)
+    defined = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.setdefault(node.name, node.lineno)
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    defined.setdefault(target.id, node.lineno)
+    found = []
+    for node in tree.body:
+        if not isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Assign)):
+            continue
+        local = set()     # a name bound inside the definition is not the module's
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                local.add(sub.id)
+            elif isinstance(sub, ast.arg):
+                local.add(sub.arg)
+            elif isinstance(sub, (ast.FunctionDef, ast.ClassDef)) and sub is not node:
+                local.add(sub.name)
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and \
+                    sub.id not in local and defined.get(sub.id, 0) > node.lineno:
+                found.append((node.lineno, getattr(node, "name", "="), sub.id,
+                              defined[sub.id]))
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("name", ["slm.py", "slm_api.py"])
+def test_each_file_reads_top_to_bottom(name):
+    """Leaves first, main last: nothing uses a module-level name defined below it
+    (what a later part needs of an earlier one, it is handed)."""
+    assert later_names(os.path.join(ROOT, name)) == []
