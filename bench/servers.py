@@ -13,7 +13,6 @@ and each as a ratio to the built-in server of the same round.
 import os
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
@@ -23,36 +22,21 @@ from common import median, result  # noqa: E402
 BIN = os.path.dirname(common.SERVICE_PY)
 
 
-class WsgiServer(object):
-    """A WSGI server process serving slm_api:application on a fixed port."""
+class WsgiServer(common.scaffold.WsgiProcess):
+    """A WSGI server serving slm_api:application (the scaffold's), started at once."""
 
     def __init__(self, name, argv, db, workdir):
-        self.name, self.host = name, "127.0.0.1"
-        self.port = common.free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLM_")}
-        env.update(SLM_DB_URL="sqlite:///" + db, SLM_RECONCILE="off", SLM_OUTBOX_POLL="1",
-                   PYTHONPATH=common.REPO)
-        argv = [a.replace("PORT", str(self.port)) for a in argv]
-        self.log = open(os.path.join(workdir, "%s.log" % name), "wb")
-        self.proc = subprocess.Popen(argv, env=env, cwd=common.REPO, stdout=self.log,
-                                     stderr=self.log)
-        common.on_exit(self.stop)
-        deadline = time.time() + 30
-        while True:
-            try:
-                if common.scaffold.http_call("GET", "http://127.0.0.1:%d/healthz"
-                                             % self.port, timeout=2)[0] == 200:
-                    return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("%s did not start" % name)
-            time.sleep(0.1)
+        common.scaffold.WsgiProcess.__init__(self, argv, db, workdir, name=name, env={
+            "SLM_RECONCILE": "off", "SLM_OUTBOX_POLL": "1"})
+        self.host = "127.0.0.1"
+        common.on_exit(self.kill)
+        self.start(timeout=30)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(20)
+        try:
+            common.scaffold.WsgiProcess.stop(self)
+        except AssertionError:
+            self.kill()
 
 
 def servers():

@@ -6,6 +6,7 @@ change in how slm_api.py starts or answers is made here once.
 
     ServiceProcess(db, workdir, token=None, env=None)   slm_api.py as a process:
         start(), stop() (SIGTERM, exit 0), kill() (SIGKILL), url, get/post/...
+    WsgiProcess(argv, db, workdir)   the same service under gunicorn & co.
     HttpSink(mode="ok")   a webhook or a stand-in for the service: answers
         as scripted (ok, an HTTP status, "hang", "reset"), records everything
     call(app, method, path, ...)   one request through a WSGI app in-process
@@ -368,73 +369,78 @@ def http_call(method, url, body=None, token=None, timeout=10, headers=None):
         conn.close()
 
 
-class ServiceProcess(object):
-    """slm_api.py as a process on a fixed port: start(), stop(), start() again
-    (same port, same database), kill() for a SIGKILL.
+def clean_env(**extra):
+    """This environment without SLM_* (a test sets what it means), plus extra."""
+    env = dict((k, v) for k, v in os.environ.items() if not k.startswith("SLM_"))
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(extra)
+    return env
 
-    db: a SQLite path, a database URL or a ScratchDatabase.  env: extra
-    variables (the rest of SLM_* is cleared); the outbox is polled quickly
-    and retried with short waits, and 127.0.0.1 may be relayed to.
-    """
 
-    def __init__(self, db, workdir, token=None, env=None, args=(), python=None):
-        self.db = db.url if isinstance(db, ScratchDatabase) else str(db)
+class ServerProcess(object):
+    """A server of the service as a process on a fixed port, its output in a
+    log file: start() until /healthz answers (or, healthy=False, until the
+    server says it serves), stop(signal) and its exit code, start() again
+    (same port, same database), kill() for a SIGKILL."""
+
+    name = "server"
+
+    def __init__(self, argv, workdir, env, token=None):
+        self.argv = argv
         self.workdir = str(workdir)
+        self.env = env
         self.token = token
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
-        self.log_path = os.path.join(self.workdir, "slm_api-%s.log" % uuid.uuid4().hex[:6])
-        self.args = list(args)
-        self.python = python or sys.executable
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SLM_")}
-        self.env.update(PYTHONDONTWRITEBYTECODE="1", SLM_RELAY_ALLOW="127.0.0.1",
-                        SLM_OUTBOX_POLL="0.1", SLM_OUTBOX_BACKOFF_SCALE="0.05",
-                        SLM_RELAY_TIMEOUT="1")
-        if token:
-            self.env["SLM_API_TOKEN"] = token
-        self.env.update(env or {})
+        self.log_path = os.path.join(self.workdir, "%s-%s.log" % (self.name,
+                                                                  uuid.uuid4().hex[:6]))
         self.proc = None
         self.starts = 0
 
-    def start(self, timeout=20):
+    def command(self):
+        return [a.replace("PORT", str(self.port)) for a in self.argv]
+
+    def serving(self):
+        """Whether the server says it serves (before it may be healthy)."""
+        return True
+
+    def start(self, timeout=20, healthy=True):
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [self.python, SLM_API, "--port", str(self.port), "--db", self.db] + self.args,
-                env=self.env, stdout=log, stderr=log, cwd=self.workdir)
+            self.proc = subprocess.Popen(self.command(), env=self.env, stdout=log, stderr=log,
+                                         cwd=self.workdir)
         self.starts += 1
-        deadline = time.time() + timeout
-        while True:
+
+        def up():
             if self.proc.poll() is not None:
-                raise AssertionError("slm_api.py exited (%s): %s"
-                                     % (self.proc.returncode, self.output()))
+                raise AssertionError("%s exited (%s): %s"
+                                     % (self.name, self.proc.returncode, self.output()))
+            if not healthy:
+                return self.serving()
             try:
                 status, body = http_call("GET", self.url + "/healthz", timeout=2,
                                          token=self.token)
-                if status == 200 and body.get("ok") is True:
-                    break
+                return status == 200 and body.get("ok") is True
             except (OSError, ValueError, http.client.HTTPException):
-                pass
-            if time.time() > deadline:
-                self.kill()      # a test that fails here must not leave a service behind
-                raise AssertionError("slm_api.py never answered /healthz: %s" % self.output())
-            time.sleep(0.05)
-        # the start-up line names the port it serves on
-        banners = re.findall(r"slm-api: serving on http://127\.0\.0\.1:(\d+) \(", self.output())
-        assert len(banners) == self.starts and int(banners[-1]) == self.port, self.output()
+                return False
+        try:
+            await_true(up, timeout, "%s to answer /healthz" % self.name)
+        except AssertionError as e:
+            self.kill()      # a test that fails here must not leave a server behind
+            raise AssertionError("%s; its output: %s" % (e, self.output()))
         return self
 
-    def stop(self):
+    def stop(self, sig=signal.SIGTERM):
         """SIGTERM: the requests in progress finish, the process exits 0."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(signal.SIGTERM)
+        self.proc.send_signal(sig)
         code = self.proc.wait(timeout=20)
         assert code == 0, self.output()
         try:    # nothing answers on the port any more
             socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
         except OSError:
             return
-        raise AssertionError("port %d still answers after the service stopped" % self.port)
+        raise AssertionError("port %d still answers after the server stopped" % self.port)
 
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -447,6 +453,10 @@ class ServiceProcess(object):
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
+
+    def connection(self):
+        """A keep-alive connection of one's own."""
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
 
     # -- the API ------------------------------------------------------------
 
@@ -518,3 +528,58 @@ class ServiceProcess(object):
         except AssertionError:
             raise AssertionError("notifications of %s: %r" % (job_id, seen.get("rows")))
         return seen["rows"]
+
+
+
+def service_env(token=None, env=None):
+    """What a test's service runs with: the outbox polled quickly and retried
+    with short waits, 127.0.0.1 allowed as a destination, then env."""
+    out = clean_env(SLM_RELAY_ALLOW="127.0.0.1", SLM_OUTBOX_POLL="0.1",
+                    SLM_OUTBOX_BACKOFF_SCALE="0.05", SLM_SEND_TIMEOUT="1")
+    if token:
+        out["SLM_API_TOKEN"] = token
+    out.update(env or {})
+    return out
+
+
+class ServiceProcess(ServerProcess):
+    """slm_api.py as a process (python slm_api.py --port P --db DB).
+
+    db: a SQLite path, a database URL or a ScratchDatabase.  env: extra
+    variables (the rest of SLM_* is cleared; see service_env).  args: more
+    of slm_api.py's options (--host, --access-log, --spool...).
+    """
+
+    name = "slm_api"
+
+    def __init__(self, db, workdir, token=None, env=None, args=(), python=None):
+        self.db = db.url if isinstance(db, ScratchDatabase) else str(db)
+        self.args = list(args)
+        self.python = python or sys.executable
+        ServerProcess.__init__(self, [], workdir, service_env(token, env), token)
+
+    def command(self):
+        return [self.python, SLM_API, "--port", str(self.port), "--db", self.db] + self.args
+
+    def banners(self):
+        return re.findall(r"slm-api: serving on http://[^:]+:(\d+) \(", self.output())
+
+    def serving(self):
+        return len(self.banners()) == self.starts
+
+    def start(self, timeout=20, healthy=True):
+        ServerProcess.start(self, timeout, healthy)
+        # the start-up line names the port it serves on
+        banners = self.banners()
+        assert len(banners) == self.starts and int(banners[-1]) == self.port, self.output()
+        return self
+
+
+class WsgiProcess(ServerProcess):
+    """slm_api:application under another WSGI server: argv names the port as PORT."""
+
+    def __init__(self, argv, db, workdir, token=None, env=None, name=None):
+        self.name = name or os.path.basename(argv[0])
+        ServerProcess.__init__(self, argv, workdir, service_env(token, dict(
+            {"SLM_DB_URL": db if "://" in db else "sqlite:///" + db, "PYTHONPATH": ROOT},
+            **(env or {}))), token)

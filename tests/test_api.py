@@ -5,18 +5,14 @@ WSGI server would build it), on a throw-away SQLite store.  The last ones run
 `python slm_api.py` as a subprocess: keep-alive, refusal to listen
 unprotected, signals, and secrets kept out of its stderr.
 """
-import http.client
 import io
 import json
 import os
-import re
-import selectors
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 from wsgiref.util import setup_testing_defaults
 
@@ -446,66 +442,22 @@ def test_module_level_application_built_once_from_env(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------
 
 
-def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLM_")}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.update(extra)
-    return env
-
-
-class Server(object):
-    def __init__(self, args, env, cwd):
-        self.proc = subprocess.Popen([sys.executable, SLM_API, "--port", "0"] + list(args),
-                                     env=env, cwd=cwd, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
-        self.early = []
-        try:
-            self._wait_for_banner()
-        except BaseException:
-            self.proc.kill()
-            self.proc.communicate()
-            raise
-
-    def _wait_for_banner(self):
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stderr, selectors.EVENT_READ)
-        deadline = time.time() + 20
-        fd = self.proc.stderr.fileno()
-        while True:
-            banner = re.search(r"serving on http://\S+:(\d+) ", "".join(self.early))
-            if banner:
-                self.port = int(banner.group(1))
-                return
-            if time.time() > deadline or not sel.select(deadline - time.time()):
-                raise AssertionError("server did not start: %r" % self.early)
-            chunk = os.read(fd, 65536).decode()   # unbuffered: select() stays truthful
-            if not chunk:
-                raise AssertionError("server exited: %r" % self.early)
-            self.early.append(chunk)
-
-    def connection(self):
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-
-    def stop(self, sig=signal.SIGTERM):
-        self.proc.send_signal(sig)
-        out, err = self.proc.communicate(timeout=20)
-        self.stderr = "".join(self.early) + err.decode()
-        return self.proc.returncode
+clean_env = scaffold.clean_env
 
 
 @pytest.fixture
 def server_factory(tmp_path):
+    """slm_api.py started with these options and this environment, awaited
+    until it says it serves (its database may be down on purpose)."""
     started = []
 
-    def start(args=(), **env):
-        s = Server(args, clean_env(**env), str(tmp_path))
+    def start(db, args=(), **env):
+        s = scaffold.ServiceProcess(db, tmp_path, args=args, env=env)
         started.append(s)
-        return s
+        return s.start(healthy=False)
     yield start
     for s in started:
-        if s.proc.poll() is None:
-            s.proc.kill()
-            s.proc.communicate()
+        s.kill()
 
 
 def request(conn, method, path, body=None, headers=None):
@@ -520,7 +472,7 @@ def request(conn, method, path, body=None, headers=None):
 
 
 def test_real_server_keep_alive_and_sigterm(server_factory, tmp_path):
-    srv = server_factory(["--db", str(tmp_path / "ka.db")])
+    srv = server_factory(str(tmp_path / "ka.db"))
     conn = srv.connection()
     status, headers, data = request(conn, "GET", "/healthz")
     assert status == 200 and json.loads(data)["ok"] is True
@@ -561,15 +513,15 @@ def test_real_server_keep_alive_and_sigterm(server_factory, tmp_path):
         t.join(30)
     assert results == [200] * 8
     idle.close()
-    assert srv.stop() == 0
-    assert "stopped" in srv.stderr
-    assert "Traceback" not in srv.stderr
-    assert "/healthz" not in srv.stderr and "HTTP/1.1" not in srv.stderr  # no access log
+    srv.stop()
+    log = srv.output()
+    assert "stopped" in log
+    assert "Traceback" not in log
+    assert "/healthz" not in log and "HTTP/1.1" not in log  # no access log
 
 
 def test_real_server_sigint(server_factory, tmp_path):
-    srv = server_factory(["--db", str(tmp_path / "int.db")])
-    assert srv.stop(signal.SIGINT) == 0
+    server_factory(str(tmp_path / "int.db")).stop(signal.SIGINT)   # exits 0
 
 
 def test_refuses_non_loopback_without_token(tmp_path):
@@ -584,11 +536,8 @@ def test_refuses_non_loopback_without_token(tmp_path):
 
 
 def test_non_loopback_with_insecure_or_token_listens(server_factory, tmp_path):
-    srv = server_factory(["--host", "0.0.0.0", "--insecure", "--db", str(tmp_path / "a.db")])
-    assert srv.stop() == 0
-    srv = server_factory(["--host", "0.0.0.0", "--db", str(tmp_path / "b.db")],
-                         SLM_API_TOKEN="tok")
-    assert srv.stop() == 0
+    server_factory(str(tmp_path / "a.db"), ["--host", "0.0.0.0", "--insecure"]).stop()
+    server_factory(str(tmp_path / "b.db"), ["--host", "0.0.0.0"], SLM_API_TOKEN="tok").stop()
 
 
 def test_secrets_never_in_server_output(server_factory, tmp_path):
@@ -598,9 +547,9 @@ def test_secrets_never_in_server_output(server_factory, tmp_path):
     dead_port = s.getsockname()[1]
     s.close()
     token, password, wrong = "TOKEN-sekrit-1", "PASSWORD-sekrit-2", "WRONG-sekrit-3"
-    srv = server_factory(["--access-log"], SLM_API_TOKEN=token,
-                         SLM_DB_URL="mysql://root:%s@127.0.0.1:%d/slm" % (password, dead_port))
-    assert "mysql://root:***@127.0.0.1:%d/slm" % dead_port in "".join(srv.early)
+    srv = server_factory("mysql://root:%s@127.0.0.1:%d/slm" % (password, dead_port),
+                         ["--access-log"], SLM_API_TOKEN=token)
+    assert "mysql://root:***@127.0.0.1:%d/slm" % dead_port in srv.output()
     conn = srv.connection()
     status, _, _ = request(conn, "POST", "/api/v1/events", event(),
                            headers={"Authorization": "Bearer " + wrong})
@@ -611,10 +560,11 @@ def test_secrets_never_in_server_output(server_factory, tmp_path):
     status, _, _ = request(conn, "GET", "/healthz", headers={"Authorization": "Bearer " + token})
     assert status == 503
     conn.close()
-    assert srv.stop() == 0
-    assert "database" in srv.stderr and "POST /api/v1/events" in srv.stderr
+    srv.stop()
+    log = srv.output()
+    assert "database" in log and "POST /api/v1/events" in log
     for secret in (token, password, wrong, "sekrit"):
-        assert secret not in srv.stderr
+        assert secret not in log
 
 
 def test_bad_db_url_exits_2(tmp_path):
@@ -653,26 +603,51 @@ def test_module_level_application_sends_relayed_notifications(tmp_path, monkeypa
         hook.close()
 
 
-def start_gunicorn(tmp_path, port, env):
-    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
-    if not os.path.exists(gunicorn):
-        pytest.fail("gunicorn is not installed (tests/requirements.txt has it)")
-    log = open(str(tmp_path / "gunicorn.log"), "wb")
-    proc = subprocess.Popen([gunicorn, "--chdir", scaffold.ROOT, "-b", "127.0.0.1:%d" % port,
-                             "-w", "2", "--threads", "4", "slm_api:application"],
-                            env=env, stdout=log, stderr=log, cwd=str(tmp_path))
+def test_a_wrong_setting_under_a_wsgi_server_is_one_log_line_and_json_503(
+        tmp_path, monkeypatch, capsys):
+    """python slm_api.py says it in one line and exits 2; a WSGI server, which
+    cannot be stopped from inside a request, says it once and answers 503."""
+    monkeypatch.setenv("SLM_DB_URL", "sqlite:///" + str(tmp_path / "bad.db"))
+    monkeypatch.setenv("SLM_RATE_LIMIT", "bogus")
+    entry = slm_api.Application()
+    for _ in range(2):
+        got = call(entry, "GET", "/healthz")
+        assert got.status == 503 and got.headers["content-type"] == "application/json"
+        assert got.json == {"error": "the service is misconfigured: see its log"}
+    err = capsys.readouterr().err
+    assert err.count("SLM_RATE_LIMIT must look like") == 1 and "Traceback" not in err
+    assert not os.path.exists(str(tmp_path / "bad.db"))   # built nothing
+    svc = scaffold.ServiceProcess(str(tmp_path / "bad2.db"), tmp_path,
+                                  env={"SLM_RATE_LIMIT": "bogus"})
+    with pytest.raises(AssertionError):
+        svc.start(timeout=10)
+    assert svc.proc.returncode == 2 and "SLM_RATE_LIMIT must look like" in svc.output()
+    wsgi = gunicorn(str(tmp_path / "bad3.db"), tmp_path, None, {"SLM_RATE_LIMIT": "bogus"})
+    try:
+        wsgi.start(healthy=False)
 
-    def up_or_gone():
-        if proc.poll() is not None:
-            return True
-        try:
-            return scaffold.http_call("GET", "http://127.0.0.1:%d/healthz" % port,
-                                      token=env.get("SLM_API_TOKEN"))[0] == 200
-        except OSError:
-            return False
-    scaffold.await_true(up_or_gone, 30, "gunicorn to answer")
-    assert proc.poll() is None, open(str(tmp_path / "gunicorn.log")).read()
-    return proc
+        def answer():
+            try:
+                return scaffold.http_call("GET", wsgi.url + "/healthz", timeout=5)
+            except OSError:
+                return None      # not listening yet
+        status, body = scaffold.await_true(answer, 30, "gunicorn to answer")
+        assert (status, body) == (503, {"error": "the service is misconfigured: see its log"})
+        wsgi.stop()
+        assert "SLM_RATE_LIMIT must look like" in wsgi.output()
+        assert "Traceback" not in wsgi.output()
+    finally:
+        wsgi.kill()
+
+
+def gunicorn(db, tmp_path, token, env):
+    """slm_api:application under gunicorn: 2 workers of 4 threads."""
+    path = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+    if not os.path.exists(path):
+        pytest.fail("gunicorn is not installed (tests/requirements.txt has it)")
+    return scaffold.WsgiProcess([path, "--chdir", scaffold.ROOT, "-b", "127.0.0.1:PORT",
+                                 "-w", "2", "--threads", "4", "slm_api:application"],
+                                db, tmp_path, token=token, env=env)
 
 
 @pytest.mark.parametrize("server", ["slm_api.py", "gunicorn"])
@@ -682,16 +657,13 @@ def test_main_and_gunicorn_behave_the_same(server, tmp_path):
     db = str(tmp_path / "same.db")
     settings = {"SLM_API_TOKEN": "tok-same", "SLM_RELAY_ALLOW": "127.0.0.1",
                 "SLM_OUTBOX_POLL": "0.1"}
-    proc = svc = None
+    if server == "gunicorn":
+        svc = gunicorn(db, tmp_path, "tok-same", settings)
+    else:
+        svc = scaffold.ServiceProcess(db, tmp_path, token="tok-same", env=settings)
     try:
-        if server == "gunicorn":
-            port = scaffold.free_port()
-            env = clean_env(SLM_DB_URL="sqlite:///" + db, **settings)
-            proc = start_gunicorn(tmp_path, port, env)
-            url = "http://127.0.0.1:%d" % port
-        else:
-            svc = scaffold.ServiceProcess(db, tmp_path, token="tok-same", env=settings).start()
-            url = svc.url
+        svc.start(timeout=30)
+        url = svc.url
         status, answer = scaffold.http_call("POST", url + "/api/v1/events",
                                             relayed_failure("same-1", hook.hook_url),
                                             token="tok-same")
@@ -709,10 +681,7 @@ def test_main_and_gunicorn_behave_the_same(server, tmp_path):
         status, rows = scaffold.http_call("GET", url + "/api/v1/jobs/same-1/notifications",
                                           token="tok-same")
         assert [r["state"] for r in rows["notifications"]] == ["sent"]
+        svc.stop()     # SIGTERM: exits 0
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(20)
-        if svc is not None:
-            svc.stop()
+        svc.kill()
         hook.close()

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import CHILD, MAIN_PYTHON, SLM, Job, run_slm, spool_files
+from scaffold import await_true
 
 REQUIRED_FIELDS = ("schema", "event_id", "job_id", "status", "time", "seq", "host", "user",
                    "job_name", "cwd", "command", "slm_version")
@@ -564,14 +565,17 @@ def test_time_limit_reason_from_squeue(env, api, tmp_path):
     squeue = bin_dir / "squeue"
     start, end = (time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() + d))
                   for d in (-30, 30))
-    squeue.write_text("#!/bin/sh\necho %s %s\n" % (start, end))   # -o '%S %e'
+    asked = tmp_path / "asked"
+    squeue.write_text("#!/bin/sh\necho %s %s\ntouch %s\n" % (start, end, asked))  # -o '%S %e'
     squeue.chmod(0o755)
     env["PATH"] = "%s:%s" % (bin_dir, env["PATH"])
     slurm_env(env)
     job = Job(MAIN_PYTHON, env)
     job.expect("ready")
     api.wait_status("RUNNING")
-    time.sleep(0.5)   # the squeue lookup runs in the background; nothing to await from outside
+    # the squeue lookup runs in the background: await its answer (and slm reading it)
+    await_true(asked.exists, 10, "slm to ask squeue")
+    time.sleep(0.2)
     job.signal(signal.SIGTERM)
     job.finish()
     assert statuses(api) == ["RUNNING", "TERMINATING", "TIMEOUT"]

@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from conftest import ROOT
-from scaffold import mariadb_admin, mariadb_params
+from scaffold import await_true, mariadb_admin, mariadb_params
 
 import slm_api
 
@@ -424,13 +424,24 @@ def idle_connection(db):
     return db.store._idle[-1]
 
 
+def killed(mariadb, *thread_ids):
+    """KILL these connections and await their end on the server."""
+    with mariadb.admin.cursor() as cur:
+        for thread_id in thread_ids:
+            cur.execute("KILL %d" % thread_id)
+
+    def gone():
+        with mariadb.admin.cursor() as cur:
+            cur.execute("SELECT ID FROM information_schema.PROCESSLIST")
+            return not set(thread_ids) & set(r[0] for r in cur.fetchall())
+    await_true(gone, 10, "the killed connections to end")
+
+
 def test_mariadb_reconnects_after_kill(mariadb):
     mariadb.store.ingest([event()])
     conn = idle_connection(mariadb)
     victim = conn.thread_id()
-    with mariadb.admin.cursor() as cur:
-        cur.execute("KILL %d" % victim)
-    time.sleep(0.2)
+    killed(mariadb, victim)
     late = event(status="COMPLETED", when="2026-11-30T04:00:00Z")
     assert mariadb.store.ingest([late]) == (1, 0)
     assert mariadb.store.get_job("100")["status"] == "COMPLETED"
@@ -444,10 +455,7 @@ def test_mariadb_survives_all_pooled_connections_dying(mariadb):
     for conn in conns:
         mariadb.store._release(conn, True)
     assert len(mariadb.store._idle) == 3
-    with mariadb.admin.cursor() as cur:
-        for conn in conns:
-            cur.execute("KILL %d" % conn.thread_id())
-    time.sleep(0.2)
+    killed(mariadb, *[conn.thread_id() for conn in conns])
     assert mariadb.store.ingest([event()]) == (1, 0)
     assert mariadb.store.get_job("100")["event_count"] == 1
 
