@@ -50,7 +50,8 @@ Endpoints (JSON; every error is {"error": "..."} with a 4xx/5xx status):
 
 The dashboard (HTML, not in /openapi.json): / the job list, /jobs/ID a job,
 /delivery the outbox, /signin and /signout; with tokens, signing in keeps
-the token in an HttpOnly SameSite=Strict cookie that GET requests accept.
+a value derived from the token (not the token) in an HttpOnly
+SameSite=Strict cookie that GET requests accept.
 
 A job's status is that of its "strongest" event: final statuses beat the
 others, SUBMITTED loses to everything, and within a class the latest
@@ -770,6 +771,8 @@ def merge_event(row, event):
     for key, value in event.items():
         if key in ("event_id", "job_id", "status", "time", "seq", "schema"):
             continue
+        if key == "user" and meta.get("user") is not None:
+            continue                 # a job's owner, once known, is its owner
         if (wins or meta.get(key) is None) and not (key == "source" and not wins):
             meta[key] = value
     if status in NOTES:              # warnings stay listed whatever holds the status
@@ -1195,16 +1198,31 @@ class Tx(object):
         """Remove a row that only a lock made (no event names the job)."""
         self.execute("DELETE FROM slurm_jobs WHERE job_id = ? AND event_count = 0", (job_id,))
 
+    def forget_jobs(self, job_ids):
+        """Remove jobs, their events and their notices still to send."""
+        for part in chunks(sorted(job_ids), 500):
+            marks = ", ".join("?" * len(part))
+            for table, where in (("slurm_events", ""), ("slm_outbox", " AND state <> 'sent'"),
+                                 ("slurm_jobs", "")):
+                self.execute("DELETE FROM %s WHERE job_id IN (%s)%s" % (table, marks, where),
+                             part)
+
     def get_job(self, job_id):
         found = self.one("SELECT %s FROM slurm_jobs WHERE job_id = ?" % columns(JOB_COLUMNS),
                          (job_id,))
         return dict(zip(JOB_COLUMNS, found)) if found else None
 
-    def array_tasks(self, array_id):
-        """(job_id, status, array_task_id, job_name, user, cluster) of an array's tasks."""
+    def array_tasks(self, array_id, user):
+        """(job_id, status, array_task_id, job_name, user, cluster) of an array's
+        tasks that are user's (None: whoever's)."""
         return self.rows("SELECT job_id, status, array_task_id, job_name, %s, cluster"
                          " FROM slurm_jobs WHERE array_job_id = ? AND array_task_id IS NOT NULL"
-                         % quote("user"), (array_id,))
+                         "%s" % (quote("user"), self._of_user(user)),
+                         (array_id,) + ((user,) if user is not None else ()))
+
+    @staticmethod
+    def _of_user(user):
+        return " AND %s = ?" % quote("user") if user is not None else ""
 
     def group_members(self, group):
         """The jobs of a named group, with what a roll-up tells of them."""
@@ -1214,12 +1232,14 @@ class Tx(object):
             "SELECT %s FROM slurm_jobs WHERE job_group = ? ORDER BY job_id" % columns(names),
             (group,))]
 
-    def array_progress(self, array_id):
-        """(tasks known, tasks ended) of an array: one cheap query."""
+    def array_progress(self, array_id, user):
+        """(tasks known, tasks ended) of an array, of user's tasks (None:
+        whoever's): one cheap query."""
         finals = ", ".join("'%s'" % status for status in sorted(FINAL))
         total, ended = self.one("SELECT COUNT(*), SUM(CASE WHEN status IN (%s) THEN 1 ELSE 0 END)"
                                 " FROM slurm_jobs WHERE array_job_id = ? AND array_task_id IS"
-                                " NOT NULL" % finals, (array_id,))
+                                " NOT NULL%s" % (finals, self._of_user(user)),
+                                (array_id,) + ((user,) if user is not None else ()))
         return int(total or 0), int(ended or 0)
 
     def _job_where(self, filters):
@@ -1865,12 +1885,15 @@ def array_rollup(tx, event, now):
     # the array's own row serialises the "am I the last task?" check: whoever
     # waits here sees the tasks committed before it
     parent = tx.lock_jobs([array_id])[array_id]
-    total, ended = tx.array_progress(array_id)
+    # only the array's owner's tasks count: a task row another user's token
+    # made under its id (a guessed id) is not part of it
+    owner = parent.get("user") or event.get("user")
+    total, ended = tx.array_progress(array_id, owner)
     if total < expected or ended < total:
         if known is None:
             tx.forget_unreported_job(array_id)   # a job nobody reported stays unknown
         return None
-    tasks = tx.array_tasks(array_id)
+    tasks = tx.array_tasks(array_id, owner)
     counts = {}
     for t in tasks:
         counts[t[1]] = counts.get(t[1], 0) + 1
@@ -1880,7 +1903,7 @@ def array_rollup(tx, event, now):
                "event_id": "rollup-" + hashlib.sha1(array_id.encode("utf-8")).hexdigest(),
                "job_id": array_id, "status": status, "time": now, "rollup": True,
                "job_name": tasks[0][3] or parent_meta.get("job_name"),
-               "user": tasks[0][4], "cluster": tasks[0][5], "tasks": counts,
+               "user": owner, "cluster": tasks[0][5], "tasks": counts,
                "failed_tasks": failed[:100]}
     summary = dict((k, v) for k, v in summary.items() if v is not None)
     if not tx.insert_events([(summary, compact_json(summary))], now)[0]:
@@ -2053,7 +2076,7 @@ class OutboxSender(threading.Thread):
 class Write(object):
     """One request's events (or heartbeats) waiting to be written, then its answer."""
 
-    __slots__ = ("items", "beats", "who", "done", "answer", "error", "stored")
+    __slots__ = ("items", "beats", "who", "done", "answer", "error", "stored", "disputed")
 
     def __init__(self, items, who, beats=()):
         self.items = items
@@ -2063,6 +2086,18 @@ class Write(object):
         self.answer = None
         self.error = None
         self.stored = []
+        self.disputed = ()   # job ids another user's row holds (403 unless Slurm says ours)
+
+    def job_ids(self):
+        """The jobs this request writes to: its events', its heartbeats', and
+        the arrays its events are tasks of (a task counts in its array's roll-up)."""
+        found = []
+        for incoming in self.items:
+            event = incoming.event
+            found.append(event["job_id"])
+            if event.get("array_job_id") and event["array_job_id"] != event["job_id"]:
+                found.append(event["array_job_id"])
+        return found + [b["job_id"] for b in self.beats]
 
 
 class Changes(object):
@@ -2126,10 +2161,12 @@ class Ingestor(object):
         self.changes = Changes()
         self.notified = None   # callable() after outbox rows were added (wakes the sender)
         # with a watchdog asking Slurm: CANCELLED notices of its cluster's jobs are
-        # held until Slurm says whether it was a requeue (see Watchdog)
+        # held until Slurm says whether it was a requeue (see Watchdog), and
+        # Slurm says whose a job is when two users' tokens claim it
         self.slurm = None
+        self.log = None
 
-    def submit(self, items, who=None, beats=()):
+    def submit(self, items, who=None, beats=(), settle=True):
         """Store a request's Incoming events (or heartbeats); return its answer."""
         check_authorship(who, items)
         check_authorship(who, [Incoming(b, "", None) for b in beats])
@@ -2150,6 +2187,10 @@ class Ingestor(object):
                     for w in group:
                         w.done = True
                     self._cond.notify_all()
+        if write.disputed and settle and self.slurm is not None and \
+                isinstance(write.error, ApiError) and self._settle(write):
+            # asked outside the group's transaction: Slurm's answer holds up no one else
+            return self.submit(items, who, beats, settle=False)
         if write.error is not None:
             raise write.error
         return write.answer
@@ -2209,22 +2250,40 @@ class Ingestor(object):
         if added and self.notified is not None:
             self.notified()
 
+    def _settle(self, write):
+        """Job ids another user's token wrote to first (a guessed id, posted
+        before the real job existed) belong to whom Slurm says submitted them:
+        that user's events replace the others'; True if so.  Without Slurm's
+        commands on this host, the first writer keeps the id."""
+        owners = self.slurm.owners(sorted(set(write.disputed)))
+        if not all(owners.get(job_id) == write.who.user for job_id in write.disputed):
+            return False
+        forget = sorted(set(write.disputed))
+        self.db.run(lambda tx: tx.forget_jobs(forget), write=True)
+        if self.log is not None:
+            self.log("jobs %s: Slurm says they are %s's; what other users' tokens wrote to "
+                     "them is forgotten" % (", ".join(forget)[:300], write.who.user))
+        return True
+
     def _write(self, tx, group, now):
         """The one transaction of a group; sets each request's answer."""
-        # the job rows first (locked, made if missing): a user's token may add
-        # to its own user's jobs only, and nothing of a refused request is stored
-        rows = tx.lock_jobs(set([i.event["job_id"] for w in group for i in w.items] +
-                                [b["job_id"] for w in group for b in w.beats]))
+        # the job rows first (locked, made if missing), with the rows of the
+        # arrays they are tasks of: a user's token may add to its own user's
+        # jobs and arrays only, and nothing of a refused request is stored
+        rows = tx.lock_jobs(set(job_id for w in group for job_id in w.job_ids()))
+        owners = dict((job_id, row["user"]) for job_id, row in rows.items())
         allowed = []
         for w in group:
-            w.error = None
+            w.error, w.disputed = None, ()
             if w.who is not None and w.who.role != "admin":
-                theirs = [job_id for job_id in [i.event["job_id"] for i in w.items] +
-                          [b["job_id"] for b in w.beats]
-                          if rows[job_id]["user"] not in (None, w.who.user)]
+                theirs = [job_id for job_id in w.job_ids()
+                          if owners[job_id] not in (None, w.who.user)]
                 if theirs:
+                    w.disputed = theirs
                     w.error = ApiError(403, "job %s belongs to another user" % theirs[0][:128])
                     continue
+                for job_id in w.job_ids():   # the first to write a new job owns it
+                    owners[job_id] = w.who.user
             allowed.append(w)
         # first come, first stored: of two copies of one event, the earlier is new
         pairs = [(w, incoming) for w in allowed for incoming in w.items]
@@ -2392,6 +2451,24 @@ class Slurm(object):
             if len(parts) == 3:
                 found[parts[0]] = {"JobID": parts[0], "State": parts[1], "Reason": parts[2],
                                    "ExitCode": ""}
+        return found
+
+    def owners(self, ids):
+        """{job id: the user Slurm says submitted it} for the ids it knows:
+        slurmctld's memory first, then accounting.  An array's id is owned by
+        whoever owns its tasks."""
+        found = {}
+        for argv in (["squeue", "-h", "-t", "all", "-o", "%i|%u", "-j"],
+                     ["sacct", "-X", "-n", "-P", "-o", "JobID,User", "-j"]):
+            wanted = [i for i in ids if i not in found]
+            if not wanted or (argv[0] == "sacct" and not self.accounting):
+                break
+            out, _ = self._run(argv + [",".join(wanted)])
+            for line in (out or "").splitlines():
+                job, _, user = line.strip().partition("|")
+                for i in wanted:
+                    if user and (job == i or job.startswith(i + "_")):
+                        found.setdefault(i, user)
         return found
 
 
@@ -2786,6 +2863,16 @@ def token_digest(token):
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+def session_value(digest):
+    """The dashboard's sign-in cookie for the token of this digest: derived
+    from it one way, so that the cookie is not the token.  Browsers send a
+    host's cookies to every port of it (another user's server on the login
+    node, another tunnelled port): a cookie found there reads what its user
+    may read, here, on GET only; it posts nothing.  Revoking the token ends
+    its sign-ins too."""
+    return "s1." + hmac.new(digest.encode("ascii"), b"slm-session-1", hashlib.sha256).hexdigest()
+
+
 def parse_tokens(text, where="SLM_TOKENS_FILE"):
     """{digest: Principal} from a tokens file; ConfigError naming the first bad line.
 
@@ -2821,7 +2908,9 @@ class Keyring(object):
         self.tokens_file = tokens_file or None
         self.log = log or say
         self.tokens = {}
+        self.sessions = {}        # sign-in cookie value -> Principal (see session_value)
         self._seen = None         # (mtime, size, inode) of the file last read
+        self._refused = None      # ... of the version last refused (said once)
         self._looked = 0.0
         self._lock = threading.Lock()
         if self.tokens_file:
@@ -2835,21 +2924,48 @@ class Keyring(object):
         return (self.token,) if self.token else ()
 
     def reload(self, strict=False):
-        """Read the tokens file again; strict: raise ConfigError instead of logging."""
+        """Read the tokens file again; strict: raise ConfigError instead of logging.
+
+        A file with a bad line, or one this process cannot read, leaves the
+        tokens in force (said once per version of the file); a file that is
+        gone takes every per-user token with it (deleting it revokes them).
+        """
         try:
             st = os.stat(self.tokens_file)
-            with open(self.tokens_file, encoding="utf-8") as f:
-                tokens = parse_tokens(f.read())
-        except (OSError, UnicodeDecodeError, ConfigError) as e:
-            message = e if isinstance(e, ConfigError) else "cannot read SLM_TOKENS_FILE %s: %s" \
-                % (self.tokens_file, getattr(e, "strerror", None) or e)
+        except FileNotFoundError:
+            if strict:
+                raise ConfigError("SLM_TOKENS_FILE %s does not exist (slm_api.py token add "
+                                  "USER makes it)" % self.tokens_file)
+            if self._seen is not None:
+                self.log("SLM_TOKENS_FILE %s is gone: no per-user token is accepted until "
+                         "it is back" % self.tokens_file)
+            with self._lock:
+                self.tokens, self.sessions, self._seen = {}, {}, None
+            return False
+        except OSError as e:
+            st, error = None, e
+        else:
+            try:
+                with open(self.tokens_file, encoding="utf-8") as f:
+                    tokens = parse_tokens(f.read())
+                error = None
+            except (OSError, UnicodeDecodeError, ConfigError) as e:
+                error = e
+        version = (st.st_mtime_ns, st.st_size, st.st_ino) if st is not None else "unreadable"
+        if error is not None:
+            message = error if isinstance(error, ConfigError) else \
+                "cannot read SLM_TOKENS_FILE %s: %s" % (
+                    self.tokens_file, getattr(error, "strerror", None) or error)
             if strict:
                 raise ConfigError(str(message))
-            self.log("%s; the tokens read before stay in force" % message)
+            if version != self._refused:
+                self._refused = version
+                self.log("%s; the tokens read before stay in force" % message)
             return False
         with self._lock:
             self.tokens = tokens
-            self._seen = (st.st_mtime_ns, st.st_size, st.st_ino)
+            self.sessions = dict((session_value(digest), who) for digest, who in tokens.items())
+            self._seen, self._refused = version, None
         return True
 
     def _maybe_reload(self):
@@ -2859,15 +2975,32 @@ class Keyring(object):
         self._looked = now
         try:
             st = os.stat(self.tokens_file)
+            version = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            version = None
         except OSError:
             return
-        if (st.st_mtime_ns, st.st_size, st.st_ino) != self._seen:
+        if version != self._seen and (version is None or version != self._refused):
             self.reload()
 
-    def identify(self, header):
-        """The Principal an Authorization header names; ApiError 401 if none."""
+    def session(self, token):
+        """The sign-in cookie's value for a token the service accepts."""
+        return session_value(hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest())
+
+    def identify(self, header, session=None):
+        """The Principal an Authorization header names, or else a sign-in
+        cookie's value (session); ApiError 401 if none."""
         if not self.required:
             return ANYONE
+        if header is None and session:
+            if self.token is not None and hmac.compare_digest(session, self.session(self.token)):
+                return Principal(None, "admin", "shared")
+            if self.tokens_file is not None:
+                self._maybe_reload()
+                with self._lock:
+                    who = self.sessions.get(session)
+                if who is not None:
+                    return who
         scheme, _, given = (header or "").partition(" ")
         given = given.strip()
         if scheme.lower() == "bearer" and given:
@@ -2960,31 +3093,29 @@ class Access(object):
         return dict((k, v) for k, v in event.items() if k not in PRIVATE_FIELDS)
 
 
-# The dashboard's sign-in cookie: the token, HttpOnly and SameSite=Strict
-# (see the Dashboard section), taken instead of the header on GET and HEAD.
+# The dashboard's sign-in cookie: session_value(the token's digest), HttpOnly
+# and SameSite=Strict (see the Dashboard section), taken instead of the
+# header on GET and HEAD.
 SESSION_COOKIE = "slm_session"
 
 
-def session_token(environ):
-    """The token in the request's sign-in cookie, or None."""
+def session_cookie(environ):
+    """The value of the request's sign-in cookie, or None."""
     for part in environ.get("HTTP_COOKIE", "").split(";"):
         name, sep, value = part.strip().partition("=")
         if sep and name == SESSION_COOKIE and value:
-            return urllib.parse.unquote(value.strip('"'))
+            return value.strip('"')
     return None
 
 
 def request_credentials(environ):
-    """The Authorization header; without one, on GET and HEAD only, the
-    sign-in cookie's token (a browser's navigation sends no header).  Never
-    for other methods: a browser sends cookies with requests a foreign page
-    makes it send, so a write needs the header (no cross-site forgery)."""
-    header = environ.get("HTTP_AUTHORIZATION")
-    if header is None and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-        token = session_token(environ)
-        if token:
-            return "Bearer " + token
-    return header
+    """(Authorization header, sign-in cookie): the cookie on GET and HEAD
+    only (a browser's navigation sends no header).  Never for other methods:
+    a browser sends cookies with requests a foreign page makes it send, so a
+    write needs the header (no cross-site forgery)."""
+    if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+        return environ.get("HTTP_AUTHORIZATION"), session_cookie(environ)
+    return environ.get("HTTP_AUTHORIZATION"), None
 
 
 def accepts_html(environ):
@@ -3042,7 +3173,7 @@ class ServicePlugin(object):
                 if not public:
                     # the raw header (latin-1 of its bytes): Bottle's getter would
                     # decode it as UTF-8 and fail on other bytes
-                    who = self.keyring.identify(request_credentials(bottle.request.environ))
+                    who = self.keyring.identify(*request_credentials(bottle.request.environ))
                     if self.limiter is not None and who is not ANYONE:
                         # per token; a service without tokens trusts its loopback callers
                         wait = self.limiter.wait(who.key, bottle.request.content_length or 0)
@@ -3661,7 +3792,7 @@ def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, pub
         status = error.status_code
         if bottle.request.path.startswith("/api/") and status in (404, 405):
             try:   # no probing for routes without a token
-                keyring.identify(request_credentials(bottle.request.environ))
+                keyring.identify(*request_credentials(bottle.request.environ))
             except ApiError as e:
                 status, text, headers = e.status, e.message, e.headers
             else:
@@ -4413,7 +4544,7 @@ class Dashboard(object):
         if who is not None and (who.user or who.key == "shared"):
             account = '<span class="who">%s <span class="role">(%s)</span></span>' % (
                 esc(who.user or "shared token"), esc(who.role))
-        if session_token(bottle.request.environ):
+        if session_cookie(bottle.request.environ):
             account += ('<form method="post" action="/signout" class="signout">'
                         '<button type="submit">Sign out</button></form>')
         return (
@@ -4452,7 +4583,7 @@ class Dashboard(object):
             if environ.get("QUERY_STRING"):
                 after += "?" + environ["QUERY_STRING"]
         head = ""
-        if problem is None and session_token(environ) and status == 401:
+        if problem is None and session_cookie(environ) and status == 401:
             problem = ("The token this browser kept is no longer accepted (revoked, or the "
                        "service's tokens changed): sign in again.")
         elif problem is None and environ.get("HTTP_SEC_FETCH_SITE") == "cross-site":
@@ -4528,7 +4659,7 @@ class Dashboard(object):
             return bottle.HTTPResponse(status=303, headers={
                 "Location": after, "Cache-Control": "no-store",
                 "Set-Cookie": "%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Strict%s" % (
-                    SESSION_COOKIE, urllib.parse.quote(token, safe=""), SESSION_DAYS * 86400,
+                    SESSION_COOKIE, keyring.session(token), SESSION_DAYS * 86400,
                     secure)})
 
         @page("/signout", "POST", public=True)
@@ -5273,6 +5404,7 @@ class Service(object):
                                    smtp=policy.smtp)
         self.ingestor.notified = self.sender.wakeup.set
         self.ingestor.slurm = slurm
+        self.ingestor.log = diag
         self.watchdog = Watchdog(db, self.ingestor, slurm, interval=watch_interval,
                                  spools=spools, private=keyring.tokens_file is not None,
                                  log=diag, group_settle=group_settle)
@@ -5490,15 +5622,27 @@ def token_parser():
 
 
 def write_tokens_file(path, lines):
-    """Replace the tokens file at once (a reader sees the old or the new), mode 0600."""
+    """Replace the tokens file at once (a reader sees the old or the new), mode
+    0600, owned by whoever owned the old one: `sudo slm_api.py token revoke`
+    must not leave a file the service (another user) cannot read, for then
+    the tokens it read before would stay in force."""
     folder = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(folder, ".%s.%s" % (os.path.basename(path), uuid.uuid4().hex[:8]))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
+        try:
+            old = os.stat(path)
+        except FileNotFoundError:
+            old = None
+        if old is not None and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+            os.fchown(fd, old.st_uid, old.st_gid)
         os.write(fd, "".join(lines).encode("utf-8"))
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
     os.rename(tmp, path)
 
 

@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -138,6 +139,98 @@ def test_posting_for_another_users_job_is_403_and_stores_and_notifies_nothing(
         hook.close()
 
 
+def test_a_task_under_another_users_array_never_joins_it(tmp_path, tokens):
+    """A task names its array: bob's token cannot add a task to alice's array,
+    and a task bob posted under her future array's id before she submitted
+    it does not count in her roll-up nor make the array his."""
+    _, t = tokens
+    hook = scaffold.HttpSink()
+    svc = make_app(tmp_path, tokens[0], SLM_PRIVATE_DATA="jobs", SLM_WEBHOOK=hook.hook_url,
+                   SLM_NOTIFY_ON="all", SLM_OUTBOX_POLL="0.05").start()
+    try:
+        app = svc.app
+        # before alice submits 4711: a guessed task of it, "ended"
+        fake = job_of("bob", "4711_0", "FAILED", array_job_id="4711", array_task_id="0",
+                      exit_code=1)
+        assert post(app, fake, t["bob"]).status == 200
+        assert call(app, "GET", "/api/v1/jobs/4711", token=t["root"]).status == 404
+        assert post(app, job_of("alice", "4711", "SUBMITTED", array="1-2"),
+                    t["alice"]).status == 200
+        late = job_of("bob", "4711_9", "FAILED", array_job_id="4711", array_task_id="9")
+        got = post(app, late, t["bob"])
+        assert got.status == 403 and "4711 belongs to another user" in got.json["error"]
+        for n in ("1", "2"):
+            task = job_of("alice", "4711_" + n, "COMPLETED", array_job_id="4711",
+                          array_task_id=n, exit_code=0)
+            assert post(app, task, t["alice"]).status == 200
+        array = call(app, "GET", "/api/v1/jobs/4711", token=t["alice"]).json
+        assert (array["user"], array["status"]) == ("alice", "COMPLETED")
+        rollup = [e for e in call(app, "GET", "/api/v1/jobs/4711/events",
+                                  token=t["alice"]).json["events"] if e.get("rollup")]
+        assert len(rollup) == 1 and rollup[0]["tasks"] == {"COMPLETED": 2}
+        assert call(app, "GET", "/api/v1/jobs/4711", token=t["bob"]).status == 404
+        hook.wait(lambda: any(b.get("rollup") for b in hook.delivered))
+        assert [b["tasks"] for b in hook.delivered if b.get("rollup")] == [{"COMPLETED": 2}]
+    finally:
+        svc.stop()
+        hook.close()
+
+
+def fake_slurm_commands(tmp_path, monkeypatch, squeue_lines):
+    """squeue (and an sacct that knows nothing) on PATH, answering as given."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "squeue").write_text("#!/bin/sh\nprintf '%s'\n" % "\\n".join(squeue_lines))
+    (bin_dir / "sacct").write_text("#!/bin/sh\nexit 0\n")
+    for name in ("squeue", "sacct"):
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (bin_dir, os.environ["PATH"]))
+
+
+def test_a_guessed_job_id_is_the_user_slurm_says_submitted_it(tmp_path, tokens, monkeypatch):
+    """bob posts for job ids alice is about to get: when alice's job reports,
+    Slurm (asked only now) says the id is hers, and bob's rows are forgotten.
+    With no Slurm commands on the service's host, the first writer keeps it."""
+    _, t = tokens
+    fake_slurm_commands(tmp_path, monkeypatch, ["5000|alice", "5001|bob"])
+    logs = []
+    svc = make_app(tmp_path, tokens[0], logs, SLM_RECONCILE="auto")
+    try:
+        app = svc.app
+        for job_id in ("5000", "5001"):
+            assert post(app, job_of("bob", job_id, "SUBMITTED"), t["bob"]).status == 200
+        assert post(app, job_of("alice", "5000", "RUNNING"), t["alice"]).json == \
+            {"accepted": 1, "duplicates": 0}
+        job = call(app, "GET", "/api/v1/jobs/5000", token=t["root"]).json
+        assert (job["user"], job["status"], job["event_count"]) == ("alice", "RUNNING", 1)
+        assert any("5000: Slurm says they are alice's" in line for line in logs)
+        # Slurm says 5001 is bob's: alice is refused, bob keeps it
+        assert post(app, job_of("alice", "5001", "RUNNING"), t["alice"]).status == 403
+        assert call(app, "GET", "/api/v1/jobs/5001", token=t["root"]).json["user"] == "bob"
+    finally:
+        svc.stop()
+    (tmp_path / "x").mkdir()
+    offline = make_app(tmp_path / "x", tokens[0], SLM_RECONCILE="off")
+    try:
+        assert post(offline.app, job_of("bob", "6000", "SUBMITTED"), t["bob"]).status == 200
+        assert post(offline.app, job_of("alice", "6000", "RUNNING"), t["alice"]).status == 403
+    finally:
+        offline.stop()
+
+
+def test_two_users_first_events_for_one_new_job_in_one_group_commit(service, tokens):
+    """Written in the same transaction, the first writer owns the new job."""
+    _, t = tokens
+    writes = [slm_api.Write([slm_api.validate_event(job_of(user, "7000"))],
+                            service.keyring.identify("Bearer " + t[user]))
+              for user in ("alice", "bob")]
+    service.ingestor._commit(writes)
+    assert writes[0].error is None and writes[0].answer["accepted"] == 1
+    assert writes[1].error is not None and writes[1].error.status == 403
+    job = call(service.app, "GET", "/api/v1/jobs/7000", token=t["root"]).json
+    assert (job["user"], job["event_count"]) == ("alice", 1)
+
+
 def test_shared_token_alone_keeps_working(tmp_path):
     svc = slm_api.build_service({"SLM_API_TOKEN": "shared-tok"}, db=str(tmp_path / "s.db"))
     try:
@@ -224,11 +317,35 @@ def test_revoked_token_is_refused_at_once_without_a_restart(tmp_path, tokens):
         scaffold.await_true(lambda: "line 4" in svc.output(), timeout=3,
                             what="the bad line reported")
         assert svc.get("/api/v1/whoami", token=carol)[0] == 200
-        assert "stay in force" in svc.output()
+        assert svc.get("/api/v1/whoami", token="0" * 64)[0] == 401
+        # ... once for that version of the file, not at every look (once a second,
+        # when a request comes): requests for a bounded period, nothing more said
+        assert svc.output().count("stay in force") == 1
+        deadline = time.time() + 2.5
+        while time.time() < deadline:
+            assert svc.get("/api/v1/whoami", token=carol)[0] == 200
+        assert svc.output().count("stay in force") == 1
+        # the file deleted: every per-user token with it (the shared token stays)
+        os.unlink(str(path))
+        scaffold.await_true(lambda: svc.get("/api/v1/whoami", token=carol)[0] == 401,
+                            timeout=3, what="the tokens of a deleted file refused")
+        assert svc.get("/api/v1/whoami", token=t["root"])[0] == 200
+        assert svc.output().count("is gone") == 1
     finally:
         svc.stop()
     for token in t.values():
         assert token not in svc.output()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the service's user is another")
+def test_token_commands_keep_the_files_owner(tmp_path, tokens):
+    """`sudo slm_api.py token revoke` leaves a file the service's user can read."""
+    path, _ = tokens
+    os.chown(str(path), 65534, 65534)
+    assert token_cli(path, "revoke", "bob")[0] == 0
+    st = os.stat(str(path))
+    assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o777)) == (65534, 65534, "0o600")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def test_bad_tokens_file_at_start_is_one_line_and_exit_2(tmp_path):

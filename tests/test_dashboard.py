@@ -203,8 +203,13 @@ def test_bad_parameters_are_4xx_pages_or_json_never_5xx(service):
 # ---------------------------------------------------------------------------
 
 
+def session(token):
+    """The sign-in cookie's value for a token: derived from it, not it."""
+    return slm_api.session_value(slm_api.token_digest(token))
+
+
 def cookie(token):
-    return {"Cookie": "%s=%s" % (slm_api.SESSION_COOKIE, urllib.parse.quote(token, safe=""))}
+    return {"Cookie": "%s=%s" % (slm_api.SESSION_COOKIE, session(token))}
 
 
 def test_the_sign_in_cookie_reads_but_never_writes(tmp_path, tokens):
@@ -228,6 +233,14 @@ def test_the_sign_in_cookie_reads_but_never_writes(tmp_path, tokens):
         assert 'name="next" value="/jobs/a1"' in text(r)
         r = page(app, "/", headers=cookie("slm_revoked"))
         assert r.status == 401 and "no longer accepted" in text(r)
+        # the cookie's value is no token: as a bearer token it reads and writes
+        # nothing, and a token put in the cookie is no sign-in either
+        value = session(tokens["alice"])
+        assert call(app, "GET", "/api/v1/whoami", token=value).status == 401
+        assert call(app, "POST", "/api/v1/events", scaffold.event("c2", user="alice"),
+                    token=value).status == 401
+        raw = {"Cookie": "%s=%s" % (slm_api.SESSION_COOKIE, tokens["alice"])}
+        assert call(app, "GET", "/api/v1/whoami", headers=raw).status == 401
         # a link from another site carries no SameSite=Strict cookie: ask again from here
         r = page(app, "/jobs/a1", headers={"Sec-Fetch-Site": "cross-site"})
         assert '<meta http-equiv="refresh" content="0">' in text(r)
@@ -250,7 +263,8 @@ def test_sign_in_sets_an_httponly_samesite_strict_cookie_and_explains_a_wrong_to
         r = signin(app, tokens["bob"], "/jobs/b%201?x=1")
         assert r.status == 303 and r.headers["location"] == "/jobs/b%201?x=1"
         set_cookie = r.headers["set-cookie"]
-        assert set_cookie.startswith("%s=%s;" % (slm_api.SESSION_COOKIE, tokens["bob"]))
+        assert set_cookie.startswith("%s=%s;" % (slm_api.SESSION_COOKIE, session(tokens["bob"])))
+        assert tokens["bob"] not in set_cookie
         for attribute in ("HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="):
             assert attribute in set_cookie
         for elsewhere in ("//evil.example/x", "https://evil.example/", "/\\evil", "jobs"):
@@ -784,6 +798,7 @@ def test_the_token_prompt_signs_in_and_explains_a_wrong_token(browser, tmp_path)
         expect(page.locator(".who")).to_contain_text("alice")
         jar = [c for c in context.cookies() if c["name"] == slm_api.SESSION_COOKIE]
         assert jar and jar[0]["httpOnly"] is True and jar[0]["sameSite"] == "Strict"
+        assert jar[0]["value"] == session(tokens["alice"])          # not the token
         assert page.evaluate("document.cookie") == ""            # no script can read it
         page.goto(svc.url + "/")
         expect(page.locator("#rows tr[data-job='t-1']")).to_be_visible()
