@@ -294,6 +294,12 @@ WIDENED = {2: (("slm_outbox", "state", "VARCHAR(16) NOT NULL", 16),)}
 # event, the finished-per-hour summary).  (column, MySQL prefix length or None)
 LATE_INDEXES = (("slurm_jobs_group", "slurm_jobs", (("job_group", 64),)),
                 ("slurm_jobs_first", "slurm_jobs", (("first_seen", None), ("job_id", None))),
+                # the dashboard's default: the signed-in user's jobs, newest first,
+                # and what of theirs ended in the summary's window
+                ("slurm_jobs_user_first", "slurm_jobs",
+                 (("user", 64), ("first_seen", None), ("job_id", None))),
+                ("slurm_jobs_user_ended", "slurm_jobs",
+                 (("user", 64), ("ended_at", None), ("status", None))),
                 ("slurm_jobs_ended", "slurm_jobs", (("ended_at", None), ("status", None))))
 
 # ---------------------------------------------------------------------------
@@ -899,6 +905,11 @@ class Dialect(object):
         (by the database's own idea of case: ASCII letters on SQLite)."""
         raise NotImplementedError
 
+    def not_leading(self, column):
+        """The column written so that the planner does not choose its index
+        for a query another index serves better (see Tx._job_where)."""
+        return column
+
     def create_job_rows(self, cur, job_ids):
         """Make missing rows for job_ids, locking them for this transaction."""
         cur.executemany(self.sql("%s INTO slurm_jobs (job_id, event_count) VALUES (?, 0)"
@@ -965,6 +976,11 @@ class SQLiteDialect(Dialect):
 
     def contains(self, column):
         return "instr(lower(%s), lower(?)) > 0" % column
+
+    def not_leading(self, column):
+        # SQLite's planner, without statistics, takes any equality as selective:
+        # "+column" keeps it from walking a heavy user's 40,000 index entries
+        return "+" + column
 
     def describe(self):
         return "sqlite %s" % os.path.abspath(self.path)
@@ -1242,15 +1258,18 @@ class Tx(object):
                                 (array_id,) + ((user,) if user is not None else ()))
         return int(total or 0), int(ended or 0)
 
-    def _job_where(self, filters):
-        """WHERE clause and arguments of a job listing (see list_jobs)."""
+    def _job_where(self, filters, leading=True):
+        """WHERE clause and arguments of a job listing (see list_jobs).
+        leading=False: for a query whose own condition (an array, LOST) has
+        an index that finds fewer rows than the filters' would."""
         where, args = [], []
         if filters.get("status"):
             where.append("status IN (%s)" % ", ".join("?" * len(filters["status"])))
             args.extend(filters["status"])
         for name, column in sorted(JOB_FILTERS.items()):
             if filters.get(name) is not None:
-                where.append("%s = ?" % quote(column))
+                where.append("%s = ?" % (quote(column) if leading else
+                                         self.dialect.not_leading(quote(column))))
                 args.append(filters[name])
         if filters.get("name_contains"):
             where.append(self.dialect.contains("job_name"))
@@ -1291,8 +1310,9 @@ class Tx(object):
         if group_arrays and total:
             # counted apart, through the array index: the NOT EXISTS over every
             # row of a big listing would cost a lookup per row
+            aside, aside_args = self._job_where(filters, leading=False)
             total -= int(self.one("SELECT COUNT(*) FROM slurm_jobs WHERE %s" % " AND ".join(
-                where + [self.GROUPED_TASK]), args)[0])
+                aside + [self.GROUPED_TASK]), aside_args)[0])
             where = where + ["NOT (%s)" % self.GROUPED_TASK]
         page_args = list(args)
         if after is not None:
@@ -1449,10 +1469,14 @@ class Tx(object):
                      "failed": "o.state = 'failed'", "superseded": "o.state = 'superseded'",
                      "refused": "o.state = 'refused'"}
 
-    def outbox_page(self, limit, before=None, user=None, job_id=None, states=None):
+    def outbox_page(self, limit, before=None, user=None, job_id=None, states=None, hidden=()):
         """Outbox rows, newest first, with their job's user and their event's
-        status: of one user's jobs (user), one job, in some OUTBOX_STATES."""
+        status: of one user's jobs (user), one job, in some OUTBOX_STATES, not
+        to the hidden destinations."""
         where, args = [], []
+        if hidden:
+            where.append("o.destination NOT IN (%s)" % ", ".join("?" * len(hidden)))
+            args.extend(hidden)
         if before is not None:
             where.append("o.id < ?")
             args.append(int(before))
@@ -1475,10 +1499,11 @@ class Tx(object):
         """[(status, bucket, jobs)] of the jobs that ended in [since, until):
         final statuses by ended_at, LOST by the time it was declared; bucket:
         the first `width` characters of that time (13: the hour, 10: the day)."""
-        where, args = self._job_where(filters)
         out = []
         for column, test in (("ended_at", "ended_at IS NOT NULL"),
                              ("status_time", "status = 'LOST'")):
+            # the jobs declared LOST are few: found through the status index
+            where, args = self._job_where(filters, leading=column == "ended_at")
             out += [(status, bucket, int(n)) for status, bucket, n in self.rows(
                 "SELECT status, SUBSTR(%s, 1, %d), COUNT(*) FROM slurm_jobs WHERE %s AND %s >= ?"
                 " AND %s < ?%s GROUP BY status, SUBSTR(%s, 1, %d)" % (
@@ -2115,6 +2140,21 @@ class Changes(object):
         self._cond = threading.Condition()
         self.generation = 0
         self.closed = False
+        self._waiters = collections.Counter()    # who is waiting: a token's key
+
+    def enter(self, key, most=16):
+        """Count a waiter of key in; False when key has `most` already."""
+        with self._cond:
+            if key is not None and self._waiters[key] >= most:
+                return False
+            self._waiters[key] += 1
+            return True
+
+    def leave(self, key):
+        with self._cond:
+            self._waiters[key] -= 1
+            if self._waiters[key] <= 0:
+                del self._waiters[key]
 
     def bump(self):
         with self._cond:
@@ -3058,10 +3098,17 @@ class Access(object):
     """What each principal may read, as the site chose (SLM_PRIVATE_DATA=jobs:
     users see only their own jobs, like Slurm's PrivateData=jobs; otherwise
     everyone lists everyone's, the Slurm default).  Command lines, output
-    tails and notification destinations are the owner's and admins' only."""
+    tails and notification destinations are the owner's and admins' only;
+    the notices to the service's own destinations (site: its SLM_WEBHOOK)
+    are the admins' alone."""
 
-    def __init__(self, private_jobs=False):
+    def __init__(self, private_jobs=False, site=()):
         self.private_jobs = private_jobs
+        self.site = tuple(sorted(set(site)))
+
+    def site_destinations(self, who):
+        """The destinations whose notices who may not see."""
+        return () if who.role == "admin" else self.site
 
     @staticmethod
     def owns(who, user):
@@ -3380,19 +3427,35 @@ def outbox_json(row):
     return shown
 
 
-def long_poll(changes, wait, look, ready):
+# Long-polls one token may hold open at once: each holds a thread and looks
+# at the database about once a second (a dashboard tab holds one).
+MAX_WAITERS = 16
+
+
+def long_poll(changes, wait, look, ready, who=None):
     """look() (a short transaction of its own each time) until ready(found),
     `wait` seconds pass, or the service stops; returns the last found.
     Woken by the ingestor; looks again at least every Changes.RECHECK seconds
-    all the same, for what other instances on the database stored."""
+    all the same, for what other instances on the database stored.  A
+    token's long-polls beyond MAX_WAITERS at once are answered 429."""
     deadline = time.monotonic() + wait
-    while True:
-        seen = changes.generation
-        found = look()
-        left = deadline - time.monotonic()
-        if ready(found) or left <= 0 or changes.closed:
-            return found
-        changes.wait(seen, min(left, Changes.RECHECK))
+    seen = changes.generation
+    found = look()
+    if ready(found) or wait <= 0 or changes.closed:
+        return found
+    key = who.key if who is not None and who is not ANYONE else None
+    if not changes.enter(key, MAX_WAITERS):
+        raise ApiError(429, "more than %d long-polls at once for this token: wait for one"
+                       % MAX_WAITERS, {"Retry-After": "1"})
+    try:
+        while True:
+            changes.wait(seen, min(deadline - time.monotonic(), Changes.RECHECK))
+            seen = changes.generation
+            found = look()
+            if ready(found) or deadline - time.monotonic() <= 0 or changes.closed:
+                return found
+    finally:
+        changes.leave(key)
 
 
 class Reads(object):
@@ -3453,16 +3516,16 @@ class Reads(object):
             raise ApiError(400, "after names no event of this job")
         return [self.access.event(who, row.get("user"), e) for e in events]
 
-    def feed(self, tx, who, after, limit, user=None):
+    def feed(self, tx, who, after, limit, user=None, job_id=None):
         """GET /api/v1/feed: what was stored after `after` (an id of this
-        feed), the events who may see, of user's jobs only if given.  `next`
-        moves past everything looked at, shown or not, so that a reader that
-        sees little never scans the same rows twice."""
+        feed), the events who may see, of user's jobs (or one job) only if
+        given.  `next` moves past everything looked at, shown or not, so that
+        a reader that sees little never scans the same rows twice."""
         rows = tx.events_since(after, limit)
         shown = []
-        for _, _, owner, raw in rows:
-            if (user is not None and owner != user) or \
-                    not self.access.may_see(who, {"user": owner}):
+        for _, job, owner, raw in rows:
+            if (user is not None and owner != user) or (job_id is not None and job != job_id) \
+                    or not self.access.may_see(who, {"user": owner}):
                 continue
             shown.append(self.access.event(who, owner, json.loads(raw)))
         # past the end (a cursor from a database since replaced): from the end on
@@ -3513,7 +3576,7 @@ class Reads(object):
         before = int_param(query, "before", None, 1, 2 ** 62)
         job_id = query.getunicode("job_id", default=None) or None
         rows = tx.outbox_page(limit + 1, before, None if who.role == "admin" else who.user,
-                              job_id, states)
+                              job_id, states, self.access.site_destinations(who))
         return {"notifications": [outbox_json(r) for r in rows[:limit]],
                 "next": rows[limit - 1]["id"] if len(rows) > limit else None}
 
@@ -3893,7 +3956,7 @@ def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, pub
         # no transaction held while waiting: each look is one of its own
         found = long_poll(ingestor.changes, wait,
                           lambda: db.run(lambda tx: reads.job_events(tx, who, job_id, after)),
-                          lambda events: bool(events))
+                          lambda events: bool(events), who)
         if found is None:
             raise ApiError(404, "no such job")
         return json_answer({"events": found})
@@ -3912,7 +3975,9 @@ def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, pub
             raise ApiError(404, "no such job")
         if not access.owns(who, owner):
             raise ApiError(403, "a job's notifications are its owner's (and admins') only")
-        return json_answer({"notifications": [outbox_json(row) for row in rows]})
+        hidden = access.site_destinations(who)
+        return json_answer({"notifications": [outbox_json(row) for row in rows
+                                              if row["destination"] not in hidden]})
 
     # not GET /api/v1/events: that path is the writers', and a GET there says 405
     @endpoint(app, "GET", "/api/v1/feed", "the events stored after a point, in the order "
@@ -3926,12 +3991,15 @@ def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, pub
                   ("limit", "events looked at, at most (more: true when there may be more)",
                    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
                     "default": DEFAULT_LIMIT}),
-                  ("user", "only the events of this user's jobs", None)))
+                  ("user", "only the events of this user's jobs", None),
+                  ("job_id", "only the events of this job (in the order they were stored, "
+                   "late ones included: what a job's page follows)", None)))
     def event_feed(who):
         query = bottle.request.query
-        check_params(query, ("after", "wait", "limit", "user"))
+        check_params(query, ("after", "wait", "limit", "user", "job_id"))
         after = int_param(query, "after", 0, 0, 10 ** 10 - 1)
         limit = int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        job_id = query.getunicode("job_id", default=None) or None
         user = query.getunicode("user", default=None) or None
         if user is not None:
             access.list_filters(who, {"user": user})       # 403 for others' with private jobs
@@ -3941,11 +4009,11 @@ def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, pub
         state = {"after": after}
 
         def look():
-            found = db.run(lambda tx: reads.feed(tx, who, state["after"], limit, user))
+            found = db.run(lambda tx: reads.feed(tx, who, state["after"], limit, user, job_id))
             state["after"] = found["next"]    # what was looked at is not looked at again
             return found
         found = long_poll(ingestor.changes, wait, look,
-                          lambda f: bool(f["events"]) or f["more"])
+                          lambda f: bool(f["events"]) or f["more"], who)
         return json_answer(found)
 
     @endpoint(app, "GET", "/api/v1/summary", "the jobs that ended in a window: counts by "
@@ -4031,6 +4099,11 @@ PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 's
 SESSION_DAYS = 30
 PAGE_SIZE = 50
 LIVE_WAIT = 25          # seconds a page's long-poll waits (under MAX_WAIT)
+# A live page's state (live, stale, offline, paused: text, not only colour)
+# and its pause button; slm.js brings them to life
+LIVE_CONTROLS = ('<span id="live" class="live live-off">static</span>'
+                 '<button id="pause" type="button" aria-pressed="false" hidden>'
+                 'Pause live updates</button>')
 # The summary strip's windows, as ?window= names them.
 WINDOWS = collections.OrderedDict((("1h", 3600), ("24h", 86400), ("7d", 7 * 86400),
                                    ("30d", 30 * 86400)))
@@ -4204,6 +4277,7 @@ DASHBOARD_JS = r"""// The SLM dashboard's one script: local times, ticking clock
   var live = document.getElementById("live"), pauseButton = document.getElementById("pause");
   var announcer = document.getElementById("announce");
   var paused = false, running = false, controller = null, failures = 0;
+  var REDRAW = 2000, drawn = 0;    // when the page was last drawn again (ms)
 
   function pad(n) { return (n < 10 ? "0" : "") + n; }
   function duration(s) {           // as slm's duration_text
@@ -4268,7 +4342,7 @@ DASHBOARD_JS = r"""// The SLM dashboard's one script: local times, ticking clock
 
   function feedUrl(after) {
     var url = data.feed, join = url.indexOf("?") < 0 ? "?" : "&";
-    return url + join + "after=" + encodeURIComponent(after) + "&wait=" + data.wait + (data.page === "list" ? "&limit=500" : "");
+    return url + join + "after=" + encodeURIComponent(after) + "&wait=" + data.wait + "&limit=500";
   }
 
   async function follow() {
@@ -4292,8 +4366,7 @@ DASHBOARD_JS = r"""// The SLM dashboard's one script: local times, ticking clock
         failures = 0;
         state("live");
         var events = got.events || [];
-        if (data.page === "list") after = got.next;
-        else if (events.length) after = events[events.length - 1].event_id;
+        after = got.next;
         if (events.length) {
           var changed = {}, lines = [];
           events.forEach(function (e) { changed[e.job_id] = true; });
@@ -4301,6 +4374,10 @@ DASHBOARD_JS = r"""// The SLM dashboard's one script: local times, ticking clock
             lines.push("Job " + e.job_id + (e.job_name ? " (" + e.job_name + ")" : "") + ": " + e.status);
           });
           if (events.length > 3) lines.push("and " + (events.length - 3) + " more events");
+          // a busy service: the page is drawn again at most every REDRAW ms
+          var gap = REDRAW - (Date.now() - drawn);
+          if (gap > 0) await sleep(gap);
+          drawn = Date.now();
           await refresh(changed);
           say(lines.join(". "));
         }
@@ -4716,13 +4793,13 @@ class Dashboard(object):
         summary_query["until"] = iso_at(now)
         summary = reads.summary(tx, who, summary_query)
         user = listing.get("user")
+        private = reads.access.private_jobs and who.role != "admin"
         if asked.get("array_job_id"):
             heading = "Tasks of array %s" % asked["array_job_id"]
         elif user:
             heading = "Jobs of %s" % user if user != who.user else "Your jobs"
         else:
-            heading = "Everyone's jobs"
-        private = reads.access.private_jobs and who.role != "admin"
+            heading = "Your jobs" if private else "Everyone's jobs"
         scope = ""
         if who.user and not private:
             scope = '<a class="scope" href="%s">%s</a>' % (
@@ -4746,9 +4823,7 @@ class Dashboard(object):
         main = (
             '<h1>%s</h1>%s%s'
             '<div class="bar"><span id="count" data-live="1">%d job%s</span>%s'
-            '<span class="spacer"></span><span id="live" class="live live-off" role="status">'
-            'static</span><button id="pause" type="button" aria-pressed="false" hidden>'
-            'Pause live updates</button></div>'
+            '<span class="spacer"></span>%s</div>'
             '<div class="table-wrap"><table id="jobs"><caption class="sr-only">%s, %s'
             '</caption><thead><tr><th scope="col">Job</th><th scope="col">Name</th>'
             '<th scope="col" class="opt">User</th><th scope="col" class="opt">Partition</th>'
@@ -4759,7 +4834,8 @@ class Dashboard(object):
             '</nav>' % (
                 esc(heading), self.summary_strip(summary, window, pairs),
                 self.filter_form(asked, listing, mine, scope_all),
-                found["total"], "" if found["total"] == 1 else "s", scope, esc(heading),
+                found["total"], "" if found["total"] == 1 else "s", scope, LIVE_CONTROLS,
+                esc(heading),
                 dict(SORT_CHOICES).get(sort, sort), aria,
                 esc(query_url("/", pairs, sort=submitted_sort, cursor=None)), rows, pager))
         return self.frame(heading, main, who, "jobs", data={
@@ -4937,11 +5013,14 @@ class Dashboard(object):
         parts.append('<details id="raw"><summary>Raw JSON</summary><pre tabindex="0">%s</pre>'
                      '</details>' % esc(json.dumps({"job": job, "events": events}, indent=2,
                                                    ensure_ascii=False)))
-        last = events[-1]["event_id"] if events else ""
+        # the job's events as they are stored: a late one (from a spool) with
+        # an earlier time shows too
         return self.frame("%s %s" % (job_id, job.get("job_name") or ""),
-                          '<div id="job" data-live="1">%s</div>' % "".join(parts), who, "jobs",
-                          data={"page": "job", "after": last, "wait": LIVE_WAIT,
-                                "feed": "/api/v1/jobs/%s/events" % urllib.parse.quote(
+                          '<div class="bar"><span class="spacer"></span>%s</div>'
+                          '<div id="job" data-live="1">%s</div>' % (LIVE_CONTROLS, "".join(parts)),
+                          who, "jobs",
+                          data={"page": "job", "after": tx.last_event_id(), "wait": LIVE_WAIT,
+                                "feed": "/api/v1/feed?job_id=%s" % urllib.parse.quote(
                                     job_id, safe="")})
 
     def why(self, job, meta, events):
@@ -5479,7 +5558,8 @@ def build_service(env, db=None, log=None, spools=()):
                    send_timeout=env_seconds(env, "SLM_SEND_TIMEOUT", env_seconds(
                        env, "SLM_RELAY_TIMEOUT", 10.0)),
                    backoff_scale=env_seconds(env, "SLM_OUTBOX_BACKOFF_SCALE", 1.0),
-                   access=Access(private_jobs=private == "jobs"),
+                   access=Access(private_jobs=private == "jobs",
+                                 site=[d.url for d in policy.hooks]),
                    limiter=rate_limiter(env.get("SLM_RATE_LIMIT", "")), public=public,
                    switch_interval=env_seconds(env, "SLM_SWITCH_INTERVAL", 0.0005))
 

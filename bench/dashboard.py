@@ -7,7 +7,9 @@ bench/fill.py writes 100,000 jobs / 1,000,000 events into SQLite (--quick:
 nothing cached) loads, interleaved round by round:
   baseline   a static copy of the same page and its assets, from a plain
              http.server (what the browser alone costs)
-  first      / : the signed-in view's first page (50 jobs, summary strip)
+  first      / signed in as u0, the heavy user (40 % of the jobs): the
+             default view, "your jobs", first page (50 jobs, summary strip)
+  everyone   /?all=1: everyone's jobs (informational)
   filtered   /?status=FAILED&user=u3 (informational)
 Times are the page's own Navigation Timing, from navigation start: the
 later of DOMContentLoaded's end (rows parsed, stylesheet applied, script
@@ -31,7 +33,8 @@ from common import median, pct, result  # noqa: E402
 CHROMIUM = os.environ.get("SLM_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PAGES = [("first", "/"), ("filtered", "/?status=FAILED&user=u3")]
+PAGES = [("first", "/"), ("everyone", "/?all=1"), ("filtered", "/?status=FAILED&user=u3")]
+USER, TOKEN = "u0", "slm_bench-dashboard-token"     # signed in: the dashboard's default view
 MEASURE = """() => {
   const nav = performance.getEntriesByType("navigation")[0];
   const paint = performance.getEntriesByName("first-contentful-paint")[0];
@@ -48,10 +51,16 @@ def fill_database(db, jobs, per_job):
     return fill.fill(db, jobs, per_job, quiet=True)
 
 
+def session_cookie():
+    import slm_api
+    return slm_api.SESSION_COOKIE, slm_api.session_value(slm_api.token_digest(TOKEN))
+
+
 def get(port, path):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
-        conn.request("GET", path, headers={"Accept": "text/html"})
+        conn.request("GET", path, headers={"Accept": "text/html",
+                                           "Cookie": "%s=%s" % session_cookie()})
         answer = conn.getresponse()
         body = answer.read()
     finally:
@@ -86,6 +95,8 @@ def static_copy(svc, root):
 
 def load(browser, url):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    name, value = session_cookie()
+    context.add_cookies([{"name": name, "value": value, "url": url}])
     try:
         page = context.new_page()
         page.goto(url, wait_until="load")
@@ -121,7 +132,11 @@ def main():
     db = os.path.join(tmp, "dashboard.db")
     took = fill_database(db, jobs, per_job)
     print("sqlite: filled %d jobs / %d events in %.1f s" % (jobs, jobs * per_job, took))
-    svc = common.Service(db, tmp)
+    import slm_api
+    tokens = os.path.join(tmp, "tokens")
+    with open(tokens, "w") as f:
+        f.write("%s:user:%s\n" % (USER, slm_api.token_digest(TOKEN)))
+    svc = common.Service(db, tmp, env={"SLM_TOKENS_FILE": tokens, "SLM_PUBLIC": "healthz"})
     root = os.path.join(tmp, "static-copy")
     os.makedirs(root)
     try:
@@ -157,7 +172,8 @@ def main():
               % (name, m * 1e3, pct(times[name], 90) * 1e3, m / base, median(parts[name][0]),
                  median(parts[name][1]), median(sizes[name]) / 1000.0))
     m = median(times["first"])
-    result("dashboard first page rendered (%dk jobs, Chromium)" % (jobs // 1000),
+    result("dashboard first page rendered (%dk jobs, signed in as a user with 40 %% of them, "
+           "Chromium)" % (jobs // 1000),
            "%.0f ms median = %.2fx static copy %.0f ms" % (m * 1e3, m / base, base * 1e3),
            "<= 300 ms", m <= 0.300)
     size = median(sizes["first"])

@@ -13,8 +13,9 @@ have stored had the events been POSTed.
 
 Each job has `events` events: SUBMITTED, RUNNING, PAUSED/RESUMED pairs, then
 a final status (COMPLETED 80 %, FAILED 10 %, CANCELLED 5 %, TIMEOUT 5 %);
-50 users u0..u49, 4 partitions, jobs spread over the 30 days before
-2026-11-30.  Deterministic (seeded).
+50 users: u0 a heavy user with 40 % of the jobs (the worst case of a
+"your jobs" view), u1..u49 the rest; 4 partitions, jobs spread over the 30
+days before 2026-11-30.  Deterministic (seeded).
 """
 
 import argparse
@@ -39,7 +40,7 @@ def iso(t):
 
 def job_events(rng, n, per_job):
     job = "%d" % (1000000 + n)
-    user = "u%d" % rng.randrange(50)
+    user = "u0" if rng.random() < 0.4 else "u%d" % rng.randrange(1, 50)
     base = {"schema": "slm.event/1", "user": user, "job_name": "job-%d" % rng.randrange(500),
             "partition": rng.choice(("batch", "gpu", "long", "debug")),
             "host": "node%03d" % rng.randrange(200), "slurm_job_id": job,

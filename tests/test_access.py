@@ -231,6 +231,57 @@ def test_two_users_first_events_for_one_new_job_in_one_group_commit(service, tok
     assert (job["user"], job["event_count"]) == ("alice", 1)
 
 
+def test_the_sites_own_destinations_are_the_admins_to_see(tmp_path, tokens):
+    """The service's SLM_WEBHOOK hears of every job; a user sees the notices of
+    their own relay request only, never the site's host or its errors."""
+    _, t = tokens
+    site = scaffold.HttpSink(500)
+    mine = scaffold.HttpSink()
+    svc = make_app(tmp_path, tokens[0], SLM_WEBHOOK=site.hook_url, SLM_NOTIFY_ON="all",
+                   SLM_OUTBOX_POLL="0.05").start()
+    try:
+        e = job_of("alice", "s1", "FAILED", exit_code=1)
+        e["relay"] = {"to": [{"url": mine.hook_url, "format": "json", "send": True}],
+                      "send": True}
+        assert post(svc.app, e, t["alice"]).status == 200
+        site.wait(lambda: site.requests)
+        mine.wait(lambda: mine.delivered)
+        for path in ("/api/v1/jobs/s1/notifications", "/api/v1/notifications"):
+            theirs = call(svc.app, "GET", path, token=t["alice"]).json["notifications"]
+            everything = call(svc.app, "GET", path, token=t["root"]).json["notifications"]
+            assert len(theirs) == 1 and len(everything) == 2, path
+            assert str(mine.port) in theirs[0]["destination"]
+    finally:
+        svc.stop()
+        site.close()
+        mine.close()
+
+
+def test_a_token_holds_a_bounded_number_of_long_polls(service, tokens):
+    """Each long-poll holds a thread: a token's beyond MAX_WAITERS get 429."""
+    _, t = tokens
+    changes = service.ingestor.changes
+    alice = service.keyring.identify("Bearer " + t["alice"])
+    held = 0
+    try:
+        for _ in range(slm_api.MAX_WAITERS - 1):   # as if alice's other tabs waited
+            assert changes.enter(alice.key, slm_api.MAX_WAITERS)
+            held += 1
+        got = call(service.app, "GET", "/api/v1/feed?wait=0.2", token=t["alice"])
+        assert got.status == 200        # the last free one
+        assert changes.enter(alice.key, slm_api.MAX_WAITERS)
+        held += 1
+        got = call(service.app, "GET", "/api/v1/feed?wait=5", token=t["alice"])
+        assert got.status == 429 and got.headers["retry-after"] == "1"
+        assert "long-polls" in got.json["error"]
+        # not waiting, it is a plain read; other tokens wait as before
+        assert call(service.app, "GET", "/api/v1/feed", token=t["alice"]).status == 200
+        assert call(service.app, "GET", "/api/v1/feed?wait=0.2", token=t["bob"]).status == 200
+    finally:
+        for _ in range(held):
+            changes.leave(alice.key)
+
+
 def test_shared_token_alone_keeps_working(tmp_path):
     svc = slm_api.build_service({"SLM_API_TOKEN": "shared-tok"}, db=str(tmp_path / "s.db"))
     try:

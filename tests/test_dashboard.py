@@ -285,6 +285,42 @@ def test_sign_in_sets_an_httponly_samesite_strict_cookie_and_explains_a_wrong_to
     assert slm_api.safe_next("/ok?a=b") == "/ok?a=b"
 
 
+def test_the_delivery_page_says_what_is_retried_and_what_was_given_up(tmp_path):
+    """Why a notification did not arrive: retrying (attempts, the error, the
+    next try) and given up (the reason), on /delivery and on the job's page."""
+    refuses, fails = scaffold.HttpSink(400), scaffold.HttpSink(500)
+    svc = slm_api.build_service({"SLM_RECONCILE": "off", "SLM_RELAY_ALLOW": "127.0.0.1",
+                                 "SLM_OUTBOX_POLL": "0.05", "SLM_OUTBOX_BACKOFF_SCALE": "100",
+                                 "SLM_NOTIFY_ON": "all",
+                                 "SLM_WEBHOOK": "%s,%s" % (refuses.hook_url, fails.hook_url)},
+                                db=str(tmp_path / "d.db")).start()
+    try:
+        post(svc.app, scaffold.event("d-1", "FAILED", user="erin", exit_code=1))
+        refuses.wait(lambda: len(refuses.requests) == 1)
+        fails.wait(lambda: len(fails.requests) == 1)
+
+        def rows(path):
+            return re.findall(r'<tr><td><time.*?</tr>', text(page(svc.app, path)))
+
+        def states(path):
+            return sorted(re.findall(r'<span class="ob ob-\w+">([^<]*)</span>',
+                                     "".join(rows(path))))
+        scaffold.await_true(lambda: states("/delivery") == ["given up", "retrying"], 10,
+                            "both rows' states shown")
+        given_up, = [r for r in rows("/delivery") if "given up" in r]
+        retrying, = [r for r in rows("/delivery") if "retrying" in r]
+        for row, error in ((given_up, "HTTP 400"), (retrying, "HTTP 500")):
+            assert '<td class="num">1</td>' in row and error in row      # attempts, why
+            assert "d-1" in row and "FAILED" in row
+        assert "<time" in retrying.split("HTTP 500")[1]                  # its next try
+        assert states("/jobs/d-1") == ["given up", "retrying"]
+        assert states("/delivery?state=failed") == ["given up"]
+    finally:
+        svc.stop()
+        refuses.close()
+        fails.close()
+
+
 def test_pages_obey_private_jobs_and_owner_only_fields(tmp_path, tokens):
     for private in (False, True):
         svc = tokened(tmp_path, SLM_PRIVATE_DATA="jobs" if private else "none")
@@ -735,6 +771,46 @@ def test_a_new_event_appears_live(tab, live_service):
     tab.click("#pause")
     expect(tab.locator("tr[data-job='live-2']")).to_be_visible()
     expect(tab.locator("#live")).to_have_text("live")
+
+
+def test_a_job_page_follows_its_job_live_late_events_included(tab, live_service):
+    """The job page follows the events as they are stored: one flushed late
+    from a spool, with an earlier time than the page's last, shows too."""
+    from playwright.sync_api import expect
+    t0 = time.time() - 120
+    live_service.post(event("follow-1", "RUNNING", t0 + 60, 2, user="carol"))
+    ready(tab, live_service.url + "/jobs/follow-1")
+    expect(tab.locator("#live")).to_have_text("live")
+    live_service.post(event("follow-1", "SUBMITTED", t0, 1, user="carol", job_name="late"))
+    expect(tab.locator("table.events")).to_contain_text("SUBMITTED")
+    live_service.post(event("follow-1", "COMPLETED", t0 + 90, 3, user="carol", exit_code=0))
+    expect(tab.locator("h1 .st")).to_have_text("COMPLETED")
+    expect(tab.locator("#announce")).to_contain_text("COMPLETED")
+
+
+def test_live_stale_offline_and_back_with_what_was_missed(browser, tmp_path):
+    """The service goes away: the page says so (text, not only colour) and
+    retries; back, it says live and shows what was stored meanwhile."""
+    from playwright.sync_api import expect
+    svc = scaffold.ServiceProcess(str(tmp_path / "o.db"), tmp_path,
+                                  env={"SLM_RECONCILE": "off"}).start()
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT)
+    try:
+        svc.post(scaffold.event("off-1", "RUNNING", user="dave"))
+        page = context.new_page()
+        ready(page, svc.url + "/")
+        expect(page.locator("#live")).to_have_text("live")
+        svc.stop()
+        expect(page.locator("#live")).to_have_text(re.compile(r"^(stale|offline): retrying$"))
+        expect(page.locator("#live")).to_have_text("offline: retrying")
+        svc.start()
+        svc.post(scaffold.event("off-2", "RUNNING", user="dave", job_name="while-away"))
+        expect(page.locator("#live")).to_have_text("live")
+        expect(page.locator("tr[data-job='off-2']")).to_be_visible()
+    finally:
+        context.close()
+        svc.kill()
 
 
 def test_the_job_page_draws_the_paused_job_to_scale(tab, live_service, screenshots):
