@@ -489,6 +489,45 @@ def test_a_flood_at_its_rate_limit_gets_429_and_others_are_served(tmp_path, toke
         svc.stop()
 
 
+def test_a_tokens_bodies_are_limited_in_bytes_too(tmp_path, tokens):
+    """Few requests of big bodies: the byte bucket (8 MiB/s, bursts of 32 MiB)
+    answers 429 before the request bucket does."""
+    _, t = tokens
+    svc = make_app(tmp_path, tokens[0])
+    try:
+        # bodies of the largest size taken, refused once read (400): counted all the same
+        big = b"{" + b" " * (slm_api.MAX_BODY - 2) + b"}"
+        codes = []
+        while len(codes) < 60 and 429 not in codes:
+            codes.append(post(svc.app, big, t["alice"]).status)
+        assert set(codes[:-1]) == {400} and codes[-1] == 429, codes
+        assert len(codes) >= 30        # 32 MiB of burst first (8 MiB/s more meanwhile)
+        assert post(svc.app, job_of("bob", "b-small"), t["bob"]).status == 200
+    finally:
+        svc.stop()
+
+
+def test_the_group_commit_takes_every_tokens_writes_in_turn(service, tokens):
+    """A burst from one token queued first cannot fill a transaction: the
+    writer takes one request from each token in turn."""
+    _, t = tokens
+    who = dict((u, service.keyring.identify("Bearer " + t[u])) for u in ("alice", "bob"))
+    ingestor = service.ingestor
+
+    def write(user, n):
+        return slm_api.Write([slm_api.validate_event(job_of(user, "%s-%d" % (user, n)))],
+                             who[user])
+    first = write("alice", 0)
+    ingestor._queue = [first] + [write("alice", n) for n in range(1, 400)] + \
+        [write("bob", n) for n in range(3)]
+    group = ingestor._take(first)
+    assert len(group) == ingestor.MAX_REQUESTS
+    bobs = [w for w in group if w.who.user == "bob"]
+    assert len(bobs) == 3 and group.index(bobs[-1]) <= 6     # near the front, in turn
+    assert all(w not in ingestor._queue for w in group)
+    ingestor._queue = []
+
+
 def test_bad_access_settings_are_config_errors(tmp_path):
     for env in ({"SLM_PRIVATE_DATA": "secret"}, {"SLM_PUBLIC": "everything"},
                 {"SLM_RATE_LIMIT": "fast"}):
