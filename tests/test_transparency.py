@@ -155,6 +155,8 @@ SCENARIOS = [
              batch_states=("COMPLETED", "TIMEOUT")),
     Scenario("signal-B-usr1", probe("USR1"), sbatch=["-t", "2", "--signal=B:USR1@100"],
              ordered=False),
+    Scenario("signal-B-usr2", probe("USR2"), sbatch=["-t", "2", "--signal=B:USR2@100"],
+             ordered=False),
     Scenario("signal-B-term", probe("TERM"), sbatch=["-t", "2", "--signal=B:TERM@100"],
              ordered=False),
     Scenario("suspend-resume", SUSPEND, act=suspend_resume, ordered=False),
@@ -222,9 +224,11 @@ def deliberate(name, mode, plain):
     """The slm variant's marker lines, given plain sbatch's: the deliberate differences.
 
     - TERM (and INT, HUP) reach the whole tree: on cgroup clusters Slurm's
-      cancel, time limit or `scancel -b -s TERM` reaches the script alone and
-      its children die by SIGKILL KillWait later; slm gives them a graceful stop.
-      Under linuxproc Slurm signals every process itself, and slm adds nothing.
+      cancel or time limit reaches the script alone and its children die by
+      SIGKILL KillWait later; slm gives them a graceful stop.  Under linuxproc
+      Slurm signals every process itself for those, and slm adds nothing.  A
+      TERM Slurm sends to the batch script alone by request (`scancel -b -s
+      TERM`, `--signal=B:TERM@T`) reaches the tree in both modes.
     - `scancel -f --signal=S` signals the script's process group; slm's child
       runs in a process group of its own, so only the script gets S.
     """
