@@ -10,6 +10,7 @@ Environment:
 import glob
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +25,15 @@ CHILD = os.path.join(HELPERS, "child.py")
 sys.path.insert(0, ROOT)
 
 from scaffold import HttpSink, free_port, need  # noqa: E402
+
+# Started in the background by a shell (`./.ci/run &`, nohup), the suite
+# ignores INT and QUIT, and every job it starts would inherit that: what a
+# job does when killed by those signals could then not be seen.  Tests start
+# jobs as a terminal or slurmstepd would: with the default dispositions.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 def discover_pythons():
