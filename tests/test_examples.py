@@ -36,3 +36,26 @@ def test_example_slm_lines_parse(path):
         args = slm.build_parser().parse_args(head)
         assert args.command in ("run", "submit")
         assert tail, line
+
+
+def test_the_readmes_fast_exec_line_runs_slm_from_its_compiled_cache(tmp_path):
+    """The README's longer exec line: slm imported (its __pycache__ written and
+    then used), the command's exit status and environment as with slm.py."""
+    import sys
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    line = re.search(r"^exec python3 (-I -c '[^']*') \\\n\s+run -- ", readme, re.M)
+    assert line, "the README's fast exec line is gone"
+    flags = shlex.split(line.group(1).replace("/shared/tools", ROOT))
+    env = dict(os.environ, SLM_SPOOL_DIR=str(tmp_path / "spool"), PYTHONPATH="/kept",
+               PYTHONDONTWRITEBYTECODE="")
+    for k in [k for k in env if k.startswith("SLM_") and k != "SLM_SPOOL_DIR"]:
+        del env[k]
+    for _ in range(2):
+        r = subprocess.run([sys.executable] + flags + ["run", "--", "sh", "-c",
+                                                       'echo "$PYTHONPATH"; exit 7'],
+                           cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=60)
+        assert (r.returncode, r.stdout) == (7, b"/kept\n"), r.stderr
+        assert b"COMPLETED" not in r.stderr and b"FAILED" in r.stderr
+    cache = glob.glob(os.path.join(ROOT, "__pycache__", "slm.*.pyc"))
+    assert cache, "no compiled cache beside slm.py"
