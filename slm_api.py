@@ -3836,22 +3836,10 @@ def openapi_document(app):
     }
 
 
-def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, public=(),
-             max_body=MAX_BODY, pages=None):
-    """The Bottle application: the routes, on what it is handed.
-
-    public: which of "healthz" and "metrics" answer without a token.
-    pages: pages(app, reads, keyring) adds the dashboard's routes (they are
-    no API routes: the OpenAPI document leaves them out).
-    """
-    access = access or Access()
-    reads = Reads(db, access, ingestor.changes)
-    app = SLMApp()
-    app.metrics = metrics
-    app.install(ServicePlugin(db, keyring, metrics, log, limiter, public))
-
+def json_error_handler(keyring, log):
+    """Bottle's default error handler: the errors Bottle raises itself (no
+    such route, wrong method, bad requests) in the service's JSON shape."""
     def error_page(error):
-        # errors Bottle raises itself: no such route, wrong method, bad requests
         status = error.status_code
         if bottle.request.path.startswith("/api/") and status in (404, 405):
             try:   # no probing for routes without a token
@@ -3874,8 +3862,11 @@ def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, pub
         for name, value in answer.headers.items():
             bottle.response.set_header(name, value)
         return answer.body
-    app.default_error_handler = error_page
+    return error_page
 
+
+def write_routes(app, ingestor, max_body):
+    """POST /api/v1/events and /api/v1/heartbeats: through the group commit."""
     @endpoint(app, "POST", "/api/v1/events", "store one event or a batch (idempotent on "
               "event_id)", ("stored (or already stored)", "Accepted"),
               ("400", "401", "403", "411", "413", "429", "503"),
@@ -3896,6 +3887,11 @@ def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, pub
     def post_heartbeats(who):
         return json_answer(ingestor.submit([], who, beats=parse_heartbeats(read_body(max_body))))
 
+
+def read_routes(app, db, ingestor, reads):
+    """The API's read routes: jobs, a job, its events and notifications, the
+    feed, the summary, the outbox, whoami; answers made by reads."""
+    access = reads.access
     filter_params = (
         ("status", "comma-separated statuses (any of %s)" % ", ".join(STATUSES), None),
         ("user", "exact user", None), ("name", "exact job name", None),
@@ -4051,6 +4047,10 @@ def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, pub
         return json_answer({"user": who.user, "role": who.role,
                             "private_jobs": access.private_jobs})
 
+
+def ops_routes(app, db, metrics, log):
+    """/healthz, /metrics and /openapi.json: what operators and tools ask."""
+    document = []
     @endpoint(app, "GET", "/healthz", "is the database reachable (without a token where "
               "SLM_PUBLIC has healthz)", ("reachable", "Health"), ("401",), public="healthz")
     def healthz():
@@ -4079,11 +4079,29 @@ def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, pub
     @endpoint(app, "GET", "/openapi.json", "this document (no token needed)",
               ("OpenAPI 3.0 document", None), public=True)
     def openapi_json():
-        return json_answer(openapi)
+        if not document:      # the routes are all there by the first request
+            document.append(openapi_document(app))
+        return json_answer(document[0])
 
+
+def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, public=(),
+             max_body=MAX_BODY, pages=None):
+    """The Bottle application: the routes, on what it is handed.
+
+    public: which of "healthz" and "metrics" answer without a token.
+    pages: pages(app, reads, keyring) adds the dashboard's routes (they are
+    no API routes: the OpenAPI document leaves them out).
+    """
+    reads = Reads(db, access or Access(), ingestor.changes)
+    app = SLMApp()
+    app.metrics = metrics
+    app.install(ServicePlugin(db, keyring, metrics, log, limiter, public))
+    app.default_error_handler = json_error_handler(keyring, log)
+    write_routes(app, ingestor, max_body)
+    read_routes(app, db, ingestor, reads)
+    ops_routes(app, db, metrics, log)
     if pages is not None:
         pages(app, reads, keyring)
-    openapi = openapi_document(app)
     return app
 
 
