@@ -4244,7 +4244,7 @@ tr.flash{animation:flash 2s ease-out}
 .why{border-left:4px solid var(--link);background:var(--soft);padding:.1em 1em .6em}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.3em 1em;margin:.4em 0}
 dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}
-.lifeline{display:block;background:var(--soft);border:1px solid var(--line);border-radius:4px}
+.lifeline{display:block;overflow:visible;background:var(--soft);border:1px solid var(--line);border-radius:4px}
 .seg-pending{fill:#9aa5d6}.seg-running{fill:#1f77c9}.seg-paused{fill:#f0a030}
 .seg-terminating{fill:#9c4db3}
 .mark{stroke:#3b4650;stroke-width:4}.mk-ok{stroke:#1b7a2a}.mk-bad,.mk-lost{stroke:#c0262d}
@@ -4971,10 +4971,14 @@ class Dashboard(object):
                                 width * 0.8, h, esc(bucket["start"][:16].replace("T", " ")),
                                 "UTC", n, esc(status)))
         return ('<svg class="chart" width="100%%" height="60" role="img" aria-label="Jobs '
-                'ended per %s by final state, %s: most in one %s %d">%s</svg>' % (
+                'ended per %s by final state, %s: most in one %s %d">%s</svg>'
+                '<div class="axis" aria-hidden="true"><span>%s</span><span>%s</span></div>' % (
                     summary["bucket"], esc(", ".join("%s %d" % kv for kv in sorted(
                         summary["counts"].items())) or "none"), summary["bucket"],
-                    tallest if any(b["counts"] for b in series) else 0, "".join(bars)))
+                    tallest if any(b["counts"] for b in series) else 0, "".join(bars),
+                    shown_time(series[0]["start"], True),
+                    "now" if summary["until"] >= iso_at(time.time() - 60)
+                    else shown_time(summary["until"], True)))
 
     # -- one job ------------------------------------------------------------------------
 
