@@ -1,4 +1,4 @@
--- SLM (Slurm Lifecycle Monitor) schema for MySQL/MariaDB, version 2.
+-- SLM (Slurm Lifecycle Monitor) schema for MySQL/MariaDB, version 3.
 -- slm_api.py creates these tables itself when they are missing; this file is
 -- for DBAs who prefer to create them by hand.  Keep it identical to
 -- MYSQL_SCHEMA in slm_api.py (tests/test_storage.py checks).
@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS `slurm_jobs` (
   `heartbeat_at` VARCHAR(32) NULL,
   `heartbeat_interval` DOUBLE NULL,
   `checked_at` VARCHAR(32) NULL,
+  `asked_at` VARCHAR(32) NULL,
   `job_group` VARCHAR(128) NULL,
   `relay` MEDIUMTEXT NULL,
   PRIMARY KEY (`job_id`),

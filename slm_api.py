@@ -117,7 +117,7 @@ MAX_TEXT = 4096
 MAX_LIST = 4096
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 STATUSES = slm.STATUSES
 FINAL = slm.FINAL_STATUSES
@@ -127,7 +127,7 @@ FINAL = slm.FINAL_STATUSES
 # and SQLite and MySQL filter them identically.  utf8mb4_bin keeps job ids
 # case-sensitive and text byte-exact.
 MYSQL_SCHEMA = """\
--- SLM (Slurm Lifecycle Monitor) schema for MySQL/MariaDB, version 2.
+-- SLM (Slurm Lifecycle Monitor) schema for MySQL/MariaDB, version 3.
 -- slm_api.py creates these tables itself when they are missing; this file is
 -- for DBAs who prefer to create them by hand.  Keep it identical to
 -- MYSQL_SCHEMA in slm_api.py (tests/test_storage.py checks).
@@ -170,6 +170,7 @@ CREATE TABLE IF NOT EXISTS `slurm_jobs` (
   `heartbeat_at` VARCHAR(32) NULL,
   `heartbeat_interval` DOUBLE NULL,
   `checked_at` VARCHAR(32) NULL,
+  `asked_at` VARCHAR(32) NULL,
   `job_group` VARCHAR(128) NULL,
   `relay` MEDIUMTEXT NULL,
   PRIMARY KEY (`job_id`),
@@ -241,7 +242,7 @@ CREATE TABLE IF NOT EXISTS slurm_jobs (
   job_name TEXT, user TEXT, partition TEXT, nodelist TEXT, host TEXT, cluster TEXT,
   slurm_job_id TEXT, array_job_id TEXT, array_task_id TEXT, meta TEXT,
   restarts INTEGER NOT NULL DEFAULT 0, heartbeat_at TEXT, heartbeat_interval REAL,
-  checked_at TEXT, job_group TEXT, relay TEXT
+  checked_at TEXT, job_group TEXT, relay TEXT, asked_at TEXT
 );
 CREATE INDEX IF NOT EXISTS slurm_jobs_last ON slurm_jobs (last_event_time, job_id);
 CREATE INDEX IF NOT EXISTS slurm_jobs_status ON slurm_jobs (status);
@@ -286,6 +287,8 @@ MIGRATIONS = {
         ("slurm_jobs", "job_group", "TEXT", "VARCHAR(128) NULL"),
         ("slurm_jobs", "relay", "TEXT", "MEDIUMTEXT NULL"),
         ("slm_outbox", "event_id", "TEXT", "VARCHAR(64) NULL")),
+    # when the reconciler last asked Slurm (answered or not): its queue's order
+    3: (("slurm_jobs", "asked_at", "TEXT", "VARCHAR(32) NULL"),),
 }
 # Columns a version made wider (MySQL only: SQLite does not enforce lengths).
 WIDENED = {2: (("slm_outbox", "state", "VARCHAR(16) NOT NULL", 16),)}
@@ -1353,36 +1356,50 @@ class Tx(object):
                 meta["usage"] = dict((k, beat[k]) for k in HEARTBEAT_SAMPLES if k in beat)
                 row["meta"] = compact_json(meta)
 
-    def silent_jobs(self, now_epoch, grace, limit=500):
-        """Jobs that run by their status but missed `grace` heartbeat intervals."""
+    def silent_jobs(self, now_epoch, grace, listening_since=0.0, limit=500):
+        """Jobs that run by their status but missed `grace` heartbeat intervals
+        while the service was listening (beats sent to a service that was down
+        were not missed by the job)."""
         alive = ", ".join("'%s'" % s for s in sorted(ALIVE))
         found = []
         for job_id, beat, interval in self.rows(
                 "SELECT job_id, heartbeat_at, heartbeat_interval FROM slurm_jobs WHERE status"
                 " IN (%s) AND heartbeat_interval > 0 AND heartbeat_at IS NOT NULL" % alive):
             last = epoch_of(beat)
-            if last is not None and now_epoch - last > grace * interval:
+            if last is not None and now_epoch - max(last, listening_since) > grace * interval:
                 found.append(job_id)
         return found[:limit]
+
+    def regained_jobs(self, limit=500):
+        """Jobs the service declared LOST that have been heard from since."""
+        return [r[0] for r in self.rows(
+            "SELECT job_id FROM slurm_jobs WHERE status = 'LOST' AND heartbeat_at >"
+            " status_time LIMIT ?", (int(limit),))]
 
     def jobs_to_check(self, quiet, slow, since, limit=200):
         """Jobs Slurm should be asked about, least recently asked first: open
         ones with a short story (QUICK_CHECK) quiet since `quiet`, the others
-        since `slow`, and jobs ended after `since` that nobody checked yet."""
+        since `slow`, and jobs ended after `since` that nobody checked yet.
+        Asked, answered or not, a job goes to the back of the queue: jobs
+        Slurm has no answer for yet (accounting lags; ids it never heard of)
+        cannot keep the others from being asked."""
         fast = ", ".join("'%s'" % s for s in sorted(QUICK_CHECK))
         other = ", ".join("'%s'" % s for s in sorted(OPEN_TO_CHECK - QUICK_CHECK))
         return [dict(zip(JOB_COLUMNS, r)) for r in self.rows(
             "SELECT %s FROM slurm_jobs WHERE (status IN (%s) AND last_event_time < ? AND"
             " (checked_at IS NULL OR checked_at < ?)) OR (status IN (%s) AND last_event_time"
             " < ? AND (checked_at IS NULL OR checked_at < ?)) OR (ended_at IS NOT NULL AND"
-            " checked_at IS NULL AND ended_at < ? AND ended_at > ?) ORDER BY checked_at,"
+            " checked_at IS NULL AND ended_at < ? AND ended_at > ?) ORDER BY asked_at,"
             " last_event_time LIMIT ?" % (columns(JOB_COLUMNS), fast, other),
             (quiet, quiet, slow, slow, quiet, since, int(limit)))]
 
-    def mark_checked(self, job_ids, when):
+    def mark_checked(self, job_ids, when, column="checked_at"):
+        """checked_at: Slurm's answer was read (or nothing is left to ask);
+        asked_at: Slurm was asked, answered or not."""
+        assert column in ("checked_at", "asked_at")
         for part in chunks(sorted(job_ids), 500):
-            self.execute("UPDATE slurm_jobs SET checked_at = ? WHERE job_id IN (%s)"
-                         % ", ".join("?" * len(part)), [when] + part)
+            self.execute("UPDATE slurm_jobs SET %s = ? WHERE job_id IN (%s)"
+                         % (column, ", ".join("?" * len(part))), [when] + part)
 
     def settled_groups(self, before, since):
         """Groups whose every job has ended, the last before `before` (and after
@@ -2522,10 +2539,13 @@ def slurm_exit(text):
     return {}
 
 
-def slurm_event(row, status, run, now, source="slurm", **fields):
+def slurm_event(row, status, run, now, source="slurm", episode="", **fields):
     """An event the service writes about a job, with an id that is the same
-    whichever instance writes it (so it is stored and notified once)."""
+    whichever instance writes it (so it is stored and notified once);
+    episode tells apart the same news told again (lost twice in one run)."""
     key = "%s|%s|%d|%s" % (row["job_id"], status, run, fields.get("reason") or "")
+    if episode:
+        key += "|" + episode
     event = {"schema": slm.EVENT_SCHEMA,
              "event_id": "%s-%s" % (source, hashlib.sha1(key.encode("utf-8")).hexdigest()[:40]),
              "job_id": row["job_id"], "status": status, "time": now, "source": source,
@@ -2616,6 +2636,7 @@ class Watchdog(threading.Thread):
         self.owner = "%s-%d-%s" % (socket.gethostname()[:30], os.getpid(), uuid.uuid4().hex[:8])
         self.stopping = threading.Event()
         self.rounds = 0
+        self.listening_since = time.time()   # silence before it proves nothing
 
     def stop(self, wait=5.0):
         self.stopping.set()
@@ -2671,21 +2692,34 @@ class Watchdog(threading.Thread):
             self.ingestor.notified()
 
     def find_lost(self, now):
-        ids = self.db.run(lambda tx: tx.silent_jobs(now, self.grace))
-        if not ids:
-            return
-        rows = self.db.run(lambda tx: [tx.get_job(j) for j in ids])
+        """LOST for the jobs gone silent; RUNNING again, once heard from, for
+        the jobs that were only cut off (a network or a service down)."""
+        def work(tx):
+            lost = tx.silent_jobs(now, self.grace, self.listening_since)
+            back = tx.regained_jobs()
+            return [tx.get_job(j) for j in lost], [tx.get_job(j) for j in back]
+        lost, back = self.db.run(work)
         events = []
-        for row in rows:
+        for row in lost:
             if row is None or row["status"] not in ALIVE:
                 continue
             silent = now - (epoch_of(row["heartbeat_at"]) or now)
             events.append(slurm_event(
                 row, "LOST", row.get("restarts") or 0, iso_at(now), source="service",
-                reason="no_heartbeat", heartbeat_at=row["heartbeat_at"],
+                episode=row["heartbeat_at"], reason="no_heartbeat",
+                heartbeat_at=row["heartbeat_at"],
                 message="no heartbeat for %s (every %gs expected): the wrapper, its node or "
                         "the network is gone" % (slm.duration_text(silent),
                                                  row["heartbeat_interval"])))
+        for row in back:
+            if row is None or row["status"] != "LOST":
+                continue
+            events.append(slurm_event(
+                row, "RUNNING", row.get("restarts") or 0, iso_at(now), source="service",
+                episode=row["status_event"], reason="heard_again",
+                heartbeat_at=row["heartbeat_at"],
+                message="heard from again (last heartbeat %s): the job was not lost, only "
+                        "cut off from the service" % row["heartbeat_at"]))
         self.write(events)
 
     def ask_slurm(self, now):
@@ -2725,7 +2759,11 @@ class Watchdog(threading.Thread):
             elif row["status"] in OPEN_TO_CHECK:
                 checked.append(row["job_id"])   # asked: wait a round before asking again
         self.write(events)
-        self.db.run(lambda tx: tx.mark_checked(checked, stamp), write=True)
+
+        def mark(tx):
+            tx.mark_checked([r["job_id"] for r in rows], stamp, "asked_at")
+            tx.mark_checked(checked, stamp)
+        self.db.run(mark, write=True)
 
     def read_spool(self, root):
         """Store what waits for the service in a spool directory, as `slm flush`

@@ -543,14 +543,14 @@ def test_a_version_1_database_is_upgraded_in_place(db):
         conn.commit()
     conn.close()
     assert db.store.ingest([event(job_id="new-1", restart_count=1)]) == (1, 0)
-    assert db.store.schema_version() == slm_api.SCHEMA_VERSION == 2
+    assert db.store.schema_version() == slm_api.SCHEMA_VERSION == 3
     old_job = db.store.get_job("old-1")
     assert (old_job["status"], old_job["exit_code"], old_job["restarts"]) == ("COMPLETED", 0, 0)
     assert db.store.get_job("new-1")["restarts"] == 1
     assert [e["event_id"] for e in db.store.job_events("old-1")] == [old["event_id"]]
     def columns(tx, table):
         return tx.dialect.table_columns(tx.cur, table)
-    assert {"restarts", "heartbeat_at", "heartbeat_interval", "checked_at", "job_group",
+    assert {"restarts", "heartbeat_at", "heartbeat_interval", "checked_at", "asked_at", "job_group",
             "relay"} <= db.store.db.run(lambda tx: columns(tx, "slurm_jobs"))
     assert "event_id" in db.store.db.run(lambda tx: columns(tx, "slm_outbox"))
     if db.kind == "mysql":   # a state as long as 'superseded' fits

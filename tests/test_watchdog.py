@@ -214,6 +214,92 @@ def test_silent_job_is_lost_after_three_intervals_and_notified_once(tmp_path, ho
         svc.stop()
 
 
+def test_silence_while_the_service_was_down_is_not_the_jobs(tmp_path):
+    # the job beat every second until a minute ago, when the service went down
+    svc = watched(tmp_path)
+    try:
+        app, started = svc.app, time.time()
+        assert call(app, "POST", "/api/v1/events", event("patient", "RUNNING",
+                                                         user="alice")).status == 200
+        assert call(app, "POST", "/api/v1/heartbeats", beat(
+            "patient", 1.0, slm.iso_utc(time.time() - 60))).json["accepted"] == 1
+        rounds = svc.watchdog.rounds
+        scaffold.await_true(lambda: svc.watchdog.rounds >= rounds + 3, timeout=10,
+                            what="three watchdog rounds")
+        assert call(app, "GET", "/api/v1/jobs/patient").json["status"] == "RUNNING"
+        # three intervals of silence the service heard: now it is LOST
+        scaffold.await_true(lambda: call(app, "GET", "/api/v1/jobs/patient").json["status"] ==
+                            "LOST", timeout=15, what="patient job LOST")
+        assert time.time() - svc.watchdog.listening_since >= 3.0
+        assert svc.watchdog.listening_since >= started - 1
+    finally:
+        svc.stop()
+
+
+def test_a_lost_job_heard_from_again_runs_again_and_can_be_lost_again(tmp_path, hook):
+    svc = watched(tmp_path)
+    try:
+        app = svc.app
+        relay = {"to": [{"url": hook.hook_url, "format": "json", "on": "LOST,RUNNING"}],
+                 "send": False}
+        assert call(app, "POST", "/api/v1/events", dict(event("cut-off", "RUNNING", user="alice"),
+                                                        relay=relay)).status == 200
+
+        def status():
+            return call(app, "GET", "/api/v1/jobs/cut-off").json["status"]
+
+        def statuses():
+            return [(e["status"], e.get("source"))
+                    for e in call(app, "GET", "/api/v1/jobs/cut-off/events").json["events"]]
+        call(app, "POST", "/api/v1/heartbeats", beat("cut-off", 0.3))
+        scaffold.await_true(lambda: status() == "LOST", timeout=10, what="LOST")
+        # the network comes back: the next heartbeat shows the job alive
+        call(app, "POST", "/api/v1/heartbeats", beat("cut-off", 0.3))
+        scaffold.await_true(lambda: status() == "RUNNING", timeout=10, what="RUNNING again")
+        running = [e for e in call(app, "GET", "/api/v1/jobs/cut-off/events").json["events"]
+                   if e.get("source") == "service" and e["status"] == "RUNNING"]
+        assert len(running) == 1 and "heard from again" in running[0]["message"]
+        # and silent again: a second LOST, its own event
+        scaffold.await_true(lambda: status() == "LOST", timeout=10, what="LOST again")
+        assert statuses() == [("RUNNING", None), ("LOST", "service"), ("RUNNING", "service"),
+                              ("LOST", "service")]
+        hook.wait(lambda: len(hook.delivered) == 3)
+        assert [d["status"] for d in hook.delivered] == ["LOST", "RUNNING", "LOST"]
+    finally:
+        svc.stop()
+
+
+def test_jobs_slurm_cannot_answer_for_do_not_starve_the_others(tmp_path):
+    # 250 open jobs that Slurm never heard of, then one it knows: asked in the next round
+    class Knows(slm_api.Slurm):
+        def __init__(self):
+            slm_api.Slurm.__init__(self)
+            self.cluster, self.asked = "c1", []
+
+        def runs(self, ids):
+            self.asked.append(list(ids))
+            return dict((i, [{"JobID": i, "State": "COMPLETED", "ExitCode": "0:0",
+                              "Reason": "None"}]) for i in ids if i == "999")
+    svc = slm_api.build_service({"SLM_RECONCILE": "off", "SLM_WATCH_INTERVAL": "3600"},
+                                db=str(tmp_path / "q.db")).start()
+    try:
+        old = slm.iso_utc(time.time() - 600)
+        for i in range(250):
+            call(svc.app, "POST", "/api/v1/events", event(str(i + 1), "RUNNING", old,
+                                                          cluster="c1", user="alice"))
+        call(svc.app, "POST", "/api/v1/events", event("999", "RUNNING", old, cluster="c1",
+                                                      user="alice"))
+        slurm = Knows()
+        dog = slm_api.Watchdog(svc.db, svc.ingestor, slurm, interval=60)
+        dog.ask_slurm(time.time())
+        dog.ask_slurm(time.time() + 1)
+        assert len(slurm.asked) == 2 and len(slurm.asked[0]) == 200
+        assert "999" in slurm.asked[0] + slurm.asked[1]
+        assert call(svc.app, "GET", "/api/v1/jobs/999").json["status"] == "COMPLETED"
+    finally:
+        svc.stop()
+
+
 def test_heartbeats_are_validated_and_owned(tmp_path):
     path = tmp_path / "tokens"
     path.write_text("alice:user:%s\nbob:user:%s\n" % (slm_api.token_digest("ta"),
