@@ -1468,13 +1468,16 @@ def mail_thread_root(event, domain):
 def email_message(event, address, sender, dashboard_url=None):
     """A multipart message (plain text and a small HTML part with the same facts)."""
     import html
+    import re
     from email.message import EmailMessage
     from email.utils import formatdate
     title, lines, tail, link = notice_parts(event, dashboard_url)
     domain = sender.rpartition("@")[2] or "slm"
     msg = EmailMessage()
-    msg["Subject"] = "[slm] %s %s %s" % (event.get("status", "?"), event.get("job_id", "?"),
-                                         event.get("job_name") or event.get("group") or "")
+    # a job's name is the user's: no line breaks (or other controls) in a header
+    msg["Subject"] = re.sub(r"[\x00-\x1f\x7f]+", " ", "[slm] %s %s %s" % (
+        event.get("status", "?"), event.get("job_id", "?"),
+        event.get("job_name") or event.get("group") or ""))
     msg["From"] = sender
     msg["To"] = ", ".join(address.recipients)
     msg["Date"] = formatdate(localtime=True)
@@ -1516,6 +1519,13 @@ def smtp_connection(host, port, mode, user, password, timeout):
             if mode == "starttls" or (mode == "auto" and smtp.has_extn("starttls")):
                 smtp.starttls(context=ssl.create_default_context())
                 smtp.ehlo()
+            elif user and password and mode == "auto":
+                # a server (or somebody in between) that offers no TLS does not get
+                # the password in clear unless the site says so
+                smtp.close()
+                raise DeliveryError("the SMTP server %s:%d offers no TLS: not logging in "
+                                    "in clear (SLM_SMTP_TLS=none allows it)" % (host, port),
+                                    permanent=True)
         if user and password:
             smtp.login(user, password)
         return smtp

@@ -290,6 +290,34 @@ def test_mail_login_and_credentials_never_printed(env):
         server.stop()
 
 
+def test_no_password_in_clear_to_a_server_without_tls(env):
+    from aiosmtpd.smtp import AuthResult
+    tried = []
+
+    def auth(server, session, envelope, mechanism, data):
+        tried.append(data.login)
+        return AuthResult(success=True)
+    server = MailServer(auth=auth).start()      # offers no STARTTLS
+    try:
+        smtp_env(env, server.port, SLM_SMTP_USER="slmbot", SLM_SMTP_PASSWORD="Pw-SEKRIT-9",
+                 SLM_SMTP_TLS="auto", SLM_WEBHOOK="mailto:alice@example.org#on=final")
+        r = run_slm(MAIN_PYTHON, ["run", "--name", "two\nlines", "--", "true"], env)
+        assert r.returncode == 0 and b"Pw-SEKRIT-9" not in r.stderr
+        assert b"offers no TLS: not logging in in clear" in r.stderr
+        assert b"Traceback" not in r.stderr
+        assert server.quiet(0.5) == 0 and tried == []
+        # the site says plain is fine on its own network: sent, a name with a
+        # line break in it on one header line
+        env["SLM_SMTP_TLS"] = "none"
+        r = run_slm(MAIN_PYTHON, ["run", "--name", "two\nlines", "--", "true"], env)
+        assert r.returncode == 0, r.stderr
+        subject = server.wait(1)[0][1]["Subject"]
+        assert subject.startswith("[slm] COMPLETED") and subject.endswith("two lines")
+        assert tried == [b"slmbot"]
+    finally:
+        server.stop()
+
+
 def test_doctor_checks_the_mail_server(env, mail):
     smtp_env(env, mail.port, SLM_WEBHOOK="mailto:alice@example.org")
     out = run_slm(MAIN_PYTHON, ["doctor"], env).stdout.decode()
