@@ -4611,28 +4611,16 @@ RUN_OPTIONS = (
 )
 
 
-def bounded_int(low, high):
+def bounded(kind, low, high):
+    """An argparse type: a number of kind (int or float) between low and high."""
     import argparse
+    what = "a whole number" if kind is int else "a number"
 
     def parse(text):
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError("not a whole number: %r" % text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError("%d is not between %d and %d" % (value, low, high))
-        return value
-    return parse
-
-
-def bounded_float(low, high):
-    import argparse
-
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError("not a number: %r" % text)
+            raise argparse.ArgumentTypeError("not %s: %r" % (what, text))
         if not low <= value <= high:   # false for nan too
             raise argparse.ArgumentTypeError("%s is not between %g and %g" % (text, low, high))
         return value
@@ -4704,7 +4692,7 @@ def build_parser():
                        "Exit 0 when none is left, 1 otherwise.",
                        epilog=EXAMPLES["flush"], formatter_class=formatter)
     add_common(p, defaults=False)
-    p.add_argument("--max-time", type=bounded_float(0.1, 86400), default=300.0,
+    p.add_argument("--max-time", type=bounded(float, 0.1, 86400), default=300.0,
                    metavar="SECONDS",
                    help="give up after this long (default 300)")
 
@@ -4733,9 +4721,9 @@ def build_parser():
     p.add_argument("--since", metavar="TIME", help="active since (UTC, 2026-11-30 or "
                    "2026-11-30T08:00:00Z)")
     p.add_argument("--until", metavar="TIME", help="active until (UTC)")
-    p.add_argument("--limit", type=bounded_int(1, 1000), default=50,
+    p.add_argument("--limit", type=bounded(int, 1, 1000), default=50,
                    help="at most this many, 1 to 1000 (50)")
-    p.add_argument("--offset", type=bounded_int(0, 10 ** 9), default=0,
+    p.add_argument("--offset", type=bounded(int, 0, 10 ** 9), default=0,
                    help="skip this many (the next page)")
     p.add_argument("--json", action="store_true", help="the service's answer as JSON")
 

@@ -39,7 +39,19 @@ class Lifecycle(object):
         self.services = [ServiceProcess(self.db, self.dir, env=env,
                                         args=["--spool", self.spool]).start()
                          for _ in range(2)]
-        self.jobs = {}
+        # a third, on its own SQLite, on a host where accounting is off: its sacct
+        # says so (as sacct does without slurmdbd), squeue and scontrol are Slurm's
+        shims = os.path.join(self.dir, "no-accounting-bin")
+        os.makedirs(shims, exist_ok=True)
+        with open(os.path.join(shims, "sacct"), "w") as f:
+            f.write("#!/bin/sh\necho 'sacct: error: Slurm accounting storage is disabled' >&2\n"
+                    "exit 1\n")
+        os.chmod(os.path.join(shims, "sacct"), 0o755)
+        blind = dict(env, PATH=shims + os.pathsep + os.environ["PATH"])
+        del blind["SLM_WEBHOOK"]
+        self.services.append(ServiceProcess(os.path.join(self.dir, "no-accounting.db"),
+                                            self.dir, env=blind).start())
+        self.jobs, self.via = {}, {}
 
     def submit(self, name, script, sbatch_args=(), via=0, **env):
         """slm submit [--group G] SBATCH_ARGS job.sh, posting to service `via`."""
@@ -59,13 +71,14 @@ class Lifecycle(object):
         assert r.returncode == 0, r.stderr
         job_id = re.search(rb"Submitted batch job (\d+)", r.stdout).group(1).decode()
         self.jobs[name] = (job_id, folder)
+        self.via[name] = via
         return job_id
 
-    def job(self, name):
-        return self.services[1].job(self.jobs[name][0])
+    def job(self, name):     # read from the other instance than the job posts to
+        return self.services[1 if self.via[name] < 2 else 2].job(self.jobs[name][0])
 
     def events(self, name):
-        return self.services[0].events(self.jobs[name][0])
+        return self.services[0 if self.via[name] < 2 else 2].events(self.jobs[name][0])
 
     def wait(self, name, predicate, timeout=120):
         seen = {}
@@ -120,6 +133,7 @@ def life(cluster):
     try:
         lc.submit("killed", SLEEPER, via=0)
         lc.submit("suspended", SLEEPER, via=1)
+        lc.submit("suspended-no-accounting", SLEEPER, via=2)
         lc.submit("oom", "#!/bin/bash\n%s -c 'import time\nb = []\nfor i in range(100):\n"
                   "    b.append(bytearray(4 << 20))\n    time.sleep(0.4)\n'\necho after=$?\n"
                   % MAIN_PYTHON, ["--mem=100M"], SLM_HEARTBEAT="0.5")
@@ -180,6 +194,21 @@ def test_cancel_of_a_suspended_job_is_cancelled_by_the_reconciler(life):
     assert job["meta"]["source"] == "slurm"
     assert [e["status"] for e in life.events("suspended")][-1] == "CANCELLED"
     assert "LOST" not in [e["status"] for e in life.events("suspended")]   # PAUSED: frozen
+
+
+def test_without_accounting_squeue_gives_the_verdict(life):
+    # the same story on a cluster without slurmdbd: slurmctld still remembers
+    # the job for MinJobAge, and squeue -t all says how it ended
+    name = "suspended-no-accounting"
+    life.wait(name, lambda j: j["status"] == "RUNNING")
+    life.marker(name, "slm.pid")
+    subprocess.check_call(["scontrol", "suspend", life.jobs[name][0]])
+    life.wait(name, lambda j: j["status"] == "PAUSED")
+    subprocess.check_call(["scancel", life.jobs[name][0]])
+    job = life.wait(name, lambda j: j["status"] == "CANCELLED", timeout=90)
+    assert job["meta"]["source"] == "slurm" and job["reason"] == "cancelled"
+    assert "sacct cannot tell" in life.services[2].output()
+    assert "accounting storage is disabled" in life.services[2].output()
 
 
 def test_out_of_memory_with_a_warning_before(life):
