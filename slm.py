@@ -1430,7 +1430,10 @@ class SmtpSettings(object):
     """Where mail goes out (SLM_SMTP_HOST, _PORT, _USER, _PASSWORD, _TLS, _FROM):
     slm.py when it mails itself, the service for the mail it relays."""
 
-    def __init__(self, get):
+    def __init__(self, get, own_servers=True):
+        # own_servers: whether an address may name its own server
+        # (mailtos://user:pw@host); the service's relayed mail never does
+        self.own_servers = own_servers
         self.host = get("SLM_SMTP_HOST") or None
         self.port = get("SLM_SMTP_PORT") or None
         self.user = get("SLM_SMTP_USER") or None
@@ -1443,7 +1446,7 @@ class SmtpSettings(object):
 
     def server(self, address):
         """(host, port, mode, user, password, sender) for mail to address."""
-        own = address.server
+        own = address.server if self.own_servers else {}
         host = own.get("host") or self.host
         mode = own.get("mode") or self.mode
         if mode not in ("auto", "starttls", "ssl", "none", "insecure"):
@@ -1937,7 +1940,8 @@ class Settings(object):
         """What the service needs to notify for us (SLM_WEBHOOK_VIA=api): the
         destinations, and for each whether this event is for it (its own #on=
         filter, else SLM_NOTIFY_ON); the service judges the events it makes
-        itself (LOST, Slurm's verdict) by notify_on."""
+        itself (LOST, Slurm's verdict) by each one's notify_on, else the
+        relay's."""
         to = []
         for d in self.destinations():
             entry = {"url": d.url, "format": d.format,
@@ -1946,6 +1950,8 @@ class Settings(object):
                 entry["secret"] = self.webhook_secret
             if d.array_notify:
                 entry["array_notify"] = d.array_notify
+            if d.notify_on is not None:    # for the events the service makes itself
+                entry["notify_on"] = sorted(d.notify_on)
             to.append(entry)
         relay = {"to": to, "send": wants_notice(event, self.notify_on, self.array_notify),
                  "array_notify": self.array_notify, "notify_on": sorted(self.notify_on)}

@@ -505,6 +505,12 @@ def check_text(value, name, limit=MAX_TEXT):
     return None
 
 
+def check_statuses(value, name):
+    if value is not None and (not isinstance(value, list) or len(value) > len(STATUSES) or
+                              any(s not in STATUSES for s in value)):
+        raise ValueError("%s must be a list of statuses" % name)
+
+
 def validate_relay(relay):
     """The relay request of an event; raise ValueError."""
     if not isinstance(relay, dict):
@@ -528,12 +534,10 @@ def validate_relay(relay):
                 target.get("array_notify") not in (None,) + slm.ARRAY_NOTIFY_CHOICES:
             raise ValueError("relay.to send must be true or false, array_notify each, "
                              "failures or summary")
+        check_statuses(target.get("notify_on"), "relay.to notify_on")
     if not isinstance(relay.get("send", False), bool):
         raise ValueError("relay.send must be true or false")
-    notify_on = relay.get("notify_on")
-    if notify_on is not None and (not isinstance(notify_on, list) or
-                                  any(s not in STATUSES for s in notify_on)):
-        raise ValueError("relay.notify_on must be a list of statuses")
+    check_statuses(relay.get("notify_on"), "relay.notify_on")
     for name in ("dashboard_url", "array_notify"):
         if relay.get(name) is not None and (not isinstance(relay[name], str) or
                                             len(relay[name]) > 2048):
@@ -1841,7 +1845,8 @@ class NotifyPolicy(object):
                    notify_on=slm.parse_notify_on(env.get("SLM_NOTIFY_ON")),
                    array_notify=array_notify,
                    dashboard_url=env.get("SLM_DASHBOARD_URL") or None,
-                   smtp=slm.SmtpSettings(lambda key: env.get(key, "").strip()))
+                   smtp=slm.SmtpSettings(lambda key: env.get(key, "").strip(),
+                                         own_servers=False))
 
     def secrets(self):
         return [d.url for d in self.hooks] + [d.spec for d in self.hooks] + [self.secret] + \
@@ -1864,9 +1869,14 @@ class NotifyPolicy(object):
         """
         event, relay = incoming.event, incoming.relay
         if relay is None and stored is not None:
-            relay = dict(stored, send=slm.wants_notice(
-                event, frozenset(stored.get("notify_on") or slm.NOTIFY_DEFAULT),
-                stored.get("array_notify") or "failures"))
+            # the wrapper judged its own events for each destination; the service
+            # judges its own the same way: the destination's filter, else the job's
+            def wants(t):
+                return slm.wants_notice(
+                    event, frozenset(t.get("notify_on") or stored.get("notify_on") or
+                                     slm.NOTIFY_DEFAULT),
+                    t.get("array_notify") or stored.get("array_notify") or "failures")
+            relay = dict(stored, to=[dict(t, send=wants(t)) for t in stored["to"]])
         rows, refused = [], 0
         if relay:
             for t in relay["to"]:

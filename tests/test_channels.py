@@ -354,6 +354,25 @@ def test_relayed_mail_waits_out_a_dead_smtp_server_and_is_sent_once(env, tmp_pat
             server.stop()
 
 
+def test_relayed_mail_goes_only_through_the_services_own_server(env, tmp_path, mail):
+    # a user's address may name a server of its own; the service never connects
+    # there on the user's behalf (it would reach hosts of the site's network)
+    other = MailServer().start()
+    svc = scaffold.ServiceProcess(str(tmp_path / "o.db"), tmp_path, env={
+        "SLM_SMTP_HOST": "127.0.0.1", "SLM_SMTP_PORT": str(mail.port), "SLM_SMTP_TLS": "none",
+        "SLM_RELAY_ALLOW": "mailto"}).start()
+    try:
+        env.update(SLM_API_URL=svc.url, SLM_WEBHOOK_VIA="api", SLM_WEBHOOK=(
+            "mailto://bot:pw@127.0.0.1:%d/bob@example.org#on=final" % other.port))
+        assert run_slm(MAIN_PYTHON, ["run", "--name", "own", "--", "true"], env).returncode == 0
+        to, message = mail.wait(1)[0]
+        assert to == ["bob@example.org"] and message["Subject"].endswith(" own")
+        assert other.quiet(0.5) == 0
+    finally:
+        svc.stop()
+        other.stop()
+
+
 # ---------------------------------------------------------------------------
 # Groups of jobs: a start, each failure, one roll-up
 # ---------------------------------------------------------------------------

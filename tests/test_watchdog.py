@@ -300,6 +300,33 @@ def test_jobs_slurm_cannot_answer_for_do_not_starve_the_others(tmp_path):
         svc.stop()
 
 
+def test_the_services_own_notices_follow_each_destinations_filter(tmp_path, hook):
+    # one destination wants only starts, the other only failures: the wrapper
+    # judged RUNNING for each; the service judges its LOST the same way
+    failures = scaffold.HttpSink()
+    svc = watched(tmp_path)
+    try:
+        relay = {"to": [{"url": hook.hook_url, "format": "json", "send": True,
+                         "notify_on": ["RUNNING"]},
+                        {"url": failures.hook_url, "format": "json", "send": False,
+                         "notify_on": ["LOST", "FAILED"]}],
+                 "send": True, "notify_on": ["RUNNING", "COMPLETED"]}
+        assert call(svc.app, "POST", "/api/v1/events", dict(
+            event("filtered", "RUNNING", user="alice"), relay=relay)).status == 200
+        call(svc.app, "POST", "/api/v1/heartbeats", beat("filtered", 0.2))
+        failures.wait(lambda: len(failures.delivered) == 1)
+        assert failures.delivered[0]["status"] == "LOST"
+        hook.wait(lambda: len(hook.delivered) == 1)
+        assert hook.delivered[0]["status"] == "RUNNING" and hook.quiet(0.5) == 0
+        bad = dict(relay, to=[dict(relay["to"][0], notify_on=["NOPE"])])
+        answer = call(svc.app, "POST", "/api/v1/events", dict(event("f2", user="alice"),
+                                                              relay=bad))
+        assert answer.status == 400 and "notify_on" in answer.json["error"]
+    finally:
+        svc.stop()
+        failures.close()
+
+
 def test_heartbeats_are_validated_and_owned(tmp_path):
     path = tmp_path / "tokens"
     path.write_text("alice:user:%s\nbob:user:%s\n" % (slm_api.token_digest("ta"),
