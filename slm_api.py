@@ -1247,13 +1247,15 @@ class Tx(object):
     def _of_user(user):
         return " AND %s = ?" % quote("user") if user is not None else ""
 
-    def group_members(self, group):
-        """The jobs of a named group, with what a roll-up tells of them."""
+    def group_members(self, group, user):
+        """The jobs of a user's named group (two users' "sweep" are two groups),
+        with what a roll-up tells of them."""
         names = ("job_id", "status", "started_at", "ended_at", "elapsed", "user", "cluster",
                  "relay")
+        who = "= ?" if user is not None else "IS NULL"
         return [dict(zip(names, r)) for r in self.rows(
-            "SELECT %s FROM slurm_jobs WHERE job_group = ? ORDER BY job_id" % columns(names),
-            (group,))]
+            "SELECT %s FROM slurm_jobs WHERE job_group = ? AND %s %s ORDER BY job_id"
+            % (columns(names), quote("user"), who), (group,) + ((user,) if user else ()))]
 
     def array_progress(self, array_id, user):
         """(tasks known, tasks ended) of an array, of user's tasks (None:
@@ -1406,13 +1408,15 @@ class Tx(object):
                          % (column, ", ".join("?" * len(part))), [when] + part)
 
     def settled_groups(self, before, since):
-        """Groups whose every job has ended, the last before `before` (and after
-        `since`): ready for their roll-up."""
-        finals = ", ".join("'%s'" % status for status in sorted(FINAL))
-        return [r[0] for r in self.rows(
-            "SELECT job_group FROM slurm_jobs WHERE job_group IS NOT NULL GROUP BY job_group"
-            " HAVING SUM(CASE WHEN status IN (%s) THEN 0 ELSE 1 END) = 0 AND MAX(ended_at) < ?"
-            " AND MAX(ended_at) > ?" % finals, (before, since))]
+        """(group, user) of the groups whose every job has ended (or will never
+        start: PENDING is Slurm's word for that), the last before `before`
+        (and after `since`): ready for their roll-up."""
+        settled = ", ".join("'%s'" % status for status in sorted(FINAL | {"PENDING"}))
+        return [tuple(r) for r in self.rows(
+            "SELECT job_group, %s FROM slurm_jobs WHERE job_group IS NOT NULL GROUP BY"
+            " job_group, %s HAVING SUM(CASE WHEN status IN (%s) THEN 0 ELSE 1 END) = 0 AND"
+            " MAX(ended_at) < ? AND MAX(ended_at) > ?" % (quote("user"), quote("user"), settled),
+            (before, since))]
 
     def take_lease(self, name, owner, seconds):
         """Whether owner holds the lease name now (taken or renewed) for seconds."""
@@ -1964,23 +1968,29 @@ def array_rollup(tx, event, now):
     return summary
 
 
+def group_key(group, user):
+    """A group is its user's: the same name from two users is two groups."""
+    return hashlib.sha1(("%s\n%s" % (user or "", group)).encode("utf-8")).hexdigest()[:32]
+
+
 def group_start(tx, event, now):
     """For a RUNNING of a job in a named group (slm submit --group): the
     group's first-start notice when no other member has started, else None.
     (Its end is the watchdog's: see Watchdog.roll_up_groups.)  Runs in the
     ingest transaction, after the job rows were written."""
-    group = event["group"]
-    lock = "group:" + group
+    group, user = event["group"], event.get("user")
+    key = group_key(group, user)
+    lock = "group:" + key
     tx.lock_jobs([lock])   # a row of its own serialises "am I the first?" between writers
-    members = tx.group_members(group)
+    members = tx.group_members(group, user)
     tx.forget_unreported_job(lock)
     started = [m["job_id"] for m in members if m["started_at"]]
     if started != [event["job_id"]]:
         return None
     return {"schema": slm.EVENT_SCHEMA, "kind": "group", "group": group, "status": "RUNNING",
             "time": now, "job_id": event["job_id"], "job_name": event.get("job_name"),
-            "user": event.get("user"), "cluster": event.get("cluster"),
-            "event_id": "group-start-" + hashlib.sha1(group.encode("utf-8")).hexdigest()[:32],
+            "user": user, "cluster": event.get("cluster"),
+            "event_id": "group-start-" + key,
             "message": "the first job of group %s started (%d in the group so far)"
                        % (group, len(members))}
 
@@ -1991,13 +2001,14 @@ def group_rollup(group, members, now):
     counts = {}
     for m in members:
         counts[m["status"]] = counts.get(m["status"], 0) + 1
+    # a member that will never start (PENDING) did not complete: the group failed
     failed = [m["job_id"] for m in members if m["status"] != "COMPLETED"]
     runs = [m["elapsed"] or 0.0 for m in members]
     last = max(members, key=lambda m: m["ended_at"] or "")
     return {"schema": slm.EVENT_SCHEMA, "kind": "group", "group": group, "rollup": True,
             "status": "FAILED" if failed else "COMPLETED", "time": now,
             "job_id": last["job_id"], "user": last.get("user"), "cluster": last.get("cluster"),
-            "event_id": "group-end-%s-%d" % (hashlib.sha1(group.encode("utf-8")).hexdigest()[:24],
+            "event_id": "group-end-%s-%d" % (group_key(group, last.get("user"))[:24],
                                              len(members)),
             "tasks": counts, "failed_tasks": failed[:100], "total": round(sum(runs), 3),
             "longest": round(max(runs or [0.0]), 3)}
@@ -2688,9 +2699,9 @@ class Watchdog(threading.Thread):
         another, and the first may end before the last is even known."""
         def work(tx):
             added = []
-            for group in tx.settled_groups(iso_at(now - self.group_settle),
-                                           iso_at(now - 86400)):
-                members = tx.group_members(group)
+            for group, user in tx.settled_groups(iso_at(now - self.group_settle),
+                                                 iso_at(now - 86400)):
+                members = tx.group_members(group, user)
                 notice = group_rollup(group, members, iso_at(now))
                 relay = [m["relay"] for m in members if m["relay"]]
                 added += self.ingestor.policy.for_rollup(

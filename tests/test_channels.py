@@ -418,3 +418,34 @@ def test_a_group_gets_a_start_its_failures_and_one_rollup(tmp_path):
     finally:
         svc.stop()
         hook.close()
+
+
+def test_a_group_is_its_users_and_a_member_that_never_starts_ends_it(tmp_path):
+    hook = scaffold.HttpSink()
+    svc = slm_api.build_service({"SLM_WEBHOOK": hook.hook_url, "SLM_OUTBOX_POLL": "0.05",
+                                 "SLM_RECONCILE": "off", "SLM_WATCH_INTERVAL": "0.2",
+                                 "SLM_GROUP_SETTLE": "1"}, db=str(tmp_path / "u.db")).start()
+    try:
+        def post(job, status, seq, user, **extra):
+            e = scaffold.event(job, status, seq=seq, user=user, group="sweep",
+                               when=slm.iso_utc(time.time() - 100 + seq), **extra)
+            assert scaffold.call(svc.app, "POST", "/api/v1/events", e).status == 200
+        post("bob-1", "RUNNING", 1, "bob")          # bob's sweep runs on, and on
+        post("a-1", "RUNNING", 1, "alice")
+        post("a-1", "COMPLETED", 2, "alice", exit_code=0, elapsed=5.0)
+        # alice's second job waits on a dependency that failed: Slurm says it never starts
+        post("a-2", "SUBMITTED", 0, "alice")
+        post("a-2", "PENDING", 3, "alice", source="slurm", reason="DependencyNeverSatisfied")
+        hook.wait(lambda: any(b.get("rollup") for b in hook.delivered))
+        assert hook.quiet() == 0
+        starts = sorted((b["user"], b["job_id"]) for b in hook.delivered
+                        if b.get("kind") == "group" and not b.get("rollup"))
+        assert starts == [("alice", "a-1"), ("bob", "bob-1")]     # one start each
+        rollups = [b for b in hook.delivered if b.get("rollup")]
+        assert len(rollups) == 1 and rollups[0]["user"] == "alice"
+        assert rollups[0]["status"] == "FAILED"
+        assert rollups[0]["tasks"] == {"COMPLETED": 1, "PENDING": 1}
+        assert rollups[0]["failed_tasks"] == ["a-2"]
+    finally:
+        svc.stop()
+        hook.close()
