@@ -3643,6 +3643,19 @@ class SbatchCommand(object):
         matches = [n for n in every if n.startswith(word)]  # getopt_long takes prefixes
         return matches[0] if len(matches) == 1 else word
 
+    @classmethod
+    def width(cls, args, i):
+        """How many words the option at args[i] takes (itself and its value)."""
+        word = args[i]
+        if word.startswith("--"):
+            name, has_value, _ = word[2:].partition("=")
+            return 2 if cls._long_name(name) in SBATCH_LONG_VALUE and not has_value and \
+                i + 1 < len(args) else 1
+        for j, letter in enumerate(word[1:]):
+            if letter in SBATCH_SHORT_VALUE:
+                return 1 if word[j + 2:] or i + 1 >= len(args) else 2
+        return 1
+
     def _parse(self):
         args, i = self.argv, 0
         while i < len(args):
@@ -4793,16 +4806,16 @@ def split_argv(argv):
     ours = ("--no-monitor", "--no-db")
     mine, words = [], list(rest)
     k = 0
-    while k < len(words):    # --group NAME / --group=NAME are ours too: sbatch has none
+    while k < len(words):    # --group NAME / --group=NAME, anywhere among sbatch's options
         if words[k] == "--group" and k + 1 < len(words):
             mine += words[k:k + 2]
             del words[k:k + 2]
         elif words[k].startswith("--group="):
             mine.append(words.pop(k))
-        elif words[k] == "--" or not words[k].startswith("-"):
+        elif words[k] in ("--", "-") or not words[k].startswith("-"):
             break
         else:
-            k += 1
+            k += SbatchCommand.width(words, k)
     boundary = len(words) - len(SbatchCommand(words).script_args) - (
         1 if SbatchCommand(words).script else 0)
     mine += [w for w in words[:boundary] if w in ours]

@@ -149,6 +149,10 @@ def life(cluster):
                            ["--group", "chain", "--dependency=afterok:%s" % first], via=1)
         lc.submit("chain-3", "#!/bin/bash\nexit 4\n",
                   ["--group", "chain", "--dependency=afterok:%s" % second])
+        # a pipeline whose first step fails: the second will never start
+        broken = lc.submit("broken-1", "#!/bin/bash\nexit 2\n", ["--group", "broken"])
+        lc.submit("broken-2", "#!/bin/bash\ntrue\n",
+                  ["--group", "broken", "--dependency=afterok:%s" % broken], via=1)
         # no route from the node to the service: only the shared spool it reads
         lc.submit("firewalled", "#!/bin/bash\nsleep 8\necho done\n",
                   SLM_API_URL="http://127.0.0.1:9", SLM_SPOOL_DIR=lc.spool)
@@ -281,14 +285,29 @@ def test_a_node_without_a_route_reports_through_the_shared_spool(life):
 def test_a_group_of_dependent_jobs_gets_a_start_its_failure_and_one_rollup(life):
     life.wait("chain-3", lambda j: j["status"] == "FAILED", timeout=120)
     ids = [life.jobs["chain-%d" % n][0] for n in (1, 2, 3)]
-    await_true(lambda: any(b.get("kind") == "group" and b.get("rollup")
-                           for b in life.hook.delivered), 30, "the group's roll-up")
+    await_true(lambda: any(b.get("kind") == "group" and b.get("rollup") and
+                           b["group"] == "chain" for b in life.hook.delivered),
+               30, "the group's roll-up")
     life.hook.quiet(3 * float(WATCH) + 1)
     heard = [(b.get("kind"), b["status"], b["job_id"]) for b in life.hook.delivered
              if b.get("group") == "chain" and b["status"] != "SUBMITTED"]
     assert heard == [("group", "RUNNING", ids[0]), (None, "FAILED", ids[2]),
                      ("group", "FAILED", ids[2])], heard
-    rollup = [b for b in life.hook.delivered if b.get("kind") == "group" and b.get("rollup")][0]
+    rollup = [b for b in life.hook.delivered if b.get("kind") == "group" and b.get("rollup")
+              and b["group"] == "chain"][0]
     assert rollup["tasks"] == {"COMPLETED": 2, "FAILED": 1} and rollup["failed_tasks"] == [ids[2]]
     listed = life.services[0].jobs(group="chain")
     assert sorted(j["job_id"] for j in listed) == sorted(ids)
+
+
+def test_a_group_whose_first_job_fails_ends_when_slurm_says_the_rest_never_start(life):
+    life.wait("broken-2", lambda j: j["status"] == "PENDING", timeout=120)
+    ids = [life.jobs["broken-%d" % n][0] for n in (1, 2)]
+    rollup = await_true(lambda: [b for b in life.hook.delivered if b.get("rollup") and
+                                 b.get("group") == "broken"], 60, "the group's roll-up")[0]
+    assert rollup["status"] == "FAILED"
+    assert rollup["tasks"] == {"FAILED": 1, "PENDING": 1}
+    assert sorted(rollup["failed_tasks"]) == sorted(ids)
+    life.hook.quiet(3 * float(WATCH) + 1)
+    assert len([b for b in life.hook.delivered if b.get("rollup") and
+                b.get("group") == "broken"]) == 1

@@ -188,6 +188,20 @@ def test_sbatch_command_split(words, script, args):
     assert cmd.script_args == args
 
 
+@pytest.mark.parametrize("words,ours,sbatch", [
+    (["--group", "g", "-t", "10", "job.sh"], ["--group", "g"], ["-t", "10", "job.sh"]),
+    (["-t", "10", "--group", "g", "-J", "x", "job.sh"], ["--group", "g"],
+     ["-t", "10", "-J", "x", "job.sh"]),
+    (["-t10", "--group=g", "--no-db", "job.sh", "--group", "a"], ["--group=g", "--no-db"],
+     ["-t10", "job.sh", "--group", "a"]),              # the script's own --group is its own
+    (["-p", "debug", "--group", "g", "--wrap", "true"], ["--group", "g"],
+     ["-p", "debug", "--wrap", "true"]),
+])
+def test_group_is_ours_anywhere_among_sbatchs_options(words, ours, sbatch):
+    import slm
+    assert slm.split_argv(["submit"] + words) == (["submit"] + ours, sbatch)
+
+
 def test_interpreter_line():
     import slm
     assert slm.interpreter(b"#!/bin/bash -l\necho") == ["/bin/bash", "-l"]
