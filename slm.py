@@ -1088,7 +1088,9 @@ class MatrixFormat(Format):
     def request(self, url, event, secret=None, dashboard_url=None, now=None):
         from urllib.parse import quote
         target, token = self.endpoint(url)
-        txn = quote(str(event.get("event_id") or new_id()), safe="")
+        # unique per access token (the spec's scope), the same on a retry: one
+        # event told to two rooms with one token is two messages
+        txn = "slm-" + short_hash("%s|%s" % (event.get("event_id") or new_id(), target))
         return "PUT", "%s/%s" % (target, txn), encode_json({
             "msgtype": "m.text", "body": self.text(event, dashboard_url)}), token
 

@@ -65,13 +65,17 @@ def test_telegram_send_message():
     assert slm.Destination("tgram://justtoken").problem()
 
 
-def test_matrix_room_message_with_the_event_as_transaction():
+def test_matrix_room_message_with_a_transaction_per_event_and_room():
     url = "matrixs://syt_TOKEN_sekrit@matrix.example.org:8448/!room:example.org"
     assert slm.webhook_format(url)[0] == "matrix"
     method, target, body, token = request("matrix", url)
     assert method == "PUT" and token == "syt_TOKEN_sekrit"
-    assert target == ("https://matrix.example.org:8448/_matrix/client/v3/rooms/"
-                      "%21room%3Aexample.org/send/m.room.message/e1e2e3")
+    room = "https://matrix.example.org:8448/_matrix/client/v3/rooms/%21room%3Aexample.org"
+    assert target.startswith(room + "/send/m.room.message/slm-")
+    # a retry is the same transaction; the same event in another room is another
+    assert request("matrix", url)[1] == target
+    other = request("matrix", url.replace("!room", "!other"))[1]
+    assert other.rpartition("/")[2] != target.rpartition("/")[2]
     assert body["msgtype"] == "m.text" and "FAILED" in body["body"]
     assert request("matrix", url.replace("matrixs", "matrix"))[1].startswith("http://")
     with pytest.raises(slm.DeliveryError) as e:
