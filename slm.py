@@ -2538,12 +2538,21 @@ class ServiceClient(object):
         url = self.url + quote(path, safe="/")
         if params:
             url += "?" + urlencode([(k, v) for k, v in params.items() if v is not None])
-        try:
-            result = http_request("GET", url, token=self.token,
-                                  timeout=timeout or self.timeout, use_proxy=False)
-        except DeliveryError as e:
-            raise Unreachable("cannot reach the SLM service at %s (SLM_API_URL): %s"
-                              % (shown_url(self.url), e.reason))
+        waited = 0.0
+        while True:
+            try:
+                result = http_request("GET", url, token=self.token,
+                                      timeout=timeout or self.timeout, use_proxy=False)
+            except DeliveryError as e:
+                raise Unreachable("cannot reach the SLM service at %s (SLM_API_URL): %s"
+                                  % (shown_url(self.url), e.reason))
+            # too many questions at once (a user's many `slm watch`es): wait our
+            # turn as asked, for two minutes at most
+            pause = min(result.retry_after() or 1.0, 10.0)
+            if result.status != 429 or waited + pause > 120:
+                break
+            time.sleep(pause)
+            waited += pause
         data = result.json()
         if result.status == 401:
             raise Failure("the SLM service refused the request: SLM_API_TOKEN is %s"
