@@ -2180,6 +2180,15 @@ class Spool(object):
             os.makedirs(self.beats, mode=0o700, exist_ok=True)
         self._write(os.path.join(self.beats, quote(job_id, safe="")), encode_json(sample))
 
+    def forget_beat(self, job_id):
+        """The job has ended: its heartbeat file goes (a service reading it
+        would only read it again, round after round)."""
+        from urllib.parse import quote
+        try:
+            os.unlink(os.path.join(self.beats, quote(job_id, safe="")))
+        except OSError:
+            pass
+
     def heartbeats(self):
         """[(job_id, mtime, sample)] of the heartbeats left here."""
         from urllib.parse import unquote
@@ -3033,6 +3042,7 @@ class JobWatch(threading.Thread):
         self.sizes = None
         self.stalled = False
         self.next_beat = time.time() + self.settings.heartbeat
+        self.spooled_beat = False
         self._lock = threading.Lock()
 
     def heartbeats(self):
@@ -3043,6 +3053,8 @@ class JobWatch(threading.Thread):
 
     def stop(self):
         self.stopping.set()
+        if self.spooled_beat:
+            Spool(self.settings.spool_dir).forget_beat(self.wrapper.job.job_id)
 
     def run(self):
         while not self.stopping.is_set():
@@ -3151,8 +3163,12 @@ class JobWatch(threading.Thread):
                     return
             except DeliveryError:
                 pass
+        if self.stopping.is_set():
+            return     # the job has ended: no beat file to outlive it
         try:   # the service cannot be reached: a service that reads the spool sees this
-            Spool(s.spool_dir).beat(wrapper.job.job_id, sample)
+            self.spooled_beat = True
+            Spool(s.spool_dir).beat(wrapper.job.job_id, dict(
+                (k, v) for k, v in beat.items() if k not in ("job_id", "time")))
         except OSError:
             pass
 

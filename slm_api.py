@@ -2658,6 +2658,7 @@ class Watchdog(threading.Thread):
         self.stopping = threading.Event()
         self.rounds = 0
         self.listening_since = time.time()   # silence before it proves nothing
+        self.beats_read = {}                 # spool -> {job id: the beat file's mtime}
 
     def stop(self, wait=5.0):
         self.stopping.set()
@@ -2811,8 +2812,14 @@ class Watchdog(threading.Thread):
                 return
             else:
                 spool.done(entry)
-        beats = []
-        for job_id, epoch, sample in spool.heartbeats():
+        beats, seen = [], self.beats_read.setdefault(root, {})
+        found = spool.heartbeats()
+        for gone in set(seen) - set(job_id for job_id, _, _ in found):
+            del seen[gone]
+        for job_id, epoch, sample in found:
+            if seen.get(job_id) == epoch:
+                continue          # read in an earlier round: no news
+            seen[job_id] = epoch
             try:
                 beats.append(validate_heartbeat(dict(sample, job_id=job_id, time=iso_at(epoch))))
             except ValueError:

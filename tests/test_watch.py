@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import MAIN_PYTHON, SLM, Job, run_slm
+from scaffold import await_true
 import slm
 
 
@@ -56,12 +57,19 @@ def test_no_heartbeat_when_disabled_or_without_a_service(env, sink):
 
 
 def test_heartbeats_fall_back_to_the_spool(watched, refused_url):
-    """No route to the service: the beat is a file a service reading the spool sees."""
-    watched["SLM_API_URL"] = refused_url
-    r = run_slm(MAIN_PYTHON, ["-q", "run", "--", "sleep", "1"], watched)
-    assert r.returncode == 0
-    beats = slm.Spool(watched["SLM_SPOOL_DIR"]).heartbeats()
-    assert [(job_id, sample["interval"]) for job_id, _, sample in beats] == [("5151", 0.2)]
+    """No route to the service: the beat is a file a service reading the spool
+    sees, saying whose run it is; it goes when the job ends."""
+    watched.update(SLM_API_URL=refused_url, SLURM_RESTART_COUNT="1")
+    spool = slm.Spool(watched["SLM_SPOOL_DIR"])
+    job = Job(MAIN_PYTHON, watched, ["--sleep", "30"])
+    job.expect("ready")
+    beats = await_true(spool.heartbeats, what="a beat in the spool")
+    assert [(job_id, sample["interval"], sample["restart_count"], sample["user"])
+            for job_id, _, sample in beats] == [("5151", 0.2, 1, slm.user_name())]
+    assert "time" not in beats[0][2] and "job_id" not in beats[0][2]   # the file says those
+    job.signal(15)
+    job.finish()
+    assert spool.heartbeats() == []
 
 
 def test_memory_warning_once_at_the_threshold(watched, sink):
