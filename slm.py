@@ -2948,14 +2948,23 @@ class MemoryCgroup(object):
         return read_number(os.path.join(level, "memory.max_usage_in_bytes" if self.version == 1
                                         else "memory.peak"))
 
+    def job_levels(self):
+        """Our levels up to the job's own (Slurm's job_ID), or ours alone outside
+        Slurm: the levels above hold other jobs, and their OOM kills."""
+        for i, level in enumerate(self.levels):
+            if os.path.basename(level).startswith("job_"):
+                return self.levels[:i + 1]
+        return self.levels[:1]
+
     def oom_kills(self):
-        """OOM kills counted in our cgroups (v1 memory.oom_control, v2 memory.events)."""
+        """OOM kills counted in this job's cgroups (v1 memory.oom_control, v2
+        memory.events)."""
         if self.version == 1:
             counts = [read_number(os.path.join(level, "memory.oom_control"), "oom_kill")
-                      for level in self.levels]
+                      for level in self.job_levels()]
             return sum(c for c in counts if c)
         counts = [read_number(os.path.join(level, "memory.events"), "oom_kill")
-                  for level in self.levels]
+                  for level in self.job_levels()]
         return max([c for c in counts if c is not None] or [0])   # v2 counts descendants
 
 

@@ -207,6 +207,11 @@ def test_memory_cgroup_limit_usage_peak_and_oom_kills(tmp_path, version):
     assert cg.usage(level) == 70 << 20           # without the inactive file cache
     assert cg.peak(level) == 99 << 20
     assert cg.oom_kills() == 0
+    # another job's OOM kill, counted above ours (v2 counts descendants), is not ours
+    above = base / path.split("/job_49")[0]
+    (above / ("memory.oom_control" if version == 1 else "memory.events")).write_text(
+        "oom_kill 5\n")
+    assert cg.oom_kills() == 0
     if version == 1:     # an OOM kill is counted where the killed process lived
         (base / path / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\n"
                                                         "oom_kill 1\n")
