@@ -4451,6 +4451,14 @@ def check_service(check, settings):
                                                 answer.error_text()))
         return
     me = answer.json() or {}
+    if me.get("role") == "user" and me.get("user") and me["user"] != user_name():
+        # the service takes a user's token for that user's events only
+        check.bad("service", "%s accepts the token, but it is %s's, not %s's: the events of "
+                  "%s's jobs would be refused" % (shown_url(settings.api_url), me["user"],
+                                                  user_name(), user_name()),
+                  "use your own token (ask the service's admin, or `slm_api.py token add %s`)"
+                  % user_name())
+        return
     if settings.api_token and me.get("role"):
         token = ", token accepted: %s (%s%s)" % (
             me.get("user") or "a shared token", me.get("role"),

@@ -533,3 +533,23 @@ def test_bad_access_settings_are_config_errors(tmp_path):
                 {"SLM_RATE_LIMIT": "fast"}):
         with pytest.raises(slm_api.ConfigError):
             slm_api.build_service(env, db=str(tmp_path / "c.db"))
+
+
+def test_doctor_fails_when_the_token_is_another_users(tmp_path, tokens, env):
+    """A user's token posts that user's events only: slm doctor says so before a
+    job's events are refused."""
+    from conftest import MAIN_PYTHON, run_slm
+    svc = scaffold.ServiceProcess(str(tmp_path / "d.db"), tmp_path, token=tokens[1]["root"],
+                                  env={"SLM_TOKENS_FILE": str(tokens[0])}).start()
+    try:
+        env.update(SLM_API_URL=svc.url, SLM_API_TOKEN=tokens[1]["bob"], USER="alice")
+        env.pop("LOGNAME", None)
+        r = run_slm(MAIN_PYTHON, ["doctor"], env)
+        out = r.stdout.decode()
+        assert r.returncode == 1 and "FAIL  service" in out and "it is bob's, not alice's" in out
+        assert tokens[1]["bob"] not in out + r.stderr.decode()
+        env["SLM_API_TOKEN"] = tokens[1]["alice"]
+        out = run_slm(MAIN_PYTHON, ["doctor"], env).stdout.decode()
+        assert "token accepted: alice (user" in out and "FAIL  service" not in out
+    finally:
+        svc.stop()
