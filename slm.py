@@ -1086,7 +1086,6 @@ class MatrixFormat(Format):
             base, quote(words[0], safe="")), token
 
     def request(self, url, event, secret=None, dashboard_url=None, now=None):
-        from urllib.parse import quote
         target, token = self.endpoint(url)
         # unique per access token (the spec's scope), the same on a retry: one
         # event told to two rooms with one token is two messages
