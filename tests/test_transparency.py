@@ -371,7 +371,10 @@ class Variant(object):
         """What differs between any two jobs: their ids, directories, times and pids."""
         text = data if isinstance(data, str) else data.decode("utf-8", "surrogateescape")
         if self.job_id:
-            text = re.sub(r"\b%s\b" % self.job_id, "<JOB>", text)
+            # not in a variable that happens to hold the same number (PIP_DEFAULT_TIMEOUT=180)
+            text = "".join(line if re.match(r"(?!SLURM_|SLM_)[A-Za-z_][A-Za-z0-9_]*=", line)
+                           else re.sub(r"\b%s\b" % self.job_id, "<JOB>", line)
+                           for line in text.splitlines(True))
         text = text.replace(self.dir, "<DIR>")
         text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", "<TIME>", text)
         text = re.sub(r"(?m)^(SLURM_TASK_PID|SLURM_JOB_START_TIME|SLURM_JOB_END_TIME)=\d+$",
