@@ -49,8 +49,10 @@ def probe(wait_for):
     `wait_for`, then lingers a second: a second copy of a signal would show."""
     return HEAD + (
         'P=$$\n'
+        # the trap makes its file with a builtin: a `touch` it ran would be one more
+        # process in the tree for slm's TERM (deliberate, README) to reach
         'for s in %(sigs)s; do trap "echo \\"script $s\\" >> \\"\\$M\\"; '
-        'touch \\"\\$M.$s\\"" $s; done\n'
+        ': > \\"\\$M.$s\\"" $s; done\n'
         '(for s in %(sigs)s; do trap "echo \\"child $s\\" >> \\"\\$M\\"" $s; done\n'
         ' echo "child ready" >> "$M"\n'
         ' while kill -0 $P 2>/dev/null; do sleep 0.1; done) 2>/dev/null &\n'
