@@ -12,7 +12,7 @@ baseline and subject alike:
   (c)        ... SLM_API_URL = a closed port (connection refused)
   (d)        ... SLM_API_URL = a socket that listens and never accepts
              (black hole), SLM_TIMEOUT=1
-  (e), (f)   (a) and (b) with slm loaded from its compiled cache, as the batch
+  (e)-(g)    (a), (b) and (c) with slm loaded from its compiled cache, as the batch
              script `slm submit` generates and the README's fast exec line do:
              PY -I -c "import sys; sys.path.insert(0, DIR); import slm; ..."
 
@@ -145,7 +145,9 @@ def main():
     ]
     cached = [("e", "no targets, compiled cache", {}),
               ("f", "service reachable, compiled cache",
-               {"SLM_API_URL": service.url})]
+               {"SLM_API_URL": service.url}),
+              ("g", "service refused, compiled cache",
+               {"SLM_API_URL": "http://127.0.0.1:%d" % refused_port})]
     times = dict((k, []) for k in ["base"] + [s[0] for s in scenarios + cached])
     rss = dict((k, []) for k in times)
     start = dict((k, []) for k in times)      # launcher method
