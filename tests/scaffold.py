@@ -133,7 +133,7 @@ def call(app, method, path, body=None, headers=None, token=None, query=None, raw
 
 
 class HttpSink(object):
-    """Answers each POST as scripted, and records it.
+    """Answers each POST (or GET) as scripted, and records it.
 
     mode: what to answer when script is empty: "ok" (200), an HTTP status
     (429 comes with Retry-After: 1), "hang" (read the request, never answer)
@@ -196,6 +196,8 @@ class HttpSink(object):
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
+
+            do_GET = do_POST      # a GET is answered (and recorded) as scripted too
 
             def log_message(self, *args):
                 pass

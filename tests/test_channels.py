@@ -382,74 +382,73 @@ def test_relayed_mail_goes_only_through_the_services_own_server(env, tmp_path, m
 # ---------------------------------------------------------------------------
 
 
-def test_a_group_gets_a_start_its_failures_and_one_rollup(tmp_path):
+@pytest.fixture
+def grouping(tmp_path):
+    """A service (in-process) whose webhook hears every group notice, settling in 1 s."""
     hook = scaffold.HttpSink()
     svc = slm_api.build_service({"SLM_WEBHOOK": hook.hook_url, "SLM_OUTBOX_POLL": "0.05",
                                  "SLM_RECONCILE": "off", "SLM_WATCH_INTERVAL": "0.2",
                                  "SLM_GROUP_SETTLE": "1"}, db=str(tmp_path / "g.db")).start()
-    try:
-        clock = [0]
-
-        def post(job, status, seq, **extra):
-            clock[0] += 1     # one second apart: which job ended last is plain
-            e = scaffold.event(job, status, seq=seq, user="alice", group="sweep",
-                               job_name="step-" + job, when=slm.iso_utc(time.time() - 100 +
-                                                                       clock[0]), **extra)
-            assert scaffold.call(svc.app, "POST", "/api/v1/events", e).status == 200
-        for job in ("a", "b", "c"):
-            post(job, "SUBMITTED", 0)
-        post("a", "RUNNING", 1)
-        post("a", "COMPLETED", 2, exit_code=0, elapsed=10.0)
-        # the others are still open: no roll-up, however long the watchdog waits
-        hook.wait(lambda: len(hook.delivered) == 1)           # the group's start
-        assert hook.quiet(1.5) == 0 and not any(b.get("rollup") for b in hook.delivered)
-        post("b", "RUNNING", 1)
-        post("b", "FAILED", 2, exit_code=1, elapsed=30.0)
-        post("c", "RUNNING", 1)
-        post("c", "COMPLETED", 2, exit_code=0, elapsed=20.0)
-        hook.wait(lambda: any(b.get("rollup") for b in hook.delivered))
-        assert hook.quiet() == 0
-        notices = [(b.get("kind"), b["status"], b["job_id"]) for b in hook.delivered
-                   if b["status"] != "SUBMITTED"]
-        assert notices == [("group", "RUNNING", "a"), (None, "FAILED", "b"),
-                           ("group", "FAILED", "c")]
-        rollup = hook.delivered[-1]
-        assert rollup["tasks"] == {"COMPLETED": 2, "FAILED": 1} and rollup["failed_tasks"] == ["b"]
-        assert (rollup["total"], rollup["longest"]) == (60.0, 30.0)
-        listed = scaffold.call(svc.app, "GET", "/api/v1/jobs?group=sweep").json
-        assert listed["total"] == 3
-        assert "group sweep" in slm.plain_notice(rollup, None, 4000).split("\n")[0]
-    finally:
-        svc.stop()
-        hook.close()
+    yield svc, hook
+    svc.stop()
+    hook.close()
 
 
-def test_a_group_is_its_users_and_a_member_that_never_starts_ends_it(tmp_path):
-    hook = scaffold.HttpSink()
-    svc = slm_api.build_service({"SLM_WEBHOOK": hook.hook_url, "SLM_OUTBOX_POLL": "0.05",
-                                 "SLM_RECONCILE": "off", "SLM_WATCH_INTERVAL": "0.2",
-                                 "SLM_GROUP_SETTLE": "1"}, db=str(tmp_path / "u.db")).start()
-    try:
-        def post(job, status, seq, user, **extra):
-            e = scaffold.event(job, status, seq=seq, user=user, group="sweep",
-                               when=slm.iso_utc(time.time() - 100 + seq), **extra)
-            assert scaffold.call(svc.app, "POST", "/api/v1/events", e).status == 200
-        post("bob-1", "RUNNING", 1, "bob")          # bob's sweep runs on, and on
-        post("a-1", "RUNNING", 1, "alice")
-        post("a-1", "COMPLETED", 2, "alice", exit_code=0, elapsed=5.0)
-        # alice's second job waits on a dependency that failed: Slurm says it never starts
-        post("a-2", "SUBMITTED", 0, "alice")
-        post("a-2", "PENDING", 3, "alice", source="slurm", reason="DependencyNeverSatisfied")
-        hook.wait(lambda: any(b.get("rollup") for b in hook.delivered))
-        assert hook.quiet() == 0
-        starts = sorted((b["user"], b["job_id"]) for b in hook.delivered
-                        if b.get("kind") == "group" and not b.get("rollup"))
-        assert starts == [("alice", "a-1"), ("bob", "bob-1")]     # one start each
-        rollups = [b for b in hook.delivered if b.get("rollup")]
-        assert len(rollups) == 1 and rollups[0]["user"] == "alice"
-        assert rollups[0]["status"] == "FAILED"
-        assert rollups[0]["tasks"] == {"COMPLETED": 1, "PENDING": 1}
-        assert rollups[0]["failed_tasks"] == ["a-2"]
-    finally:
-        svc.stop()
-        hook.close()
+def test_a_group_gets_a_start_its_failures_and_one_rollup(grouping):
+    svc, hook = grouping
+    clock = [0]
+
+    def post(job, status, seq, **extra):
+        clock[0] += 1     # one second apart: which job ended last is plain
+        e = scaffold.event(job, status, seq=seq, user="alice", group="sweep",
+                           job_name="step-" + job, when=slm.iso_utc(time.time() - 100 +
+                                                                   clock[0]), **extra)
+        assert scaffold.call(svc.app, "POST", "/api/v1/events", e).status == 200
+    for job in ("a", "b", "c"):
+        post(job, "SUBMITTED", 0)
+    post("a", "RUNNING", 1)
+    post("a", "COMPLETED", 2, exit_code=0, elapsed=10.0)
+    # the others are still open: no roll-up, however long the watchdog waits
+    hook.wait(lambda: len(hook.delivered) == 1)           # the group's start
+    assert hook.quiet(1.5) == 0 and not any(b.get("rollup") for b in hook.delivered)
+    post("b", "RUNNING", 1)
+    post("b", "FAILED", 2, exit_code=1, elapsed=30.0)
+    post("c", "RUNNING", 1)
+    post("c", "COMPLETED", 2, exit_code=0, elapsed=20.0)
+    hook.wait(lambda: any(b.get("rollup") for b in hook.delivered))
+    assert hook.quiet() == 0
+    notices = [(b.get("kind"), b["status"], b["job_id"]) for b in hook.delivered
+               if b["status"] != "SUBMITTED"]
+    assert notices == [("group", "RUNNING", "a"), (None, "FAILED", "b"),
+                       ("group", "FAILED", "c")]
+    rollup = hook.delivered[-1]
+    assert rollup["tasks"] == {"COMPLETED": 2, "FAILED": 1} and rollup["failed_tasks"] == ["b"]
+    assert (rollup["total"], rollup["longest"]) == (60.0, 30.0)
+    listed = scaffold.call(svc.app, "GET", "/api/v1/jobs?group=sweep").json
+    assert listed["total"] == 3
+    assert "group sweep" in slm.plain_notice(rollup, None, 4000).split("\n")[0]
+
+
+def test_a_group_is_its_users_and_a_member_that_never_starts_ends_it(grouping):
+    svc, hook = grouping
+
+    def post(job, status, seq, user, **extra):
+        e = scaffold.event(job, status, seq=seq, user=user, group="sweep",
+                           when=slm.iso_utc(time.time() - 100 + seq), **extra)
+        assert scaffold.call(svc.app, "POST", "/api/v1/events", e).status == 200
+    post("bob-1", "RUNNING", 1, "bob")          # bob's sweep runs on, and on
+    post("a-1", "RUNNING", 1, "alice")
+    post("a-1", "COMPLETED", 2, "alice", exit_code=0, elapsed=5.0)
+    # alice's second job waits on a dependency that failed: Slurm says it never starts
+    post("a-2", "SUBMITTED", 0, "alice")
+    post("a-2", "PENDING", 3, "alice", source="slurm", reason="DependencyNeverSatisfied")
+    hook.wait(lambda: any(b.get("rollup") for b in hook.delivered))
+    assert hook.quiet() == 0
+    starts = sorted((b["user"], b["job_id"]) for b in hook.delivered
+                    if b.get("kind") == "group" and not b.get("rollup"))
+    assert starts == [("alice", "a-1"), ("bob", "bob-1")]     # one start each
+    rollups = [b for b in hook.delivered if b.get("rollup")]
+    assert len(rollups) == 1 and rollups[0]["user"] == "alice"
+    assert rollups[0]["status"] == "FAILED"
+    assert rollups[0]["tasks"] == {"COMPLETED": 1, "PENDING": 1}
+    assert rollups[0]["failed_tasks"] == ["a-2"]

@@ -202,33 +202,17 @@ def test_status_unknown_job_is_exit_1(py, qenv):
 def test_a_busy_service_is_waited_out_as_it_asks(env):
     """429 with Retry-After (a token's long-polls are bounded): asked again,
     not a failure."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    asked = []
-
-    class Busy(BaseHTTPRequestHandler):
-        def do_GET(self):
-            asked.append(self.path)
-            code, body = (429, b'{"error": "busy"}') if len(asked) <= 2 else \
-                (404, b'{"error": "unknown job"}')
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Retry-After", "1")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    from scaffold import HttpSink
+    busy = HttpSink(mode="404")
+    busy.script = ["429", "429"]
     try:
-        env["SLM_API_URL"] = "http://127.0.0.1:%d" % server.server_address[1]
+        env["SLM_API_URL"] = busy.url
         line = one_error_line(run_slm(MAIN_PYTHON, ["status", "4242"], env), 1)
-        assert "unknown job" in line and len(asked) == 3
+        assert "unknown job" in line
+        assert [(path, status) for path, _, _, status in busy.requests] == \
+            [("/api/v1/jobs/4242", 429)] * 2 + [("/api/v1/jobs/4242", 404)]
     finally:
-        server.shutdown()
-        server.server_close()
+        busy.close()
 
 
 # ---------------------------------------------------------------------------
