@@ -1255,7 +1255,8 @@ class Tx(object):
         who = "= ?" if user is not None else "IS NULL"
         return [dict(zip(names, r)) for r in self.rows(
             "SELECT %s FROM slurm_jobs WHERE job_group = ? AND %s %s ORDER BY job_id"
-            % (columns(names), quote("user"), who), (group,) + ((user,) if user else ()))]
+            % (columns(names), quote("user"), who),
+            (group,) + ((user,) if user is not None else ()))]
 
     def array_progress(self, array_id, user):
         """(tasks known, tasks ended) of an array, of user's tasks (None:
@@ -1377,10 +1378,10 @@ class Tx(object):
         return found[:limit]
 
     def regained_jobs(self, limit=500):
-        """Jobs the service declared LOST that have been heard from since."""
-        return [r[0] for r in self.rows(
-            "SELECT job_id FROM slurm_jobs WHERE status = 'LOST' AND heartbeat_at >"
-            " status_time LIMIT ?", (int(limit),))]
+        """The rows of the jobs declared LOST that have been heard from since."""
+        return [dict(zip(JOB_COLUMNS, r)) for r in self.rows(
+            "SELECT %s FROM slurm_jobs WHERE status = 'LOST' AND heartbeat_at > status_time"
+            " LIMIT ?" % columns(JOB_COLUMNS), (int(limit),))]
 
     def jobs_to_check(self, quiet, slow, since, limit=200):
         """Jobs Slurm should be asked about, least recently asked first: open
@@ -2716,15 +2717,12 @@ class Watchdog(threading.Thread):
     def find_lost(self, now):
         """LOST for the jobs gone silent; RUNNING again, once heard from, for
         the jobs that were only cut off (a network or a service down)."""
-        def work(tx):
+        def work(tx):     # one transaction: the rows are as the queries found them
             lost = tx.silent_jobs(now, self.grace, self.listening_since)
-            back = tx.regained_jobs()
-            return [tx.get_job(j) for j in lost], [tx.get_job(j) for j in back]
+            return [tx.get_job(j) for j in lost], tx.regained_jobs()
         lost, back = self.db.run(work)
         events = []
         for row in lost:
-            if row is None or row["status"] not in ALIVE:
-                continue
             silent = now - (epoch_of(row["heartbeat_at"]) or now)
             events.append(slurm_event(
                 row, "LOST", row.get("restarts") or 0, iso_at(now), source="service",
@@ -2734,8 +2732,6 @@ class Watchdog(threading.Thread):
                         "the network is gone" % (slm.duration_text(silent),
                                                  row["heartbeat_interval"])))
         for row in back:
-            if row is None or row["status"] != "LOST":
-                continue
             events.append(slurm_event(
                 row, "RUNNING", row.get("restarts") or 0, iso_at(now), source="service",
                 episode=row["status_event"], reason="heard_again",
