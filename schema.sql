@@ -1,7 +1,7 @@
 -- SLM (Slurm Lifecycle Monitor) schema for MySQL/MariaDB, version 3.
 -- slm_api.py creates these tables itself when they are missing; this file is
--- for DBAs who prefer to create them by hand.  Keep it identical to
--- MYSQL_SCHEMA in slm_api.py (tests/test_storage.py checks).
+-- for DBAs who prefer to create them by hand.  It is generated from COLUMNS
+-- and KEYS in slm_api.py (tests/test_storage.py checks they agree).
 
 CREATE TABLE IF NOT EXISTS `slm_meta` (
   `name` VARCHAR(64) NOT NULL,
@@ -50,7 +50,11 @@ CREATE TABLE IF NOT EXISTS `slurm_jobs` (
   KEY `slurm_jobs_user` (`user`(191)),
   KEY `slurm_jobs_name` (`job_name`(191)),
   KEY `slurm_jobs_array` (`array_job_id`(64)),
-  KEY `slurm_jobs_group` (`job_group`)
+  KEY `slurm_jobs_group` (`job_group`(64)),
+  KEY `slurm_jobs_first` (`first_seen`, `job_id`),
+  KEY `slurm_jobs_user_first` (`user`(64), `first_seen`, `job_id`),
+  KEY `slurm_jobs_user_ended` (`user`(64), `ended_at`, `status`),
+  KEY `slurm_jobs_ended` (`ended_at`, `status`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 CREATE TABLE IF NOT EXISTS `slurm_events` (

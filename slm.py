@@ -57,17 +57,72 @@ __version__ = "0.1.0"
 
 EVENT_SCHEMA = "slm.event/1"
 
-# Statuses in the order a job normally lives them.
-STATUSES = (
-    "SUBMITTED", "SUBMIT_FAILED", "PENDING", "RUNNING", "PAUSED", "RESUMED", "SIGNALED",
-    "TIME_WARNING", "MEMORY_WARNING", "STALLED", "TERMINATING", "REQUEUED",
-    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
-    "PREEMPTED", "LOST",
-)
-FINAL_STATUSES = frozenset((
-    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "SUBMIT_FAILED",
-    "NODE_FAIL", "PREEMPTED",
+# Every status SLM knows, one row each, in the order a job normally lives them;
+# every other set of statuses, in slm.py and in the service, is derived from it
+# (adding a status is adding a row).  The columns:
+#   phase    where the job is: waiting (to run), running, signal (a signal reached
+#            the running job), paused, ending (stopping on a signal), note (a warning
+#            about a job that runs on: never the job's status), requeued (a run
+#            ended, the job runs again), final (its end), lost (silent: the
+#            service's finding, until Slurm says more)
+#   kind     its colour class on the dashboard (the name is always written too)
+#   urgency  of a notice on a phone: low, normal, high
+#   failed   an ending that counts as a failure (a cancel is a choice)
+#   words    the SLM_NOTIFY_ON words that include it, besides "all"
+#   watch    how soon the watchdog asks Slurm about a job quiet in it: quick,
+#            slow, or never (the story is complete)
+class Status(object):
+    """One row of STATUS_TABLE."""
+
+    __slots__ = ("name", "phase", "kind", "urgency", "failed", "words", "watch")
+
+    def __init__(self, *row):
+        for name, value in zip(self.__slots__, row):
+            setattr(self, name, value)
+
+
+STATUS_TABLE = tuple(Status(*row) for row in (
+    # name             phase       kind    urgency   failed words                     watch
+    ("SUBMITTED",      "waiting",  "wait", "low",    False, "",                        "quick"),
+    ("SUBMIT_FAILED",  "final",    "bad",  "high",   True,  "default final failures",  None),
+    ("PENDING",        "waiting",  "wait", "high",   False, "default failures",         "slow"),
+    ("RUNNING",        "running",  "run",  "low",    False, "default",                  "slow"),
+    ("PAUSED",         "paused",   "pause", "low",   False, "default",                  "quick"),
+    ("RESUMED",        "running",  "run",  "low",    False, "default",                  "slow"),
+    ("SIGNALED",       "signal",   "run",  "normal", False, "",                         "slow"),
+    ("TIME_WARNING",   "note",     "warn", "high",   False, "default warnings",         None),
+    ("MEMORY_WARNING", "note",     "warn", "high",   False, "default warnings",         None),
+    ("STALLED",        "note",     "warn", "normal", False, "default warnings",         None),
+    ("TERMINATING",    "ending",   "end",  "normal", False, "",                         "quick"),
+    ("REQUEUED",       "requeued", "wait", "normal", False, "default",                  None),
+    ("COMPLETED",      "final",    "ok",   "normal", False, "default final",            None),
+    ("FAILED",         "final",    "bad",  "high",   True,  "default final failures",   None),
+    ("CANCELLED",      "final",    "off",  "normal", False, "default final failures",   None),
+    ("TIMEOUT",        "final",    "late", "high",   True,  "default final failures",   None),
+    ("OUT_OF_MEMORY",  "final",    "bad",  "high",   True,  "default final failures",   None),
+    ("NODE_FAIL",      "final",    "bad",  "high",   True,  "default final failures",   None),
+    ("PREEMPTED",      "final",    "off",  "normal", False, "default final",            None),
+    ("LOST",           "lost",     "lost", "high",   True,  "default final failures",   "quick"),
 ))
+STATUS = dict((s.name, s) for s in STATUS_TABLE)
+STATUSES = tuple(s.name for s in STATUS_TABLE)
+
+
+def statuses_where(test):
+    """The statuses (a frozenset) whose row passes test(row)."""
+    return frozenset(s.name for s in STATUS_TABLE if test(s))
+
+
+FINAL_STATUSES = statuses_where(lambda s: s.phase == "final")
+# how a job ended or was last heard of: final, or LOST (Slurm may still say more)
+ENDED = statuses_where(lambda s: s.phase in ("final", "lost"))
+NOTES = statuses_where(lambda s: s.phase == "note")          # never a job's status
+RUN_ENDS = statuses_where(lambda s: s.phase == "requeued")   # a run ended, not the job
+WAITING = statuses_where(lambda s: s.phase == "waiting")
+ALIVE = statuses_where(lambda s: s.phase in ("running", "signal", "ending"))
+FAILURES = statuses_where(lambda s: s.failed)
+SEVERE = statuses_where(lambda s: s.urgency == "high")
+CALM = statuses_where(lambda s: s.urgency == "low")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -94,8 +149,8 @@ STOP_GRACE = 0.5
 # anybody may take it back.  Owners hold claims only for one request.
 CLAIM_LEASE = 600
 
-# Most events per POST; the service accepts up to 1,000.
-MAX_BATCH = 500
+# Most events slm.py sends in one POST (the service accepts up to 1,000).
+SEND_BATCH = 500
 
 # si_code of a signal sent by the kernel, e.g. by the terminal for Ctrl-C.
 SI_KERNEL = 0x80
@@ -179,12 +234,25 @@ class Console(object):
         self._write(text)
 
 
-def iso_utc(t=None):
-    """UTC ISO 8601 with milliseconds and a Z."""
+def iso_utc(t=None, digits=3):
+    """UTC ISO 8601 with a Z, to the millisecond (the service keeps microseconds)."""
     if t is None:
         t = time.time()
-    return "%s.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)),
-                         int(t * 1000) % 1000)
+    return "%s.%0*dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)), digits,
+                         int(t % 1 * 10 ** digits))
+
+
+def parse_utc(text):
+    """Seconds since the epoch of an iso_utc() time (any digits), or None."""
+    import calendar
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        main, _, fraction = text.rstrip("Z").partition(".")
+        seconds = calendar.timegm(time.strptime(main[:19], "%Y-%m-%dT%H:%M:%S"))
+        return seconds + (float("0." + fraction) if fraction.isdigit() else 0.0)
+    except (ValueError, OverflowError):
+        return None
 
 
 def signal_name(signum):
@@ -344,6 +412,34 @@ def duration_text(seconds):
     return "%dd%02dh" % (days, hours)
 
 
+def ending(status, exit_code=None, signal=None):
+    """How a job ended, decided here for every reader (the CLI, notices, mail,
+    the dashboard): ("signal", "SIGKILL") when a signal ended it, else
+    ("exit", 3); None when the status is no ending (a signal that reached a
+    running job, a pause, a LOST job whose end nobody saw) or nothing is known."""
+    if status not in FINAL_STATUSES:
+        return None
+    if signal:
+        return "signal", str(signal)
+    if exit_code is not None:
+        return "exit", exit_code
+    return None
+
+
+def ending_text(status, exit_code=None, signal=None):
+    """ending() in words: 'SIGKILL', 'exit 3', or None."""
+    end = ending(status, exit_code, signal)
+    return None if end is None else end[1] if end[0] == "signal" else "exit %s" % end[1]
+
+
+def record_text(source, corrects=None):
+    """'from Slurm's record' (and what it corrects) for Slurm's own verdict;
+    None for the wrapper's word."""
+    if source == "slurm":
+        return "from Slurm's record%s" % (", correcting %s" % corrects if corrects else "")
+    return None
+
+
 def describe_event(event):
     """One line for an event: what slm prints on stderr when no target is set."""
     status = event.get("status", "?")
@@ -352,10 +448,11 @@ def describe_event(event):
         parts.append(event["job_name"])
     if status == "RUNNING" and event.get("host"):
         parts.append("on %s" % event["host"])
-    if event.get("signal"):
+    end = ending_text(status, event.get("exit_code"), event.get("signal"))
+    if end:
+        parts.append(end)
+    elif event.get("signal"):
         parts.append("signal %s" % event["signal"])
-    if event.get("exit_code") is not None:
-        parts.append("exit %s" % event["exit_code"])
     if event.get("reason"):
         parts.append("(%s)" % event["reason"])
     if event.get("elapsed") is not None:
@@ -725,23 +822,16 @@ def encode_json(obj):
 # Notifications: a short message for a person, in each service's format
 # ---------------------------------------------------------------------------
 
-# What notifies by default (SLM_NOTIFY_ON): not SUBMITTED, SIGNALED, TERMINATING.
-NOTIFY_DEFAULT = ("SUBMIT_FAILED", "PENDING", "RUNNING", "PAUSED", "RESUMED", "TIME_WARNING",
-                  "MEMORY_WARNING", "STALLED", "REQUEUED", "COMPLETED", "FAILED", "CANCELLED",
-                  "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "LOST")
-# Words SLM_NOTIFY_ON and a destination's #on= take besides statuses.
-NOTIFY_GROUPS = {
-    "final": ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "SUBMIT_FAILED",
-              "NODE_FAIL", "PREEMPTED", "LOST"),
-    "failures": ("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "SUBMIT_FAILED", "NODE_FAIL", "LOST",
-                 "CANCELLED", "PENDING"),
-    "warnings": ("TIME_WARNING", "MEMORY_WARNING", "STALLED"),
-    "default": NOTIFY_DEFAULT,
-    "all": STATUSES,
-}
+# The words SLM_NOTIFY_ON and a destination's #on= take besides statuses
+# (the table's words column), and what notifies when nothing is said.
+NOTIFY_GROUPS = dict((word, tuple(s.name for s in STATUS_TABLE if word in s.words.split()))
+                     for word in ("default", "final", "failures", "warnings"))
+NOTIFY_GROUPS["all"] = STATUSES
+NOTIFY_DEFAULT = NOTIFY_GROUPS["default"]
+# Which tasks of an array (jobs of a group) notify one by one; the service sends
+# the roll-up.  failures: each failed member, the roll-up at the end.
 ARRAY_NOTIFY_CHOICES = ("each", "failures", "summary")
-SEVERE = frozenset(("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "LOST", "SUBMIT_FAILED", "NODE_FAIL",
-                    "PENDING", "MEMORY_WARNING", "TIME_WARNING"))
+DEFAULT_ARRAY_NOTIFY = "failures"
 
 
 def truncate_text(text, limit, unit="chars"):
@@ -792,17 +882,15 @@ def notice_parts(event, dashboard_url=None):
                                                        event["restart_count"]))
     if event.get("elapsed") is not None:
         lines.append("ran %s" % duration_text(event["elapsed"]))
-    if event.get("signal") and status in FINAL_STATUSES:
-        lines.append("killed by %s" % event["signal"])
-    elif event.get("exit_code") is not None and status in FINAL_STATUSES:
-        lines.append("exit code %s" % event["exit_code"])
+    end = ending(status, event.get("exit_code"), event.get("signal"))
+    if end:
+        lines.append(("killed by %s" if end[0] == "signal" else "exit code %s") % end[1])
     if event.get("reason"):
         lines.append("reason: %s" % event["reason"])
     if event.get("message"):
         lines.append(str(event["message"]))
     if event.get("source") == "slurm":
-        lines.append("(Slurm's record%s)" % (", correcting %s" % event["corrects"]
-                                             if event.get("corrects") else ""))
+        lines.append("(%s)" % record_text("slurm", event.get("corrects")))
     if event.get("peak_memory_mb") is not None:
         lines.append("memory: peak %s MB of %s MB" % (event["peak_memory_mb"],
                                                       event.get("memory_limit_mb", "?")))
@@ -1005,8 +1093,7 @@ class NtfyFormat(Format):
         message = plain_notice(event, None, self.limit, self.unit).split("\n", 1)
         payload = {"topic": topic, "title": title,
                    "message": message[1] if len(message) > 1 else title,
-                   "priority": 4 if status in SEVERE else 2 if status in (
-                       "RUNNING", "PAUSED", "RESUMED", "SUBMITTED") else 3,
+                   "priority": 4 if status in SEVERE else 2 if status in CALM else 3,
                    "tags": ["slm", (status or "event").lower()]}
         if link:
             payload["click"] = link
@@ -1251,7 +1338,6 @@ FORMATS = dict((f.name, f) for f in (
 WEBHOOK_FORMATS = tuple(sorted(FORMATS))
 # host (or its parent domain) -> format; anything else gets the event as JSON
 WEBHOOK_HOSTS = tuple((host, f.name) for f in FORMATS.values() for host in f.hosts)
-FORMAT_LIMITS = dict((f.name, f.limit) for f in FORMATS.values())
 SCHEMES = dict((scheme, f.name) for f in FORMATS.values() for scheme in f.schemes)
 
 
@@ -1275,20 +1361,6 @@ def webhook_format(spec, default=None):
         if host == known or host.endswith("." + known):
             return fmt, spec
     return "json", spec
-
-
-def notification_request(fmt, url, event, secret=None, dashboard_url=None, now=None):
-    """(url, body bytes) of the request that notifies url in format fmt."""
-    if fmt not in FORMATS:
-        raise ValueError("unknown webhook format: %s" % fmt)
-    _, target, body, _ = FORMATS[fmt].request(url, event, secret, dashboard_url, now)
-    return target, body
-
-
-def judge_chat_answer(fmt, result):
-    """Services that say 200 but mean no: raise like HttpResult.judge would."""
-    if fmt in FORMATS:
-        FORMATS[fmt].judge(result)
 
 
 class EmailAddress(object):
@@ -1425,6 +1497,33 @@ class Destination(object):
     def wants(self, event, notify_on, array_notify):
         return wants_notice(event, self.notify_on if self.notify_on is not None else notify_on,
                             self.array_notify or array_notify)
+
+
+# The relay request an event carries when the service notifies for its job
+# (SLM_WEBHOOK_VIA=api), described once: Settings.relay_field builds it, the
+# service checks it and documents it (/openapi.json) from these rows, and
+# drops what they do not name.  (name, kind, required, what it is.)
+RELAY_TARGET_FIELDS = (
+    ("url", "destination", True, "the destination as written in SLM_WEBHOOK (a secret: "
+     "never shown)"),
+    ("format", "format", False, "its format (json when not given)"),
+    ("secret", "secret", False, "SLM_WEBHOOK_SECRET, for the formats that sign"),
+    ("send", "bool", False, "whether this event is for it (its #on= filter, else "
+     "SLM_NOTIFY_ON)"),
+    ("array_notify", "array_notify", False, "its #array= policy, else the relay's"),
+    ("notify_on", "statuses", False, "its #on= filter, for the events the service makes "
+     "itself (LOST, Slurm's verdict)"),
+)
+RELAY_FIELDS = (
+    ("to", "targets", True, "the destinations"),
+    ("send", "bool", False, "whether this event notifies (SLM_NOTIFY_ON), for targets that "
+     "do not say"),
+    ("array_notify", "array_notify", False, "SLM_ARRAY_NOTIFY (default %s)"
+     % DEFAULT_ARRAY_NOTIFY),
+    ("notify_on", "statuses", False, "SLM_NOTIFY_ON, for the events the service makes itself"),
+    ("dashboard_url", "text", False, "SLM_DASHBOARD_URL: the link in each notice"),
+)
+MAX_RELAY_TARGETS = 10
 
 
 class SmtpSettings(object):
@@ -1837,11 +1936,11 @@ class Settings(object):
         self.webhook_secret = get("SLM_WEBHOOK_SECRET") or None
         self.dashboard_url = get("SLM_DASHBOARD_URL") or None
         self.notify_on = parse_notify_on(get("SLM_NOTIFY_ON"), console)
-        self.array_notify = get("SLM_ARRAY_NOTIFY").lower() or "failures"
+        self.array_notify = get("SLM_ARRAY_NOTIFY").lower() or DEFAULT_ARRAY_NOTIFY
         if self.array_notify not in ARRAY_NOTIFY_CHOICES:
-            console.say_once("array-notify", "SLM_ARRAY_NOTIFY must be each, failures or "
-                             "summary; using failures")
-            self.array_notify = "failures"
+            console.say_once("array-notify", "SLM_ARRAY_NOTIFY must be %s; using %s"
+                             % (" or ".join(ARRAY_NOTIFY_CHOICES), DEFAULT_ARRAY_NOTIFY))
+            self.array_notify = DEFAULT_ARRAY_NOTIFY
         self.tail_lines = int(self.number("SLM_TAIL_LINES", DEFAULT_TAIL_LINES, allow_zero=True))
         via = get("SLM_WEBHOOK_VIA").lower()
         self.relay = via == "api" and bool(self.webhooks)
@@ -2229,7 +2328,7 @@ def deliver_entries(target, entries, spool, console, timeout):
     target refuses as malformed is retried one by one, so that one bad event
     cannot hold the others back.
     """
-    size = MAX_BATCH if target.batches else 1
+    size = SEND_BATCH if target.batches else 1
     delivered = 0
     for start in range(0, len(entries), size):
         chunk = entries[start:start + size]
@@ -2317,7 +2416,7 @@ def flush_spool(spool, settings, console, deadline, target=None, limit=None,
             batches[key] = (through, [])
         through, entries = batches[key]
         entries.append(entry)
-        if len(entries) >= (MAX_BATCH if through.batches else 1):
+        if len(entries) >= (SEND_BATCH if through.batches else 1):
             delivered += send(key)
     for key in list(batches):
         delivered += send(key)
@@ -2417,7 +2516,7 @@ class _TargetWorker(threading.Thread):
 
     def _retry_pending(self, timeout, deadline=None):
         try:
-            limit = MAX_BATCH if self.target.batches else 20
+            limit = SEND_BATCH if self.target.batches else 20
             delivered, left = flush_spool(self.courier.spool, self.courier.settings,
                                           self.courier.console,
                                           deadline or time.time() + 5 * timeout,
@@ -2521,7 +2620,7 @@ class Courier(object):
 
 
 # ---------------------------------------------------------------------------
-# Asking the service: status, list, events
+# Asking the service: status, list, events; printing the answers
 # ---------------------------------------------------------------------------
 
 
@@ -2583,19 +2682,6 @@ class ServiceClient(object):
         return self.get("/api/v1/jobs/" + job_id, missing="unknown job: %s" % job_id)[1]
 
 
-def parse_utc(text):
-    """Seconds since the epoch for the service's UTC times, or None."""
-    import calendar
-    if not text:
-        return None
-    try:
-        main, _, fraction = text.rstrip("Z").partition(".")
-        seconds = calendar.timegm(time.strptime(main[:19], "%Y-%m-%dT%H:%M:%S"))
-        return seconds + (float("0." + fraction) if fraction.isdigit() else 0.0)
-    except ValueError:
-        return None
-
-
 def local_time(text, date=True):
     when = parse_utc(text)
     if when is None:
@@ -2612,14 +2698,6 @@ def job_duration(job):
         end = time.time() if job.get("status") not in FINAL_STATUSES else \
             parse_utc(job.get("last_event_time")) or start
     return duration_text(max(0.0, end - start))
-
-
-def job_ending(job):
-    if job.get("signal") and job.get("status") in FINAL_STATUSES:
-        return job["signal"]
-    if job.get("exit_code") is not None:
-        return str(job["exit_code"])
-    return "-"
 
 
 def emit(text):
@@ -2652,6 +2730,11 @@ def cell(value, limit=24):
     text = "-" if value is None or value == "" else clean_text(str(value))
     text = text.replace("\n", " ").replace("\t", " ")
     return text if len(text) <= limit else text[:limit - 1] + "~"
+
+
+# ---------------------------------------------------------------------------
+# Processes and signals: the child, what reaches it, Slurm's configuration
+# ---------------------------------------------------------------------------
 
 
 def start_environment():
@@ -3252,20 +3335,26 @@ def resource_summary(elapsed):
     return summary
 
 
+def squeue_words(job_id, fmt, timeout):
+    """The words squeue prints about one job in format fmt (ended jobs too,
+    while slurmctld remembers them), or None when it cannot tell."""
+    import subprocess
+    try:
+        proc = subprocess.Popen(["squeue", "-h", "-t", "all", "-j", job_id, "-o", fmt],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        out, _ = proc.communicate(timeout=max(timeout, 5))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    words = out.decode("utf-8", "replace").split()
+    return words if proc.returncode == 0 and words else None
+
+
 def slurm_times(job_id, timeout):
     """The job's (start, end) times (epoch) from squeue, or None for each.
     Slurm 22.05 puts neither in the environment; squeue prints local time
     like 2026-11-28T16:00:00, and N/A or Unknown when there is none."""
-    import subprocess
-    try:
-        proc = subprocess.Popen(["squeue", "-h", "-j", job_id, "-o", "%S %e"],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        out, _ = proc.communicate(timeout=max(timeout, 5))
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-    words = (out.decode("ascii", "replace").strip().splitlines() or [""])[0].split()
     found = []
-    for word in (words + [None, None])[:2]:
+    for word in ((squeue_words(job_id, "%S %e", timeout) or []) + [None, None])[:2]:
         try:
             found.append(time.mktime(time.strptime(word, "%Y-%m-%dT%H:%M:%S")))
         except (TypeError, ValueError, OverflowError):
@@ -3275,15 +3364,7 @@ def slurm_times(job_id, timeout):
 
 def slurm_job_state(job_id, timeout):
     """squeue's state of the job (RUNNING, COMPLETING...), or None."""
-    import subprocess
-    try:
-        proc = subprocess.Popen(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        out, _ = proc.communicate(timeout=max(timeout, 5))
-    except (OSError, subprocess.SubprocessError):
-        return None
-    words = out.decode("ascii", "replace").split()
-    return words[0] if proc.returncode == 0 and words else None
+    return (squeue_words(job_id, "%T", timeout) or [None])[0]
 
 
 def remove_snapshot(path):
@@ -3881,18 +3962,6 @@ def find_job_id(text, complete=True):
     return None
 
 
-def squeue_partition(job_id, timeout):
-    import subprocess
-    try:
-        proc = subprocess.Popen(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%P"],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        out, _ = proc.communicate(timeout=timeout)
-        lines = out.decode("utf-8", "replace").split()
-        return lines[0] if proc.returncode == 0 and lines else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def stdin_binary():
     return getattr(sys.stdin, "buffer", sys.stdin)
 
@@ -4085,7 +4154,7 @@ class Submitter(object):
                                           else "sbatch"))
         partition = values.get("partition")
         if job_id and not partition:
-            partition = squeue_partition(job_id, self.settings.timeout)
+            partition = (squeue_words(job_id, "%P", self.settings.timeout) or [None])[0]
         environ = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
         if job_id:
             environ["SLURM_JOB_ID"] = job_id
@@ -4142,7 +4211,7 @@ def cmd_flush(args, settings, console):
     return EXIT_OK if left == 0 else EXIT_FAILURE
 
 
-JOB_COLUMNS = ("JOBID", "NAME", "USER", "STATE", "PARTITION", "NODELIST", "TIME", "EXIT",
+LIST_HEADERS = ("JOBID", "NAME", "USER", "STATE", "PARTITION", "NODELIST", "TIME", "EXIT",
                "LAST EVENT")
 
 
@@ -4169,20 +4238,17 @@ def event_row(event):
 def describe_status(job):
     """'COMPLETED (exit 0)', 'FAILED (exit 3, from Slurm's record)'..."""
     meta = job.get("meta") or {}
-    parts = []
-    if job.get("signal") and job.get("status") in FINAL_STATUSES:
-        parts.append(job["signal"])
-    elif job.get("exit_code") is not None:
-        parts.append("exit %s" % job["exit_code"])
-    if meta.get("source") == "slurm":
-        parts.append("from Slurm's record")
+    parts = [p for p in (ending_text(job.get("status"), job.get("exit_code"), job.get("signal")),
+                         record_text(meta.get("source"))) if p]
     return "%s%s" % (job.get("status"), " (%s)" % ", ".join(parts) if parts else "")
 
 
 def job_row(job):
     return [cell(job.get("job_id"), 32), cell(job.get("job_name")), cell(job.get("user"), 12),
             cell(job.get("status"), 13), cell(job.get("partition"), 12),
-            cell(job.get("nodelist")), job_duration(job), job_ending(job),
+            cell(job.get("nodelist")), job_duration(job),
+            cell((ending(job.get("status"), job.get("exit_code"), job.get("signal")) or
+                  (None, None))[1]),
             local_time(job.get("last_event_time"))]
 
 
@@ -4208,8 +4274,7 @@ def job_notes(job):
         notes.append(("warnings", ", ".join(meta["warnings"])))
     if job.get("job_group"):
         notes.append(("group", job["job_group"]))
-    if job.get("heartbeat_at") and job.get("status") not in FINAL_STATUSES and \
-            job.get("status") != "LOST":
+    if job.get("heartbeat_at") and job.get("status") not in ENDED:
         notes.append(("heartbeat", "last %s (every %s)" % (
             local_time(job["heartbeat_at"]),
             duration_text(job.get("heartbeat_interval") or DEFAULT_HEARTBEAT))))
@@ -4221,7 +4286,7 @@ def cmd_status(args, settings, console):
     if args.json:
         print_json(job)
         return EXIT_OK
-    print_table([job_row(job)], JOB_COLUMNS)
+    print_table([job_row(job)], LIST_HEADERS)
     for what, text in job_notes(job):
         emit("%s: %s" % (what, cell(text, 200)))
     return EXIT_OK
@@ -4239,7 +4304,7 @@ def cmd_list(args, settings, console):
     if args.json:
         print_json(data)
         return EXIT_OK
-    print_table([job_row(job) for job in jobs], JOB_COLUMNS)
+    print_table([job_row(job) for job in jobs], LIST_HEADERS)
     total = data.get("total", len(jobs))
     if total > len(jobs) + (args.offset or 0):
         console.say("%d of %d jobs shown (--limit, --offset for more)" % (len(jobs), total))
@@ -4948,6 +5013,31 @@ def run_submitted(script, name, interp, args, settings=None, group=None):
     original script restored, run under `slm run` (see monitored_script)."""
     argv = submitted_argv(script, name, interp, args, settings, group)
     return argv if isinstance(argv, int) else main(argv)
+
+
+# ---------------------------------------------------------------------------
+# Shared with slm_api.py
+# ---------------------------------------------------------------------------
+
+# The service imports this file (beside it) for the one event model, the chat
+# formats and the sender.  These are all the names it uses; a static test
+# (tests/test_static.py) holds slm_api.py to them, so that a rename here fails
+# the tests instead of the service.
+SHARED_WITH_SERVICE = (
+    # the statuses and the sets derived from their table
+    "STATUS_TABLE", "STATUSES", "FINAL_STATUSES", "ENDED", "NOTES", "RUN_ENDS", "WAITING",
+    "ALIVE", "FAILURES",
+    # events, times, endings
+    "__version__", "EVENT_SCHEMA", "iso_utc", "parse_utc", "duration_text", "signal_name",
+    "ending", "ending_text",
+    # notifications: destinations, what they hear, the relay request, sending
+    "Destination", "split_destinations", "parse_notify_on", "wants_notice", "NOTIFY_DEFAULT",
+    "ARRAY_NOTIFY_CHOICES", "DEFAULT_ARRAY_NOTIFY", "RELAY_FIELDS", "RELAY_TARGET_FIELDS",
+    "MAX_RELAY_TARGETS", "FORMATS", "WEBHOOK_FORMATS", "WEBHOOK_HOSTS", "SmtpSettings",
+    "send_notification", "DeliveryError",
+    # the spool the service reads for nodes that cannot reach it
+    "Spool", "ServiceTarget",
+)
 
 
 if __name__ == "__main__":

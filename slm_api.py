@@ -119,191 +119,200 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 SCHEMA_VERSION = 3
 
+# The statuses and what they are: slm.py's one table (slm.STATUS_TABLE), and
+# the sets derived from it there.
 STATUSES = slm.STATUSES
-FINAL = slm.FINAL_STATUSES
+FINAL = slm.FINAL_STATUSES          # a job's end
+ENDED = slm.ENDED                   # its end, or LOST (Slurm may say more)
+NOTES = slm.NOTES                   # warnings: never a job's status
+RUN_ENDS = slm.RUN_ENDS             # a run ended, the job runs again (REQUEUED)
+WAITING = slm.WAITING               # before a run: SUBMITTED, PENDING
+ALIVE = slm.ALIVE                   # running: silence makes it LOST
+FAILURES = slm.FAILURES             # endings that count as failures
+# Statuses that leave Slurm's side of the story open: the watchdog asks about a
+# job quiet in one, the quick ones soon (the wrapper may have been killed
+# without a word).
+OPEN_TO_CHECK = frozenset(s.name for s in slm.STATUS_TABLE if s.watch)
+QUICK_CHECK = frozenset(s.name for s in slm.STATUS_TABLE if s.watch == "quick")
 
-# The MySQL/MariaDB schema; schema.sql is a copy (a test keeps them equal).
+# The database, one row per column: the DDL of both dialects (and schema.sql,
+# its copy for DBAs, which a test keeps equal), the migrations of older
+# databases and the API's job shape are all derived from these tables.
 # Times are UTC text 'YYYY-MM-DDTHH:MM:SS.ffffffZ': they sort as they compare,
 # and SQLite and MySQL filter them identically.  utf8mb4_bin keeps job ids
 # case-sensitive and text byte-exact.
-MYSQL_SCHEMA = """\
--- SLM (Slurm Lifecycle Monitor) schema for MySQL/MariaDB, version 3.
--- slm_api.py creates these tables itself when they are missing; this file is
--- for DBAs who prefer to create them by hand.  Keep it identical to
--- MYSQL_SCHEMA in slm_api.py (tests/test_storage.py checks).
+#   since  the schema version that added the column (migrations add it)
+#   shown  for slurm_jobs: the column's description in the API's job, or None
+#          for bookkeeping (the merge's, the watchdog's) and secrets (relay)
+Column = collections.namedtuple("Column", "table name sqlite mysql since shown")
+COLUMNS = tuple(Column(*row) for row in (
+    ("slm_meta", "name", "TEXT PRIMARY KEY", "VARCHAR(64) NOT NULL", 1, None),
+    ("slm_meta", "value", "TEXT NOT NULL", "VARCHAR(255) NOT NULL", 1, None),
 
-CREATE TABLE IF NOT EXISTS `slm_meta` (
-  `name` VARCHAR(64) NOT NULL,
-  `value` VARCHAR(255) NOT NULL,
-  PRIMARY KEY (`name`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+    ("slurm_jobs", "job_id", "TEXT PRIMARY KEY", "VARCHAR(128) NOT NULL", 1, "the job's id"),
+    ("slurm_jobs", "status", "TEXT", "VARCHAR(16) NULL", 1, "its status: that of its "
+     "strongest event"),
+    ("slurm_jobs", "status_time", "TEXT", "VARCHAR(32) NULL", 1, "when that event happened"),
+    ("slurm_jobs", "status_seq", "INTEGER", "BIGINT NULL", 1, None),
+    ("slurm_jobs", "status_event", "TEXT", "VARCHAR(64) NULL", 1, None),
+    ("slurm_jobs", "first_seen", "TEXT", "VARCHAR(32) NULL", 1, "its earliest event's time"),
+    ("slurm_jobs", "submitted_at", "TEXT", "VARCHAR(32) NULL", 1, "when it was submitted"),
+    ("slurm_jobs", "started_at", "TEXT", "VARCHAR(32) NULL", 1, "when its run started"),
+    ("slurm_jobs", "ended_at", "TEXT", "VARCHAR(32) NULL", 1, "when it ended (final "
+     "statuses only)"),
+    ("slurm_jobs", "last_event_time", "TEXT", "VARCHAR(32) NULL", 1, "its latest event's "
+     "time"),
+    ("slurm_jobs", "last_seq", "INTEGER", "BIGINT NULL", 1, "that event's seq"),
+    ("slurm_jobs", "event_count", "INTEGER NOT NULL DEFAULT 0", "INT NOT NULL DEFAULT 0", 1,
+     "events stored"),
+    ("slurm_jobs", "exit_code", "INTEGER", "BIGINT NULL", 1, "how it ended: an exit status"),
+    ("slurm_jobs", "signal", "TEXT", "TEXT NULL", 1, "how it ended (final statuses), or the "
+     "latest signal that reached it"),
+    ("slurm_jobs", "reason", "TEXT", "TEXT NULL", 1, "why, in a word (time_limit, oom...)"),
+    ("slurm_jobs", "message", "TEXT", "TEXT NULL", 1, "why, in a sentence"),
+    ("slurm_jobs", "elapsed", "REAL", "DOUBLE NULL", 1, "seconds its run took"),
+    ("slurm_jobs", "job_name", "TEXT", "TEXT NULL", 1, "its name"),
+    ("slurm_jobs", "user", "TEXT", "TEXT NULL", 1, "whose it is"),
+    ("slurm_jobs", "partition", "TEXT", "TEXT NULL", 1, "Slurm's partition"),
+    ("slurm_jobs", "nodelist", "TEXT", "TEXT NULL", 1, "Slurm's node list"),
+    ("slurm_jobs", "host", "TEXT", "TEXT NULL", 1, "the host of the status's event"),
+    ("slurm_jobs", "cluster", "TEXT", "TEXT NULL", 1, "Slurm's cluster"),
+    ("slurm_jobs", "slurm_job_id", "TEXT", "TEXT NULL", 1, "SLURM_JOB_ID"),
+    ("slurm_jobs", "array_job_id", "TEXT", "TEXT NULL", 1, "the array it is a task of"),
+    ("slurm_jobs", "array_task_id", "TEXT", "TEXT NULL", 1, "its task id in the array"),
+    ("slurm_jobs", "meta", "TEXT", "MEDIUMTEXT NULL", 1, "every other field of the events, "
+     "from the event holding the status first"),
+    ("slurm_jobs", "restarts", "INTEGER NOT NULL DEFAULT 0", "INT NOT NULL DEFAULT 0", 2,
+     "how often Slurm requeued the job: the row shows run restarts + 1"),
+    ("slurm_jobs", "heartbeat_at", "TEXT", "VARCHAR(32) NULL", 2, "its latest heartbeat"),
+    ("slurm_jobs", "heartbeat_interval", "REAL", "DOUBLE NULL", 2, "seconds between its "
+     "heartbeats"),
+    ("slurm_jobs", "checked_at", "TEXT", "VARCHAR(32) NULL", 2, None),
+    # when the reconciler last asked Slurm (answered or not): its queue's order
+    ("slurm_jobs", "asked_at", "TEXT", "VARCHAR(32) NULL", 3, None),
+    ("slurm_jobs", "job_group", "TEXT", "VARCHAR(128) NULL", 2, "its group (slm submit "
+     "--group)"),
+    ("slurm_jobs", "relay", "TEXT", "MEDIUMTEXT NULL", 2, None),
 
-CREATE TABLE IF NOT EXISTS `slurm_jobs` (
-  `job_id` VARCHAR(128) NOT NULL,
-  `status` VARCHAR(16) NULL,
-  `status_time` VARCHAR(32) NULL,
-  `status_seq` BIGINT NULL,
-  `status_event` VARCHAR(64) NULL,
-  `first_seen` VARCHAR(32) NULL,
-  `submitted_at` VARCHAR(32) NULL,
-  `started_at` VARCHAR(32) NULL,
-  `ended_at` VARCHAR(32) NULL,
-  `last_event_time` VARCHAR(32) NULL,
-  `last_seq` BIGINT NULL,
-  `event_count` INT NOT NULL DEFAULT 0,
-  `exit_code` BIGINT NULL,
-  `signal` TEXT NULL,
-  `reason` TEXT NULL,
-  `message` TEXT NULL,
-  `elapsed` DOUBLE NULL,
-  `job_name` TEXT NULL,
-  `user` TEXT NULL,
-  `partition` TEXT NULL,
-  `nodelist` TEXT NULL,
-  `host` TEXT NULL,
-  `cluster` TEXT NULL,
-  `slurm_job_id` TEXT NULL,
-  `array_job_id` TEXT NULL,
-  `array_task_id` TEXT NULL,
-  `meta` MEDIUMTEXT NULL,
-  `restarts` INT NOT NULL DEFAULT 0,
-  `heartbeat_at` VARCHAR(32) NULL,
-  `heartbeat_interval` DOUBLE NULL,
-  `checked_at` VARCHAR(32) NULL,
-  `asked_at` VARCHAR(32) NULL,
-  `job_group` VARCHAR(128) NULL,
-  `relay` MEDIUMTEXT NULL,
-  PRIMARY KEY (`job_id`),
-  KEY `slurm_jobs_last` (`last_event_time`, `job_id`),
-  KEY `slurm_jobs_status` (`status`),
-  KEY `slurm_jobs_user` (`user`(191)),
-  KEY `slurm_jobs_name` (`job_name`(191)),
-  KEY `slurm_jobs_array` (`array_job_id`(64)),
-  KEY `slurm_jobs_group` (`job_group`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+    ("slurm_events", "id", "INTEGER PRIMARY KEY AUTOINCREMENT", "BIGINT NOT NULL "
+     "AUTO_INCREMENT", 1, None),
+    ("slurm_events", "event_id", "TEXT NOT NULL", "VARCHAR(64) NOT NULL", 1, None),
+    ("slurm_events", "job_id", "TEXT NOT NULL", "VARCHAR(128) NOT NULL", 1, None),
+    ("slurm_events", "status", "TEXT NOT NULL", "VARCHAR(16) NOT NULL", 1, None),
+    ("slurm_events", "time", "TEXT NOT NULL", "VARCHAR(32) NOT NULL", 1, None),
+    ("slurm_events", "seq", "INTEGER", "BIGINT NULL", 1, None),
+    ("slurm_events", "received_at", "TEXT NOT NULL", "VARCHAR(32) NOT NULL", 1, None),
+    ("slurm_events", "raw", "TEXT NOT NULL", "MEDIUMTEXT NOT NULL", 1, None),
 
-CREATE TABLE IF NOT EXISTS `slurm_events` (
-  `id` BIGINT NOT NULL AUTO_INCREMENT,
-  `event_id` VARCHAR(64) NOT NULL,
-  `job_id` VARCHAR(128) NOT NULL,
-  `status` VARCHAR(16) NOT NULL,
-  `time` VARCHAR(32) NOT NULL,
-  `seq` BIGINT NULL,
-  `received_at` VARCHAR(32) NOT NULL,
-  `raw` MEDIUMTEXT NOT NULL,
-  PRIMARY KEY (`id`),
-  UNIQUE KEY `slurm_events_event_id` (`event_id`),
-  KEY `slurm_events_job` (`job_id`, `time`, `seq`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+    ("slm_outbox", "id", "INTEGER PRIMARY KEY AUTOINCREMENT", "BIGINT NOT NULL "
+     "AUTO_INCREMENT", 1, None),
+    ("slm_outbox", "dedup_key", "TEXT NOT NULL", "VARCHAR(64) NOT NULL", 1, None),
+    ("slm_outbox", "job_id", "TEXT NOT NULL", "VARCHAR(128) NOT NULL", 1, None),
+    ("slm_outbox", "destination", "TEXT NOT NULL", "TEXT NOT NULL", 1, None),
+    ("slm_outbox", "format", "TEXT NOT NULL", "VARCHAR(16) NOT NULL", 1, None),
+    ("slm_outbox", "secret", "TEXT", "TEXT NULL", 1, None),
+    ("slm_outbox", "dashboard_url", "TEXT", "TEXT NULL", 1, None),
+    ("slm_outbox", "payload", "TEXT NOT NULL", "MEDIUMTEXT NOT NULL", 1, None),
+    ("slm_outbox", "state", "TEXT NOT NULL", "VARCHAR(16) NOT NULL", 1, None),
+    ("slm_outbox", "attempts", "INTEGER NOT NULL DEFAULT 0", "INT NOT NULL DEFAULT 0", 1, None),
+    ("slm_outbox", "next_attempt_at", "TEXT NOT NULL", "VARCHAR(32) NOT NULL", 1, None),
+    ("slm_outbox", "lease_owner", "TEXT", "VARCHAR(64) NULL", 1, None),
+    ("slm_outbox", "lease_until", "TEXT", "VARCHAR(32) NULL", 1, None),
+    ("slm_outbox", "last_error", "TEXT", "TEXT NULL", 1, None),
+    ("slm_outbox", "created_at", "TEXT NOT NULL", "VARCHAR(32) NOT NULL", 1, None),
+    ("slm_outbox", "sent_at", "TEXT", "VARCHAR(32) NULL", 1, None),
+    ("slm_outbox", "event_id", "TEXT", "VARCHAR(64) NULL", 2, None),
 
-CREATE TABLE IF NOT EXISTS `slm_outbox` (
-  `id` BIGINT NOT NULL AUTO_INCREMENT,
-  `dedup_key` VARCHAR(64) NOT NULL,
-  `job_id` VARCHAR(128) NOT NULL,
-  `destination` TEXT NOT NULL,
-  `format` VARCHAR(16) NOT NULL,
-  `secret` TEXT NULL,
-  `dashboard_url` TEXT NULL,
-  `payload` MEDIUMTEXT NOT NULL,
-  `state` VARCHAR(16) NOT NULL,
-  `attempts` INT NOT NULL DEFAULT 0,
-  `next_attempt_at` VARCHAR(32) NOT NULL,
-  `lease_owner` VARCHAR(64) NULL,
-  `lease_until` VARCHAR(32) NULL,
-  `last_error` TEXT NULL,
-  `created_at` VARCHAR(32) NOT NULL,
-  `sent_at` VARCHAR(32) NULL,
-  `event_id` VARCHAR(64) NULL,
-  PRIMARY KEY (`id`),
-  UNIQUE KEY `slm_outbox_dedup` (`dedup_key`),
-  KEY `slm_outbox_due` (`state`, `next_attempt_at`),
-  KEY `slm_outbox_job` (`job_id`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
-
-CREATE TABLE IF NOT EXISTS `slm_leases` (
-  `name` VARCHAR(64) NOT NULL,
-  `owner` VARCHAR(64) NOT NULL,
-  `until` VARCHAR(32) NOT NULL,
-  PRIMARY KEY (`name`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
-"""
-
-SQLITE_SCHEMA = """\
-CREATE TABLE IF NOT EXISTS slm_meta (
-  name TEXT PRIMARY KEY,
-  value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS slurm_jobs (
-  job_id TEXT PRIMARY KEY,
-  status TEXT, status_time TEXT, status_seq INTEGER, status_event TEXT,
-  first_seen TEXT, submitted_at TEXT, started_at TEXT, ended_at TEXT,
-  last_event_time TEXT, last_seq INTEGER, event_count INTEGER NOT NULL DEFAULT 0,
-  exit_code INTEGER, signal TEXT, reason TEXT, message TEXT, elapsed REAL,
-  job_name TEXT, user TEXT, partition TEXT, nodelist TEXT, host TEXT, cluster TEXT,
-  slurm_job_id TEXT, array_job_id TEXT, array_task_id TEXT, meta TEXT,
-  restarts INTEGER NOT NULL DEFAULT 0, heartbeat_at TEXT, heartbeat_interval REAL,
-  checked_at TEXT, job_group TEXT, relay TEXT, asked_at TEXT
-);
-CREATE INDEX IF NOT EXISTS slurm_jobs_last ON slurm_jobs (last_event_time, job_id);
-CREATE INDEX IF NOT EXISTS slurm_jobs_status ON slurm_jobs (status);
-CREATE INDEX IF NOT EXISTS slurm_jobs_user ON slurm_jobs (user);
-CREATE INDEX IF NOT EXISTS slurm_jobs_name ON slurm_jobs (job_name);
-CREATE INDEX IF NOT EXISTS slurm_jobs_array ON slurm_jobs (array_job_id);
-CREATE TABLE IF NOT EXISTS slurm_events (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  event_id TEXT NOT NULL UNIQUE,
-  job_id TEXT NOT NULL,
-  status TEXT NOT NULL,
-  time TEXT NOT NULL,
-  seq INTEGER,
-  received_at TEXT NOT NULL,
-  raw TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS slurm_events_job ON slurm_events (job_id, time, seq);
-CREATE TABLE IF NOT EXISTS slm_outbox (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  dedup_key TEXT NOT NULL UNIQUE,
-  job_id TEXT NOT NULL,
-  destination TEXT NOT NULL, format TEXT NOT NULL, secret TEXT, dashboard_url TEXT,
-  payload TEXT NOT NULL,
-  state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TEXT NOT NULL,
-  lease_owner TEXT, lease_until TEXT, last_error TEXT,
-  created_at TEXT NOT NULL, sent_at TEXT, event_id TEXT
-);
-CREATE INDEX IF NOT EXISTS slm_outbox_due ON slm_outbox (state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS slm_outbox_job ON slm_outbox (job_id);
-CREATE TABLE IF NOT EXISTS slm_leases (
-  name TEXT PRIMARY KEY, owner TEXT NOT NULL, until TEXT NOT NULL
-);
-"""
-
+    ("slm_leases", "name", "TEXT PRIMARY KEY", "VARCHAR(64) NOT NULL", 1, None),
+    ("slm_leases", "owner", "TEXT NOT NULL", "VARCHAR(64) NOT NULL", 1, None),
+    ("slm_leases", "until", "TEXT NOT NULL", "VARCHAR(32) NOT NULL", 1, None),
+))
+TABLES = tuple(sorted(set(c.table for c in COLUMNS), key=[c.table for c in COLUMNS].index))
+# Keys and indexes: (table, name, kind, ((column, MySQL prefix length or None), ...)).
+# Every one is made where missing on every start (indexes on migrated columns,
+# and the dashboard's orders: keyset paging by first event, the summary).
+KEYS = (
+    ("slm_meta", None, "primary", (("name", None),)),
+    ("slurm_jobs", None, "primary", (("job_id", None),)),
+    ("slurm_jobs", "slurm_jobs_last", "index", (("last_event_time", None), ("job_id", None))),
+    ("slurm_jobs", "slurm_jobs_status", "index", (("status", None),)),
+    ("slurm_jobs", "slurm_jobs_user", "index", (("user", 191),)),
+    ("slurm_jobs", "slurm_jobs_name", "index", (("job_name", 191),)),
+    ("slurm_jobs", "slurm_jobs_array", "index", (("array_job_id", 64),)),
+    ("slurm_jobs", "slurm_jobs_group", "index", (("job_group", 64),)),
+    ("slurm_jobs", "slurm_jobs_first", "index", (("first_seen", None), ("job_id", None))),
+    # the dashboard's default: the signed-in user's jobs, newest first, and what
+    # of theirs ended in the summary's window
+    ("slurm_jobs", "slurm_jobs_user_first", "index",
+     (("user", 64), ("first_seen", None), ("job_id", None))),
+    ("slurm_jobs", "slurm_jobs_user_ended", "index",
+     (("user", 64), ("ended_at", None), ("status", None))),
+    ("slurm_jobs", "slurm_jobs_ended", "index", (("ended_at", None), ("status", None))),
+    ("slurm_events", None, "primary", (("id", None),)),
+    ("slurm_events", "slurm_events_event_id", "unique", (("event_id", None),)),
+    ("slurm_events", "slurm_events_job", "index",
+     (("job_id", None), ("time", None), ("seq", None))),
+    ("slm_outbox", None, "primary", (("id", None),)),
+    ("slm_outbox", "slm_outbox_dedup", "unique", (("dedup_key", None),)),
+    ("slm_outbox", "slm_outbox_due", "index", (("state", None), ("next_attempt_at", None))),
+    ("slm_outbox", "slm_outbox_job", "index", (("job_id", None),)),
+    ("slm_leases", None, "primary", (("name", None),)),
+)
+# The slurm_jobs columns in their order; those the API does not show.
+JOB_COLUMNS = tuple(c.name for c in COLUMNS if c.table == "slurm_jobs")
+HIDDEN_JOB_COLUMNS = tuple(c.name for c in COLUMNS if c.table == "slurm_jobs" and
+                           c.shown is None)
 # What a database made by an older slm_api.py lacks, by the version that added
 # it; applied once, in order, by whichever instance gets there first.
-MIGRATIONS = {
-    2: (("slurm_jobs", "restarts", "INTEGER NOT NULL DEFAULT 0", "INT NOT NULL DEFAULT 0"),
-        ("slurm_jobs", "heartbeat_at", "TEXT", "VARCHAR(32) NULL"),
-        ("slurm_jobs", "heartbeat_interval", "REAL", "DOUBLE NULL"),
-        ("slurm_jobs", "checked_at", "TEXT", "VARCHAR(32) NULL"),
-        ("slurm_jobs", "job_group", "TEXT", "VARCHAR(128) NULL"),
-        ("slurm_jobs", "relay", "TEXT", "MEDIUMTEXT NULL"),
-        ("slm_outbox", "event_id", "TEXT", "VARCHAR(64) NULL")),
-    # when the reconciler last asked Slurm (answered or not): its queue's order
-    3: (("slurm_jobs", "asked_at", "TEXT", "VARCHAR(32) NULL"),),
-}
+MIGRATIONS = dict((v, tuple((c.table, c.name, c.sqlite, c.mysql) for c in COLUMNS
+                            if c.since == v)) for v in range(2, SCHEMA_VERSION + 1))
 # Columns a version made wider (MySQL only: SQLite does not enforce lengths).
 WIDENED = {2: (("slm_outbox", "state", "VARCHAR(16) NOT NULL", 16),)}
-# Indexes made after the migrations, on every start when missing: on columns a
-# migration may have added, and the dashboard's orders (keyset paging by first
-# event, the finished-per-hour summary).  (column, MySQL prefix length or None)
-LATE_INDEXES = (("slurm_jobs_group", "slurm_jobs", (("job_group", 64),)),
-                ("slurm_jobs_first", "slurm_jobs", (("first_seen", None), ("job_id", None))),
-                # the dashboard's default: the signed-in user's jobs, newest first,
-                # and what of theirs ended in the summary's window
-                ("slurm_jobs_user_first", "slurm_jobs",
-                 (("user", 64), ("first_seen", None), ("job_id", None))),
-                ("slurm_jobs_user_ended", "slurm_jobs",
-                 (("user", 64), ("ended_at", None), ("status", None))),
-                ("slurm_jobs_ended", "slurm_jobs", (("ended_at", None), ("status", None))))
+
+
+def key_parts(parts, mysql):
+    return ", ".join("`%s`%s" % (column, "(%d)" % prefix if mysql and prefix else "")
+                     for column, prefix in parts)
+
+
+def mysql_schema():
+    """The MySQL/MariaDB DDL (schema.sql), from COLUMNS and KEYS."""
+    out = ["-- SLM (Slurm Lifecycle Monitor) schema for MySQL/MariaDB, version %d."
+           % SCHEMA_VERSION,
+           "-- slm_api.py creates these tables itself when they are missing; this file is",
+           "-- for DBAs who prefer to create them by hand.  It is generated from COLUMNS",
+           "-- and KEYS in slm_api.py (tests/test_storage.py checks they agree).", ""]
+    for table in TABLES:
+        lines = ["  `%s` %s" % (c.name, c.mysql) for c in COLUMNS if c.table == table]
+        for t, name, kind, parts in KEYS:
+            if t == table:
+                lines.append("  %s (%s)" % ({"primary": "PRIMARY KEY", "unique": "UNIQUE KEY "
+                                             "`%s`" % name, "index": "KEY `%s`" % name}[kind],
+                                            key_parts(parts, True)))
+        out += ["CREATE TABLE IF NOT EXISTS `%s` (" % table, ",\n".join(lines),
+                ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;", ""]
+    return "\n".join(out)
+
+
+def sqlite_schema():
+    """The SQLite DDL, from COLUMNS and KEYS (a single-column primary key is
+    written with its column)."""
+    out = []
+    for table in TABLES:
+        lines = ["  %s %s" % (c.name, c.sqlite) for c in COLUMNS if c.table == table]
+        for t, name, kind, parts in KEYS:
+            if t == table and kind == "primary" and len(parts) > 1:
+                lines.append("  PRIMARY KEY (%s)" % key_parts(parts, False))
+        out.append("CREATE TABLE IF NOT EXISTS %s (\n%s\n);" % (table, ",\n".join(lines)))
+        for t, name, kind, parts in KEYS:
+            if t == table and kind != "primary":
+                out.append("CREATE %sINDEX IF NOT EXISTS %s ON %s (%s);" % (
+                    "UNIQUE " if kind == "unique" else "", name, table, key_parts(parts, False)))
+    return "\n".join(out) + "\n"
+
+
+MYSQL_SCHEMA = mysql_schema()
+SQLITE_SCHEMA = sqlite_schema()
 
 # ---------------------------------------------------------------------------
 # Errors
@@ -367,23 +376,16 @@ def env_seconds(env, name, default):
 
 
 def iso_at(epoch):
-    """The service's time format: UTC, microseconds, Z."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + \
-        ".%06dZ" % (int(epoch % 1 * 1e6))
+    """A time as the service stores it: slm's iso_utc to the microsecond (stored
+    times are all this long, so that they sort as they compare)."""
+    return slm.iso_utc(epoch, 6)
 
 
 def utc_now():
     return iso_at(time.time())
 
 
-def epoch_of(text):
-    """Seconds since the epoch of a time in the service's format, or None."""
-    import calendar
-    try:
-        return calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")) + \
-            float("0." + (text[20:26] or "0"))
-    except (TypeError, ValueError):
-        return None
+epoch_of = slm.parse_utc      # the way back: seconds since the epoch, or None
 
 
 # re.ASCII: \d would match any Unicode digit ('２０２６' too) and int() accept it
@@ -453,21 +455,11 @@ NUMBER_FIELDS = ("elapsed", "cpu_time", "max_rss_mb", "cpu_efficiency", "memory_
                  "peak_memory_mb", "heartbeat", "memory_used_mb", "time_left")
 BOOL_FIELDS = ("monitored", "requeue")
 EVENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
-# The relay request an event may carry (SLM_WEBHOOK_VIA=api): where the
-# service notifies on the job's behalf.  It is never stored with the event.
-MAX_RELAY_TARGETS = 10
 
 # Event fields copied into slurm_jobs columns (the rest live in its meta JSON).
 META_COLUMNS = ("exit_code", "signal", "reason", "message", "elapsed", "job_name", "user",
                 "partition", "nodelist", "host", "cluster", "slurm_job_id", "array_job_id",
                 "array_task_id")
-JOB_COLUMNS = ("job_id", "status", "status_time", "status_seq", "status_event", "first_seen",
-               "submitted_at", "started_at", "ended_at", "last_event_time", "last_seq",
-               "event_count") + META_COLUMNS + ("meta", "restarts", "heartbeat_at",
-                                               "heartbeat_interval", "checked_at", "job_group",
-                                               "relay")
-# bookkeeping (the merge's, the watchdog's) and secrets (relay: destinations)
-HIDDEN_JOB_COLUMNS = ("status_seq", "status_event", "checked_at", "relay")
 JOB_FILTERS = {"user": "user", "name": "job_name", "partition": "partition",
                "array_job_id": "array_job_id", "group": "job_group"}
 # What stays a job's through a requeue: the rest belongs to one run.
@@ -475,19 +467,6 @@ JOB_IDENTITY = ("job_name", "user", "partition", "cluster", "command", "script",
                 "script_args", "submit_dir", "monitored", "array", "time_limit", "wrap",
                 "slurm_job_id", "array_job_id", "array_task_id", "array_task_count", "cwd",
                 "group", "requeue")
-# Statuses that never take a job's status: warnings about a job that runs on.
-NOTES = frozenset(("TIME_WARNING", "MEMORY_WARNING", "STALLED"))
-# Slurm's word that a run ended but the job will run again (not an end of the job).
-RUN_ENDS = frozenset(("REQUEUED",))
-# Before a job runs: SUBMITTED (the wrapper), PENDING (Slurm says it waits, and why).
-WAITING = frozenset(("SUBMITTED", "PENDING"))
-# A job whose wrapper sends heartbeats in these is alive: silence makes it LOST.
-ALIVE = frozenset(("RUNNING", "RESUMED", "SIGNALED", "TERMINATING"))
-# Statuses that leave Slurm's side of the story open: asked about when quiet,
-# the quick ones soon (the wrapper may have been killed without a word).
-OPEN_TO_CHECK = frozenset(("SUBMITTED", "PENDING", "RUNNING", "RESUMED", "SIGNALED",
-                           "TERMINATING", "PAUSED", "LOST"))
-QUICK_CHECK = frozenset(("TERMINATING", "PAUSED", "LOST", "SUBMITTED"))
 # What a heartbeat may carry besides who and when (numbers).
 HEARTBEAT_SAMPLES = ("rss_mb", "cpu_time", "output_bytes", "memory_limit_mb")
 
@@ -505,43 +484,78 @@ def check_text(value, name, limit=MAX_TEXT):
     return None
 
 
-def check_statuses(value, name):
-    if value is not None and (not isinstance(value, list) or len(value) > len(STATUSES) or
-                              any(s not in STATUSES for s in value)):
-        raise ValueError("%s must be a list of statuses" % name)
+def is_statuses(value):
+    return isinstance(value, list) and len(value) <= len(STATUSES) and \
+        all(isinstance(s, str) and s in STATUSES for s in value)
+
+
+# What each kind of slm.RELAY_FIELDS / RELAY_TARGET_FIELDS may hold: a check,
+# and its JSON schema (for /openapi.json).
+RELAY_KINDS = {
+    "destination": (lambda v: isinstance(v, str) and 0 < len(v) <= 2048,
+                    {"type": "string", "maxLength": 2048}),
+    "format": (lambda v: isinstance(v, str) and v in slm.WEBHOOK_FORMATS,
+               {"type": "string", "enum": list(slm.WEBHOOK_FORMATS)}),
+    "secret": (lambda v: isinstance(v, str) and len(v) <= 512,
+               {"type": "string", "maxLength": 512}),
+    "bool": (lambda v: isinstance(v, bool), {"type": "boolean"}),
+    "array_notify": (lambda v: isinstance(v, str) and v in slm.ARRAY_NOTIFY_CHOICES,
+                     {"type": "string", "enum": list(slm.ARRAY_NOTIFY_CHOICES)}),
+    "statuses": (is_statuses, {"type": "array", "items": {"type": "string",
+                                                          "enum": list(STATUSES)}}),
+    "text": (lambda v: isinstance(v, str) and len(v) <= 2048,
+             {"type": "string", "maxLength": 2048}),
+    "targets": (lambda v: isinstance(v, list) and len(v) <= slm.MAX_RELAY_TARGETS,
+                {"type": "array", "maxItems": slm.MAX_RELAY_TARGETS}),
+}
+
+
+def relay_part(data, fields, where):
+    """The fields of a relay object (or of one of its targets) that slm.py's
+    description names, checked; ValueError naming the first wrong one."""
+    if not isinstance(data, dict):
+        raise ValueError("%s must be an object" % where)
+    out = {}
+    for name, kind, required, _ in fields:
+        value = data.get(name)
+        if value is None:
+            if required:
+                raise ValueError("%s needs %s" % (where, name))
+            continue
+        if not RELAY_KINDS[kind][0](value):
+            raise ValueError("%s.%s must be %s" % (where, name, json.dumps(
+                RELAY_KINDS[kind][1])))
+        out[name] = value
+    return out
 
 
 def validate_relay(relay):
-    """The relay request of an event; raise ValueError."""
-    if not isinstance(relay, dict):
-        raise ValueError("relay must be an object")
-    to = relay.get("to")
-    if not isinstance(to, list) or len(to) > MAX_RELAY_TARGETS:
-        raise ValueError("relay.to must be a list of at most %d targets" % MAX_RELAY_TARGETS)
-    for target in to:
-        if not isinstance(target, dict) or not isinstance(target.get("url"), str) or \
-                len(target["url"]) > 2048:
-            raise ValueError("relay.to entries need a url")
-        if target.get("format", "json") not in slm.WEBHOOK_FORMATS:
-            raise ValueError("relay.to format must be one of %s" % ", ".join(slm.WEBHOOK_FORMATS))
+    """The relay request of an event, as slm.RELAY_FIELDS describes it (what it
+    does not name is dropped); raise ValueError."""
+    relay = relay_part(relay, slm.RELAY_FIELDS, "relay")
+    to = []
+    for target in relay["to"]:
+        target = relay_part(target, slm.RELAY_TARGET_FIELDS, "relay.to[]")
         problem = destination(target).problem()
         if problem:
             raise ValueError("relay.to entry: %s" % problem)
-        if target.get("secret") is not None and (not isinstance(target["secret"], str) or
-                                                 len(target["secret"]) > 512):
-            raise ValueError("relay.to secret must be a short string")
-        if not isinstance(target.get("send", False), bool) or \
-                target.get("array_notify") not in (None,) + slm.ARRAY_NOTIFY_CHOICES:
-            raise ValueError("relay.to send must be true or false, array_notify each, "
-                             "failures or summary")
-        check_statuses(target.get("notify_on"), "relay.to notify_on")
-    if not isinstance(relay.get("send", False), bool):
-        raise ValueError("relay.send must be true or false")
-    check_statuses(relay.get("notify_on"), "relay.notify_on")
-    for name in ("dashboard_url", "array_notify"):
-        if relay.get(name) is not None and (not isinstance(relay[name], str) or
-                                            len(relay[name]) > 2048):
-            raise ValueError("relay.%s must be a string" % name)
+        to.append(target)
+    relay["to"] = to
+    return relay
+
+
+def relay_schema():
+    """The relay object's JSON schema, from the same description."""
+    def schema(fields):
+        return {"type": "object", "required": [n for n, _, req, _ in fields if req],
+                "properties": dict((n, dict(RELAY_KINDS[k][1], description=d))
+                                   for n, k, _, d in fields)}
+    out = schema(slm.RELAY_FIELDS)
+    out["properties"]["to"]["items"] = schema(slm.RELAY_TARGET_FIELDS)
+    out.update(nullable=True, description="SLM_WEBHOOK_VIA=api: where the service sends "
+               "this event's notifications.  Never stored with the event; fields not "
+               "listed are dropped.")
+    return out
 
 
 def validate_event(data):
@@ -550,8 +564,7 @@ def validate_event(data):
         raise ValueError("an event must be a JSON object")
     relay = None
     if "relay" in data:
-        relay = data["relay"]
-        validate_relay(relay)
+        relay = validate_relay(data["relay"])
         data = dict((k, v) for k, v in data.items() if k != "relay")
     for name in ("event_id", "job_id", "status", "time"):
         if name not in data:
@@ -893,6 +906,8 @@ class Dialect(object):
         raise NotImplementedError
 
     def create_tables(self, cur):
+        """Make the tables that are missing (their indexes come after any
+        migration: see add_index)."""
         raise NotImplementedError
 
     def table_columns(self, cur, table):
@@ -901,7 +916,8 @@ class Dialect(object):
     def add_column(self, cur, table, column, sqlite_type, mysql_type):
         raise NotImplementedError
 
-    def add_index(self, cur, name, table, parts):
+    def add_index(self, cur, name, table, parts, unique=False):
+        """Make an index (KEYS) where it is missing."""
         raise NotImplementedError
 
     def widen(self, cur, table, column, mysql_type, length):
@@ -968,7 +984,8 @@ class SQLiteDialect(Dialect):
     def create_tables(self, cur):
         cur.execute("PRAGMA journal_mode=WAL")
         for statement in split_statements(SQLITE_SCHEMA):
-            cur.execute(statement)
+            if statement.startswith("CREATE TABLE"):
+                cur.execute(statement)
 
     def table_columns(self, cur, table):
         cur.execute("PRAGMA table_info(%s)" % table)
@@ -977,9 +994,9 @@ class SQLiteDialect(Dialect):
     def add_column(self, cur, table, column, sqlite_type, mysql_type):
         cur.execute("ALTER TABLE %s ADD COLUMN %s %s" % (table, quote(column), sqlite_type))
 
-    def add_index(self, cur, name, table, parts):
-        cur.execute("CREATE INDEX IF NOT EXISTS %s ON %s (%s)"
-                    % (name, table, ", ".join(quote(column) for column, _ in parts)))
+    def add_index(self, cur, name, table, parts, unique=False):
+        cur.execute("CREATE %sINDEX IF NOT EXISTS %s ON %s (%s)"
+                    % ("UNIQUE " if unique else "", name, table, key_parts(parts, False)))
 
     def contains(self, column):
         return "instr(lower(%s), lower(?)) > 0" % column
@@ -1073,13 +1090,13 @@ class MySQLDialect(Dialect):
             cur.execute("ALTER TABLE `%s` MODIFY COLUMN %s %s" % (table, quote(column),
                                                                  mysql_type))
 
-    def add_index(self, cur, name, table, parts):
+    def add_index(self, cur, name, table, parts, unique=False):
         cur.execute("SELECT COUNT(*) FROM information_schema.statistics WHERE"
                     " table_schema = DATABASE() AND table_name = %s AND index_name = %s",
                     (table, name))
         if not cur.fetchone()[0]:
-            cur.execute("ALTER TABLE `%s` ADD KEY `%s` (%s)" % (table, name, ", ".join(
-                quote(column) + ("(%d)" % prefix if prefix else "") for column, prefix in parts)))
+            cur.execute("ALTER TABLE `%s` ADD %sKEY `%s` (%s)" % (
+                table, "UNIQUE " if unique else "", name, key_parts(parts, True)))
 
     def contains(self, column):
         return "LOCATE(LOWER(?), LOWER(%s)) > 0" % column
@@ -1671,8 +1688,9 @@ class Database(object):
                                 (str(SCHEMA_VERSION), "schema_version", str(found)))
                     say("database schema upgraded from version %d to %d" % (found,
                                                                            SCHEMA_VERSION))
-                for name, table, parts in LATE_INDEXES:
-                    self.dialect.add_index(cur, name, table, parts)
+                for table, name, kind, parts in KEYS:
+                    if kind != "primary":
+                        self.dialect.add_index(cur, name, table, parts, kind == "unique")
             finally:
                 cur.close()
             conn.commit()
@@ -1822,7 +1840,7 @@ class NotifyPolicy(object):
     """
 
     def __init__(self, allow=None, hooks=(), secret=None, notify_on=None,
-                 array_notify="failures", dashboard_url=None, smtp=None):
+                 array_notify=slm.DEFAULT_ARRAY_NOTIFY, dashboard_url=None, smtp=None):
         # by default: the chat services slm.py knows, and e-mail (through SLM_SMTP_*)
         self.allow = tuple(h.lower() for h in (allow if allow is not None else
                                                [h for h, _ in slm.WEBHOOK_HOSTS] + ["mailto"]))
@@ -1836,7 +1854,8 @@ class NotifyPolicy(object):
     @classmethod
     def from_env(cls, env):
         allow = env.get("SLM_RELAY_ALLOW", "").strip()
-        array_notify = env.get("SLM_ARRAY_NOTIFY", "").strip().lower() or "failures"
+        array_notify = env.get("SLM_ARRAY_NOTIFY", "").strip().lower() or \
+            slm.DEFAULT_ARRAY_NOTIFY
         if array_notify not in slm.ARRAY_NOTIFY_CHOICES:
             raise ConfigError("SLM_ARRAY_NOTIFY must be each, failures or summary")
         hooks = slm.split_destinations(env.get("SLM_WEBHOOK", ""))
@@ -1880,7 +1899,8 @@ class NotifyPolicy(object):
                 return slm.wants_notice(
                     event, frozenset(t.get("notify_on") or stored.get("notify_on") or
                                      slm.NOTIFY_DEFAULT),
-                    t.get("array_notify") or stored.get("array_notify") or "failures")
+                    t.get("array_notify") or stored.get("array_notify") or
+                    slm.DEFAULT_ARRAY_NOTIFY)
             relay = dict(stored, to=[dict(t, send=wants(t)) for t in stored["to"]])
         rows, refused = [], 0
         if relay:
@@ -1914,7 +1934,8 @@ class NotifyPolicy(object):
         rows = []
         if relay and relay.get("to"):
             for t in relay["to"]:
-                policy = t.get("array_notify") or relay.get("array_notify") or "failures"
+                policy = t.get("array_notify") or relay.get("array_notify") or \
+                    slm.DEFAULT_ARRAY_NOTIFY
                 if policy != "each" and host_allowed(t, self.allow):
                     rows.append(self._row(kind, key, job_id, t["url"],
                                           t.get("format", "json"), t.get("secret"),
@@ -3403,8 +3424,6 @@ def int_param(query, name, default, low, high):
 FILTER_PARAMS = frozenset(JOB_FILTERS) | {"status", "name_contains", "since", "until"}
 # How a listing may be ordered: sort=KEY (oldest first) or -KEY (newest first).
 SORTS = {"active": "last_event_time", "submitted": "first_seen"}
-# Final statuses that count as failures in the summary (a cancel is a choice).
-FAILURES = frozenset(("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "SUBMIT_FAILED", "LOST"))
 MAX_WAIT = 30
 MAX_SUMMARY_DAYS = 92
 
@@ -3691,16 +3710,7 @@ def openapi_schemas():
     for name in INT_FIELDS:
         props[name] = {"type": "integer", "format": "int64", "nullable": True}
     props["seq"]["minimum"] = 0
-    props["relay"] = {
-        "type": "object", "nullable": True,
-        "description": "SLM_WEBHOOK_VIA=api: where the service sends this event's "
-                       "notification.  Never stored with the event.",
-        "properties": {"to": {"type": "array", "maxItems": MAX_RELAY_TARGETS, "items": {
-            "type": "object", "required": ["url"],
-            "properties": {"url": {"type": "string"}, "format": {"type": "string"},
-                           "secret": {"type": "string"}}}},
-            "send": {"type": "boolean"}, "dashboard_url": {"type": "string"},
-            "array_notify": {"type": "string"}}}
+    props["relay"] = relay_schema()
     for name in NUMBER_FIELDS:
         props[name] = {"type": "number", "minimum": 0, "nullable": True}
     for name in LIST_FIELDS:
@@ -3710,30 +3720,21 @@ def openapi_schemas():
 
     job = {"type": "object", "required": ["job_id", "status", "event_count", "meta"],
            "properties": {}}
-    for name in JOB_COLUMNS:
-        if name in HIDDEN_JOB_COLUMNS:
+    for c in COLUMNS:
+        if c.table != "slurm_jobs" or c.shown is None:
             continue
-        if name in ("last_seq", "exit_code"):
-            schema = {"type": "integer", "nullable": True}
-        elif name == "restarts":
-            schema = {"type": "integer", "minimum": 0,
-                      "description": "how often Slurm requeued the job: the row shows run "
-                                     "restarts + 1"}
-        elif name == "heartbeat_interval":
-            schema = {"type": "number", "nullable": True}
-        elif name == "event_count":
-            schema = {"type": "integer", "minimum": 0}
-        elif name == "elapsed":
-            schema = {"type": "number", "nullable": True}
-        elif name == "meta":
-            schema = {"type": "object", "additionalProperties": True,
-                      "description": "every other field of the events, from the event "
-                                     "holding the status first"}
-        elif name == "status":
-            schema = {"type": "string", "enum": list(STATUSES), "nullable": True}
-        else:
-            schema = {"type": "string", "nullable": True}
-        job["properties"][name] = schema
+        kind = c.sqlite.split()[0]
+        schema = {"type": {"INTEGER": "integer", "REAL": "number"}.get(kind, "string"),
+                  "description": c.shown}
+        if "NOT NULL" not in c.mysql:
+            schema["nullable"] = True
+        elif schema["type"] == "integer":
+            schema["minimum"] = 0
+        if c.name == "status":
+            schema["enum"] = list(STATUSES)
+        elif c.name == "meta":
+            schema = {"type": "object", "additionalProperties": True, "description": c.shown}
+        job["properties"][c.name] = schema
     job["properties"]["verified"] = {
         "type": "boolean", "description": "the service read Slurm's record after the "
         "run ended: any verdict of Slurm's is in"}
@@ -4187,37 +4188,40 @@ LIVE_CONTROLS = ('<span id="live" class="live live-off">static</span>'
 # The summary strip's windows, as ?window= names them.
 WINDOWS = collections.OrderedDict((("1h", 3600), ("24h", 86400), ("7d", 7 * 86400),
                                    ("30d", 30 * 86400)))
-# Each status's colour class; the status is always written out as well.
-STATE_KIND = {
-    "SUBMITTED": "wait", "PENDING": "wait", "REQUEUED": "wait", "RUNNING": "run",
-    "RESUMED": "run", "SIGNALED": "run", "TERMINATING": "end", "PAUSED": "pause",
-    "COMPLETED": "ok", "FAILED": "bad", "SUBMIT_FAILED": "bad", "NODE_FAIL": "bad",
-    "OUT_OF_MEMORY": "bad", "LOST": "lost", "TIMEOUT": "late", "CANCELLED": "off",
-    "PREEMPTED": "off", "TIME_WARNING": "warn", "MEMORY_WARNING": "warn", "STALLED": "warn",
-}
+# Each status's colour class (the table's kind); the status is always written out as well.
+STATE_KIND = dict((s.name, s.kind) for s in slm.STATUS_TABLE)
+
+
+def state_choice(statuses):
+    """A state filter's value: the statuses, in the table's order."""
+    statuses = set(statuses)
+    return ",".join(s for s in STATUSES if s in statuses)
+
+
 # The list's state filter: what people ask for, as the statuses it means.
 STATE_CHOICES = (
     ("", "any state"),
-    ("RUNNING,RESUMED,SIGNALED,TERMINATING", "running"),
-    ("SUBMITTED,PENDING", "pending"),
-    ("PAUSED", "paused"),
-    ("COMPLETED", "completed"),
-    ("FAILED,SUBMIT_FAILED,NODE_FAIL,OUT_OF_MEMORY,TIMEOUT,LOST", "failed (any way)"),
-    ("FAILED,SUBMIT_FAILED", "failed (exit code)"),
+    (state_choice(ALIVE), "running"),
+    (state_choice(WAITING), "pending"),
+    (state_choice(s.name for s in slm.STATUS_TABLE if s.phase == "paused"), "paused"),
+    (state_choice(s.name for s in slm.STATUS_TABLE if s.kind == "ok"), "completed"),
+    (state_choice(FAILURES), "failed (any way)"),
+    (state_choice(("FAILED", "SUBMIT_FAILED")), "failed (exit code)"),
     ("TIMEOUT", "timeout"),
     ("OUT_OF_MEMORY", "out of memory"),
     ("LOST", "lost"),
-    ("CANCELLED,PREEMPTED", "cancelled"),
+    (state_choice(s.name for s in slm.STATUS_TABLE if s.kind == "off"), "cancelled"),
 )
 SORT_CHOICES = (("-submitted", "newest first"), ("submitted", "oldest first"),
                 ("-active", "latest activity first"), ("active", "earliest activity first"))
 OUTBOX_CHOICES = (("", "any state"), ("pending", "pending"), ("retrying", "retrying"),
                   ("held", "held"), ("failed", "given up"), ("superseded", "superseded"),
                   ("refused", "refused"), ("sent", "sent"))
-# The lifeline's stretches, by the status that starts one.
-STRETCH = {"SUBMITTED": "pending", "PENDING": "pending", "REQUEUED": "pending",
-           "RUNNING": "running", "RESUMED": "running", "PAUSED": "paused",
-           "TERMINATING": "terminating"}
+# The lifeline's stretches, by the phase of the status that starts one.
+STRETCH = dict((s.name, {"waiting": "pending", "requeued": "pending", "running": "running",
+                         "paused": "paused", "ending": "terminating"}[s.phase])
+               for s in slm.STATUS_TABLE if s.phase in ("waiting", "requeued", "running",
+                                                        "paused", "ending"))
 STRETCH_NAMES = {"pending": "Pending", "running": "Running", "paused": "Paused",
                  "terminating": "Terminating"}
 # Page parameters that are the page's own, not the listing's.
@@ -4563,14 +4567,6 @@ def query_url(path, pairs, **changes):
     return path + ("?" + urllib.parse.urlencode(out) if out else "")
 
 
-def ending_text(job):
-    if job.get("signal"):
-        return esc(job["signal"])
-    if job.get("exit_code") is not None:
-        return "exit %s" % esc(job["exit_code"])
-    return ""
-
-
 def lifeline(events, now):
     """The stretches of a job's life, from its events in order: dicts with
     kind (pending, running, paused, terminating), start, end (epochs) and run
@@ -4595,7 +4591,7 @@ def lifeline(events, now):
             since, ended = (since if ended else at), False
         elif this_run < run:
             continue
-        if status in FINAL or status == "LOST" or status in RUN_ENDS:
+        if status in ENDED or status in RUN_ENDS:
             marks.append({"status": status, "time": at, "run": run,
                           "source": event.get("source"), "corrects": event.get("corrects")})
             if not ended:
@@ -4941,7 +4937,8 @@ class Dashboard(object):
                     esc(job.get("job_name")), esc(job.get("user")), esc(job.get("partition")),
                     state, shown_time(job.get("submitted_at") or job.get("first_seen")),
                     shown_time(job.get("started_at")), self.elapsed_cell(job, meta, now),
-                    ending_text(job)))
+                    esc(slm.ending_text(job.get("status"), job.get("exit_code"),
+                                        job.get("signal")) or "")))
 
     def elapsed_cell(self, job, meta, now):
         start, end = epoch_of(job.get("started_at")), epoch_of(job.get("ended_at"))
@@ -4994,7 +4991,7 @@ class Dashboard(object):
                 field("until", "Active until (UTC)"), sorts, hidden))
 
     def summary_strip(self, summary, window, pairs):
-        order = [s for s in STATUSES if s in FINAL or s == "LOST"]
+        order = [s for s in STATUSES if s in ENDED]
         counts = summary["counts"]
         listed = "".join('<li>%s <span class="n">%d</span></li>' % (badge(s), counts[s])
                          for s in order if counts.get(s)) or '<li class="none">none</li>'
@@ -5111,16 +5108,17 @@ class Dashboard(object):
         """Why it ended (or where it is): first on the page."""
         status = job.get("status")
         rows = []
-        if status in FINAL or status in ("LOST", "REQUEUED"):
+        if status in ENDED or status in RUN_ENDS:
             title = "Why it ended"
             rows.append(("Final state", badge(status)))
         else:
             title = "Where it is"
             rows.append(("State", badge(status)))
-        if job.get("exit_code") is not None:
-            rows.append(("Exit code", esc(job["exit_code"])))
-        if job.get("signal"):
-            rows.append(("Signal", esc(job["signal"])))
+        end = slm.ending(status, job.get("exit_code"), job.get("signal"))
+        if end is not None:
+            rows.append(("Exit code" if end[0] == "exit" else "Signal", esc(end[1])))
+        elif job.get("signal"):   # reached the job, did not end it (yet)
+            rows.append(("Last signal", esc(job["signal"])))
         if job.get("reason"):
             rows.append(("Reason", esc(job["reason"])))
         if job.get("message"):
@@ -5596,7 +5594,7 @@ class Service(object):
         self.db.close()
 
 
-def rate_limiter(spec):
+def request_limiter(spec):
     """SLM_RATE_LIMIT: 'REQUESTS[/s][,BURST]' per token (default 500/s, burst
     5000: an array of thousands of tasks ending at once is normal), or 'off'."""
     spec = spec.strip().lower()
@@ -5644,7 +5642,7 @@ def build_service(env, db=None, log=None, spools=()):
                    backoff_scale=env_seconds(env, "SLM_OUTBOX_BACKOFF_SCALE", 1.0),
                    access=Access(private_jobs=private == "jobs",
                                  site=[d.url for d in policy.hooks]),
-                   limiter=rate_limiter(env.get("SLM_RATE_LIMIT", "")), public=public,
+                   limiter=request_limiter(env.get("SLM_RATE_LIMIT", "")), public=public,
                    switch_interval=env_seconds(env, "SLM_SWITCH_INTERVAL", 0.0005))
 
 
