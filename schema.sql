@@ -1,4 +1,4 @@
--- SLM (Slurm Lifecycle Monitor) schema for MySQL/MariaDB, version 3.
+-- SLM (Slurm Lifecycle Monitor) schema for MySQL/MariaDB, version 4.
 -- slm_api.py creates these tables itself when they are missing; this file is
 -- for DBAs who prefer to create them by hand.  It is generated from COLUMNS
 -- and KEYS in slm_api.py (tests/test_storage.py checks they agree).
@@ -10,6 +10,7 @@ CREATE TABLE IF NOT EXISTS `slm_meta` (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 CREATE TABLE IF NOT EXISTS `slurm_jobs` (
+  `job_key` VARCHAR(192) NOT NULL,
   `job_id` VARCHAR(128) NOT NULL,
   `status` VARCHAR(16) NULL,
   `status_time` VARCHAR(32) NULL,
@@ -44,15 +45,16 @@ CREATE TABLE IF NOT EXISTS `slurm_jobs` (
   `asked_at` VARCHAR(32) NULL,
   `job_group` VARCHAR(128) NULL,
   `relay` MEDIUMTEXT NULL,
-  PRIMARY KEY (`job_id`),
-  KEY `slurm_jobs_last` (`last_event_time`, `job_id`),
+  PRIMARY KEY (`job_key`),
+  KEY `slurm_jobs_id` (`job_id`),
+  KEY `slurm_jobs_last` (`last_event_time`, `job_key`),
   KEY `slurm_jobs_status` (`status`),
   KEY `slurm_jobs_user` (`user`(191)),
   KEY `slurm_jobs_name` (`job_name`(191)),
   KEY `slurm_jobs_array` (`array_job_id`(64)),
   KEY `slurm_jobs_group` (`job_group`(64)),
-  KEY `slurm_jobs_first` (`first_seen`, `job_id`),
-  KEY `slurm_jobs_user_first` (`user`(64), `first_seen`, `job_id`),
+  KEY `slurm_jobs_first` (`first_seen`, `job_key`),
+  KEY `slurm_jobs_user_first` (`user`(64), `first_seen`, `job_key`),
   KEY `slurm_jobs_user_ended` (`user`(64), `ended_at`, `status`),
   KEY `slurm_jobs_ended` (`ended_at`, `status`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
@@ -60,20 +62,24 @@ CREATE TABLE IF NOT EXISTS `slurm_jobs` (
 CREATE TABLE IF NOT EXISTS `slurm_events` (
   `id` BIGINT NOT NULL AUTO_INCREMENT,
   `event_id` VARCHAR(64) NOT NULL,
+  `job_key` VARCHAR(192) NOT NULL,
   `job_id` VARCHAR(128) NOT NULL,
+  `user` VARCHAR(255) NULL,
   `status` VARCHAR(16) NOT NULL,
   `time` VARCHAR(32) NOT NULL,
   `seq` BIGINT NULL,
   `received_at` VARCHAR(32) NOT NULL,
   `raw` MEDIUMTEXT NOT NULL,
   PRIMARY KEY (`id`),
-  UNIQUE KEY `slurm_events_event_id` (`event_id`),
-  KEY `slurm_events_job` (`job_id`, `time`, `seq`)
+  UNIQUE KEY `slurm_events_key` (`job_key`, `event_id`),
+  KEY `slurm_events_job` (`job_key`, `time`, `seq`),
+  KEY `slurm_events_user` (`user`, `id`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 CREATE TABLE IF NOT EXISTS `slm_outbox` (
   `id` BIGINT NOT NULL AUTO_INCREMENT,
   `dedup_key` VARCHAR(64) NOT NULL,
+  `job_key` VARCHAR(192) NOT NULL,
   `job_id` VARCHAR(128) NOT NULL,
   `destination` TEXT NOT NULL,
   `format` VARCHAR(16) NOT NULL,
@@ -92,7 +98,7 @@ CREATE TABLE IF NOT EXISTS `slm_outbox` (
   PRIMARY KEY (`id`),
   UNIQUE KEY `slm_outbox_dedup` (`dedup_key`),
   KEY `slm_outbox_due` (`state`, `next_attempt_at`),
-  KEY `slm_outbox_job` (`job_id`)
+  KEY `slm_outbox_job` (`job_key`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 CREATE TABLE IF NOT EXISTS `slm_leases` (
@@ -100,4 +106,12 @@ CREATE TABLE IF NOT EXISTS `slm_leases` (
   `owner` VARCHAR(64) NOT NULL,
   `until` VARCHAR(32) NOT NULL,
   PRIMARY KEY (`name`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE IF NOT EXISTS `slm_sessions` (
+  `session` VARCHAR(64) NOT NULL,
+  `token` VARCHAR(64) NOT NULL,
+  `created_at` VARCHAR(32) NOT NULL,
+  `expires_at` VARCHAR(32) NOT NULL,
+  PRIMARY KEY (`session`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -712,12 +712,15 @@ def _parse_http_answer(data, closed=False):
     return HttpResult(status, rest, headers) if closed else None
 
 
-def _plain_http(method, url, body, headers, timeout):
-    """One HTTP/1.1 request on a fresh connection, read until the answer is complete."""
+def _plain_http(method, url, body, headers, timeout, address=None):
+    """One HTTP/1.1 request on a fresh connection, read until the answer is
+    complete; to address when given (the host's address, already checked),
+    over TLS for https (the certificate checked against the host's name)."""
     import socket
     from urllib.parse import urlsplit
     parts = urlsplit(url)
-    host, port = parts.hostname, parts.port or 80
+    tls = parts.scheme == "https"
+    host, port = parts.hostname, parts.port or (443 if tls else 80)
     if not host:
         raise ValueError("URL has no host")
     target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
@@ -728,7 +731,14 @@ def _plain_http(method, url, body, headers, timeout):
              "Connection: close", "Content-Length: %d" % len(body or b"")]
     lines += ["%s: %s" % pair for pair in headers]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
-    sock = socket.create_connection((host, port), timeout=timeout)
+    sock = socket.create_connection((address or host, port), timeout=timeout)
+    if tls:
+        import ssl
+        try:
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(request)
@@ -755,24 +765,39 @@ def _plain_http(method, url, body, headers, timeout):
 
 
 def http_request(method, url, body=None, token=None, timeout=DEFAULT_TIMEOUT,
-                 use_proxy=True, content_type="application/json"):
+                 use_proxy=True, content_type="application/json", guard=None):
     """Send one request; return HttpResult for any HTTP answer (2xx to 5xx).
 
     Plain http:// without a proxy (the SLM service on the cluster's network)
     goes over a bare socket: urllib costs ~25 ms to import, paid by every
-    job at its end.  Everything else (https, proxies) goes through urllib.
-    Network failures raise DeliveryError.  Redirects are not followed: a
-    POST that silently became a GET would look delivered and be lost.
+    job at its end.  guard(host, port), the service's for what it relays,
+    returns the address to connect to (or raises DeliveryError): the request
+    then goes over a bare socket to that very address, TLS and all, unless a
+    proxy connects for us.  Everything else (https, proxies) goes through
+    urllib.  Network failures raise DeliveryError.  Redirects are not
+    followed: a POST that silently became a GET would look delivered and be lost.
     """
     url, basic = split_credentials(url)
-    if not use_proxy and url.startswith("http://"):
+    address = None
+    if guard is not None:
+        from urllib.parse import urlsplit
+        import urllib.request
+        try:
+            parts = urlsplit(url)
+            host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as e:
+            raise DeliveryError("malformed URL (%s)" % e, permanent=True)
+        if not (urllib.request.getproxies().get(parts.scheme) and
+                not urllib.request.proxy_bypass(host or "")):
+            address = guard(host, port)
+    if address is not None or (not use_proxy and url.startswith("http://")):
         headers = [("Content-Type", content_type)] if body is not None else []
         if token:
             headers.append(("Authorization", "Bearer %s" % token))
         elif basic:
             headers.append(("Authorization", basic))
         try:
-            return _plain_http(method, url, body, headers, timeout)
+            return _plain_http(method, url, body, headers, timeout, address)
         except (OSError, ValueError) as e:
             raise DeliveryError(_network_reason(e))
     import urllib.error
@@ -1577,10 +1602,11 @@ def email_message(event, address, sender, dashboard_url=None):
     title, lines, tail, link = notice_parts(event, dashboard_url)
     domain = sender.rpartition("@")[2] or "slm"
     msg = EmailMessage()
-    # a job's name is the user's: no line breaks (or other controls) in a header
-    msg["Subject"] = re.sub(r"[\x00-\x1f\x7f]+", " ", "[slm] %s %s %s" % (
+    # a job's name is the user's: no line breaks of any kind (nor other
+    # controls) in a header, and a subject of a sensible length
+    msg["Subject"] = re.sub("[\x00-\x1f\x7f-\x9f\u2028\u2029]+", " ", "[slm] %s %s %s" % (
         event.get("status", "?"), event.get("job_id", "?"),
-        event.get("job_name") or event.get("group") or ""))
+        event.get("job_name") or event.get("group") or ""))[:200]
     msg["From"] = sender
     msg["To"] = ", ".join(address.recipients)
     msg["Date"] = formatdate(localtime=True)
@@ -1668,10 +1694,10 @@ def send_email(url, event, smtp_settings, dashboard_url, timeout):
 
 
 def send_notification(fmt, url, event, secret=None, dashboard_url=None, timeout=DEFAULT_TIMEOUT,
-                      smtp=None):
+                      smtp=None, guard=None):
     """The one way a notification leaves, from slm.py and from the service alike:
     an HTTP request in the destination's format, or a mail; DeliveryError if
-    the destination did not take it."""
+    the destination did not take it.  guard: see http_request."""
     if fmt == "email":
         return send_email(url, event, smtp, dashboard_url, timeout)
     if fmt not in FORMATS:
@@ -1680,7 +1706,8 @@ def send_notification(fmt, url, event, secret=None, dashboard_url=None, timeout=
         method, target, body, token = FORMATS[fmt].request(url, event, secret, dashboard_url)
     except ValueError as e:
         raise DeliveryError(str(e), permanent=True)
-    result = http_request(method, target, body, token=token, timeout=timeout).judge()
+    result = http_request(method, target, body, token=token, timeout=timeout,
+                          guard=guard).judge()
     FORMATS[fmt].judge(result)
 
 

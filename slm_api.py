@@ -86,7 +86,6 @@ import random
 import re
 import signal
 import socket
-import socketserver
 import sqlite3
 import sys
 import threading
@@ -117,7 +116,7 @@ MAX_TEXT = 4096
 MAX_LIST = 4096
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # The statuses and what they are: slm.py's one table (slm.STATUS_TABLE), and
 # the sets derived from it there.
@@ -149,7 +148,10 @@ COLUMNS = tuple(Column(*row) for row in (
     ("slm_meta", "name", "TEXT PRIMARY KEY", "VARCHAR(64) NOT NULL", 1, None),
     ("slm_meta", "value", "TEXT NOT NULL", "VARCHAR(255) NOT NULL", 1, None),
 
-    ("slurm_jobs", "job_id", "TEXT PRIMARY KEY", "VARCHAR(128) NOT NULL", 1, "the job's id"),
+    # a job is its id on its cluster: job_key_of(cluster, job_id), never shown
+    ("slurm_jobs", "job_key", "TEXT NOT NULL PRIMARY KEY", "VARCHAR(192) NOT NULL", 4, None),
+    ("slurm_jobs", "job_id", "TEXT NOT NULL", "VARCHAR(128) NOT NULL", 1, "the job's id (on "
+     "its cluster)"),
     ("slurm_jobs", "status", "TEXT", "VARCHAR(16) NULL", 1, "its status: that of its "
      "strongest event"),
     ("slurm_jobs", "status_time", "TEXT", "VARCHAR(32) NULL", 1, "when that event happened"),
@@ -176,7 +178,7 @@ COLUMNS = tuple(Column(*row) for row in (
     ("slurm_jobs", "partition", "TEXT", "TEXT NULL", 1, "Slurm's partition"),
     ("slurm_jobs", "nodelist", "TEXT", "TEXT NULL", 1, "Slurm's node list"),
     ("slurm_jobs", "host", "TEXT", "TEXT NULL", 1, "the host of the status's event"),
-    ("slurm_jobs", "cluster", "TEXT", "TEXT NULL", 1, "Slurm's cluster"),
+    ("slurm_jobs", "cluster", "TEXT", "TEXT NULL", 1, "Slurm's cluster (none outside Slurm)"),
     ("slurm_jobs", "slurm_job_id", "TEXT", "TEXT NULL", 1, "SLURM_JOB_ID"),
     ("slurm_jobs", "array_job_id", "TEXT", "TEXT NULL", 1, "the array it is a task of"),
     ("slurm_jobs", "array_task_id", "TEXT", "TEXT NULL", 1, "its task id in the array"),
@@ -197,7 +199,10 @@ COLUMNS = tuple(Column(*row) for row in (
     ("slurm_events", "id", "INTEGER PRIMARY KEY AUTOINCREMENT", "BIGINT NOT NULL "
      "AUTO_INCREMENT", 1, None),
     ("slurm_events", "event_id", "TEXT NOT NULL", "VARCHAR(64) NOT NULL", 1, None),
+    ("slurm_events", "job_key", "TEXT NOT NULL", "VARCHAR(192) NOT NULL", 4, None),
     ("slurm_events", "job_id", "TEXT NOT NULL", "VARCHAR(128) NOT NULL", 1, None),
+    # the job's owner when the event was stored: a user's own feed, by index
+    ("slurm_events", "user", "TEXT", "VARCHAR(255) NULL", 4, None),
     ("slurm_events", "status", "TEXT NOT NULL", "VARCHAR(16) NOT NULL", 1, None),
     ("slurm_events", "time", "TEXT NOT NULL", "VARCHAR(32) NOT NULL", 1, None),
     ("slurm_events", "seq", "INTEGER", "BIGINT NULL", 1, None),
@@ -207,6 +212,7 @@ COLUMNS = tuple(Column(*row) for row in (
     ("slm_outbox", "id", "INTEGER PRIMARY KEY AUTOINCREMENT", "BIGINT NOT NULL "
      "AUTO_INCREMENT", 1, None),
     ("slm_outbox", "dedup_key", "TEXT NOT NULL", "VARCHAR(64) NOT NULL", 1, None),
+    ("slm_outbox", "job_key", "TEXT NOT NULL", "VARCHAR(192) NOT NULL", 4, None),
     ("slm_outbox", "job_id", "TEXT NOT NULL", "VARCHAR(128) NOT NULL", 1, None),
     ("slm_outbox", "destination", "TEXT NOT NULL", "TEXT NOT NULL", 1, None),
     ("slm_outbox", "format", "TEXT NOT NULL", "VARCHAR(16) NOT NULL", 1, None),
@@ -226,6 +232,13 @@ COLUMNS = tuple(Column(*row) for row in (
     ("slm_leases", "name", "TEXT PRIMARY KEY", "VARCHAR(64) NOT NULL", 1, None),
     ("slm_leases", "owner", "TEXT NOT NULL", "VARCHAR(64) NOT NULL", 1, None),
     ("slm_leases", "until", "TEXT NOT NULL", "VARCHAR(32) NOT NULL", 1, None),
+
+    # the dashboard's sign-ins: the SHA-256 of each cookie value, whose token
+    # (its digest, or "shared"), until when; signing out deletes the row
+    ("slm_sessions", "session", "TEXT PRIMARY KEY", "VARCHAR(64) NOT NULL", 4, None),
+    ("slm_sessions", "token", "TEXT NOT NULL", "VARCHAR(64) NOT NULL", 4, None),
+    ("slm_sessions", "created_at", "TEXT NOT NULL", "VARCHAR(32) NOT NULL", 4, None),
+    ("slm_sessions", "expires_at", "TEXT NOT NULL", "VARCHAR(32) NOT NULL", 4, None),
 ))
 TABLES = tuple(sorted(set(c.table for c in COLUMNS), key=[c.table for c in COLUMNS].index))
 # Keys and indexes: (table, name, kind, ((column, MySQL prefix length or None), ...)).
@@ -233,39 +246,65 @@ TABLES = tuple(sorted(set(c.table for c in COLUMNS), key=[c.table for c in COLUM
 # and the dashboard's orders: keyset paging by first event, the summary).
 KEYS = (
     ("slm_meta", None, "primary", (("name", None),)),
-    ("slurm_jobs", None, "primary", (("job_id", None),)),
-    ("slurm_jobs", "slurm_jobs_last", "index", (("last_event_time", None), ("job_id", None))),
+    ("slurm_jobs", None, "primary", (("job_key", None),)),
+    ("slurm_jobs", "slurm_jobs_id", "index", (("job_id", None),)),
+    ("slurm_jobs", "slurm_jobs_last", "index", (("last_event_time", None), ("job_key", None))),
     ("slurm_jobs", "slurm_jobs_status", "index", (("status", None),)),
     ("slurm_jobs", "slurm_jobs_user", "index", (("user", 191),)),
     ("slurm_jobs", "slurm_jobs_name", "index", (("job_name", 191),)),
     ("slurm_jobs", "slurm_jobs_array", "index", (("array_job_id", 64),)),
     ("slurm_jobs", "slurm_jobs_group", "index", (("job_group", 64),)),
-    ("slurm_jobs", "slurm_jobs_first", "index", (("first_seen", None), ("job_id", None))),
+    ("slurm_jobs", "slurm_jobs_first", "index", (("first_seen", None), ("job_key", None))),
     # the dashboard's default: the signed-in user's jobs, newest first, and what
     # of theirs ended in the summary's window
     ("slurm_jobs", "slurm_jobs_user_first", "index",
-     (("user", 64), ("first_seen", None), ("job_id", None))),
+     (("user", 64), ("first_seen", None), ("job_key", None))),
     ("slurm_jobs", "slurm_jobs_user_ended", "index",
      (("user", 64), ("ended_at", None), ("status", None))),
     ("slurm_jobs", "slurm_jobs_ended", "index", (("ended_at", None), ("status", None))),
     ("slurm_events", None, "primary", (("id", None),)),
-    ("slurm_events", "slurm_events_event_id", "unique", (("event_id", None),)),
+    # an event id is unique within its job: the same id on another job (a
+    # guessed id of the service's, posted first) is another event
+    ("slurm_events", "slurm_events_key", "unique", (("job_key", None), ("event_id", None))),
     ("slurm_events", "slurm_events_job", "index",
-     (("job_id", None), ("time", None), ("seq", None))),
+     (("job_key", None), ("time", None), ("seq", None))),
+    ("slurm_events", "slurm_events_user", "index", (("user", None), ("id", None))),
     ("slm_outbox", None, "primary", (("id", None),)),
     ("slm_outbox", "slm_outbox_dedup", "unique", (("dedup_key", None),)),
     ("slm_outbox", "slm_outbox_due", "index", (("state", None), ("next_attempt_at", None))),
-    ("slm_outbox", "slm_outbox_job", "index", (("job_id", None),)),
+    ("slm_outbox", "slm_outbox_job", "index", (("job_key", None),)),
     ("slm_leases", None, "primary", (("name", None),)),
+    ("slm_sessions", None, "primary", (("session", None),)),
 )
 # The slurm_jobs columns in their order; those the API does not show.
 JOB_COLUMNS = tuple(c.name for c in COLUMNS if c.table == "slurm_jobs")
 HIDDEN_JOB_COLUMNS = tuple(c.name for c in COLUMNS if c.table == "slurm_jobs" and
                            c.shown is None)
 # What a database made by an older slm_api.py lacks, by the version that added
-# it; applied once, in order, by whichever instance gets there first.
+# it; applied once, in order, by whichever instance gets there first.  A table
+# whose keys changed is rebuilt (REBUILDS: a copy made with today's columns,
+# the new ones computed by the SQL given, then put in the old one's place);
+# the other tables get their new columns added.
+REBUILDS = {
+    # v4: a job is its id on its cluster (several clusters, one service), and an
+    # event id is unique within its job; the events know their job's owner.
+    # {key}: the dialect's spelling of cluster + "/" + job_id (see job_key_of);
+    # {bare}: of "/" + job_id (an event or notice whose job row is gone)
+    4: (("add", "slurm_jobs", "job_key", "TEXT", "VARCHAR(192) NULL"),
+        ("sql", "UPDATE slurm_jobs SET job_key = {key}"),
+        ("rebuild", "slurm_events", {
+            "job_key": "COALESCE((SELECT j.job_key FROM slurm_jobs j WHERE j.job_id ="
+                       " slurm_events.job_id), {bare})",
+            "user": "(SELECT j.`user` FROM slurm_jobs j WHERE j.job_id = slurm_events.job_id)"}),
+        ("rebuild", "slm_outbox", {
+            "job_key": "COALESCE((SELECT j.job_key FROM slurm_jobs j WHERE j.job_id ="
+                       " slm_outbox.job_id), {bare})"}),
+        ("rebuild", "slurm_jobs", {})),
+}
 MIGRATIONS = dict((v, tuple((c.table, c.name, c.sqlite, c.mysql) for c in COLUMNS
-                            if c.since == v)) for v in range(2, SCHEMA_VERSION + 1))
+                            if c.since == v and c.table not in
+                            [step[1] for step in REBUILDS.get(v, ()) if step[0] == "rebuild"]))
+                  for v in range(2, SCHEMA_VERSION + 1))
 # Columns a version made wider (MySQL only: SQLite does not enforce lengths).
 WIDENED = {2: (("slm_outbox", "state", "VARCHAR(16) NOT NULL", 16),)}
 
@@ -275,35 +314,41 @@ def key_parts(parts, mysql):
                      for column, prefix in parts)
 
 
-def mysql_schema():
-    """The MySQL/MariaDB DDL (schema.sql), from COLUMNS and KEYS."""
-    out = ["-- SLM (Slurm Lifecycle Monitor) schema for MySQL/MariaDB, version %d."
-           % SCHEMA_VERSION,
-           "-- slm_api.py creates these tables itself when they are missing; this file is",
-           "-- for DBAs who prefer to create them by hand.  It is generated from COLUMNS",
-           "-- and KEYS in slm_api.py (tests/test_storage.py checks they agree).", ""]
-    for table in TABLES:
+def table_ddl(table, mysql, name=None):
+    """The CREATE TABLE statement of a table (as name, when given), in MySQL's
+    dialect (its keys inline) or SQLite's (its indexes are made apart)."""
+    if mysql:
         lines = ["  `%s` %s" % (c.name, c.mysql) for c in COLUMNS if c.table == table]
-        for t, name, kind, parts in KEYS:
+        for t, key, kind, parts in KEYS:
             if t == table:
                 lines.append("  %s (%s)" % ({"primary": "PRIMARY KEY", "unique": "UNIQUE KEY "
-                                             "`%s`" % name, "index": "KEY `%s`" % name}[kind],
+                                             "`%s`" % key, "index": "KEY `%s`" % key}[kind],
                                             key_parts(parts, True)))
-        out += ["CREATE TABLE IF NOT EXISTS `%s` (" % table, ",\n".join(lines),
-                ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;", ""]
-    return "\n".join(out)
+        return "CREATE TABLE IF NOT EXISTS `%s` (\n%s\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 " \
+            "COLLATE=utf8mb4_bin;" % (name or table, ",\n".join(lines))
+    lines = ["  %s %s" % (c.name, c.sqlite) for c in COLUMNS if c.table == table]
+    for t, key, kind, parts in KEYS:
+        if t == table and kind == "primary" and len(parts) > 1:
+            lines.append("  PRIMARY KEY (%s)" % key_parts(parts, False))
+    return "CREATE TABLE IF NOT EXISTS %s (\n%s\n);" % (name or table, ",\n".join(lines))
+
+
+def mysql_schema():
+    """The MySQL/MariaDB DDL (schema.sql), from COLUMNS and KEYS."""
+    return "\n".join(
+        ["-- SLM (Slurm Lifecycle Monitor) schema for MySQL/MariaDB, version %d."
+         % SCHEMA_VERSION,
+         "-- slm_api.py creates these tables itself when they are missing; this file is",
+         "-- for DBAs who prefer to create them by hand.  It is generated from COLUMNS",
+         "-- and KEYS in slm_api.py (tests/test_storage.py checks they agree).", ""] +
+        [table_ddl(table, True) + "\n" for table in TABLES])
 
 
 def sqlite_schema():
-    """The SQLite DDL, from COLUMNS and KEYS (a single-column primary key is
-    written with its column)."""
+    """The SQLite DDL, from COLUMNS and KEYS."""
     out = []
     for table in TABLES:
-        lines = ["  %s %s" % (c.name, c.sqlite) for c in COLUMNS if c.table == table]
-        for t, name, kind, parts in KEYS:
-            if t == table and kind == "primary" and len(parts) > 1:
-                lines.append("  PRIMARY KEY (%s)" % key_parts(parts, False))
-        out.append("CREATE TABLE IF NOT EXISTS %s (\n%s\n);" % (table, ",\n".join(lines)))
+        out.append(table_ddl(table, False))
         for t, name, kind, parts in KEYS:
             if t == table and kind != "primary":
                 out.append("CREATE %sINDEX IF NOT EXISTS %s ON %s (%s);" % (
@@ -431,13 +476,6 @@ def destination(target):
     return slm.Destination("%s+%s" % (target.get("format", "json"), target["url"]))
 
 
-def host_allowed(target, allow):
-    """True when the host a target's notifications go to is, or is under, an
-    allowed host ('mailto' allows e-mail)."""
-    host = destination(target).host().rstrip(".")
-    return bool(host) and any(host == a or host.endswith("." + a) for a in allow)
-
-
 # ---------------------------------------------------------------------------
 # Events: the one validation, the merge rules, the JSON shapes
 # ---------------------------------------------------------------------------
@@ -454,14 +492,26 @@ LIST_FIELDS = ("command", "script_args")
 NUMBER_FIELDS = ("elapsed", "cpu_time", "max_rss_mb", "cpu_efficiency", "memory_limit_mb",
                  "peak_memory_mb", "heartbeat", "memory_used_mb", "time_left")
 BOOL_FIELDS = ("monitored", "requeue")
+# Fields only the service writes (array roll-ups; what it keeps in a job's
+# meta): a client's event carrying one is refused, so that nothing stored
+# can be what a later reader does not expect.
+SERVICE_FIELDS = ("tasks", "failed_tasks", "rollup", "kind", "usage", "warnings", "total",
+                  "longest", "heartbeat_at")
 EVENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
+# The ids the service gives its own events (a LOST, Slurm's verdicts, roll-ups,
+# group notices): no client may post one.
+SERVICE_ID_PREFIXES = ("service-", "slurm-", "rollup-", "group-")
+# A Slurm cluster's name (ClusterName): part of a job's key, so plain.
+CLUSTER_RE = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+# A job id as Slurm gives it (an array task's as ARRAY_TASK).
+SLURM_JOB_ID_RE = re.compile(r"[0-9]{1,12}(_[0-9]{1,12})?\Z")
 
 # Event fields copied into slurm_jobs columns (the rest live in its meta JSON).
 META_COLUMNS = ("exit_code", "signal", "reason", "message", "elapsed", "job_name", "user",
                 "partition", "nodelist", "host", "cluster", "slurm_job_id", "array_job_id",
                 "array_task_id")
 JOB_FILTERS = {"user": "user", "name": "job_name", "partition": "partition",
-               "array_job_id": "array_job_id", "group": "job_group"}
+               "array_job_id": "array_job_id", "group": "job_group", "cluster": "cluster"}
 # What stays a job's through a requeue: the rest belongs to one run.
 JOB_IDENTITY = ("job_name", "user", "partition", "cluster", "command", "script",
                 "script_args", "submit_dir", "monitored", "array", "time_limit", "wrap",
@@ -474,6 +524,50 @@ HEARTBEAT_SAMPLES = ("rss_mb", "cpu_time", "output_bytes", "memory_limit_mb")
 # no nulls), the text stored as received (without the relay request), and
 # the relay request or None.
 Incoming = collections.namedtuple("Incoming", "event raw relay")
+
+
+def job_key_of(cluster, job_id):
+    """A job's key in the database: its id on its cluster ('' outside Slurm).
+    Cluster names hold no '/', so the first one ends the cluster's name."""
+    return "%s/%s" % (cluster or "", job_id)
+
+
+def split_job_key(key):
+    """(cluster or None, job id) of a job_key_of()."""
+    cluster, _, job_id = key.partition("/")
+    return cluster or None, job_id
+
+
+class JobKeys(object):
+    """Which job (its key) each word of a write is about: a job is its id on
+    its cluster.  A word that names no cluster (a wrapper older than
+    clusters in keys, a host that could not tell) is about the one job of
+    that id there is; and a Slurm job first heard of without its cluster is
+    the same job when a later word names it.  known: {job id: [keys]}."""
+
+    def __init__(self, known):
+        self.known = dict((job_id, list(keys)) for job_id, keys in known.items())
+
+    def __call__(self, cluster, job_id):
+        keys = self.known.setdefault(job_id, [])
+        key, bare = job_key_of(cluster, job_id), job_key_of(None, job_id)
+        if key not in keys and SLURM_JOB_ID_RE.match(job_id):
+            if cluster and bare in keys:
+                key = bare
+            elif not cluster and len(keys) == 1:
+                key = keys[0]
+        if key not in keys:
+            keys.append(key)
+        return key
+
+    def of(self, event):
+        """The key of the job an event (or heartbeat) is about."""
+        return self(event.get("cluster"), event["job_id"])
+
+    def array(self, event):
+        """The key of the array an event's job is a task of, or None."""
+        array_id = event.get("array_job_id")
+        return self(event.get("cluster"), array_id) if array_id else None
 
 
 def check_text(value, name, limit=MAX_TEXT):
@@ -558,10 +652,17 @@ def relay_schema():
     return out
 
 
-def validate_event(data):
-    """An Incoming for one received event object, or raise ValueError(reason)."""
+def validate_event(data, client=True):
+    """An Incoming for one received event object, or raise ValueError(reason).
+    client: posted by a client (not made by the service itself), which may not
+    use the service's own fields and ids."""
     if not isinstance(data, dict):
         raise ValueError("an event must be a JSON object")
+    if client:
+        for name in SERVICE_FIELDS:
+            if name in data:
+                raise ValueError("%s is a field the service sets itself: an event may not "
+                                 "carry it" % name)
     relay = None
     if "relay" in data:
         relay = validate_relay(data["relay"])
@@ -572,6 +673,9 @@ def validate_event(data):
     event_id, job_id, status = data["event_id"], data["job_id"], data["status"]
     if not isinstance(event_id, str) or not EVENT_ID_RE.match(event_id):
         raise ValueError("event_id must be 1..64 characters of A-Z a-z 0-9 . _ : -")
+    if client and event_id.startswith(SERVICE_ID_PREFIXES):
+        raise ValueError("event ids starting with %s are the service's own"
+                         % [p for p in SERVICE_ID_PREFIXES if event_id.startswith(p)][0])
     if not isinstance(job_id, str) or not 1 <= len(job_id) <= 128:
         raise ValueError("job_id must be a string of 1..128 characters")
     if not job_id.isprintable() or job_id.strip() != job_id:
@@ -583,7 +687,7 @@ def validate_event(data):
         raise ValueError("time must be ISO 8601 UTC, like 2026-11-30T03:40:41.123Z")
     for name in TEXT_FIELDS:
         if data.get(name) is not None:
-            problem = check_text(data[name], name)
+            problem = check_text(data[name], name, 255 if name == "user" else MAX_TEXT)
             if problem:
                 raise ValueError(problem)
     for name in INT_FIELDS:
@@ -610,6 +714,8 @@ def validate_event(data):
     for name in BOOL_FIELDS:
         if data.get(name) is not None and not isinstance(data[name], bool):
             raise ValueError("%s must be true or false" % name)
+    if data.get("cluster") is not None and not CLUSTER_RE.match(data["cluster"]):
+        raise ValueError("cluster must be a Slurm cluster's name: 1..64 of A-Z a-z 0-9 . _ -")
     try:
         raw = compact_json(data)
         raw.encode("utf-8")
@@ -680,6 +786,11 @@ def validate_heartbeat(data):
     if not (is_int(interval) or isinstance(interval, float)) or not 0 < interval <= 86400:
         raise ValueError("interval must be a number of seconds, 0 < interval <= 86400")
     beat = {"job_id": job_id, "time": when, "interval": float(interval)}
+    cluster = data.get("cluster")
+    if cluster is not None:
+        if not isinstance(cluster, str) or not CLUSTER_RE.match(cluster):
+            raise ValueError("cluster must be a Slurm cluster's name: 1..64 of A-Z a-z 0-9 . _ -")
+        beat["cluster"] = cluster
     if data.get("user") is not None:
         problem = check_text(data["user"], "user", 256)
         if problem:
@@ -711,6 +822,22 @@ def parse_heartbeats(body):
 # (for rate limits and fair shares; never the token itself).
 Principal = collections.namedtuple("Principal", "user role key")
 ANYONE = Principal(None, "admin", "anyone")
+
+
+def attribute(who, items):
+    """Items (Incoming events) with no user made the token's user's: no job
+    is left without an owner for another user's token to take over."""
+    if who is None or who.user is None:
+        return items
+    out = []
+    for incoming in items:
+        if incoming.event.get("user") is None:
+            raw = json.loads(incoming.raw) if incoming.raw else {}
+            raw["user"] = who.user
+            incoming = Incoming(dict(incoming.event, user=who.user), compact_json(raw),
+                                incoming.relay)
+        out.append(incoming)
+    return out
 
 
 def check_authorship(who, items):
@@ -923,6 +1050,19 @@ class Dialect(object):
     def widen(self, cur, table, column, mysql_type, length):
         """Make a text column hold length characters (SQLite's hold any)."""
 
+    def concat(self, *parts):
+        """SQL joining the text of parts (SQL expressions)."""
+        return " || ".join(parts)
+
+    def schema_lock(self, cur):
+        """Keep other instances out of the schema's making and migrating."""
+
+    def schema_unlock(self, cur):
+        """Let them in again (after the commit or rollback)."""
+
+    def rename_table(self, cur, old, new):
+        cur.execute("ALTER TABLE %s RENAME TO %s" % (old, new))
+
     def contains(self, column):
         """SQL true when column holds the one ? argument, case-insensitively
         (by the database's own idea of case: ASCII letters on SQLite)."""
@@ -933,16 +1073,17 @@ class Dialect(object):
         for a query another index serves better (see Tx._job_where)."""
         return column
 
-    def create_job_rows(self, cur, job_ids):
-        """Make missing rows for job_ids, locking them for this transaction."""
-        cur.executemany(self.sql("%s INTO slurm_jobs (job_id, event_count) VALUES (?, 0)"
-                                 % self.insert_ignore), [(j,) for j in job_ids])
+    def create_job_rows(self, cur, keys):
+        """Make missing rows for the job keys, locking them for this transaction."""
+        cur.executemany(self.sql("%s INTO slurm_jobs (job_key, cluster, job_id, event_count)"
+                                 " VALUES (?, ?, ?, 0)" % self.insert_ignore),
+                        [(k,) + split_job_key(k) for k in keys])
 
     def write_job_rows(self, cur, rows):
-        names = [c for c in JOB_COLUMNS if c != "job_id"]
-        cur.executemany(self.sql("UPDATE slurm_jobs SET %s WHERE job_id = ?"
+        names = [c for c in JOB_COLUMNS if c != "job_key"]
+        cur.executemany(self.sql("UPDATE slurm_jobs SET %s WHERE job_key = ?"
                                  % ", ".join("%s = ?" % quote(c) for c in names)),
-                        [[row[c] for c in names] + [row["job_id"]] for row in rows])
+                        [[row[c] for c in names] + [row["job_key"]] for row in rows])
 
     def describe(self):
         return self.name
@@ -981,8 +1122,13 @@ class SQLiteDialect(Dialect):
             return "unavailable"
         return "bug" if isinstance(error, sqlite3.Error) else None
 
+    def schema_lock(self, cur):
+        cur.execute("PRAGMA journal_mode=WAL")   # not inside a transaction
+        # SQLite's DDL is transactional: the one transaction (committed or
+        # rolled back by Database._ensure_tables) is the lock
+        cur.execute("BEGIN IMMEDIATE")
+
     def create_tables(self, cur):
-        cur.execute("PRAGMA journal_mode=WAL")
         for statement in split_statements(SQLITE_SCHEMA):
             if statement.startswith("CREATE TABLE"):
                 cur.execute(statement)
@@ -1081,6 +1227,22 @@ class MySQLDialect(Dialect):
     def add_column(self, cur, table, column, sqlite_type, mysql_type):
         cur.execute("ALTER TABLE `%s` ADD COLUMN %s %s" % (table, quote(column), mysql_type))
 
+    def concat(self, *parts):
+        return "CONCAT(%s)" % ", ".join(parts)
+
+    def schema_lock(self, cur):
+        # MySQL's DDL commits at once: a named lock, held by one instance at a time
+        cur.execute("SELECT GET_LOCK(CONCAT('slm-schema-', DATABASE()), 600)")
+        if cur.fetchone()[0] != 1:
+            raise StoreUnavailable("another instance holds the schema lock")
+
+    def schema_unlock(self, cur):
+        cur.execute("SELECT RELEASE_LOCK(CONCAT('slm-schema-', DATABASE()))")
+        cur.fetchall()
+
+    def rename_table(self, cur, old, new):
+        cur.execute("RENAME TABLE `%s` TO `%s`" % (old, new))
+
     def widen(self, cur, table, column, mysql_type, length):
         cur.execute("SELECT character_maximum_length FROM information_schema.columns WHERE"
                     " table_schema = DATABASE() AND table_name = %s AND column_name = %s",
@@ -1101,12 +1263,13 @@ class MySQLDialect(Dialect):
     def contains(self, column):
         return "LOCATE(LOWER(?), LOWER(%s)) > 0" % column
 
-    def create_job_rows(self, cur, job_ids):
+    def create_job_rows(self, cur, keys):
         # ON DUPLICATE KEY takes the rows' exclusive locks at once; INSERT
         # IGNORE would take shared ones and deadlock on the FOR UPDATE
-        cur.execute("INSERT INTO slurm_jobs (job_id, event_count) VALUES %s"
-                    " ON DUPLICATE KEY UPDATE job_id = job_id"
-                    % ", ".join(["(%s, 0)"] * len(job_ids)), job_ids)
+        cur.execute("INSERT INTO slurm_jobs (job_key, cluster, job_id, event_count) VALUES %s"
+                    " ON DUPLICATE KEY UPDATE job_key = job_key"
+                    % ", ".join(["(%s, %s, %s, 0)"] * len(keys)),
+                    [v for k in keys for v in (k,) + split_job_key(k)])
 
     def write_job_rows(self, cur, rows):
         # one upsert for many rows: UPDATE would cost a round trip per job
@@ -1116,7 +1279,7 @@ class MySQLDialect(Dialect):
             cur.execute("INSERT INTO slurm_jobs (%s) VALUES %s ON DUPLICATE KEY UPDATE %s"
                         % (columns(names), ", ".join([marks] * len(part)),
                            ", ".join("%s = VALUES(%s)" % (quote(c), quote(c))
-                                     for c in names if c != "job_id")),
+                                     for c in names if c != "job_key")),
                         [row[c] for row in part for c in names])
 
     def describe(self):
@@ -1152,137 +1315,176 @@ class Tx(object):
     # -- events ------------------------------------------------------------
 
     def insert_events(self, items, received):
-        """Store (event, raw) pairs not stored yet; return, for each, whether
-        it was stored now (False: already there, or earlier in items)."""
+        """Store (event, raw, job key, owner) items not stored yet; return, for
+        each, whether it was stored now (False: the job has that event id
+        already, or it came earlier in items)."""
         stored = [False] * len(items)
         seen, fresh = set(), []
-        for i, (event, _) in enumerate(items):
-            if event["event_id"] not in seen:
-                seen.add(event["event_id"])
+        for i, (event, _, key, _) in enumerate(items):
+            if (key, event["event_id"]) not in seen:
+                seen.add((key, event["event_id"]))
                 fresh.append(i)
         if not fresh:
             return stored
-        sql = "%s INTO slurm_events (event_id, job_id, status, time, seq, received_at, raw)" \
-            " VALUES " % self.dialect.insert_ignore
+        sql = "%s INTO slurm_events (event_id, job_key, job_id, %s, status, time, seq," \
+            " received_at, raw) VALUES " % (self.dialect.insert_ignore, quote("user"))
+        marks = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
         def values(i):
-            event, raw = items[i]
-            return (event["event_id"], event["job_id"], event["status"], event["time"],
-                    event.get("seq"), received, raw)
+            event, raw, key, owner = items[i]
+            return (event["event_id"], key, event["job_id"], owner, event["status"],
+                    event["time"], event.get("seq"), received, raw)
         if self.exact or len(fresh) == 1:   # one row's count is exact: one statement
             for i in fresh:
-                stored[i] = self.execute(sql + "(?, ?, ?, ?, ?, ?, ?)", values(i)).rowcount == 1
+                stored[i] = self.execute(sql + marks, values(i)).rowcount == 1
             return stored
         # two statements for the whole group: which exist, then the others at once
         known = set()
-        for part in chunks([items[i][0]["event_id"] for i in fresh], 500):
-            known.update(r[0] for r in self.rows(
-                "SELECT event_id FROM slurm_events WHERE event_id IN (%s)"
-                % ", ".join("?" * len(part)), part))
-        new = [i for i in fresh if items[i][0]["event_id"] not in known]
+        for part in chunks(fresh, 500):
+            keys = sorted(set(items[i][2] for i in part))
+            ids = sorted(set(items[i][0]["event_id"] for i in part))
+            known.update(tuple(r) for r in self.rows(
+                "SELECT job_key, event_id FROM slurm_events WHERE job_key IN (%s) AND event_id"
+                " IN (%s)" % (", ".join("?" * len(keys)), ", ".join("?" * len(ids))),
+                keys + ids))
+        new = [i for i in fresh if (items[i][2], items[i][0]["event_id"]) not in known]
         for part in chunks(new, 500, lambda i: len(items[i][1]) + 200):
-            marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(part))
-            if self.execute(sql + marks, [v for i in part for v in values(i)]).rowcount \
-                    != len(part):
+            if self.execute(sql + ", ".join([marks] * len(part)),
+                            [v for i in part for v in values(i)]).rowcount != len(part):
                 raise RetryExactly()
             for i in part:
                 stored[i] = True
         return stored
 
-    def job_events(self, job_id, after=None):
+    def own_events(self, key, user):
+        """The events of a job whose owner became known: theirs."""
+        self.execute("UPDATE slurm_events SET %s = ? WHERE job_key = ? AND %s IS NULL"
+                     % (quote("user"), quote("user")), (user, key))
+
+    def job_events(self, key, after=None):
         """A job's events by (time, seq, arrival); after: only those after the
         event with that event_id (None when the job has no such event)."""
         if after is None:
             return [json.loads(r[0]) for r in self.rows(
-                "SELECT raw FROM slurm_events WHERE job_id = ? ORDER BY time, seq, id",
-                (job_id,))]
-        mark = self.one("SELECT time, COALESCE(seq, -1), id FROM slurm_events WHERE job_id = ?"
-                        " AND event_id = ?", (job_id, after))
+                "SELECT raw FROM slurm_events WHERE job_key = ? ORDER BY time, seq, id",
+                (key,))]
+        mark = self.one("SELECT time, COALESCE(seq, -1), id FROM slurm_events WHERE job_key = ?"
+                        " AND event_id = ?", (key, after))
         if mark is None:
             return None
         when, seq, nid = mark
         # NULL seq sorts first in both databases: as -1 (seq is never negative)
         return [json.loads(r[0]) for r in self.rows(
-            "SELECT raw FROM slurm_events WHERE job_id = ? AND time >= ? AND (time > ? OR"
+            "SELECT raw FROM slurm_events WHERE job_key = ? AND time >= ? AND (time > ? OR"
             " COALESCE(seq, -1) > ? OR (COALESCE(seq, -1) = ? AND id > ?))"
-            " ORDER BY time, seq, id", (job_id, when, when, seq, seq, nid))]
+            " ORDER BY time, seq, id", (key, when, when, seq, seq, nid))]
 
-    def events_since(self, after, limit):
-        """(id, job_id, the job's user, raw) of the events stored after id
-        `after`, in arrival order, at most limit."""
-        return self.rows("SELECT e.id, e.job_id, j.%s, e.raw FROM slurm_events e LEFT JOIN"
-                         " slurm_jobs j ON j.job_id = e.job_id WHERE e.id > ? ORDER BY e.id"
-                         " LIMIT ?" % quote("user"), (int(after), int(limit)))
+    def events_since(self, after, limit, user=None, job_id=None, key=None):
+        """(id, job_key, the job's owner, raw) of the events stored after id
+        `after`, in arrival order, at most limit: of user's jobs only, one
+        job's (key), or of jobs of that id, if given."""
+        where, args = ["id > ?"], [int(after)]
+        for column, value in (("user", user), ("job_key", key), ("job_id", job_id)):
+            if value is not None:
+                where.append("%s = ?" % quote(column))
+                args.append(value)
+        return self.rows("SELECT id, job_key, %s, raw FROM slurm_events WHERE %s ORDER BY id"
+                         " LIMIT ?" % (quote("user"), " AND ".join(where)), args + [int(limit)])
 
-    def last_event_id(self):
-        return int(self.one("SELECT COALESCE(MAX(id), 0) FROM slurm_events")[0])
+    def last_event_id(self, user=None):
+        """The id of the latest event stored (of user's jobs, if given)."""
+        if user is None:
+            return int(self.one("SELECT COALESCE(MAX(id), 0) FROM slurm_events")[0])
+        return int(self.one("SELECT COALESCE(MAX(id), 0) FROM slurm_events WHERE %s = ?"
+                            % quote("user"), (user,))[0])
 
     # -- job rows ----------------------------------------------------------
 
-    def lock_jobs(self, job_ids):
-        """{job_id: row} for job_ids, rows made if missing and locked, in id order."""
+    def lock_jobs(self, keys):
+        """{job key: row} for keys, rows made if missing and locked, in key order."""
         rows = {}
-        for part in chunks(sorted(job_ids), 500):
+        for part in chunks(sorted(keys), 500):
             self.dialect.create_job_rows(self.cur, part)
-            for found in self.rows("SELECT %s FROM slurm_jobs WHERE job_id IN (%s)%s"
+            for found in self.rows("SELECT %s FROM slurm_jobs WHERE job_key IN (%s)%s"
                                    % (columns(JOB_COLUMNS), ", ".join("?" * len(part)),
                                       self.dialect.lock_suffix), part):
-                rows[found[0]] = dict(zip(JOB_COLUMNS, found))
+                row = dict(zip(JOB_COLUMNS, found))
+                rows[row["job_key"]] = row
         return rows
 
     def write_jobs(self, rows):
         if rows:
             self.dialect.write_job_rows(self.cur, rows)
 
-    def forget_unreported_job(self, job_id):
+    def forget_unreported_job(self, key):
         """Remove a row that only a lock made (no event names the job)."""
-        self.execute("DELETE FROM slurm_jobs WHERE job_id = ? AND event_count = 0", (job_id,))
+        self.execute("DELETE FROM slurm_jobs WHERE job_key = ? AND event_count = 0", (key,))
 
-    def forget_jobs(self, job_ids):
+    def forget_jobs(self, keys):
         """Remove jobs, their events and their notices still to send."""
-        for part in chunks(sorted(job_ids), 500):
+        for part in chunks(sorted(keys), 500):
             marks = ", ".join("?" * len(part))
             for table, where in (("slurm_events", ""), ("slm_outbox", " AND state <> 'sent'"),
                                  ("slurm_jobs", "")):
-                self.execute("DELETE FROM %s WHERE job_id IN (%s)%s" % (table, marks, where),
+                self.execute("DELETE FROM %s WHERE job_key IN (%s)%s" % (table, marks, where),
                              part)
 
-    def get_job(self, job_id):
-        found = self.one("SELECT %s FROM slurm_jobs WHERE job_id = ?" % columns(JOB_COLUMNS),
-                         (job_id,))
+    def get_job(self, key):
+        found = self.one("SELECT %s FROM slurm_jobs WHERE job_key = ?" % columns(JOB_COLUMNS),
+                         (key,))
         return dict(zip(JOB_COLUMNS, found)) if found else None
 
-    def array_tasks(self, array_id, user):
-        """(job_id, status, array_task_id, job_name, user, cluster) of an array's
-        tasks that are user's (None: whoever's)."""
-        return self.rows("SELECT job_id, status, array_task_id, job_name, %s, cluster"
-                         " FROM slurm_jobs WHERE array_job_id = ? AND array_task_id IS NOT NULL"
-                         "%s" % (quote("user"), self._of_user(user)),
-                         (array_id,) + ((user,) if user is not None else ()))
+    def find_jobs(self, job_id, cluster=None):
+        """The rows of the jobs of that id (on that cluster, when given: '' for
+        none), at most a few: one per cluster."""
+        rows = [dict(zip(JOB_COLUMNS, r)) for r in self.rows(
+            "SELECT %s FROM slurm_jobs WHERE job_id = ? ORDER BY job_key LIMIT 100"
+            % columns(JOB_COLUMNS), (job_id,))]
+        return rows if cluster is None else [r for r in rows if (r["cluster"] or "") == cluster]
+
+    def keys_of(self, job_ids):
+        """{job id: [the keys of the jobs of that id]}."""
+        found = {}
+        for part in chunks(sorted(job_ids), 500):
+            for key, job_id in self.rows("SELECT job_key, job_id FROM slurm_jobs WHERE job_id"
+                                         " IN (%s)" % ", ".join("?" * len(part)), part):
+                found.setdefault(job_id, []).append(key)
+        return found
 
     @staticmethod
-    def _of_user(user):
-        return " AND %s = ?" % quote("user") if user is not None else ""
+    def _array(key, user):
+        """WHERE conditions and arguments of the tasks of the array with that
+        key that are user's (None: whoever's)."""
+        cluster, array_id = split_job_key(key)
+        return ("array_job_id = ? AND array_task_id IS NOT NULL AND COALESCE(cluster, '') = ?"
+                + (" AND %s = ?" % quote("user") if user is not None else ""),
+                (array_id, cluster or "") + ((user,) if user is not None else ()))
+
+    def array_tasks(self, key, user):
+        """(job_id, status, array_task_id, job_name, user, cluster) of an array's
+        tasks that are user's (None: whoever's)."""
+        where, args = self._array(key, user)
+        return self.rows("SELECT job_id, status, array_task_id, job_name, %s, cluster"
+                         " FROM slurm_jobs WHERE %s" % (quote("user"), where), args)
 
     def group_members(self, group, user):
         """The jobs of a user's named group (two users' "sweep" are two groups),
         with what a roll-up tells of them."""
-        names = ("job_id", "status", "started_at", "ended_at", "elapsed", "user", "cluster",
-                 "relay")
+        names = ("job_key", "job_id", "status", "started_at", "ended_at", "elapsed", "user",
+                 "cluster", "relay")
         who = "= ?" if user is not None else "IS NULL"
         return [dict(zip(names, r)) for r in self.rows(
-            "SELECT %s FROM slurm_jobs WHERE job_group = ? AND %s %s ORDER BY job_id"
+            "SELECT %s FROM slurm_jobs WHERE job_group = ? AND %s %s ORDER BY job_key"
             % (columns(names), quote("user"), who),
             (group,) + ((user,) if user is not None else ()))]
 
-    def array_progress(self, array_id, user):
+    def array_progress(self, key, user):
         """(tasks known, tasks ended) of an array, of user's tasks (None:
         whoever's): one cheap query."""
         finals = ", ".join("'%s'" % status for status in sorted(FINAL))
+        where, args = self._array(key, user)
         total, ended = self.one("SELECT COUNT(*), SUM(CASE WHEN status IN (%s) THEN 1 ELSE 0 END)"
-                                " FROM slurm_jobs WHERE array_job_id = ? AND array_task_id IS"
-                                " NOT NULL%s" % (finals, self._of_user(user)),
-                                (array_id,) + ((user,) if user is not None else ()))
+                                " FROM slurm_jobs WHERE %s" % (finals, where), args)
         return int(total or 0), int(ended or 0)
 
     def _job_where(self, filters, leading=True):
@@ -1313,7 +1515,8 @@ class Tx(object):
     # (array_job_id >= '': "not null" as a range, which SQLite reads from the index)
     GROUPED_TASK = ("array_job_id >= '' AND array_task_id IS NOT NULL AND array_job_id"
                     " <> job_id AND EXISTS (SELECT 1 FROM slurm_jobs p WHERE p.job_id ="
-                    " slurm_jobs.array_job_id)")
+                    " slurm_jobs.array_job_id AND COALESCE(p.cluster, '') ="
+                    " COALESCE(slurm_jobs.cluster, ''))")
 
     def list_jobs(self, filters, limit, offset):
         """(rows, total): a page of jobs, most recently active first."""
@@ -1324,7 +1527,7 @@ class Tx(object):
 
         filters: status (list), user, name, name_contains, partition,
         array_job_id, group, since, until.  order: (column, descending),
-        most recently active first by default; after: the (value, job_id)
+        most recently active first by default; after: the (value, job key)
         of the previous page's last row (keyset paging, no OFFSET walked).
         group_arrays: leave out the tasks of arrays that have a row of their
         own.  Returns (rows, total, more).
@@ -1343,34 +1546,37 @@ class Tx(object):
             where = where + ["NOT (%s)" % self.GROUPED_TASK]
         page_args = list(args)
         if after is not None:
-            # "<=" first: a range the index serves, then the tie on job_id
+            # "<=" first: a range the index serves, then the tie on the key
             sign = "<" if descending else ">"
-            where = where + ["%s %s= ? AND (%s %s ? OR job_id %s ?)" % (
+            where = where + ["%s %s= ? AND (%s %s ? OR job_key %s ?)" % (
                 column, sign, column, sign, sign)]
             page_args += [after[0], after[0], after[1]]
         direction = " DESC" if descending else ""
-        found = self.rows("SELECT %s FROM slurm_jobs%s ORDER BY %s%s, job_id%s LIMIT ? OFFSET ?"
+        found = self.rows("SELECT %s FROM slurm_jobs%s ORDER BY %s%s, job_key%s LIMIT ? OFFSET ?"
                           % (columns(JOB_COLUMNS), " WHERE " + " AND ".join(where) if where
                              else "", column, direction, direction),
                           page_args + [int(limit) + 1, int(offset)])
         rows = [dict(zip(JOB_COLUMNS, r)) for r in found]
         return rows[:limit], total, len(rows) > limit
 
-    def array_task_counts(self, array_ids):
-        """{array id: {status: tasks}} for those of array_ids that have tasks."""
-        counts = {}
-        for part in chunks(sorted(array_ids), 500):
-            for array_id, status, n in self.rows(
-                    "SELECT array_job_id, status, COUNT(*) FROM slurm_jobs WHERE array_job_id"
-                    " IN (%s) AND array_task_id IS NOT NULL AND job_id <> array_job_id GROUP BY"
-                    " array_job_id, status" % ", ".join("?" * len(part)), part):
-                counts.setdefault(array_id, {})[status or "UNKNOWN"] = int(n)
+    def array_task_counts(self, keys):
+        """{array's job key: {status: tasks}} for those of the keys that have tasks."""
+        counts, wanted = {}, set(keys)
+        for part in chunks(sorted(set(split_job_key(k)[1] for k in keys)), 500):
+            for cluster, array_id, status, n in self.rows(
+                    "SELECT cluster, array_job_id, status, COUNT(*) FROM slurm_jobs WHERE"
+                    " array_job_id IN (%s) AND array_task_id IS NOT NULL AND job_id <>"
+                    " array_job_id GROUP BY cluster, array_job_id, status"
+                    % ", ".join("?" * len(part)), part):
+                key = job_key_of(cluster, array_id)
+                if key in wanted:
+                    counts.setdefault(key, {})[status or "UNKNOWN"] = int(n)
         return counts
 
     def record_heartbeats(self, rows, beats):
         """Apply heartbeat samples (dicts) to locked job rows (in place)."""
         for beat in beats:
-            row = rows[beat["job_id"]]
+            row = rows[beat["key"]]
             if event_run(beat) < (row.get("restarts") or 0):
                 continue            # an earlier run's wrapper, still alive
             if row.get("heartbeat_at") is None or beat["time"] > row["heartbeat_at"]:
@@ -1386,12 +1592,12 @@ class Tx(object):
         were not missed by the job)."""
         alive = ", ".join("'%s'" % s for s in sorted(ALIVE))
         found = []
-        for job_id, beat, interval in self.rows(
-                "SELECT job_id, heartbeat_at, heartbeat_interval FROM slurm_jobs WHERE status"
+        for key, beat, interval in self.rows(
+                "SELECT job_key, heartbeat_at, heartbeat_interval FROM slurm_jobs WHERE status"
                 " IN (%s) AND heartbeat_interval > 0 AND heartbeat_at IS NOT NULL" % alive):
             last = epoch_of(beat)
             if last is not None and now_epoch - max(last, listening_since) > grace * interval:
-                found.append(job_id)
+                found.append(key)
         return found[:limit]
 
     def regained_jobs(self, limit=500):
@@ -1417,12 +1623,12 @@ class Tx(object):
             " last_event_time LIMIT ?" % (columns(JOB_COLUMNS), fast, other),
             (quiet, quiet, slow, slow, quiet, since, int(limit)))]
 
-    def mark_checked(self, job_ids, when, column="checked_at"):
+    def mark_checked(self, keys, when, column="checked_at"):
         """checked_at: Slurm's answer was read (or nothing is left to ask);
         asked_at: Slurm was asked, answered or not."""
         assert column in ("checked_at", "asked_at")
-        for part in chunks(sorted(job_ids), 500):
-            self.execute("UPDATE slurm_jobs SET %s = ? WHERE job_id IN (%s)"
+        for part in chunks(sorted(keys), 500):
+            self.execute("UPDATE slurm_jobs SET %s = ? WHERE job_key IN (%s)"
                          % (column, ", ".join("?" * len(part))), [when] + part)
 
     def settled_groups(self, before, since):
@@ -1450,14 +1656,31 @@ class Tx(object):
         return dict((s, int(n)) for s, n in self.rows(
             "SELECT status, COUNT(*) FROM slurm_jobs GROUP BY status") if s)
 
+    # -- the dashboard's sign-ins (see Sessions) ------------------------------
+
+    def session_add(self, session, token, created, expires):
+        self.execute("INSERT INTO slm_sessions (session, token, created_at, expires_at) VALUES"
+                     " (?, ?, ?, ?)", (session, token, created, expires))
+
+    def session_get(self, session):
+        """(token digest, expires_at) of a sign-in, or None."""
+        return self.one("SELECT token, expires_at FROM slm_sessions WHERE session = ?",
+                        (session,))
+
+    def session_drop(self, session, now):
+        """End a sign-in (and forget those that have expired)."""
+        self.execute("DELETE FROM slm_sessions WHERE session = ? OR expires_at < ?",
+                     (session, now))
+
     # -- the outbox --------------------------------------------------------
 
-    OUTBOX_NEW = ("dedup_key", "job_id", "destination", "format", "secret", "dashboard_url",
-                  "payload", "state", "next_attempt_at", "last_error", "created_at", "event_id")
+    OUTBOX_NEW = ("dedup_key", "job_key", "job_id", "destination", "format", "secret",
+                  "dashboard_url", "payload", "state", "next_attempt_at", "last_error",
+                  "created_at", "event_id")
     OUTBOX_SHOWN = ("id", "job_id", "destination", "format", "state", "attempts", "last_error",
                     "created_at", "sent_at", "next_attempt_at", "dedup_key")
-    OUTBOX_CLAIMED = ("id", "job_id", "destination", "format", "secret", "dashboard_url",
-                      "payload", "attempts", "created_at")
+    OUTBOX_CLAIMED = ("id", "job_key", "job_id", "destination", "format", "secret",
+                      "dashboard_url", "payload", "attempts", "created_at")
 
     def outbox_add(self, rows):
         """Queue notifications (dicts with OUTBOX_NEW keys); a dedup_key queued once."""
@@ -1498,9 +1721,9 @@ class Tx(object):
             (state, error, 1 if count_attempt else 0, iso_at(next_epoch) if next_epoch else now,
              now if state == "sent" else None, nid, owner)).rowcount == 1
 
-    def outbox_list(self, job_id=None):
-        """Outbox rows, oldest first (secrets stay inside)."""
-        where, args = ("WHERE job_id = ? ", [job_id]) if job_id is not None else ("", [])
+    def outbox_list(self, key=None):
+        """Outbox rows (of one job, by its key), oldest first (secrets stay inside)."""
+        where, args = ("WHERE job_key = ? ", [key]) if key is not None else ("", [])
         return [dict(zip(self.OUTBOX_SHOWN, r)) for r in self.rows(
             "SELECT %s FROM slm_outbox %sORDER BY id" % (columns(self.OUTBOX_SHOWN), where),
             args)]
@@ -1514,8 +1737,8 @@ class Tx(object):
 
     def outbox_page(self, limit, before=None, user=None, job_id=None, states=None, hidden=()):
         """Outbox rows, newest first, with their job's user and their event's
-        status: of one user's jobs (user), one job, in some OUTBOX_STATES, not
-        to the hidden destinations."""
+        status: of one user's jobs (user), the jobs of one id, in some
+        OUTBOX_STATES, not to the hidden destinations."""
         where, args = [], []
         if hidden:
             where.append("o.destination NOT IN (%s)" % ", ".join("?" * len(hidden)))
@@ -1533,8 +1756,9 @@ class Tx(object):
             where.append("(%s)" % " OR ".join("(%s)" % self.OUTBOX_STATES[s] for s in states))
         shown = ", ".join("o.%s" % quote(c) for c in self.OUTBOX_SHOWN)
         return [dict(zip(self.OUTBOX_SHOWN + ("user", "status"), r)) for r in self.rows(
-            "SELECT %s, j.%s, e.status FROM slm_outbox o LEFT JOIN slurm_jobs j ON j.job_id ="
-            " o.job_id LEFT JOIN slurm_events e ON e.event_id = o.event_id%s ORDER BY o.id DESC"
+            "SELECT %s, j.%s, e.status FROM slm_outbox o LEFT JOIN slurm_jobs j ON j.job_key ="
+            " o.job_key LEFT JOIN slurm_events e ON e.job_key = o.job_key AND e.event_id ="
+            " o.event_id%s ORDER BY o.id DESC"
             " LIMIT ?" % (shown, quote("user"), " WHERE " + " AND ".join(where) if where
                           else ""), args + [int(limit)])]
 
@@ -1555,14 +1779,14 @@ class Tx(object):
                 [since, until] + args)]
         return out
 
-    def outbox_release(self, job_id, supersede=None):
+    def outbox_release(self, key, supersede=None):
         """Held notices of a job: send them now, or (supersede: the reason) never."""
         if supersede:
             self.execute("UPDATE slm_outbox SET state = 'superseded', last_error = ? WHERE"
-                         " job_id = ? AND state = 'held'", (supersede, job_id))
+                         " job_key = ? AND state = 'held'", (supersede, key))
         else:
             self.execute("UPDATE slm_outbox SET state = 'pending', next_attempt_at = ? WHERE"
-                         " job_id = ? AND state = 'held'", (utc_now(), job_id))
+                         " job_key = ? AND state = 'held'", (utc_now(), key))
 
     def outbox_counts(self):
         return dict((s, int(n)) for s, n in self.rows(
@@ -1668,32 +1892,45 @@ class Database(object):
                                                                   describe_error(error)))
 
     def _ensure_tables(self, conn):
-        """Create missing tables and record the schema version (idempotent)."""
+        """Create missing tables, migrate an older schema, make missing indexes,
+        and record the schema version (idempotent; one instance at a time)."""
         with self._ready_lock:
             if self._ready:
                 return
             cur = conn.cursor()
             sql = self.dialect.sql
+            self.dialect.schema_lock(cur)
             try:
                 fresh = "slurm_jobs" not in self._tables(cur)
                 self.dialect.create_tables(cur)
                 cur.execute(sql("%s INTO slm_meta (name, value) VALUES (?, ?)"
                                 % self.dialect.insert_ignore),
                             ("schema_version", str(SCHEMA_VERSION if fresh else 1)))
-                cur.execute(sql("SELECT value FROM slm_meta WHERE name = ?"), ("schema_version",))
+                cur.execute(sql("SELECT value FROM slm_meta WHERE name = ?"),
+                            ("schema_version",))
                 found = int(cur.fetchone()[0])
                 if found < SCHEMA_VERSION:
+                    say("database schema version %d: upgrading to %d" % (found, SCHEMA_VERSION))
                     self._migrate(cur, found)
-                    cur.execute(sql("UPDATE slm_meta SET value = ? WHERE name = ? AND value = ?"),
-                                (str(SCHEMA_VERSION), "schema_version", str(found)))
-                    say("database schema upgraded from version %d to %d" % (found,
-                                                                           SCHEMA_VERSION))
+                    cur.execute(sql("UPDATE slm_meta SET value = ? WHERE name = ?"),
+                                (str(SCHEMA_VERSION), "schema_version"))
+                    say("database schema upgraded from version %d to %d"
+                        % (found, SCHEMA_VERSION))
                 for table, name, kind, parts in KEYS:
                     if kind != "primary":
                         self.dialect.add_index(cur, name, table, parts, kind == "unique")
+                conn.commit()
+            except Exception:
+                try:
+                    conn.rollback()
+                except Exception:
+                    pass
+                raise
             finally:
-                cur.close()
-            conn.commit()
+                try:
+                    self.dialect.schema_unlock(cur)
+                finally:
+                    cur.close()
             if found > SCHEMA_VERSION:
                 say("database schema version %d is newer than this slm_api.py knows (%d)"
                     % (found, SCHEMA_VERSION))
@@ -1708,18 +1945,43 @@ class Database(object):
         return set(r[0] for r in cur.fetchall())
 
     def _migrate(self, cur, found):
-        """Add what versions after found brought; another instance may be doing
-        the same at this very moment, so each step looks before it leaps."""
+        """Bring the schema from version found to today's, step by step; each
+        step looks before it leaps (an attempt that died half-way, on a
+        database whose DDL is not transactional, is taken up again)."""
+        d = self.dialect
+        spell = {"key": d.concat("COALESCE(cluster, '')", "'/'", "job_id"),
+                 "bare": d.concat("'/'", "job_id")}
         for version in range(found + 1, SCHEMA_VERSION + 1):
+            for step in REBUILDS.get(version, ()):
+                if step[0] == "add":
+                    self._add_column(cur, *step[1:])
+                elif step[0] == "sql":
+                    cur.execute(step[1].format(**spell))
+                else:
+                    self._rebuild(cur, step[1], dict((k, v.format(**spell))
+                                                     for k, v in step[2].items()))
             for table, column, sqlite_type, mysql_type in MIGRATIONS.get(version, ()):
-                if column not in self.dialect.table_columns(cur, table):
-                    try:
-                        self.dialect.add_column(cur, table, column, sqlite_type, mysql_type)
-                    except Exception:
-                        if column not in self.dialect.table_columns(cur, table):
-                            raise
+                self._add_column(cur, table, column, sqlite_type, mysql_type)
             for table, column, mysql_type, length in WIDENED.get(version, ()):
-                self.dialect.widen(cur, table, column, mysql_type, length)
+                d.widen(cur, table, column, mysql_type, length)
+
+    def _add_column(self, cur, table, column, sqlite_type, mysql_type):
+        if column not in self.dialect.table_columns(cur, table):
+            self.dialect.add_column(cur, table, column, sqlite_type, mysql_type)
+
+    def _rebuild(self, cur, table, computed):
+        """Make table anew with today's columns and keys: a copy of its rows
+        (the columns it lacks computed by the SQL in computed) put in its place."""
+        copy = table + "_rebuild"
+        cur.execute("DROP TABLE IF EXISTS %s" % copy)    # an earlier attempt's
+        cur.execute(table_ddl(table, self.dialect.name == "mysql", copy))
+        had = self.dialect.table_columns(cur, table)
+        names = [c.name for c in COLUMNS if c.table == table and
+                 (c.name in computed or c.name in had)]
+        cur.execute("INSERT INTO %s (%s) SELECT %s FROM %s" % (
+            copy, columns(names), ", ".join(computed.get(n, quote(n)) for n in names), table))
+        cur.execute("DROP TABLE %s" % table)
+        self.dialect.rename_table(cur, copy, table)
 
     def _acquire(self):
         with self._lock:
@@ -1831,6 +2093,129 @@ HOLD = 180.0
 SERVICE_SOURCES = ("service", "slurm")
 
 
+# A host name as a URL may name one: letters, digits, '-' and '.' (anything
+# else, such as a '%' that one parser decodes and another does not, could make
+# the host that was checked another than the one connected to).
+HOST_NAME_RE = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+                          r"(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?\Z")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class AllowList(object):
+    """Where the service may send the notifications users ask it to relay
+    (SLM_RELAY_ALLOW), and to how many mail recipients.
+
+    Entries are HOST, HOST:PORT or HOST:*.  HOST is a name (it and the names
+    under it), an IPv4 address or network (10.0.0.0/8), or an IPv6 one in
+    brackets.  Without a port, only the URL scheme's own (80, 443) is
+    allowed.  'mailto' allows e-mail, to SLM_RELAY_MAIL_RECIPIENTS recipients
+    (1) in SLM_RELAY_MAIL_DOMAINS (any).  The name a URL gives is resolved
+    when the notice is sent, and a private, loopback or link-local address is
+    refused unless an entry names a network holding it: a name on the list
+    cannot be made to reach the site's own hosts."""
+
+    def __init__(self, entries=None, mail_recipients=1, mail_domains=()):
+        # by default: the chat services slm.py knows, and e-mail (through SLM_SMTP_*)
+        if entries is None:
+            entries = [h for h, _ in slm.WEBHOOK_HOSTS] + ["mailto"]
+        self.names, self.nets, self.mail = [], [], False
+        for entry in entries:
+            entry = entry.strip().lower()
+            if entry == "mailto":
+                self.mail = True
+                continue
+            host, port = entry, None
+            if entry.startswith("["):
+                host, _, rest = entry[1:].partition("]")
+                port = rest[1:] if rest.startswith(":") else None
+            elif entry.count(":") == 1:
+                host, port = entry.split(":")
+            if port not in (None, "*") and not (port.isdigit() and 0 < int(port) < 65536):
+                raise ConfigError("SLM_RELAY_ALLOW: %r is not HOST, HOST:PORT or HOST:*"
+                                  % entry[:100])
+            port = int(port) if port not in (None, "*") else port
+            try:
+                self.nets.append((ipaddress.ip_network(host, strict=False), port))
+            except ValueError:
+                if not HOST_NAME_RE.match(host):
+                    raise ConfigError("SLM_RELAY_ALLOW: %r is not a host name, an address or a "
+                                      "network" % entry[:100])
+                self.names.append((host.rstrip("."), port))
+        self.mail_recipients = mail_recipients
+        self.mail_domains = tuple(d.lower().lstrip("@") for d in mail_domains)
+
+    @classmethod
+    def from_env(cls, env):
+        listed = env.get("SLM_RELAY_ALLOW", "").strip()
+        count = env.get("SLM_RELAY_MAIL_RECIPIENTS", "").strip() or "1"
+        if not count.isdigit() or not 0 < int(count) <= 100:
+            raise ConfigError("SLM_RELAY_MAIL_RECIPIENTS must be a number from 1 to 100")
+        return cls([e for e in listed.split(",") if e.strip()] if listed else None, int(count),
+                   [d.strip() for d in env.get("SLM_RELAY_MAIL_DOMAINS", "").split(",")
+                    if d.strip()])
+
+    @staticmethod
+    def _port_ok(allowed, port, scheme):
+        return allowed == "*" or port == (allowed if allowed is not None else
+                                          DEFAULT_PORTS.get(scheme))
+
+    def refusal(self, target):
+        """Why the service may not relay to a target {"url", "format"}, or None."""
+        d = destination(target)
+        if d.format == "email":
+            if not self.mail:
+                return "refused: e-mail is not in SLM_RELAY_ALLOW"
+            try:
+                recipients = slm.EmailAddress(d.url).recipients
+            except ValueError as e:
+                return "refused: %s" % e
+            if len(recipients) > self.mail_recipients:
+                return "refused: a relayed mail goes to %d recipient%s at most " \
+                       "(SLM_RELAY_MAIL_RECIPIENTS)" % (self.mail_recipients,
+                                                        "" if self.mail_recipients == 1 else "s")
+            if self.mail_domains and any(
+                    not any(a.lower().endswith("@" + m) for m in self.mail_domains)
+                    for a in recipients):
+                return "refused: a recipient's domain is not in SLM_RELAY_MAIL_DOMAINS"
+            return None
+        try:
+            url = slm.FORMATS[d.format].endpoint(d.url)[0]
+            parts = urllib.parse.urlsplit(url)
+            host, port = (parts.hostname or "").rstrip("."), parts.port
+        except (ValueError, KeyError):
+            return "refused: not a URL"
+        port = port or DEFAULT_PORTS.get(parts.scheme)
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            address = None
+            if not HOST_NAME_RE.match(host):
+                return "refused: %r is not a host name" % host[:100]
+        if address is not None:
+            ok = any(address in net and self._port_ok(p, port, parts.scheme)
+                     for net, p in self.nets)
+        else:
+            ok = any((host == n or host.endswith("." + n)) and self._port_ok(p, port, parts.scheme)
+                     for n, p in self.names)
+        return None if ok else "refused: %s:%s is not in SLM_RELAY_ALLOW" % (host[:100], port)
+
+    def guard(self, host, port):
+        """The address to connect to for host (slm.http_request's guard): its
+        first address that is public, or private and in a listed network;
+        DeliveryError (for good) when there is none."""
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as e:
+            raise slm.DeliveryError("cannot resolve %s: %s" % (host, e.strerror or e))
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0].split("%")[0])
+            if address.is_global or any(address in net for net, _ in self.nets):
+                return str(address)
+        raise slm.DeliveryError("refused: %s resolves to a private address (%s) that "
+                                "SLM_RELAY_ALLOW names no network of" % (
+                                    host, infos[0][4][0] if infos else "none"), permanent=True)
+
+
 class NotifyPolicy(object):
     """Which notifications an event causes, and where they may go.
 
@@ -1841,9 +2226,7 @@ class NotifyPolicy(object):
 
     def __init__(self, allow=None, hooks=(), secret=None, notify_on=None,
                  array_notify=slm.DEFAULT_ARRAY_NOTIFY, dashboard_url=None, smtp=None):
-        # by default: the chat services slm.py knows, and e-mail (through SLM_SMTP_*)
-        self.allow = tuple(h.lower() for h in (allow if allow is not None else
-                                               [h for h, _ in slm.WEBHOOK_HOSTS] + ["mailto"]))
+        self.allow = allow if isinstance(allow, AllowList) else AllowList(allow)
         self.hooks = [slm.Destination(spec) for spec in hooks]
         self.secret = secret
         self.smtp = smtp or slm.SmtpSettings(lambda key: "")
@@ -1853,7 +2236,6 @@ class NotifyPolicy(object):
 
     @classmethod
     def from_env(cls, env):
-        allow = env.get("SLM_RELAY_ALLOW", "").strip()
         array_notify = env.get("SLM_ARRAY_NOTIFY", "").strip().lower() or \
             slm.DEFAULT_ARRAY_NOTIFY
         if array_notify not in slm.ARRAY_NOTIFY_CHOICES:
@@ -1863,9 +2245,7 @@ class NotifyPolicy(object):
             if slm.Destination(spec).problem():
                 raise ConfigError("SLM_WEBHOOK has an entry that is not a destination: %s"
                                   % slm.Destination(spec).problem())
-        return cls(allow=[h.strip().lower() for h in allow.split(",") if h.strip()]
-                   if allow else None,
-                   hooks=hooks, secret=env.get("SLM_WEBHOOK_SECRET") or None,
+        return cls(allow=AllowList.from_env(env), hooks=hooks, secret=env.get("SLM_WEBHOOK_SECRET") or None,
                    notify_on=slm.parse_notify_on(env.get("SLM_NOTIFY_ON")),
                    array_notify=array_notify,
                    dashboard_url=env.get("SLM_DASHBOARD_URL") or None,
@@ -1877,15 +2257,19 @@ class NotifyPolicy(object):
             self.smtp.secrets()
 
     @staticmethod
-    def _row(kind, key, job_id, url, fmt, secret, dashboard, payload, now, refusal=None):
-        return {"dedup_key": kind + ":" + hashlib.sha1(("%s|%s" % (key, url)).encode("utf-8"))
-                .hexdigest(), "job_id": job_id, "destination": url, "format": fmt,
-                "secret": secret, "dashboard_url": dashboard, "payload": payload,
+    def _row(kind, key, job_key, url, fmt, secret, dashboard, payload, now, refusal=None):
+        # a notice is queued once per what it tells (key: an event of a job, a
+        # roll-up, a group's start or end) and destination
+        unique = "%s|%s" % (key, url) if kind == "group" else "%s|%s|%s" % (job_key, key, url)
+        return {"dedup_key": kind + ":" + hashlib.sha1(unique.encode("utf-8")).hexdigest(),
+                "job_key": job_key, "job_id": split_job_key(job_key)[1], "destination": url,
+                "format": fmt, "secret": secret, "dashboard_url": dashboard, "payload": payload,
                 "state": "refused" if refusal else "pending", "next_attempt_at": now,
                 "last_error": refusal, "created_at": now, "event_id": None}
 
-    def for_event(self, incoming, now, stored=None, hold=False):
-        """(outbox rows, how many the allow-list refused) for one new event.
+    def for_event(self, incoming, job_key, now, stored=None, hold=False):
+        """(outbox rows, how many the allow-list refused) for one new event of
+        the job with that key.
 
         stored: the job's relay request, for events the service made itself
         (the wrapper is dead or silent: the service must tell the user).
@@ -1907,15 +2291,14 @@ class NotifyPolicy(object):
             for t in relay["to"]:
                 if not t.get("send", relay.get("send")):
                     continue     # a destination's own filter (URL#on=...) wants it not
-                allowed = host_allowed(t, self.allow)
-                refused += not allowed
-                rows.append(self._row("event", event["event_id"], event["job_id"], t["url"],
+                refusal = self.allow.refusal(t)
+                refused += refusal is not None
+                rows.append(self._row("event", event["event_id"], job_key, t["url"],
                                       t.get("format", "json"), t.get("secret"),
-                                      relay.get("dashboard_url"), incoming.raw, now,
-                                      None if allowed else "refused: host not in SLM_RELAY_ALLOW"))
+                                      relay.get("dashboard_url"), incoming.raw, now, refusal))
         for d in self.hooks:
             if d.wants(event, self.notify_on, self.array_notify):
-                rows.append(self._row("event", event["event_id"], event["job_id"], d.url,
+                rows.append(self._row("event", event["event_id"], job_key, d.url,
                                       d.format, self.secret, self.dashboard_url, incoming.raw,
                                       now))
         for row in rows:
@@ -1924,10 +2307,10 @@ class NotifyPolicy(object):
                 row["state"], row["next_attempt_at"] = "held", iso_at(time.time() + HOLD)
         return rows, refused
 
-    def for_rollup(self, summary, relay, now, kind="rollup", key=None, job_id=None):
-        """Outbox rows for a roll-up (an array's, a group's start or end): one per
-        destination that wants roll-ups (its array policy is not "each")."""
-        job_id = job_id or summary["job_id"]
+    def for_rollup(self, summary, relay, now, job_key, kind="rollup", key=None):
+        """Outbox rows for a roll-up (an array's, a group's start or end) of the
+        job with that key (the array, a group's member): one per destination
+        that wants roll-ups (its array policy is not "each")."""
         key = key or summary["job_id"]
         notice = compact_json(summary if kind != "rollup" else
                               dict(summary, array_job_id=summary["job_id"]))
@@ -1936,25 +2319,25 @@ class NotifyPolicy(object):
             for t in relay["to"]:
                 policy = t.get("array_notify") or relay.get("array_notify") or \
                     slm.DEFAULT_ARRAY_NOTIFY
-                if policy != "each" and host_allowed(t, self.allow):
-                    rows.append(self._row(kind, key, job_id, t["url"],
+                if policy != "each" and self.allow.refusal(t) is None:
+                    rows.append(self._row(kind, key, job_key, t["url"],
                                           t.get("format", "json"), t.get("secret"),
                                           relay.get("dashboard_url"), notice, now))
         for d in self.hooks:
             if (d.array_notify or self.array_notify) != "each":
-                rows.append(self._row(kind, key, job_id, d.url, d.format, self.secret,
+                rows.append(self._row(kind, key, job_key, d.url, d.format, self.secret,
                                       self.dashboard_url, notice, now))
         return rows
 
 
-def array_rollup(tx, event, now):
+def array_rollup(tx, event, parent_key, now):
     """When event (a new final status of an array task) ended the array's
     last task: store the array's roll-up event, merged into the array's own
     row, and return it; else None.  Runs in the ingest transaction."""
     array_id = event["array_job_id"]
     # the array's size: from its submission ('1-5') or the tasks' SLURM_ARRAY_TASK_COUNT;
     # unknown, there is no telling the last task, and no roll-up
-    known = tx.get_job(array_id)
+    known = tx.get_job(parent_key)
     parent_meta = json.loads(known["meta"]) if known and known["meta"] else {}
     hint = event.get("array_task_count")
     expected = array_size(parent_meta.get("array")) or (hint if is_int(hint) else None)
@@ -1962,29 +2345,29 @@ def array_rollup(tx, event, now):
         return None
     # the array's own row serialises the "am I the last task?" check: whoever
     # waits here sees the tasks committed before it
-    parent = tx.lock_jobs([array_id])[array_id]
+    parent = tx.lock_jobs([parent_key])[parent_key]
     # only the array's owner's tasks count: a task row another user's token
     # made under its id (a guessed id) is not part of it
     owner = parent.get("user") or event.get("user")
-    total, ended = tx.array_progress(array_id, owner)
+    total, ended = tx.array_progress(parent_key, owner)
     if total < expected or ended < total:
         if known is None:
-            tx.forget_unreported_job(array_id)   # a job nobody reported stays unknown
+            tx.forget_unreported_job(parent_key)   # a job nobody reported stays unknown
         return None
-    tasks = tx.array_tasks(array_id, owner)
+    tasks = tx.array_tasks(parent_key, owner)
     counts = {}
     for t in tasks:
         counts[t[1]] = counts.get(t[1], 0) + 1
     failed = sorted((t[2] for t in tasks if t[1] != "COMPLETED"), key=lambda x: (len(x), x))
     status = list(counts)[0] if len(counts) == 1 else "FAILED" if failed else "COMPLETED"
     summary = {"schema": slm.EVENT_SCHEMA,
-               "event_id": "rollup-" + hashlib.sha1(array_id.encode("utf-8")).hexdigest(),
+               "event_id": "rollup-" + hashlib.sha1(parent_key.encode("utf-8")).hexdigest(),
                "job_id": array_id, "status": status, "time": now, "rollup": True,
                "job_name": tasks[0][3] or parent_meta.get("job_name"),
-               "user": owner, "cluster": tasks[0][5], "tasks": counts,
+               "user": owner, "cluster": event.get("cluster"), "tasks": counts,
                "failed_tasks": failed[:100]}
     summary = dict((k, v) for k, v in summary.items() if v is not None)
-    if not tx.insert_events([(summary, compact_json(summary))], now)[0]:
+    if not tx.insert_events([(summary, compact_json(summary), parent_key, owner)], now)[0]:
         return None   # rolled up already
     tx.write_jobs([merge_event(parent, summary)])
     return summary
@@ -1995,19 +2378,19 @@ def group_key(group, user):
     return hashlib.sha1(("%s\n%s" % (user or "", group)).encode("utf-8")).hexdigest()[:32]
 
 
-def group_start(tx, event, now):
+def group_start(tx, event, key, now):
     """For a RUNNING of a job in a named group (slm submit --group): the
     group's first-start notice when no other member has started, else None.
     (Its end is the watchdog's: see Watchdog.roll_up_groups.)  Runs in the
     ingest transaction, after the job rows were written."""
-    group, user = event["group"], event.get("user")
+    group, user, job_key = event["group"], event.get("user"), key
     key = group_key(group, user)
-    lock = "group:" + key
+    lock = job_key_of("", "group:" + key)
     tx.lock_jobs([lock])   # a row of its own serialises "am I the first?" between writers
     members = tx.group_members(group, user)
     tx.forget_unreported_job(lock)
-    started = [m["job_id"] for m in members if m["started_at"]]
-    if started != [event["job_id"]]:
+    started = [m["job_key"] for m in members if m["started_at"]]
+    if started != [job_key]:
         return None
     return {"schema": slm.EVENT_SCHEMA, "kind": "group", "group": group, "status": "RUNNING",
             "time": now, "job_id": event["job_id"], "job_name": event.get("job_name"),
@@ -2018,8 +2401,9 @@ def group_start(tx, event, now):
 
 
 def group_rollup(group, members, now):
-    """A group's roll-up notice: counts by final state, total and longest run.
-    Its id counts the members, so a job that joins later makes a new one."""
+    """A group's roll-up notice (counts by final state, total and longest run)
+    and the key of its last member.  Its id counts the members, so a job that
+    joins later makes a new one."""
     counts = {}
     for m in members:
         counts[m["status"]] = counts.get(m["status"], 0) + 1
@@ -2033,7 +2417,7 @@ def group_rollup(group, members, now):
             "event_id": "group-end-%s-%d" % (group_key(group, last.get("user"))[:24],
                                              len(members)),
             "tasks": counts, "failed_tasks": failed[:100], "total": round(sum(runs), 3),
-            "longest": round(max(runs or [0.0]), 3)}
+            "longest": round(max(runs or [0.0]), 3)}, last["job_key"]
 
 
 class RateLimiter(object):
@@ -2067,10 +2451,14 @@ class OutboxSender(threading.Thread):
     slm.py's formatter and sender, and records the outcome."""
 
     def __init__(self, db, metrics=None, log=None, poll=1.0, timeout=10.0, batch=20,
-                 backoff_scale=1.0, smtp=None):
+                 backoff_scale=1.0, smtp=None, guard=None, site=()):
         threading.Thread.__init__(self, name="slm-outbox", daemon=True)
         self.db = db
         self.smtp = smtp          # where relayed mail goes out (SLM_SMTP_*)
+        # where relayed notices may connect (AllowList.guard); the site's own
+        # destinations (SLM_WEBHOOK) are the admin's, and go where they say
+        self.guard = guard
+        self.site = frozenset(site)
         self.metrics = metrics
         self.log = log or say
         self.poll = poll
@@ -2125,7 +2513,8 @@ class OutboxSender(threading.Thread):
         try:
             slm.send_notification(row["format"], row["destination"], json.loads(row["payload"]),
                                   row.get("secret"), row.get("dashboard_url"), self.timeout,
-                                  self.smtp)
+                                  self.smtp, None if row["destination"] in self.site
+                                  else self.guard)
         except slm.DeliveryError as e:
             age = time.time() - (epoch_of(row["created_at"]) or time.time())
             if e.permanent or age > OUTBOX_MAX_AGE:
@@ -2141,9 +2530,12 @@ class OutboxSender(threading.Thread):
             self._settle(row, "pending", e.reason, time.time() + delay)
             self._count("retried")
             return
-        except (ValueError, TypeError) as e:
-            self._settle(row, "failed", "cannot format: %s" % e, None)
+        except Exception as e:   # a notice that cannot be built fails alone, for good
+            self._settle(row, "failed", "cannot build the notification: %s"
+                         % describe_error(e), None)
             self._count("failed")
+            self.log("outbox: notification %d for job %s cannot be built: %s"
+                     % (row["id"], row["job_id"], describe_error(e)))
             return
         self._settle(row, "sent", None, None)
         self._count("sent")
@@ -2165,24 +2557,25 @@ class Write(object):
 
     def __init__(self, items, who, beats=()):
         self.items = items
-        self.beats = list(beats)
+        self.beats = list(beats)     # each with its job's "key" (see Ingestor._beat_keys)
         self.who = who
         self.done = False
         self.answer = None
         self.error = None
         self.stored = []
-        self.disputed = ()   # job ids another user's row holds (403 unless Slurm says ours)
+        self.disputed = ()   # job keys another user's row holds (403 unless Slurm says ours)
 
-    def job_ids(self):
-        """The jobs this request writes to: its events', its heartbeats', and
-        the arrays its events are tasks of (a task counts in its array's roll-up)."""
+    def job_keys(self, keys):
+        """The jobs this request writes to (keys: JobKeys): its events', its
+        heartbeats', and the arrays its events are tasks of (a task counts in
+        its array's roll-up)."""
         found = []
         for incoming in self.items:
             event = incoming.event
-            found.append(event["job_id"])
+            found.append(keys.of(event))
             if event.get("array_job_id") and event["array_job_id"] != event["job_id"]:
-                found.append(event["array_job_id"])
-        return found + [b["job_id"] for b in self.beats]
+                found.append(keys.array(event))
+        return found + [b["key"] for b in self.beats if b.get("key")]
 
 
 class Changes(object):
@@ -2201,11 +2594,14 @@ class Changes(object):
         self.generation = 0
         self.closed = False
         self._waiters = collections.Counter()    # who is waiting: a token's key
+        self.limit = None          # all waiters at once (PooledServer: half its workers)
 
     def enter(self, key, most=16):
-        """Count a waiter of key in; False when key has `most` already."""
+        """Count a waiter of key in; False when key has `most` already, or
+        when all of them together hold `limit` (each holds a worker)."""
         with self._cond:
-            if key is not None and self._waiters[key] >= most:
+            if key is not None and self._waiters[key] >= most or \
+                    self.limit is not None and sum(self._waiters.values()) >= self.limit:
                 return False
             self._waiters[key] += 1
             return True
@@ -2265,9 +2661,15 @@ class Ingestor(object):
         # Slurm says whose a job is when two users' tokens claim it
         self.slurm = None
         self.log = None
+        # SLM_PRIVATE_DATA=jobs: a heartbeat for another user's job is answered
+        # as one for no job (whether it exists is not theirs to learn)
+        self.private = False
 
     def submit(self, items, who=None, beats=(), settle=True):
         """Store a request's Incoming events (or heartbeats); return its answer."""
+        items = attribute(who, items)
+        if who is not None and who.user is not None:
+            beats = [b if b.get("user") is not None else dict(b, user=who.user) for b in beats]
         check_authorship(who, items)
         check_authorship(who, [Incoming(b, "", None) for b in beats])
         write = Write(items, who, beats)
@@ -2351,72 +2753,95 @@ class Ingestor(object):
             self.notified()
 
     def _settle(self, write):
-        """Job ids another user's token wrote to first (a guessed id, posted
-        before the real job existed) belong to whom Slurm says submitted them:
-        that user's events replace the others'; True if so.  Without Slurm's
-        commands on this host, the first writer keeps the id."""
-        owners = self.slurm.owners(sorted(set(write.disputed)))
-        if not all(owners.get(job_id) == write.who.user for job_id in write.disputed):
+        """Jobs another user's token wrote to first (a guessed id, posted before
+        the real job existed), or that nobody owns, belong to whom Slurm says
+        submitted them: that user's events replace the others'; True if so.
+        Without Slurm's commands on this host, the first writer keeps the job."""
+        disputed = sorted(set(write.disputed))
+        ours = [k for k in disputed if split_job_key(k)[0] == self.slurm.cluster]
+        owners = self.slurm.owners(sorted(set(split_job_key(k)[1] for k in ours)))
+        if len(ours) < len(disputed) or \
+                not all(owners.get(split_job_key(k)[1]) == write.who.user for k in ours):
             return False
-        forget = sorted(set(write.disputed))
-        self.db.run(lambda tx: tx.forget_jobs(forget), write=True)
+        self.db.run(lambda tx: tx.forget_jobs(disputed), write=True)
         if self.log is not None:
             self.log("jobs %s: Slurm says they are %s's; what other users' tokens wrote to "
-                     "them is forgotten" % (", ".join(forget)[:300], write.who.user))
+                     "them is forgotten" % (", ".join(disputed)[:300], write.who.user))
         return True
 
     def _write(self, tx, group, now):
         """The one transaction of a group; sets each request's answer."""
+        keys = JobKeys(tx.keys_of(set(
+            job_id for w in group for i in w.items for job_id in
+            (i.event["job_id"], i.event.get("array_job_id")) if job_id) |
+            set(b["job_id"] for w in group for b in w.beats)))
+        for w in group:
+            for b in w.beats:
+                b["key"] = keys.of(b)
         # the job rows first (locked, made if missing), with the rows of the
         # arrays they are tasks of: a user's token may add to its own user's
-        # jobs and arrays only, and nothing of a refused request is stored
-        rows = tx.lock_jobs(set(job_id for w in group for job_id in w.job_ids()))
-        owners = dict((job_id, row["user"]) for job_id, row in rows.items())
+        # jobs and arrays only (a job nobody owns is nobody's to take), and
+        # nothing of a refused request is stored
+        rows = tx.lock_jobs(set(key for w in group for key in w.job_keys(keys)))
+        owners = dict((key, row["user"]) for key, row in rows.items())
+        existed = set(key for key, row in rows.items() if row["event_count"])
         allowed = []
         for w in group:
             w.error, w.disputed = None, ()
             if w.who is not None and w.who.role != "admin":
-                theirs = [job_id for job_id in w.job_ids()
-                          if owners[job_id] not in (None, w.who.user)]
+                theirs = [key for key in w.job_keys(keys) if owners[key] != w.who.user and
+                          (owners[key] is not None or key in existed)]
+                if theirs and self.private and not w.items:
+                    # heartbeats only: another user's job looks like no job at all
+                    for b in w.beats:
+                        if b["key"] in theirs:
+                            b["key"] = None
+                    theirs = []
                 if theirs:
                     w.disputed = theirs
-                    w.error = ApiError(403, "job %s belongs to another user" % theirs[0][:128])
+                    w.error = ApiError(403, "job %s belongs to another user"
+                                       % split_job_key(theirs[0])[1][:128])
                     continue
-                for job_id in w.job_ids():   # the first to write a new job owns it
-                    owners[job_id] = w.who.user
+                for key in w.job_keys(keys):   # the first to write a new job owns it
+                    owners[key] = w.who.user if owners[key] is None else owners[key]
             allowed.append(w)
         # first come, first stored: of two copies of one event, the earlier is new
         pairs = [(w, incoming) for w in allowed for incoming in w.items]
-        flags = tx.insert_events([(i.event, i.raw) for _, i in pairs], now)
+        # each event stored with its job's owner (a new job's: its first event's user)
+        flags = tx.insert_events([(i.event, i.raw, keys.of(i.event),
+                                   owners.get(keys.of(i.event)) or i.event.get("user"))
+                                  for _, i in pairs], now)
         new = [p for p, stored in zip(pairs, flags) if stored]
         by_job = collections.OrderedDict()
         for w, incoming in new:
-            by_job.setdefault(incoming.event["job_id"], []).append(incoming)
-        relays = {}       # job id -> the relay request it had before this group
-        for job_id, incomings in by_job.items():
-            row = rows[job_id]
-            relays[job_id] = json.loads(row["relay"]) if row.get("relay") else None
+            by_job.setdefault(keys.of(incoming.event), []).append(incoming)
+        relays = {}       # job key -> the relay request it had before this group
+        for key, incomings in by_job.items():
+            row = rows[key]
+            relays[key] = json.loads(row["relay"]) if row.get("relay") else None
+            unowned = row.get("user") is None
             for incoming in incomings:
                 merge_event(row, incoming.event)
                 if incoming.relay is not None:
                     # kept (secrets and all, never shown) for what the service itself
                     # will have to say of this job: LOST, Slurm's verdict
                     row["relay"] = compact_json(incoming.relay)
-        beats = [b for w in allowed for b in w.beats if rows[b["job_id"]]["event_count"]]
+            if unowned and row.get("user") is not None and key in existed:
+                tx.own_events(key, row["user"])   # its earlier events are its owner's too
+        beats = [b for w in allowed for b in w.beats if b["key"] and rows[b["key"]]["event_count"]]
         tx.record_heartbeats(rows, beats)
-        tx.write_jobs([rows[job_id] for job_id in
-                       sorted(set(by_job) | set(b["job_id"] for b in beats))])
-        for job_id, row in rows.items():
+        tx.write_jobs([rows[key] for key in sorted(set(by_job) | set(b["key"] for b in beats))])
+        for key, row in rows.items():
             if not row["event_count"]:
-                tx.forget_unreported_job(job_id)   # made by the lock for nothing stored
+                tx.forget_unreported_job(key)   # made by the lock for nothing stored
         refused = dict((id(w), 0) for w in group)
         outbox = []
         for w, incoming in new:
             event = incoming.event
-            stored = relays.get(event["job_id"]) if event.get("source") in SERVICE_SOURCES \
+            stored = relays.get(keys.of(event)) if event.get("source") in SERVICE_SOURCES \
                 else None
             found, no = self.policy.for_event(
-                incoming, now, stored, hold=event["status"] == "CANCELLED" and
+                incoming, keys.of(event), now, stored, hold=event["status"] == "CANCELLED" and
                 event.get("source") not in SERVICE_SOURCES and self.slurm is not None and
                 self.slurm.knows(event))
             outbox += found
@@ -2426,27 +2851,28 @@ class Ingestor(object):
             event = incoming.event
             array_id = event.get("array_job_id")
             if event["status"] in FINAL and array_id and array_id != event["job_id"] and \
-                    event.get("array_task_id") is not None and array_id not in arrays:
-                arrays.add(array_id)
-                summary = array_rollup(tx, event, now)
+                    event.get("array_task_id") is not None and keys.array(event) not in arrays:
+                arrays.add(keys.array(event))
+                summary = array_rollup(tx, event, keys.array(event), now)
                 if summary is not None:
-                    outbox += self.policy.for_rollup(summary, incoming.relay, now)
+                    outbox += self.policy.for_rollup(summary, incoming.relay, now,
+                                                     keys.array(event))
             if event.get("group") and event.get("array_task_id") is None and \
                     event["status"] == "RUNNING":
-                notice = group_start(tx, event, now)
+                notice = group_start(tx, event, keys.of(event), now)
                 if notice is not None:
-                    outbox += self.policy.for_rollup(notice, incoming.relay, now, kind="group",
-                                                     key=notice["event_id"],
-                                                     job_id=event["job_id"])
+                    outbox += self.policy.for_rollup(notice, incoming.relay, now, keys.of(event),
+                                                     kind="group", key=notice["event_id"])
         tx.outbox_add(outbox)
         for w in allowed:
             w.stored = [i.event for v, i in new if v is w]
-            if w.beats:
-                answer = {"accepted": sum(1 for b in w.beats if rows[b["job_id"]]["event_count"])}
-                answer["unknown"] = len(w.beats) - answer["accepted"]
-            else:
+            if w.items:
                 answer = {"accepted": len(w.stored),
                           "duplicates": len(w.items) - len(w.stored)}
+            else:
+                answer = {"accepted": sum(1 for b in w.beats
+                                          if b["key"] and rows[b["key"]]["event_count"])}
+                answer["unknown"] = len(w.beats) - answer["accepted"]
             if refused[id(w)]:
                 # the events are stored; only their relay to hosts outside the allow-list is not
                 answer["refused_notifications"] = refused[id(w)]
@@ -2475,7 +2901,6 @@ NEVER_STARTS = frozenset((
     "BadConstraints", "InvalidAccount", "InvalidQOS", "QOSNotAllowed", "AccountNotAllowed",
     "PartitionConfig", "PartitionTimeLimit", "PartitionNodeLimit", "PartitionDown",
     "PartitionInactive"))
-SLURM_JOB_ID_RE = re.compile(r"[0-9]{1,12}(_[0-9]{1,12})?\Z")
 
 
 class Slurm(object):
@@ -2592,7 +3017,7 @@ def slurm_event(row, status, run, now, source="slurm", episode="", **fields):
     event = {"schema": slm.EVENT_SCHEMA,
              "event_id": "%s-%s" % (source, hashlib.sha1(key.encode("utf-8")).hexdigest()[:40]),
              "job_id": row["job_id"], "status": status, "time": now, "source": source,
-             "user": row.get("user")}
+             "user": row.get("user"), "cluster": row.get("cluster")}
     if run:
         event["restart_count"] = run
     event.update((k, v) for k, v in fields.items() if v is not None)
@@ -2714,7 +3139,7 @@ class Watchdog(threading.Thread):
 
     def write(self, events):
         if events:
-            self.ingestor.submit([validate_event(e) for e in events])
+            self.ingestor.submit([validate_event(e, client=False) for e in events])
 
     def roll_up_groups(self, now):
         """One roll-up for each group whose jobs have all ended and stayed so for
@@ -2725,11 +3150,11 @@ class Watchdog(threading.Thread):
             for group, user in tx.settled_groups(iso_at(now - self.group_settle),
                                                  iso_at(now - 86400)):
                 members = tx.group_members(group, user)
-                notice = group_rollup(group, members, iso_at(now))
+                notice, last = group_rollup(group, members, iso_at(now))
                 relay = [m["relay"] for m in members if m["relay"]]
                 added += self.ingestor.policy.for_rollup(
-                    notice, json.loads(relay[-1]) if relay else None, iso_at(now),
-                    kind="group", key=notice["event_id"], job_id=notice["job_id"])
+                    notice, json.loads(relay[-1]) if relay else None, iso_at(now), last,
+                    kind="group", key=notice["event_id"])
             tx.outbox_add(added)    # a roll-up already queued is queued once (its key)
             return added
         if self.db.run(work, write=True) and self.ingestor.notified is not None:
@@ -2777,7 +3202,7 @@ class Watchdog(threading.Thread):
             for job_id, now_state in (self.slurm.queue(waiting) if waiting else {}).items():
                 if job_id in found and now_state["State"] == "PENDING":
                     found[job_id][-1] = dict(found[job_id][-1], Reason=now_state["Reason"])
-        events, checked = [], [r["job_id"] for r in rows if r not in asked]
+        events, checked = [], [r["job_key"] for r in rows if r not in asked]
         stamp = iso_at(now)
         for row in asked:
             runs = found.get(row["job_id"])
@@ -2785,22 +3210,22 @@ class Watchdog(threading.Thread):
                 # accounting lags at a job's end (and forgets nothing): ask again later;
                 # a job Slurm never heard of stops being asked about after a day
                 if row.get("ended_at") is None and row["last_event_time"] < iso_at(now - 86400):
-                    checked.append(row["job_id"])
+                    checked.append(row["job_key"])
                 continue
             new, holds = slurm_verdict(row, runs, stamp)
             events += new
             if holds is not None:
                 reason = None if holds == "release" else "the job was requeued: REQUEUED " \
                     "was sent instead"
-                self.db.run(lambda tx: tx.outbox_release(row["job_id"], reason), write=True)
+                self.db.run(lambda tx: tx.outbox_release(row["job_key"], reason), write=True)
             if row.get("ended_at") is not None or new:
-                checked.append(row["job_id"])
+                checked.append(row["job_key"])
             elif row["status"] in OPEN_TO_CHECK:
-                checked.append(row["job_id"])   # asked: wait a round before asking again
+                checked.append(row["job_key"])   # asked: wait a round before asking again
         self.write(events)
 
         def mark(tx):
-            tx.mark_checked([r["job_id"] for r in rows], stamp, "asked_at")
+            tx.mark_checked([r["job_key"] for r in rows], stamp, "asked_at")
             tx.mark_checked(checked, stamp)
         self.db.run(mark, write=True)
 
@@ -2986,16 +3411,6 @@ def token_digest(token):
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def session_value(digest):
-    """The dashboard's sign-in cookie for the token of this digest: derived
-    from it one way, so that the cookie is not the token.  Browsers send a
-    host's cookies to every port of it (another user's server on the login
-    node, another tunnelled port): a cookie found there reads what its user
-    may read, here, on GET only; it posts nothing.  Revoking the token ends
-    its sign-ins too."""
-    return "s1." + hmac.new(digest.encode("ascii"), b"slm-session-1", hashlib.sha256).hexdigest()
-
-
 def parse_tokens(text, where="SLM_TOKENS_FILE"):
     """{digest: Principal} from a tokens file; ConfigError naming the first bad line.
 
@@ -3030,8 +3445,8 @@ class Keyring(object):
         self.token = token or None
         self.tokens_file = tokens_file or None
         self.log = log or say
-        self.tokens = {}
-        self.sessions = {}        # sign-in cookie value -> Principal (see session_value)
+        self.tokens = {}          # digest -> Principal
+        self.sessions = None      # the dashboard's sign-ins (Sessions), once there is a database
         self._seen = None         # (mtime, size, inode) of the file last read
         self._refused = None      # ... of the version last refused (said once)
         self._looked = 0.0
@@ -3063,7 +3478,7 @@ class Keyring(object):
                 self.log("SLM_TOKENS_FILE %s is gone: no per-user token is accepted until "
                          "it is back" % self.tokens_file)
             with self._lock:
-                self.tokens, self.sessions, self._seen = {}, {}, None
+                self.tokens, self._seen = {}, None
             return False
         except OSError as e:
             st, error = None, e
@@ -3087,7 +3502,6 @@ class Keyring(object):
             return False
         with self._lock:
             self.tokens = tokens
-            self.sessions = dict((session_value(digest), who) for digest, who in tokens.items())
             self._seen, self._refused = version, None
         return True
 
@@ -3106,24 +3520,27 @@ class Keyring(object):
         if version != self._seen and (version is None or version != self._refused):
             self.reload()
 
-    def session(self, token):
-        """The sign-in cookie's value for a token the service accepts."""
-        return session_value(hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest())
+    def holder(self, digest):
+        """The Principal of the token with this digest, if it is still accepted."""
+        if self.token is not None and hmac.compare_digest(digest, token_digest(self.token)):
+            return Principal(None, "admin", "shared")
+        if self.tokens_file is not None:
+            self._maybe_reload()
+            with self._lock:
+                return self.tokens.get(digest)
+        return None
 
     def identify(self, header, session=None):
         """The Principal an Authorization header names, or else a sign-in
         cookie's value (session); ApiError 401 if none."""
         if not self.required:
             return ANYONE
-        if header is None and session:
-            if self.token is not None and hmac.compare_digest(session, self.session(self.token)):
-                return Principal(None, "admin", "shared")
-            if self.tokens_file is not None:
-                self._maybe_reload()
-                with self._lock:
-                    who = self.sessions.get(session)
-                if who is not None:
-                    return who
+        if header is None and session and self.sessions is not None:
+            # a sign-in of a token since revoked is no sign-in
+            digest = self.sessions.lookup(session)
+            who = self.holder(digest) if digest else None
+            if who is not None:
+                return who
         scheme, _, given = (header or "").partition(" ")
         given = given.strip()
         if scheme.lower() == "bearer" and given:
@@ -3223,10 +3640,64 @@ class Access(object):
         return dict((k, v) for k, v in event.items() if k not in PRIVATE_FIELDS)
 
 
-# The dashboard's sign-in cookie: session_value(the token's digest), HttpOnly
-# and SameSite=Strict (see the Dashboard section), taken instead of the
-# header on GET and HEAD.
+# The dashboard's sign-in cookie: a Sessions value, HttpOnly and
+# SameSite=Strict (see the Dashboard section), taken instead of the header on
+# GET and HEAD; a sign-in lasts SESSION_DAYS.
 SESSION_COOKIE = "slm_session"
+SESSION_DAYS = 30
+
+
+class Sessions(object):
+    """The dashboard's sign-ins, kept in the database (every instance on it
+    knows them): each sign-in a new random value, sent only as an HttpOnly
+    cookie, whose SHA-256 is stored with the digest of the token it signed
+    in with.  Signing out deletes it; revoking the token ends it too (see
+    Keyring.identify).  An instance remembers what it looked up for CACHE
+    seconds: a sign-out on another instance ends the session there that
+    much later at most."""
+
+    CACHE = 5.0
+
+    def __init__(self, db):
+        self.db = db
+        self._cache = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _digest(value):
+        return hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
+
+    def start(self, token):
+        """A new sign-in for a token already accepted; its cookie's value."""
+        import secrets
+        value = "s2." + secrets.token_urlsafe(32)
+        now = time.time()
+        self.db.run(lambda tx: tx.session_add(self._digest(value), token_digest(token),
+                                              iso_at(now), iso_at(now + SESSION_DAYS * 86400)),
+                    write=True)
+        return value
+
+    def lookup(self, value):
+        """The digest of the token a sign-in was made with, or None."""
+        if len(value) > 200:
+            return None
+        key, now = self._digest(value), time.time()
+        with self._lock:
+            found = self._cache.get(key)
+        if found is None or now - found[1] > self.CACHE:
+            row = self.db.run(lambda tx: tx.session_get(key))
+            found = (row[0] if row and row[1] > iso_at(now) else None, now)
+            with self._lock:
+                if len(self._cache) > 10000:
+                    self._cache.clear()
+                self._cache[key] = found
+        return found[0]
+
+    def end(self, value):
+        key = self._digest(value)
+        self.db.run(lambda tx: tx.session_drop(key, utc_now()), write=True)
+        with self._lock:
+            self._cache.pop(key, None)
 
 
 def session_cookie(environ):
@@ -3272,13 +3743,14 @@ class ServicePlugin(object):
     name = "slm"
     api = 2
 
-    def __init__(self, db, keyring, metrics, log, limiter=None, public=()):
+    def __init__(self, db, keyring, metrics, log, limiter=None, public=(), hosts=None):
         self.db = db
         self.keyring = keyring
         self.metrics = metrics
         self.log = log
         self.limiter = limiter
         self.public = public      # the optional routes the site opened to all
+        self.hosts = hosts        # the Host names it answers to (None: any; see allowed_hosts)
 
     def apply(self, callback, route):
         doc = route.config.get("doc")
@@ -3296,6 +3768,7 @@ class ServicePlugin(object):
                     return page.error(status, message, headers or {})
                 return json_error(status, message, headers)
             try:
+                self.check_origin(bottle.request.environ, page is None)
                 if page is not None and page.html and not shown_as_page:
                     raise ApiError(406, "this is a page of the dashboard, for a browser (Accept:"
                                         " text/html); the API is under /api/v1/ (see "
@@ -3313,6 +3786,10 @@ class ServicePlugin(object):
                             time.sleep(min(1.0, max(wait, 0.25)))
                             raise ApiError(429, "too many requests for this token: slow down",
                                            {"Retry-After": str(int(math.ceil(wait)))})
+                    if doc is not None and doc.public == "metrics" and who.role != "admin":
+                        # every user's counts: the admins' (or everyone's: SLM_PUBLIC)
+                        raise ApiError(403, "the metrics are for admins' tokens (or "
+                                            "SLM_PUBLIC=metrics)")
                     if "who" in wants:
                         kwargs["who"] = who
                 if "tx" in wants:
@@ -3335,6 +3812,49 @@ class ServicePlugin(object):
                     bottle.request.method, bottle.request.path, traceback.format_exc().rstrip()))
                 return failure(500, "internal error")
         return wrapper
+
+    def check_origin(self, environ, api):
+        """Refuse what a web page the user opens could make their browser send:
+        a request for a name this service does not answer to (DNS rebinding),
+        a write from another site (a form or a fetch posts without asking), a
+        write to the API that is not JSON (a form cannot send JSON)."""
+        if self.hosts is not None:
+            host = environ.get("HTTP_HOST", "")
+            name = host.rpartition("]")[0].lstrip("[") if host.startswith("[") else \
+                host.rpartition(":")[0] if host.count(":") == 1 else host
+            if name.rstrip(".").lower() not in self.hosts:
+                raise ApiError(400, "this service does not answer to the name %r (the names it "
+                                    "does: SLM_ALLOWED_HOSTS)" % host[:100])
+        if environ.get("REQUEST_METHOD") in ("GET", "HEAD", "OPTIONS"):
+            return
+        site = environ.get("HTTP_SEC_FETCH_SITE")
+        origin = environ.get("HTTP_ORIGIN")
+        if (site is not None and site not in ("same-origin", "none")) or (
+                origin and origin != "null" and
+                urllib.parse.urlsplit(origin).netloc != environ.get("HTTP_HOST")):
+            raise ApiError(403, "a page of another site may not write here")
+        if api and environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower() != \
+                "application/json":
+            raise ApiError(415, "the body must be JSON (Content-Type: application/json)")
+
+
+def allowed_hosts(env, required, bind=None):
+    """The Host names a service answers to, or None for any.  A service
+    without tokens (any page the user opens could reach it through a name of
+    its choosing that resolves to this host) answers to its own names only:
+    loopback, this host's name, the address it listens on, SLM_ALLOWED_HOSTS.
+    With tokens, only SLM_ALLOWED_HOSTS limits them.  '*' allows any."""
+    listed = [h.strip().lower().rstrip(".") for h in env.get("SLM_ALLOWED_HOSTS", "").split(",")
+              if h.strip()]
+    if "*" in listed or (required and not listed):
+        return None
+    names = set(listed)
+    if not required:
+        me = socket.gethostname().lower()
+        names |= {"localhost", "127.0.0.1", "::1", me, me.split(".")[0]}
+        if bind and bind not in ("0.0.0.0", "::", ""):
+            names.add(bind.lower())
+    return frozenset(names)
 
 
 class SLMApp(bottle.Bottle):
@@ -3380,6 +3900,8 @@ ERROR_ANSWERS = {
     "403": "the token may not do this (another user's job, or private data)",
     "429": "too many requests for this token: wait Retry-After seconds",
     "404": "no such job, or no such route",
+    "409": "the job id is a job on several clusters: name one with ?cluster=",
+    "415": "the body is not application/json",
     "405": "method not allowed",
     "411": "chunked body: Content-Length required",
     "413": "more than %d events or a body over %d bytes" % (MAX_BATCH, MAX_BODY),
@@ -3476,12 +3998,13 @@ def wait_param(query):
 
 def encode_cursor(sort, row):
     """The opaque `next` of a keyset page: where the page ended, in its order."""
-    data = compact_json([sort, row[SORTS[sort.lstrip("-")]], row["job_id"]])
+    key = row.get("job_key") or job_key_of(row.get("cluster"), row["job_id"])
+    data = compact_json([sort, row[SORTS[sort.lstrip("-")]], key])
     return base64.urlsafe_b64encode(data.encode("utf-8")).decode("ascii").rstrip("=")
 
 
 def decode_cursor(text, sort):
-    """(value, job_id) of a cursor this service gave for sort; ApiError 400."""
+    """(value, job key) of a cursor this service gave for sort; ApiError 400."""
     try:
         if len(text) > 1024:
             raise ValueError("too long")
@@ -3518,7 +4041,8 @@ def long_poll(changes, wait, look, ready, who=None):
     `wait` seconds pass, or the service stops; returns the last found.
     Woken by the ingestor; looks again at least every Changes.RECHECK seconds
     all the same, for what other instances on the database stored.  A
-    token's long-polls beyond MAX_WAITERS at once are answered 429."""
+    token's long-polls beyond MAX_WAITERS at once, and everyone's beyond the
+    server's limit (half its workers), are answered 429."""
     deadline = time.monotonic() + wait
     seen = changes.generation
     found = look()
@@ -3526,7 +4050,7 @@ def long_poll(changes, wait, look, ready, who=None):
         return found
     key = who.key if who is not None and who is not ANYONE else None
     if not changes.enter(key, MAX_WAITERS):
-        raise ApiError(429, "more than %d long-polls at once for this token: wait for one"
+        raise ApiError(429, "too many long-polls at once (at most %d for a token): wait for one"
                        % MAX_WAITERS, {"Retry-After": "1"})
     try:
         while True:
@@ -3549,12 +4073,18 @@ class Reads(object):
         self.access = access
         self.changes = changes
 
-    def visible_job(self, tx, who, job_id):
-        """The job's row if who may see it; ApiError 404 otherwise."""
-        row = tx.get_job(job_id)
-        if row is None or not self.access.may_see(who, row):
+    def visible_job(self, tx, who, job_id, cluster=None):
+        """The row of the job of that id (on that cluster, '' for none) who may
+        see; ApiError 404 when there is none, 409 when the id is a job on
+        several clusters and none was named."""
+        rows = [r for r in tx.find_jobs(job_id, cluster) if self.access.may_see(who, r)]
+        if not rows:
             raise ApiError(404, "no such job")
-        return row
+        if len(rows) > 1:
+            raise ApiError(409, "job %s is on several clusters (%s): say which with ?cluster="
+                           % (job_id[:128], ", ".join(sorted(r.get("cluster") or "none"
+                                                             for r in rows))[:300]))
+        return rows[0]
 
     def jobs(self, tx, who, query):
         """GET /api/v1/jobs: a page of jobs, most recently active first."""
@@ -3582,36 +4112,44 @@ class Reads(object):
         rows, total, more = tx.job_page(filters, limit, 0,
                                         (SORTS[sort.lstrip("-")], sort.startswith("-")),
                                         after, arrays == "group")
+        counts = tx.array_task_counts([r["job_key"] for r in rows]) if arrays == "group" \
+            else {}
         return {"jobs": [self.access.job(who, r) for r in rows], "total": total,
                 "next": encode_cursor(sort, rows[-1]) if more else None,
-                "tasks": tx.array_task_counts([r["job_id"] for r in rows])
-                if arrays == "group" else {}}
+                "tasks": dict((split_job_key(k)[1], c) for k, c in counts.items())}
 
-    def job_events(self, tx, who, job_id, after=None):
+    def job_events(self, tx, who, job_id, cluster=None, after=None):
         """The events of a job who may see (None: no such job), after one."""
-        row = tx.get_job(job_id)
-        if row is None or not self.access.may_see(who, row):
-            return None
-        events = tx.job_events(job_id, after)
+        try:
+            row = self.visible_job(tx, who, job_id, cluster)
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+        events = tx.job_events(row["job_key"], after)
         if events is None:
             raise ApiError(400, "after names no event of this job")
         return [self.access.event(who, row.get("user"), e) for e in events]
 
-    def feed(self, tx, who, after, limit, user=None, job_id=None):
+    def feed(self, tx, who, after, limit, user=None, job_id=None, cluster=None):
         """GET /api/v1/feed: what was stored after `after` (an id of this
         feed), the events who may see, of user's jobs (or one job) only if
         given.  `next` moves past everything looked at, shown or not, so that
-        a reader that sees little never scans the same rows twice."""
-        rows = tx.events_since(after, limit)
+        a reader that sees little never scans the same rows twice; with private
+        jobs a user looks at their own events only, so that their `next` does
+        not move when others' jobs do."""
+        if self.access.private_jobs and who.role != "admin":
+            user = who.user
+        key = job_key_of(cluster, job_id) if job_id is not None and cluster is not None \
+            else None
+        rows = tx.events_since(after, limit, user, None if key else job_id, key)
         shown = []
-        for _, job, owner, raw in rows:
-            if (user is not None and owner != user) or (job_id is not None and job != job_id) \
-                    or not self.access.may_see(who, {"user": owner}):
-                continue
-            shown.append(self.access.event(who, owner, json.loads(raw)))
+        for _, _, owner, raw in rows:
+            if self.access.may_see(who, {"user": owner}):
+                shown.append(self.access.event(who, owner, json.loads(raw)))
         # past the end (a cursor from a database since replaced): from the end on
-        return {"events": shown, "next": rows[-1][0] if rows else min(after, tx.last_event_id()),
-                "more": len(rows) >= limit}
+        return {"events": shown, "next": rows[-1][0] if rows else
+                min(after, tx.last_event_id(user)), "more": len(rows) >= limit}
 
     def summary(self, tx, who, query):
         """GET /api/v1/summary: the jobs that ended in a window, by final state
@@ -3951,6 +4489,12 @@ def write_routes(app, ingestor, max_body):
         return json_answer(ingestor.submit([], who, beats=parse_heartbeats(read_body(max_body))))
 
 
+# A job is its id on its cluster: where an id is a job on several clusters,
+# the routes of one job need to be told which.
+CLUSTER_PARAM = ("cluster", "the job's cluster, when its id is a job on several (empty: the "
+                 "job that ran outside Slurm)", None)
+
+
 def read_routes(app, db, ingestor, reads):
     """The API's read routes: jobs, a job, its events and notifications, the
     feed, the summary, the outbox, whoami; answers made by reads."""
@@ -3962,7 +4506,8 @@ def read_routes(app, db, ingestor, reads):
          None),
         ("partition", "exact partition", None),
         ("array_job_id", "exact array job id", None),
-        ("group", "exact job group (slm submit --group)", None))
+        ("group", "exact job group (slm submit --group)", None),
+        ("cluster", "exact Slurm cluster", None))
 
     @endpoint(app, "GET", "/api/v1/jobs", "jobs, most recently active first",
               ("a page of jobs and the total", "JobList"), ("400", "401", "403", "503"),
@@ -4006,15 +4551,18 @@ def read_routes(app, db, ingestor, reads):
                    "order", None),
                   ("wait", "when there are none (or the job is not known yet): wait up to "
                    "this many seconds for one", {"type": "number", "minimum": 0,
-                                                 "maximum": MAX_WAIT, "default": 0})))
+                                                 "maximum": MAX_WAIT, "default": 0}),
+                  CLUSTER_PARAM))
     def job_events(who, job_id):
         query = bottle.request.query
-        check_params(query, ("after", "wait"))
+        check_params(query, ("after", "wait", "cluster"))
         after = query.getunicode("after", default=None) or None
+        cluster = query.getunicode("cluster", default=None)
         wait = wait_param(query)
         # no transaction held while waiting: each look is one of its own
         found = long_poll(ingestor.changes, wait,
-                          lambda: db.run(lambda tx: reads.job_events(tx, who, job_id, after)),
+                          lambda: db.run(lambda tx: reads.job_events(tx, who, job_id, cluster,
+                                                                     after)),
                           lambda events: bool(events), who)
         if found is None:
             raise ApiError(404, "no such job")
@@ -4023,17 +4571,14 @@ def read_routes(app, db, ingestor, reads):
     @endpoint(app, "GET", "/api/v1/jobs/<job_id:path>/notifications",
               "the notifications the service sent or keeps for a job (destinations shown as "
               "scheme://host only)", ("the notifications", "NotificationList"),
-              ("401", "403", "404", "503"))
+              ("400", "401", "403", "404", "409", "503"), params=(CLUSTER_PARAM,))
     def job_notifications(tx, who, job_id):
-        rows = tx.outbox_list(job_id)
-        job = tx.get_job(job_id)
-        if job is None and not rows:
-            raise ApiError(404, "no such job")
-        owner = job.get("user") if job else None
-        if job is not None and not access.may_see(who, job):
-            raise ApiError(404, "no such job")
-        if not access.owns(who, owner):
+        query = bottle.request.query
+        check_params(query, ("cluster",))
+        job = reads.visible_job(tx, who, job_id, query.getunicode("cluster", default=None))
+        if not access.owns(who, job.get("user")):
             raise ApiError(403, "a job's notifications are its owner's (and admins') only")
+        rows = tx.outbox_list(job["job_key"])
         hidden = access.site_destinations(who)
         return json_answer({"notifications": [outbox_json(row) for row in rows
                                               if row["destination"] not in hidden]})
@@ -4052,23 +4597,24 @@ def read_routes(app, db, ingestor, reads):
                     "default": DEFAULT_LIMIT}),
                   ("user", "only the events of this user's jobs", None),
                   ("job_id", "only the events of this job (in the order they were stored, "
-                   "late ones included: what a job's page follows)", None)))
+                   "late ones included: what a job's page follows)", None),
+                  ("cluster", "with job_id: the job's cluster ('' for none)", None)))
     def event_feed(who):
         query = bottle.request.query
-        check_params(query, ("after", "wait", "limit", "user", "job_id"))
+        check_params(query, ("after", "wait", "limit", "user", "job_id", "cluster"))
         after = int_param(query, "after", 0, 0, 10 ** 10 - 1)
         limit = int_param(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         job_id = query.getunicode("job_id", default=None) or None
+        cluster = query.getunicode("cluster", default=None)
         user = query.getunicode("user", default=None) or None
         if user is not None:
             access.list_filters(who, {"user": user})       # 403 for others' with private jobs
-        elif access.private_jobs and who.role != "admin":
-            user = who.user
         wait = wait_param(query)
         state = {"after": after}
 
         def look():
-            found = db.run(lambda tx: reads.feed(tx, who, state["after"], limit, user, job_id))
+            found = db.run(lambda tx: reads.feed(tx, who, state["after"], limit, user, job_id,
+                                                 cluster))
             state["after"] = found["next"]    # what was looked at is not looked at again
             return found
         found = long_poll(ingestor.changes, wait, look,
@@ -4100,9 +4646,12 @@ def read_routes(app, db, ingestor, reads):
         return json_answer(reads.notifications(tx, who, bottle.request.query))
 
     @endpoint(app, "GET", "/api/v1/jobs/<job_id:path>", "one job", ("the job", "Job"),
-              ("401", "404", "503"))
+              ("400", "401", "404", "409", "503"), params=(CLUSTER_PARAM,))
     def get_job(tx, who, job_id):
-        return json_answer(access.job(who, reads.visible_job(tx, who, job_id)))
+        query = bottle.request.query
+        check_params(query, ("cluster",))
+        return json_answer(access.job(who, reads.visible_job(
+            tx, who, job_id, query.getunicode("cluster", default=None))))
 
     @endpoint(app, "GET", "/api/v1/whoami", "who the token belongs to, and what it may do",
               ("the token's user and role", "Whoami"), ("401",))
@@ -4148,7 +4697,7 @@ def ops_routes(app, db, metrics, log):
 
 
 def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, public=(),
-             max_body=MAX_BODY, pages=None):
+             max_body=MAX_BODY, pages=None, hosts=None):
     """The Bottle application: the routes, on what it is handed.
 
     public: which of "healthz" and "metrics" answer without a token.
@@ -4158,7 +4707,8 @@ def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, pub
     reads = Reads(db, access or Access(), ingestor.changes)
     app = SLMApp()
     app.metrics = metrics
-    app.install(ServicePlugin(db, keyring, metrics, log, limiter, public))
+    app.service_plugin = ServicePlugin(db, keyring, metrics, log, limiter, public, hosts)
+    app.install(app.service_plugin)
     app.default_error_handler = json_error_handler(keyring, log)
     write_routes(app, ingestor, max_body)
     read_routes(app, db, ingestor, reads)
@@ -4177,7 +4727,6 @@ def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, pub
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
             "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
             "frame-ancestors 'none'")
-SESSION_DAYS = 30
 PAGE_SIZE = 50
 LIVE_WAIT = 25          # seconds a page's long-poll waits (under MAX_WAIT)
 # A live page's state (live, stale, offline, paused: text, not only colour)
@@ -4556,8 +5105,10 @@ def limit_seconds(text):
     return int(a) * 60 + int(b or 0)
 
 
-def job_url(job_id):
-    return "/jobs/" + urllib.parse.quote(job_id, safe="")
+def job_url(job_id, cluster=None):
+    """A job's page (its cluster named: an id may be a job on several)."""
+    return "/jobs/" + urllib.parse.quote(job_id, safe="") + (
+        "?" + urllib.parse.urlencode([("cluster", cluster)]) if cluster else "")
 
 
 def query_url(path, pairs, **changes):
@@ -4623,18 +5174,6 @@ def safe_next(target):
             not target.isascii() or not target.isprintable():
         return "/"
     return target
-
-
-def refuse_cross_site():
-    """Sign-in and sign-out come from this service's own forms only."""
-    environ = bottle.request.environ
-    site = environ.get("HTTP_SEC_FETCH_SITE")
-    origin = environ.get("HTTP_ORIGIN")
-    if site is not None and site not in ("same-origin", "none"):
-        raise ApiError(403, "a form on another site may not sign you in or out")
-    if origin and origin != "null" and urllib.parse.urlsplit(origin).netloc != \
-            environ.get("HTTP_HOST", urllib.parse.urlsplit(origin).netloc):
-        raise ApiError(403, "a form on another site may not sign you in or out")
 
 
 def form_fields(body):
@@ -4795,14 +5334,14 @@ class Dashboard(object):
 
         @page("/signin", "POST", public=True)
         def signin():
-            refuse_cross_site()
-            form = form_fields(read_body(8192))
+            form = form_fields(read_body(8192))   # (a form of this site: see check_origin)
             after = safe_next(form.get("next") or "/")
             if not keyring.required:
                 return bottle.HTTPResponse(status=303, headers={"Location": after})
             token = (form.get("token") or "").strip()
             try:
                 keyring.identify("Bearer " + token)
+                value = keyring.sessions.start(token)
             except ApiError:
                 return self.signin_form(keyring, 401, problem="That token is not accepted here. "
                                         "Check that you copied all of it, and that it is this "
@@ -4812,12 +5351,13 @@ class Dashboard(object):
             return bottle.HTTPResponse(status=303, headers={
                 "Location": after, "Cache-Control": "no-store",
                 "Set-Cookie": "%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Strict%s" % (
-                    SESSION_COOKIE, keyring.session(token), SESSION_DAYS * 86400,
-                    secure)})
+                    SESSION_COOKIE, value, SESSION_DAYS * 86400, secure)})
 
         @page("/signout", "POST", public=True)
         def signout():
-            refuse_cross_site()
+            value = session_cookie(bottle.request.environ)
+            if value and keyring.sessions is not None:
+                keyring.sessions.end(value)      # the old cookie is no sign-in any more
             return bottle.HTTPResponse(status=303, headers={
                 "Location": "/signin" if keyring.required else "/", "Cache-Control": "no-store",
                 "Set-Cookie": "%s=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
@@ -4829,7 +5369,9 @@ class Dashboard(object):
 
         @page("/jobs/<job_id:path>")
         def job_page(tx, who, job_id):
-            return self.answer(self.job_page(tx, who, reads, job_id))
+            check_params(bottle.request.query, ("cluster",))
+            return self.answer(self.job_page(tx, who, reads, job_id,
+                                             bottle.request.query.getunicode("cluster")))
 
         @page("/delivery")
         def delivery(tx, who):
@@ -4933,7 +5475,7 @@ class Dashboard(object):
                 '<td class="name">%s</td><td class="opt">%s</td><td class="opt">%s</td>'
                 '<td class="state">%s</td><td class="opt">%s</td><td class="opt">%s</td>%s'
                 '<td class="exit">%s</td></tr>' % (
-                    esc(job_id), esc(status), esc(job_url(job_id)), esc(job_id),
+                    esc(job_id), esc(status), esc(job_url(job_id, job.get("cluster"))), esc(job_id),
                     esc(job.get("job_name")), esc(job.get("user")), esc(job.get("partition")),
                     state, shown_time(job.get("submitted_at") or job.get("first_seen")),
                     shown_time(job.get("started_at")), self.elapsed_cell(job, meta, now),
@@ -5041,10 +5583,11 @@ class Dashboard(object):
 
     # -- one job ------------------------------------------------------------------------
 
-    def job_page(self, tx, who, reads, job_id):
-        row = reads.visible_job(tx, who, job_id)
+    def job_page(self, tx, who, reads, job_id, cluster=None):
+        row = reads.visible_job(tx, who, job_id, cluster)
+        cluster = row.get("cluster")
         job = reads.access.job(who, row)
-        events = reads.job_events(tx, who, job_id) or []
+        events = reads.job_events(tx, who, job_id, cluster or "") or []
         meta = job.get("meta") or {}
         status = job.get("status")
         owner = reads.access.owns(who, row.get("user"))
@@ -5061,7 +5604,7 @@ class Dashboard(object):
                 esc(job["job_group"])))
         if job.get("array_job_id") and job["array_job_id"] != job_id:
             facts.append('task %s of array <a href="%s">%s</a>' % (
-                esc(job.get("array_task_id")), esc(job_url(job["array_job_id"])),
+                esc(job.get("array_task_id")), esc(job_url(job["array_job_id"], cluster)),
                 esc(job["array_job_id"])))
         parts = ['<nav class="crumbs" aria-label="Breadcrumb"><a href="/">Jobs</a> › %s</nav>'
                  % esc(job_id),
@@ -5070,7 +5613,7 @@ class Dashboard(object):
                  '<p class="facts">%s</p>' % " · ".join(facts) if facts else "",
                  self.lifeline_section(events, now),
                  self.why(job, meta, events)]
-        tasks = tx.array_task_counts([job_id]).get(job_id)
+        tasks = tx.array_task_counts([row["job_key"]]).get(row["job_key"])
         if tasks:
             parts.append('<section aria-labelledby="tasks-h"><h2 id="tasks-h">Array tasks</h2>'
                          '<ul class="counts">%s</ul><p><a href="%s">List the tasks</a></p>'
@@ -5101,8 +5644,8 @@ class Dashboard(object):
                           '<div id="job" data-live="1">%s</div>' % (LIVE_CONTROLS, "".join(parts)),
                           who, "jobs",
                           data={"page": "job", "after": tx.last_event_id(), "wait": LIVE_WAIT,
-                                "feed": "/api/v1/feed?job_id=%s" % urllib.parse.quote(
-                                    job_id, safe="")})
+                                "feed": "/api/v1/feed?" + urllib.parse.urlencode(
+                                    [("job_id", job_id), ("cluster", cluster or "")])})
 
     def why(self, job, meta, events):
         """Why it ended (or where it is): first on the page."""
@@ -5297,8 +5840,42 @@ class Dashboard(object):
 
 
 # ---------------------------------------------------------------------------
-# Server: threaded HTTP/1.1 with keep-alive, each answer in one send
+# Server: HTTP/1.1 with keep-alive on a bounded pool of workers, each answer in
+# one send
 # ---------------------------------------------------------------------------
+
+
+class SocketReader(object):
+    """A connection's bytes: what was read ahead of the request, then the socket."""
+
+    def __init__(self, sock, ahead=b""):
+        self.sock = sock
+        self.buf = bytearray(ahead)
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        self.buf += data
+        return bool(data)
+
+    def readline(self, limit=-1):
+        while True:
+            end = self.buf.find(b"\n")
+            if end >= 0 and (limit < 0 or end < limit):
+                size = end + 1
+                break
+            if (limit >= 0 and len(self.buf) >= limit) or not self._fill():
+                size = len(self.buf) if limit < 0 else min(limit, len(self.buf))
+                break
+        out = bytes(self.buf[:size])
+        del self.buf[:size]
+        return out
+
+    def read(self, size):
+        while len(self.buf) < size and self._fill():
+            pass
+        out = bytes(self.buf[:size])
+        del self.buf[:size]
+        return out
 
 
 class BodyReader(object):
@@ -5339,34 +5916,21 @@ REASONS = {400: "Bad Request", 413: "Payload Too Large", 414: "URI Too Long",
            431: "Request Header Fields Too Large", 505: "HTTP Version Not Supported"}
 
 
-class Connection(socketserver.StreamRequestHandler):
-    """One client connection: requests read one after another (keep-alive),
-    handed to the WSGI app, each answer written with a single send.
+class Connection(object):
+    """One request of a client connection, handed to the WSGI app, its answer
+    written with a single send.  (The standard library's wsgiref writes
+    status, headers and body in separate sends and polls before each; on a
+    busy service that was most of the system calls per request.)"""
 
-    The standard library's wsgiref writes status, headers and body in
-    separate sends and polls before each; on a busy service that was most
-    of the system calls per request.
-    """
-
-    timeout = 75            # idle keep-alive connections give their thread back
-    rbufsize = 65536
     access_log = False
     drain_limit = 4 * MAX_BODY
     max_headers = 100
 
-    def setup(self):
-        socketserver.StreamRequestHandler.setup(self)
-        try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (OSError, AttributeError):
-            pass
-
-    def handle(self):
-        try:
-            while self.serve_one():
-                pass
-        except (OSError, socket.timeout):
-            pass   # the client went away or idled out
+    def __init__(self, server, sock, address, reader):
+        self.server = server
+        self.connection = sock
+        self.client_address = address
+        self.rfile = reader
 
     def refuse(self, status):
         body = compact_json({"error": REASONS.get(status, "bad request").lower()}).encode()
@@ -5474,23 +6038,61 @@ class Connection(socketserver.StreamRequestHandler):
         return keep
 
 
-class ThreadingServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """A thread per connection."""
+def head_complete(data):
+    """Whether data (a connection's first bytes) holds a whole request head."""
+    data = data.lstrip(b"\r\n")     # blank lines are tolerated before a request
+    return b"\r\n\r\n" in data or b"\n\n" in data
 
-    daemon_threads = True      # idle keep-alive connections must not block exit
-    # socketserver's default backlog of 5 resets connections when a whole
-    # array's tasks end at once
+
+class PooledServer(object):
+    """HTTP/1.1 with keep-alive, on at most `workers` threads.
+
+    One thread (serve_forever's) watches every connection: an idle keep-alive
+    connection, or one that has not sent a whole request head yet, costs a
+    socket and its bytes so far, never a thread.  A request whose head has
+    arrived is served by a worker, which gives the connection back after the
+    answer.  Heads must arrive within HEAD_TIMEOUT (a client trickling bytes
+    holds nothing but its socket meanwhile); idle connections close after
+    IDLE_TIMEOUT; beyond max_connections, new ones wait in the listen backlog.
+    """
+
+    IDLE_TIMEOUT = 75.0
+    HEAD_TIMEOUT = 20.0
+    MAX_HEAD = 256 * 1024
+    BODY_TIMEOUT = 60.0      # a worker waits this long for a request body's bytes
+    # a whole array's tasks ending at once: the listen backlog must hold them
     request_queue_size = 1024
-    allow_reuse_address = True
 
-    def __init__(self, address, handler, app):
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
+    def __init__(self, address, app, workers=64, access_log=False, max_connections=None):
+        import selectors
+        from concurrent.futures import ThreadPoolExecutor
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.socket.bind(address)
+            self.socket.listen(self.request_queue_size)
+        except OSError:
+            self.socket.close()
+            raise
+        self.socket.setblocking(False)
+        self.server_address = self.socket.getsockname()
+        self.server_name, self.server_port = self.server_address[:2]
+        self._app = app
+        self.workers = workers
+        self.access_log = access_log
+        self.max_connections = max_connections or max(64, open_files_limit() - 64)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slm-http")
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._returned = collections.deque()    # (sock, address, bytes read ahead)
+        self._open = {}                         # sock -> [address, buffer, since, head started]
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
         self._busy = 0
         self._busy_cond = threading.Condition()
-        self._app = app
-        socketserver.TCPServer.__init__(self, address, handler)
-        self.server_name, self.server_port = self.server_address[:2]
+        self._handler = type("Connection", (Connection,), {"access_log": access_log})
 
     def get_app(self):
         return self._app
@@ -5507,15 +6109,209 @@ class ThreadingServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             while self._busy > 0 and time.time() < deadline:
                 self._busy_cond.wait(max(0.0, deadline - time.time()))
 
-    def handle_error(self, request, client_address):
-        if isinstance(sys.exc_info()[1], (ConnectionError, socket.timeout)):
-            return  # clients hang up; that is not news
-        say("error serving %s: %s" % (client_address[0], describe_error(sys.exc_info()[1])))
+    def connections(self):
+        """How many connections it holds (idle, reading a head, or served)."""
+        return len(self._open)
+
+    def serve_forever(self, poll_interval=0.5):
+        import selectors
+        sel = self._selector
+        sel.register(self.socket, selectors.EVENT_READ, "listen")
+        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        listening, swept = True, time.time()
+        try:
+            while not self._stop.is_set():
+                for key, _ in sel.select(poll_interval):
+                    if key.data == "listen":
+                        self._accept()
+                    elif key.data == "wake":
+                        try:
+                            while self._wake_r.recv(4096):
+                                pass
+                        except (BlockingIOError, InterruptedError):
+                            pass
+                    else:
+                        self._read(key.fileobj)
+                while self._returned:
+                    self._watch(*self._returned.popleft())
+                full = len(self._open) >= self.max_connections
+                if full == listening:      # stop accepting while full, and again after
+                    (sel.unregister if full else
+                     lambda s: sel.register(s, selectors.EVENT_READ, "listen"))(self.socket)
+                    listening = not full
+                now = time.time()
+                if now - swept >= 1.0:
+                    swept = now
+                    self._sweep(now)
+        finally:
+            self._stopped.set()
+
+    def _accept(self):
+        import selectors
+        while len(self._open) < self.max_connections:
+            try:
+                sock, address = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:       # out of descriptors: the others are served meanwhile
+                say("cannot accept a connection: %s" % (e.strerror or e))
+                return
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+            sock.setblocking(False)
+            self._open[sock] = [address, bytearray(), time.time(), None]
+            self._selector.register(sock, selectors.EVENT_READ, "conn")
+
+    def _read(self, sock):
+        state = self._open.get(sock)
+        if state is None:
+            return
+        try:
+            data = sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            return self._close(sock)
+        state[1] += data
+        state[3] = state[3] or time.time()
+        if head_complete(state[1]):
+            self._selector.unregister(sock)
+            self._dispatch(sock, state)
+        elif len(state[1]) > self.MAX_HEAD:
+            self._selector.unregister(sock)
+            self._pool.submit(self._refuse, sock, 431)
+
+    def _dispatch(self, sock, state):
+        self._pool.submit(self._serve, sock, state[0], bytes(state[1]))
+
+    def _watch(self, sock, address, ahead):
+        """A connection back from a worker: wait for its next request."""
+        import selectors
+        state = self._open.get(sock)
+        if state is None:
+            return
+        state[1], state[2], state[3] = bytearray(ahead), time.time(), None
+        if head_complete(state[1]):       # pipelined: the next head is here already
+            state[3] = time.time()
+            return self._dispatch(sock, state)
+        if ahead:
+            state[3] = time.time()
+        self._selector.register(sock, selectors.EVENT_READ, "conn")
+
+    def _sweep(self, now):
+        """Close what idled too long, and heads that did not arrive in time."""
+        for sock, (address, data, since, started) in list(self._open.items()):
+            if started is None and now - since > self.IDLE_TIMEOUT or \
+                    started is not None and now - started > self.HEAD_TIMEOUT:
+                try:
+                    self._selector.unregister(sock)
+                except (KeyError, ValueError):
+                    continue        # a worker has it
+                self._close(sock)
+
+    def _close(self, sock):
+        self._open.pop(sock, None)
+        try:
+            self._selector.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+    def _give_back(self, sock, address, ahead):
+        self._returned.append((sock, address, ahead))
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    def _refuse(self, sock, status):
+        try:
+            sock.setblocking(True)
+            sock.settimeout(5)
+            Connection(self, sock, None, None).refuse(status)
+        except OSError:
+            pass
+        self._forget(sock)
+
+    def _forget(self, sock):
+        self._open.pop(sock, None)
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+    def _serve(self, sock, address, ahead):
+        keep = False
+        reader = SocketReader(sock, ahead)
+        try:
+            sock.setblocking(True)
+            sock.settimeout(self.BODY_TIMEOUT)
+            keep = self._handler(self, sock, address, reader).serve_one()
+        except (OSError, socket.timeout):
+            keep = False        # the client went away or stalled
+        except Exception as e:   # a bug: this connection only
+            say("error serving %s: %s" % (address[0] if address else "?", describe_error(e)))
+            keep = False
+        if keep and not self._stop.is_set():
+            try:
+                sock.setblocking(False)
+            except OSError:
+                keep = False
+        if keep and not self._stop.is_set():
+            self._give_back(sock, address, bytes(reader.buf))
+        else:
+            self._forget(sock)
+
+    def shutdown(self):
+        """Stop serve_forever (from another thread) and wait for it."""
+        self._stop.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        self._stopped.wait(10)
+
+    def server_close(self):
+        self._stop.set()
+        for sock in list(self._open):
+            if sock.fileno() >= 0:
+                try:
+                    self._selector.unregister(sock)
+                except (KeyError, ValueError):
+                    continue       # with a worker: closed when it is done
+                self._close(sock)
+        for sock in (self.socket, self._wake_r, self._wake_w):
+            try:
+                sock.close()
+            except OSError:
+                pass
+        self._pool.shutdown(wait=False)
 
 
-def make_server(host, port, app, access_log=False):
-    handler = type("Connection", (Connection,), {"access_log": access_log})
-    return ThreadingServer((host, port), handler, app)
+def open_files_limit():
+    """The soft limit of open files, raised to the hard one (every idle
+    connection holds a descriptor)."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            target = min(hard if hard != resource.RLIM_INFINITY else 65536, 1 << 20)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        return soft
+    except (ImportError, OSError, ValueError):
+        return 1024
+
+
+def make_server(host, port, app, access_log=False, workers=64):
+    return PooledServer((host, port), app, workers=workers, access_log=access_log)
 
 
 def is_loopback(host):
@@ -5546,7 +6342,8 @@ class Service(object):
 
     def __init__(self, db, policy, keyring, log=None, outbox_poll=1.0, send_timeout=10.0,
                  backoff_scale=1.0, access=None, limiter=None, public=(), slurm=None,
-                 watch_interval=15.0, spools=(), group_settle=60.0, switch_interval=0.0005):
+                 watch_interval=15.0, spools=(), group_settle=60.0, switch_interval=0.0005,
+                 hosts=None):
         self.db = db
         self.switch_interval = switch_interval
         self.policy = policy
@@ -5562,16 +6359,20 @@ class Service(object):
         self.ingestor = Ingestor(db, policy, self.metrics)
         self.sender = OutboxSender(db, metrics=self.metrics, log=diag, poll=outbox_poll,
                                    timeout=send_timeout, backoff_scale=backoff_scale,
-                                   smtp=policy.smtp)
+                                   smtp=policy.smtp, guard=policy.allow.guard,
+                                   site=[d.url for d in policy.hooks])
         self.ingestor.notified = self.sender.wakeup.set
         self.ingestor.slurm = slurm
         self.ingestor.log = diag
+        self.ingestor.private = bool(access is not None and access.private_jobs)
         self.watchdog = Watchdog(db, self.ingestor, slurm, interval=watch_interval,
                                  spools=spools, private=keyring.tokens_file is not None,
                                  log=diag, group_settle=group_settle)
         keyring.log = diag
+        keyring.sessions = Sessions(db)
         self.app = make_app(db, self.ingestor, keyring, self.metrics, diag, access=access,
-                            limiter=limiter, public=public, pages=Dashboard(log=diag).install)
+                            limiter=limiter, public=public, pages=Dashboard(log=diag).install,
+                            hosts=hosts)
         self.started = False
 
     def start(self):
@@ -5643,7 +6444,8 @@ def build_service(env, db=None, log=None, spools=()):
                    access=Access(private_jobs=private == "jobs",
                                  site=[d.url for d in policy.hooks]),
                    limiter=request_limiter(env.get("SLM_RATE_LIMIT", "")), public=public,
-                   switch_interval=env_seconds(env, "SLM_SWITCH_INTERVAL", 0.0005))
+                   switch_interval=env_seconds(env, "SLM_SWITCH_INTERVAL", 0.0005),
+                   hosts=allowed_hosts(env, keyring.required))
 
 
 class Application(object):
@@ -5733,8 +6535,18 @@ def cmd_serve(args, env):
         service.db.ping()
     except StoreError as e:
         service.log("database not reachable yet (%s); answering 503 until it is" % e)
+    # the address it listens on is one of its names
+    service.app.service_plugin.hosts = allowed_hosts(env, service.keyring.required, args.host)
+    workers = env.get("SLM_WORKERS", "").strip() or "64"
+    if not workers.isdigit() or not 4 <= int(workers) <= 4096:
+        say("SLM_WORKERS must be a number from 4 to 4096 (threads that answer requests)")
+        service.db.close()
+        return 2
+    # long-polls wait in workers: they may hold half of them, no more
+    service.ingestor.changes.limit = int(workers) // 2
     try:
-        server = make_server(args.host, args.port, service.app, access_log=args.access_log)
+        server = make_server(args.host, args.port, service.app, access_log=args.access_log,
+                             workers=int(workers))
     except OSError as e:
         say("cannot listen on %s:%d: %s" % (args.host, args.port, e.strerror or e))
         service.db.close()

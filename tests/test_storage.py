@@ -46,11 +46,11 @@ class Store(object):
     def _read(self, name, *args):
         return self.db.run(lambda tx: getattr(tx, name)(*args))
 
-    def get_job(self, job_id):
-        return self._read("get_job", job_id)
+    def get_job(self, job_id, cluster=None):
+        return self._read("get_job", slm_api.job_key_of(cluster, job_id))
 
-    def job_events(self, job_id):
-        return self._read("job_events", job_id)
+    def job_events(self, job_id, cluster=None):
+        return self._read("job_events", slm_api.job_key_of(cluster, job_id))
 
     def list_jobs(self, filters, limit, offset):
         return self._read("list_jobs", filters, limit, offset)
@@ -543,7 +543,7 @@ def test_a_version_1_database_is_upgraded_in_place(db):
         conn.commit()
     conn.close()
     assert db.store.ingest([event(job_id="new-1", restart_count=1)]) == (1, 0)
-    assert db.store.schema_version() == slm_api.SCHEMA_VERSION == 3
+    assert db.store.schema_version() == slm_api.SCHEMA_VERSION == 4
     old_job = db.store.get_job("old-1")
     assert (old_job["status"], old_job["exit_code"], old_job["restarts"]) == ("COMPLETED", 0, 0)
     assert db.store.get_job("new-1")["restarts"] == 1
