@@ -375,18 +375,25 @@ kill_node() {  # SIGKILL every process in the node's network namespace, by pid
 }
 
 reboot_node() {  # a crash, a second of darkness, a boot: slurmctld sees the new boot time,
-  local n=$1      # kills what it thought ran there, and the node is DOWN until an admin
-  kill_node "$n"  # resumes it (ReturnToService=1), which this does once the node registered
+  local n=$1 booted  # kills what it thought ran there, and the node is DOWN until an admin
+  kill_node "$n"     # resumes it (ReturnToService=1), which this does once it registered
   cgroups_down "$n"
   ns_down "$n"
-  sleep 1         # a boot time after the node's last answer (Slurm compares whole seconds)
+  sleep 1            # a boot time after the node's last answer (Slurm compares whole seconds)
   ns_up "$n"
   ip link set "$(veth "$n")" up
+  booted=$(date +%s)
   slurmd_up "$n"
-  await 15 sh -c "sinfo -h -n $n -o %T | grep -qE '^(down|idle|mixed|alloc)'" || true
-  case $(node_state "$n") in down*) scontrol update NodeName="$n" State=RESUME ;; esac
-  await 15 sh -c "sinfo -h -n $n -o %T | grep -qE '^(idle|mixed|alloc)'" \
+  await 20 registered_since "$n" "$booted" || die "$n did not register after its reboot"
+  case $(node_state "$n") in down*|drain*) scontrol update NodeName="$n" State=RESUME ;; esac
+  await 15 sh -c "sinfo -h -n $n -o %T | grep -qxE 'idle|mixed|allocated'" \
     || die "$n is not back after its reboot (state: $(node_state "$n"))"
+}
+
+registered_since() {  # registered_since NODE EPOCH: slurmctld heard the slurmd started then
+  local started
+  started=$(scontrol show node "$1" 2>/dev/null | sed -n 's/.*SlurmdStartTime=\([^ ]*\).*/\1/p')
+  [ -n "$started" ] && [ "$started" != None ] && [ "$(date -d "$started" +%s)" -ge "$2" ]
 }
 
 node_state() { sinfo -h -n "$1" -o %T 2>/dev/null | head -1; }
