@@ -29,10 +29,10 @@
 #                                            Slurm calls it DOWN after MN_SLURMD_TIMEOUT)
 #   tests/multinode-cluster.sh partition NODE      cut the node's link (its processes run on,
 #                                            its file system stays shared)
-#   tests/multinode-cluster.sh heal NODE [--now]   link up again; Slurm takes a DOWN node back
-#                                            at its own pace (~100 s); --now restarts the node's
-#                                            slurmd (its jobs' processes stay) so that it
-#                                            registers at once
+#   tests/multinode-cluster.sh heal NODE [--now]   link up again; Slurm takes a DOWN node back,
+#                                            and kills the jobs it ended there meanwhile, at its
+#                                            next registration request (~100 s); --now asks
+#                                            every node to register at once (scontrol reconfigure)
 #   tests/multinode-cluster.sh reboot-node NODE    crash, then boot: fresh /tmp, /dev/shm, spool
 #                                            and cgroups, link up, slurmd (idle in ~3 s)
 #
@@ -374,17 +374,25 @@ kill_node() {  # SIGKILL every process in the node's network namespace, by pid
   say "$n: killed $pids"
 }
 
-reboot_node() {  # a crash, a second of darkness, a boot: slurmctld sees the new boot time,
-  local n=$1 booted  # kills what it thought ran there, and the node is DOWN until an admin
-  kill_node "$n"     # resumes it (ReturnToService=1), which this does once it registered
+reboot_node() {  # a crash, two seconds of darkness, a boot: slurmctld sees the new boot
+  local n=$1 booted was  # time, fails what it thought ran there, and keeps the node DOWN
+  was=$(node_state "$n") # until an admin resumes it (ReturnToService=1): this does, once the
+  kill_node "$n"         # node has registered
   cgroups_down "$n"
   ns_down "$n"
-  sleep 1            # a boot time after the node's last answer (Slurm compares whole seconds)
+  # Slurm compares whole seconds: the boot time it computes (now - uptime, both truncated)
+  # must come after the last answer of the node before the crash
+  sleep 2
   ns_up "$n"
   ip link set "$(veth "$n")" up
   booted=$(date +%s)
   slurmd_up "$n"
   await 20 registered_since "$n" "$booted" || die "$n did not register after its reboot"
+  case $was in
+    down*|drain*|fail*|"") ;;
+    *) await 5 sh -c "sinfo -h -n $n -o %T | grep -q '^down'" \
+         || die "slurmctld did not see $n reboot (state: $(node_state "$n"))" ;;
+  esac
   case $(node_state "$n") in down*|drain*) scontrol update NodeName="$n" State=RESUME ;; esac
   await 15 sh -c "sinfo -h -n $n -o %T | grep -qxE 'idle|mixed|allocated'" \
     || die "$n is not back after its reboot (state: $(node_state "$n"))"
@@ -502,7 +510,9 @@ case $cmd in
   partition) known_node "${1:?NODE}"; ip link set "$(veth "$1")" down; say "$1: link down" ;;
   heal)
     known_node "${1:?NODE}"; ip link set "$(veth "$1")" up; say "$1: link up"
-    if [ "${2:-}" = --now ]; then lock; stop_daemons slurmd:"$RUN/slurmd-$1.pid"; slurmd_up "$1"; fi ;;
+    # slurmctld asks the nodes to register every ~100 s: then a DOWN node that answers is
+    # back, and a job it ended that still runs there is killed; --now asks at once
+    if [ "${2:-}" = --now ]; then scontrol reconfigure; say "every slurmd asked to register"; fi ;;
   reboot-node) known_node "${1:?NODE}"; lock; reboot_node "$1"; say "$1: rebooted" ;;
   *) sed -n '2,/^set -eu/p' "$0" | sed '$d' >&2; exit 2 ;;
 esac

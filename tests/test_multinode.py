@@ -603,7 +603,8 @@ def story_node_crash(mn, lost, requeued):
     requeued.facts["second_run"] = requeued.await_slurm(
         b, lambda runs: len(runs) > 1 and runs[-1][0] in ("RUNNING", "COMPLETED"), 90,
         "run 1 started")
-    requeued.facts["slurm_end"] = requeued.await_slurm_end(b, 60)
+    requeued.facts["slurm_end"] = requeued.await_slurm(
+        b, lambda runs: len(runs) > 1 and slurm_ended(runs), 60, "run 1 ended")
     requeued.await_slm(b, lambda status, source, run: status in FINAL and run >= 1,
                        VERDICT_WITHIN + 10, "the second run's end")
 
@@ -626,7 +627,7 @@ def story_partition_and_reboot(mn, cut, reboot):
                       "a final status")
     finally:
         cluster("heal", "node2", "--now")
-        cut.note("node2 back on the network (slurmd registers: Slurm kills the orphan)")
+        cut.note("node2 back on the network; it registers, and Slurm kills the job it ended")
     # the wrapper, alive all along, gets Slurm's SIGTERM now and reports its own end
     cut.facts["wrapper_end"] = await_true(
         lambda: [e for e in cut.events(a) if e["status"] in FINAL and not e.get("source")],
