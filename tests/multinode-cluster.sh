@@ -512,7 +512,13 @@ case $cmd in
     known_node "${1:?NODE}"; ip link set "$(veth "$1")" up; say "$1: link up"
     # slurmctld asks the nodes to register every ~100 s: then a DOWN node that answers is
     # back, and a job it ended that still runs there is killed; --now asks at once
-    if [ "${2:-}" = --now ]; then scontrol reconfigure; say "every slurmd asked to register"; fi ;;
+    # (twice: a node still DOWN when it registers is taken back, its jobs not looked at)
+    if [ "${2:-}" = --now ]; then
+      scontrol reconfigure
+      await 20 sh -c "sinfo -h -n $1 -o %T | grep -qvE '^down|[*]$'" \
+        || die "$1 is not back (state: $(node_state "$1"))"
+      scontrol reconfigure; say "$1 registered again"
+    fi ;;
   reboot-node) known_node "${1:?NODE}"; lock; reboot_node "$1"; say "$1: rebooted" ;;
   *) sed -n '2,/^set -eu/p' "$0" | sed '$d' >&2; exit 2 ;;
 esac
