@@ -251,6 +251,23 @@ def deciding_exit(events, row):
     return str(e["exit_code"]) if e.get("exit_code") is not None else "-"
 
 
+def first(changes, status, source=None, after=0.0):
+    """When SLM first said status (from source, if given) after `after`, or None."""
+    for t, (said, by, _) in changes:
+        if said == status and t >= after and (source is None or by == source):
+            return t
+    return None
+
+
+def late(t, since, limit, what):
+    """'' when t came within limit seconds of since, else why not (for an assertion)."""
+    if t is not None and t - since <= limit:
+        return ""
+    return "%s %s (at most %gs)\n" % (
+        what, "%.1f s after Slurm's record" % (t - since) if t is not None else
+        "never, though Slurm's record said so", limit)
+
+
 # ---------------------------------------------------------------------------
 # A scenario: its service, its webhook, its jobs, and its timeline
 # ---------------------------------------------------------------------------
@@ -807,18 +824,21 @@ def test_multinode_srun_is_reported_once_with_the_whole_jobs_resources(mn):
               b.get("status") == "COMPLETED"]
     assert len(notice) == 1, story
     notice = notice[0]
-    assert notice.get("cpus") == cpus, ("CPUs: SLM %s, Slurm %s\n" % (notice.get("cpus"), cpus)) \
-        + story
-    assert notice.get("cpu_time", 0) >= 0.9 * total_cpu, \
-        ("CPU time: SLM %s s, Slurm TotalCPU %.2f s\n" % (notice.get("cpu_time"), total_cpu)) \
-        + story
     elapsed = seconds(whole["elapsed"])
-    assert notice.get("cpu_efficiency", 0) >= 0.8 * 100 * total_cpu / ((elapsed + 1) * cpus), \
-        ("efficiency: SLM %s %%, Slurm %.2f s over %s s on %d CPUs\n"
-         % (notice.get("cpu_efficiency"), total_cpu, elapsed, cpus)) + story
-    assert notice.get("max_rss_mb", 0) >= 0.9 * peak, \
-        ("peak memory: SLM %s MB, Slurm MaxRSS %.1f MB\n" % (notice.get("max_rss_mb"), peak)) \
-        + story
+    wrong = []
+    if notice.get("cpus") != cpus:
+        wrong.append("CPUs: SLM %s, Slurm AllocCPUS %d" % (notice.get("cpus"), cpus))
+    if not notice.get("cpu_time", 0) >= 0.9 * total_cpu:
+        wrong.append("CPU time: SLM %s s, Slurm TotalCPU %.2f s" % (notice.get("cpu_time"),
+                                                                    total_cpu))
+    if not notice.get("cpu_efficiency", 0) >= 0.8 * 100 * total_cpu / ((elapsed + 1) * cpus):
+        wrong.append("efficiency: SLM %s %%, Slurm %.2f s of CPU over %g s on %d CPUs" % (
+            notice.get("cpu_efficiency"), total_cpu, elapsed, cpus))
+    if not notice.get("max_rss_mb", 0) >= 0.9 * peak:
+        wrong.append("peak memory: SLM %s MB, Slurm MaxRSS %.1f MB" % (notice.get("max_rss_mb"),
+                                                                      peak))
+    assert not wrong, "the final notice is not the whole job's:\n  %s\n%s" % (
+        "\n  ".join(wrong), story)
 
 
 def test_wrapped_srun_tasks_report_once_and_every_tasks_exit_counts(mn):
@@ -836,18 +856,22 @@ def test_wrapped_srun_tasks_report_once_and_every_tasks_exit_counts(mn):
     assert slurm_ended(sc.slurm_changes(job)[-1][1]) == ("FAILED", "3:0"), story
     events = sc.events(job)
     statuses = [(e["status"], e.get("source")) for e in events]
-    assert [s for s, _ in statuses].count("RUNNING") == 1, story
-    assert ("COMPLETED", None) not in statuses, \
-        "a wrapper reported COMPLETED though a task failed\n" + story
+    notices = [status for status, _ in sc.notices(job)]
     final = [e for e in events if e["status"] in FINAL and not e.get("source")]
-    assert final and final[-1]["status"] == "FAILED" and final[-1].get("exit_code") == 3, story
-    assert not any(e.get("corrects") for e in events), \
-        "SLM needed Slurm's record to correct the end\n" + story
-    assert any(e.get("exit_code") == 3 and "node2" in json.dumps(e) for e in events), \
-        "no event says that the task on node2 exited 3\n" + story
-    notices = [s for s, _ in sc.notices(job)]
-    assert notices.count("RUNNING") <= 1 and len([s for s in notices if s in FINAL]) == 1, \
-        ("notices %s\n" % notices) + story
+    wrong = []
+    if [status for status, _ in statuses].count("RUNNING") != 1 or \
+            notices.count("RUNNING") > 1 or len([n for n in notices if n in FINAL]) != 1:
+        wrong.append("not reported once: events %s, notices %s" % (statuses, notices))
+    if ("COMPLETED", None) in statuses:
+        wrong.append("a wrapper reported COMPLETED though a task failed")
+    if not (final and final[-1]["status"] == "FAILED" and final[-1].get("exit_code") == 3):
+        wrong.append("the wrappers' own final word is not FAILED with exit 3: %s"
+                     % [(e["status"], e.get("exit_code")) for e in final])
+    if any(e.get("corrects") for e in events):
+        wrong.append("SLM needed Slurm's record to correct the end")
+    if not any(e.get("exit_code") == 3 and "node2" in json.dumps(e) for e in events):
+        wrong.append("no event says that the task on node2 exited 3")
+    assert not wrong, "\n  ".join(["every task's exit does not count:"] + wrong) + "\n" + story
 
 
 def test_a_crashed_node_makes_its_job_lost_then_node_fail(mn):
@@ -861,73 +885,83 @@ def test_a_crashed_node_makes_its_job_lost_then_node_fail(mn):
     story = sc.story()
     assert slurm_ended(sc.slurm_changes(job)[-1][1])[0] == "NODE_FAIL", story
     changes = sc.slm_changes(job)
-    lost = [t for t, (status, _, _) in changes if status == "LOST"]
-    assert lost and lost[0] - sc.facts["crash"] <= LOST_WITHIN, \
+    lost = first(changes, "LOST")
+    assert lost is not None and lost - sc.facts["crash"] <= LOST_WITHIN, \
         ("LOST %s s after the crash (at most %g)\n" % (
-            round(lost[0] - sc.facts["crash"], 1) if lost else "never", LOST_WITHIN)) + story
-    ended = [t for t, (status, source, _) in changes if status == "NODE_FAIL" and
-             source == "slurm"]
-    assert ended and lost[0] < ended[0], story
-    assert ended[0] - sc.facts["slurm_end"] <= VERDICT_WITHIN, \
-        ("NODE_FAIL in SLM %.1f s after Slurm's record (at most %g)\n"
-         % (ended[0] - sc.facts["slurm_end"], VERDICT_WITHIN)) + story
-    assert changes[-1][1][0] == "NODE_FAIL", story
-    row = sc.row(job)
-    assert sc.listed(job)["EXIT"] == deciding_exit(sc.events(job), row), story
+            round(lost - sc.facts["crash"], 1) if lost else "never", LOST_WITHIN)) + story
+    ended = first(changes, "NODE_FAIL", "slurm")
+    assert ended is not None and lost < ended and changes[-1][1][0] == "NODE_FAIL", story
+    assert sc.listed(job)["EXIT"] == deciding_exit(sc.events(job), sc.row(job)), story
     assert not sc.facts["beat_file"], story
+    why = late(ended, sc.facts["slurm_end"], VERDICT_WITHIN, "NODE_FAIL in SLM")
+    assert not why, why + story
 
 
 def test_a_job_requeued_after_node_loss_is_followed_into_its_second_run(mn):
     """The same crash under a --requeue job: Slurm ends run 0 NODE_FAIL and runs the job
     again (on node1 once it is back; SLURM_RESTART_COUNT=1). SLM says REQUEUED, within
-    one round of Slurm's record, then follows run 1 to its end: RUNNING and COMPLETED of
-    run 1, restarts 1, the row's fields run 1's."""
+    one round of Slurm's record, never that the job ended NODE_FAIL (no final notice for
+    a run Slurm requeued), then follows run 1 to its end: RUNNING and COMPLETED of run 1,
+    restarts 1, the row's fields run 1's."""
     sc = mn.outcome("crash-requeue")
     job = sc.jobs["sleeper"]
     story = sc.story()
     runs = sc.slurm_changes(job)[-1][1]
     assert [r[0] for r in runs] == ["NODE_FAIL", "COMPLETED"], story
     changes = sc.slm_changes(job)
-    requeued = [t for t, (status, _, _) in changes if status == "REQUEUED"]
-    assert requeued, story
-    assert requeued[0] - sc.facts["requeued"] <= VERDICT_WITHIN, \
-        ("REQUEUED %.1f s after Slurm's record (at most %g)\n"
-         % (requeued[0] - sc.facts["requeued"], VERDICT_WITHIN)) + story
-    assert changes[-1][1] == ("COMPLETED", None, 1), story
     events = sc.events(job)
     said = [(e["status"], e.get("restart_count") or 0) for e in events]
     assert ("RUNNING", 1) in said and ("COMPLETED", 1) in said, story
+    assert changes[-1][1] == ("COMPLETED", None, 1), story
     row = sc.row(job)
     assert row["restarts"] == 1 and row["exit_code"] == 0 and not row.get("signal"), story
     assert sc.listed(job)["EXIT"] == "0", story
+    told = [status for status, _ in sc.notices(job)]
+    assert "NODE_FAIL" not in told and first(changes, "NODE_FAIL") is None, \
+        ("run 0 was told as the job's end (NODE_FAIL), though Slurm requeued it; notices "
+         "%s\n" % told) + story
+    requeued = first(changes, "REQUEUED")
+    second = first(changes, "COMPLETED")
+    assert requeued is not None and requeued < second, \
+        "SLM never said REQUEUED before run 1 ended\n" + story
+    why = late(requeued, sc.facts["requeued"], VERDICT_WITHIN, "REQUEUED in SLM")
+    assert not why, why + story
 
 
 def test_a_cut_off_node_with_live_processes_is_lost_then_node_fail(mn):
     """node2 is cut off (its link down; its processes run on, its heartbeats cannot reach
     the service). SLM says LOST, then Slurm's NODE_FAIL within one round of Slurm's
-    record. When the node comes back, Slurm kills the orphaned job, and its wrapper,
-    alive all along, reports its own end (a SIGTERM): the job stays NODE_FAIL, and its
-    row, `slm list` included, shows the exit of Slurm's verdict, not the wrapper's."""
+    record."""
     sc = mn.outcome("partition")
     job = sc.jobs["sleeper"]
     story = sc.story()
     assert slurm_ended(sc.slurm_changes(job)[-1][1])[0] == "NODE_FAIL", story
     changes = sc.slm_changes(job)
-    lost = [t for t, (status, _, _) in changes if status == "LOST"]
-    assert lost and lost[0] - sc.facts["cut"] <= LOST_WITHIN, story
-    ended = [t for t, (status, source, _) in changes if status == "NODE_FAIL"]
-    assert ended and ended[0] - sc.facts["slurm_end"] <= VERDICT_WITHIN, \
-        ("NODE_FAIL in SLM %s s after Slurm's record (at most %g)\n" % (
-            round(ended[0] - sc.facts["slurm_end"], 1) if ended else "never",
-            VERDICT_WITHIN)) + story
+    lost = first(changes, "LOST")
+    assert lost is not None and lost - sc.facts["cut"] <= LOST_WITHIN, story
+    ended = first(changes, "NODE_FAIL", "slurm")
+    why = late(ended, sc.facts["slurm_end"], VERDICT_WITHIN, "NODE_FAIL in SLM")
+    assert not why, why + story
+
+
+def test_the_row_keeps_slurms_verdict_when_the_cut_off_wrapper_reports_late(mn):
+    """When node2 comes back, Slurm kills the job it ended there, and the wrapper, alive
+    all along, reports its own end (CANCELLED by a SIGTERM). The job stays NODE_FAIL (Slurm's
+    verdict beats the wrapper's word), and its row, `slm list` included, shows the exit of
+    that verdict: not the SIGTERM of the other story beside Slurm's NODE_FAIL."""
+    sc = mn.outcome("partition")
+    job = sc.jobs["sleeper"]
+    story = sc.story()
+    assert sc.facts["wrapper_end"][0].get("signal") == "SIGTERM", story
     row = sc.row(job)
     assert row["status"] == "NODE_FAIL" and row["meta"].get("source") == "slurm", story
     expected = deciding_exit(sc.events(job), row)
     listed = sc.listed(job)
     assert (listed["STATE"], listed["EXIT"]) == ("NODE_FAIL", expected), \
-        ("`slm list` shows %s %s; Slurm's verdict says exit %s\n"
+        ("`slm list` shows %s with EXIT %s; Slurm's verdict says %s\n"
          % (listed["STATE"], listed["EXIT"], expected)) + story
-    assert row.get("signal") is None or expected == row["signal"], story
+    assert (row.get("exit_code"), row.get("signal")) == (0, None), \
+        ("row: exit_code %r, signal %r\n" % (row.get("exit_code"), row.get("signal"))) + story
 
 
 def test_slurms_verdict_beats_heartbeats_from_a_cut_off_node(mn):
@@ -940,13 +974,12 @@ def test_slurms_verdict_beats_heartbeats_from_a_cut_off_node(mn):
     story = sc.story()
     assert slurm_ended(sc.slurm_changes(job)[-1][1])[0] == "NODE_FAIL", story
     changes = sc.slm_changes(job)
-    assert not [s for t, (s, _, _) in changes if s == "LOST" and t < sc.facts["killed"]], \
+    assert first(changes, "LOST") is None or first(changes, "LOST") > sc.facts["killed"], \
         "LOST though its beats came through the spool\n" + story
-    ended = [t for t, (status, source, _) in changes if status == "NODE_FAIL"]
-    assert ended and ended[0] - sc.facts["slurm_end"] <= VERDICT_WITHIN, \
-        ("NODE_FAIL in SLM %s s after Slurm's record (at most %g)\n" % (
-            round(ended[0] - sc.facts["slurm_end"], 1) if ended else "never",
-            VERDICT_WITHIN)) + story
+    ended = first(changes, "NODE_FAIL", "slurm")
+    why = late(ended if ended is not None and ended < sc.facts["killed"] else None,
+               sc.facts["slurm_end"], VERDICT_WITHIN, "NODE_FAIL in SLM")
+    assert not why, why + story
 
 
 def test_a_killed_runs_heartbeat_file_leaves_the_shared_spool(mn):
@@ -971,13 +1004,11 @@ def test_a_rebooted_node_fails_its_job_and_slm_says_so_within_a_round(mn):
     assert slurm_ended(sc.slurm_changes(job)[-1][1])[0] == "NODE_FAIL", story
     assert sc.facts["slurm_end"] - sc.facts["reboot"] < LOST_WITHIN, story   # Slurm is quick
     changes = sc.slm_changes(job)
-    ended = [t for t, (status, source, _) in changes if status == "NODE_FAIL"]
-    assert ended and ended[0] - sc.facts["slurm_end"] <= VERDICT_WITHIN, \
-        ("NODE_FAIL in SLM %s s after Slurm's record (at most %g)\n" % (
-            round(ended[0] - sc.facts["slurm_end"], 1) if ended else "never",
-            VERDICT_WITHIN)) + story
-    row = sc.row(job)
-    assert sc.listed(job)["EXIT"] == deciding_exit(sc.events(job), row), story
+    ended = first(changes, "NODE_FAIL", "slurm")
+    assert ended is not None and changes[-1][1][0] == "NODE_FAIL", story
+    assert sc.listed(job)["EXIT"] == deciding_exit(sc.events(job), sc.row(job)), story
+    why = late(ended, sc.facts["slurm_end"], VERDICT_WITHIN, "NODE_FAIL in SLM")
+    assert not why, why + story
 
 
 def test_a_requeued_job_whose_next_run_never_starts_ends_as_slurm_says(mn):
@@ -990,11 +1021,12 @@ def test_a_requeued_job_whose_next_run_never_starts_ends_as_slurm_says(mn):
     assert sc.facts["requeued"], "SLM never said REQUEUED\n" + story
     assert slurm_ended(sc.slurm_changes(job)[-1][1])[0] == "CANCELLED", story
     changes = sc.slm_changes(job)
-    ended = [t for t, (status, _, _) in changes if status == "CANCELLED" and
-             t >= sc.facts["slurm_end"] - POLL]
-    assert ended and ended[0] - sc.facts["slurm_end"] <= VERDICT_WITHIN, \
-        ("SLM still says %s %.1f s after Slurm's CANCELLED\n"
-         % (changes[-1][1][0], time.time() - sc.facts["slurm_end"])) + story
+    assert changes[-1][1][0] == "CANCELLED", \
+        ("SLM still says %s, at least %.0f s after Slurm's CANCELLED\n"
+         % (changes[-1][1][0], changes[-1][0] - sc.facts["slurm_end"])) + story
+    why = late(first(changes, "CANCELLED", after=sc.facts["slurm_end"] - POLL),
+               sc.facts["slurm_end"], VERDICT_WITHIN, "CANCELLED in SLM")
+    assert not why, why + story
 
 
 def test_a_node_with_no_route_but_to_the_login_node(mn):
