@@ -31,8 +31,8 @@
 #                                            its file system stays shared)
 #   tests/multinode-cluster.sh heal NODE [--now]   link up again; Slurm takes a DOWN node back,
 #                                            and kills the jobs it ended there meanwhile, at its
-#                                            next registration request (~100 s); --now asks
-#                                            every node to register at once (scontrol reconfigure)
+#                                            next registration request (~100 s); --now has it
+#                                            register at once (slurmd restart, then reconfigure)
 #   tests/multinode-cluster.sh reboot-node NODE    crash, then boot: fresh /tmp, /dev/shm, spool
 #                                            and cgroups, link up, slurmd (idle in ~3 s)
 #
@@ -511,11 +511,14 @@ case $cmd in
   heal)
     known_node "${1:?NODE}"; ip link set "$(veth "$1")" up; say "$1: link up"
     # slurmctld asks the nodes to register every ~100 s: then a DOWN node that answers is
-    # back, and a job it ended that still runs there is killed; --now asks at once
-    # (twice: a node still DOWN when it registers is taken back, its jobs not looked at)
+    # back, and a job it ended that still runs there is killed. --now: the node's slurmd
+    # restarts (its jobs' processes stay, as they do through any slurmd restart) and so
+    # registers at once, and once it is back, a reconfigure has it register again with its
+    # jobs (a node still DOWN when it registers is taken back, its jobs not looked at)
     if [ "${2:-}" = --now ]; then
-      scontrol reconfigure
-      await 20 sh -c "sinfo -h -n $1 -o %T | grep -qvE '^down|[*]$'" \
+      lock
+      stop_daemons slurmd:"$RUN/slurmd-$1.pid"; slurmd_up "$1"
+      await 20 sh -c "sinfo -h -n $1 -o %T | grep -qxE 'idle|mixed|allocated|completing'" \
         || die "$1 is not back (state: $(node_state "$1"))"
       scontrol reconfigure; say "$1 registered again"
     fi ;;
