@@ -103,10 +103,11 @@ def missing_prerequisite():
     """Why this machine cannot run the cluster, or None."""
     if os.geteuid() != 0:
         return "needs root (network namespaces, mounts, Slurm's daemons)"
-    for tool in ("ip", "nsenter", "unshare", "findmnt", "slurmctld", "slurmd", "slurmdbd",
-                 "munged", "sbatch", "srun", "sacct", "mariadb"):
+    slurm_tools = ("slurmctld", "slurmd", "slurmdbd", "munged", "sbatch", "srun", "sacct")
+    for tool in ("ip", "nsenter", "unshare", "findmnt", "mariadb") + slurm_tools:
         if not shutil.which(tool) and not os.path.exists("/usr/sbin/" + tool):
-            return "%s is not installed (Slurm: tests/slurm-cluster.sh start installs it)" % tool
+            return "%s is not installed%s" % (tool, " (tests/slurm-cluster.sh start installs "
+                                               "Slurm)" if tool in slurm_tools else "")
     try:
         r = subprocess.run(["unshare", "--net", "--uts", "--mount", "--time", "true"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
