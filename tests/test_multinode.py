@@ -297,7 +297,6 @@ class Scenario(object):
                                       env=env, args=["--host", LOGIN] +
                                       (["--spool", self.spool] if spool else []))
         self.service.url = "http://%s:%d" % (LOGIN, self.service.port)
-        self.service.start()
 
     def note(self, what):
         self.notes.append((time.time(), what))
@@ -476,12 +475,16 @@ class Multinode(object):
         return sc
 
     def start(self, story, *names, **kwargs):
-        """Run story(*scenarios) in a thread; the scenarios are made (their services
-        started) here, so that every test finds its scenario."""
+        """Run story(*scenarios) in a thread, which starts their services first (side by
+        side with the other stories'); the scenarios are made here, so that every test
+        finds its own."""
         scenarios = [self.scenario(name, **kwargs.get(name, {})) for name in names]
 
         def run():
             try:
+                for sc in scenarios:
+                    sc.service.start()
+                    sc.started = time.time()
                 story(self, *scenarios)
             except BaseException as e:
                 for sc in scenarios:
