@@ -87,7 +87,7 @@ def slurm(*argv, check=True):
 
 def cluster(*args, mode=None):
     """tests/multinode-cluster.sh ARGS; its output, or AssertionError."""
-    env = dict(os.environ, MN_DIR=MN_DIR)
+    env = dict(os.environ, MN_DIR=MN_DIR, MN_NODES="3")    # the stories use node1..node3
     if mode:
         env["MN_PROCTRACK"] = mode
     r = subprocess.run([CLUSTER] + list(args), env=env, stdout=subprocess.PIPE,
@@ -467,7 +467,6 @@ class Multinode(object):
         self.observer.start()
         self.scenarios = {}
         self.threads = []
-        self.busy = {}             # node -> the story that disrupts it
 
     def scenario(self, name, spool=False):
         sc = Scenario(self, name, spool)
