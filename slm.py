@@ -69,12 +69,12 @@ EVENT_SCHEMA = "slm.event/1"
 #   urgency  of a notice on a phone: low, normal, high
 #   failed   an ending that counts as a failure (a cancel is a choice)
 #   words    the SLM_NOTIFY_ON words that include it, besides "all"
-#   watch    how soon the watchdog asks Slurm about a job quiet in it: quick,
-#            slow, or never (the story is complete)
+#   asked    whether the service's watchdog asks Slurm about a job in it, every
+#            round (its story is open: Slurm may have ended it meanwhile)
 class Status(object):
     """One row of STATUS_TABLE."""
 
-    __slots__ = ("name", "phase", "kind", "urgency", "failed", "words", "watch")
+    __slots__ = ("name", "phase", "kind", "urgency", "failed", "words", "asked")
 
     def __init__(self, *row):
         for name, value in zip(self.__slots__, row):
@@ -82,27 +82,27 @@ class Status(object):
 
 
 STATUS_TABLE = tuple(Status(*row) for row in (
-    # name             phase       kind    urgency   failed words                     watch
-    ("SUBMITTED",      "waiting",  "wait", "low",    False, "",                        "quick"),
-    ("SUBMIT_FAILED",  "final",    "bad",  "high",   True,  "default final failures",  None),
-    ("PENDING",        "waiting",  "wait", "high",   False, "default failures",         "slow"),
-    ("RUNNING",        "running",  "run",  "low",    False, "default",                  "slow"),
-    ("PAUSED",         "paused",   "pause", "low",   False, "default",                  "quick"),
-    ("RESUMED",        "running",  "run",  "low",    False, "default",                  "slow"),
-    ("SIGNALED",       "signal",   "run",  "normal", False, "",                         "slow"),
-    ("TIME_WARNING",   "note",     "warn", "high",   False, "default warnings",         None),
-    ("MEMORY_WARNING", "note",     "warn", "high",   False, "default warnings",         None),
-    ("STALLED",        "note",     "warn", "normal", False, "default warnings",         None),
-    ("TERMINATING",    "ending",   "end",  "normal", False, "",                         "quick"),
-    ("REQUEUED",       "requeued", "wait", "normal", False, "default",                  None),
-    ("COMPLETED",      "final",    "ok",   "normal", False, "default final",            None),
-    ("FAILED",         "final",    "bad",  "high",   True,  "default final failures",   None),
-    ("CANCELLED",      "final",    "off",  "normal", False, "default final failures",   None),
-    ("TIMEOUT",        "final",    "late", "high",   True,  "default final failures",   None),
-    ("OUT_OF_MEMORY",  "final",    "bad",  "high",   True,  "default final failures",   None),
-    ("NODE_FAIL",      "final",    "bad",  "high",   True,  "default final failures",   None),
-    ("PREEMPTED",      "final",    "off",  "normal", False, "default final",            None),
-    ("LOST",           "lost",     "lost", "high",   True,  "default final failures",   "quick"),
+    # name             phase       kind    urgency   failed words                     asked
+    ("SUBMITTED",      "waiting",  "wait", "low",    False, "",                        True),
+    ("SUBMIT_FAILED",  "final",    "bad",  "high",   True,  "default final failures",  False),
+    ("PENDING",        "waiting",  "wait", "high",   False, "default failures",        True),
+    ("RUNNING",        "running",  "run",  "low",    False, "default",                 True),
+    ("PAUSED",         "paused",   "pause", "low",   False, "default",                 True),
+    ("RESUMED",        "running",  "run",  "low",    False, "default",                 True),
+    ("SIGNALED",       "signal",   "run",  "normal", False, "",                        True),
+    ("TIME_WARNING",   "note",     "warn", "high",   False, "default warnings",        False),
+    ("MEMORY_WARNING", "note",     "warn", "high",   False, "default warnings",        False),
+    ("STALLED",        "note",     "warn", "normal", False, "default warnings",        False),
+    ("TERMINATING",    "ending",   "end",  "normal", False, "",                        True),
+    ("REQUEUED",       "requeued", "wait", "normal", False, "default",                 True),
+    ("COMPLETED",      "final",    "ok",   "normal", False, "default final",           False),
+    ("FAILED",         "final",    "bad",  "high",   True,  "default final failures",  False),
+    ("CANCELLED",      "final",    "off",  "normal", False, "default final failures",  False),
+    ("TIMEOUT",        "final",    "late", "high",   True,  "default final failures",  False),
+    ("OUT_OF_MEMORY",  "final",    "bad",  "high",   True,  "default final failures",  False),
+    ("NODE_FAIL",      "final",    "bad",  "high",   True,  "default final failures",  False),
+    ("PREEMPTED",      "final",    "off",  "normal", False, "default final",           False),
+    ("LOST",           "lost",     "lost", "high",   True,  "default final failures",  True),
 ))
 STATUS = dict((s.name, s) for s in STATUS_TABLE)
 STATUSES = tuple(s.name for s in STATUS_TABLE)

@@ -128,11 +128,10 @@ RUN_ENDS = slm.RUN_ENDS             # a run ended, the job runs again (REQUEUED)
 WAITING = slm.WAITING               # before a run: SUBMITTED, PENDING
 ALIVE = slm.ALIVE                   # running: silence makes it LOST
 FAILURES = slm.FAILURES             # endings that count as failures
-# Statuses that leave Slurm's side of the story open: the watchdog asks about a
-# job quiet in one, the quick ones soon (the wrapper may have been killed
-# without a word).
-OPEN_TO_CHECK = frozenset(s.name for s in slm.STATUS_TABLE if s.watch)
-QUICK_CHECK = frozenset(s.name for s in slm.STATUS_TABLE if s.watch == "quick")
+# Statuses that leave Slurm's side of the story open: the watchdog compares a
+# job in one with Slurm's queue every round (the wrapper may have been killed
+# without a word, its node lost, its run requeued).
+OPEN_TO_CHECK = frozenset(s.name for s in slm.STATUS_TABLE if s.asked)
 
 # The database, one row per column: the DDL of both dialects (and schema.sql,
 # its copy for DBAs, which a test keeps equal), the migrations of older
@@ -191,7 +190,14 @@ COLUMNS = tuple(Column(*row) for row in (
      "heartbeats"),
     ("slurm_jobs", "checked_at", "TEXT", "VARCHAR(32) NULL", 2, None),
     # when the reconciler last asked Slurm (answered or not): its queue's order
-    ("slurm_jobs", "asked_at", "TEXT", "VARCHAR(32) NULL", 3, None),
+    ("slurm_jobs", "asked_at", "TEXT", "VARCHAR(32) NULL", 3, "when the service last asked "
+     "Slurm about the job"),
+    ("slurm_jobs", "slurm_state", "TEXT", "VARCHAR(32) NULL", 4, "the job's state in Slurm's "
+     "queue when the service last asked (asked_at), while it is in the queue"),
+    ("slurm_jobs", "slurm_reason", "TEXT", "VARCHAR(255) NULL", 4, "why it waits, as Slurm's "
+     "queue says (Priority, Resources, Dependency...)"),
+    ("slurm_jobs", "slurm_usage", "TEXT", "TEXT NULL", 4, "what Slurm's accounting says the "
+     "job used, on all its nodes: cpu_time, cpus, cpu_efficiency, max_rss_mb, elapsed"),
     ("slurm_jobs", "job_group", "TEXT", "VARCHAR(128) NULL", 2, "its group (slm submit "
      "--group)"),
     ("slurm_jobs", "relay", "TEXT", "MEDIUMTEXT NULL", 2, None),
@@ -517,6 +523,9 @@ JOB_IDENTITY = ("job_name", "user", "partition", "cluster", "command", "script",
                 "script_args", "submit_dir", "monitored", "array", "time_limit", "wrap",
                 "slurm_job_id", "array_job_id", "array_task_id", "array_task_count", "cwd",
                 "group", "requeue")
+# What tells of the event holding a job's status: taken from that event alone,
+# so that a row never shows one run's signal beside another verdict's state.
+STATUS_FIELDS = ("source", "exit_code", "signal", "reason", "message", "corrects")
 # What a heartbeat may carry besides who and when (numbers).
 HEARTBEAT_SAMPLES = ("rss_mb", "cpu_time", "output_bytes", "memory_limit_mb")
 
@@ -920,13 +929,14 @@ def merge_event(row, event):
         row["status"], row["status_time"] = status, when
         row["status_seq"], row["status_event"] = seq, event["event_id"]
         row["ended_at"] = when if status in FINAL else None
-        meta.pop("source", None)     # the status's source is the winning event's alone
+        for key in STATUS_FIELDS:    # the status's own, never another event's
+            meta.pop(key, None)
     for key, value in event.items():
         if key in ("event_id", "job_id", "status", "time", "seq", "schema"):
             continue
         if key == "user" and meta.get("user") is not None:
             continue                 # a job's owner, once known, is its owner
-        if (wins or meta.get(key) is None) and not (key == "source" and not wins):
+        if wins or (meta.get(key) is None and key not in STATUS_FIELDS):
             meta[key] = value
     if status in NOTES:              # warnings stay listed whatever holds the status
         warned = meta.setdefault("warnings", [])
@@ -944,6 +954,7 @@ def job_json(row):
     """A job row as the API shows it."""
     out = dict((k, v) for k, v in row.items() if k not in HIDDEN_JOB_COLUMNS)
     out["meta"] = json.loads(row["meta"]) if row.get("meta") else {}
+    out["slurm_usage"] = json.loads(row["slurm_usage"]) if row.get("slurm_usage") else None
     # Slurm's record was read after the run ended: its verdict, if it had one
     # to give, is in (`slm watch` waits for it where a requeue may hide)
     out["verified"] = bool(row.get("ended_at") and row.get("checked_at") and
@@ -1442,6 +1453,15 @@ class Tx(object):
             % columns(JOB_COLUMNS), (job_id,))]
         return rows if cluster is None else [r for r in rows if (r["cluster"] or "") == cluster]
 
+    def ended_ids(self, job_ids):
+        """Those of job_ids whose every job (on any cluster) has ended."""
+        statuses = {}
+        for part in chunks(sorted(job_ids), 500):
+            for job_id, status in self.rows("SELECT job_id, status FROM slurm_jobs WHERE job_id"
+                                            " IN (%s)" % ", ".join("?" * len(part)), part):
+                statuses.setdefault(job_id, set()).add(status)
+        return set(j for j, found in statuses.items() if found <= FINAL)
+
     def keys_of(self, job_ids):
         """{job id: [the keys of the jobs of that id]}."""
         found = {}
@@ -1606,22 +1626,34 @@ class Tx(object):
             "SELECT %s FROM slurm_jobs WHERE status = 'LOST' AND heartbeat_at > status_time"
             " LIMIT ?" % columns(JOB_COLUMNS), (int(limit),))]
 
-    def jobs_to_check(self, quiet, slow, since, limit=200):
-        """Jobs Slurm should be asked about, least recently asked first: open
-        ones with a short story (QUICK_CHECK) quiet since `quiet`, the others
-        since `slow`, and jobs ended after `since` that nobody checked yet.
-        Asked, answered or not, a job goes to the back of the queue: jobs
-        Slurm has no answer for yet (accounting lags; ids it never heard of)
-        cannot keep the others from being asked."""
-        fast = ", ".join("'%s'" % s for s in sorted(QUICK_CHECK))
-        other = ", ".join("'%s'" % s for s in sorted(OPEN_TO_CHECK - QUICK_CHECK))
+    def jobs_to_check(self, quiet, since, limit):
+        """Jobs Slurm should be asked about, least recently asked first: the
+        open ones (OPEN_TO_CHECK) not heard from or asked about since `quiet`,
+        and the jobs ended after `since` whose end nobody checked yet.  Asked,
+        answered or not, a job goes to the back of the queue: jobs Slurm has no
+        answer for yet (accounting lags; ids it never heard of) cannot keep the
+        others from being asked."""
+        open_ = ", ".join("'%s'" % s for s in sorted(OPEN_TO_CHECK))
         return [dict(zip(JOB_COLUMNS, r)) for r in self.rows(
             "SELECT %s FROM slurm_jobs WHERE (status IN (%s) AND last_event_time < ? AND"
-            " (checked_at IS NULL OR checked_at < ?)) OR (status IN (%s) AND last_event_time"
-            " < ? AND (checked_at IS NULL OR checked_at < ?)) OR (ended_at IS NOT NULL AND"
-            " checked_at IS NULL AND ended_at < ? AND ended_at > ?) ORDER BY asked_at,"
-            " last_event_time LIMIT ?" % (columns(JOB_COLUMNS), fast, other),
-            (quiet, quiet, slow, slow, quiet, since, int(limit)))]
+            " (asked_at IS NULL OR asked_at < ?)) OR (ended_at IS NOT NULL AND checked_at IS"
+            " NULL AND ended_at < ? AND ended_at > ?) ORDER BY asked_at, last_event_time"
+            " LIMIT ?" % (columns(JOB_COLUMNS), open_), (quiet, quiet, quiet, since, int(limit)))]
+
+    def record_usage(self, found):
+        """Store what Slurm's accounting says jobs used: {job key: usage}."""
+        if found:
+            self.cur.executemany(self.dialect.sql(
+                "UPDATE slurm_jobs SET slurm_usage = ? WHERE job_key = ?"),
+                [(compact_json(usage), key) for key, usage in sorted(found.items())])
+
+    def queued(self, found, when):
+        """Record what Slurm's queue says of jobs now: {job key: (state, reason)}."""
+        if found:
+            self.cur.executemany(self.dialect.sql(
+                "UPDATE slurm_jobs SET slurm_state = ?, slurm_reason = ?, asked_at = ? WHERE"
+                " job_key = ?"), [(state, reason, when, key)
+                                  for key, (state, reason) in sorted(found.items())])
 
     def mark_checked(self, keys, when, column="checked_at"):
         """checked_at: Slurm's answer was read (or nothing is left to ask);
@@ -2893,14 +2925,42 @@ SLURM_STATES = {
     "PREEMPTED": ("PREEMPTED", "preempted"), "BOOT_FAIL": ("FAILED", "boot_fail"),
     "DEADLINE": ("FAILED", "deadline"), "REQUEUED": ("REQUEUED", "requeued"),
 }
-# A run that ended this way was requeued when Slurm has a later run of the job.
+# A run that ended this way was requeued when Slurm has a later run of the job
+# (or, in its queue, the job waits to run again).
 REQUEUE_STATES = ("REQUEUED", "PREEMPTED", "NODE_FAIL")
+# Slurm's queue states of a job that will run (again): EXPEDITING is 25.11's
+# --requeue=expedite.
+QUEUE_WAITING = frozenset(("PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "EXPEDITING",
+                           "RESV_DEL_HOLD", "SPECIAL_EXIT"))
+# ... and of a job whose run is not over yet
+QUEUE_ACTIVE = QUEUE_WAITING | frozenset(("RUNNING", "SUSPENDED", "COMPLETING", "CONFIGURING",
+                                          "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"))
 # Pending reasons after which a job never starts without somebody acting.
+# (Constraints is 23.11's name for 22.05's BadConstraints.)
 NEVER_STARTS = frozenset((
     "DependencyNeverSatisfied", "JobHeldUser", "JobHeldAdmin", "JobHoldMaxRequeue",
-    "BadConstraints", "InvalidAccount", "InvalidQOS", "QOSNotAllowed", "AccountNotAllowed",
-    "PartitionConfig", "PartitionTimeLimit", "PartitionNodeLimit", "PartitionDown",
-    "PartitionInactive"))
+    "BadConstraints", "Constraints", "InvalidAccount", "InvalidQOS", "QOSNotAllowed",
+    "AccountNotAllowed", "PartitionConfig", "PartitionTimeLimit", "PartitionNodeLimit",
+    "PartitionDown", "PartitionInactive"))
+
+
+def slurm_seconds(text):
+    """Seconds in a sacct time ([DD-[HH:]]MM:SS[.mmm]), or None."""
+    m = re.match(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)\Z", (text or "").strip())
+    if not m:
+        return None
+    days, hours, minutes, seconds = m.groups()
+    return int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def slurm_megabytes(text):
+    """Megabytes in a sacct size (bytes with --noconvert, or 1072K, 3.5G), or None."""
+    m = re.match(r"(\d+(?:\.\d+)?)([KMGTP]?)\Z", (text or "").strip())
+    if not m:
+        return None
+    scale = {"": 1.0 / 1048576, "K": 1.0 / 1024, "M": 1.0, "G": 1024.0, "T": 1048576.0,
+             "P": 1073741824.0}[m.group(2)]
+    return round(float(m.group(1)) * scale, 1)
 
 
 class Slurm(object):
@@ -2967,6 +3027,37 @@ class Slurm(object):
                 found.setdefault(record["JobID"], []).append(record)
         return found
 
+    def usage(self, ids):
+        """{job id: what its last run used on all its nodes} from accounting:
+        CPU time and CPUs of the allocation, the largest step's resident memory."""
+        out, _ = self._run(["sacct", "-n", "-P", "--noconvert", "-j", ",".join(ids), "-o",
+                            "JobID,TotalCPU,AllocCPUS,MaxRSS,ElapsedRaw"])
+        found = {}
+        for line in (out or "").splitlines():
+            parts = line.split("|")
+            if len(parts) != 5:
+                continue
+            job, _, step = parts[0].partition(".")
+            if job not in ids:
+                continue
+            usage = found.setdefault(job, {})
+            if not step:
+                cpu, cpus, elapsed = slurm_seconds(parts[1]), parts[2], parts[4]
+                if cpu is not None:
+                    usage["cpu_time"] = round(cpu, 2)
+                if cpus.isdigit() and int(cpus):
+                    usage["cpus"] = int(cpus)
+                if elapsed.isdigit():
+                    usage["elapsed"] = int(elapsed)
+            rss = slurm_megabytes(parts[3])
+            if rss is not None:
+                usage["max_rss_mb"] = max(rss, usage.get("max_rss_mb", 0.0))
+        for usage in found.values():
+            if usage.get("cpus") and usage.get("elapsed") and "cpu_time" in usage:
+                usage["cpu_efficiency"] = round(100.0 * usage["cpu_time"] /
+                                                (usage["cpus"] * usage["elapsed"]), 1)
+        return dict((k, v) for k, v in found.items() if v)
+
     def queue(self, ids):
         """{job id: {"State", "Reason"}} of the jobs slurmctld still knows."""
         out, err = self._run(["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%r"])
@@ -3024,10 +3115,11 @@ def slurm_event(row, status, run, now, source="slurm", episode="", **fields):
     return event
 
 
-def slurm_verdict(row, runs, now):
+def slurm_verdict(row, runs, now, queued=None):
     """What Slurm's record says that the job row does not: events to write,
     and what to do with the job's held notices ("release", "supersede" or
-    None).  runs: the job's runs from sacct (or one from squeue), in order."""
+    None).  runs: the job's runs from sacct (or one from squeue), in order;
+    queued: the job's state in Slurm's queue now, if it is there."""
     events, holds = [], None
     ours, current = row.get("status"), row.get("restarts") or 0
     meta = json.loads(row["meta"]) if row.get("meta") else {}
@@ -3054,6 +3146,10 @@ def slurm_verdict(row, runs, now):
     if state not in SLURM_STATES or run < current:
         return events, holds       # running, suspended, or a run we know better
     status, why = SLURM_STATES[state]
+    if state in REQUEUE_STATES and queued in QUEUE_WAITING:
+        # the run ended so, and the job waits to run again: accounting writes the
+        # end of a run seconds before the next run's line
+        status = "REQUEUED"
     if status == "REQUEUED":   # the requeue's own record, before the next run's appears
         events.append(slurm_event(row, "REQUEUED", run, now, reason=why,
                                   message="Slurm requeued the job: it runs again"))
@@ -3186,25 +3282,41 @@ class Watchdog(threading.Thread):
                         "cut off from the service" % row["heartbeat_at"]))
         self.write(events)
 
+    # Jobs compared with Slurm's queue in one round, at most (oldest-asked first).
+    ASK_LIMIT = 5000
+
     def ask_slurm(self, now):
-        quiet, slow = iso_at(now - 10), iso_at(now - 300)
-        rows = self.db.run(lambda tx: tx.jobs_to_check(quiet, slow, iso_at(now - 86400)))
+        """Compare the open jobs of this cluster with Slurm's queue (squeue, a
+        call for 500 jobs), and ask accounting (sacct) about those the queue
+        shows over, waiting again, or forgot, and once about every job that
+        ended: a job Slurm says ended is ended here within one round, whatever
+        its heartbeats say."""
+        quiet, stamp = iso_at(now - min(10.0, self.interval)), iso_at(now)
+        rows = self.db.run(lambda tx: tx.jobs_to_check(quiet, iso_at(now - 86400),
+                                                       self.ASK_LIMIT))
         if not rows:
             return
         asked = [r for r in rows if self.slurm.knows(r)]
-        found = self.slurm.runs([r["job_id"] for r in asked]) if asked else {}
-        if found is None:
-            found = dict((k, [v]) for k, v in self.slurm.queue([r["job_id"] for r in asked])
-                         .items())
-        else:
-            # a pending job's reason changes in slurmctld before accounting hears of it
-            waiting = [j for j, runs in found.items() if runs[-1]["State"] == "PENDING"]
-            for job_id, now_state in (self.slurm.queue(waiting) if waiting else {}).items():
-                if job_id in found and now_state["State"] == "PENDING":
-                    found[job_id][-1] = dict(found[job_id][-1], Reason=now_state["Reason"])
-        events, checked = [], [r["job_key"] for r in rows if r not in asked]
-        stamp = iso_at(now)
+        running = [r for r in asked if r.get("ended_at") is None]
+        queue = self.slurm.queue([r["job_id"] for r in running]) if running else {}
+        settle = []
         for row in asked:
+            q = queue.get(row["job_id"])
+            told = row["status"] == "PENDING" and row.get("reason") == (q or {}).get("Reason")
+            if row.get("ended_at") is not None or q is None or \
+                    q["State"] not in QUEUE_ACTIVE or (q["State"] in QUEUE_WAITING and (
+                        row["status"] not in WAITING or
+                        (q["Reason"] in NEVER_STARTS and not told))):
+                settle.append(row)
+        found = self.slurm.runs([r["job_id"] for r in settle]) if settle else {}
+        if found is None:    # no accounting: the queue's word is all there is
+            found = dict((k, [v]) for k, v in queue.items())
+        for job_id, runs in found.items():
+            # a waiting job's reason changes in slurmctld before accounting hears of it
+            if job_id in queue and runs and runs[-1]["State"] == "PENDING":
+                runs[-1] = dict(runs[-1], Reason=queue[job_id]["Reason"])
+        events, checked = [], [r["job_key"] for r in rows if r not in asked]
+        for row in settle:
             runs = found.get(row["job_id"])
             if not runs:
                 # accounting lags at a job's end (and forgets nothing): ask again later;
@@ -3212,7 +3324,8 @@ class Watchdog(threading.Thread):
                 if row.get("ended_at") is None and row["last_event_time"] < iso_at(now - 86400):
                     checked.append(row["job_key"])
                 continue
-            new, holds = slurm_verdict(row, runs, stamp)
+            q = queue.get(row["job_id"])
+            new, holds = slurm_verdict(row, runs, stamp, q and q["State"])
             events += new
             if holds is not None:
                 reason = None if holds == "release" else "the job was requeued: REQUEUED " \
@@ -3220,13 +3333,21 @@ class Watchdog(threading.Thread):
                 self.db.run(lambda tx: tx.outbox_release(row["job_key"], reason), write=True)
             if row.get("ended_at") is not None or new:
                 checked.append(row["job_key"])
-            elif row["status"] in OPEN_TO_CHECK:
-                checked.append(row["job_key"])   # asked: wait a round before asking again
         self.write(events)
+        # what the jobs that ended used, on all their nodes (the wrapper saw its own)
+        ended = [r for r in settle if r["job_key"] in checked and found.get(r["job_id"]) and
+                 found[r["job_id"]][-1]["State"].split()[0] in SLURM_STATES]
+        used = self.slurm.usage([r["job_id"] for r in ended]) if ended and \
+            self.slurm.accounting else {}
 
         def mark(tx):
             tx.mark_checked([r["job_key"] for r in rows], stamp, "asked_at")
+            tx.queued(dict((r["job_key"], (queue[r["job_id"]]["State"][:32],
+                                           queue[r["job_id"]]["Reason"][:255])
+                            if r["job_id"] in queue else (None, None)) for r in running), stamp)
             tx.mark_checked(checked, stamp)
+            tx.record_usage(dict((r["job_key"], used[r["job_id"]]) for r in ended
+                                 if r["job_id"] in used))
         self.db.run(mark, write=True)
 
     def read_spool(self, root):
@@ -3258,7 +3379,15 @@ class Watchdog(threading.Thread):
         found = spool.heartbeats()
         for gone in set(seen) - set(job_id for job_id, _, _ in found):
             del seen[gone]
+        # a job that has ended beats no more: a file its wrapper could not remove
+        # (killed, or cut off and still writing) goes
+        ended = self.db.run(lambda tx: tx.ended_ids(set(job_id for job_id, _, _ in found))) \
+            if found else set()
+        for job_id in ended:
+            spool.forget_beat(job_id)
         for job_id, epoch, sample in found:
+            if job_id in ended:
+                continue
             if seen.get(job_id) == epoch:
                 continue          # read in an earlier round: no news
             seen[job_id] = epoch
@@ -4270,8 +4399,9 @@ def openapi_schemas():
             schema["minimum"] = 0
         if c.name == "status":
             schema["enum"] = list(STATUSES)
-        elif c.name == "meta":
-            schema = {"type": "object", "additionalProperties": True, "description": c.shown}
+        elif c.name in ("meta", "slurm_usage"):
+            schema = {"type": "object", "additionalProperties": True, "description": c.shown,
+                      "nullable": c.name != "meta"}
         job["properties"][c.name] = schema
     job["properties"]["verified"] = {
         "type": "boolean", "description": "the service read Slurm's record after the "
@@ -5662,6 +5792,11 @@ class Dashboard(object):
             rows.append(("Exit code" if end[0] == "exit" else "Signal", esc(end[1])))
         elif job.get("signal"):   # reached the job, did not end it (yet)
             rows.append(("Last signal", esc(job["signal"])))
+        if job.get("slurm_state") and status not in ENDED:
+            rows.append(("In Slurm's queue", "%s%s (asked %s)" % (
+                esc(job["slurm_state"]), ", waiting: %s" % esc(job["slurm_reason"])
+                if job.get("slurm_reason") not in (None, "", "None") else "",
+                shown_time(job.get("asked_at"), seconds=True))))
         if job.get("reason"):
             rows.append(("Reason", esc(job["reason"])))
         if job.get("message"):
@@ -5723,10 +5858,15 @@ class Dashboard(object):
 
     def resources(self, job, meta, now):
         usage = meta.get("usage") or {}
+        slurm = job.get("slurm_usage") or {}
         rows = []
-        cpu_time = meta.get("cpu_time", usage.get("cpu_time"))
-        cpus = meta.get("cpus")
-        eff = meta.get("cpu_efficiency")
+        # Slurm's accounting counts every node of the job; the wrapper, its own
+        whose = " (Slurm's accounting, all nodes)" if slurm else \
+            " (the batch node's, as the wrapper saw it)" if meta.get("cpu_time") is not None \
+            else ""
+        cpu_time = slurm.get("cpu_time", meta.get("cpu_time", usage.get("cpu_time")))
+        cpus = slurm.get("cpus", meta.get("cpus"))
+        eff = slurm.get("cpu_efficiency", meta.get("cpu_efficiency"))
         start, end = epoch_of(job.get("started_at")), epoch_of(job.get("ended_at"))
         wall = job.get("elapsed") if job.get("elapsed") is not None else (
             (end or now) - start if start else None)
@@ -5741,8 +5881,10 @@ class Dashboard(object):
                 "%.1f%% of %s CPU%s" % (eff, esc(cpus or "?"), "" if cpus == 1 else "s")
                 if eff is not None else "",
                 "; " if eff is not None and cpu_time is not None else "",
-                "CPU time %s" % slm.duration_text(cpu_time) if cpu_time is not None else "")))
-        peak = meta.get("peak_memory_mb", meta.get("max_rss_mb", usage.get("rss_mb")))
+                "CPU time %s" % slm.duration_text(cpu_time) if cpu_time is not None else "") +
+                whose))
+        peak = slurm.get("max_rss_mb", meta.get("peak_memory_mb", meta.get(
+            "max_rss_mb", usage.get("rss_mb"))))
         limit = meta.get("memory_limit_mb", usage.get("memory_limit_mb"))
         if peak is not None:
             share = round(100.0 * peak / limit, 1) if limit else None
@@ -5843,6 +5985,21 @@ class Dashboard(object):
 # Server: HTTP/1.1 with keep-alive on a bounded pool of workers, each answer in
 # one send
 # ---------------------------------------------------------------------------
+
+
+def open_files_limit():
+    """The soft limit of open files, raised to the hard one (every idle
+    connection holds a descriptor)."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            target = min(hard if hard != resource.RLIM_INFINITY else 65536, 1 << 20)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        return soft
+    except (ImportError, OSError, ValueError):
+        return 1024
 
 
 class SocketReader(object):
@@ -6293,21 +6450,6 @@ class PooledServer(object):
             except OSError:
                 pass
         self._pool.shutdown(wait=False)
-
-
-def open_files_limit():
-    """The soft limit of open files, raised to the hard one (every idle
-    connection holds a descriptor)."""
-    try:
-        import resource
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if hard == resource.RLIM_INFINITY or hard > soft:
-            target = min(hard if hard != resource.RLIM_INFINITY else 65536, 1 << 20)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        return soft
-    except (ImportError, OSError, ValueError):
-        return 1024
 
 
 def make_server(host, port, app, access_log=False, workers=64):
