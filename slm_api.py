@@ -188,6 +188,8 @@ COLUMNS = tuple(Column(*row) for row in (
     ("slurm_jobs", "heartbeat_at", "TEXT", "VARCHAR(32) NULL", 2, "its latest heartbeat"),
     ("slurm_jobs", "heartbeat_interval", "REAL", "DOUBLE NULL", 2, "seconds between its "
      "heartbeats"),
+    ("slurm_jobs", "beat", "TEXT", "TEXT NULL", 4, "what its latest heartbeat measured: "
+     "rss_mb, cpu_time, output_bytes, memory_limit_mb"),
     ("slurm_jobs", "checked_at", "TEXT", "VARCHAR(32) NULL", 2, None),
     # when the reconciler last asked Slurm (answered or not): its queue's order
     ("slurm_jobs", "asked_at", "TEXT", "VARCHAR(32) NULL", 3, "when the service last asked "
@@ -954,7 +956,8 @@ def job_json(row):
     """A job row as the API shows it."""
     out = dict((k, v) for k, v in row.items() if k not in HIDDEN_JOB_COLUMNS)
     out["meta"] = json.loads(row["meta"]) if row.get("meta") else {}
-    out["slurm_usage"] = json.loads(row["slurm_usage"]) if row.get("slurm_usage") else None
+    for name in ("slurm_usage", "beat"):
+        out[name] = json.loads(row[name]) if row.get(name) else None
     # Slurm's record was read after the run ended: its verdict, if it had one
     # to give, is in (`slm watch` waits for it where a requeue may hide)
     out["verified"] = bool(row.get("ended_at") and row.get("checked_at") and
@@ -1593,18 +1596,26 @@ class Tx(object):
                     counts.setdefault(key, {})[status or "UNKNOWN"] = int(n)
         return counts
 
-    def record_heartbeats(self, rows, beats):
-        """Apply heartbeat samples (dicts) to locked job rows (in place)."""
-        for beat in beats:
-            row = rows[beat["key"]]
-            if event_run(beat) < (row.get("restarts") or 0):
-                continue            # an earlier run's wrapper, still alive
-            if row.get("heartbeat_at") is None or beat["time"] > row["heartbeat_at"]:
-                row["heartbeat_at"] = beat["time"]
-                row["heartbeat_interval"] = beat["interval"]
-                meta = json.loads(row["meta"]) if row.get("meta") else {}
-                meta["usage"] = dict((k, beat[k]) for k in HEARTBEAT_SAMPLES if k in beat)
-                row["meta"] = compact_json(meta)
+    def record_beats(self, beats):
+        """Store the latest heartbeat of jobs: [(job key, time, interval, sample,
+        run)], each only if newer than the job's and of its current run."""
+        if beats:
+            self.cur.executemany(self.dialect.sql(
+                "UPDATE slurm_jobs SET heartbeat_at = ?, heartbeat_interval = ?, beat = ? WHERE"
+                " job_key = ? AND restarts <= ? AND (heartbeat_at IS NULL OR heartbeat_at < ?)"),
+                [(when, interval, compact_json(sample), key, run, when)
+                 for key, when, interval, sample, run in beats])
+
+    def beat_targets(self, keys):
+        """{job key: its owner} of those of keys that are jobs with events."""
+        found = {}
+        for part in chunks(sorted(keys), 500):
+            for key, user in self.rows("SELECT job_key, %s FROM slurm_jobs WHERE job_key IN (%s)"
+                                       " AND event_count > 0" % (quote("user"),
+                                                                 ", ".join("?" * len(part))),
+                                       part):
+                found[key] = user
+        return found
 
     def silent_jobs(self, now_epoch, grace, listening_since=0.0, limit=500):
         """Jobs that run by their status but missed `grace` heartbeat intervals
@@ -2583,13 +2594,12 @@ class OutboxSender(threading.Thread):
 
 
 class Write(object):
-    """One request's events (or heartbeats) waiting to be written, then its answer."""
+    """One request's events waiting to be written, then its answer."""
 
-    __slots__ = ("items", "beats", "who", "done", "answer", "error", "stored", "disputed")
+    __slots__ = ("items", "who", "done", "answer", "error", "stored", "disputed")
 
-    def __init__(self, items, who, beats=()):
+    def __init__(self, items, who):
         self.items = items
-        self.beats = list(beats)     # each with its job's "key" (see Ingestor._beat_keys)
         self.who = who
         self.done = False
         self.answer = None
@@ -2598,16 +2608,15 @@ class Write(object):
         self.disputed = ()   # job keys another user's row holds (403 unless Slurm says ours)
 
     def job_keys(self, keys):
-        """The jobs this request writes to (keys: JobKeys): its events', its
-        heartbeats', and the arrays its events are tasks of (a task counts in
-        its array's roll-up)."""
+        """The jobs this request writes to (keys: JobKeys): its events', and
+        the arrays its events are tasks of (a task counts in its array's roll-up)."""
         found = []
         for incoming in self.items:
             event = incoming.event
             found.append(keys.of(event))
             if event.get("array_job_id") and event["array_job_id"] != event["job_id"]:
                 found.append(keys.array(event))
-        return found + [b["key"] for b in self.beats if b.get("key")]
+        return found
 
 
 class Changes(object):
@@ -2693,18 +2702,12 @@ class Ingestor(object):
         # Slurm says whose a job is when two users' tokens claim it
         self.slurm = None
         self.log = None
-        # SLM_PRIVATE_DATA=jobs: a heartbeat for another user's job is answered
-        # as one for no job (whether it exists is not theirs to learn)
-        self.private = False
 
-    def submit(self, items, who=None, beats=(), settle=True):
-        """Store a request's Incoming events (or heartbeats); return its answer."""
+    def submit(self, items, who=None, settle=True):
+        """Store a request's Incoming events; return its answer."""
         items = attribute(who, items)
-        if who is not None and who.user is not None:
-            beats = [b if b.get("user") is not None else dict(b, user=who.user) for b in beats]
         check_authorship(who, items)
-        check_authorship(who, [Incoming(b, "", None) for b in beats])
-        write = Write(items, who, beats)
+        write = Write(items, who)
         with self._cond:
             self._queue.append(write)
             while not write.done and (self._writing or self._queue[0] is not write):
@@ -2724,7 +2727,7 @@ class Ingestor(object):
         if write.disputed and settle and self.slurm is not None and \
                 isinstance(write.error, ApiError) and self._settle(write):
             # asked outside the group's transaction: Slurm's answer holds up no one else
-            return self.submit(items, who, beats, settle=False)
+            return self.submit(items, who, settle=False)
         if write.error is not None:
             raise write.error
         return write.answer
@@ -2733,7 +2736,7 @@ class Ingestor(object):
         """The group to write now: first, then round-robin across the tokens."""
         self._queue.remove(first)
         group = [first]
-        events = len(first.items) + len(first.beats)
+        events = len(first.items)
         size = sum(len(i.raw) for i in first.items)
         by_who = collections.OrderedDict()
         for w in self._queue:
@@ -2743,13 +2746,13 @@ class Ingestor(object):
             for lane in list(lanes):
                 w = lane[0]
                 more = sum(len(i.raw) for i in w.items)
-                if events + len(w.items) + len(w.beats) > self.MAX_EVENTS or \
+                if events + len(w.items) > self.MAX_EVENTS or \
                         size + more > self.MAX_BYTES:
                     lanes = []
                     break
                 lane.popleft()
                 group.append(w)
-                events += len(w.items) + len(w.beats)
+                events += len(w.items)
                 size += more
                 if not lane:
                     lanes.remove(lane)
@@ -2805,11 +2808,7 @@ class Ingestor(object):
         """The one transaction of a group; sets each request's answer."""
         keys = JobKeys(tx.keys_of(set(
             job_id for w in group for i in w.items for job_id in
-            (i.event["job_id"], i.event.get("array_job_id")) if job_id) |
-            set(b["job_id"] for w in group for b in w.beats)))
-        for w in group:
-            for b in w.beats:
-                b["key"] = keys.of(b)
+            (i.event["job_id"], i.event.get("array_job_id")) if job_id)))
         # the job rows first (locked, made if missing), with the rows of the
         # arrays they are tasks of: a user's token may add to its own user's
         # jobs and arrays only (a job nobody owns is nobody's to take), and
@@ -2823,12 +2822,6 @@ class Ingestor(object):
             if w.who is not None and w.who.role != "admin":
                 theirs = [key for key in w.job_keys(keys) if owners[key] != w.who.user and
                           (owners[key] is not None or key in existed)]
-                if theirs and self.private and not w.items:
-                    # heartbeats only: another user's job looks like no job at all
-                    for b in w.beats:
-                        if b["key"] in theirs:
-                            b["key"] = None
-                    theirs = []
                 if theirs:
                     w.disputed = theirs
                     w.error = ApiError(403, "job %s belongs to another user"
@@ -2860,9 +2853,7 @@ class Ingestor(object):
                     row["relay"] = compact_json(incoming.relay)
             if unowned and row.get("user") is not None and key in existed:
                 tx.own_events(key, row["user"])   # its earlier events are its owner's too
-        beats = [b for w in allowed for b in w.beats if b["key"] and rows[b["key"]]["event_count"]]
-        tx.record_heartbeats(rows, beats)
-        tx.write_jobs([rows[key] for key in sorted(set(by_job) | set(b["key"] for b in beats))])
+        tx.write_jobs([rows[key] for key in sorted(by_job)])
         for key, row in rows.items():
             if not row["event_count"]:
                 tx.forget_unreported_job(key)   # made by the lock for nothing stored
@@ -2898,18 +2889,135 @@ class Ingestor(object):
         tx.outbox_add(outbox)
         for w in allowed:
             w.stored = [i.event for v, i in new if v is w]
-            if w.items:
-                answer = {"accepted": len(w.stored),
-                          "duplicates": len(w.items) - len(w.stored)}
-            else:
-                answer = {"accepted": sum(1 for b in w.beats
-                                          if b["key"] and rows[b["key"]]["event_count"])}
-                answer["unknown"] = len(w.beats) - answer["accepted"]
+            answer = {"accepted": len(w.stored), "duplicates": len(w.items) - len(w.stored)}
             if refused[id(w)]:
                 # the events are stored; only their relay to hosts outside the allow-list is not
                 answer["refused_notifications"] = refused[id(w)]
             w.answer = answer
         return bool(outbox)
+
+
+class Heartbeats(threading.Thread):
+    """The latest heartbeat of each job, kept in memory and written every
+    FLUSH seconds in one transaction.  A heartbeat is no event (never
+    journalled, never notified: only the latest counts), so it needs no
+    transaction of its own: a request costs a look at memory, and a job's
+    owner is read from the database when it has not been for KNOWN seconds.
+    A service that stops writes what it holds; one that dies loses at most
+    FLUSH seconds of liveness, far less than the 3 intervals (60 s apart by
+    default) the watchdog waits before it calls a job LOST."""
+
+    FLUSH = 5.0
+    KNOWN = 60.0          # how long a job's key and owner are remembered
+    UNKNOWN = 2.0         # ... and that there is no such job (its first event may be coming)
+
+    def __init__(self, db, private=False, log=None, flush=None):
+        threading.Thread.__init__(self, name="slm-heartbeats", daemon=True)
+        self.db = db
+        self.FLUSH = flush or self.FLUSH
+        # SLM_PRIVATE_DATA=jobs: a heartbeat for another user's job is answered
+        # as one for no job (whether it exists is not theirs to learn)
+        self.private = private
+        self.log = log or say
+        self._pending = {}    # job key -> (time, interval, sample, run)
+        self._jobs = {}       # (cluster, job id) -> (key or None, owner, when looked up)
+        self._lock = threading.Lock()
+        self._due = None      # when what is held must be written
+        self._wake = threading.Event()
+        self.stopping = threading.Event()
+
+    def add(self, who, beats):
+        """Take a request's heartbeats (validated); its answer, or ApiError 403."""
+        if who is not None and who.user is not None:
+            beats = [b if b.get("user") is not None else dict(b, user=who.user) for b in beats]
+        check_authorship(who, [Incoming(b, "", None) for b in beats])
+        targets = self._targets(set((b.get("cluster"), b["job_id"]) for b in beats))
+        accepted = []
+        for b in beats:
+            key, owner = targets[(b.get("cluster"), b["job_id"])]
+            if key is None:
+                continue
+            if who is not None and who.role != "admin" and owner != who.user:
+                if self.private:
+                    continue       # another user's job looks like no job at all
+                raise ApiError(403, "job %s belongs to another user" % b["job_id"][:128])
+            accepted.append((key, b))
+        now = time.time()
+        with self._lock:
+            for key, b in accepted:
+                if key not in self._pending or self._pending[key][0] < b["time"]:
+                    self._pending[key] = (b["time"], b["interval"], dict(
+                        (k, b[k]) for k in HEARTBEAT_SAMPLES if k in b), event_run(b))
+                # written well within the job's interval (a job beating every
+                # second is not to look silent to the watchdog meanwhile)
+                due = now + min(self.FLUSH, b["interval"] / 3.0)
+                if self._due is None or due < self._due:
+                    self._due = due
+                    self._wake.set()
+        return {"accepted": len(accepted), "unknown": len(beats) - len(accepted)}
+
+    def _targets(self, pairs):
+        """{(cluster, job id): (the job's key or None when there is no such job,
+        its owner)}, from memory or, for what is not known there, the database."""
+        now, found, missing = time.time(), {}, []
+        with self._lock:
+            for pair in pairs:
+                known = self._jobs.get(pair)
+                if known is not None and now - known[2] < (self.KNOWN if known[0] else
+                                                            self.UNKNOWN):
+                    found[pair] = known[:2]
+                else:
+                    missing.append(pair)
+        if missing:
+            def look(tx):
+                keys = JobKeys(tx.keys_of(set(job_id for _, job_id in missing)))
+                resolved = dict((pair, keys(*pair)) for pair in missing)
+                return resolved, tx.beat_targets(set(resolved.values()))
+            resolved, owners = self.db.run(look)
+            with self._lock:
+                if len(self._jobs) > 200000:
+                    self._jobs.clear()
+                for pair in missing:
+                    key = resolved[pair] if resolved[pair] in owners else None
+                    found[pair] = (key, owners.get(key))
+                    self._jobs[pair] = (key, owners.get(key), now)
+        return found
+
+    def flush(self):
+        """Write what is held (kept for the next time when the database is away)."""
+        with self._lock:
+            pending, self._pending, self._due = self._pending, {}, None
+        if not pending:
+            return
+        try:
+            self.db.run(lambda tx: tx.record_beats(
+                [(key,) + beat for key, beat in sorted(pending.items())]), write=True)
+        except StoreError as e:
+            self.log("heartbeats: database unavailable (%s); kept for the next try" % e)
+            with self._lock:
+                for key, beat in pending.items():
+                    if key not in self._pending or self._pending[key][0] < beat[0]:
+                        self._pending[key] = beat
+
+    def run(self):
+        while not self.stopping.is_set():
+            with self._lock:
+                wait = self.FLUSH if self._due is None else max(0.0, self._due - time.time())
+            if self._wake.wait(wait) and wait > 0:
+                self._wake.clear()
+                continue          # an earlier due time: wait for that one
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception as e:    # the writer must outlive any one odd beat
+                self.log("heartbeats: unexpected %s" % describe_error(e))
+
+    def stop(self, wait=5.0):
+        self.stopping.set()
+        self._wake.set()
+        if self.is_alive():
+            self.join(wait)
+        self.flush()
 
 
 # ---------------------------------------------------------------------------
@@ -3202,6 +3310,7 @@ class Watchdog(threading.Thread):
         self.rounds = 0
         self.listening_since = time.time()   # silence before it proves nothing
         self.beats_read = {}                 # spool -> {job id: the beat file's mtime}
+        self.heartbeats = None               # where the beats read from spools go
 
     def stop(self, wait=5.0):
         self.stopping.set()
@@ -3395,9 +3504,9 @@ class Watchdog(threading.Thread):
                 beats.append(validate_heartbeat(dict(sample, job_id=job_id, time=iso_at(epoch))))
             except ValueError:
                 continue
-        if beats:
+        if beats and self.heartbeats is not None:
             try:
-                self.ingestor.submit([], who, beats=beats)
+                self.heartbeats.add(who, beats)
             except (ApiError, StoreError):
                 pass
 
@@ -4399,7 +4508,7 @@ def openapi_schemas():
             schema["minimum"] = 0
         if c.name == "status":
             schema["enum"] = list(STATUSES)
-        elif c.name in ("meta", "slurm_usage"):
+        elif c.name in ("meta", "slurm_usage", "beat"):
             schema = {"type": "object", "additionalProperties": True, "description": c.shown,
                       "nullable": c.name != "meta"}
         job["properties"][c.name] = schema
@@ -4596,7 +4705,7 @@ def json_error_handler(keyring, log):
     return error_page
 
 
-def write_routes(app, ingestor, max_body):
+def write_routes(app, ingestor, heartbeats, max_body):
     """POST /api/v1/events and /api/v1/heartbeats: through the group commit."""
     @endpoint(app, "POST", "/api/v1/events", "store one event or a batch (idempotent on "
               "event_id)", ("stored (or already stored)", "Accepted"),
@@ -4616,7 +4725,7 @@ def write_routes(app, ingestor, max_body):
                                                  "items": {"$ref": "#/components/schemas/"
                                                                    "Heartbeat"}}}}]})
     def post_heartbeats(who):
-        return json_answer(ingestor.submit([], who, beats=parse_heartbeats(read_body(max_body))))
+        return json_answer(heartbeats.add(who, parse_heartbeats(read_body(max_body))))
 
 
 # A job is its id on its cluster: where an id is a job on several clusters,
@@ -4826,8 +4935,8 @@ def ops_routes(app, db, metrics, log):
         return json_answer(document[0])
 
 
-def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, public=(),
-             max_body=MAX_BODY, pages=None, hosts=None):
+def make_app(db, ingestor, heartbeats, keyring, metrics, log, access=None, limiter=None,
+             public=(), max_body=MAX_BODY, pages=None, hosts=None):
     """The Bottle application: the routes, on what it is handed.
 
     public: which of "healthz" and "metrics" answer without a token.
@@ -4840,7 +4949,7 @@ def make_app(db, ingestor, keyring, metrics, log, access=None, limiter=None, pub
     app.service_plugin = ServicePlugin(db, keyring, metrics, log, limiter, public, hosts)
     app.install(app.service_plugin)
     app.default_error_handler = json_error_handler(keyring, log)
-    write_routes(app, ingestor, max_body)
+    write_routes(app, ingestor, heartbeats, max_body)
     read_routes(app, db, ingestor, reads)
     ops_routes(app, db, metrics, log)
     if pages is not None:
@@ -5857,7 +5966,7 @@ class Dashboard(object):
                     "".join(steps)))
 
     def resources(self, job, meta, now):
-        usage = meta.get("usage") or {}
+        usage = job.get("beat") or {}
         slurm = job.get("slurm_usage") or {}
         rows = []
         # Slurm's accounting counts every node of the job; the wrapper, its own
@@ -6485,7 +6594,7 @@ class Service(object):
     def __init__(self, db, policy, keyring, log=None, outbox_poll=1.0, send_timeout=10.0,
                  backoff_scale=1.0, access=None, limiter=None, public=(), slurm=None,
                  watch_interval=15.0, spools=(), group_settle=60.0, switch_interval=0.0005,
-                 hosts=None):
+                 hosts=None, beat_flush=None):
         self.db = db
         self.switch_interval = switch_interval
         self.policy = policy
@@ -6506,13 +6615,16 @@ class Service(object):
         self.ingestor.notified = self.sender.wakeup.set
         self.ingestor.slurm = slurm
         self.ingestor.log = diag
-        self.ingestor.private = bool(access is not None and access.private_jobs)
+        self.heartbeats = Heartbeats(db, private=bool(access is not None and access.private_jobs),
+                                     log=diag, flush=beat_flush)
         self.watchdog = Watchdog(db, self.ingestor, slurm, interval=watch_interval,
                                  spools=spools, private=keyring.tokens_file is not None,
                                  log=diag, group_settle=group_settle)
         keyring.log = diag
         keyring.sessions = Sessions(db)
-        self.app = make_app(db, self.ingestor, keyring, self.metrics, diag, access=access,
+        self.watchdog.heartbeats = self.heartbeats
+        self.app = make_app(db, self.ingestor, self.heartbeats, keyring, self.metrics, diag,
+                            access=access,
                             limiter=limiter, public=public, pages=Dashboard(log=diag).install,
                             hosts=hosts)
         self.started = False
@@ -6527,6 +6639,7 @@ class Service(object):
             sys.setswitchinterval(self.switch_interval)
             self.sender.start()
             self.watchdog.start()
+            self.heartbeats.start()
         return self
 
     def stop(self):
@@ -6534,6 +6647,7 @@ class Service(object):
         if self.started:
             self.watchdog.stop()
             self.sender.stop()
+            self.heartbeats.stop()        # what it holds is written
         self.db.close()
 
 
@@ -6587,7 +6701,8 @@ def build_service(env, db=None, log=None, spools=()):
                                  site=[d.url for d in policy.hooks]),
                    limiter=request_limiter(env.get("SLM_RATE_LIMIT", "")), public=public,
                    switch_interval=env_seconds(env, "SLM_SWITCH_INTERVAL", 0.0005),
-                   hosts=allowed_hosts(env, keyring.required))
+                   hosts=allowed_hosts(env, keyring.required),
+                   beat_flush=env_seconds(env, "SLM_HEARTBEAT_FLUSH", Heartbeats.FLUSH))
 
 
 class Application(object):
