@@ -5,11 +5,11 @@ WSGI server would build it), on a throw-away SQLite store.  The last ones run
 `python slm_api.py` as a subprocess: keep-alive, refusal to listen
 unprotected, signals, and secrets kept out of its stderr.
 """
+import functools
 import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,20 +20,14 @@ import pytest
 
 import scaffold
 import slm_api
+from scaffold import call, post
 
 SLM_API = scaffold.SLM_API
 
 NASTY = "x'); DROP TABLE slurm_jobs; -- \" \\ % _ ` <b>&amp; 🚀 数据 é \u0000 \t end"
 
-
-def event(job_id="100", status="RUNNING", when="2026-11-30T03:40:41.123Z", seq=1, **extra):
-    return scaffold.event(job_id, status, when, seq, **extra)
-
-
-def call(app, method, path, body=None, headers=None, token=None):
-    r = scaffold.call(app, method, path, body, headers, token)
-    assert r.headers["content-length"] == str(len(r.body))
-    return r
+# the events of this file happen at one fixed time, unless they say otherwise
+event = functools.partial(scaffold.event, when="2026-11-30T03:40:41.123Z")
 
 
 def assert_json_error(r, status):
@@ -44,8 +38,8 @@ def assert_json_error(r, status):
 
 
 def make_service(db, logs, **env):
-    """The service as slm_api.py builds it, with diagnostics into logs."""
-    return slm_api.build_service(env, db=db, log=logs.append)
+    """The service in this process, with diagnostics into logs."""
+    return scaffold.build_service(db, env, log=logs.append)
 
 
 @pytest.fixture
@@ -54,19 +48,15 @@ def logs():
 
 
 @pytest.fixture
-def service(tmp_path, logs):
-    s = make_service(str(tmp_path / "api.db"), logs)
+def service_in_process(tmp_path, logs):
+    s = make_service(tmp_path / "api.db", logs)
     yield s
     s.stop()
 
 
 @pytest.fixture
-def app(service):
-    return service.app
-
-
-def post(app, body, **kw):
-    return call(app, "POST", "/api/v1/events", body, **kw)
+def app(service_in_process):
+    return service_in_process.app
 
 
 def q(text):
@@ -193,7 +183,8 @@ def test_huge_body_is_413_without_reading_it(app):
     environ = {}
     setup_testing_defaults(environ)
     environ.update(REQUEST_METHOD="POST", PATH_INFO="/api/v1/events",
-                   CONTENT_LENGTH=str(slm_api.MAX_BODY + 1), **{"wsgi.input": Untouchable()})
+                   CONTENT_TYPE="application/json", CONTENT_LENGTH=str(slm_api.MAX_BODY + 1),
+                   **{"wsgi.input": Untouchable()})
     got = {}
     out = b"".join(app(environ, lambda s, h, e=None: got.update(status=s)))
     assert got["status"].startswith("413") and "error" in json.loads(out)
@@ -205,7 +196,8 @@ def test_body_just_over_limit_is_413(app):
 
 
 def test_chunked_body_is_411(app):
-    r = call(app, "POST", "/api/v1/events", headers={"Transfer-Encoding": "chunked"})
+    r = call(app, "POST", "/api/v1/events", headers={"Transfer-Encoding": "chunked",
+                                                     "Content-Type": "application/json"})
     assert_json_error(r, 411)
 
 
@@ -288,7 +280,7 @@ def test_404_and_405_are_json(app):
 
 
 def test_token_required(tmp_path, logs):
-    app = make_service(str(tmp_path / "t.db"), logs, SLM_API_TOKEN="s3cret-token").app
+    app = make_service(tmp_path / "t.db", logs, SLM_API_TOKEN="s3cret-token").app
     e = event()
     assert "token" in assert_json_error(post(app, e), 401)
     r = post(app, e, token="wrong-token")
@@ -306,25 +298,25 @@ def test_token_required(tmp_path, logs):
     assert call(app, "GET", "/healthz", token="s3cret-token").status == 200
     assert call(app, "GET", "/metrics", token="s3cret-token").status == 200
     assert call(app, "GET", "/openapi.json").status == 200
-    opened = make_service(str(tmp_path / "o.db"), logs, SLM_API_TOKEN="s3cret-token",
+    opened = make_service(tmp_path / "o.db", logs, SLM_API_TOKEN="s3cret-token",
                           SLM_PUBLIC="healthz,metrics").app
     assert call(opened, "GET", "/healthz").status == 200
     assert call(opened, "GET", "/metrics").status == 200
     assert not any("s3cret" in line or "wrong-token" in line for line in logs)
 
 
-def test_healthz(app, service):
+def test_healthz(app, service_in_process):
     r = call(app, "GET", "/healthz")
     assert (r.status, r.json) == (200, {"ok": True, "backend": "sqlite",
                                         "database": "reachable"})
-    service.db.close()
+    service_in_process.db.close()
     r = call(app, "GET", "/healthz")
     assert (r.status, r.json) == (503, {"ok": False, "backend": "sqlite",
                                         "database": "unreachable"})
 
 
-def test_database_down_is_503(app, service, logs):
-    service.db.close()
+def test_database_down_is_503(app, service_in_process, logs):
+    service_in_process.db.close()
     assert "database" in assert_json_error(post(app, event()), 503)
     assert_json_error(call(app, "GET", "/api/v1/jobs"), 503)
     assert_json_error(call(app, "GET", "/api/v1/jobs/1"), 503)
@@ -336,10 +328,7 @@ def test_database_down_is_503(app, service, logs):
 
 def test_mysql_refusing_connections_is_503(logs):
     pytest.importorskip("pymysql")
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = scaffold.free_port()
     app = make_service("mysql://root:pw-SECRET-1@127.0.0.1:%d/slm" % port, logs).app
     assert_json_error(post(app, event()), 503)
     r = call(app, "GET", "/healthz")
@@ -415,8 +404,8 @@ def test_metrics(app):
 
 
 def test_services_are_independent(tmp_path):
-    a = make_service(str(tmp_path / "a.db"), []).app
-    b = make_service(str(tmp_path / "b.db"), [], SLM_API_TOKEN="t").app
+    a = make_service(tmp_path / "a.db", []).app
+    b = make_service(tmp_path / "b.db", [], SLM_API_TOKEN="t").app
     assert post(a, event()).status == 200
     assert post(b, event()).status == 401
     assert call(b, "GET", "/api/v1/jobs", token="t").json["total"] == 0
@@ -461,10 +450,11 @@ def server_factory(tmp_path):
 
 
 def request(conn, method, path, body=None, headers=None):
+    """One request on a kept connection: (status, headers, body); a body is JSON."""
     headers = dict(headers or {})
-    if body is not None and not isinstance(body, bytes):
-        body = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
+    if body is not None:
+        body = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
     conn.request(method, path, body=body, headers=headers)
     r = conn.getresponse()
     data = r.read()
@@ -542,10 +532,7 @@ def test_non_loopback_with_insecure_or_token_listens(server_factory, tmp_path):
 
 def test_secrets_never_in_server_output(server_factory, tmp_path):
     pytest.importorskip("pymysql")
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    dead_port = s.getsockname()[1]
-    s.close()
+    dead_port = scaffold.free_port()
     token, password, wrong = "TOKEN-sekrit-1", "PASSWORD-sekrit-2", "WRONG-sekrit-3"
     srv = server_factory("mysql://root:%s@127.0.0.1:%d/slm" % (password, dead_port),
                          ["--access-log"], SLM_API_TOKEN=token)
@@ -589,7 +576,7 @@ def test_module_level_application_sends_relayed_notifications(tmp_path, monkeypa
     """The WSGI entry point starts the outbox sender, as `python slm_api.py` does."""
     hook = scaffold.HttpSink()
     monkeypatch.setenv("SLM_DB_URL", "sqlite:///" + str(tmp_path / "wsgi.db"))
-    monkeypatch.setenv("SLM_RELAY_ALLOW", "127.0.0.1")
+    monkeypatch.setenv("SLM_RELAY_ALLOW", scaffold.RELAY_ALLOW)
     monkeypatch.setenv("SLM_OUTBOX_POLL", "0.1")
     monkeypatch.delenv("SLM_API_TOKEN", raising=False)
     entry = slm_api.Application()
@@ -655,8 +642,7 @@ def test_main_and_gunicorn_behave_the_same(server, tmp_path):
     """Stored events, errors, the token, and relayed notifications sent once."""
     hook = scaffold.HttpSink()
     db = str(tmp_path / "same.db")
-    settings = {"SLM_API_TOKEN": "tok-same", "SLM_RELAY_ALLOW": "127.0.0.1",
-                "SLM_OUTBOX_POLL": "0.1"}
+    settings = {"SLM_API_TOKEN": "tok-same", "SLM_OUTBOX_POLL": "0.1"}
     if server == "gunicorn":
         svc = gunicorn(db, tmp_path, "tok-same", settings)
     else:

@@ -20,7 +20,8 @@ FAILED = {"schema": "slm.event/1", "event_id": "e1", "job_id": "4242", "status":
 
 
 def body_of(fmt, event=FAILED, url="https://example.org/hook/x", **kw):
-    post_url, body = slm.notification_request(fmt, url, event, **kw)
+    """(the URL posted to, the JSON body) of the notice in format fmt."""
+    _, post_url, body, _ = slm.FORMATS[fmt].request(url, event, **kw)
     return post_url, json.loads(body.decode("utf-8"))
 
 
@@ -133,15 +134,14 @@ def test_ntfy_json_publish():
 def test_huge_messages_are_truncated_not_refused(fmt):
     event = dict(FAILED, job_name="名" * 5000, message="x" * 50000,
                  output_tail="\n".join("line %d %s" % (i, "é" * 80) for i in range(500)))
-    _, raw = slm.notification_request(fmt, "https://example.org/h/t", event)
-    body = json.loads(raw.decode())
+    _, body = body_of(fmt, event, "https://example.org/h/t")
     texts = {"slack": lambda b: b["text"], "discord": lambda b: b["content"],
              "feishu": lambda b: b["content"]["text"], "dingtalk": lambda b: b["text"]["content"],
              "wecom": lambda b: b["text"]["content"], "ntfy": lambda b: b["message"],
              "teams": lambda b: "".join(x["text"] for x in
                                         b["attachments"][0]["content"]["body"])}
     text = texts[fmt](body)
-    limit = slm.FORMAT_LIMITS[fmt]
+    limit = slm.FORMATS[fmt].limit
     unit_size = len(text.encode()) if fmt in ("feishu", "dingtalk", "wecom", "ntfy") \
         else len(text)
     assert unit_size <= limit + (30000 if fmt == "teams" else 0)
@@ -150,15 +150,15 @@ def test_huge_messages_are_truncated_not_refused(fmt):
 
 def test_chat_errors_inside_200():
     ok = slm.HttpResult(200, b'{"errcode":0,"errmsg":"ok"}')
-    slm.judge_chat_answer("dingtalk", ok)
+    slm.FORMATS["dingtalk"].judge(ok)
     with pytest.raises(slm.DeliveryError) as e:
-        slm.judge_chat_answer("dingtalk", slm.HttpResult(200, b'{"errcode":310000,'
-                                                               b'"errmsg":"sign not match"}'))
+        slm.FORMATS["dingtalk"].judge(slm.HttpResult(200, b'{"errcode":310000,'
+                                                          b'"errmsg":"sign not match"}'))
     assert e.value.permanent
     with pytest.raises(slm.DeliveryError) as e:
-        slm.judge_chat_answer("feishu", slm.HttpResult(200, b'{"code":9499,"msg":"too fast"}'))
+        slm.FORMATS["feishu"].judge(slm.HttpResult(200, b'{"code":9499,"msg":"too fast"}'))
     assert not e.value.permanent
-    slm.judge_chat_answer("slack", slm.HttpResult(200, b"ok"))
+    slm.FORMATS["slack"].judge(slm.HttpResult(200, b"ok"))
 
 
 # ---------------------------------------------------------------------------
@@ -308,3 +308,5 @@ def test_webhook_url_with_credentials_uses_basic_auth(env, sink):
     assert headers["Authorization"] == "Basic " + base64.b64encode(b"alice:s@cret").decode()
     assert sink.requests[0][2]["topic"] == "jobs"
     assert b"cret" not in r.stderr and b"alice" not in r.stderr
+
+

@@ -8,13 +8,11 @@ the expected state was awaited.
 import json
 import re
 import threading
-import time
-import uuid
 
 import pytest
 
 from conftest import MAIN_PYTHON, run_slm
-from scaffold import HttpSink, ScratchDatabase, ServiceProcess
+from scaffold import HttpSink, ScratchDatabase, ServiceProcess, event
 
 
 @pytest.fixture
@@ -26,7 +24,9 @@ def hook():
 
 
 @pytest.fixture
-def service(tmp_path):
+def start_service(tmp_path):
+    """start_service(db=None, **env): slm_api.py as a process (SQLite in
+    tmp_path unless db says otherwise), stopped after the test."""
     made = []
 
     def start(db=None, **env):
@@ -48,14 +48,11 @@ def Service(db, workdir, **env):
     return ServiceProcess(db, workdir, env=env).start()
 
 
-def event(job_id, status, relay_to=None, send=True, **extra):
-    e = {"schema": "slm.event/1", "event_id": uuid.uuid4().hex, "job_id": job_id,
-         "status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-         "seq": extra.pop("seq", 1), "user": "alice"}
-    e.update(extra)
-    if relay_to:
-        e["relay"] = {"to": [{"url": u, "format": "json"} for u in relay_to], "send": send}
-    return e
+def relay_to(*urls, **how):
+    """The relay request of an event (SLM_WEBHOOK_VIA=api): these URLs as JSON
+    hooks, send: whether this event is to be sent (default True)."""
+    return {"to": [{"url": u, "format": how.get("format", "json")} for u in urls],
+            "send": how.get("send", True)}
 
 
 def relayed_env(env, svc, hook_url, **extra):
@@ -67,8 +64,8 @@ def relayed_env(env, svc, hook_url, **extra):
 # ---------------------------------------------------------------------------
 
 
-def test_job_notification_relayed_retried_and_delivered_once(env, hook, service):
-    svc = service()
+def test_job_notification_relayed_retried_and_delivered_once(env, hook, start_service):
+    svc = start_service()
     hook.script = [500, 500]
     r = run_slm(MAIN_PYTHON, ["run", "--", "sh", "-c", "exit 3"],
                 relayed_env(env, svc, "slack+" + hook.url, SLM_NOTIFY_ON="final"))
@@ -88,41 +85,41 @@ def test_job_notification_relayed_retried_and_delivered_once(env, hook, service)
     assert hook.url not in json.dumps(events)
 
 
-def test_429_retry_after_is_honoured(hook, service):
-    svc = service()
+def test_429_retry_after_is_honoured(hook, start_service):
+    svc = start_service()
     hook.script = [429]
-    assert svc.post(event("r429", "FAILED", [hook.url]))[0] == 200
+    assert svc.post(event("r429", "FAILED", user="alice", relay=relay_to(hook.url)))[0] == 200
     hook.wait(lambda: len(hook.delivered) == 1)
     first, second = hook.received[0][0], hook.received[1][0]
     assert second - first >= 0.9     # Retry-After: 1, though the backoff is 0.1 s here
 
 
-def test_400_is_given_up_with_its_reason(hook, service):
-    svc = service()
+def test_400_is_given_up_with_its_reason(hook, start_service):
+    svc = start_service()
     hook.script = [400]
-    svc.post(event("r400", "FAILED", [hook.url]))
+    svc.post(event("r400", "FAILED", user="alice", relay=relay_to(hook.url)))
     rows = svc.wait_notifications("r400", lambda rows: rows and rows[0]["state"] == "failed")
     assert "HTTP 400" in rows[0]["last_error"] and "scripted" in rows[0]["last_error"]
     assert hook.quiet() == 0
     assert len(hook.received) == 1
 
 
-def test_webhook_that_never_answers_is_retried(hook, service):
-    svc = service()
+def test_webhook_that_never_answers_is_retried(hook, start_service):
+    svc = start_service()
     hook.script = ["hang"]
-    svc.post(event("rhang", "COMPLETED", [hook.url]))
+    svc.post(event("rhang", "COMPLETED", user="alice", relay=relay_to(hook.url)))
     hook.wait(lambda: len(hook.delivered) == 1, timeout=30)
     rows = svc.wait_notifications("rhang", lambda rows: rows[0]["state"] == "sent")
     assert rows[0]["attempts"] == 2
     assert "timed out" in rows[0]["last_error"]
 
 
-def test_restart_with_a_full_outbox_loses_and_repeats_nothing(hook, service):
-    svc = service()
+def test_restart_with_a_full_outbox_loses_and_repeats_nothing(hook, start_service):
+    svc = start_service()
     hook.script = [503] * 1000
     ids = []
     for i in range(5):
-        e = event("restart-%d" % i, "COMPLETED", [hook.url])
+        e = event("restart-%d" % i, "COMPLETED", user="alice", relay=relay_to(hook.url))
         ids.append(e["event_id"])
         svc.post(e)
     hook.wait(lambda: len(hook.received) >= 5)
@@ -138,9 +135,10 @@ def test_restart_with_a_full_outbox_loses_and_repeats_nothing(hook, service):
     assert len(hook.delivered) == 5
 
 
-def test_relay_outside_the_allow_list_is_refused(hook, service):
-    svc = service(SLM_RELAY_ALLOW="hooks.slack.com")
-    status, answer = svc.post(event("refused-1", "FAILED", [hook.url]))
+def test_relay_outside_the_allow_list_is_refused(hook, start_service):
+    svc = start_service(SLM_RELAY_ALLOW="hooks.slack.com")
+    status, answer = svc.post(event("refused-1", "FAILED", user="alice",
+                                    relay=relay_to(hook.url)))
     assert status == 200 and answer["accepted"] == 1
     assert answer["refused_notifications"] == 1
     rows = svc.notifications("refused-1")
@@ -150,33 +148,33 @@ def test_relay_outside_the_allow_list_is_refused(hook, service):
     assert svc.get("/api/v1/jobs/refused-1")[1]["status"] == "FAILED"
 
 
-def test_send_false_stores_without_notifying(hook, service):
-    svc = service()
-    svc.post(event("quiet-1", "RUNNING", [hook.url], send=False))
-    svc.post(event("quiet-1", "COMPLETED", [hook.url], seq=2))
+def test_send_false_stores_without_notifying(hook, start_service):
+    svc = start_service()
+    svc.post(event("quiet-1", "RUNNING", user="alice", relay=relay_to(hook.url, send=False)))
+    svc.post(event("quiet-1", "COMPLETED", seq=2, user="alice", relay=relay_to(hook.url)))
     hook.wait(lambda: len(hook.delivered) == 1)
     assert hook.delivered[0]["status"] == "COMPLETED"
 
 
-def test_admin_webhook_hears_every_job(hook, service):
-    svc = service(SLM_WEBHOOK=hook.url, SLM_NOTIFY_ON="final")
-    svc.post(event("admin-1", "RUNNING"))
-    svc.post(event("admin-1", "TIMEOUT", seq=2))
+def test_admin_webhook_hears_every_job(hook, start_service):
+    svc = start_service(SLM_WEBHOOK=hook.url, SLM_NOTIFY_ON="final")
+    svc.post(event("admin-1", "RUNNING", user="alice"))
+    svc.post(event("admin-1", "TIMEOUT", seq=2, user="alice"))
     hook.wait(lambda: len(hook.delivered) == 1)
     assert hook.delivered[0]["status"] == "TIMEOUT"
 
 
-def test_bad_relay_field_is_400(service):
-    svc = service()
-    bad = event("badrelay", "RUNNING")
+def test_bad_relay_field_is_400(start_service):
+    svc = start_service()
+    bad = event("badrelay", "RUNNING", user="alice")
     bad["relay"] = {"to": [{"url": "ftp://x"}], "send": True}
     status, answer = svc.post(bad)
     assert status == 400 and "relay" in answer["error"]
 
 
-def test_array_rollup_after_the_last_task(env, hook, service):
+def test_array_rollup_after_the_last_task(env, hook, start_service):
     """Five tasks through the real wrapper, one failing: a failure notice and one roll-up."""
-    svc = service()
+    svc = start_service()
     relayed_env(env, svc, hook.url)
     env.update(SLURM_ARRAY_JOB_ID="7700", SLURM_ARRAY_TASK_COUNT="5", SLURM_JOB_NAME="sweep")
     for task in range(1, 6):
@@ -203,26 +201,27 @@ def test_array_rollup_after_the_last_task(env, hook, service):
     assert events["events"][0]["tasks"] == {"COMPLETED": 4, "FAILED": 1}
 
 
-def test_array_rows_without_a_known_size_get_no_rollup(service):
-    svc = service()
+def test_array_rows_without_a_known_size_get_no_rollup(start_service):
+    svc = start_service()
     for task in ("1", "2"):
-        svc.post(event("9900_" + task, "COMPLETED", array_job_id="9900", array_task_id=task))
+        svc.post(event("9900_" + task, "COMPLETED", user="alice", array_job_id="9900",
+                       array_task_id=task))
     assert svc.get("/api/v1/jobs/9900")[0] == 404      # no placeholder row left behind
-    svc.post(event("9901_1", "COMPLETED", array_job_id="9901", array_task_id="1",
-                   array_task_count=1))
+    svc.post(event("9901_1", "COMPLETED", user="alice", array_job_id="9901",
+                   array_task_id="1", array_task_count=1))
     assert svc.get("/api/v1/jobs/9901")[1]["status"] == "COMPLETED"
 
 
-def test_two_instances_on_one_mariadb_send_each_notification_once(hook, service):
+def test_two_instances_on_one_mariadb_send_each_notification_once(hook, start_service):
     scratch = ScratchDatabase()
     try:
-        one, two = service(scratch.url), service(scratch.url)
+        one, two = start_service(scratch.url), start_service(scratch.url)
         ids = []
         errors = []
 
         def burst(svc, start):
             for i in range(start, 120, 2):
-                e = event("burst-%d" % i, "COMPLETED", [hook.url])
+                e = event("burst-%d" % i, "COMPLETED", user="alice", relay=relay_to(hook.url))
                 ids.append(e["event_id"])
                 status, answer = svc.post(e)
                 if status != 200:

@@ -172,9 +172,10 @@ def hook():
 
 
 def watched(tmp_path, **env):
-    env = dict({"SLM_WATCH_INTERVAL": "0.2", "SLM_RECONCILE": "off",
-                "SLM_RELAY_ALLOW": "127.0.0.1", "SLM_OUTBOX_POLL": "0.05"}, **env)
-    return slm_api.build_service(env, db=str(tmp_path / "watch.db")).start()
+    """The service in this process, started, its watchdog looking every 0.2 s."""
+    return scaffold.build_service(tmp_path / "watch.db", dict(
+        {"SLM_WATCH_INTERVAL": "0.2", "SLM_RECONCILE": "off", "SLM_OUTBOX_POLL": "0.05"},
+        **env)).start()
 
 
 def test_silent_job_is_lost_after_three_intervals_and_notified_once(tmp_path, hook):
@@ -280,8 +281,8 @@ def test_jobs_slurm_cannot_answer_for_do_not_starve_the_others(tmp_path):
             self.asked.append(list(ids))
             return dict((i, [{"JobID": i, "State": "COMPLETED", "ExitCode": "0:0",
                               "Reason": "None"}]) for i in ids if i == "999")
-    svc = slm_api.build_service({"SLM_RECONCILE": "off", "SLM_WATCH_INTERVAL": "3600"},
-                                db=str(tmp_path / "q.db")).start()
+    svc = scaffold.build_service(tmp_path / "q.db", {"SLM_RECONCILE": "off",
+                                                     "SLM_WATCH_INTERVAL": "3600"}).start()
     try:
         old = slm.iso_utc(time.time() - 600)
         for i in range(250):
@@ -331,7 +332,7 @@ def test_heartbeats_are_validated_and_owned(tmp_path):
     path = tmp_path / "tokens"
     path.write_text("alice:user:%s\nbob:user:%s\n" % (slm_api.token_digest("ta"),
                                                       slm_api.token_digest("tb")))
-    svc = slm_api.build_service({"SLM_TOKENS_FILE": str(path)}, db=str(tmp_path / "b.db"))
+    svc = scaffold.build_service(tmp_path / "b.db", {"SLM_TOKENS_FILE": str(path)})
     try:
         app = svc.app
         assert call(app, "POST", "/api/v1/events", event("a1", user="alice"),
@@ -387,8 +388,9 @@ def test_the_service_reads_a_spool_like_slm_flush(tmp_path):
     for e in events:
         spool.release(spool.add(e, target))
     spool.beat("spooled-1", {"interval": 60, "rss_mb": 12.5})
-    svc = slm_api.build_service({"SLM_WATCH_INTERVAL": "0.1", "SLM_RECONCILE": "off"},
-                                db=str(tmp_path / "s.db"), spools=[root]).start()
+    svc = scaffold.build_service(tmp_path / "s.db", {"SLM_WATCH_INTERVAL": "0.1",
+                                                     "SLM_RECONCILE": "off"},
+                                 spools=[root]).start()
     try:
         job = scaffold.await_true(lambda: (lambda j: j if j.get("status") == "COMPLETED"
                                            else None)(call(svc.app, "GET",
