@@ -4,12 +4,15 @@ A tokens file (SLM_TOKENS_FILE) made with `slm_api.py token add`, two users
 and an admin; the service in-process (through the scaffold's caller) and as
 a process for what needs one (reloading the file, SIGHUP, start-up errors).
 """
+import hashlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -292,6 +295,163 @@ def test_shared_token_alone_keeps_working(tmp_path):
 
 
 # ---------------------------------------------------------------------------
+# Ownership: every job is somebody's, and stays theirs
+# ---------------------------------------------------------------------------
+
+
+def test_an_event_without_a_user_is_the_tokens_users(service_in_process, tokens):
+    _, t = tokens
+    app = service_in_process.app
+    for who, job_id in (("alice", "mine-1"), ("root", "admin-1")):
+        assert post(app, event(job_id), t[who]).json == {"accepted": 1, "duplicates": 0}
+        job = call(app, "GET", "/api/v1/jobs/" + job_id, token=t["root"]).json
+        assert job["user"] == who, job_id
+        assert [e.get("user") for e in call(app, "GET", "/api/v1/jobs/%s/events" % job_id,
+                                           token=t[who]).json["events"]] in ([who], [None])
+
+
+def test_an_admins_job_without_a_user_cannot_be_taken_over(tmp_path, tokens):
+    """The admin posts without naming a user: the job is the admin's, so bob's
+    COMPLETED naming himself is refused, and with private jobs he reads none of it."""
+    _, t = tokens
+    svc = make_app(tmp_path, tokens[0], SLM_PRIVATE_DATA="jobs", SLM_RECONCILE="off")
+    try:
+        app = svc.app
+        assert post(app, event("adm-1", command=["secret.sh", "--key=K"]),
+                    t["root"]).status == 200
+        taken = post(app, job_of("bob", "adm-1", "COMPLETED", exit_code=0), t["bob"])
+        assert taken.status == 403, taken.body
+        for path in ("/api/v1/jobs/adm-1", "/api/v1/jobs/adm-1/events"):
+            assert call(app, "GET", path, token=t["bob"]).status == 404, path
+        job = call(app, "GET", "/api/v1/jobs/adm-1", token=t["root"]).json
+        assert (job["user"], job["status"], job["event_count"]) == ("root", "RUNNING", 1)
+    finally:
+        svc.stop()
+
+
+def test_a_job_nobody_owns_is_no_users_to_take(tmp_path, tokens):
+    """A row with no owner (the shared SLM_API_TOKEN's, or a database from
+    before per-user tokens): a user's token may not write to it."""
+    _, t = tokens
+    svc = make_app(tmp_path, tokens[0], SLM_API_TOKEN="shared-tok", SLM_RECONCILE="off")
+    try:
+        app = svc.app
+        assert post(app, event("legacy-1"), "shared-tok").status == 200
+        assert call(app, "GET", "/api/v1/jobs/legacy-1", token=t["root"]).json["user"] is None
+        taken = post(app, job_of("bob", "legacy-1", "COMPLETED", exit_code=0), t["bob"])
+        assert taken.status == 403, taken.body
+        job = call(app, "GET", "/api/v1/jobs/legacy-1", token=t["root"]).json
+        assert (job["user"], job["status"], job["event_count"]) == (None, "RUNNING", 1)
+        # the shared token (an admin's) still writes there
+        assert post(app, event("legacy-1", "COMPLETED", seq=2, exit_code=0),
+                    "shared-tok").status == 200
+    finally:
+        svc.stop()
+
+
+# ---------------------------------------------------------------------------
+# The service's own events: ids no user can take first
+# ---------------------------------------------------------------------------
+
+
+def beat(job_id, interval, user):
+    return {"job_id": job_id, "interval": interval, "user": user,
+            "time": scaffold.iso_time(time.time())}
+
+
+def test_bob_cannot_squat_the_id_of_alices_lost(tmp_path, tokens):
+    """The LOST the watchdog writes has an id anyone can work out (job, run,
+    the last heartbeat's time, all readable): bob posts it on his own job
+    first, and alice's silent job must still become LOST."""
+    _, t = tokens
+    svc = make_app(tmp_path, tokens[0], SLM_WATCH_INTERVAL="0.2", SLM_RECONCILE="off").start()
+    try:
+        app = svc.app
+        assert post(app, job_of("alice", "a-quiet"), t["alice"]).status == 200
+        assert call(app, "POST", "/api/v1/heartbeats", beat("a-quiet", 1.0, "alice"),
+                    token=t["alice"]).json == {"accepted": 1, "unknown": 0}
+        row = call(app, "GET", "/api/v1/jobs/a-quiet", token=t["bob"]).json
+        lost = slm_api.slurm_event(row, "LOST", row["restarts"] or 0, "now", source="service",
+                                   episode=row["heartbeat_at"], reason="no_heartbeat")
+        squat = post(app, job_of("bob", "b-own", event_id=lost["event_id"]), t["bob"])
+
+        def alices():
+            return call(app, "GET", "/api/v1/jobs/a-quiet", token=t["alice"]).json
+        scaffold.await_true(lambda: alices()["status"] == "LOST", 15,
+                            lambda: "alice's silent job LOST (it is %s)" % alices()["status"])
+        events = call(app, "GET", "/api/v1/jobs/a-quiet/events", token=t["alice"]).json
+        assert [(e["status"], e.get("source")) for e in events["events"]] == \
+            [("RUNNING", None), ("LOST", "service")]
+        assert squat.status == 400 and "service-" in squat.json["error"], squat.body
+    finally:
+        svc.stop()
+
+
+def test_bob_cannot_squat_the_id_of_alices_array_rollup(tmp_path, tokens):
+    """The roll-up of an array has an id made of the array's id: bob posts it
+    first; alice's array still ends, and she is still told."""
+    _, t = tokens
+    hook = scaffold.HttpSink()
+    svc = make_app(tmp_path, tokens[0], SLM_OUTBOX_POLL="0.05", SLM_RECONCILE="off").start()
+    try:
+        app = svc.app
+        relay = {"to": [{"url": hook.hook_url, "format": "json"}], "send": False}
+        assert post(app, job_of("alice", "4711", "SUBMITTED", array="1-2", relay=relay),
+                    t["alice"]).status == 200
+        rollup_id = "rollup-" + hashlib.sha1(b"4711").hexdigest()
+        squat = post(app, job_of("bob", "b-own", event_id=rollup_id), t["bob"])
+        for n in ("1", "2"):
+            assert post(app, job_of("alice", "4711_" + n, "COMPLETED", array_job_id="4711",
+                                    array_task_id=n, exit_code=0, relay=relay),
+                        t["alice"]).status == 200
+        hook.wait(lambda: any(b.get("rollup") for b in hook.delivered), 10,
+                  "alice's roll-up delivered")
+        rollup, = [b for b in hook.delivered if b.get("rollup")]
+        assert (rollup["job_id"], rollup["tasks"]) == ("4711", {"COMPLETED": 2})
+        array = call(app, "GET", "/api/v1/jobs/4711", token=t["alice"]).json
+        assert (array["user"], array["status"]) == ("alice", "COMPLETED")
+        assert squat.status == 400 and "rollup-" in squat.json["error"], squat.body
+    finally:
+        svc.stop()
+        hook.close()
+
+
+def test_bob_cannot_squat_the_id_of_slurms_verdict_on_alices_job(tmp_path, tokens):
+    """Slurm's verdict has an id of the job, the state and the run: bob posts
+    it first; the verdict on alice's job is still stored."""
+    _, t = tokens
+    sacct = [{"JobID": "4800", "State": "OUT_OF_MEMORY", "ExitCode": "0:125", "Reason": "None"}]
+
+    class Knows(slm_api.Slurm):
+        """sacct as it answers for alice's job, OOM-killed."""
+
+        def __init__(self):
+            slm_api.Slurm.__init__(self)
+            self.cluster = "c1"
+
+        def runs(self, ids):
+            return dict((i, sacct) for i in ids if i == "4800")
+    svc = make_app(tmp_path, tokens[0], SLM_RECONCILE="off")
+    try:
+        app = svc.app
+        assert post(app, job_of("alice", "4800", "FAILED", when=time.time() - 600, cluster="c1",
+                                exit_code=137, signal="SIGKILL"), t["alice"]).status == 200
+        row = call(app, "GET", "/api/v1/jobs/4800", token=t["bob"]).json
+        verdict = slm_api.slurm_verdict(dict(row, meta=json.dumps(row["meta"])), sacct,
+                                        "now")[0][0]
+        squat = post(app, job_of("bob", "b-own", event_id=verdict["event_id"]), t["bob"])
+        slm_api.Watchdog(svc.db, svc.ingestor, Knows(), interval=60).ask_slurm(time.time())
+        job = call(app, "GET", "/api/v1/jobs/4800", token=t["alice"]).json
+        assert (job["status"], job["user"]) == ("OUT_OF_MEMORY", "alice"), job
+        said = [e for e in call(app, "GET", "/api/v1/jobs/4800/events",
+                                token=t["alice"]).json["events"] if e.get("source") == "slurm"]
+        assert [(e["status"], e["corrects"]) for e in said] == [("OUT_OF_MEMORY", "FAILED")]
+        assert squat.status == 400 and "slurm-" in squat.json["error"], squat.body
+    finally:
+        svc.stop()
+
+
+# ---------------------------------------------------------------------------
 # Reads: everyone's list (Slurm's default) or private jobs; secrets to owners
 # ---------------------------------------------------------------------------
 
@@ -337,6 +497,71 @@ def test_private_jobs_show_only_ones_own_and_admins_see_all(tmp_path, tokens):
         assert call(app, "GET", "/api/v1/whoami", token=t["bob"]).json["private_jobs"] is True
     finally:
         svc.stop()
+
+
+def test_private_jobs_answer_a_heartbeat_for_anothers_job_as_for_none(tmp_path, tokens):
+    """With private jobs, a 403 for alice's job and a 200 for a missing one
+    would tell bob which job ids exist: both are "unknown"."""
+    _, t = tokens
+    svc = make_app(tmp_path, tokens[0], SLM_PRIVATE_DATA="jobs", SLM_RECONCILE="off")
+    try:
+        app = svc.app
+        assert post(app, job_of("alice", "a-secret"), t["alice"]).status == 200
+        answers = [call(app, "POST", "/api/v1/heartbeats", beat(job_id, 60, "bob"),
+                        token=t["bob"]) for job_id in ("a-secret", "never-was")]
+        assert [(a.status, a.json) for a in answers] == \
+            [(200, {"accepted": 0, "unknown": 1})] * 2
+        job = call(app, "GET", "/api/v1/jobs/a-secret", token=t["alice"]).json
+        assert job["heartbeat_at"] is None and job["heartbeat_interval"] is None
+    finally:
+        svc.stop()
+
+
+def test_private_jobs_keep_a_feed_cursor_per_user(tmp_path, tokens):
+    """The feed's next moves only with the asking user's own events: others'
+    posting says nothing to alice (not even that they post)."""
+    _, t = tokens
+    svc = make_app(tmp_path, tokens[0], SLM_PRIVATE_DATA="jobs", SLM_RECONCILE="off")
+    try:
+        app = svc.app
+        assert post(app, job_of("alice", "a1"), t["alice"]).status == 200
+        mine = call(app, "GET", "/api/v1/feed", token=t["alice"]).json
+        assert [e["job_id"] for e in mine["events"]] == ["a1"]
+        end = mine["next"]
+        for n in range(3):
+            assert post(app, job_of("bob", "b%d" % n), t["bob"]).status == 200
+        again = call(app, "GET", "/api/v1/feed?after=%d" % end, token=t["alice"]).json
+        assert (again["events"], again["next"]) == ([], end)
+        waited = call(app, "GET", "/api/v1/feed?after=%d&wait=0.3" % end, token=t["alice"]).json
+        assert (waited["events"], waited["next"]) == ([], end)
+        assert post(app, job_of("alice", "a2"), t["alice"]).status == 200
+        later = call(app, "GET", "/api/v1/feed?after=%d" % end, token=t["alice"]).json
+        assert [e["job_id"] for e in later["events"]] == ["a2"] and later["next"] > end
+        # an admin's feed is everyone's
+        assert len(call(app, "GET", "/api/v1/feed", token=t["root"]).json["events"]) == 5
+    finally:
+        svc.stop()
+
+
+def test_metrics_are_the_admins_unless_the_site_opens_them(tmp_path, tokens):
+    """/metrics counts every user's jobs by status: not a user's to read."""
+    _, t = tokens
+    svc = make_app(tmp_path, tokens[0], SLM_RECONCILE="off")
+    try:
+        assert post(svc.app, job_of("alice", "a1"), t["alice"]).status == 200
+        for who in ("alice", "bob"):
+            r = call(svc.app, "GET", "/metrics", token=t[who])
+            assert r.status == 403 and r.json["error"], who
+        r = call(svc.app, "GET", "/metrics", token=t["root"])
+        assert r.status == 200 and 'slm_jobs{status="RUNNING"} 1' in r.body.decode()
+    finally:
+        svc.stop()
+    (tmp_path / "open").mkdir()
+    opened = make_app(tmp_path / "open", tokens[0], SLM_PUBLIC="metrics", SLM_RECONCILE="off")
+    try:
+        assert call(opened.app, "GET", "/metrics").status == 200
+    finally:
+        opened.stop()
 
 
 # ---------------------------------------------------------------------------
@@ -526,6 +751,57 @@ def test_the_group_commit_takes_every_tokens_writes_in_turn(service_in_process, 
     assert len(bobs) == 3 and group.index(bobs[-1]) <= 6     # near the front, in turn
     assert all(w not in ingestor._queue for w in group)
     ingestor._queue = []
+
+
+def test_a_poison_event_holds_no_other_users_notice_back(tmp_path, tokens):
+    """One group commit (concurrent requests) writes a big batch, alice's event
+    with a field the outbox cannot format ("tasks": "x", once accepted) and
+    bob's relayed failure: bob's notice still goes out within a few outbox
+    polls, not after the poison row's lease."""
+    _, t = tokens
+    poisoned, bobs = scaffold.HttpSink(), scaffold.HttpSink()
+    svc = make_app(tmp_path, tokens[0], SLM_OUTBOX_POLL="0.1", SLM_RECONCILE="off").start()
+    ingestor = svc.ingestor
+    answers = {}
+    requests = (
+        ("big", {"events": [job_of("carol", "big-%d" % n) for n in range(1000)]}, "root"),
+        ("poison", job_of("alice", "a-poison", "FAILED", exit_code=1, tasks="x", relay={
+            "to": [{"url": poisoned.hook_url, "format": "slack"}], "send": True}), "alice"),
+        ("bob", job_of("bob", "b-fails", "FAILED", exit_code=1, relay={
+            "to": [{"url": bobs.hook_url, "format": "json"}], "send": True}), "bob"))
+    try:
+        # hold the writer while the three queue up, in this order: then one
+        # transaction takes them all (the group commit)
+        with ingestor._cond:
+            ingestor._writing = True
+        threads = []
+        for name, body, who in requests:
+            queued = len(ingestor._queue)
+            thread = threading.Thread(target=lambda n=name, b=body, w=who: answers.__setitem__(
+                n, post(svc.app, b, t[w])))
+            thread.start()
+            threads.append(thread)
+            # queued behind the held writer (or refused at the door already)
+            scaffold.await_true(lambda: len(ingestor._queue) > queued or not thread.is_alive(),
+                                10, "the %s request queued" % name, interval=0.005)
+        with ingestor._cond:
+            ingestor._writing = False
+            ingestor._cond.notify_all()
+        for thread in threads:
+            thread.join(30)
+        assert answers["bob"].status == 200 and answers["big"].status == 200
+        bobs.wait(lambda: bobs.delivered, 3, "bob's notice sent promptly")
+        assert bobs.delivered[0]["job_id"] == "b-fails"
+        poison = answers["poison"]
+        assert poison.status == 400 and "tasks" in poison.json["error"], poison.body
+        assert poisoned.quiet(0.3) == 0 and poisoned.received == []
+    finally:
+        with ingestor._cond:
+            ingestor._writing = False
+            ingestor._cond.notify_all()
+        svc.stop()
+        poisoned.close()
+        bobs.close()
 
 
 def test_bad_access_settings_are_config_errors(tmp_path):

@@ -275,6 +275,67 @@ def test_sign_in_sets_an_httponly_samesite_strict_cookie_and_explains_a_wrong_to
     assert slm_api.safe_next("/ok?a=b") == "/ok?a=b"
 
 
+def test_signing_out_ends_that_sign_in_and_no_other(tmp_path, tokens):
+    """Each sign-in is a session of its own, kept by the service (so every
+    instance on the database knows it): signing out ends it for good; the
+    token's other sign-ins go on until the token is revoked."""
+    svc, other = tokened(tmp_path), tokened(tmp_path)     # two instances, one database
+    try:
+        app = svc.app
+        first, second = cookie(app, tokens["alice"]), cookie(app, tokens["alice"])
+        assert first != second and tokens["alice"] not in first["Cookie"] + second["Cookie"]
+        for where in (app, other.app):
+            for signed_in in (first, second):
+                assert call(where, "GET", "/api/v1/whoami",
+                            headers=signed_in).json["user"] == "alice"
+        r = call(app, "POST", "/signout", b"", headers=dict(
+            HTML, **dict(first, **{"Sec-Fetch-Site": "same-origin"})))
+        assert r.status == 303 and "Max-Age=0" in r.headers["set-cookie"]
+        for where in (app, other.app):
+            # the old cookie (kept by a browser, or copied) reads nothing any more
+            assert call(where, "GET", "/api/v1/whoami", headers=first).status == 401
+            ended = page(where, "/", headers=first)
+            assert ended.status == 401 and 'action="/signin"' in text(ended)
+            assert call(where, "GET", "/api/v1/whoami", headers=second).json["user"] == "alice"
+        # revoking the token ends the rest
+        path = tmp_path / "tokens"
+        path.write_text("".join(line for line in path.read_text().splitlines(True)
+                                if not line.startswith("alice:")))
+        scaffold.await_true(lambda: call(app, "GET", "/api/v1/whoami",
+                                         headers=second).status == 401, 5,
+                            "the revoked token's sign-in ended")
+        assert call(app, "GET", "/api/v1/whoami", headers=cookie(app, tokens["bob"])).json[
+            "user"] == "bob"
+    finally:
+        svc.stop()
+        other.stop()
+
+
+@pytest.mark.parametrize("field,value", [("usage", "x"), ("usage", {"rss_mb": "x"}),
+                                         ("usage", {"output_bytes": [1]}), ("warnings", 5),
+                                         ("warnings", "x"), ("tasks", "x")])
+def test_an_odd_field_breaks_no_page(tmp_path, tokens, field, value):
+    """Found by a red-team pass: one such event made the job's page a 500 for
+    every viewer, admins included.  Refused at the door now; every page and
+    the job's API answer render."""
+    svc = tokened(tmp_path)
+    try:
+        app = svc.app
+        post(app, event("odd-1", user="alice", job_name="odd"), token=tokens["alice"],
+             expect=200)
+        odd = post(app, event("odd-1", "FAILED", seq=2, user="alice", exit_code=1,
+                              **{field: value}), token=tokens["alice"])
+        for who in ("alice", "bob", "root"):
+            signed_in = cookie(app, tokens[who])
+            for path in ("/jobs/odd-1", "/", "/?all=1", "/delivery"):
+                r = page(app, path, headers=signed_in)
+                assert r.status == 200, (who, path, r.status, r.body[-300:])
+            assert call(app, "GET", "/api/v1/jobs/odd-1", headers=signed_in).status == 200
+        assert odd.status == 400 and field in odd.json["error"], odd.body
+    finally:
+        svc.stop()
+
+
 def test_the_delivery_page_says_what_is_retried_and_what_was_given_up(tmp_path):
     """Why a notification did not arrive: retrying (attempts, the error, the
     next try) and given up (the reason), on /delivery and on the job's page."""

@@ -8,9 +8,11 @@ the expected state was awaited.
 import json
 import re
 import threading
+import time
 
 import pytest
 
+import scaffold
 from conftest import MAIN_PYTHON, run_slm
 from scaffold import HttpSink, ScratchDatabase, ServiceProcess, event
 
@@ -146,6 +148,102 @@ def test_relay_outside_the_allow_list_is_refused(hook, start_service):
     assert hook.quiet() == 0
     assert hook.received == []
     assert svc.get("/api/v1/jobs/refused-1")[1]["status"] == "FAILED"
+
+
+def test_an_allowed_host_is_allowed_on_its_schemes_port_only(hook, start_service):
+    """SLM_RELAY_ALLOW=HOST allows that host's URLs on port 80 (443 for https):
+    a user's relay request reaches no other service of an allowed host."""
+    svc = start_service(SLM_RELAY_ALLOW="127.0.0.1")
+    status, answer = svc.post(event("port-1", "FAILED", user="alice", relay=relay_to(hook.url)))
+    assert status == 200 and answer["accepted"] == 1
+    assert hook.quiet() == 0 and hook.received == []
+    assert answer.get("refused_notifications") == 1, answer
+    rows = svc.notifications("port-1")
+    assert rows[0]["state"] == "refused" and "SLM_RELAY_ALLOW" in rows[0]["last_error"]
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1:PORT", "127.0.0.1:*", "127.0.0.0/8:*",
+                                   "hooks.example.org,127.0.0.1:PORT"])
+def test_allow_entries_name_their_ports(hook, start_service, entry):
+    """HOST:PORT, HOST:* and an address range (CIDR) with a port allow it."""
+    svc = start_service(SLM_RELAY_ALLOW=entry.replace("PORT", str(hook.port)))
+    status, answer = svc.post(event("ports", "FAILED", user="alice", relay=relay_to(hook.url)))
+    assert status == 200 and "refused_notifications" not in answer, answer
+    hook.wait(lambda: len(hook.delivered) == 1)
+    assert hook.delivered[0]["job_id"] == "ports"
+
+
+def test_a_host_name_that_parsers_read_differently_is_refused(hook, start_service):
+    """http://127.0.0.1%23.hooks.slack.com:PORT/ passes a check of its host
+    against hooks.slack.com while a connection goes elsewhere: a host of other
+    characters than letters, digits, '-' and '.' is refused where it is posted."""
+    svc = start_service(SLM_RELAY_ALLOW="hooks.slack.com")
+    odd = "http://127.0.0.1%%23.hooks.slack.com:%d/hook" % hook.port
+    status, answer = svc.post(event("odd-host", "FAILED", user="alice", relay=relay_to(odd)))
+    assert hook.quiet() == 0 and hook.received == []
+    if status == 200:      # the event kept, its relay refused
+        assert answer.get("refused_notifications") == 1, answer
+        assert [r["state"] for r in svc.notifications("odd-host")] == ["refused"]
+    else:
+        assert status == 400 and "relay" in answer["error"], (status, answer)
+
+
+def test_a_name_that_resolves_to_a_private_address_gets_nothing(hook, start_service):
+    """An allowed name may resolve to a loopback or private address (the
+    service's own network): without an address entry covering it, the row
+    fails for good and nothing is connected."""
+    svc = start_service(SLM_RELAY_ALLOW="localhost:*")
+    url = "http://localhost:%d/hook" % hook.port
+    status, answer = svc.post(event("private", "FAILED", user="alice", relay=relay_to(url)))
+    assert status == 200 and "refused_notifications" not in answer, answer
+    rows = svc.wait_notifications("private", lambda rows: rows and rows[0]["state"] != "pending")
+    assert rows[0]["state"] == "failed" and "private address" in rows[0]["last_error"], rows
+    assert hook.quiet() == 0 and hook.received == []
+
+
+def test_a_name_is_connected_to_at_the_address_it_was_checked_for(hook, start_service):
+    """Resolved once, checked, and that very address connected to, the name
+    kept for the Host header (and TLS)."""
+    import socket
+    found = set(info[4][0] for info in socket.getaddrinfo("localhost", hook.port,
+                                                          proto=socket.IPPROTO_TCP))
+    if found != {"127.0.0.1"}:
+        pytest.skip("localhost is %s here, not 127.0.0.1 alone (the sink's)" % sorted(found))
+    svc = start_service(SLM_RELAY_ALLOW="127.0.0.1:*")
+    url = "http://localhost:%d/hook" % hook.port
+    status, answer = svc.post(event("by-name", "FAILED", user="alice", relay=relay_to(url)))
+    assert status == 200 and "refused_notifications" not in answer, answer
+    hook.wait(lambda: len(hook.delivered) == 1)
+    path, headers, body, _ = hook.requests[0]
+    assert headers["Host"] == "localhost:%d" % hook.port and body["job_id"] == "by-name"
+
+
+def test_a_notification_that_cannot_be_built_fails_alone(tmp_path, hook, start_service):
+    """Belt and braces, for rows stored before the service typed every field
+    (a roll-up's "tasks": "x" once got in): the row that cannot be formatted
+    is failed with its reason, never left pending, and the row claimed with
+    it is sent as if it were alone."""
+    import sqlite3
+    db = tmp_path / "legacy.db"
+    svc = start_service(str(db))
+    poison = event("poison", "FAILED", user="mallory", tasks="x", rollup=True)
+    fine = event("fine", "FAILED", user="alice", exit_code=1)
+    now = scaffold.iso_time(time.time())
+    conn = sqlite3.connect(str(db))
+    with conn:       # one transaction: the sender claims both in one go, poison first
+        for n, (e, fmt) in enumerate(((poison, "slack"), (fine, "json"))):
+            conn.execute("INSERT INTO slm_outbox (dedup_key, job_id, destination, format, payload,"
+                         " state, next_attempt_at, created_at, event_id) VALUES"
+                         " (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                         ("legacy:%d" % n, e["job_id"], hook.url, fmt, json.dumps(e), now, now,
+                          e["event_id"]))
+    conn.close()
+    hook.wait(lambda: [b.get("job_id") for b in hook.delivered] == ["fine"], 5,
+              "the other row sent promptly")
+    rows = svc.wait_notifications("poison", lambda rows: rows[0]["state"] != "pending", 10)
+    assert rows[0]["state"] == "failed" and rows[0]["last_error"], rows
+    assert [r["state"] for r in svc.notifications("fine")] == ["sent"]
+    assert "Traceback" not in svc.output()
 
 
 def test_send_false_stores_without_notifying(hook, start_service):
