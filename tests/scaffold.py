@@ -6,6 +6,7 @@ Every suite and bench/ use these (bench/ imports this file by path), so a
 change in how slm_api.py starts or answers is made here once.
 
     event(job_id, status, when, seq, **fields)   an event as slm.py sends it
+    heartbeat(job_id, interval, when, user)   a heartbeat as slm.py sends it
     build_service(db, env)   slm_api.build_service with a test's settings
     call(app, method, path, ...)   one request through a WSGI app in-process
     post(app, body, token)   POST /api/v1/events through it
@@ -89,6 +90,16 @@ def event(job_id="100", status="RUNNING", when=None, seq=1, **extra):
          "time": iso_time(when) if isinstance(when, (int, float)) else when}
     e.update(extra)
     return e
+
+
+def heartbeat(job_id, interval, when=None, user="alice", **extra):
+    """A heartbeat as slm.py sends it (time: as event()'s; extra: samples,
+    or any field to override)."""
+    beat = {"job_id": job_id, "interval": interval, "user": user,
+            "time": iso_time(time.time() if when is None else when)
+            if not isinstance(when, str) else when}
+    beat.update(extra)
+    return beat
 
 
 def await_true(predicate, timeout=20.0, what="condition", interval=0.05):

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import scaffold
 import slm_api
-from scaffold import call, event, post
+from scaffold import call, event, heartbeat, post
 
 
 def token_cli(path, *words):
@@ -354,11 +354,6 @@ def test_a_job_nobody_owns_is_no_users_to_take(tmp_path, tokens):
 # ---------------------------------------------------------------------------
 
 
-def beat(job_id, interval, user):
-    return {"job_id": job_id, "interval": interval, "user": user,
-            "time": scaffold.iso_time(time.time())}
-
-
 def test_bob_cannot_squat_the_id_of_alices_lost(tmp_path, tokens):
     """The LOST the watchdog writes has an id anyone can work out (job, run,
     the last heartbeat's time, all readable): bob posts it on his own job
@@ -368,7 +363,7 @@ def test_bob_cannot_squat_the_id_of_alices_lost(tmp_path, tokens):
     try:
         app = svc.app
         assert post(app, job_of("alice", "a-quiet"), t["alice"]).status == 200
-        assert call(app, "POST", "/api/v1/heartbeats", beat("a-quiet", 1.0, "alice"),
+        assert call(app, "POST", "/api/v1/heartbeats", heartbeat("a-quiet", 1.0),
                     token=t["alice"]).json == {"accepted": 1, "unknown": 0}
         row = call(app, "GET", "/api/v1/jobs/a-quiet", token=t["bob"]).json
         lost = slm_api.slurm_event(row, "LOST", row["restarts"] or 0, "now", source="service",
@@ -507,7 +502,7 @@ def test_private_jobs_answer_a_heartbeat_for_anothers_job_as_for_none(tmp_path, 
     try:
         app = svc.app
         assert post(app, job_of("alice", "a-secret"), t["alice"]).status == 200
-        answers = [call(app, "POST", "/api/v1/heartbeats", beat(job_id, 60, "bob"),
+        answers = [call(app, "POST", "/api/v1/heartbeats", heartbeat(job_id, 60, user="bob"),
                         token=t["bob"]) for job_id in ("a-secret", "never-was")]
         assert [(a.status, a.json) for a in answers] == \
             [(200, {"accepted": 0, "unknown": 1})] * 2
