@@ -1,17 +1,25 @@
-"""The one test scaffold: the service as a process, a webhook sink, an
-in-process caller, throw-away MariaDB databases, and an event builder.
+"""The one test scaffold: the service in-process and as a process, a webhook
+sink, a mail server, an in-process caller, throw-away MariaDB databases, an
+event builder, free ports and the one way to wait.
 
 Every suite and bench/ use these (bench/ imports this file by path), so a
 change in how slm_api.py starts or answers is made here once.
 
+    event(job_id, status, when, seq, **fields)   an event as slm.py sends it
+    heartbeat(job_id, interval, when, user)   a heartbeat as slm.py sends it
+    build_service(db, env)   slm_api.build_service with a test's settings
+    call(app, method, path, ...)   one request through a WSGI app in-process
+    post(app, body, token)   POST /api/v1/events through it
     ServiceProcess(db, workdir, token=None, env=None)   slm_api.py as a process:
         start(), stop() (SIGTERM, exit 0), kill() (SIGKILL), url, get/post/...
     WsgiProcess(argv, db, workdir)   the same service under gunicorn & co.
     HttpSink(mode="ok")   a webhook or a stand-in for the service: answers
         as scripted (ok, an HTTP status, "hang", "reset"), records everything
-    call(app, method, path, ...)   one request through a WSGI app in-process
+    MailServer()          an SMTP server on loopback (aiosmtpd) keeping what it gets
     ScratchDatabase()     a MariaDB database made for one test, dropped after
-    event(...)            an event as slm.py sends it
+    free_port()           a loopback port nobody listens on
+    await_true(predicate, timeout, what)   every wait: a condition, polled,
+        that fails loudly at its deadline (repeat_for: a bounded period)
 """
 import http.client
 import io
@@ -60,25 +68,76 @@ def free_port():
     return port
 
 
+# What a test's service relays to: the loopback sinks on any port.  The first
+# entry is how the service reads SLM_RELAY_ALLOW since issue #21 (HOST:* for
+# every port); the second how it read it before (a host, any port).
+RELAY_ALLOW = "127.0.0.1:*,127.0.0.1"
+
+
+def iso_time(epoch):
+    """An epoch as slm.py writes times: UTC, milliseconds, Z."""
+    return "%s.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)),
+                         int(epoch * 1000) % 1000)
+
+
 def event(job_id="100", status="RUNNING", when=None, seq=1, **extra):
-    """An event as slm.py sends it (time: now, unless given)."""
+    """An event as slm.py sends it.  when: its time as text, or an epoch
+    (seconds), or None for now; extra: any other field (event_id too)."""
+    if when is None:
+        when = time.time()
     e = {"schema": "slm.event/1", "event_id": uuid.uuid4().hex, "job_id": job_id,
          "status": status, "seq": seq,
-         "time": when or time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
+         "time": iso_time(when) if isinstance(when, (int, float)) else when}
     e.update(extra)
     return e
 
 
+def heartbeat(job_id, interval, when=None, user="alice", **extra):
+    """A heartbeat as slm.py sends it (time: as event()'s; extra: samples,
+    or any field to override)."""
+    beat = {"job_id": job_id, "interval": interval, "user": user,
+            "time": iso_time(time.time() if when is None else when)
+            if not isinstance(when, str) else when}
+    beat.update(extra)
+    return beat
+
+
 def await_true(predicate, timeout=20.0, what="condition", interval=0.05):
-    """Poll predicate() until it returns something true; return that."""
+    """Poll predicate() until it returns something true; return that.  At the
+    deadline fail, saying what (text, or a callable telling the last state)."""
     deadline = time.time() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.time() > deadline:
-            raise AssertionError("%s not reached within %gs" % (what, timeout))
+            raise AssertionError("%s not reached within %gs" % (
+                what() if callable(what) else what, timeout))
         time.sleep(interval)
+
+
+def wait_on(cond, predicate, timeout, what):
+    """await_true for state a thread changes under cond (notifying it):
+    woken at each change instead of polling.  Hold no lock when calling."""
+    deadline = time.time() + timeout
+    with cond:
+        while not predicate():
+            left = deadline - time.time()
+            if left <= 0:
+                raise AssertionError("%s not reached within %gs" % (
+                    what() if callable(what) else what, timeout))
+            cond.wait(left)
+
+
+def repeat_for(seconds, action):
+    """One bounded period (not a wait for a condition: what must not happen
+    in it): action() again and again until it is over; how many times."""
+    end = time.time() + seconds
+    count = 0
+    while time.time() < end:
+        action()
+        count += 1
+    return count
 
 
 # ---------------------------------------------------------------------------
@@ -95,11 +154,14 @@ class Answer(object):
         return json.loads(self.body.decode("utf-8"))
 
 
-def call(app, method, path, body=None, headers=None, token=None, query=None, raw=False):
+def call(app, method, path, body=None, headers=None, token=None, query=None):
     """One request through the WSGI app, the environ built as a server would.
 
     path is what a client sends (percent-encoded), query string included
     unless given apart; PATH_INFO gets its decoded bytes as latin-1 (PEP 3333).
+    A body is JSON (Content-Type: application/json) unless headers say
+    otherwise (a header given as None is not sent).  Every answer but HEAD's
+    says its length.
     """
     if query is None:
         path, _, query = path.partition("?")
@@ -117,14 +179,31 @@ def call(app, method, path, body=None, headers=None, token=None, query=None, raw
     if token:
         environ["HTTP_AUTHORIZATION"] = "Bearer " + token
     for key, value in (headers or {}).items():
-        environ["HTTP_" + key.upper().replace("-", "_")] = value
+        key = key.upper().replace("-", "_")
+        # a server hands these two over without the HTTP_ prefix (PEP 3333)
+        key = key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = value
     got = {}
 
     def start_response(status, response_headers, exc_info=None):
         got["status"] = status
         got["headers"] = dict((k.lower(), v) for k, v in response_headers)
     out = b"".join(app(environ, start_response))
+    if method != "HEAD":
+        assert got["headers"].get("content-length") == str(len(out)), (method, path, got)
     return Answer(int(got["status"][:3]), got["headers"], out)
+
+
+def post(app, body, token=None, headers=None, expect=None):
+    """POST body (an event, {"events": [...]}, or bytes) to /api/v1/events of
+    app (a WSGI app or a built service); expect: the status it must answer."""
+    answer = call(getattr(app, "app", app), "POST", "/api/v1/events", body, headers, token)
+    if expect is not None:
+        assert answer.status == expect, (answer.status, answer.body[:500])
+    return answer
 
 
 # ---------------------------------------------------------------------------
@@ -220,14 +299,8 @@ class HttpSink(object):
 
     def wait(self, predicate, timeout=30.0, what="sink"):
         """Wait until predicate() is true."""
-        deadline = time.time() + timeout
-        with self.cond:
-            while not predicate():
-                left = deadline - time.time()
-                if left <= 0:
-                    raise AssertionError("%s timed out; received %r"
-                                         % (what, [b for _, b in self.received][-10:]))
-                self.cond.wait(left)
+        wait_on(self.cond, predicate, timeout, lambda: "%s; received %r" % (
+            what, [b for _, b in self.received][-10:]))
 
     def wait_for(self, predicate, timeout=15.0):
         """Wait until predicate(events) is true; return the events."""
@@ -254,6 +327,57 @@ class HttpSink(object):
         self.closing.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+class MailServer(object):
+    """aiosmtpd on loopback, keeping what it is sent: messages, a list of
+    (recipients, email.message.EmailMessage).  start()/stop() on one port
+    (given, or a free one); auth: an aiosmtpd authenticator."""
+
+    def __init__(self, port=None, auth=None):
+        import email
+        import email.policy
+        import pytest
+        controller = pytest.importorskip("aiosmtpd.controller")
+        self.messages = []
+        self.cond = threading.Condition()
+        self.port = port or free_port()
+        server = self
+
+        class Handler(object):
+            async def handle_DATA(self, smtp, session, envelope):
+                with server.cond:
+                    server.messages.append((envelope.rcpt_tos, email.message_from_bytes(
+                        envelope.content, policy=email.policy.default)))
+                    server.cond.notify_all()
+                return "250 OK"
+        kwargs = {}
+        if auth:
+            kwargs = {"authenticator": auth, "auth_require_tls": False}
+        self.controller = controller.Controller(Handler(), hostname="127.0.0.1", port=self.port,
+                                                **kwargs)
+
+    def start(self):
+        self.controller.start()
+        return self
+
+    def stop(self):
+        self.controller.stop()
+
+    def quiet(self, period):
+        """After the awaited state: how many mails came in one bounded period."""
+        with self.cond:
+            before = len(self.messages)
+        threading.Event().wait(period)
+        with self.cond:
+            return len(self.messages) - before
+
+    def wait(self, count, timeout=20):
+        """Wait for count mails in all; return them."""
+        wait_on(self.cond, lambda: len(self.messages) >= count, timeout,
+                lambda: "%d mail(s), not %d" % (len(self.messages), count))
+        with self.cond:
+            return list(self.messages)
 
 
 # ---------------------------------------------------------------------------
@@ -341,6 +465,21 @@ def rows_per_event(db):
                                  " GROUP BY event_id").fetchall())
     finally:
         conn.close()
+
+
+# ---------------------------------------------------------------------------
+# The service in this process
+# ---------------------------------------------------------------------------
+
+
+def build_service(db, env=None, log=None, spools=()):
+    """slm_api.build_service in this process with what a test's service runs
+    with (see service_env: relays to loopback allowed), then env.  Not started."""
+    import slm_api
+    settings = {"SLM_RELAY_ALLOW": RELAY_ALLOW}
+    settings.update(env or {})
+    return slm_api.build_service(settings, db=db.url if isinstance(db, ScratchDatabase)
+                                 else str(db), log=log, spools=spools)
 
 
 # ---------------------------------------------------------------------------
@@ -472,8 +611,8 @@ class ServerProcess(object):
             url += "?" + urlencode(params)
         return self.request("GET", url, token=token)
 
-    def post(self, body, token=None):
-        return self.request("POST", "/api/v1/events", body, token=token)
+    def post(self, body, token=None, headers=None):
+        return self.request("POST", "/api/v1/events", body, token=token, headers=headers)
 
     def job(self, job_id):
         status, body = self.get("/api/v1/jobs/" + job_id)
@@ -536,7 +675,7 @@ class ServerProcess(object):
 def service_env(token=None, env=None):
     """What a test's service runs with: the outbox polled quickly and retried
     with short waits, 127.0.0.1 allowed as a destination, then env."""
-    out = clean_env(SLM_RELAY_ALLOW="127.0.0.1", SLM_OUTBOX_POLL="0.1",
+    out = clean_env(SLM_RELAY_ALLOW=RELAY_ALLOW, SLM_OUTBOX_POLL="0.1",
                     SLM_OUTBOX_BACKOFF_SCALE="0.05", SLM_SEND_TIMEOUT="1")
     if token:
         out["SLM_API_TOKEN"] = token

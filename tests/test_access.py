@@ -4,12 +4,14 @@ A tokens file (SLM_TOKENS_FILE) made with `slm_api.py token add`, two users
 and an admin; the service in-process (through the scaffold's caller) and as
 a process for what needs one (reloading the file, SIGHUP, start-up errors).
 """
+import hashlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -18,7 +20,7 @@ from hypothesis import strategies as st
 
 import scaffold
 import slm_api
-from scaffold import call, event
+from scaffold import call, event, heartbeat, post
 
 
 def token_cli(path, *words):
@@ -42,21 +44,16 @@ def tokens(tmp_path):
 
 
 def make_app(tmp_path, tokens_path, logs=None, **env):
-    env = dict(env, SLM_TOKENS_FILE=str(tokens_path), SLM_RELAY_ALLOW="127.0.0.1")
-    service = slm_api.build_service(env, db=str(tmp_path / "access.db"),
-                                    log=(logs if logs is not None else []).append)
-    return service
+    """The service in this process with the tokens file, not started."""
+    return scaffold.build_service(tmp_path / "access.db", dict(
+        env, SLM_TOKENS_FILE=str(tokens_path)), log=(logs if logs is not None else []).append)
 
 
 @pytest.fixture
-def service(tmp_path, tokens):
+def service_in_process(tmp_path, tokens):
     s = make_app(tmp_path, tokens[0])
     yield s
     s.stop()
-
-
-def post(app, body, token):
-    return call(app, "POST", "/api/v1/events", body, token=token)
 
 
 def job_of(user, job_id, status="RUNNING", **extra):
@@ -86,12 +83,13 @@ def test_token_cli_prints_a_token_once_and_keeps_only_its_hash(tmp_path):
     assert code == 2 and "SLM_TOKENS_FILE" in err
 
 
-def test_whoami_names_the_tokens_user(service, tokens):
+def test_whoami_names_the_tokens_user(service_in_process, tokens):
     _, t = tokens
-    assert call(service.app, "GET", "/api/v1/whoami", token=t["alice"]).json == \
+    app = service_in_process.app
+    assert call(app, "GET", "/api/v1/whoami", token=t["alice"]).json == \
         {"user": "alice", "role": "user", "private_jobs": False}
-    assert call(service.app, "GET", "/api/v1/whoami", token=t["root"]).json["role"] == "admin"
-    assert call(service.app, "GET", "/api/v1/whoami", token="slm_nope").status == 401
+    assert call(app, "GET", "/api/v1/whoami", token=t["root"]).json["role"] == "admin"
+    assert call(app, "GET", "/api/v1/whoami", token="slm_nope").status == 401
 
 
 # ---------------------------------------------------------------------------
@@ -99,9 +97,9 @@ def test_whoami_names_the_tokens_user(service, tokens):
 # ---------------------------------------------------------------------------
 
 
-def test_each_user_posts_and_reads_their_own(service, tokens):
+def test_each_user_posts_and_reads_their_own(service_in_process, tokens):
     _, t = tokens
-    app = service.app
+    app = service_in_process.app
     assert post(app, job_of("alice", "a1"), t["alice"]).json["accepted"] == 1
     assert post(app, job_of("bob", "b1"), t["bob"]).json["accepted"] == 1
     assert call(app, "GET", "/api/v1/jobs/a1", token=t["alice"]).json["user"] == "alice"
@@ -218,16 +216,17 @@ def test_a_guessed_job_id_is_the_user_slurm_says_submitted_it(tmp_path, tokens, 
         offline.stop()
 
 
-def test_two_users_first_events_for_one_new_job_in_one_group_commit(service, tokens):
+def test_two_users_first_events_for_one_new_job_in_one_group_commit(service_in_process,
+                                                                      tokens):
     """Written in the same transaction, the first writer owns the new job."""
     _, t = tokens
     writes = [slm_api.Write([slm_api.validate_event(job_of(user, "7000"))],
-                            service.keyring.identify("Bearer " + t[user]))
+                            service_in_process.keyring.identify("Bearer " + t[user]))
               for user in ("alice", "bob")]
-    service.ingestor._commit(writes)
+    service_in_process.ingestor._commit(writes)
     assert writes[0].error is None and writes[0].answer["accepted"] == 1
     assert writes[1].error is not None and writes[1].error.status == 403
-    job = call(service.app, "GET", "/api/v1/jobs/7000", token=t["root"]).json
+    job = call(service_in_process.app, "GET", "/api/v1/jobs/7000", token=t["root"]).json
     assert (job["user"], job["event_count"]) == ("alice", 1)
 
 
@@ -257,39 +256,192 @@ def test_the_sites_own_destinations_are_the_admins_to_see(tmp_path, tokens):
         mine.close()
 
 
-def test_a_token_holds_a_bounded_number_of_long_polls(service, tokens):
+def test_a_token_holds_a_bounded_number_of_long_polls(service_in_process, tokens):
     """Each long-poll holds a thread: a token's beyond MAX_WAITERS get 429."""
     _, t = tokens
-    changes = service.ingestor.changes
-    alice = service.keyring.identify("Bearer " + t["alice"])
+    app = service_in_process.app
+    changes = service_in_process.ingestor.changes
+    alice = service_in_process.keyring.identify("Bearer " + t["alice"])
     held = 0
     try:
         for _ in range(slm_api.MAX_WAITERS - 1):   # as if alice's other tabs waited
             assert changes.enter(alice.key, slm_api.MAX_WAITERS)
             held += 1
-        got = call(service.app, "GET", "/api/v1/feed?wait=0.2", token=t["alice"])
+        got = call(app, "GET", "/api/v1/feed?wait=0.2", token=t["alice"])
         assert got.status == 200        # the last free one
         assert changes.enter(alice.key, slm_api.MAX_WAITERS)
         held += 1
-        got = call(service.app, "GET", "/api/v1/feed?wait=5", token=t["alice"])
+        got = call(app, "GET", "/api/v1/feed?wait=5", token=t["alice"])
         assert got.status == 429 and got.headers["retry-after"] == "1"
         assert "long-polls" in got.json["error"]
         # not waiting, it is a plain read; other tokens wait as before
-        assert call(service.app, "GET", "/api/v1/feed", token=t["alice"]).status == 200
-        assert call(service.app, "GET", "/api/v1/feed?wait=0.2", token=t["bob"]).status == 200
+        assert call(app, "GET", "/api/v1/feed", token=t["alice"]).status == 200
+        assert call(app, "GET", "/api/v1/feed?wait=0.2", token=t["bob"]).status == 200
     finally:
         for _ in range(held):
             changes.leave(alice.key)
 
 
 def test_shared_token_alone_keeps_working(tmp_path):
-    svc = slm_api.build_service({"SLM_API_TOKEN": "shared-tok"}, db=str(tmp_path / "s.db"))
+    svc = scaffold.build_service(tmp_path / "s.db", {"SLM_API_TOKEN": "shared-tok"})
     try:
         assert post(svc.app, job_of("alice", "1"), "shared-tok").status == 200
         assert post(svc.app, job_of("bob", "2"), "shared-tok").status == 200
         assert call(svc.app, "GET", "/api/v1/jobs", token="shared-tok").json["total"] == 2
         assert call(svc.app, "GET", "/api/v1/whoami", token="shared-tok").json == \
             {"user": None, "role": "admin", "private_jobs": False}
+    finally:
+        svc.stop()
+
+
+# ---------------------------------------------------------------------------
+# Ownership: every job is somebody's, and stays theirs
+# ---------------------------------------------------------------------------
+
+
+def test_an_event_without_a_user_is_the_tokens_users(service_in_process, tokens):
+    _, t = tokens
+    app = service_in_process.app
+    for who, job_id in (("alice", "mine-1"), ("root", "admin-1")):
+        assert post(app, event(job_id), t[who]).json == {"accepted": 1, "duplicates": 0}
+        job = call(app, "GET", "/api/v1/jobs/" + job_id, token=t["root"]).json
+        assert job["user"] == who, job_id
+        assert [e.get("user") for e in call(app, "GET", "/api/v1/jobs/%s/events" % job_id,
+                                           token=t[who]).json["events"]] in ([who], [None])
+
+
+def test_an_admins_job_without_a_user_cannot_be_taken_over(tmp_path, tokens):
+    """The admin posts without naming a user: the job is the admin's, so bob's
+    COMPLETED naming himself is refused, and with private jobs he reads none of it."""
+    _, t = tokens
+    svc = make_app(tmp_path, tokens[0], SLM_PRIVATE_DATA="jobs", SLM_RECONCILE="off")
+    try:
+        app = svc.app
+        assert post(app, event("adm-1", command=["secret.sh", "--key=K"]),
+                    t["root"]).status == 200
+        taken = post(app, job_of("bob", "adm-1", "COMPLETED", exit_code=0), t["bob"])
+        assert taken.status == 403, taken.body
+        for path in ("/api/v1/jobs/adm-1", "/api/v1/jobs/adm-1/events"):
+            assert call(app, "GET", path, token=t["bob"]).status == 404, path
+        job = call(app, "GET", "/api/v1/jobs/adm-1", token=t["root"]).json
+        assert (job["user"], job["status"], job["event_count"]) == ("root", "RUNNING", 1)
+    finally:
+        svc.stop()
+
+
+def test_a_job_nobody_owns_is_no_users_to_take(tmp_path, tokens):
+    """A row with no owner (the shared SLM_API_TOKEN's, or a database from
+    before per-user tokens): a user's token may not write to it."""
+    _, t = tokens
+    svc = make_app(tmp_path, tokens[0], SLM_API_TOKEN="shared-tok", SLM_RECONCILE="off")
+    try:
+        app = svc.app
+        assert post(app, event("legacy-1"), "shared-tok").status == 200
+        assert call(app, "GET", "/api/v1/jobs/legacy-1", token=t["root"]).json["user"] is None
+        taken = post(app, job_of("bob", "legacy-1", "COMPLETED", exit_code=0), t["bob"])
+        assert taken.status == 403, taken.body
+        job = call(app, "GET", "/api/v1/jobs/legacy-1", token=t["root"]).json
+        assert (job["user"], job["status"], job["event_count"]) == (None, "RUNNING", 1)
+        # the shared token (an admin's) still writes there
+        assert post(app, event("legacy-1", "COMPLETED", seq=2, exit_code=0),
+                    "shared-tok").status == 200
+    finally:
+        svc.stop()
+
+
+# ---------------------------------------------------------------------------
+# The service's own events: ids no user can take first
+# ---------------------------------------------------------------------------
+
+
+def test_bob_cannot_squat_the_id_of_alices_lost(tmp_path, tokens):
+    """The LOST the watchdog writes has an id anyone can work out (job, run,
+    the last heartbeat's time, all readable): bob posts it on his own job
+    first, and alice's silent job must still become LOST."""
+    _, t = tokens
+    svc = make_app(tmp_path, tokens[0], SLM_WATCH_INTERVAL="0.2", SLM_RECONCILE="off").start()
+    try:
+        app = svc.app
+        assert post(app, job_of("alice", "a-quiet"), t["alice"]).status == 200
+        assert call(app, "POST", "/api/v1/heartbeats", heartbeat("a-quiet", 1.0),
+                    token=t["alice"]).json == {"accepted": 1, "unknown": 0}
+        row = call(app, "GET", "/api/v1/jobs/a-quiet", token=t["bob"]).json
+        lost = slm_api.slurm_event(row, "LOST", row["restarts"] or 0, "now", source="service",
+                                   episode=row["heartbeat_at"], reason="no_heartbeat")
+        squat = post(app, job_of("bob", "b-own", event_id=lost["event_id"]), t["bob"])
+
+        def alices():
+            return call(app, "GET", "/api/v1/jobs/a-quiet", token=t["alice"]).json
+        scaffold.await_true(lambda: alices()["status"] == "LOST", 15,
+                            lambda: "alice's silent job LOST (it is %s)" % alices()["status"])
+        events = call(app, "GET", "/api/v1/jobs/a-quiet/events", token=t["alice"]).json
+        assert [(e["status"], e.get("source")) for e in events["events"]] == \
+            [("RUNNING", None), ("LOST", "service")]
+        assert squat.status == 400 and "service-" in squat.json["error"], squat.body
+    finally:
+        svc.stop()
+
+
+def test_bob_cannot_squat_the_id_of_alices_array_rollup(tmp_path, tokens):
+    """The roll-up of an array has an id made of the array's id: bob posts it
+    first; alice's array still ends, and she is still told."""
+    _, t = tokens
+    hook = scaffold.HttpSink()
+    svc = make_app(tmp_path, tokens[0], SLM_OUTBOX_POLL="0.05", SLM_RECONCILE="off").start()
+    try:
+        app = svc.app
+        relay = {"to": [{"url": hook.hook_url, "format": "json"}], "send": False}
+        assert post(app, job_of("alice", "4711", "SUBMITTED", array="1-2", relay=relay),
+                    t["alice"]).status == 200
+        rollup_id = "rollup-" + hashlib.sha1(b"4711").hexdigest()
+        squat = post(app, job_of("bob", "b-own", event_id=rollup_id), t["bob"])
+        for n in ("1", "2"):
+            assert post(app, job_of("alice", "4711_" + n, "COMPLETED", array_job_id="4711",
+                                    array_task_id=n, exit_code=0, relay=relay),
+                        t["alice"]).status == 200
+        hook.wait(lambda: any(b.get("rollup") for b in hook.delivered), 10,
+                  "alice's roll-up delivered")
+        rollup, = [b for b in hook.delivered if b.get("rollup")]
+        assert (rollup["job_id"], rollup["tasks"]) == ("4711", {"COMPLETED": 2})
+        array = call(app, "GET", "/api/v1/jobs/4711", token=t["alice"]).json
+        assert (array["user"], array["status"]) == ("alice", "COMPLETED")
+        assert squat.status == 400 and "rollup-" in squat.json["error"], squat.body
+    finally:
+        svc.stop()
+        hook.close()
+
+
+def test_bob_cannot_squat_the_id_of_slurms_verdict_on_alices_job(tmp_path, tokens):
+    """Slurm's verdict has an id of the job, the state and the run: bob posts
+    it first; the verdict on alice's job is still stored."""
+    _, t = tokens
+    sacct = [{"JobID": "4800", "State": "OUT_OF_MEMORY", "ExitCode": "0:125", "Reason": "None"}]
+
+    class Knows(slm_api.Slurm):
+        """sacct as it answers for alice's job, OOM-killed."""
+
+        def __init__(self):
+            slm_api.Slurm.__init__(self)
+            self.cluster = "c1"
+
+        def runs(self, ids):
+            return dict((i, sacct) for i in ids if i == "4800")
+    svc = make_app(tmp_path, tokens[0], SLM_RECONCILE="off")
+    try:
+        app = svc.app
+        assert post(app, job_of("alice", "4800", "FAILED", when=time.time() - 600, cluster="c1",
+                                exit_code=137, signal="SIGKILL"), t["alice"]).status == 200
+        row = call(app, "GET", "/api/v1/jobs/4800", token=t["bob"]).json
+        verdict = slm_api.slurm_verdict(dict(row, meta=json.dumps(row["meta"])), sacct,
+                                        "now")[0][0]
+        squat = post(app, job_of("bob", "b-own", event_id=verdict["event_id"]), t["bob"])
+        slm_api.Watchdog(svc.db, svc.ingestor, Knows(), interval=60).ask_slurm(time.time())
+        job = call(app, "GET", "/api/v1/jobs/4800", token=t["alice"]).json
+        assert (job["status"], job["user"]) == ("OUT_OF_MEMORY", "alice"), job
+        said = [e for e in call(app, "GET", "/api/v1/jobs/4800/events",
+                                token=t["alice"]).json["events"] if e.get("source") == "slurm"]
+        assert [(e["status"], e["corrects"]) for e in said] == [("OUT_OF_MEMORY", "FAILED")]
+        assert squat.status == 400 and "slurm-" in squat.json["error"], squat.body
     finally:
         svc.stop()
 
@@ -305,9 +457,10 @@ def fill(app, t):
                                 output_tail="key=K"), t[user]).status == 200
 
 
-def test_default_everyone_lists_everyone_but_command_lines_are_the_owners(service, tokens):
+def test_default_everyone_lists_everyone_but_command_lines_are_the_owners(service_in_process,
+                                                                          tokens):
     _, t = tokens
-    app = service.app
+    app = service_in_process.app
     fill(app, t)
     listed = call(app, "GET", "/api/v1/jobs", token=t["alice"]).json
     assert listed["total"] == 2
@@ -341,6 +494,71 @@ def test_private_jobs_show_only_ones_own_and_admins_see_all(tmp_path, tokens):
         svc.stop()
 
 
+def test_private_jobs_answer_a_heartbeat_for_anothers_job_as_for_none(tmp_path, tokens):
+    """With private jobs, a 403 for alice's job and a 200 for a missing one
+    would tell bob which job ids exist: both are "unknown"."""
+    _, t = tokens
+    svc = make_app(tmp_path, tokens[0], SLM_PRIVATE_DATA="jobs", SLM_RECONCILE="off")
+    try:
+        app = svc.app
+        assert post(app, job_of("alice", "a-secret"), t["alice"]).status == 200
+        answers = [call(app, "POST", "/api/v1/heartbeats", heartbeat(job_id, 60, user="bob"),
+                        token=t["bob"]) for job_id in ("a-secret", "never-was")]
+        assert [(a.status, a.json) for a in answers] == \
+            [(200, {"accepted": 0, "unknown": 1})] * 2
+        job = call(app, "GET", "/api/v1/jobs/a-secret", token=t["alice"]).json
+        assert job["heartbeat_at"] is None and job["heartbeat_interval"] is None
+    finally:
+        svc.stop()
+
+
+def test_private_jobs_keep_a_feed_cursor_per_user(tmp_path, tokens):
+    """The feed's next moves only with the asking user's own events: others'
+    posting says nothing to alice (not even that they post)."""
+    _, t = tokens
+    svc = make_app(tmp_path, tokens[0], SLM_PRIVATE_DATA="jobs", SLM_RECONCILE="off")
+    try:
+        app = svc.app
+        assert post(app, job_of("alice", "a1"), t["alice"]).status == 200
+        mine = call(app, "GET", "/api/v1/feed", token=t["alice"]).json
+        assert [e["job_id"] for e in mine["events"]] == ["a1"]
+        end = mine["next"]
+        for n in range(3):
+            assert post(app, job_of("bob", "b%d" % n), t["bob"]).status == 200
+        again = call(app, "GET", "/api/v1/feed?after=%d" % end, token=t["alice"]).json
+        assert (again["events"], again["next"]) == ([], end)
+        waited = call(app, "GET", "/api/v1/feed?after=%d&wait=0.3" % end, token=t["alice"]).json
+        assert (waited["events"], waited["next"]) == ([], end)
+        assert post(app, job_of("alice", "a2"), t["alice"]).status == 200
+        later = call(app, "GET", "/api/v1/feed?after=%d" % end, token=t["alice"]).json
+        assert [e["job_id"] for e in later["events"]] == ["a2"] and later["next"] > end
+        # an admin's feed is everyone's
+        assert len(call(app, "GET", "/api/v1/feed", token=t["root"]).json["events"]) == 5
+    finally:
+        svc.stop()
+
+
+def test_metrics_are_the_admins_unless_the_site_opens_them(tmp_path, tokens):
+    """/metrics counts every user's jobs by status: not a user's to read."""
+    _, t = tokens
+    svc = make_app(tmp_path, tokens[0], SLM_RECONCILE="off")
+    try:
+        assert post(svc.app, job_of("alice", "a1"), t["alice"]).status == 200
+        for who in ("alice", "bob"):
+            r = call(svc.app, "GET", "/metrics", token=t[who])
+            assert r.status == 403 and r.json["error"], who
+        r = call(svc.app, "GET", "/metrics", token=t["root"])
+        assert r.status == 200 and 'slm_jobs{status="RUNNING"} 1' in r.body.decode()
+    finally:
+        svc.stop()
+    (tmp_path / "open").mkdir()
+    opened = make_app(tmp_path / "open", tokens[0], SLM_PUBLIC="metrics", SLM_RECONCILE="off")
+    try:
+        assert call(opened.app, "GET", "/metrics").status == 200
+    finally:
+        opened.stop()
+
+
 # ---------------------------------------------------------------------------
 # Changing the tokens file while the service runs
 # ---------------------------------------------------------------------------
@@ -372,9 +590,10 @@ def test_revoked_token_is_refused_at_once_without_a_restart(tmp_path, tokens):
         # ... once for that version of the file, not at every look (once a second,
         # when a request comes): requests for a bounded period, nothing more said
         assert svc.output().count("stay in force") == 1
-        deadline = time.time() + 2.5
-        while time.time() < deadline:
+
+        def whoami():
             assert svc.get("/api/v1/whoami", token=carol)[0] == 200
+        assert scaffold.repeat_for(2.5, whoami) > 2
         assert svc.output().count("stay in force") == 1
         # the file deleted: every per-user token with it (the shared token stays)
         os.unlink(str(path))
@@ -446,8 +665,8 @@ def fuzz_service(tmp_path_factory):
     d = tmp_path_factory.mktemp("authfuzz")
     path = d / "tokens"
     t = {"alice": add_token(path, "alice")}
-    s = slm_api.build_service({"SLM_TOKENS_FILE": str(path), "SLM_API_TOKEN": "shared-secret"},
-                              db=str(d / "f.db"))
+    s = scaffold.build_service(d / "f.db", {"SLM_TOKENS_FILE": str(path),
+                                            "SLM_API_TOKEN": "shared-secret"})
     yield s, t
     s.stop()
 
@@ -507,12 +726,13 @@ def test_a_tokens_bodies_are_limited_in_bytes_too(tmp_path, tokens):
         svc.stop()
 
 
-def test_the_group_commit_takes_every_tokens_writes_in_turn(service, tokens):
+def test_the_group_commit_takes_every_tokens_writes_in_turn(service_in_process, tokens):
     """A burst from one token queued first cannot fill a transaction: the
     writer takes one request from each token in turn."""
     _, t = tokens
-    who = dict((u, service.keyring.identify("Bearer " + t[u])) for u in ("alice", "bob"))
-    ingestor = service.ingestor
+    who = dict((u, service_in_process.keyring.identify("Bearer " + t[u]))
+               for u in ("alice", "bob"))
+    ingestor = service_in_process.ingestor
 
     def write(user, n):
         return slm_api.Write([slm_api.validate_event(job_of(user, "%s-%d" % (user, n)))],
@@ -526,6 +746,57 @@ def test_the_group_commit_takes_every_tokens_writes_in_turn(service, tokens):
     assert len(bobs) == 3 and group.index(bobs[-1]) <= 6     # near the front, in turn
     assert all(w not in ingestor._queue for w in group)
     ingestor._queue = []
+
+
+def test_a_poison_event_holds_no_other_users_notice_back(tmp_path, tokens):
+    """One group commit (concurrent requests) writes a big batch, alice's event
+    with a field the outbox cannot format ("tasks": "x", once accepted) and
+    bob's relayed failure: bob's notice still goes out within a few outbox
+    polls, not after the poison row's lease."""
+    _, t = tokens
+    poisoned, bobs = scaffold.HttpSink(), scaffold.HttpSink()
+    svc = make_app(tmp_path, tokens[0], SLM_OUTBOX_POLL="0.1", SLM_RECONCILE="off").start()
+    ingestor = svc.ingestor
+    answers = {}
+    requests = (
+        ("big", {"events": [job_of("carol", "big-%d" % n) for n in range(1000)]}, "root"),
+        ("poison", job_of("alice", "a-poison", "FAILED", exit_code=1, tasks="x", relay={
+            "to": [{"url": poisoned.hook_url, "format": "slack"}], "send": True}), "alice"),
+        ("bob", job_of("bob", "b-fails", "FAILED", exit_code=1, relay={
+            "to": [{"url": bobs.hook_url, "format": "json"}], "send": True}), "bob"))
+    try:
+        # hold the writer while the three queue up, in this order: then one
+        # transaction takes them all (the group commit)
+        with ingestor._cond:
+            ingestor._writing = True
+        threads = []
+        for name, body, who in requests:
+            queued = len(ingestor._queue)
+            thread = threading.Thread(target=lambda n=name, b=body, w=who: answers.__setitem__(
+                n, post(svc.app, b, t[w])))
+            thread.start()
+            threads.append(thread)
+            # queued behind the held writer (or refused at the door already)
+            scaffold.await_true(lambda: len(ingestor._queue) > queued or not thread.is_alive(),
+                                10, "the %s request queued" % name, interval=0.005)
+        with ingestor._cond:
+            ingestor._writing = False
+            ingestor._cond.notify_all()
+        for thread in threads:
+            thread.join(30)
+        assert answers["bob"].status == 200 and answers["big"].status == 200
+        bobs.wait(lambda: bobs.delivered, 3, "bob's notice sent promptly")
+        assert bobs.delivered[0]["job_id"] == "b-fails"
+        poison = answers["poison"]
+        assert poison.status == 400 and "tasks" in poison.json["error"], poison.body
+        assert poisoned.quiet(0.3) == 0 and poisoned.received == []
+    finally:
+        with ingestor._cond:
+            ingestor._writing = False
+            ingestor._cond.notify_all()
+        svc.stop()
+        poisoned.close()
+        bobs.close()
 
 
 def test_bad_access_settings_are_config_errors(tmp_path):

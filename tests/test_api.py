@@ -5,14 +5,17 @@ WSGI server would build it), on a throw-away SQLite store.  The last ones run
 `python slm_api.py` as a subprocess: keep-alive, refusal to listen
 unprotected, signals, and secrets kept out of its stderr.
 """
+import functools
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 from wsgiref.util import setup_testing_defaults
 
@@ -20,20 +23,14 @@ import pytest
 
 import scaffold
 import slm_api
+from scaffold import call, post
 
 SLM_API = scaffold.SLM_API
 
 NASTY = "x'); DROP TABLE slurm_jobs; -- \" \\ % _ ` <b>&amp; 🚀 数据 é \u0000 \t end"
 
-
-def event(job_id="100", status="RUNNING", when="2026-11-30T03:40:41.123Z", seq=1, **extra):
-    return scaffold.event(job_id, status, when, seq, **extra)
-
-
-def call(app, method, path, body=None, headers=None, token=None):
-    r = scaffold.call(app, method, path, body, headers, token)
-    assert r.headers["content-length"] == str(len(r.body))
-    return r
+# the events of this file happen at one fixed time, unless they say otherwise
+event = functools.partial(scaffold.event, when="2026-11-30T03:40:41.123Z")
 
 
 def assert_json_error(r, status):
@@ -44,8 +41,8 @@ def assert_json_error(r, status):
 
 
 def make_service(db, logs, **env):
-    """The service as slm_api.py builds it, with diagnostics into logs."""
-    return slm_api.build_service(env, db=db, log=logs.append)
+    """The service in this process, with diagnostics into logs."""
+    return scaffold.build_service(db, env, log=logs.append)
 
 
 @pytest.fixture
@@ -54,19 +51,15 @@ def logs():
 
 
 @pytest.fixture
-def service(tmp_path, logs):
-    s = make_service(str(tmp_path / "api.db"), logs)
+def service_in_process(tmp_path, logs):
+    s = make_service(tmp_path / "api.db", logs)
     yield s
     s.stop()
 
 
 @pytest.fixture
-def app(service):
-    return service.app
-
-
-def post(app, body, **kw):
-    return call(app, "POST", "/api/v1/events", body, **kw)
+def app(service_in_process):
+    return service_in_process.app
 
 
 def q(text):
@@ -193,7 +186,8 @@ def test_huge_body_is_413_without_reading_it(app):
     environ = {}
     setup_testing_defaults(environ)
     environ.update(REQUEST_METHOD="POST", PATH_INFO="/api/v1/events",
-                   CONTENT_LENGTH=str(slm_api.MAX_BODY + 1), **{"wsgi.input": Untouchable()})
+                   CONTENT_TYPE="application/json", CONTENT_LENGTH=str(slm_api.MAX_BODY + 1),
+                   **{"wsgi.input": Untouchable()})
     got = {}
     out = b"".join(app(environ, lambda s, h, e=None: got.update(status=s)))
     assert got["status"].startswith("413") and "error" in json.loads(out)
@@ -205,7 +199,8 @@ def test_body_just_over_limit_is_413(app):
 
 
 def test_chunked_body_is_411(app):
-    r = call(app, "POST", "/api/v1/events", headers={"Transfer-Encoding": "chunked"})
+    r = call(app, "POST", "/api/v1/events", headers={"Transfer-Encoding": "chunked",
+                                                     "Content-Type": "application/json"})
     assert_json_error(r, 411)
 
 
@@ -290,7 +285,7 @@ def test_404_and_405_are_json(app):
 
 
 def test_token_required(tmp_path, logs):
-    app = make_service(str(tmp_path / "t.db"), logs, SLM_API_TOKEN="s3cret-token").app
+    app = make_service(tmp_path / "t.db", logs, SLM_API_TOKEN="s3cret-token").app
     e = event()
     assert "token" in assert_json_error(post(app, e), 401)
     r = post(app, e, token="wrong-token")
@@ -308,25 +303,25 @@ def test_token_required(tmp_path, logs):
     assert call(app, "GET", "/healthz", token="s3cret-token").status == 200
     assert call(app, "GET", "/metrics", token="s3cret-token").status == 200
     assert call(app, "GET", "/openapi.json").status == 200
-    opened = make_service(str(tmp_path / "o.db"), logs, SLM_API_TOKEN="s3cret-token",
+    opened = make_service(tmp_path / "o.db", logs, SLM_API_TOKEN="s3cret-token",
                           SLM_PUBLIC="healthz,metrics").app
     assert call(opened, "GET", "/healthz").status == 200
     assert call(opened, "GET", "/metrics").status == 200
     assert not any("s3cret" in line or "wrong-token" in line for line in logs)
 
 
-def test_healthz(app, service):
+def test_healthz(app, service_in_process):
     r = call(app, "GET", "/healthz")
     assert (r.status, r.json) == (200, {"ok": True, "backend": "sqlite",
                                         "database": "reachable"})
-    service.db.close()
+    service_in_process.db.close()
     r = call(app, "GET", "/healthz")
     assert (r.status, r.json) == (503, {"ok": False, "backend": "sqlite",
                                         "database": "unreachable"})
 
 
-def test_database_down_is_503(app, service, logs):
-    service.db.close()
+def test_database_down_is_503(app, service_in_process, logs):
+    service_in_process.db.close()
     assert "database" in assert_json_error(post(app, event()), 503)
     assert_json_error(call(app, "GET", "/api/v1/jobs"), 503)
     assert_json_error(call(app, "GET", "/api/v1/jobs/1"), 503)
@@ -338,10 +333,7 @@ def test_database_down_is_503(app, service, logs):
 
 def test_mysql_refusing_connections_is_503(logs):
     pytest.importorskip("pymysql")
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = scaffold.free_port()
     app = make_service("mysql://root:pw-SECRET-1@127.0.0.1:%d/slm" % port, logs).app
     assert_json_error(post(app, event()), 503)
     r = call(app, "GET", "/healthz")
@@ -417,8 +409,8 @@ def test_metrics(app):
 
 
 def test_services_are_independent(tmp_path):
-    a = make_service(str(tmp_path / "a.db"), []).app
-    b = make_service(str(tmp_path / "b.db"), [], SLM_API_TOKEN="t").app
+    a = make_service(tmp_path / "a.db", []).app
+    b = make_service(tmp_path / "b.db", [], SLM_API_TOKEN="t").app
     assert post(a, event()).status == 200
     assert post(b, event()).status == 401
     assert call(b, "GET", "/api/v1/jobs", token="t").json["total"] == 0
@@ -437,6 +429,154 @@ def test_module_level_application_built_once_from_env(tmp_path, monkeypatch):
         assert first.sender.is_alive()     # the outbox is sent, as under main()
     finally:
         entry.service.stop()
+
+
+# ---------------------------------------------------------------------------
+# What no client may write: the service's own ids and fields
+# ---------------------------------------------------------------------------
+
+
+def test_an_event_id_belongs_to_its_job(app):
+    """The same id on two jobs is two events (nobody can take another job's
+    event by its id); the same id again on the same job is a duplicate."""
+    a = event(job_id="j1", event_id="same-id")
+    b = event(job_id="j2", event_id="same-id", status="COMPLETED", exit_code=0)
+    assert post(app, a).json == {"accepted": 1, "duplicates": 0}
+    assert post(app, b).json == {"accepted": 1, "duplicates": 0}
+    assert post(app, b).json == {"accepted": 0, "duplicates": 1}
+    assert post(app, {"events": [event(job_id="j3", event_id="twin"),
+                                 event(job_id="j4", event_id="twin")]}).json == \
+        {"accepted": 2, "duplicates": 0}
+    for job_id, status in (("j1", "RUNNING"), ("j2", "COMPLETED"), ("j3", "RUNNING"),
+                           ("j4", "RUNNING")):
+        job = call(app, "GET", "/api/v1/jobs/" + job_id).json
+        assert (job["status"], job["event_count"]) == (status, 1), job_id
+    assert call(app, "GET", "/api/v1/jobs/j2/events").json == {"events": [b]}
+
+
+@pytest.mark.parametrize("prefix", ["service-", "slurm-", "rollup-", "group-"])
+def test_the_services_own_event_ids_are_refused(app, prefix):
+    """LOST, Slurm's verdicts, roll-ups and groups' notices have ids of the
+    service's making: a client that could post one first would suppress it."""
+    for body in (event(event_id=prefix + "0a1b2c3d4e5f"),
+                 {"events": [event(), event(event_id=prefix + "x")]}):
+        assert prefix in assert_json_error(post(app, body), 400)
+    assert call(app, "GET", "/api/v1/jobs").json["total"] == 0
+    assert post(app, event(event_id="my-" + prefix + "1")).status == 200   # not at the start
+
+
+@pytest.mark.parametrize("field,value", [
+    ("tasks", {"COMPLETED": 2}), ("tasks", "x"), ("failed_tasks", ["3"]), ("rollup", True),
+    ("kind", "group"), ("usage", {"rss_mb": 1.0}), ("usage", "x"), ("warnings", ["STALLED"]),
+    ("warnings", "x"), ("total", 60.0), ("longest", 30.0)])
+def test_fields_only_the_service_writes_are_refused(app, field, value):
+    """A roll-up's counts, a group's notice, a job's usage and warnings are the
+    service's: from a client they are forgeries (and odd ones broke readers)."""
+    assert field in assert_json_error(post(app, event(status="FAILED", **{field: value})), 400)
+    assert call(app, "GET", "/api/v1/jobs").json["total"] == 0
+
+
+def test_an_odd_warnings_field_then_a_warning_is_no_5xx(app):
+    """Found by a red-team pass: "warnings": "x" stored, the next TIME_WARNING
+    was a 500, which slm.py retries for ever."""
+    post(app, event(job_id="w1"), expect=200)
+    odd = post(app, event(job_id="w1", seq=2, warnings="x"))
+    warned = post(app, event(job_id="w1", seq=3, status="TIME_WARNING", time_left=60))
+    assert warned.status == 200, warned.body
+    assert odd.status == 400 and "warnings" in odd.json["error"]
+    assert call(app, "GET", "/api/v1/jobs/w1").json["meta"]["warnings"] == ["TIME_WARNING"]
+
+
+def test_unknown_fields_are_kept_as_received(app):
+    """What a newer slm.py sends is stored and given back, never read."""
+    e = event(x_future={"nested": [1, "two", None, {"deep": True}]}, x_list=[1.5, "a"])
+    assert post(app, e).json == {"accepted": 1, "duplicates": 0}
+    assert call(app, "GET", "/api/v1/jobs/100/events").json == {"events": [e]}
+
+
+# ---------------------------------------------------------------------------
+# What a web page may not do: write without asking, or read through its own name
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "text/plain;charset=UTF-8",
+                                   "application/x-www-form-urlencoded",
+                                   "multipart/form-data; boundary=x", None])
+def test_a_post_that_is_not_json_is_415(tmp_path, ctype):
+    """A page on any site can make a browser send these without asking first
+    (a form, a no-cors fetch; None: a body with no type): never read, with or
+    without tokens."""
+    for env in ({}, {"SLM_API_TOKEN": "tok"}):
+        app = make_service(tmp_path / ("t%d.db" % len(env)), [], **env).app
+        token = env.get("SLM_API_TOKEN")
+        body = json.dumps(event()).encode()
+        assert_json_error(call(app, "POST", "/api/v1/events", body, token=token,
+                               headers={"Content-Type": ctype}), 415)
+        beat = json.dumps({"job_id": "100", "interval": 60, "time": "2026-11-30T03:40:42Z"})
+        assert_json_error(call(app, "POST", "/api/v1/heartbeats", beat.encode(), token=token,
+                               headers={"Content-Type": ctype}), 415)
+        assert call(app, "GET", "/api/v1/jobs", token=token).json["total"] == 0
+        # JSON, with parameters, is what clients send
+        assert post(app, body, token=token,
+                    headers={"Content-Type": "application/json; charset=utf-8"}).status == 200
+
+
+@pytest.mark.parametrize("headers", [
+    {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+    {"Origin": "http://evil.example"}, {"Origin": "http://127.0.0.1:8080"},
+    {"Origin": "http://127.0.0.1.evil.example"},
+    {"Sec-Fetch-Site": "same-origin", "Origin": "http://evil.example"}],
+    ids=["cross-site", "same-site", "foreign-origin", "another-port", "lookalike-origin",
+         "said-same-origin"])
+def test_a_write_from_another_site_is_403(tmp_path, headers):
+    """What a browser says of a request a foreign page made (the Host here is
+    127.0.0.1): refused, with or without tokens."""
+    for env in ({}, {"SLM_API_TOKEN": "tok"}):
+        app = make_service(tmp_path / ("x%d.db" % len(env)), [], **env).app
+        token = env.get("SLM_API_TOKEN")
+        assert_json_error(post(app, event(), token=token, headers=headers), 403)
+        assert call(app, "GET", "/api/v1/jobs", token=token).json["total"] == 0
+        # this service's own pages, and clients that say nothing, write
+        for own in ({"Sec-Fetch-Site": "same-origin", "Origin": "http://127.0.0.1"},
+                    {"Sec-Fetch-Site": "none"}, {}):
+            assert post(app, event(), token=token, headers=own).status == 200, own
+
+
+def test_a_tokenless_service_answers_only_the_names_it_serves(tmp_path):
+    """DNS rebinding: a page of evil.example whose name now points at 127.0.0.1
+    reads this service through its own name; the Host header gives it away."""
+    app = make_service(tmp_path / "h.db", []).app
+    post(app, event(), expect=200)
+    for host in ("evil.example", "evil.example:9008", "127.0.0.1.evil.example", "10.1.2.3",
+                 "localhost.evil.example:9008"):
+        for method, path in (("GET", "/api/v1/jobs"), ("GET", "/healthz"),
+                             ("POST", "/api/v1/events")):
+            r = call(app, method, path, event() if method == "POST" else None,
+                     headers={"Host": host})
+            assert "SLM_ALLOWED_HOSTS" in assert_json_error(r, 400), (host, path)
+    for host in ("127.0.0.1", "127.0.0.1:9008", "localhost", "localhost:1", "[::1]:9008",
+                 socket.gethostname(), socket.getfqdn() + ":9008"):
+        assert call(app, "GET", "/api/v1/jobs", headers={"Host": host}).json["total"] == 1, host
+    assert call(app, "GET", "/api/v1/jobs", headers={"Host": "evil.example"}).status == 400
+    # the site names more (a tunnel's, a proxy's), or any
+    named = make_service(tmp_path / "n.db", [], SLM_ALLOWED_HOSTS="dash.example.org,x.test").app
+    assert call(named, "GET", "/healthz", headers={"Host": "dash.example.org:443"}).status == 200
+    assert call(named, "GET", "/healthz", headers={"Host": "localhost"}).status == 200
+    assert call(named, "GET", "/healthz", headers={"Host": "evil.example"}).status == 400
+    anyone = make_service(tmp_path / "a.db", [], SLM_ALLOWED_HOSTS="*").app
+    assert call(anyone, "GET", "/healthz", headers={"Host": "evil.example"}).status == 200
+
+
+def test_with_tokens_the_host_is_checked_only_when_named(tmp_path):
+    app = make_service(tmp_path / "t.db", [], SLM_API_TOKEN="tok").app
+    assert call(app, "GET", "/api/v1/jobs", token="tok",
+                headers={"Host": "slm.example.org"}).status == 200
+    named = make_service(tmp_path / "n.db", [], SLM_API_TOKEN="tok",
+                         SLM_ALLOWED_HOSTS="slm.example.org").app
+    assert call(named, "GET", "/api/v1/jobs", token="tok",
+                headers={"Host": "slm.example.org"}).status == 200
+    assert "SLM_ALLOWED_HOSTS" in assert_json_error(call(
+        named, "GET", "/api/v1/jobs", token="tok", headers={"Host": "evil.example"}), 400)
 
 
 # ---------------------------------------------------------------------------
@@ -463,10 +603,11 @@ def server_factory(tmp_path):
 
 
 def request(conn, method, path, body=None, headers=None):
+    """One request on a kept connection: (status, headers, body); a body is JSON."""
     headers = dict(headers or {})
-    if body is not None and not isinstance(body, bytes):
-        body = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
+    if body is not None:
+        body = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
     conn.request(method, path, body=body, headers=headers)
     r = conn.getresponse()
     data = r.read()
@@ -544,10 +685,7 @@ def test_non_loopback_with_insecure_or_token_listens(server_factory, tmp_path):
 
 def test_secrets_never_in_server_output(server_factory, tmp_path):
     pytest.importorskip("pymysql")
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    dead_port = s.getsockname()[1]
-    s.close()
+    dead_port = scaffold.free_port()
     token, password, wrong = "TOKEN-sekrit-1", "PASSWORD-sekrit-2", "WRONG-sekrit-3"
     srv = server_factory("mysql://root:%s@127.0.0.1:%d/slm" % (password, dead_port),
                          ["--access-log"], SLM_API_TOKEN=token)
@@ -576,6 +714,107 @@ def test_bad_db_url_exits_2(tmp_path):
     assert p.returncode == 2 and p.stderr.decode().startswith("slm-api: ")
 
 
+def test_a_rebound_name_reaches_no_tokenless_server(server_factory, tmp_path):
+    """The DNS rebinding attack on the real server: the browser connects to
+    127.0.0.1 and says Host: evil.example."""
+    srv = server_factory(tmp_path / "rebind.db")
+    assert srv.post(event(job_id="mine"))[0] == 200
+    status, body = scaffold.http_call("GET", srv.url + "/api/v1/jobs",
+                                      headers={"Host": "evil.example:%d" % srv.port})
+    assert status == 400 and "SLM_ALLOWED_HOSTS" in body["error"], (status, body)
+    assert srv.get("/api/v1/jobs")[1]["total"] == 1       # Host: 127.0.0.1:PORT
+    srv.stop()
+    assert "Traceback" not in srv.output()
+
+
+def open_files_for(count):
+    """Raise this process's soft limit of open files (its children inherit it)
+    to hold count sockets more; skip where the hard limit is lower."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = count + 256
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip("RLIMIT_NOFILE's hard limit %d is under the %d sockets needed" % (hard,
+                                                                                     wanted))
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return soft, hard
+
+
+def threads_of(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"^Threads:\s+(\d+)", f.read(), re.M).group(1))
+
+
+def test_idle_connections_cost_a_socket_not_a_thread(tmp_path):
+    """1,500 idle keep-alive connections and 200 that sent half a request head
+    (what a slow or hostile client holds open): a normal request is still
+    answered within 2 s, and the service's threads stay under SLM_WORKERS + 16."""
+    import resource
+    limits = open_files_for(1700)
+    srv = scaffold.ServiceProcess(tmp_path / "idle.db", tmp_path).start()
+    held = []
+    try:
+        for n in range(1500):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+            held.append(s)
+            if n % 2:     # one request answered, then the connection kept, idle
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert s.recv(65536).startswith(b"HTTP/1.1 200"), n
+        for n in range(200):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+            held.append(s)
+            s.sendall(b"POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty")
+        started = time.monotonic()
+        status, body = scaffold.http_call("GET", srv.url + "/healthz", timeout=30)
+        took = time.monotonic() - started
+        assert status == 200 and body["ok"] is True
+        assert took < 2.0, took
+        assert srv.post(event(job_id="amid-idle"))[0] == 200
+        assert threads_of(srv.proc.pid) < 64 + 16       # SLM_WORKERS' default: 64
+    finally:
+        for s in held:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+        srv.stop()
+    assert "Traceback" not in srv.output()
+
+
+def test_long_polls_beyond_half_the_workers_are_429(tmp_path):
+    """Long-polls hold a worker each: at most SLM_WORKERS // 2 at once, the
+    others are told to come back (429, Retry-After), and short requests are
+    still served."""
+    srv = scaffold.ServiceProcess(tmp_path / "polls.db", tmp_path,
+                                  env={"SLM_WORKERS": "8"}).start()
+    waiting = []
+    try:
+        for _ in range(4):
+            conn = srv.connection()
+            conn.timeout = 60
+            conn.request("GET", "/api/v1/feed?wait=25")
+            waiting.append(conn)
+
+        def turned_away():
+            conn = srv.connection()
+            try:
+                conn.request("GET", "/api/v1/feed?wait=1")
+                r = conn.getresponse()
+                r.read()
+                return r.status == 429 and r.getheader("Retry-After")
+            finally:
+                conn.close()
+        assert int(scaffold.await_true(turned_away, 20, "a fifth long-poll answered 429"))
+        assert srv.get("/healthz")[0] == 200
+        assert srv.post(event(job_id="news"))[0] == 200       # the waiting four answer
+        for conn in waiting:
+            r = conn.getresponse()
+            assert r.status == 200 and json.loads(r.read())["events"]
+    finally:
+        for conn in waiting:
+            conn.close()
+        srv.stop()
+
+
 # ---------------------------------------------------------------------------
 # One way to build the service: main() and a WSGI server behave the same
 # ---------------------------------------------------------------------------
@@ -591,7 +830,7 @@ def test_module_level_application_sends_relayed_notifications(tmp_path, monkeypa
     """The WSGI entry point starts the outbox sender, as `python slm_api.py` does."""
     hook = scaffold.HttpSink()
     monkeypatch.setenv("SLM_DB_URL", "sqlite:///" + str(tmp_path / "wsgi.db"))
-    monkeypatch.setenv("SLM_RELAY_ALLOW", "127.0.0.1")
+    monkeypatch.setenv("SLM_RELAY_ALLOW", scaffold.RELAY_ALLOW)
     monkeypatch.setenv("SLM_OUTBOX_POLL", "0.1")
     monkeypatch.delenv("SLM_API_TOKEN", raising=False)
     entry = slm_api.Application()
@@ -657,8 +896,7 @@ def test_main_and_gunicorn_behave_the_same(server, tmp_path):
     """Stored events, errors, the token, and relayed notifications sent once."""
     hook = scaffold.HttpSink()
     db = str(tmp_path / "same.db")
-    settings = {"SLM_API_TOKEN": "tok-same", "SLM_RELAY_ALLOW": "127.0.0.1",
-                "SLM_OUTBOX_POLL": "0.1"}
+    settings = {"SLM_API_TOKEN": "tok-same", "SLM_OUTBOX_POLL": "0.1"}
     if server == "gunicorn":
         svc = gunicorn(db, tmp_path, "tok-same", settings)
     else:

@@ -6,10 +6,7 @@ checked against the bodies their documentation requires, with the scaffold's
 sink standing in where a request must really be made.  Groups of jobs: in the
 service here, on the real Slurm in tests/test_lifecycle.py.
 """
-import email
-import email.policy
 import json
-import threading
 import time
 
 import pytest
@@ -17,7 +14,6 @@ import pytest
 from conftest import MAIN_PYTHON, run_slm
 import scaffold
 import slm
-import slm_api
 
 EVENT = {"schema": "slm.event/1", "event_id": "e1e2e3", "job_id": "4711", "job_name": "train",
          "status": "FAILED", "exit_code": 3, "user": "alice", "cluster": "c1",
@@ -188,57 +184,9 @@ def test_filters_travel_with_the_relay(env, tmp_path):
 # ---------------------------------------------------------------------------
 
 
-class MailServer(object):
-    """aiosmtpd on loopback, collecting what it is sent (start/stop on one port)."""
-
-    def __init__(self, port=None, auth=None):
-        controller = pytest.importorskip("aiosmtpd.controller")
-        self.messages = []
-        self.cond = threading.Condition()
-        self.port = port or scaffold.free_port()
-        server = self
-
-        class Handler(object):
-            async def handle_DATA(self, smtp, session, envelope):
-                with server.cond:
-                    server.messages.append((envelope.rcpt_tos, email.message_from_bytes(
-                        envelope.content, policy=email.policy.default)))
-                    server.cond.notify_all()
-                return "250 OK"
-        kwargs = {}
-        if auth:
-            kwargs = {"authenticator": auth, "auth_require_tls": False}
-        self.controller = controller.Controller(Handler(), hostname="127.0.0.1", port=self.port,
-                                                **kwargs)
-
-    def start(self):
-        self.controller.start()
-        return self
-
-    def stop(self):
-        self.controller.stop()
-
-    def quiet(self, period):
-        """After the awaited state: how many mails came in one bounded period."""
-        with self.cond:
-            before = len(self.messages)
-        threading.Event().wait(period)
-        with self.cond:
-            return len(self.messages) - before
-
-    def wait(self, count, timeout=20):
-        with self.cond:
-            deadline = time.time() + timeout
-            while len(self.messages) < count:
-                left = deadline - time.time()
-                assert left > 0, "%d mail(s), not %d" % (len(self.messages), count)
-                self.cond.wait(left)
-            return list(self.messages)
-
-
 @pytest.fixture
 def mail():
-    m = MailServer().start()
+    m = scaffold.MailServer().start()
     yield m
     m.stop()
 
@@ -280,7 +228,7 @@ def test_mail_login_and_credentials_never_printed(env):
 
     def auth(server, session, envelope, mechanism, data):
         return AuthResult(success=data.login == b"slmbot" and data.password == b"Pw-SEKRIT-9")
-    server = MailServer(auth=auth).start()
+    server = scaffold.MailServer(auth=auth).start()
     try:
         smtp_env(env, server.port, SLM_SMTP_USER="slmbot", SLM_SMTP_PASSWORD="Pw-SEKRIT-9",
                  SLM_WEBHOOK="mailto:alice@example.org#on=final")
@@ -301,7 +249,7 @@ def test_no_password_in_clear_to_a_server_without_tls(env):
     def auth(server, session, envelope, mechanism, data):
         tried.append(data.login)
         return AuthResult(success=True)
-    server = MailServer(auth=auth).start()      # offers no STARTTLS
+    server = scaffold.MailServer(auth=auth).start()      # offers no STARTTLS
     try:
         smtp_env(env, server.port, SLM_SMTP_USER="slmbot", SLM_SMTP_PASSWORD="Pw-SEKRIT-9",
                  SLM_SMTP_TLS="auto", SLM_WEBHOOK="mailto:alice@example.org#on=final")
@@ -346,7 +294,7 @@ def test_relayed_mail_waits_out_a_dead_smtp_server_and_is_sent_once(env, tmp_pat
         rows = svc.wait_notifications(job, lambda rows: rows and rows[0]["attempts"] >= 1)
         assert rows[0]["state"] == "pending" and "connection refused" in rows[0]["last_error"]
         assert rows[0]["destination"] == "mailto:a…@example.org"
-        server = MailServer(port=port).start()       # the mail server is back
+        server = scaffold.MailServer(port=port).start()       # the mail server is back
         got = server.wait(1, timeout=30)
         assert got[0][1]["Subject"].startswith("[slm] COMPLETED %s relayed" % job)
         svc.wait_notifications(job, lambda rows: rows[0]["state"] == "sent")
@@ -361,7 +309,7 @@ def test_relayed_mail_waits_out_a_dead_smtp_server_and_is_sent_once(env, tmp_pat
 def test_relayed_mail_goes_only_through_the_services_own_server(env, tmp_path, mail):
     # a user's address may name a server of its own; the service never connects
     # there on the user's behalf (it would reach hosts of the site's network)
-    other = MailServer().start()
+    other = scaffold.MailServer().start()
     svc = scaffold.ServiceProcess(str(tmp_path / "o.db"), tmp_path, env={
         "SLM_SMTP_HOST": "127.0.0.1", "SLM_SMTP_PORT": str(mail.port), "SLM_SMTP_TLS": "none",
         "SLM_RELAY_ALLOW": "mailto"}).start()
@@ -386,9 +334,9 @@ def test_relayed_mail_goes_only_through_the_services_own_server(env, tmp_path, m
 def grouping(tmp_path):
     """A service (in-process) whose webhook hears every group notice, settling in 1 s."""
     hook = scaffold.HttpSink()
-    svc = slm_api.build_service({"SLM_WEBHOOK": hook.hook_url, "SLM_OUTBOX_POLL": "0.05",
-                                 "SLM_RECONCILE": "off", "SLM_WATCH_INTERVAL": "0.2",
-                                 "SLM_GROUP_SETTLE": "1"}, db=str(tmp_path / "g.db")).start()
+    svc = scaffold.build_service(tmp_path / "g.db", {
+        "SLM_WEBHOOK": hook.hook_url, "SLM_OUTBOX_POLL": "0.05", "SLM_RECONCILE": "off",
+        "SLM_WATCH_INTERVAL": "0.2", "SLM_GROUP_SETTLE": "1"}).start()
     yield svc, hook
     svc.stop()
     hook.close()
@@ -398,23 +346,22 @@ def test_a_group_gets_a_start_its_failures_and_one_rollup(grouping):
     svc, hook = grouping
     clock = [0]
 
-    def post(job, status, seq, **extra):
+    def report(job, status, seq, **extra):
         clock[0] += 1     # one second apart: which job ended last is plain
-        e = scaffold.event(job, status, seq=seq, user="alice", group="sweep",
-                           job_name="step-" + job, when=slm.iso_utc(time.time() - 100 +
-                                                                   clock[0]), **extra)
-        assert scaffold.call(svc.app, "POST", "/api/v1/events", e).status == 200
+        scaffold.post(svc, scaffold.event(job, status, time.time() - 100 + clock[0], seq,
+                                          user="alice", group="sweep", job_name="step-" + job,
+                                          **extra), expect=200)
     for job in ("a", "b", "c"):
-        post(job, "SUBMITTED", 0)
-    post("a", "RUNNING", 1)
-    post("a", "COMPLETED", 2, exit_code=0, elapsed=10.0)
+        report(job, "SUBMITTED", 0)
+    report("a", "RUNNING", 1)
+    report("a", "COMPLETED", 2, exit_code=0, elapsed=10.0)
     # the others are still open: no roll-up, however long the watchdog waits
     hook.wait(lambda: len(hook.delivered) == 1)           # the group's start
     assert hook.quiet(1.5) == 0 and not any(b.get("rollup") for b in hook.delivered)
-    post("b", "RUNNING", 1)
-    post("b", "FAILED", 2, exit_code=1, elapsed=30.0)
-    post("c", "RUNNING", 1)
-    post("c", "COMPLETED", 2, exit_code=0, elapsed=20.0)
+    report("b", "RUNNING", 1)
+    report("b", "FAILED", 2, exit_code=1, elapsed=30.0)
+    report("c", "RUNNING", 1)
+    report("c", "COMPLETED", 2, exit_code=0, elapsed=20.0)
     hook.wait(lambda: any(b.get("rollup") for b in hook.delivered))
     assert hook.quiet() == 0
     notices = [(b.get("kind"), b["status"], b["job_id"]) for b in hook.delivered
@@ -432,16 +379,15 @@ def test_a_group_gets_a_start_its_failures_and_one_rollup(grouping):
 def test_a_group_is_its_users_and_a_member_that_never_starts_ends_it(grouping):
     svc, hook = grouping
 
-    def post(job, status, seq, user, **extra):
-        e = scaffold.event(job, status, seq=seq, user=user, group="sweep",
-                           when=slm.iso_utc(time.time() - 100 + seq), **extra)
-        assert scaffold.call(svc.app, "POST", "/api/v1/events", e).status == 200
-    post("bob-1", "RUNNING", 1, "bob")          # bob's sweep runs on, and on
-    post("a-1", "RUNNING", 1, "alice")
-    post("a-1", "COMPLETED", 2, "alice", exit_code=0, elapsed=5.0)
+    def report(job, status, seq, user, **extra):
+        scaffold.post(svc, scaffold.event(job, status, time.time() - 100 + seq, seq, user=user,
+                                          group="sweep", **extra), expect=200)
+    report("bob-1", "RUNNING", 1, "bob")          # bob's sweep runs on, and on
+    report("a-1", "RUNNING", 1, "alice")
+    report("a-1", "COMPLETED", 2, "alice", exit_code=0, elapsed=5.0)
     # alice's second job waits on a dependency that failed: Slurm says it never starts
-    post("a-2", "SUBMITTED", 0, "alice")
-    post("a-2", "PENDING", 3, "alice", source="slurm", reason="DependencyNeverSatisfied")
+    report("a-2", "SUBMITTED", 0, "alice")
+    report("a-2", "PENDING", 3, "alice", source="slurm", reason="DependencyNeverSatisfied")
     hook.wait(lambda: any(b.get("rollup") for b in hook.delivered))
     assert hook.quiet() == 0
     starts = sorted((b["user"], b["job_id"]) for b in hook.delivered

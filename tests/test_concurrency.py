@@ -11,11 +11,10 @@ import json
 import random
 import threading
 import time
-import uuid
 
 import pytest
 
-from scaffold import ScratchDatabase, ServiceProcess, database, drop_database
+from scaffold import ScratchDatabase, ServiceProcess, database, drop_database, event
 
 CLIENTS = 32
 JOBS = 200
@@ -27,11 +26,8 @@ def job_events(n):
     final = FINALS[n % len(FINALS)]
     statuses = ["SUBMITTED", "RUNNING"] + (["PAUSED", "RESUMED"] if n % 3 == 0 else []) + \
         (["TERMINATING"] if final in ("CANCELLED", "TIMEOUT") else []) + [final]
-    events = []
-    for seq, status in enumerate(statuses, 1):
-        events.append({"schema": "slm.event/1", "event_id": uuid.uuid4().hex, "job_id": job_id,
-                       "status": status, "seq": seq, "user": "u%d" % (n % 7),
-                       "time": "2026-11-30T10:%02d:%02d.%03dZ" % (n % 60, seq, n % 1000)})
+    events = [event(job_id, status, "2026-11-30T10:%02d:%02d.%03dZ" % (n % 60, seq, n % 1000),
+                    seq, user="u%d" % (n % 7)) for seq, status in enumerate(statuses, 1)]
     return job_id, final, events
 
 

@@ -27,22 +27,13 @@ import pytest
 
 import scaffold
 import slm_api
-from scaffold import call, need
+from scaffold import call, event, iso_time, need, post
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHROMIUM = os.environ.get("SLM_CHROMIUM", "/usr/bin/chromium")
 AXE = os.path.join(HERE, "node_modules", "axe-core", "axe.min.js")
 XSS = "<img src=x onerror=alert(1)>"
 HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
-
-
-def iso(epoch):
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + ".%03dZ" % (
-        int(epoch % 1 * 1000))
-
-
-def event(job_id, status, when, seq=1, **extra):
-    return scaffold.event(job_id, status, iso(when), seq, **extra)
 
 
 def life_events(job_id, t0, user="alice", **extra):
@@ -67,12 +58,6 @@ def text(answer):
     return answer.body.decode("utf-8")
 
 
-def post(app, body, token=None):
-    r = call(app, "POST", "/api/v1/events", body, token=token)
-    assert r.status == 200, r.body
-    return r.json
-
-
 def make_token_file(path, **users):
     """USER:ROLE:SHA256 lines; returns {user: token}."""
     tokens, lines = {}, []
@@ -84,8 +69,8 @@ def make_token_file(path, **users):
 
 
 @pytest.fixture
-def service(tmp_path):
-    s = slm_api.build_service({"SLM_RECONCILE": "off"}, db=str(tmp_path / "dash.db"))
+def service_in_process(tmp_path):
+    s = scaffold.build_service(tmp_path / "dash.db", {"SLM_RECONCILE": "off"})
     yield s
     s.stop()
 
@@ -96,9 +81,9 @@ def tokens(tmp_path):
 
 
 def tokened(tmp_path, **env):
-    return slm_api.build_service(dict({"SLM_TOKENS_FILE": str(tmp_path / "tokens"),
-                                       "SLM_RECONCILE": "off", "SLM_RELAY_ALLOW": "127.0.0.1"},
-                                      **env), db=str(tmp_path / "dash-tokens.db"))
+    """The service in this process with the tokens fixture's file, not started."""
+    return scaffold.build_service(tmp_path / "dash-tokens.db", dict(
+        {"SLM_TOKENS_FILE": str(tmp_path / "tokens"), "SLM_RECONCILE": "off"}, **env))
 
 
 # ---------------------------------------------------------------------------
@@ -106,10 +91,10 @@ def tokened(tmp_path, **env):
 # ---------------------------------------------------------------------------
 
 
-def test_pages_are_html_under_a_csp_without_inline_code(service):
-    post(service.app, {"events": life_events("4242", time.time() - 600)})
+def test_pages_are_html_under_a_csp_without_inline_code(service_in_process):
+    post(service_in_process, {"events": life_events("4242", time.time() - 600)}, expect=200)
     for path in ("/", "/jobs/4242", "/delivery", "/signin", "/?all=1&window=7d"):
-        r = page(service.app, path)
+        r = page(service_in_process.app, path)
         assert r.status == 200, (path, r.body[:300])
         assert r.headers["content-type"] == "text/html; charset=utf-8"
         csp = r.headers["content-security-policy"]
@@ -127,32 +112,31 @@ def test_pages_are_html_under_a_csp_without_inline_code(service):
         assert " style=" not in body and "<style" not in body
         assert not re.search(r"(src|href|action)=\"(https?:)?//", body), path
     for asset in ("slm.js", "slm.css", "icon.svg"):
-        r = call(service.app, "GET", "/static/" + asset)
+        r = call(service_in_process.app, "GET", "/static/" + asset)
         assert r.status == 200 and r.headers["x-content-type-options"] == "nosniff"
         assert "http://" not in text(r).replace("http://www.w3.org/2000/svg", "")
         assert "https://" not in text(r)
-    assert call(service.app, "GET", "/static/nothing.js").status == 404
+    assert call(service_in_process.app, "GET", "/static/nothing.js").status == 404
 
 
-def test_api_clients_get_json_from_a_page_address(service):
+def test_api_clients_get_json_from_a_page_address(service_in_process):
     for headers in ({}, {"Accept": "application/json"}):
-        r = call(service.app, "GET", "/", headers=headers)
+        r = call(service_in_process.app, "GET", "/", headers=headers)
         assert r.status == 406 and r.headers["content-type"] == "application/json"
         assert "/api/v1/" in r.json["error"]
-    assert page(service.app, "/", headers={"Accept": "*/*"}).status == 200   # curl
+    assert page(service_in_process.app, "/", headers={"Accept": "*/*"}).status == 200   # curl
 
 
-def test_every_user_controlled_string_is_escaped(service):
+def test_every_user_controlled_string_is_escaped(service_in_process):
     nasty = dict(user="u<script>x</script>", job_name=XSS, partition="<b>p</b>",
                  reason="<i>r</i>", message="<svg onload=alert(2)>", host="<h>",
                  command=["<script>alert(3)</script>"], output_tail="<img src=y onerror=alert(4)>",
                  cluster="<c>", group="<g>")
     t0 = time.time() - 400
-    post(service.app, {"events": [event("x<1>", "SUBMITTED", t0, 1, **nasty),
-                                  event("x<1>", "RUNNING", t0 + 5, 2, **nasty),
-                                  event("x<1>", "FAILED", t0 + 9, 3, exit_code=1,
-                                        signal="<SIG>", **nasty)]})
-    bodies = [text(page(service.app, p)) for p in (
+    post(service_in_process, {"events": [
+        event("x<1>", "SUBMITTED", t0, 1, **nasty), event("x<1>", "RUNNING", t0 + 5, 2, **nasty),
+        event("x<1>", "FAILED", t0 + 9, 3, exit_code=1, signal="<SIG>", **nasty)]}, expect=200)
+    bodies = [text(page(service_in_process.app, p)) for p in (
         "/", "/?all=1", "/jobs/" + urllib.parse.quote("x<1>", safe=""), "/delivery",
         "/?name_contains=" + urllib.parse.quote(XSS))]
     for body in bodies:
@@ -162,7 +146,7 @@ def test_every_user_controlled_string_is_escaped(service):
     assert html_escaped(XSS) in bodies[0] and html_escaped("<img src=y onerror=alert(4)>") \
         in bodies[2]
     # an error page quotes the request's text escaped as well
-    r = page(service.app, "/?status=" + urllib.parse.quote("<x>"))
+    r = page(service_in_process.app, "/?status=" + urllib.parse.quote("<x>"))
     assert r.status == 400 and "<x>" not in text(r) and "&lt;x&gt;" not in text(r).split(
         "<main")[0]
 
@@ -171,15 +155,15 @@ def html_escaped(s):
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def test_bad_parameters_are_4xx_pages_or_json_never_5xx(service):
-    post(service.app, {"events": life_events("1", time.time() - 400)})
+def test_bad_parameters_are_4xx_pages_or_json_never_5xx(service_in_process):
+    post(service_in_process, {"events": life_events("1", time.time() - 400)}, expect=200)
     for path in ("/?status=BOGUS", "/?cursor=zz", "/?window=2y", "/?limit=0", "/?since=yesterday",
                  "/?nothing=1", "/?user=a&user=b", "/delivery?state=lost", "/delivery?before=x",
                  "/?sort=name", "/?arrays=maybe"):
-        r = page(service.app, path)
+        r = page(service_in_process.app, path)
         assert r.status == 400, (path, r.status)
         assert r.headers["content-type"].startswith("text/html") and 'role="alert"' in text(r)
-    assert page(service.app, "/jobs/nope").status == 404
+    assert page(service_in_process.app, "/jobs/nope").status == 404
     for path in ("/api/v1/search?sort=x", "/api/v1/search?cursor=%00", "/api/v1/search?limit=1001",
                  "/api/v1/search?cursor=" + slm_api.encode_cursor(
                      "-active", {"last_event_time": "x", "job_id": "y"}) + "&sort=-submitted",
@@ -190,7 +174,7 @@ def test_bad_parameters_are_4xx_pages_or_json_never_5xx(service):
                  "/api/v1/feed?wait=", "/api/v1/feed?limit=0", "/api/v1/feed?what=1",
                  "/api/v1/jobs/1/events?after=nope", "/api/v1/jobs/1/events?wait=-1",
                  "/api/v1/jobs/1/events?x=1", "/api/v1/jobs/1/events?wait=30.0001"):
-        r = call(service.app, "GET", path)
+        r = call(service_in_process.app, "GET", path)
         if path.endswith("wait="):
             assert r.status == 200, path      # empty: no wait, as every empty parameter
             continue
@@ -203,41 +187,54 @@ def test_bad_parameters_are_4xx_pages_or_json_never_5xx(service):
 # ---------------------------------------------------------------------------
 
 
-def session(token):
-    """The sign-in cookie's value for a token: derived from it, not it."""
-    return slm_api.session_value(slm_api.token_digest(token))
+def signin(app, token, next_="/", headers=None):
+    body = urllib.parse.urlencode({"token": token, "next": next_}).encode()
+    return call(app, "POST", "/signin", body, headers=dict(
+        HTML, **dict({"Content-Type": "application/x-www-form-urlencoded",
+                      "Sec-Fetch-Site": "same-origin"}, **(headers or {}))))
 
 
-def cookie(token):
-    return {"Cookie": "%s=%s" % (slm_api.SESSION_COOKIE, session(token))}
+def cookie_of(answer):
+    """The Cookie header a browser sends after this sign-in's answer."""
+    return {"Cookie": answer.headers["set-cookie"].split(";", 1)[0]}
+
+
+def cookie(app, token):
+    """Signed in through the service's own form, as a browser is: its cookie."""
+    r = signin(app, token)
+    assert r.status == 303, r.body
+    return cookie_of(r)
+
+
+# the cookie of a sign-in the service does not know (ended, or never made)
+UNKNOWN_SESSION = {"Cookie": "%s=s1.%s" % (slm_api.SESSION_COOKIE, "0" * 64)}
 
 
 def test_the_sign_in_cookie_reads_but_never_writes(tmp_path, tokens):
     svc = tokened(tmp_path)
     try:
         app = svc.app
-        assert call(app, "GET", "/api/v1/whoami", headers=cookie(tokens["alice"])).json[
-            "user"] == "alice"
+        alice = cookie(app, tokens["alice"])
+        assert call(app, "GET", "/api/v1/whoami", headers=alice).json["user"] == "alice"
         # a write with the cookie alone is refused: another site's form could send it
-        r = call(app, "POST", "/api/v1/events", scaffold.event("c1", user="alice"),
-                 headers=cookie(tokens["alice"]))
+        r = call(app, "POST", "/api/v1/events", event("c1", user="alice"), headers=alice)
         assert r.status == 401
         assert call(app, "GET", "/api/v1/jobs", token=tokens["root"]).json["total"] == 0
-        post(app, scaffold.event("a1", user="alice", job_name="mine"), token=tokens["alice"])
-        listed = page(app, "/", headers=cookie(tokens["alice"]))
+        post(app, event("a1", user="alice", job_name="mine"), token=tokens["alice"], expect=200)
+        listed = page(app, "/", headers=alice)
         assert listed.status == 200 and "Your jobs" in text(listed) and "a1" in text(listed)
         assert "Sign out" in text(listed) and tokens["alice"] not in text(listed)
         # no cookie: the sign-in form, never a blank page
         r = page(app, "/jobs/a1")
         assert r.status == 401 and 'action="/signin"' in text(r)
         assert 'name="next" value="/jobs/a1"' in text(r)
-        r = page(app, "/", headers=cookie("slm_revoked"))
+        r = page(app, "/", headers=UNKNOWN_SESSION)
         assert r.status == 401 and "no longer accepted" in text(r)
         # the cookie's value is no token: as a bearer token it reads and writes
         # nothing, and a token put in the cookie is no sign-in either
-        value = session(tokens["alice"])
+        value = alice["Cookie"].partition("=")[2]
         assert call(app, "GET", "/api/v1/whoami", token=value).status == 401
-        assert call(app, "POST", "/api/v1/events", scaffold.event("c2", user="alice"),
+        assert call(app, "POST", "/api/v1/events", event("c2", user="alice"),
                     token=value).status == 401
         raw = {"Cookie": "%s=%s" % (slm_api.SESSION_COOKIE, tokens["alice"])}
         assert call(app, "GET", "/api/v1/whoami", headers=raw).status == 401
@@ -248,13 +245,6 @@ def test_the_sign_in_cookie_reads_but_never_writes(tmp_path, tokens):
         svc.stop()
 
 
-def signin(app, token, next_="/", headers=None):
-    body = urllib.parse.urlencode({"token": token, "next": next_}).encode()
-    return call(app, "POST", "/signin", body, headers=dict(
-        HTML, **dict({"Content-Type": "application/x-www-form-urlencoded",
-                      "Sec-Fetch-Site": "same-origin"}, **(headers or {}))))
-
-
 def test_sign_in_sets_an_httponly_samesite_strict_cookie_and_explains_a_wrong_token(
         tmp_path, tokens):
     svc = tokened(tmp_path)
@@ -263,7 +253,7 @@ def test_sign_in_sets_an_httponly_samesite_strict_cookie_and_explains_a_wrong_to
         r = signin(app, tokens["bob"], "/jobs/b%201?x=1")
         assert r.status == 303 and r.headers["location"] == "/jobs/b%201?x=1"
         set_cookie = r.headers["set-cookie"]
-        assert set_cookie.startswith("%s=%s;" % (slm_api.SESSION_COOKIE, session(tokens["bob"])))
+        assert re.match(r"%s=[^;\s]{32,};" % slm_api.SESSION_COOKIE, set_cookie), set_cookie
         assert tokens["bob"] not in set_cookie
         for attribute in ("HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="):
             assert attribute in set_cookie
@@ -278,24 +268,84 @@ def test_sign_in_sets_an_httponly_samesite_strict_cookie_and_explains_a_wrong_to
         assert signin(app, tokens["bob"], headers={"Sec-Fetch-Site": "same-origin",
                                                    "Origin": "https://evil.example"}).status \
             == 403
-        r = call(app, "POST", "/signout", b"", headers=dict(HTML, **cookie(tokens["bob"])))
+        r = call(app, "POST", "/signout", b"", headers=dict(HTML, **cookie(app, tokens["bob"])))
         assert r.status == 303 and "Max-Age=0" in r.headers["set-cookie"]
     finally:
         svc.stop()
     assert slm_api.safe_next("/ok?a=b") == "/ok?a=b"
 
 
+def test_signing_out_ends_that_sign_in_and_no_other(tmp_path, tokens):
+    """Each sign-in is a session of its own, kept by the service (so every
+    instance on the database knows it): signing out ends it for good; the
+    token's other sign-ins go on until the token is revoked."""
+    svc, other = tokened(tmp_path), tokened(tmp_path)     # two instances, one database
+    try:
+        app = svc.app
+        first, second = cookie(app, tokens["alice"]), cookie(app, tokens["alice"])
+        assert first != second and tokens["alice"] not in first["Cookie"] + second["Cookie"]
+        for where in (app, other.app):
+            for signed_in in (first, second):
+                assert call(where, "GET", "/api/v1/whoami",
+                            headers=signed_in).json["user"] == "alice"
+        r = call(app, "POST", "/signout", b"", headers=dict(
+            HTML, **dict(first, **{"Sec-Fetch-Site": "same-origin"})))
+        assert r.status == 303 and "Max-Age=0" in r.headers["set-cookie"]
+        for where in (app, other.app):
+            # the old cookie (kept by a browser, or copied) reads nothing any more
+            assert call(where, "GET", "/api/v1/whoami", headers=first).status == 401
+            ended = page(where, "/", headers=first)
+            assert ended.status == 401 and 'action="/signin"' in text(ended)
+            assert call(where, "GET", "/api/v1/whoami", headers=second).json["user"] == "alice"
+        # revoking the token ends the rest
+        path = tmp_path / "tokens"
+        path.write_text("".join(line for line in path.read_text().splitlines(True)
+                                if not line.startswith("alice:")))
+        scaffold.await_true(lambda: call(app, "GET", "/api/v1/whoami",
+                                         headers=second).status == 401, 5,
+                            "the revoked token's sign-in ended")
+        assert call(app, "GET", "/api/v1/whoami", headers=cookie(app, tokens["bob"])).json[
+            "user"] == "bob"
+    finally:
+        svc.stop()
+        other.stop()
+
+
+@pytest.mark.parametrize("field,value", [("usage", "x"), ("usage", {"rss_mb": "x"}),
+                                         ("usage", {"output_bytes": [1]}), ("warnings", 5),
+                                         ("warnings", "x"), ("tasks", "x")])
+def test_an_odd_field_breaks_no_page(tmp_path, tokens, field, value):
+    """Found by a red-team pass: one such event made the job's page a 500 for
+    every viewer, admins included.  Refused at the door now; every page and
+    the job's API answer render."""
+    svc = tokened(tmp_path)
+    try:
+        app = svc.app
+        post(app, event("odd-1", user="alice", job_name="odd"), token=tokens["alice"],
+             expect=200)
+        odd = post(app, event("odd-1", "FAILED", seq=2, user="alice", exit_code=1,
+                              **{field: value}), token=tokens["alice"])
+        for who in ("alice", "bob", "root"):
+            signed_in = cookie(app, tokens[who])
+            for path in ("/jobs/odd-1", "/", "/?all=1", "/delivery"):
+                r = page(app, path, headers=signed_in)
+                assert r.status == 200, (who, path, r.status, r.body[-300:])
+            assert call(app, "GET", "/api/v1/jobs/odd-1", headers=signed_in).status == 200
+        assert odd.status == 400 and field in odd.json["error"], odd.body
+    finally:
+        svc.stop()
+
+
 def test_the_delivery_page_says_what_is_retried_and_what_was_given_up(tmp_path):
     """Why a notification did not arrive: retrying (attempts, the error, the
     next try) and given up (the reason), on /delivery and on the job's page."""
     refuses, fails = scaffold.HttpSink(400), scaffold.HttpSink(500)
-    svc = slm_api.build_service({"SLM_RECONCILE": "off", "SLM_RELAY_ALLOW": "127.0.0.1",
-                                 "SLM_OUTBOX_POLL": "0.05", "SLM_OUTBOX_BACKOFF_SCALE": "100",
-                                 "SLM_NOTIFY_ON": "all",
-                                 "SLM_WEBHOOK": "%s,%s" % (refuses.hook_url, fails.hook_url)},
-                                db=str(tmp_path / "d.db")).start()
+    svc = scaffold.build_service(tmp_path / "d.db", {
+        "SLM_RECONCILE": "off", "SLM_OUTBOX_POLL": "0.05", "SLM_OUTBOX_BACKOFF_SCALE": "100",
+        "SLM_NOTIFY_ON": "all", "SLM_WEBHOOK": "%s,%s" % (refuses.hook_url, fails.hook_url)}
+    ).start()
     try:
-        post(svc.app, scaffold.event("d-1", "FAILED", user="erin", exit_code=1))
+        post(svc.app, event("d-1", "FAILED", user="erin", exit_code=1), expect=200)
         refuses.wait(lambda: len(refuses.requests) == 1)
         fails.wait(lambda: len(fails.requests) == 1)
 
@@ -327,12 +377,12 @@ def test_pages_obey_private_jobs_and_owner_only_fields(tmp_path, tokens):
         try:
             app = svc.app
             for user in ("alice", "bob"):
-                post(app, {"events": [scaffold.event(
+                post(app, {"events": [event(
                     user[0] + "-job", "FAILED", user=user, job_name=user + "-train",
                     command=["python", user + "-secret.py"], output_tail=user + "-tail",
                     relay={"to": [{"url": "https://%s.example/hook/SECRETPATH" % user}],
-                           "send": True})]}, token=tokens[user])
-            alice = cookie(tokens["alice"])
+                           "send": True})]}, token=tokens[user], expect=200)
+            alice = cookie(app, tokens["alice"])
             everyone = text(page(app, "/?all=1", headers=alice))
             assert "alice-train" in everyone
             assert ("bob-train" in everyone) is (not private)
@@ -353,7 +403,7 @@ def test_pages_obey_private_jobs_and_owner_only_fields(tmp_path, tokens):
                 [("a-job", "refused", "FAILED")]
             assert len(call(app, "GET", "/api/v1/notifications", token=tokens["root"])
                        .json["notifications"]) == 2
-            assert "b-job" in text(page(app, "/delivery", headers=cookie(tokens["root"])))
+            assert "b-job" in text(page(app, "/delivery", headers=cookie(app, tokens["root"])))
             found = call(app, "GET", "/api/v1/search?all=1", headers=alice)
             assert found.status == 400     # all= is the page's, not the API's
             found = call(app, "GET", "/api/v1/search", headers=alice).json
@@ -370,21 +420,21 @@ def test_pages_obey_private_jobs_and_owner_only_fields(tmp_path, tokens):
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])
-def backend(request, tmp_path):
+def service_on_backend(request, tmp_path):
+    """The service in this process on SQLite, then on a scratch MariaDB database."""
     db = scaffold.database(request.param, tmp_path)
-    svc = slm_api.build_service({"SLM_RECONCILE": "off"}, db=db.url if request.param ==
-                                "mariadb" else db)
+    svc = scaffold.build_service(db, {"SLM_RECONCILE": "off"})
     yield svc
     svc.stop()
     scaffold.drop_database(db)
 
 
-def test_search_pages_by_keyset_through_every_job_once(backend):
-    app = backend.app
+def test_search_pages_by_keyset_through_every_job_once(service_on_backend):
+    app = service_on_backend.app
     t0 = time.time() - 10000
     # equal first events on purpose: the job id breaks the tie
     post(app, {"events": [event("k%02d" % i, "SUBMITTED", t0 + (i // 3) * 60, user="u%d" % (i % 2),
-                                job_name="Train-%d" % i) for i in range(23)]})
+                                job_name="Train-%d" % i) for i in range(23)]}, expect=200)
     for sort in ("-submitted", "submitted", "-active", "active"):
         seen, cursor = [], None
         while True:
@@ -402,14 +452,15 @@ def test_search_pages_by_keyset_through_every_job_once(backend):
     assert r["total"] == 6 and r["next"] is None and r["tasks"] == {}
 
 
-def test_arrays_are_one_row_with_task_counts(backend):
-    app = backend.app
+def test_arrays_are_one_row_with_task_counts(service_on_backend):
+    app = service_on_backend.app
     now = time.time()
     post(app, {"events": [event("90", "SUBMITTED", now - 100, user="a", array="1-3")] + [
         event("90_%d" % i, status, now - 50 + i, user="a", array_job_id="90",
               array_task_id=str(i)) for i, status in ((1, "RUNNING"), (2, "RUNNING"),
                                                        (3, "FAILED"))] +
-        [event("91_1", "RUNNING", now - 10, user="a", array_job_id="91", array_task_id="1")]})
+        [event("91_1", "RUNNING", now - 10, user="a", array_job_id="91", array_task_id="1")]},
+        expect=200)
     r = call(app, "GET", "/api/v1/search?arrays=group").json
     # an array without a row of its own keeps its tasks in the list
     assert [j["job_id"] for j in r["jobs"]] == ["91_1", "90"] and r["total"] == 2
@@ -420,17 +471,17 @@ def test_arrays_are_one_row_with_task_counts(backend):
     assert "90_1" in text(page(app, "/?array_job_id=90&all=1"))
 
 
-def test_feed_after_is_what_was_stored_since(backend):
-    app = backend.app
+def test_feed_after_is_what_was_stored_since(service_on_backend):
+    app = service_on_backend.app
     now = time.time()
     first = call(app, "GET", "/api/v1/feed").json
     assert first == {"events": [], "next": 0, "more": False}
     # stored out of time order: the feed keeps the order of storing
     late, early = event("f1", "RUNNING", now, user="a"), event("f1", "SUBMITTED", now - 60,
                                                               user="a")
-    post(app, late)
-    post(app, early)
-    post(app, event("f2", "RUNNING", now, user="b"))
+    post(app, late, expect=200)
+    post(app, early, expect=200)
+    post(app, event("f2", "RUNNING", now, user="b"), expect=200)
     r = call(app, "GET", "/api/v1/feed?after=0").json
     assert [e["event_id"] for e in r["events"]][:2] == [late["event_id"], early["event_id"]]
     assert len(r["events"]) == 3 and r["more"] is False
@@ -459,9 +510,9 @@ def test_feed_hides_private_jobs_and_owner_only_fields(tmp_path, tokens):
     svc = tokened(tmp_path, SLM_PRIVATE_DATA="jobs")
     try:
         app = svc.app
-        for user in ("alice", "bob"):
-            post(app, scaffold.event(user + "-1", user=user, command=[user + "-cmd"]),
-                 token=tokens[user])
+        for user in ("bob", "alice"):      # alice's is the feed's second event
+            post(app, event(user + "-1", user=user, command=[user + "-cmd"]),
+                 token=tokens[user], expect=200)
         mine = call(app, "GET", "/api/v1/feed", token=tokens["alice"]).json
         assert [e["job_id"] for e in mine["events"]] == ["alice-1"]
         assert mine["events"][0]["command"] == ["alice-cmd"] and mine["next"] == 2
@@ -472,7 +523,8 @@ def test_feed_hides_private_jobs_and_owner_only_fields(tmp_path, tokens):
     svc = tokened(tmp_path)     # not private: everyone's events, command lines the owner's
     try:
         seen = call(svc.app, "GET", "/api/v1/feed", token=tokens["alice"]).json["events"]
-        assert [("command" in e) for e in seen] == [True, False]
+        assert [(e["job_id"], "command" in e) for e in seen] == [("bob-1", False),
+                                                                  ("alice-1", True)]
     finally:
         svc.stop()
 
@@ -483,9 +535,9 @@ def later(seconds, fn):
     return timer
 
 
-def test_long_polls_answer_when_an_event_arrives_and_after_wait_otherwise(service):
-    app = service.app
-    post(app, scaffold.event("w1", user="a"))
+def test_long_polls_answer_when_an_event_arrives_and_after_wait_otherwise(service_in_process):
+    app = service_in_process.app
+    post(app, event("w1", user="a"), expect=200)
 
     def end():
         return call(app, "GET", "/api/v1/feed").json["next"]
@@ -497,8 +549,8 @@ def test_long_polls_answer_when_an_event_arrives_and_after_wait_otherwise(servic
                  lambda: "/api/v1/jobs/w2/events?wait=20"):      # a job not known yet
         path = path()
         job = "w2" if "w2" in path else "w1"
-        timer = later(0.3, lambda: post(app, scaffold.event(job, "COMPLETED", user="a",
-                                                             exit_code=0)))
+        timer = later(0.3, lambda: post(app, event(job, "COMPLETED", user="a", exit_code=0),
+                                        expect=200))
         started = time.monotonic()
         r = call(app, "GET", path)
         took = time.monotonic() - started
@@ -516,7 +568,7 @@ def test_long_polls_answer_when_an_event_arrives_and_after_wait_otherwise(servic
         if code == 200:
             assert r.json["events"] == []
     # stopping the service answers a waiting request at once
-    timer = later(0.3, service.ingestor.changes.close)
+    timer = later(0.3, service_in_process.ingestor.changes.close)
     started = time.monotonic()
     assert call(app, "GET", "/api/v1/feed?after=%d&wait=20" % end()).status == 200
     assert time.monotonic() - started < 5
@@ -527,10 +579,10 @@ def test_another_instance_s_events_are_seen_within_seconds(tmp_path):
     """Two services on one database: a waiter on one hears of the other's event
     by looking again (about once a second), without the ingestor's signal."""
     db = str(tmp_path / "two.db")
-    one = slm_api.build_service({"SLM_RECONCILE": "off"}, db=db)
-    two = slm_api.build_service({"SLM_RECONCILE": "off"}, db=db)
+    one = scaffold.build_service(db, {"SLM_RECONCILE": "off"})
+    two = scaffold.build_service(db, {"SLM_RECONCILE": "off"})
     try:
-        timer = later(0.3, lambda: post(two.app, scaffold.event("t1", user="a")))
+        timer = later(0.3, lambda: post(two.app, event("t1", user="a"), expect=200))
         started = time.monotonic()
         r = call(one.app, "GET", "/api/v1/feed?after=0&wait=10")
         timer.join()
@@ -542,8 +594,8 @@ def test_another_instance_s_events_are_seen_within_seconds(tmp_path):
         two.stop()
 
 
-def test_summary_counts_what_ended_in_the_window_by_hour(backend):
-    app = backend.app
+def test_summary_counts_what_ended_in_the_window_by_hour(service_on_backend):
+    app = service_on_backend.app
     hour = (int(time.time()) // 3600 - 5) * 3600
     statuses = [("COMPLETED", 0), ("COMPLETED", 1), ("FAILED", 1), ("TIMEOUT", 2),
                 ("CANCELLED", 2), ("OUT_OF_MEMORY", 4)]
@@ -551,8 +603,9 @@ def test_summary_counts_what_ended_in_the_window_by_hour(backend):
                           for i, (status, h) in enumerate(statuses)] +
                [event("s-run", "RUNNING", hour + 60, user="a"),
                 event("s-lost", "LOST", hour + 3 * 3600 + 5, user="b"),
-                event("s-old", "FAILED", hour - 7200, user="a")]})
-    r = call(app, "GET", "/api/v1/summary?since=%s&until=%s" % (iso(hour), iso(hour + 5 * 3600)))
+                event("s-old", "FAILED", hour - 7200, user="a")]}, expect=200)
+    r = call(app, "GET", "/api/v1/summary?since=%s&until=%s" % (iso_time(hour),
+                                                                 iso_time(hour + 5 * 3600)))
     assert r.status == 200, r.body
     s = r.json
     assert s["counts"] == {"COMPLETED": 2, "FAILED": 1, "TIMEOUT": 1, "CANCELLED": 1,
@@ -562,15 +615,15 @@ def test_summary_counts_what_ended_in_the_window_by_hour(backend):
     assert [b["counts"] for b in s["series"]] == [
         {"COMPLETED": 1}, {"COMPLETED": 1, "FAILED": 1}, {"TIMEOUT": 1, "CANCELLED": 1},
         {"LOST": 1}, {"OUT_OF_MEMORY": 1}]
-    assert s["series"][0]["start"] == iso(hour)[:19] + ".000000Z"
-    mine = call(app, "GET", "/api/v1/summary?user=b&since=%s" % iso(hour)).json
+    assert s["series"][0]["start"] == iso_time(hour)[:19] + ".000000Z"
+    mine = call(app, "GET", "/api/v1/summary?user=b&since=%s" % iso_time(hour)).json
     assert mine["counts"] == {"LOST": 1} and mine["failure_rate"] == 1.0
-    week = call(app, "GET", "/api/v1/summary?since=%s" % iso(hour - 6 * 86400)).json
+    week = call(app, "GET", "/api/v1/summary?since=%s" % iso_time(hour - 6 * 86400)).json
     assert week["bucket"] == "day" and week["ended"] == 8
 
 
-def test_the_openapi_document_has_the_new_routes(service):
-    doc = call(service.app, "GET", "/openapi.json").json
+def test_the_openapi_document_has_the_new_routes(service_in_process):
+    doc = call(service_in_process.app, "GET", "/openapi.json").json
     for path in ("/api/v1/search", "/api/v1/feed", "/api/v1/summary", "/api/v1/notifications"):
         assert "get" in doc["paths"][path], path
     params = {p["name"] for p in doc["paths"]["/api/v1/jobs/{job_id}/events"]["get"]
@@ -582,7 +635,7 @@ def test_the_openapi_document_has_the_new_routes(service):
 
 def test_the_lifeline_of_a_paused_and_requeued_job():
     t0 = 1764474000.0
-    events = [scaffold.event("L", s, iso(t0 + dt), seq, **extra) for seq, (s, dt, extra) in
+    events = [event("L", s, t0 + dt, seq, **extra) for seq, (s, dt, extra) in
               enumerate([("SUBMITTED", 0, {}), ("RUNNING", 10, {}), ("PAUSED", 20, {}),
                          ("RESUMED", 30, {}), ("SIGNALED", 35, {}), ("CANCELLED", 40, {}),
                          ("REQUEUED", 45, {"source": "slurm"}),
@@ -752,21 +805,21 @@ def test_a_new_event_appears_live(tab, live_service):
     ready(tab, live_service.url + "/")
     expect(tab.locator("#live")).to_have_text("live")
     assert tab.locator("tr[data-job='live-1']").count() == 0
-    status, _ = live_service.post(scaffold.event("live-1", "RUNNING", user="carol",
-                                                 job_name="arrives-live"))
+    status, _ = live_service.post(event("live-1", "RUNNING", user="carol",
+                                        job_name="arrives-live"))
     assert status == 200
     expect(tab.locator("tr[data-job='live-1']")).to_be_visible()
     expect(tab.locator("tr[data-job='live-1'] td.name")).to_have_text("arrives-live")
     expect(tab.locator("#announce")).to_contain_text("live-1")
     # the same address's next event: its state changes in place
-    live_service.post(scaffold.event("live-1", "COMPLETED", user="carol", exit_code=0))
+    live_service.post(event("live-1", "COMPLETED", user="carol", exit_code=0))
     expect(tab.locator("tr[data-job='live-1'] .st")).to_have_text("COMPLETED")
     expect(tab.locator("#announce")).to_contain_text("COMPLETED")
     # paused: nothing more arrives until resumed, then what was missed comes at once
     tab.click("#pause")
     expect(tab.locator("#live")).to_have_text("paused")
     expect(tab.locator("#pause")).to_have_attribute("aria-pressed", "true")
-    live_service.post(scaffold.event("live-2", "RUNNING", user="carol"))
+    live_service.post(event("live-2", "RUNNING", user="carol"))
     assert tab.locator("tr[data-job='live-2']").count() == 0
     tab.click("#pause")
     expect(tab.locator("tr[data-job='live-2']")).to_be_visible()
@@ -797,7 +850,7 @@ def test_live_stale_offline_and_back_with_what_was_missed(browser, tmp_path):
     context = browser.new_context()
     context.set_default_timeout(TIMEOUT)
     try:
-        svc.post(scaffold.event("off-1", "RUNNING", user="dave"))
+        svc.post(event("off-1", "RUNNING", user="dave"))
         page = context.new_page()
         ready(page, svc.url + "/")
         expect(page.locator("#live")).to_have_text("live")
@@ -805,7 +858,7 @@ def test_live_stale_offline_and_back_with_what_was_missed(browser, tmp_path):
         expect(page.locator("#live")).to_have_text(re.compile(r"^(stale|offline): retrying$"))
         expect(page.locator("#live")).to_have_text("offline: retrying")
         svc.start()
-        svc.post(scaffold.event("off-2", "RUNNING", user="dave", job_name="while-away"))
+        svc.post(event("off-2", "RUNNING", user="dave", job_name="while-away"))
         expect(page.locator("#live")).to_have_text("live")
         expect(page.locator("tr[data-job='off-2']")).to_be_visible()
     finally:
@@ -860,7 +913,7 @@ def test_the_token_prompt_signs_in_and_explains_a_wrong_token(browser, tmp_path)
     context = browser.new_context()
     context.set_default_timeout(TIMEOUT)
     try:
-        svc.post(scaffold.event("t-1", user="alice", job_name="tokened"))
+        svc.post(event("t-1", user="alice", job_name="tokened"))
         page = context.new_page()
         watch = Watch(page)
         page.goto(svc.url + "/jobs/t-1")
@@ -874,7 +927,7 @@ def test_the_token_prompt_signs_in_and_explains_a_wrong_token(browser, tmp_path)
         expect(page.locator(".who")).to_contain_text("alice")
         jar = [c for c in context.cookies() if c["name"] == slm_api.SESSION_COOKIE]
         assert jar and jar[0]["httpOnly"] is True and jar[0]["sameSite"] == "Strict"
-        assert jar[0]["value"] == session(tokens["alice"])          # not the token
+        assert jar[0]["value"] and tokens["alice"] not in jar[0]["value"]   # not the token
         assert page.evaluate("document.cookie") == ""            # no script can read it
         page.goto(svc.url + "/")
         expect(page.locator("#rows tr[data-job='t-1']")).to_be_visible()
@@ -955,12 +1008,13 @@ def test_keyboard_moves_between_rows(tab, live_service):
     tab.wait_for_url(re.compile(r"/jobs/"))
 
 
-def test_a_checksum_of_the_assets_names_them(service):
+def test_a_checksum_of_the_assets_names_them(service_in_process):
     """The page names each asset by a hash of its text: a new version is never an old cache."""
-    body = text(page(service.app, "/"))
+    body = text(page(service_in_process.app, "/"))
     name = re.search(r"/static/slm\.js\?v=([0-9a-f]+)", body).group(1)
     assert name == hashlib.sha256(slm_api.DASHBOARD_JS.encode()).hexdigest()[:12]
-    r = call(service.app, "GET", "/static/slm.js?v=" + name)
+    r = call(service_in_process.app, "GET", "/static/slm.js?v=" + name)
     assert "immutable" in r.headers["cache-control"]
-    again = call(service.app, "GET", "/static/slm.js", headers={"If-None-Match": r.headers["etag"]})
+    again = call(service_in_process.app, "GET", "/static/slm.js",
+                 headers={"If-None-Match": r.headers["etag"]})
     assert again.status == 304 and again.body == b""

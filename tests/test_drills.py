@@ -27,13 +27,12 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 
 import pytest
 
 from conftest import MAIN_PYTHON, run_slm, spool_files
-from scaffold import (HttpSink, ScratchDatabase, ServiceProcess, database, drop_database,
-                      mariadb_admin, need, required, rows_per_event)
+from scaffold import (HttpSink, ScratchDatabase, ServiceProcess, await_true, database,
+                      drop_database, event, mariadb_admin, need, required, rows_per_event)
 
 CLIENTS = 32
 JOBS_PER_CLIENT = 4
@@ -52,10 +51,8 @@ def workload(seed):
             final = rng.choice(FINALS)
             statuses = LIFE + (final,)
             expected[job_id] = (final, len(statuses))
-            for seq, status in enumerate(statuses, 1):
-                mine.append({"schema": "slm.event/1", "event_id": uuid.uuid4().hex,
-                             "job_id": job_id, "status": status, "seq": seq,
-                             "time": "2026-11-30T11:%02d:%02d.%03dZ" % (j, seq, c)})
+            mine += [event(job_id, status, "2026-11-30T11:%02d:%02d.%03dZ" % (j, seq, c), seq)
+                     for seq, status in enumerate(statuses, 1)]
         per_client.append(mine)
     return per_client, expected
 
@@ -85,11 +82,11 @@ class Burst(object):
         conn = None
         i = 0
         while i < len(mine):
-            event = mine[i]
+            posted = mine[i]
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-                conn.request("POST", "/api/v1/events", json.dumps(event),
+                conn.request("POST", "/api/v1/events", json.dumps(posted),
                              {"Content-Type": "application/json"})
                 r = conn.getresponse()
                 r.read()
@@ -107,7 +104,7 @@ class Burst(object):
             with self.lock:
                 self.answers[status] = self.answers.get(status, 0) + 1
                 if status == 200:
-                    self.acked.append(event["event_id"])
+                    self.acked.append(posted["event_id"])
             if status == 200:
                 i += 1
             else:
@@ -119,10 +116,8 @@ class Burst(object):
         return self
 
     def wait_acked(self, count, timeout=60):
-        deadline = time.time() + timeout
-        while len(self.acked) < count:
-            assert time.time() < deadline, "only %d acknowledged" % len(self.acked)
-            time.sleep(0.005)
+        await_true(lambda: len(self.acked) >= count, timeout,
+                   lambda: "%d acknowledged (only %d)" % (count, len(self.acked)), interval=0.005)
 
     def join(self, timeout=120):
         for t in self.threads:
@@ -227,28 +222,29 @@ def mariadb_pids():
 
 
 def stop_mariadb(timeout=60):
+    """Shut the server down and await its processes' end (a SIGTERM if a
+    shutdown is not done within timeout)."""
     pids = mariadb_pids()
     subprocess.run(["mariadb-admin", "-uroot", "--protocol=tcp", "-h127.0.0.1", "shutdown"],
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-    deadline = time.time() + timeout
-    while any(os.path.exists("/proc/%d" % p) for p in pids):
-        if time.time() > deadline:
-            for p in pids:
-                try:
-                    os.kill(p, signal.SIGTERM)
-                except OSError:
-                    pass
-            deadline = time.time() + timeout
-        time.sleep(0.05)
+
+    def gone():
+        return not any(os.path.exists("/proc/%d" % p) for p in pids)
+    try:
+        await_true(gone, timeout, "mariadbd to end after a shutdown")
+    except AssertionError:
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGTERM)
+            except OSError:
+                pass
+        await_true(gone, timeout, "mariadbd to end after a SIGTERM")
 
 
 def start_mariadb(timeout=60):
     subprocess.run(["start-stop-daemon", "--start", "--oknodo", "--background", "--exec",
                     MARIADBD], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-    deadline = time.time() + timeout
-    while not mariadb_running():
-        assert time.time() < deadline, "MariaDB did not come back"
-        time.sleep(0.1)
+    await_true(mariadb_running, timeout, "MariaDB to come back", interval=0.1)
 
 
 def test_mariadb_restarted_mid_burst_loses_nothing(tmp_path):
@@ -274,9 +270,8 @@ def test_mariadb_restarted_mid_burst_loses_nothing(tmp_path):
             outage["start"] = time.time()
             stop_mariadb()
             # clients keep posting into the outage: the service must say 503
-            deadline = time.time() + 10
-            while burst.answers.get(503, 0) < CLIENTS and time.time() < deadline:
-                time.sleep(0.05)
+            await_true(lambda: burst.answers.get(503, 0) >= CLIENTS, 30,
+                       lambda: "503 answered to every client (answers: %s)" % burst.answers)
             status, body = service.request("GET", "/healthz")
             assert (status, body["ok"]) == (503, False), body
             # (a graceful shutdown lets transactions under way finish first)

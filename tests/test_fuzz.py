@@ -23,6 +23,7 @@ import sqlite3
 import string
 import sys
 import tempfile
+import time
 import urllib.parse
 
 import pytest
@@ -52,7 +53,7 @@ def done(name):
 
 
 PROPERTY_TESTS = ("valid_events", "invalid_events", "junk_bodies", "job_queries", "job_paths",
-                  "any_route")
+                  "any_route", "odd_fields")
 
 
 # ---------------------------------------------------------------------------
@@ -80,7 +81,8 @@ def logs():
 
 @pytest.fixture(scope="module")
 def app(db_path, logs):
-    service = slm_api.build_service({}, db=db_path, log=logs.append)
+    service = scaffold.build_service(db_path, log=logs.append)
+    service.db.ping()     # its tables made now: raw_db reads them from the first test on
     yield service.app
     service.stop()
 
@@ -117,10 +119,6 @@ def call(app, method, raw_path, query="", body=None, headers=None):
             assert isinstance(data, dict) and isinstance(data.get("error"), str) and \
                 data["error"], data
     return answer
-
-
-def post(app, body):
-    return call(app, "POST", "/api/v1/events", body=body)
 
 
 def path_of(job_id):
@@ -218,8 +216,9 @@ def test_openapi_event_schema_matches_the_validation(app):
     assert set(job) == set(slm_api.JOB_COLUMNS) - set(slm_api.HIDDEN_JOB_COLUMNS) | \
         {"verified"}
     # a job as served has exactly the documented fields
-    assert post(app, {"event_id": "openapi-1", "job_id": "openapi-job", "status": "RUNNING",
-                      "time": "2026-11-30T03:40:41Z"}).status == 200
+    assert call(app, "POST", "/api/v1/events", body={
+        "event_id": "openapi-1", "job_id": "openapi-job", "status": "RUNNING",
+        "time": "2026-11-30T03:40:41Z"}).status == 200
     assert set(call(app, "GET", "/api/v1/jobs/openapi-job").json) == set(job)
 
 
@@ -246,9 +245,15 @@ printable_id = st.text(
 job_ids = st.one_of(st.sampled_from(NASTY_IDS), st.integers(0, 60).map(str), printable_id)
 
 ID_CHARS = string.ascii_letters + string.digits + "._:-"
+# the ids of the service's own events (LOST, Slurm's verdicts, roll-ups, groups' notices)
+SERVICE_ID_PREFIXES = ("service-", "slurm-", "rollup-", "group-")
 event_ids = st.one_of(
-    st.text(alphabet=ID_CHARS, min_size=1, max_size=64),
+    st.text(alphabet=ID_CHARS, min_size=1, max_size=64).filter(
+        lambda s: not s.startswith(SERVICE_ID_PREFIXES)),
     st.integers(0, 300).map(lambda n: "dup-%d" % n))        # repeats across examples
+# fields only the service writes (roll-ups, groups' notices, the job's own record)
+SERVICE_FIELDS = ("tasks", "failed_tasks", "rollup", "kind", "usage", "warnings", "total",
+                  "longest")
 
 
 @st.composite
@@ -313,7 +318,9 @@ def not_an_int(v):
 # per field: values the service must refuse
 BAD = {
     "event_id": st.one_of(json_junk.filter(lambda v: not isinstance(v, str)),
-                          st.sampled_from(["", "a" * 65, "has space", "ü", "a/b", "a\n"])),
+                          st.sampled_from(["", "a" * 65, "has space", "ü", "a/b", "a\n"]),
+                          st.builds(lambda p, rest: p + rest, st.sampled_from(SERVICE_ID_PREFIXES),
+                                    st.text(alphabet=ID_CHARS, max_size=40))),
     "job_id": st.one_of(json_junk.filter(lambda v: not isinstance(v, str)),
                         st.sampled_from(["", "x" * 129, " x", "x ", "a\nb", "a\x00b", "\t",
                                          "a\u2028b", "\x7f"])),
@@ -344,6 +351,8 @@ for _name in slm_api.TEXT_FIELDS:
     BAD[_name] = st.one_of(st.integers(), st.booleans(), st.lists(any_text, max_size=2),
                            st.dictionaries(any_text, any_text, max_size=2),
                            st.just("z" * (slm_api.MAX_TEXT + 1)))
+for _name in SERVICE_FIELDS:      # any value (null is no value: the field is absent)
+    BAD[_name] = json_junk.filter(lambda v: v is not None)
 BAD["script_args"] = BAD["command"]
 BAD["exit_code"] = BAD["exit_code"].filter(not_an_int)  # floats like 1.0 stay floats in JSON
 
@@ -377,7 +386,7 @@ def test_valid_events_are_acknowledged(app, events, batch):
             e["event_id"] = "%s:%d" % (e["event_id"][:48], next(UNIQUE))
     accepted = duplicates = 0
     for body in [{"events": events}] if batch else events:   # a batch, or one by one
-        r = post(app, body)
+        r = call(app, "POST", "/api/v1/events", body=body)
         assert r.status == 200, r.body
         assert set(r.json) == {"accepted", "duplicates"}
         accepted += r.json["accepted"]
@@ -398,9 +407,9 @@ def test_valid_events_are_acknowledged(app, events, batch):
 def test_a_batch_of_1000_is_accepted_and_1001_refused(app, raw_db):
     events = [{"event_id": "big-%d" % i, "job_id": "big", "status": "RUNNING",
                "time": "2026-11-30T10:00:00Z", "seq": i} for i in range(1001)]
-    assert post(app, {"events": events}).status == 413
+    assert call(app, "POST", "/api/v1/events", body={"events": events}).status == 413
     assert raw_db("SELECT COUNT(*) FROM slurm_events WHERE job_id = 'big'") == [(0,)]
-    r = post(app, {"events": events[:1000]})
+    r = call(app, "POST", "/api/v1/events", body={"events": events[:1000]})
     assert (r.status, r.json) == (200, {"accepted": 1000, "duplicates": 0})
     job = call(app, "GET", "/api/v1/jobs/big").json
     assert (job["event_count"], job["last_seq"]) == (1000, 999)
@@ -421,7 +430,7 @@ def test_invalid_events_are_refused_whole(app, raw_db, bad, good, where):
         data = json.dumps(body, allow_nan=True).encode("utf-8", "surrogatepass")
     except (ValueError, OverflowError):
         assume(False)
-    r = post(app, data)
+    r = call(app, "POST", "/api/v1/events", body=data)
     assert r.status == 400, (r.status, r.body, body)
     # nothing of the request was stored: the good ones with fresh ids are absent
     if good:
@@ -451,11 +460,14 @@ junk_bytes = st.one_of(
 
 
 @settings(max_examples=1200, **FUZZ)
-@given(body=junk_bytes, ctype=st.sampled_from(["application/json", "text/plain", ""]))
+@given(body=junk_bytes, ctype=st.sampled_from(["application/json", "application/json; "
+                                               "charset=utf-8", "text/plain", ""]))
 def test_junk_bodies_are_refused_with_4xx(app, body, ctype):
-    r = call(app, "POST", "/api/v1/events", body=body, headers={"Content-Type": ctype} if ctype
-             else None)
-    assert r.status in (400, 413), (r.status, r.body, body[:100])
+    r = call(app, "POST", "/api/v1/events", body=body, headers={"Content-Type": ctype or None})
+    if ctype.startswith("application/json"):
+        assert r.status in (400, 413), (r.status, r.body, body[:100])
+    else:      # what a web page's form or a no-cors fetch sends (or none): never read
+        assert r.status == 415, (r.status, r.body, ctype, body[:100])
     done("junk_bodies")
 
 
@@ -585,6 +597,111 @@ def test_any_route_any_method_never_5xx(app, method, path, body):
 
 
 # ---------------------------------------------------------------------------
+# Every stored field, of any type, read back by every reader
+# ---------------------------------------------------------------------------
+
+# what the service reads of an event, after storing it (its own fields too:
+# from a client they are refused, but a refusal must be all that happens)
+READ_FIELDS = tuple(TEXT_FIELDS) + tuple(slm_api.INT_FIELDS) + tuple(slm_api.LIST_FIELDS) + \
+    tuple(slm_api.NUMBER_FIELDS) + tuple(slm_api.BOOL_FIELDS) + SERVICE_FIELDS + ("relay",)
+EXTRA_FIELDS = ("x-future", "nested", "ünï")     # never read: stored as received
+ODD_TEXT = ["", " ", "\u2028", "\u2029", "\x85", "\x0b\x0c", "\x00", "\u202e\u2066bidi",
+            "\ufeff", "\U0001F680" * 300, "é" * 4096, "x" * 5000, "%s %d {0}", "<script>",
+            "' OR '1'='1", "\\", "null", "NaN", "-1", "2026-11-30T10:00:00Z", "RUNNING",
+            "mailto:a@x,b@y?cc=c@z", "http://127.0.0.1%23.hooks.slack.com:1/"]
+ODD_NUMBERS = [0, -1, 2 ** 31, 2 ** 63, -2 ** 63 - 1, 10 ** 30, 10 ** 400, 1e308, -1e308, 5e-324,
+               0.1, True, False]
+odd_value = st.one_of(json_junk, st.sampled_from(ODD_TEXT), st.sampled_from(ODD_NUMBERS),
+                      st.lists(st.sampled_from(ODD_TEXT + ODD_NUMBERS), max_size=5),
+                      st.dictionaries(st.sampled_from(["COMPLETED", "rss_mb", "to", "url", "x"]),
+                                      st.one_of(json_junk, st.sampled_from(ODD_NUMBERS)),
+                                      max_size=3))
+
+
+@pytest.fixture(scope="module")
+def readers(fuzz_dir):
+    """A service (in this process, its own database) whose every reader runs
+    in the test's thread: its outbox sender formats each notice for the chat
+    hooks of the sink (hook), its watchdog rolls groups up at once; what it
+    says goes to said."""
+    hook = scaffold.HttpSink()
+    said = []
+    svc = scaffold.build_service(os.path.join(fuzz_dir, "readers.db"), {
+        "SLM_WEBHOOK": "ntfy+" + hook.hook_url, "SLM_NOTIFY_ON": "all", "SLM_RECONCILE": "off",
+        "SLM_GROUP_SETTLE": "0", "SLM_SEND_TIMEOUT": "2"}, log=said.append)
+    svc.hook, svc.said = hook, said
+    yield svc
+    svc.stop()
+    hook.close()
+
+
+def page_of(app, path):
+    """A dashboard page as a browser asks for it, counted: never a 5xx."""
+    answer = scaffold.call(app, "GET", path, headers={"Accept": "text/html"})
+    COUNT["requests"] += 1
+    if answer.status >= 500:
+        COUNT["5xx"] += 1
+    assert answer.status < 500, (path, answer.status, answer.body[-500:])
+    return answer
+
+
+# the formats that take a plain http:// URL (the sink's), each its own text
+CHAT_FORMATS = ("ntfy", "slack", "discord", "teams", "feishu", "dingtalk", "wecom", "mattermost",
+                "rocketchat", "googlechat", "gotify", "json")
+
+
+@settings(max_examples=200, **FUZZ)
+@given(status=st.sampled_from(STATUSES), task=st.booleans(),
+       fmt=st.sampled_from(CHAT_FORMATS),
+       fields=st.dictionaries(st.sampled_from(READ_FIELDS + EXTRA_FIELDS), odd_value,
+                              min_size=1, max_size=3))
+def test_odd_fields_break_no_reader(readers, status, task, fmt, fields):
+    """Each field the service reads, with a wrong type, a huge value or odd
+    characters: the event is stored or refused (400), and then every route
+    and page shows it, the outbox sends or fails it, the watchdog passes it,
+    /metrics counts it, each without a 5xx or a traceback."""
+    app = readers.app
+    n = next(UNIQUE)
+    job_id = "odd-%d" % n
+    e = {"event_id": "odd-%d" % n, "job_id": job_id, "status": status, "user": "alice",
+         "time": scaffold.iso_time(time.time()), "group": "g%d" % (n % 3),
+         # a destination of its own: no rate limit holds its notice back unformatted
+         "relay": {"to": [{"url": "%s/%d" % (readers.hook.hook_url, n), "format": fmt}],
+                   "send": True}}
+    if task:        # the last task of an array of one: the roll-up reads it too
+        e.update(array_job_id="arr-%d" % n, array_task_id="1", array_task_count=1)
+    e.update(fields)
+    try:
+        body = json.dumps(e).encode("utf-8")
+    except (ValueError, OverflowError):
+        assume(False)
+    before = len(readers.said)
+    r = call(app, "POST", "/api/v1/events", body=body)
+    assert r.status in (200, 400), (r.status, r.body, e)
+    if r.status == 200:
+        stored = call(app, "GET", "/api/v1/jobs/%s/events" % job_id).json["events"]
+        got = [x for x in stored if x["event_id"] == e["event_id"]]
+        assert len(got) == 1
+        for name in set(fields) & set(EXTRA_FIELDS):
+            assert got[0][name] == fields[name], name
+    for path in ("/api/v1/jobs/" + job_id, "/api/v1/jobs/%s/notifications" % job_id,
+                 "/api/v1/jobs/arr-%d" % n, "/api/v1/jobs?limit=5", "/api/v1/search?limit=5",
+                 "/api/v1/search?arrays=group&limit=5", "/api/v1/feed?limit=5&after=%d" % max(
+                     0, n - 5), "/api/v1/summary", "/api/v1/notifications?limit=5",
+                 "/api/v1/jobs?group=g%d&limit=5" % (n % 3), "/metrics"):
+        call(app, "GET", path)
+    for path in ("/jobs/" + job_id, "/jobs/arr-%d" % n, "/?all=1", "/delivery"):
+        page_of(app, path)
+    readers.sender.run_once()          # formats the notices (a chat format reads fields)
+    readers.watchdog.run_once()        # LOST, groups' roll-ups
+    bad = [m for m in readers.said[before:] if "Traceback" in m or "internal error" in m or
+           "unexpected" in m]
+    # what failed, and where: the message's first and last lines
+    assert bad == [], ["%s ... %s" % (m.splitlines()[0], m.splitlines()[-1]) for m in bad]
+    done("odd_fields")
+
+
+# ---------------------------------------------------------------------------
 # Afterwards: totals, and a database its events explain
 # ---------------------------------------------------------------------------
 
@@ -649,8 +766,9 @@ def test_database_consistent_afterwards(app, raw_db):
     assert wrong == []
     CHECKED.update(jobs=len(jobs), events=stored)
     assert stored == raw_db("SELECT COUNT(*) FROM slurm_events")[0][0]
-    assert raw_db("SELECT COUNT(*) FROM (SELECT event_id FROM slurm_events GROUP BY event_id"
-                  " HAVING COUNT(*) > 1)") == [(0,)]
+    # an event id is its job's: stored once per job (another job's may be the same)
+    assert raw_db("SELECT COUNT(*) FROM (SELECT job_id, event_id FROM slurm_events"
+                  " GROUP BY job_id, event_id HAVING COUNT(*) > 1)") == [(0,)]
 
 
 def test_generated_request_total(capsys, logs):
@@ -791,3 +909,4 @@ def test_cli_flush_max_time_nan_is_refused_or_harmless(env, sink, refused_url, v
     # either a usage error, or a flush that works
     assert r.returncode == 2 or (r.returncode == 0 and spool_files(env) == []), \
         (r.returncode, r.stdout, r.stderr)
+

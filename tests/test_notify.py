@@ -8,6 +8,7 @@ import urllib.parse
 
 import pytest
 
+import scaffold
 from conftest import MAIN_PYTHON, Sink, run_slm, spool_files
 
 import slm
@@ -20,7 +21,8 @@ FAILED = {"schema": "slm.event/1", "event_id": "e1", "job_id": "4242", "status":
 
 
 def body_of(fmt, event=FAILED, url="https://example.org/hook/x", **kw):
-    post_url, body = slm.notification_request(fmt, url, event, **kw)
+    """(the URL posted to, the JSON body) of the notice in format fmt."""
+    _, post_url, body, _ = slm.FORMATS[fmt].request(url, event, **kw)
     return post_url, json.loads(body.decode("utf-8"))
 
 
@@ -133,15 +135,14 @@ def test_ntfy_json_publish():
 def test_huge_messages_are_truncated_not_refused(fmt):
     event = dict(FAILED, job_name="名" * 5000, message="x" * 50000,
                  output_tail="\n".join("line %d %s" % (i, "é" * 80) for i in range(500)))
-    _, raw = slm.notification_request(fmt, "https://example.org/h/t", event)
-    body = json.loads(raw.decode())
+    _, body = body_of(fmt, event, "https://example.org/h/t")
     texts = {"slack": lambda b: b["text"], "discord": lambda b: b["content"],
              "feishu": lambda b: b["content"]["text"], "dingtalk": lambda b: b["text"]["content"],
              "wecom": lambda b: b["text"]["content"], "ntfy": lambda b: b["message"],
              "teams": lambda b: "".join(x["text"] for x in
                                         b["attachments"][0]["content"]["body"])}
     text = texts[fmt](body)
-    limit = slm.FORMAT_LIMITS[fmt]
+    limit = slm.FORMATS[fmt].limit
     unit_size = len(text.encode()) if fmt in ("feishu", "dingtalk", "wecom", "ntfy") \
         else len(text)
     assert unit_size <= limit + (30000 if fmt == "teams" else 0)
@@ -150,15 +151,15 @@ def test_huge_messages_are_truncated_not_refused(fmt):
 
 def test_chat_errors_inside_200():
     ok = slm.HttpResult(200, b'{"errcode":0,"errmsg":"ok"}')
-    slm.judge_chat_answer("dingtalk", ok)
+    slm.FORMATS["dingtalk"].judge(ok)
     with pytest.raises(slm.DeliveryError) as e:
-        slm.judge_chat_answer("dingtalk", slm.HttpResult(200, b'{"errcode":310000,'
-                                                               b'"errmsg":"sign not match"}'))
+        slm.FORMATS["dingtalk"].judge(slm.HttpResult(200, b'{"errcode":310000,'
+                                                          b'"errmsg":"sign not match"}'))
     assert e.value.permanent
     with pytest.raises(slm.DeliveryError) as e:
-        slm.judge_chat_answer("feishu", slm.HttpResult(200, b'{"code":9499,"msg":"too fast"}'))
+        slm.FORMATS["feishu"].judge(slm.HttpResult(200, b'{"code":9499,"msg":"too fast"}'))
     assert not e.value.permanent
-    slm.judge_chat_answer("slack", slm.HttpResult(200, b"ok"))
+    slm.FORMATS["slack"].judge(slm.HttpResult(200, b"ok"))
 
 
 # ---------------------------------------------------------------------------
@@ -308,3 +309,96 @@ def test_webhook_url_with_credentials_uses_basic_auth(env, sink):
     assert headers["Authorization"] == "Basic " + base64.b64encode(b"alice:s@cret").decode()
     assert sink.requests[0][2]["topic"] == "jobs"
     assert b"cret" not in r.stderr and b"alice" not in r.stderr
+
+
+# ---------------------------------------------------------------------------
+# Mail the service relays: whom to, and any name in it
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mail():
+    m = scaffold.MailServer().start()
+    yield m
+    m.stop()
+
+
+@pytest.fixture
+def mail_relay(tmp_path, mail):
+    """mail_relay(**env): slm_api.py as a process relaying mail to the mail
+    fixture's server (stopped after the test)."""
+    started = []
+
+    def start(**env):
+        svc = scaffold.ServiceProcess(tmp_path / ("mail-%d.db" % len(started)), tmp_path,
+                                      env=dict({"SLM_SMTP_HOST": "127.0.0.1",
+                                                "SLM_SMTP_PORT": str(mail.port),
+                                                "SLM_SMTP_TLS": "none",
+                                                "SLM_SMTP_FROM": "slm@site.example",
+                                                "SLM_RELAY_ALLOW": "mailto"}, **env))
+        started.append(svc.start())
+        return svc
+    yield start
+    for svc in started:
+        svc.stop()
+
+
+def mailed(job_id, url, **fields):
+    """A job's failure, relayed to the mail destination url."""
+    return scaffold.event(job_id, "FAILED", exit_code=1, user="alice", relay={
+        "to": [{"url": url, "format": "email"}], "send": True}, **fields)
+
+
+@pytest.mark.parametrize("url", ["mailto:alice@a.org,eve@evil.example",
+                                 "mailto:alice@a.org?to=eve@evil.example",
+                                 "mailto:alice@a.org?cc=eve@evil.example",
+                                 "mailto:alice@a.org?bcc=eve@evil.example",
+                                 "mailto://bot@a.org/alice@a.org/eve@evil.example"])
+def test_a_relayed_mail_goes_to_one_recipient(mail_relay, mail, url):
+    """A user's relay request must not make the site's mail server (and its
+    From address) mail anyone they like: one recipient per destination."""
+    svc = mail_relay()
+    status, answer = svc.post(mailed("m1", url))
+    assert status == 200 and answer["accepted"] == 1, answer
+    rows = svc.notifications("m1")
+    assert mail.quiet(1.0) == 0 and mail.messages == []
+    assert answer.get("refused_notifications") == 1, answer
+    assert [r["state"] for r in rows] == ["refused"], rows
+    assert "recipient" in rows[0]["last_error"], rows
+    assert svc.job("m1")["status"] == "FAILED"       # the event itself is stored
+
+
+def test_the_site_chooses_how_many_recipients_and_which_domains(mail_relay, mail):
+    svc = mail_relay(SLM_RELAY_MAIL_RECIPIENTS="2", SLM_RELAY_MAIL_DOMAINS="a.org,b.edu")
+    outcomes = {}
+    for job_id, url in (("two", "mailto:alice@a.org,bob@b.edu"),
+                        ("three", "mailto:alice@a.org,bob@b.edu,carol@a.org"),
+                        ("elsewhere", "mailto:mallory@c.com"),
+                        ("mixed", "mailto:alice@a.org?cc=mallory@c.com")):
+        status, answer = svc.post(mailed(job_id, url))
+        assert status == 200, answer
+        outcomes[job_id] = answer.get("refused_notifications", 0)
+    (to, message), = mail.wait(1)
+    assert sorted(to) == ["alice@a.org", "bob@b.edu"] and " two" in message["Subject"]
+    assert mail.quiet(1.0) == 0
+    assert outcomes == {"two": 0, "three": 1, "elsewhere": 1, "mixed": 1}
+    for job_id in ("three", "elsewhere", "mixed"):
+        assert [r["state"] for r in svc.notifications(job_id)] == ["refused"], job_id
+
+
+@pytest.mark.parametrize("name", ["a\u2028b", "a\u2029b", "a\x85b", "a\x0bb", "a\x0cb",
+                                  "a\x00b", "\u202eevil\u202c name", "\u200f\u061c\u2066x",
+                                  "n" * 4000],
+                         ids=["LS", "PS", "NEL", "VT", "FF", "NUL", "bidi", "rlm", "4000"])
+def test_any_name_gives_a_mail_with_a_one_line_subject(mail_relay, mail, name):
+    """A job name is the user's to choose: whatever it holds, the mail goes
+    out (a line separator once lost it), its Subject on one line."""
+    svc = mail_relay()
+    status, _ = svc.post(mailed("n1", "mailto:alice@a.org", job_name=name))
+    assert status == 200
+    (to, message), = mail.wait(1)
+    subject = message["Subject"]
+    assert to == ["alice@a.org"] and subject.startswith("[slm] FAILED n1"), subject
+    assert not any(c in subject for c in "\r\n\x0b\x0c\x85\u2028\u2029"), subject
+    svc.wait_notifications("n1", lambda rows: [r["state"] for r in rows] == ["sent"])
+    assert "Traceback" not in svc.output()

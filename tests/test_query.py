@@ -6,6 +6,7 @@ name and one that looks like SQL injection.  The commands' answers are
 compared with what the API itself says.  Times are shown in local time, so
 the environment says TZ=UTC.
 """
+import functools
 import json
 import os
 import re
@@ -13,23 +14,17 @@ import subprocess
 
 import pytest
 
+import scaffold
 from conftest import MAIN_PYTHON, SLM, run_slm
-from test_e2e import Service
+from scaffold import HttpSink, ServiceProcess
 
 UNICODE_NAME = "数据-ünï-🚀"
 INJECTION_NAME = "x'; DROP TABLE slurm_jobs; --"
 TOKEN = "tok-query-Secret-91c3e0"
 WRONG = "tok-query-Wrong-04d7aa"
 
-_ids = iter(range(1, 10 ** 6))
-
-
-def ev(job_id, status, when, seq, **fields):
-    event = {"schema": "slm.event/1", "event_id": "q-%d" % next(_ids), "job_id": job_id,
-             "status": status, "time": when, "seq": seq, "host": "node1",
-             "slm_version": "0.1.0"}
-    event.update(fields)
-    return event
+# the one event builder, with this file's node: ev(job_id, status, when, seq, **fields)
+ev = functools.partial(scaffold.event, host="node1", slm_version="0.1.0")
 
 
 def job_events(job_id, day, statuses, **fields):
@@ -81,7 +76,9 @@ EVERYONE = ["300", "202", "201", "7_2", "7_1", "105", "104", "103", "102", "101"
 
 
 def module_service(tmp_path_factory, name, filler=None):
-    s = Service(tmp_path_factory.mktemp(name)).start()
+    """A service process for a module's tests, filled by filler(service)."""
+    where = tmp_path_factory.mktemp(name)
+    s = ServiceProcess(where / "slm.db", where).start()
     try:
         if filler:
             filler(s)
@@ -202,7 +199,6 @@ def test_status_unknown_job_is_exit_1(py, qenv):
 def test_a_busy_service_is_waited_out_as_it_asks(env):
     """429 with Retry-After (a token's long-polls are bounded): asked again,
     not a failure."""
-    from scaffold import HttpSink
     busy = HttpSink(mode="404")
     busy.script = ["429", "429"]
     try:
@@ -347,7 +343,7 @@ def test_no_service_url_is_exit_3_with_a_message(qenv, args):
 
 @pytest.fixture
 def token_svc(tmp_path):
-    s = Service(tmp_path, token=TOKEN).start()
+    s = ServiceProcess(tmp_path / "slm.db", tmp_path, token=TOKEN).start()
     status, body = s.post({"events": job_events("501", 29, ["RUNNING"], user="alice",
                                                 job_name="guarded")})
     assert status == 200, body
@@ -412,7 +408,7 @@ def test_query_help(qenv, args):
 
 @pytest.fixture
 def crowded(tmp_path):
-    s = Service(tmp_path).start()
+    s = ServiceProcess(tmp_path / "slm.db", tmp_path).start()
     events = [ev("bulk-%04d" % i, "RUNNING", "2026-11-29T%02d:%02d:%02d.000Z"
                  % (i // 3600, i // 60 % 60, i % 60), 1, user="alice",
                  job_name="a-rather-long-job-name", partition="gpu",
@@ -552,7 +548,7 @@ def test_doctor_spool_not_writable(qenv, tmp_path):
 
 
 def test_job_ids_that_need_quoting_in_a_url(qenv, tmp_path):
-    s = Service(tmp_path).start()
+    s = ServiceProcess(tmp_path / "slm.db", tmp_path).start()
     try:
         odd = ["a b#c?d%e&f=g", "ünï/x", "local-node1-20261130-42"]
         status, body = s.post({"events": [ev(j, "RUNNING", "2026-11-29T10:00:00.000Z", 1,

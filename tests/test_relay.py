@@ -9,12 +9,12 @@ import json
 import re
 import threading
 import time
-import uuid
 
 import pytest
 
+import scaffold
 from conftest import MAIN_PYTHON, run_slm
-from scaffold import HttpSink, ScratchDatabase, ServiceProcess
+from scaffold import HttpSink, ScratchDatabase, ServiceProcess, event
 
 
 @pytest.fixture
@@ -26,7 +26,9 @@ def hook():
 
 
 @pytest.fixture
-def service(tmp_path):
+def start_service(tmp_path):
+    """start_service(db=None, **env): slm_api.py as a process (SQLite in
+    tmp_path unless db says otherwise), stopped after the test."""
     made = []
 
     def start(db=None, **env):
@@ -48,14 +50,11 @@ def Service(db, workdir, **env):
     return ServiceProcess(db, workdir, env=env).start()
 
 
-def event(job_id, status, relay_to=None, send=True, **extra):
-    e = {"schema": "slm.event/1", "event_id": uuid.uuid4().hex, "job_id": job_id,
-         "status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-         "seq": extra.pop("seq", 1), "user": "alice"}
-    e.update(extra)
-    if relay_to:
-        e["relay"] = {"to": [{"url": u, "format": "json"} for u in relay_to], "send": send}
-    return e
+def relay_to(*urls, **how):
+    """The relay request of an event (SLM_WEBHOOK_VIA=api): these URLs as JSON
+    hooks, send: whether this event is to be sent (default True)."""
+    return {"to": [{"url": u, "format": how.get("format", "json")} for u in urls],
+            "send": how.get("send", True)}
 
 
 def relayed_env(env, svc, hook_url, **extra):
@@ -67,8 +66,8 @@ def relayed_env(env, svc, hook_url, **extra):
 # ---------------------------------------------------------------------------
 
 
-def test_job_notification_relayed_retried_and_delivered_once(env, hook, service):
-    svc = service()
+def test_job_notification_relayed_retried_and_delivered_once(env, hook, start_service):
+    svc = start_service()
     hook.script = [500, 500]
     r = run_slm(MAIN_PYTHON, ["run", "--", "sh", "-c", "exit 3"],
                 relayed_env(env, svc, "slack+" + hook.url, SLM_NOTIFY_ON="final"))
@@ -88,41 +87,41 @@ def test_job_notification_relayed_retried_and_delivered_once(env, hook, service)
     assert hook.url not in json.dumps(events)
 
 
-def test_429_retry_after_is_honoured(hook, service):
-    svc = service()
+def test_429_retry_after_is_honoured(hook, start_service):
+    svc = start_service()
     hook.script = [429]
-    assert svc.post(event("r429", "FAILED", [hook.url]))[0] == 200
+    assert svc.post(event("r429", "FAILED", user="alice", relay=relay_to(hook.url)))[0] == 200
     hook.wait(lambda: len(hook.delivered) == 1)
     first, second = hook.received[0][0], hook.received[1][0]
     assert second - first >= 0.9     # Retry-After: 1, though the backoff is 0.1 s here
 
 
-def test_400_is_given_up_with_its_reason(hook, service):
-    svc = service()
+def test_400_is_given_up_with_its_reason(hook, start_service):
+    svc = start_service()
     hook.script = [400]
-    svc.post(event("r400", "FAILED", [hook.url]))
+    svc.post(event("r400", "FAILED", user="alice", relay=relay_to(hook.url)))
     rows = svc.wait_notifications("r400", lambda rows: rows and rows[0]["state"] == "failed")
     assert "HTTP 400" in rows[0]["last_error"] and "scripted" in rows[0]["last_error"]
     assert hook.quiet() == 0
     assert len(hook.received) == 1
 
 
-def test_webhook_that_never_answers_is_retried(hook, service):
-    svc = service()
+def test_webhook_that_never_answers_is_retried(hook, start_service):
+    svc = start_service()
     hook.script = ["hang"]
-    svc.post(event("rhang", "COMPLETED", [hook.url]))
+    svc.post(event("rhang", "COMPLETED", user="alice", relay=relay_to(hook.url)))
     hook.wait(lambda: len(hook.delivered) == 1, timeout=30)
     rows = svc.wait_notifications("rhang", lambda rows: rows[0]["state"] == "sent")
     assert rows[0]["attempts"] == 2
     assert "timed out" in rows[0]["last_error"]
 
 
-def test_restart_with_a_full_outbox_loses_and_repeats_nothing(hook, service):
-    svc = service()
+def test_restart_with_a_full_outbox_loses_and_repeats_nothing(hook, start_service):
+    svc = start_service()
     hook.script = [503] * 1000
     ids = []
     for i in range(5):
-        e = event("restart-%d" % i, "COMPLETED", [hook.url])
+        e = event("restart-%d" % i, "COMPLETED", user="alice", relay=relay_to(hook.url))
         ids.append(e["event_id"])
         svc.post(e)
     hook.wait(lambda: len(hook.received) >= 5)
@@ -138,9 +137,10 @@ def test_restart_with_a_full_outbox_loses_and_repeats_nothing(hook, service):
     assert len(hook.delivered) == 5
 
 
-def test_relay_outside_the_allow_list_is_refused(hook, service):
-    svc = service(SLM_RELAY_ALLOW="hooks.slack.com")
-    status, answer = svc.post(event("refused-1", "FAILED", [hook.url]))
+def test_relay_outside_the_allow_list_is_refused(hook, start_service):
+    svc = start_service(SLM_RELAY_ALLOW="hooks.slack.com")
+    status, answer = svc.post(event("refused-1", "FAILED", user="alice",
+                                    relay=relay_to(hook.url)))
     assert status == 200 and answer["accepted"] == 1
     assert answer["refused_notifications"] == 1
     rows = svc.notifications("refused-1")
@@ -150,33 +150,129 @@ def test_relay_outside_the_allow_list_is_refused(hook, service):
     assert svc.get("/api/v1/jobs/refused-1")[1]["status"] == "FAILED"
 
 
-def test_send_false_stores_without_notifying(hook, service):
-    svc = service()
-    svc.post(event("quiet-1", "RUNNING", [hook.url], send=False))
-    svc.post(event("quiet-1", "COMPLETED", [hook.url], seq=2))
+def test_an_allowed_host_is_allowed_on_its_schemes_port_only(hook, start_service):
+    """SLM_RELAY_ALLOW=HOST allows that host's URLs on port 80 (443 for https):
+    a user's relay request reaches no other service of an allowed host."""
+    svc = start_service(SLM_RELAY_ALLOW="127.0.0.1")
+    status, answer = svc.post(event("port-1", "FAILED", user="alice", relay=relay_to(hook.url)))
+    assert status == 200 and answer["accepted"] == 1
+    assert hook.quiet() == 0 and hook.received == []
+    assert answer.get("refused_notifications") == 1, answer
+    rows = svc.notifications("port-1")
+    assert rows[0]["state"] == "refused" and "SLM_RELAY_ALLOW" in rows[0]["last_error"]
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1:PORT", "127.0.0.1:*", "127.0.0.0/8:*",
+                                   "hooks.example.org,127.0.0.1:PORT"])
+def test_allow_entries_name_their_ports(hook, start_service, entry):
+    """HOST:PORT, HOST:* and an address range (CIDR) with a port allow it."""
+    svc = start_service(SLM_RELAY_ALLOW=entry.replace("PORT", str(hook.port)))
+    status, answer = svc.post(event("ports", "FAILED", user="alice", relay=relay_to(hook.url)))
+    assert status == 200 and "refused_notifications" not in answer, answer
+    hook.wait(lambda: len(hook.delivered) == 1)
+    assert hook.delivered[0]["job_id"] == "ports"
+
+
+def test_a_host_name_that_parsers_read_differently_is_refused(hook, start_service):
+    """http://127.0.0.1%23.hooks.slack.com:PORT/ passes a check of its host
+    against hooks.slack.com while a connection goes elsewhere: a host of other
+    characters than letters, digits, '-' and '.' is refused where it is posted."""
+    svc = start_service(SLM_RELAY_ALLOW="hooks.slack.com")
+    odd = "http://127.0.0.1%%23.hooks.slack.com:%d/hook" % hook.port
+    status, answer = svc.post(event("odd-host", "FAILED", user="alice", relay=relay_to(odd)))
+    assert hook.quiet() == 0 and hook.received == []
+    if status == 200:      # the event kept, its relay refused
+        assert answer.get("refused_notifications") == 1, answer
+        assert [r["state"] for r in svc.notifications("odd-host")] == ["refused"]
+    else:
+        assert status == 400 and "relay" in answer["error"], (status, answer)
+
+
+def test_a_name_that_resolves_to_a_private_address_gets_nothing(hook, start_service):
+    """An allowed name may resolve to a loopback or private address (the
+    service's own network): without an address entry covering it, the row
+    fails for good and nothing is connected."""
+    svc = start_service(SLM_RELAY_ALLOW="localhost:*")
+    url = "http://localhost:%d/hook" % hook.port
+    status, answer = svc.post(event("private", "FAILED", user="alice", relay=relay_to(url)))
+    assert status == 200 and "refused_notifications" not in answer, answer
+    rows = svc.wait_notifications("private", lambda rows: rows and rows[0]["state"] != "pending")
+    assert rows[0]["state"] == "failed" and "private address" in rows[0]["last_error"], rows
+    assert hook.quiet() == 0 and hook.received == []
+
+
+def test_a_name_is_connected_to_at_the_address_it_was_checked_for(hook, start_service):
+    """Resolved once, checked, and that very address connected to, the name
+    kept for the Host header (and TLS)."""
+    import socket
+    found = set(info[4][0] for info in socket.getaddrinfo("localhost", hook.port,
+                                                          proto=socket.IPPROTO_TCP))
+    if found != {"127.0.0.1"}:
+        pytest.skip("localhost is %s here, not 127.0.0.1 alone (the sink's)" % sorted(found))
+    svc = start_service(SLM_RELAY_ALLOW="127.0.0.1:*")
+    url = "http://localhost:%d/hook" % hook.port
+    status, answer = svc.post(event("by-name", "FAILED", user="alice", relay=relay_to(url)))
+    assert status == 200 and "refused_notifications" not in answer, answer
+    hook.wait(lambda: len(hook.delivered) == 1)
+    path, headers, body, _ = hook.requests[0]
+    assert headers["Host"] == "localhost:%d" % hook.port and body["job_id"] == "by-name"
+
+
+def test_a_notification_that_cannot_be_built_fails_alone(tmp_path, hook, start_service):
+    """Belt and braces, for rows stored before the service typed every field
+    (a roll-up's "tasks": "x" once got in): the row that cannot be formatted
+    is failed with its reason, never left pending, and the row claimed with
+    it is sent as if it were alone."""
+    import sqlite3
+    db = tmp_path / "legacy.db"
+    svc = start_service(str(db))
+    poison = event("poison", "FAILED", user="mallory", tasks="x", rollup=True)
+    fine = event("fine", "FAILED", user="alice", exit_code=1)
+    now = scaffold.iso_time(time.time())
+    conn = sqlite3.connect(str(db))
+    with conn:       # one transaction: the sender claims both in one go, poison first
+        for n, (e, fmt) in enumerate(((poison, "slack"), (fine, "json"))):
+            conn.execute("INSERT INTO slm_outbox (dedup_key, job_id, destination, format, payload,"
+                         " state, next_attempt_at, created_at, event_id) VALUES"
+                         " (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                         ("legacy:%d" % n, e["job_id"], hook.url, fmt, json.dumps(e), now, now,
+                          e["event_id"]))
+    conn.close()
+    hook.wait(lambda: [b.get("job_id") for b in hook.delivered] == ["fine"], 5,
+              "the other row sent promptly")
+    rows = svc.wait_notifications("poison", lambda rows: rows[0]["state"] != "pending", 10)
+    assert rows[0]["state"] == "failed" and rows[0]["last_error"], rows
+    assert [r["state"] for r in svc.notifications("fine")] == ["sent"]
+    assert "Traceback" not in svc.output()
+
+
+def test_send_false_stores_without_notifying(hook, start_service):
+    svc = start_service()
+    svc.post(event("quiet-1", "RUNNING", user="alice", relay=relay_to(hook.url, send=False)))
+    svc.post(event("quiet-1", "COMPLETED", seq=2, user="alice", relay=relay_to(hook.url)))
     hook.wait(lambda: len(hook.delivered) == 1)
     assert hook.delivered[0]["status"] == "COMPLETED"
 
 
-def test_admin_webhook_hears_every_job(hook, service):
-    svc = service(SLM_WEBHOOK=hook.url, SLM_NOTIFY_ON="final")
-    svc.post(event("admin-1", "RUNNING"))
-    svc.post(event("admin-1", "TIMEOUT", seq=2))
+def test_admin_webhook_hears_every_job(hook, start_service):
+    svc = start_service(SLM_WEBHOOK=hook.url, SLM_NOTIFY_ON="final")
+    svc.post(event("admin-1", "RUNNING", user="alice"))
+    svc.post(event("admin-1", "TIMEOUT", seq=2, user="alice"))
     hook.wait(lambda: len(hook.delivered) == 1)
     assert hook.delivered[0]["status"] == "TIMEOUT"
 
 
-def test_bad_relay_field_is_400(service):
-    svc = service()
-    bad = event("badrelay", "RUNNING")
+def test_bad_relay_field_is_400(start_service):
+    svc = start_service()
+    bad = event("badrelay", "RUNNING", user="alice")
     bad["relay"] = {"to": [{"url": "ftp://x"}], "send": True}
     status, answer = svc.post(bad)
     assert status == 400 and "relay" in answer["error"]
 
 
-def test_array_rollup_after_the_last_task(env, hook, service):
+def test_array_rollup_after_the_last_task(env, hook, start_service):
     """Five tasks through the real wrapper, one failing: a failure notice and one roll-up."""
-    svc = service()
+    svc = start_service()
     relayed_env(env, svc, hook.url)
     env.update(SLURM_ARRAY_JOB_ID="7700", SLURM_ARRAY_TASK_COUNT="5", SLURM_JOB_NAME="sweep")
     for task in range(1, 6):
@@ -203,26 +299,27 @@ def test_array_rollup_after_the_last_task(env, hook, service):
     assert events["events"][0]["tasks"] == {"COMPLETED": 4, "FAILED": 1}
 
 
-def test_array_rows_without_a_known_size_get_no_rollup(service):
-    svc = service()
+def test_array_rows_without_a_known_size_get_no_rollup(start_service):
+    svc = start_service()
     for task in ("1", "2"):
-        svc.post(event("9900_" + task, "COMPLETED", array_job_id="9900", array_task_id=task))
+        svc.post(event("9900_" + task, "COMPLETED", user="alice", array_job_id="9900",
+                       array_task_id=task))
     assert svc.get("/api/v1/jobs/9900")[0] == 404      # no placeholder row left behind
-    svc.post(event("9901_1", "COMPLETED", array_job_id="9901", array_task_id="1",
-                   array_task_count=1))
+    svc.post(event("9901_1", "COMPLETED", user="alice", array_job_id="9901",
+                   array_task_id="1", array_task_count=1))
     assert svc.get("/api/v1/jobs/9901")[1]["status"] == "COMPLETED"
 
 
-def test_two_instances_on_one_mariadb_send_each_notification_once(hook, service):
+def test_two_instances_on_one_mariadb_send_each_notification_once(hook, start_service):
     scratch = ScratchDatabase()
     try:
-        one, two = service(scratch.url), service(scratch.url)
+        one, two = start_service(scratch.url), start_service(scratch.url)
         ids = []
         errors = []
 
         def burst(svc, start):
             for i in range(start, 120, 2):
-                e = event("burst-%d" % i, "COMPLETED", [hook.url])
+                e = event("burst-%d" % i, "COMPLETED", user="alice", relay=relay_to(hook.url))
                 ids.append(e["event_id"])
                 status, answer = svc.post(e)
                 if status != 200:

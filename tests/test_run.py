@@ -479,14 +479,10 @@ def test_paused_is_on_disk_before_the_freeze(env, blackhole):
     env["SLM_API_URL"] = blackhole
     job = Job(MAIN_PYTHON, env)
     job.expect("ready")
-    deadline = time.time() + 10
-    while len(spool_files(env) + spool_files(env, "work")) < 1 and time.time() < deadline:
-        time.sleep(0.02)
-    job.signal(signal.SIGTSTP)
-    sent = time.time()
-    found = False
-    while time.time() - sent < 2.0:
-        names = spool_files(env) + spool_files(env, "work")
+    await_true(lambda: spool_files(env) + spool_files(env, "work"), 10,
+               "the job's RUNNING journalled")
+
+    def journalled():
         texts = []
         for sub in ("pending", "work"):
             for name in spool_files(env, sub):
@@ -494,12 +490,11 @@ def test_paused_is_on_disk_before_the_freeze(env, blackhole):
                     with open(os.path.join(env["SLM_SPOOL_DIR"], sub, name)) as f:
                         texts.append(f.read())
                 except OSError:
-                    pass
-        if any('"PAUSED"' in t for t in texts):
-            found = True
-            break
-        time.sleep(0.01)
-    assert found, names
+                    pass    # moved between pending and work meanwhile
+        return any('"PAUSED"' in t for t in texts)
+    job.signal(signal.SIGTSTP)
+    await_true(journalled, 2.0, lambda: "PAUSED journalled within the 2 s before a freeze "
+               "(spool: %s)" % (spool_files(env) + spool_files(env, "work")), interval=0.01)
     job.signal(signal.SIGCONT)
     job.signal(signal.SIGTERM)
     job.finish()
@@ -566,16 +561,19 @@ def test_time_limit_reason_from_squeue(env, api, tmp_path):
     start, end = (time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() + d))
                   for d in (-30, 30))
     asked = tmp_path / "asked"
-    squeue.write_text("#!/bin/sh\necho %s %s\ntouch %s\n" % (start, end, asked))  # -o '%S %e'
+    # -o '%S %e'; then its pid, to see slm reap it once the answer is read
+    squeue.write_text("#!/bin/sh\necho %s %s\necho $$ > %s\n" % (start, end, asked))
     squeue.chmod(0o755)
     env["PATH"] = "%s:%s" % (bin_dir, env["PATH"])
     slurm_env(env)
     job = Job(MAIN_PYTHON, env)
     job.expect("ready")
     api.wait_status("RUNNING")
-    # the squeue lookup runs in the background: await its answer (and slm reading it)
-    await_true(asked.exists, 10, "slm to ask squeue")
-    time.sleep(0.2)
+    # the squeue lookup runs in the background: await its answer read (squeue
+    # reaped: slm's communicate() returned), then what slm does with two words
+    await_true(lambda: asked.exists() and asked.read_text().strip(), 10, "slm to ask squeue")
+    pid = int(asked.read_text())
+    await_true(lambda: not os.path.exists("/proc/%d" % pid), 10, "slm to read squeue's answer")
     job.signal(signal.SIGTERM)
     job.finish()
     assert statuses(api) == ["RUNNING", "TERMINATING", "TIMEOUT"]
@@ -597,15 +595,19 @@ def run_in_pty(env, argv, actions):
 
     def read_until(text, timeout=15):
         import select
-        deadline = time.time() + timeout
-        while text not in b"".join(buf).decode(errors="replace"):
-            left = deadline - time.time()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise AssertionError("no %r on the terminal: %r" % (text, b"".join(buf)))
-            try:
-                buf.append(os.read(fd, 4096))
-            except OSError:
-                raise AssertionError("terminal closed before %r: %r" % (text, b"".join(buf)))
+
+        def shown():
+            while select.select([fd], [], [], 0)[0]:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError("terminal closed before %r: %r" % (text, b"".join(buf)))
+                buf.append(chunk)
+            return text in b"".join(buf).decode(errors="replace")
+        await_true(shown, timeout, lambda: "%r on the terminal (got %r)" % (text, b"".join(buf)),
+                   interval=0.01)
 
     try:
         actions(lambda b: os.write(fd, b), read_until)

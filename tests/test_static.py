@@ -1,4 +1,5 @@
-"""Static gates for slm.py: Python 3.6 compatibility and standard library only."""
+"""Static gates: slm.py's Python 3.6 compatibility and standard library only, the
+seam between slm.py and slm_api.py, pyflakes, and files that read top to bottom."""
 import ast
 import os
 import shutil
@@ -31,6 +32,28 @@ def test_only_slm_api_imports_bottle_or_pymysql():
         if name.endswith(".py") and name != "slm_api.py":
             mods = set(imported_modules(os.path.join(ROOT, name)))
             assert not mods & {"bottle", "pymysql"}, name
+
+
+def test_slm_api_uses_only_the_names_slm_shares_with_it():
+    """The seam between the two files: slm_api.py reaches into slm.py only for
+    the names slm.SHARED_WITH_SERVICE lists (a rename there cannot break the
+    service silently), and each listed name exists."""
+    import slm
+    shared = getattr(slm, "SHARED_WITH_SERVICE", None)
+    assert isinstance(shared, tuple) and shared, "slm.py has no SHARED_WITH_SERVICE tuple"
+    assert len(set(shared)) == len(shared), "a name listed twice"
+    path = os.path.join(ROOT, "slm_api.py")
+    tree = ast.parse(open(path).read(), path)
+    # slm is imported as slm, nothing taken from it by name (that would bypass the list)
+    assert not [n.lineno for n in ast.walk(tree)
+                if isinstance(n, ast.ImportFrom) and n.module == "slm"]
+    assert not [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Import)
+                for alias in n.names if alias.name == "slm" and alias.asname]
+    used = set(n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and
+               isinstance(n.value, ast.Name) and n.value.id == "slm")
+    assert used, "slm_api.py uses nothing of slm?"
+    assert sorted(used - set(shared)) == []
+    assert sorted(name for name in shared if not hasattr(slm, name)) == []
 
 
 def test_vermin_says_python_3_6():

@@ -5,28 +5,22 @@ mysql://root@127.0.0.1:3306); it skips without them unless
 SLM_REQUIRE_MARIADB=1.  Each run works in a throw-away database
 slm_test_<random> that is dropped afterwards.
 """
+import functools
 import itertools
 import json
 import os
-import socket
 import threading
-import time
-import uuid
 
 import pytest
 
+import scaffold
 from conftest import ROOT
-from scaffold import await_true, mariadb_admin, mariadb_params
+from scaffold import ScratchDatabase, await_true, mariadb_params
 
 import slm_api
 
-
-
-def event(job_id="100", status="RUNNING", when="2026-11-30T03:40:41.123Z", seq=1, **extra):
-    e = {"schema": "slm.event/1", "event_id": uuid.uuid4().hex, "job_id": job_id,
-         "status": status, "time": when, "seq": seq}
-    e.update(extra)
-    return e
+# the events of this file happen at one fixed time, unless they say otherwise
+event = functools.partial(scaffold.event, when="2026-11-30T03:40:41.123Z")
 
 
 class Store(object):
@@ -77,30 +71,27 @@ def mysql_store(host, port, user, password, database, **kw):
 
 
 class Backend(object):
-    """A store plus a separate raw connection to look behind its back."""
+    """A store plus a separate raw connection to look behind its back: on a
+    SQLite file, or on a scratch MariaDB database (scaffold.ScratchDatabase)."""
 
     def __init__(self, kind, tmp_path):
         self.kind = kind
-        self.dbname = None
+        self.dbname = self.scratch = None
         if kind == "sqlite":
             self.path = str(tmp_path / "slm.db")
             self.store = Store(self.path)
         else:
-            self.admin = mariadb_admin()
-            self.dbname = "slm_test_%s" % uuid.uuid4().hex[:12]
-            with self.admin.cursor() as cur:
-                cur.execute("CREATE DATABASE `%s` CHARACTER SET utf8mb4" % self.dbname)
-            p = mariadb_params()
+            self.scratch = ScratchDatabase()
+            self.admin, self.dbname = self.scratch.admin, self.scratch.name
+            p = self.scratch.params
             self.store = mysql_store(p["host"], p["port"], p["user"], p["password"],
-                                            self.dbname)
+                                     self.dbname)
 
     def raw(self):
         if self.kind == "sqlite":
             import sqlite3
             return sqlite3.connect(self.path, isolation_level=None)
-        import pymysql
-        return pymysql.connect(database=self.dbname, autocommit=True, charset="utf8mb4",
-                               **mariadb_params())
+        return self.scratch.connect()
 
     def query(self, sql, args=()):
         conn = self.raw()
@@ -120,10 +111,8 @@ class Backend(object):
 
     def close(self):
         self.store.close()
-        if self.dbname:
-            with self.admin.cursor() as cur:
-                cur.execute("DROP DATABASE IF EXISTS `%s`" % self.dbname)
-            self.admin.close()
+        if self.scratch is not None:
+            self.scratch.drop()
 
 
 @pytest.fixture(params=["sqlite", "mysql"], ids=["sqlite", "mariadb"])
@@ -401,11 +390,8 @@ def test_closed_store_is_unavailable(db):
 
 def test_unreachable_mysql_is_unavailable():
     pytest.importorskip("pymysql")
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    store = mysql_store("127.0.0.1", port, "root", "pw", "nodb", connect_timeout=2)
+    store = mysql_store("127.0.0.1", scaffold.free_port(), "root", "pw", "nodb",
+                        connect_timeout=2)
     with pytest.raises(slm_api.StoreUnavailable):
         store.ping()
     with pytest.raises(slm_api.StoreUnavailable):
@@ -424,17 +410,21 @@ def idle_connection(db):
     return db.store._idle[-1]
 
 
+def connections_gone(mariadb, thread_ids, why, timeout=10):
+    """Await the end of these connections on the server."""
+    def gone():
+        with mariadb.admin.cursor() as cur:
+            cur.execute("SELECT ID FROM information_schema.PROCESSLIST")
+            return not set(thread_ids) & set(r[0] for r in cur.fetchall())
+    await_true(gone, timeout, why)
+
+
 def killed(mariadb, *thread_ids):
     """KILL these connections and await their end on the server."""
     with mariadb.admin.cursor() as cur:
         for thread_id in thread_ids:
             cur.execute("KILL %d" % thread_id)
-
-    def gone():
-        with mariadb.admin.cursor() as cur:
-            cur.execute("SELECT ID FROM information_schema.PROCESSLIST")
-            return not set(thread_ids) & set(r[0] for r in cur.fetchall())
-    await_true(gone, 10, "the killed connections to end")
+    connections_gone(mariadb, thread_ids, "the killed connections to end")
 
 
 def test_mariadb_reconnects_after_kill(mariadb):
@@ -465,7 +455,8 @@ def test_mariadb_reconnects_after_wait_timeout(mariadb):
     with conn.cursor() as cur:
         cur.execute("SET SESSION wait_timeout = 1")
     conn.commit()
-    time.sleep(2.5)
+    # the server ends the idle connection a second on, the pool does not know
+    connections_gone(mariadb, [conn.thread_id()], "the server to close the idle connection")
     assert mariadb.store.ingest([event()]) == (1, 0)
     assert mariadb.store.get_job("100")["status"] == "RUNNING"
 

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import HELPERS, MAIN_PYTHON, run_slm
+from scaffold import await_true
 
 FAKE = os.path.join(HELPERS, "sbatch")
 
@@ -40,10 +41,7 @@ def recorded(state, job_id):
 
 def job_output(state, job_id, timeout=30):
     done = os.path.join(str(state), "done-%d" % job_id)
-    deadline = time.time() + timeout
-    while not os.path.exists(done):
-        assert time.time() < deadline, "the fake job %d never ended" % job_id
-        time.sleep(0.05)
+    await_true(lambda: os.path.exists(done), timeout, "the fake job %d to end" % job_id)
     with open(os.path.join(str(state), "slurm-%d.out" % job_id)) as f:
         return f.read()
 

@@ -14,7 +14,7 @@ import pytest
 import scaffold
 import slm
 import slm_api
-from scaffold import call, event
+from scaffold import call, event, heartbeat
 
 NOW = "2026-12-01T10:00:00.000000Z"
 
@@ -158,12 +158,6 @@ def test_a_second_run_shows_as_the_job_with_one_restart():
 # ---------------------------------------------------------------------------
 
 
-def beat(job_id, interval, when=None, **extra):
-    b = {"job_id": job_id, "interval": interval, "user": "alice", "time": when or slm.iso_utc()}
-    b.update(extra)
-    return b
-
-
 @pytest.fixture
 def hook():
     h = scaffold.HttpSink()
@@ -172,9 +166,10 @@ def hook():
 
 
 def watched(tmp_path, **env):
-    env = dict({"SLM_WATCH_INTERVAL": "0.2", "SLM_RECONCILE": "off",
-                "SLM_RELAY_ALLOW": "127.0.0.1", "SLM_OUTBOX_POLL": "0.05"}, **env)
-    return slm_api.build_service(env, db=str(tmp_path / "watch.db")).start()
+    """The service in this process, started, its watchdog looking every 0.2 s."""
+    return scaffold.build_service(tmp_path / "watch.db", dict(
+        {"SLM_WATCH_INTERVAL": "0.2", "SLM_RECONCILE": "off", "SLM_OUTBOX_POLL": "0.05"},
+        **env)).start()
 
 
 def test_silent_job_is_lost_after_three_intervals_and_notified_once(tmp_path, hook):
@@ -189,8 +184,8 @@ def test_silent_job_is_lost_after_three_intervals_and_notified_once(tmp_path, ho
                                                          user="alice")).status == 200
         started = time.time()
         answer = call(app, "POST", "/api/v1/heartbeats", {"heartbeats": [
-            beat("quiet", 0.3), beat("paused", 0.3), beat("talking", 30),
-            beat("nobody-knows", 0.3)]}).json
+            heartbeat("quiet", 0.3), heartbeat("paused", 0.3), heartbeat("talking", 30),
+            heartbeat("nobody-knows", 0.3)]}).json
         assert answer == {"accepted": 3, "unknown": 1}
 
         scaffold.await_true(lambda: call(app, "GET", "/api/v1/jobs/quiet").json["status"] ==
@@ -221,8 +216,8 @@ def test_silence_while_the_service_was_down_is_not_the_jobs(tmp_path):
         app, started = svc.app, time.time()
         assert call(app, "POST", "/api/v1/events", event("patient", "RUNNING",
                                                          user="alice")).status == 200
-        assert call(app, "POST", "/api/v1/heartbeats", beat(
-            "patient", 1.0, slm.iso_utc(time.time() - 60))).json["accepted"] == 1
+        assert call(app, "POST", "/api/v1/heartbeats", heartbeat(
+            "patient", 1.0, time.time() - 60)).json["accepted"] == 1
         rounds = svc.watchdog.rounds
         scaffold.await_true(lambda: svc.watchdog.rounds >= rounds + 3, timeout=10,
                             what="three watchdog rounds")
@@ -251,10 +246,10 @@ def test_a_lost_job_heard_from_again_runs_again_and_can_be_lost_again(tmp_path, 
         def statuses():
             return [(e["status"], e.get("source"))
                     for e in call(app, "GET", "/api/v1/jobs/cut-off/events").json["events"]]
-        call(app, "POST", "/api/v1/heartbeats", beat("cut-off", 0.3))
+        call(app, "POST", "/api/v1/heartbeats", heartbeat("cut-off", 0.3))
         scaffold.await_true(lambda: status() == "LOST", timeout=10, what="LOST")
         # the network comes back: the next heartbeat shows the job alive
-        call(app, "POST", "/api/v1/heartbeats", beat("cut-off", 0.3))
+        call(app, "POST", "/api/v1/heartbeats", heartbeat("cut-off", 0.3))
         scaffold.await_true(lambda: status() == "RUNNING", timeout=10, what="RUNNING again")
         running = [e for e in call(app, "GET", "/api/v1/jobs/cut-off/events").json["events"]
                    if e.get("source") == "service" and e["status"] == "RUNNING"]
@@ -280,8 +275,8 @@ def test_jobs_slurm_cannot_answer_for_do_not_starve_the_others(tmp_path):
             self.asked.append(list(ids))
             return dict((i, [{"JobID": i, "State": "COMPLETED", "ExitCode": "0:0",
                               "Reason": "None"}]) for i in ids if i == "999")
-    svc = slm_api.build_service({"SLM_RECONCILE": "off", "SLM_WATCH_INTERVAL": "3600"},
-                                db=str(tmp_path / "q.db")).start()
+    svc = scaffold.build_service(tmp_path / "q.db", {"SLM_RECONCILE": "off",
+                                                     "SLM_WATCH_INTERVAL": "3600"}).start()
     try:
         old = slm.iso_utc(time.time() - 600)
         for i in range(250):
@@ -313,7 +308,7 @@ def test_the_services_own_notices_follow_each_destinations_filter(tmp_path, hook
                  "send": True, "notify_on": ["RUNNING", "COMPLETED"]}
         assert call(svc.app, "POST", "/api/v1/events", dict(
             event("filtered", "RUNNING", user="alice"), relay=relay)).status == 200
-        call(svc.app, "POST", "/api/v1/heartbeats", beat("filtered", 0.2))
+        call(svc.app, "POST", "/api/v1/heartbeats", heartbeat("filtered", 0.2))
         failures.wait(lambda: len(failures.delivered) == 1)
         assert failures.delivered[0]["status"] == "LOST"
         hook.wait(lambda: len(hook.delivered) == 1)
@@ -331,17 +326,18 @@ def test_heartbeats_are_validated_and_owned(tmp_path):
     path = tmp_path / "tokens"
     path.write_text("alice:user:%s\nbob:user:%s\n" % (slm_api.token_digest("ta"),
                                                       slm_api.token_digest("tb")))
-    svc = slm_api.build_service({"SLM_TOKENS_FILE": str(path)}, db=str(tmp_path / "b.db"))
+    svc = scaffold.build_service(tmp_path / "b.db", {"SLM_TOKENS_FILE": str(path)})
     try:
         app = svc.app
         assert call(app, "POST", "/api/v1/events", event("a1", user="alice"),
                     token="ta").status == 200
-        assert call(app, "POST", "/api/v1/heartbeats", beat("a1", 60), token="ta").json == \
+        assert call(app, "POST", "/api/v1/heartbeats", heartbeat("a1", 60), token="ta").json == \
             {"accepted": 1, "unknown": 0}
-        assert call(app, "POST", "/api/v1/heartbeats", beat("a1", 60, user="bob"),
+        assert call(app, "POST", "/api/v1/heartbeats", heartbeat("a1", 60, user="bob"),
                     token="tb").status == 403
-        for bad in ({"job_id": "a1"}, beat("a1", 0), beat("a1", -1), beat("a1", "60"),
-                    beat("a1", 60, rss_mb=-5), beat("a1", 60, time="yesterday"), [1]):
+        for bad in ({"job_id": "a1"}, heartbeat("a1", 0), heartbeat("a1", -1),
+                    heartbeat("a1", "60"), heartbeat("a1", 60, rss_mb=-5),
+                    heartbeat("a1", 60, time="yesterday"), [1]):
             r = call(app, "POST", "/api/v1/heartbeats", bad, token="ta")
             assert r.status == 400 and r.json["error"], bad
         job = call(app, "GET", "/api/v1/jobs/a1", token="ta").json
@@ -362,7 +358,7 @@ def test_two_instances_on_one_mariadb_say_lost_once(tmp_path, hook):
                                           relay=relay))
         assert status == 200
         assert services[1].request("POST", "/api/v1/heartbeats",
-                                   beat("both-lost", 0.2))[0] == 200
+                                   heartbeat("both-lost", 0.2))[0] == 200
         services[0].wait_job(lambda j: j["status"] == "LOST", job_id="both-lost")
         hook.wait(lambda: len(hook.delivered) == 1)
         assert hook.quiet(1.5) == 0
@@ -387,8 +383,9 @@ def test_the_service_reads_a_spool_like_slm_flush(tmp_path):
     for e in events:
         spool.release(spool.add(e, target))
     spool.beat("spooled-1", {"interval": 60, "rss_mb": 12.5})
-    svc = slm_api.build_service({"SLM_WATCH_INTERVAL": "0.1", "SLM_RECONCILE": "off"},
-                                db=str(tmp_path / "s.db"), spools=[root]).start()
+    svc = scaffold.build_service(tmp_path / "s.db", {"SLM_WATCH_INTERVAL": "0.1",
+                                                     "SLM_RECONCILE": "off"},
+                                 spools=[root]).start()
     try:
         job = scaffold.await_true(lambda: (lambda j: j if j.get("status") == "COMPLETED"
                                            else None)(call(svc.app, "GET",
