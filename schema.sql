@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS `slurm_jobs` (
   `restarts` INT NOT NULL DEFAULT 0,
   `heartbeat_at` VARCHAR(32) NULL,
   `heartbeat_interval` DOUBLE NULL,
+  `beat` TEXT NULL,
   `checked_at` VARCHAR(32) NULL,
   `asked_at` VARCHAR(32) NULL,
   `slurm_state` VARCHAR(32) NULL,

@@ -94,7 +94,14 @@ import traceback
 import urllib.parse
 import uuid
 
-import bottle
+try:
+    import bottle
+except ImportError:
+    if __name__ == "__main__":   # the one thing slm_api.py needs beyond Python
+        sys.stderr.write("slm-api: Bottle is not installed: pip install -r requirements.txt "
+                         "(or python3 -m pip install --user bottle)\n")
+        sys.exit(2)
+    raise
 
 # slm.py, beside this file, is the one source of the event model's statuses,
 # the chat formats and the HTTP sender: the wrapper and the service share them.
@@ -128,6 +135,8 @@ RUN_ENDS = slm.RUN_ENDS             # a run ended, the job runs again (REQUEUED)
 WAITING = slm.WAITING               # before a run: SUBMITTED, PENDING
 ALIVE = slm.ALIVE                   # running: silence makes it LOST
 FAILURES = slm.FAILURES             # endings that count as failures
+# the notes listed on a job as its warnings (a MESSAGE of its own is no warning)
+WARNINGS = frozenset(s.name for s in slm.STATUS_TABLE if "warnings" in s.words.split())
 # Statuses that leave Slurm's side of the story open: the watchdog compares a
 # job in one with Slurm's queue every round (the wrapper may have been killed
 # without a word, its node lost, its run requeued).
@@ -511,6 +520,9 @@ EVENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
 SERVICE_ID_PREFIXES = ("service-", "slurm-", "rollup-", "group-")
 # A Slurm cluster's name (ClusterName): part of a job's key, so plain.
 CLUSTER_RE = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+# Text fields narrower than MAX_TEXT: (the most characters, a pattern or None).
+# user: its events are indexed by it; cluster: part of a job's key.
+TEXT_RULES = {"user": (255, None), "cluster": (64, CLUSTER_RE)}
 # A job id as Slurm gives it (an array task's as ARRAY_TASK).
 SLURM_JOB_ID_RE = re.compile(r"[0-9]{1,12}(_[0-9]{1,12})?\Z")
 
@@ -698,7 +710,10 @@ def validate_event(data, client=True):
         raise ValueError("time must be ISO 8601 UTC, like 2026-11-30T03:40:41.123Z")
     for name in TEXT_FIELDS:
         if data.get(name) is not None:
-            problem = check_text(data[name], name, 255 if name == "user" else MAX_TEXT)
+            limit, pattern = TEXT_RULES.get(name, (MAX_TEXT, None))
+            problem = check_text(data[name], name, limit) or (
+                "%s must match %s" % (name, pattern.pattern[:-2])
+                if pattern is not None and not pattern.match(data[name]) else None)
             if problem:
                 raise ValueError(problem)
     for name in INT_FIELDS:
@@ -725,8 +740,6 @@ def validate_event(data, client=True):
     for name in BOOL_FIELDS:
         if data.get(name) is not None and not isinstance(data[name], bool):
             raise ValueError("%s must be true or false" % name)
-    if data.get("cluster") is not None and not CLUSTER_RE.match(data["cluster"]):
-        raise ValueError("cluster must be a Slurm cluster's name: 1..64 of A-Z a-z 0-9 . _ -")
     try:
         raw = compact_json(data)
         raw.encode("utf-8")
@@ -940,7 +953,7 @@ def merge_event(row, event):
             continue                 # a job's owner, once known, is its owner
         if wins or (meta.get(key) is None and key not in STATUS_FIELDS):
             meta[key] = value
-    if status in NOTES:              # warnings stay listed whatever holds the status
+    if status in WARNINGS:           # warnings stay listed whatever holds the status
         warned = meta.setdefault("warnings", [])
         if status not in warned:
             warned.append(status)
@@ -2212,6 +2225,10 @@ class AllowList(object):
                 recipients = slm.EmailAddress(d.url).recipients
             except ValueError as e:
                 return "refused: %s" % e
+            # (a mailto: URL may name more in fields the address does not read)
+            query = urllib.parse.parse_qs(d.url.partition("?")[2])
+            recipients = recipients + [a for k, v in query.items() if k.lower() == "bcc"
+                                       for part in v for a in part.split(",") if a.strip()]
             if len(recipients) > self.mail_recipients:
                 return "refused: a relayed mail goes to %d recipient%s at most " \
                        "(SLM_RELAY_MAIL_RECIPIENTS)" % (self.mail_recipients,
@@ -2238,9 +2255,12 @@ class AllowList(object):
             ok = any(address in net and self._port_ok(p, port, parts.scheme)
                      for net, p in self.nets)
         else:
-            ok = any((host == n or host.endswith("." + n)) and self._port_ok(p, port, parts.scheme)
-                     for n, p in self.names)
+            ok = self._named(host, port, parts.scheme)
         return None if ok else "refused: %s:%s is not in SLM_RELAY_ALLOW" % (host[:100], port)
+
+    def _named(self, host, port, scheme):
+        return any((host == n or host.endswith("." + n)) and self._port_ok(p, port, scheme)
+                   for n, p in self.names)
 
     def guard(self, host, port):
         """The address to connect to for host (slm.http_request's guard): its
@@ -2587,6 +2607,31 @@ class OutboxSender(threading.Thread):
         if self.metrics is not None:
             self.metrics.notification(outcome)
 
+    def try_now(self, policy, relay, event):
+        """Send event to each destination of a relay request now, the way a
+        relayed notice goes (the allow-list, the address check, the sender),
+        storing nothing: [{destination, format, state, reason}] (slm doctor)."""
+        results = []
+        for t in relay["to"]:
+            d = destination(t)
+            state, reason = "sent", policy.allow.refusal(t)
+            if reason is not None:
+                state = "refused"
+            else:
+                try:
+                    slm.send_notification(d.format, d.url, event, t.get("secret"),
+                                          relay.get("dashboard_url"), min(self.timeout, 10.0),
+                                          self.smtp, self.guard)
+                except slm.DeliveryError as e:
+                    state, reason = ("refused" if e.reason.startswith("refused") else
+                                     "failed"), e.reason
+                except Exception as e:    # a notice that cannot be built
+                    state, reason = "failed", "cannot build the notification: %s" \
+                        % describe_error(e)
+            results.append({"destination": d.shown(), "format": d.format, "state": state,
+                            "reason": reason})
+        return results
+
 
 # ---------------------------------------------------------------------------
 # Ingest: requests' events written in groups (group commit)
@@ -2702,6 +2747,8 @@ class Ingestor(object):
         # Slurm says whose a job is when two users' tokens claim it
         self.slurm = None
         self.log = None
+        self._told = {}          # job key -> when its MESSAGEs notified (see _may_tell)
+        self._told_lock = threading.Lock()
 
     def submit(self, items, who=None, settle=True):
         """Store a request's Incoming events; return its answer."""
@@ -2731,6 +2778,20 @@ class Ingestor(object):
         if write.error is not None:
             raise write.error
         return write.answer
+
+    # The MESSAGEs of one job (slm notify) that notify: this many a window, at most.
+    MESSAGES = (10, 600.0)
+
+    def _may_tell(self, key):
+        """Whether another MESSAGE of this job may notify now (in this process)."""
+        count, window = self.MESSAGES
+        now = time.time()
+        with self._told_lock:
+            times = [t for t in self._told.get(key, ()) if t > now - window]
+            if len(self._told) > 100000:
+                self._told.clear()
+            self._told[key] = times + [now] if len(times) < count else times
+            return len(times) < count
 
     def _take(self, first):
         """The group to write now: first, then round-robin across the tokens."""
@@ -2861,6 +2922,8 @@ class Ingestor(object):
         outbox = []
         for w, incoming in new:
             event = incoming.event
+            if event["status"] == "MESSAGE" and not self._may_tell(keys.of(event)):
+                continue        # stored and shown, not sent: a job's chatter is bounded
             stored = relays.get(keys.of(event)) if event.get("source") in SERVICE_SOURCES \
                 else None
             found, no = self.policy.for_event(
@@ -3887,19 +3950,13 @@ SESSION_DAYS = 30
 
 class Sessions(object):
     """The dashboard's sign-ins, kept in the database (every instance on it
-    knows them): each sign-in a new random value, sent only as an HttpOnly
-    cookie, whose SHA-256 is stored with the digest of the token it signed
-    in with.  Signing out deletes it; revoking the token ends it too (see
-    Keyring.identify).  An instance remembers what it looked up for CACHE
-    seconds: a sign-out on another instance ends the session there that
-    much later at most."""
-
-    CACHE = 5.0
+    knows them at once): each sign-in a new random value, sent only as an
+    HttpOnly cookie, whose SHA-256 is stored with the digest of the token it
+    signed in with.  Signing out deletes it; revoking the token ends it too
+    (see Keyring.identify)."""
 
     def __init__(self, db):
         self.db = db
-        self._cache = {}
-        self._lock = threading.Lock()
 
     @staticmethod
     def _digest(value):
@@ -3919,23 +3976,12 @@ class Sessions(object):
         """The digest of the token a sign-in was made with, or None."""
         if len(value) > 200:
             return None
-        key, now = self._digest(value), time.time()
-        with self._lock:
-            found = self._cache.get(key)
-        if found is None or now - found[1] > self.CACHE:
-            row = self.db.run(lambda tx: tx.session_get(key))
-            found = (row[0] if row and row[1] > iso_at(now) else None, now)
-            with self._lock:
-                if len(self._cache) > 10000:
-                    self._cache.clear()
-                self._cache[key] = found
-        return found[0]
+        row = self.db.run(lambda tx: tx.session_get(self._digest(value)))
+        return row[0] if row and row[1] > utc_now() else None
 
     def end(self, value):
         key = self._digest(value)
         self.db.run(lambda tx: tx.session_drop(key, utc_now()), write=True)
-        with self._lock:
-            self._cache.pop(key, None)
 
 
 def session_cookie(environ):
@@ -4482,7 +4528,10 @@ def openapi_schemas():
     }
     props = event["properties"]
     for name in TEXT_FIELDS:
-        props[name] = dict(text, nullable=True)
+        limit, pattern = TEXT_RULES.get(name, (MAX_TEXT, None))
+        props[name] = dict(text, nullable=True, maxLength=limit)
+        if pattern is not None:
+            props[name]["pattern"] = "^%s$" % pattern.pattern[:-2]
     for name in INT_FIELDS:
         props[name] = {"type": "integer", "format": "int64", "nullable": True}
     props["seq"]["minimum"] = 0
@@ -4610,6 +4659,11 @@ def openapi_schemas():
                    "properties": {"user": {"type": "string", "nullable": True},
                                   "role": {"type": "string", "enum": list(ROLES)},
                                   "private_jobs": {"type": "boolean"}}},
+        "NotifyTest": {"type": "object", "required": ["results"], "properties": {
+            "results": {"type": "array", "items": {"type": "object", "properties": {
+                "destination": {"type": "string"}, "format": {"type": "string"},
+                "state": {"type": "string", "enum": ["sent", "refused", "failed"]},
+                "reason": {"type": "string", "nullable": True}}}}}},
         "Error": {"type": "object", "required": ["error"],
                   "properties": {"error": {"type": "string"}}},
     }
@@ -4705,7 +4759,11 @@ def json_error_handler(keyring, log):
     return error_page
 
 
-def write_routes(app, ingestor, heartbeats, max_body):
+# A token's test notifications (slm doctor --send-test): one this often at most.
+NOTIFY_TEST_EVERY = 5.0
+
+
+def write_routes(app, ingestor, heartbeats, max_body, sender=None):
     """POST /api/v1/events and /api/v1/heartbeats: through the group commit."""
     @endpoint(app, "POST", "/api/v1/events", "store one event or a batch (idempotent on "
               "event_id)", ("stored (or already stored)", "Accepted"),
@@ -4726,6 +4784,36 @@ def write_routes(app, ingestor, heartbeats, max_body):
                                                                    "Heartbeat"}}}}]})
     def post_heartbeats(who):
         return json_answer(heartbeats.add(who, parse_heartbeats(read_body(max_body))))
+
+    tested = {}      # token key -> when it last asked for a test
+
+    @endpoint(app, "POST", "/api/v1/notify-test", "send a test notification to each "
+              "destination of a relay request now, the way relayed notices go (the "
+              "allow-list, the address check, the sender); nothing is stored",
+              ("each destination's outcome", "NotifyTest"),
+              ("400", "401", "411", "413", "415", "429", "503"),
+              body={"type": "object", "required": ["relay"], "properties": {
+                  "relay": relay_schema(), "message": {"type": "string", "maxLength": 500}}})
+    def notify_test(who):
+        if sender is None:
+            raise ApiError(503, "this service sends no notifications")
+        data = parse_body(read_body(max_body), "tests", lambda item: item, "test")[0]
+        message = data.get("message") or "a test notification from slm doctor"
+        if not isinstance(message, str) or len(message) > 500:
+            raise ApiError(400, "message must be a string of at most 500 characters")
+        try:
+            relay = validate_relay(data.get("relay"))
+        except ValueError as e:
+            raise ApiError(400, str(e))
+        now = time.time()
+        if now - tested.get(who.key, 0.0) < NOTIFY_TEST_EVERY:
+            raise ApiError(429, "one test notification every %g seconds" % NOTIFY_TEST_EVERY,
+                           {"Retry-After": str(int(NOTIFY_TEST_EVERY))})
+        tested[who.key] = now
+        event = {"schema": slm.EVENT_SCHEMA, "event_id": "test-" + uuid.uuid4().hex,
+                 "job_id": "test", "time": iso_at(now), "user": who.user, "message": message,
+                 "status": "MESSAGE" if "MESSAGE" in STATUSES else "RUNNING"}
+        return json_answer({"results": sender.try_now(ingestor.policy, relay, event)})
 
 
 # A job is its id on its cluster: where an id is a job on several clusters,
@@ -4814,10 +4902,19 @@ def read_routes(app, db, ingestor, reads):
     def job_notifications(tx, who, job_id):
         query = bottle.request.query
         check_params(query, ("cluster",))
-        job = reads.visible_job(tx, who, job_id, query.getunicode("cluster", default=None))
-        if not access.owns(who, job.get("user")):
-            raise ApiError(403, "a job's notifications are its owner's (and admins') only")
-        rows = tx.outbox_list(job["job_key"])
+        cluster = query.getunicode("cluster", default=None)
+        try:
+            job = reads.visible_job(tx, who, job_id, cluster)
+        except ApiError as e:
+            # notices of a job whose row is gone (forgotten): the admins' to see
+            rows = tx.outbox_list(job_key_of(cluster, job_id)) if who.role == "admin" and \
+                e.status == 404 else None
+            if not rows:
+                raise
+        else:
+            if not access.owns(who, job.get("user")):
+                raise ApiError(403, "a job's notifications are its owner's (and admins') only")
+            rows = tx.outbox_list(job["job_key"])
         hidden = access.site_destinations(who)
         return json_answer({"notifications": [outbox_json(row) for row in rows
                                               if row["destination"] not in hidden]})
@@ -4936,7 +5033,7 @@ def ops_routes(app, db, metrics, log):
 
 
 def make_app(db, ingestor, heartbeats, keyring, metrics, log, access=None, limiter=None,
-             public=(), max_body=MAX_BODY, pages=None, hosts=None):
+             public=(), max_body=MAX_BODY, pages=None, hosts=None, sender=None):
     """The Bottle application: the routes, on what it is handed.
 
     public: which of "healthz" and "metrics" answer without a token.
@@ -4949,7 +5046,7 @@ def make_app(db, ingestor, heartbeats, keyring, metrics, log, access=None, limit
     app.service_plugin = ServicePlugin(db, keyring, metrics, log, limiter, public, hosts)
     app.install(app.service_plugin)
     app.default_error_handler = json_error_handler(keyring, log)
-    write_routes(app, ingestor, heartbeats, max_body)
+    write_routes(app, ingestor, heartbeats, max_body, sender)
     read_routes(app, db, ingestor, reads)
     ops_routes(app, db, metrics, log)
     if pages is not None:
@@ -5130,15 +5227,29 @@ main{padding:.6em .6em 2em}
 th,td{padding:.3em .3em}
 #jobs thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
 #jobs,#jobs tbody{display:block}
-#jobs tr{display:grid;grid-template-columns:auto 1fr auto;gap:.15em .6em;padding:.45em .2em;
+#jobs tr{display:grid;grid-template-columns:minmax(0,1fr) auto;grid-template-areas:
+"id state" "name name" "time exit";gap:.15em .6em;padding:.45em .2em;
 border-bottom:1px solid var(--line)}
-#jobs td{border:0;padding:0}
+#jobs td{border:0;padding:0;min-width:0}
 #jobs td.opt{display:none}
-#jobs td.name{max-width:none}
-#jobs td.num{grid-column:1/3}
-#jobs td.exit{text-align:right}
-#jobs td.empty{grid-column:1/4}
+#jobs td.id{grid-area:id;overflow-wrap:anywhere}
+#jobs td.name{grid-area:name;max-width:none}
+#jobs td.state{grid-area:state;text-align:right}
+#jobs td.num{grid-area:time}
+#jobs td.exit{grid-area:exit;text-align:right}
+#jobs td.empty{grid-column:1/3}
+.table-wrap{overflow-x:visible}
+table.events,table.outbox,table.events tbody,table.outbox tbody{display:block}
+table.events thead,table.outbox thead{position:absolute;width:1px;height:1px;overflow:hidden;
+clip:rect(0 0 0 0)}
+table.events tr,table.outbox tr{display:block;padding:.4em .2em;border-bottom:1px solid var(--line)}
+table.events td,table.outbox td{display:block;border:0;padding:.05em 0;overflow-wrap:anywhere}
+table.events td[data-label]::before,table.outbox td[data-label]::before{content:attr(data-label)": ";
+color:var(--muted);font-size:.85em}
+dl{grid-template-columns:minmax(6em,max-content) minmax(0,1fr)}
 }
+.st-note{background:#eaf5ee;color:#245a36}
+.mk-note{stroke:#2f7a45}
 """
 
 DASHBOARD_JS = r"""// The SLM dashboard's one script: local times, ticking clocks, live updates
@@ -6021,8 +6132,9 @@ class Dashboard(object):
                 e.get("exit_code") is not None and "exit %s" % e["exit_code"], e.get("signal"),
                 e.get("reason"), e.get("message"), e.get("corrects") and
                 "corrects %s" % e["corrects"]) if x)
-            rows.append('<tr><td>%s</td><td>%s</td><td class="num">%s</td><td>%s</td>'
-                        '<td>%s</td><td>%s</td></tr>' % (
+            rows.append('<tr><td>%s</td><td>%s</td><td class="num" data-label="Run">%s</td>'
+                        '<td data-label="From">%s</td><td data-label="Host">%s</td>'
+                        '<td>%s</td></tr>' % (
                             shown_time(parse_event_time(e.get("time")), True),
                             badge(e.get("status")),
                             event_run(e) + 1, esc(e.get("source") or "wrapper"),
@@ -6044,9 +6156,11 @@ class Dashboard(object):
             when = n.get("sent_at") if state == "sent" else (
                 n.get("next_attempt_at") if state in ("pending", "held") else None)
             body.append(
-                '<tr><td>%s</td><td><a href="%s">%s</a></td><td>%s</td><td class="dest">%s '
-                '<span class="fmt">%s</span></td><td><span class="ob ob-%s">%s</span></td>'
-                '<td class="num">%s</td><td>%s</td><td>%s</td></tr>' % (
+                '<tr><td data-label="Queued">%s</td><td data-label="Job"><a href="%s">%s</a></td>'
+                '<td>%s</td><td class="dest" data-label="To">%s <span class="fmt">%s</span></td>'
+                '<td><span class="ob ob-%s">%s</span></td><td class="num" data-label="Attempts">'
+                '%s</td><td data-label="Last error">%s</td><td data-label="Sent / next try">%s'
+                '</td></tr>' % (
                     shown_time(n.get("created_at")), esc(job_url(n["job_id"])),
                     esc(n["job_id"]), badge(n.get("status")) if n.get("status") else "",
                     esc(n["destination"]), esc(n["format"]), esc(state), esc(shown),
@@ -6626,7 +6740,7 @@ class Service(object):
         self.app = make_app(db, self.ingestor, self.heartbeats, keyring, self.metrics, diag,
                             access=access,
                             limiter=limiter, public=public, pages=Dashboard(log=diag).install,
-                            hosts=hosts)
+                            hosts=hosts, sender=self.sender)
         self.started = False
 
     def start(self):
@@ -6791,6 +6905,11 @@ def cmd_serve(args, env):
     try:
         service.db.ping()
     except StoreError as e:
+        if service.db.backend == "sqlite":   # a file it cannot use will not mend itself
+            say("cannot use the SQLite database %s (%s): is its directory writable? (--db "
+                "PATH)" % (service.db.describe().split(" ", 1)[-1], e))
+            service.db.close()
+            return 2
         service.log("database not reachable yet (%s); answering 503 until it is" % e)
     # the address it listens on is one of its names
     service.app.service_plugin.hosts = allowed_hosts(env, service.keyring.required, args.host)

@@ -198,7 +198,8 @@ def test_openapi_event_schema_matches_the_validation(app):
     props = event["properties"]
     assert props["status"]["enum"] == list(slm_api.STATUSES)
     for name in slm_api.TEXT_FIELDS:
-        assert props[name]["type"] == "string" and props[name]["maxLength"] == slm_api.MAX_TEXT
+        assert props[name]["type"] == "string" and props[name]["maxLength"] == \
+            slm_api.TEXT_RULES.get(name, (slm_api.MAX_TEXT, None))[0]
     for name in slm_api.INT_FIELDS:
         assert props[name]["type"] == "integer"
     for name in slm_api.LIST_FIELDS:
@@ -237,6 +238,7 @@ any_text = st.text(max_size=40)
 long_text = st.builds(lambda c, n: c * n, st.characters(blacklist_categories=("Cs",)),
                       st.integers(0, slm_api.MAX_TEXT))
 text_value = st.one_of(any_text, long_text, st.none())
+cluster_names = st.one_of(st.none(), st.text(alphabet="abcXYZ019._-", min_size=1, max_size=64))
 
 printable_id = st.text(
     alphabet=st.one_of(st.characters(whitelist_categories=PRINTABLE_CATEGORIES), st.just(" "),
@@ -290,8 +292,10 @@ def valid_event(draw):
     # one draw says which optional fields this event has (a few text fields at most)
     flags = draw(st.integers(0, 2 ** (len(TEXT_FIELDS) + 6) - 1))
     chosen = [n for i, n in enumerate(TEXT_FIELDS) if flags >> i & 1][:3]
-    for name in chosen:
-        e[name] = draw(text_value)
+    for name in chosen:     # (the narrower fields within their rules: slm_api.TEXT_RULES)
+        e[name] = draw(cluster_names if name == "cluster" else
+                       text_value.filter(lambda v: v is None or len(v) <= 255)
+                       if name == "user" else text_value)
     flags >>= len(TEXT_FIELDS)
     if flags & 1:
         e["exit_code"] = draw(st.one_of(st.none(), st.integers(-255, 255), st.integers(*INT64)))
@@ -396,9 +400,13 @@ def test_valid_events_are_acknowledged(app, events, batch):
     # job's event; an id ending in /events names that route instead)
     job_id = events[-1]["job_id"]
     if not job_id.endswith("/events"):
-        got = call(app, "GET", "/api/v1/jobs/" + path_of(job_id))
-        assert got.status in (200, 404)
-        assert got.status == 200 or duplicates, got.body
+        # a job is its id on its cluster (an event naming none is about the one
+        # job of that id there is, if there is one: 409 asked so when there are more)
+        cluster = events[-1].get("cluster")
+        got = call(app, "GET", "/api/v1/jobs/" + path_of(job_id),
+                   query=urllib.parse.urlencode({"cluster": cluster}) if cluster else "")
+        assert got.status in (200, 404, 409)
+        assert got.status != 404 or duplicates, got.body
         if got.status == 200:
             assert got.json["job_id"] == job_id
     done("valid_events")
@@ -565,7 +573,8 @@ path_junk = st.lists(st.sampled_from(list("/.%?#&=+ -_~") + list("0123456789abcd
 def test_job_paths_answer_200_400_or_404(app, job, events):
     path = "/api/v1/jobs/" + job + ("/events" if events else "")
     r = call(app, "GET", path)
-    assert r.status in (200, 400, 404), (r.status, r.body, path)
+    # 409: an id that is a job on several clusters, asked without naming one
+    assert r.status in (200, 400, 404, 409), (r.status, r.body, path)
     if r.status == 200:
         data = r.json
         if "events" in data and set(data) == {"events"}:
@@ -749,11 +758,12 @@ def test_database_consistent_afterwards(app, raw_db):
         pytest.skip("needs the property tests of this module to have run first")
     jobs, total = all_jobs(app)
     assert len(jobs) == total == raw_db("SELECT COUNT(*) FROM slurm_jobs")[0][0]
-    assert len(set(j["job_id"] for j in jobs)) == total
+    assert len(set((j["cluster"], j["job_id"]) for j in jobs)) == total
     stored = 0
     wrong = []
     for job in jobs:
-        r = call(app, "GET", "/api/v1/jobs/%s/events" % path_of(job["job_id"]))
+        r = call(app, "GET", "/api/v1/jobs/%s/events" % path_of(job["job_id"]),
+                 query=urllib.parse.urlencode({"cluster": job["cluster"] or ""}))
         assert r.status == 200
         events = r.json["events"]
         stored += len(events)
@@ -767,8 +777,8 @@ def test_database_consistent_afterwards(app, raw_db):
     CHECKED.update(jobs=len(jobs), events=stored)
     assert stored == raw_db("SELECT COUNT(*) FROM slurm_events")[0][0]
     # an event id is its job's: stored once per job (another job's may be the same)
-    assert raw_db("SELECT COUNT(*) FROM (SELECT job_id, event_id FROM slurm_events"
-                  " GROUP BY job_id, event_id HAVING COUNT(*) > 1)") == [(0,)]
+    assert raw_db("SELECT COUNT(*) FROM (SELECT job_key, event_id FROM slurm_events"
+                  " GROUP BY job_key, event_id HAVING COUNT(*) > 1)") == [(0,)]
 
 
 def test_generated_request_total(capsys, logs):

@@ -13,6 +13,7 @@ import time
 import pytest
 
 import scaffold
+import slm_api
 from conftest import MAIN_PYTHON, run_slm
 from scaffold import HttpSink, ScratchDatabase, ServiceProcess, event
 
@@ -209,7 +210,8 @@ def test_a_name_is_connected_to_at_the_address_it_was_checked_for(hook, start_se
                                                           proto=socket.IPPROTO_TCP))
     if found != {"127.0.0.1"}:
         pytest.skip("localhost is %s here, not 127.0.0.1 alone (the sink's)" % sorted(found))
-    svc = start_service(SLM_RELAY_ALLOW="127.0.0.1:*")
+    # the name is listed; its (loopback) address is allowed by the network entry
+    svc = start_service(SLM_RELAY_ALLOW="localhost:*,127.0.0.1:*")
     url = "http://localhost:%d/hook" % hook.port
     status, answer = svc.post(event("by-name", "FAILED", user="alice", relay=relay_to(url)))
     assert status == 200 and "refused_notifications" not in answer, answer
@@ -232,17 +234,18 @@ def test_a_notification_that_cannot_be_built_fails_alone(tmp_path, hook, start_s
     conn = sqlite3.connect(str(db))
     with conn:       # one transaction: the sender claims both in one go, poison first
         for n, (e, fmt) in enumerate(((poison, "slack"), (fine, "json"))):
-            conn.execute("INSERT INTO slm_outbox (dedup_key, job_id, destination, format, payload,"
-                         " state, next_attempt_at, created_at, event_id) VALUES"
-                         " (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                         ("legacy:%d" % n, e["job_id"], hook.url, fmt, json.dumps(e), now, now,
-                          e["event_id"]))
+            conn.execute("INSERT INTO slm_outbox (dedup_key, job_key, job_id, destination,"
+                         " format, payload, state, next_attempt_at, created_at, event_id) VALUES"
+                         " (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                         ("legacy:%d" % n, slm_api.job_key_of(None, e["job_id"]), e["job_id"],
+                          hook.url, fmt, json.dumps(e), now, now, e["event_id"]))
     conn.close()
     hook.wait(lambda: [b.get("job_id") for b in hook.delivered] == ["fine"], 5,
               "the other row sent promptly")
     rows = svc.wait_notifications("poison", lambda rows: rows[0]["state"] != "pending", 10)
     assert rows[0]["state"] == "failed" and rows[0]["last_error"], rows
-    assert [r["state"] for r in svc.notifications("fine")] == ["sent"]
+    # (its answer was read: its row is settled a moment after the sink got it)
+    svc.wait_notifications("fine", lambda rows: [r["state"] for r in rows] == ["sent"], 5)
     assert "Traceback" not in svc.output()
 
 

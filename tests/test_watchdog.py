@@ -49,7 +49,7 @@ def test_out_of_memory_corrects_the_wrappers_failed():
     assert (e["status"], e["source"], e["corrects"], e["reason"]) == \
         ("OUT_OF_MEMORY", "slurm", "FAILED", "oom")
     assert "OUT_OF_MEMORY" in e["message"] and "FAILED" in e["message"]
-    assert slm_api.validate_event(e)     # a well-formed event
+    assert slm_api.validate_event(e, client=False)     # a well-formed event (the service's)
     # the same verdict from another instance has the same id: stored once
     again, _ = slm_api.slurm_verdict(row("FAILED"), [run("OUT_OF_MEMORY", "0:125")], NOW)
     assert again[0]["event_id"] == e["event_id"]
@@ -264,17 +264,29 @@ def test_a_lost_job_heard_from_again_runs_again_and_can_be_lost_again(tmp_path, 
         svc.stop()
 
 
-def test_jobs_slurm_cannot_answer_for_do_not_starve_the_others(tmp_path):
-    # 250 open jobs that Slurm never heard of, then one it knows: asked in the next round
+def test_every_open_job_is_compared_with_slurms_queue_each_round(tmp_path):
+    """Slurm's verdict beats a beat: every open job (up to ASK_LIMIT a round,
+    least recently asked first) is compared with Slurm's queue each round,
+    and accounting is asked about the ones the queue shows over or forgot: a
+    job that ended is ended here within a round, and 250 jobs Slurm never
+    heard of keep no other job waiting."""
     class Knows(slm_api.Slurm):
         def __init__(self):
             slm_api.Slurm.__init__(self)
-            self.cluster, self.asked = "c1", []
+            self.cluster, self.queued, self.asked = "c1", [], []
+
+        def queue(self, ids):
+            self.queued.append(list(ids))
+            return dict((i, {"JobID": i, "State": "RUNNING", "Reason": "None", "ExitCode": ""})
+                        for i in ids if i == "1000")
 
         def runs(self, ids):
             self.asked.append(list(ids))
             return dict((i, [{"JobID": i, "State": "COMPLETED", "ExitCode": "0:0",
                               "Reason": "None"}]) for i in ids if i == "999")
+
+        def usage(self, ids):
+            return {}
     svc = scaffold.build_service(tmp_path / "q.db", {"SLM_RECONCILE": "off",
                                                      "SLM_WATCH_INTERVAL": "3600"}).start()
     try:
@@ -282,15 +294,20 @@ def test_jobs_slurm_cannot_answer_for_do_not_starve_the_others(tmp_path):
         for i in range(250):
             call(svc.app, "POST", "/api/v1/events", event(str(i + 1), "RUNNING", old,
                                                           cluster="c1", user="alice"))
-        call(svc.app, "POST", "/api/v1/events", event("999", "RUNNING", old, cluster="c1",
-                                                      user="alice"))
+        for job_id in ("999", "1000"):
+            call(svc.app, "POST", "/api/v1/events", event(job_id, "RUNNING", old, cluster="c1",
+                                                          user="alice"))
         slurm = Knows()
         dog = slm_api.Watchdog(svc.db, svc.ingestor, slurm, interval=60)
-        dog.ask_slurm(time.time())
-        dog.ask_slurm(time.time() + 1)
-        assert len(slurm.asked) == 2 and len(slurm.asked[0]) == 200
-        assert "999" in slurm.asked[0] + slurm.asked[1]
+        dog.ASK_LIMIT = 100
+        for n in range(3):
+            dog.ask_slurm(time.time() + n * 61)
+        asked = [i for ids in slurm.queued for i in ids]
+        assert len(slurm.queued[0]) == 100 and len(set(asked)) == 252
+        assert "1000" not in [i for ids in slurm.asked for i in ids]   # the queue runs it
         assert call(svc.app, "GET", "/api/v1/jobs/999").json["status"] == "COMPLETED"
+        job = call(svc.app, "GET", "/api/v1/jobs/1000").json
+        assert (job["status"], job["slurm_state"]) == ("RUNNING", "RUNNING")
     finally:
         svc.stop()
 
@@ -340,6 +357,7 @@ def test_heartbeats_are_validated_and_owned(tmp_path):
                     heartbeat("a1", 60, time="yesterday"), [1]):
             r = call(app, "POST", "/api/v1/heartbeats", bad, token="ta")
             assert r.status == 400 and r.json["error"], bad
+        svc.heartbeats.flush()       # (held in memory, written every few seconds)
         job = call(app, "GET", "/api/v1/jobs/a1", token="ta").json
         assert job["heartbeat_interval"] == 60 and job["heartbeat_at"]
     finally:
@@ -379,10 +397,14 @@ def test_the_service_reads_a_spool_like_slm_flush(tmp_path):
     spool = slm.Spool(root)
     target = slm.ServiceTarget("http://nowhere.invalid:1")
     events = [event("spooled-1", "RUNNING", user="alice"),
-              event("spooled-1", "COMPLETED", seq=2, user="alice", exit_code=0)]
+              event("spooled-1", "COMPLETED", seq=2, user="alice", exit_code=0),
+              event("spooled-2", "RUNNING", user="alice", heartbeat=60)]
     for e in events:
         spool.release(spool.add(e, target))
-    spool.beat("spooled-1", {"interval": 60, "rss_mb": 12.5})
+    # a job that runs beats through the spool; one that ended leaves its file
+    # behind (its wrapper was killed): the service removes it
+    spool.beat("spooled-2", {"interval": 60, "rss_mb": 12.5})
+    spool.beat("spooled-1", {"interval": 60, "rss_mb": 99.0})
     svc = scaffold.build_service(tmp_path / "s.db", {"SLM_WATCH_INTERVAL": "0.1",
                                                      "SLM_RECONCILE": "off"},
                                  spools=[root]).start()
@@ -391,8 +413,13 @@ def test_the_service_reads_a_spool_like_slm_flush(tmp_path):
                                            else None)(call(svc.app, "GET",
                                                            "/api/v1/jobs/spooled-1").json),
                                   timeout=10, what="the spooled job stored")
-        assert job["event_count"] == 2 and job["heartbeat_interval"] == 60
-        assert job["meta"]["usage"]["rss_mb"] == 12.5
+        assert job["event_count"] == 2
+        running = scaffold.await_true(lambda: (lambda j: j if j.get("beat") else None)(
+            call(svc.app, "GET", "/api/v1/jobs/spooled-2").json), timeout=10,
+            what="the spooled beat recorded")
+        assert running["heartbeat_interval"] == 60 and running["beat"]["rss_mb"] == 12.5
+        scaffold.await_true(lambda: sorted(os.listdir(spool.beats)) == ["spooled-2"], 10,
+                            "the ended job's beat file removed")
         assert spool.pending_names() == [] and os.listdir(spool.work) == []
         # a flush racing the service finds nothing left to send: stored once
         assert slm.flush_spool(spool, slm.Settings(slm.Console(quiet=True),
