@@ -1439,6 +1439,17 @@ class Tx(object):
                 rows[row["job_key"]] = row
         return rows
 
+    def lock_jobs_of(self, job_ids):
+        """{job key: row} of the jobs of these ids (on any cluster), locked."""
+        rows = {}
+        for part in chunks(sorted(job_ids), 500):
+            for found in self.rows("SELECT %s FROM slurm_jobs WHERE job_id IN (%s)%s"
+                                   % (columns(JOB_COLUMNS), ", ".join("?" * len(part)),
+                                      self.dialect.lock_suffix), part):
+                row = dict(zip(JOB_COLUMNS, found))
+                rows[row["job_key"]] = row
+        return rows
+
     def write_jobs(self, rows):
         if rows:
             self.dialect.write_job_rows(self.cur, rows)
@@ -2867,14 +2878,21 @@ class Ingestor(object):
 
     def _write(self, tx, group, now):
         """The one transaction of a group; sets each request's answer."""
-        keys = JobKeys(tx.keys_of(set(
-            job_id for w in group for i in w.items for job_id in
-            (i.event["job_id"], i.event.get("array_job_id")) if job_id)))
-        # the job rows first (locked, made if missing), with the rows of the
-        # arrays they are tasks of: a user's token may add to its own user's
-        # jobs and arrays only (a job nobody owns is nobody's to take), and
-        # nothing of a refused request is stored
-        rows = tx.lock_jobs(set(key for w in group for key in w.job_keys(keys)))
+        # the job rows first, locked: those of the ids the events name (whose
+        # keys say which job each event is about), then the missing ones made;
+        # with the rows of the arrays they are tasks of.  A user's token may
+        # add to its own user's jobs and arrays only (a job nobody owns is
+        # nobody's to take), and nothing of a refused request is stored.
+        found = tx.lock_jobs_of(set(job_id for w in group for i in w.items for job_id in
+                                    (i.event["job_id"], i.event.get("array_job_id")) if job_id))
+        known = {}
+        for key, row in sorted(found.items()):
+            known.setdefault(row["job_id"], []).append(key)
+        keys = JobKeys(known)
+        wanted = set(key for w in group for key in w.job_keys(keys))
+        rows = dict((key, found[key]) for key in wanted if key in found)
+        if len(rows) < len(wanted):
+            rows.update(tx.lock_jobs(wanted - set(rows)))
         owners = dict((key, row["user"]) for key, row in rows.items())
         existed = set(key for key, row in rows.items() if row["event_count"])
         allowed = []
