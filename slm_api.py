@@ -3164,6 +3164,7 @@ class Slurm(object):
         self.log = log or say
         self.accounting = True    # until sacct says it is disabled
         self.cluster = None       # ClusterName, learnt by learn_cluster()
+        self._version = None
 
     def learn_cluster(self):
         """This host's cluster: only jobs that ran there can be asked about."""
@@ -3214,6 +3215,26 @@ class Slurm(object):
             if len(parts) == len(names):
                 record = dict(zip(names, parts))
                 found.setdefault(record["JobID"], []).append(record)
+        return found
+
+    def version(self):
+        """Slurm's release as (major, minor), from sacct --version; (0, 0) if unknown."""
+        if self._version is None:
+            out, _ = self._run(["sacct", "--version"])
+            m = re.search(r"(\d+)\.(\d+)", out or "")
+            self._version = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+        return self._version
+
+    def exit_codes(self, ids):
+        """{job id: 'code:signal'} from slurmctld (scontrol show job), for the
+        jobs it still remembers (MinJobAge after their end).  sacct before
+        25.11 records an exit of 128 and over less 128 (exit 137 as 9:0)."""
+        found = {}
+        for job_id in ids[:20]:
+            out, _ = self._run(["scontrol", "-o", "show", "job", job_id])
+            m = re.search(r"(?:^|\s)ExitCode=(\d+:\d+)", out or "")
+            if m:
+                found[job_id] = m.group(1)
         return found
 
     def usage(self, ids):
@@ -3505,6 +3526,15 @@ class Watchdog(threading.Thread):
             # a waiting job's reason changes in slurmctld before accounting hears of it
             if job_id in queue and runs and runs[-1]["State"] == "PENDING":
                 runs[-1] = dict(runs[-1], Reason=queue[job_id]["Reason"])
+        # one exit-code truth on every release: before 25.11 sacct records an exit of
+        # 128 and over less 128 (a script's exit 137 as 9:0, as its exit 9): slurmctld
+        # tells them apart while it remembers the job
+        unsure = [j for j, runs in found.items() if runs and runs[-1]["State"].startswith(
+            "FAILED") and re.match(r"\d+:0\Z", runs[-1].get("ExitCode", "")) and
+            int(runs[-1]["ExitCode"].split(":")[0]) < 128]
+        if unsure and self.slurm.accounting and self.slurm.version() < (25, 11):
+            for job_id, code in self.slurm.exit_codes(unsure).items():
+                found[job_id][-1] = dict(found[job_id][-1], ExitCode=code)
         events, checked = [], [r["job_key"] for r in rows if r not in asked]
         for row in settle:
             runs = found.get(row["job_id"])
