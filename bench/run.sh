@@ -20,7 +20,7 @@ LOG=${BENCH_LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/slm-bench-logs.XXXXXX")}
 mkdir -p "$LOG"
 START=$(date +%s)
 STATUS=0
-for b in wrapper heartbeat ingest burst query fairness layers servers dashboard; do
+for b in wrapper heartbeat site ingest burst query fairness layers servers dashboard; do
     echo ">>> $b $QUICK" >&2
     "$PY" "$HERE/$b.py" $QUICK 2>"$LOG/$b.err" | tee "$LOG/$b.out" | grep -v '^RESULT|'
     if ! grep -q '^RESULT|' "$LOG/$b.out"; then
@@ -36,7 +36,7 @@ sed -n 's/^interpreter: *//p' "$LOG/wrapper.out" | head -n 1 | sed 's/^/interpre
 echo
 echo "| benchmark | result | target | verdict |"
 echo "|---|---|---|---|"
-for b in wrapper heartbeat ingest burst query fairness layers servers dashboard; do cat "$LOG/$b.out"; done 2>/dev/null |
+for b in wrapper heartbeat site ingest burst query fairness layers servers dashboard; do cat "$LOG/$b.out"; done 2>/dev/null |
     sed -n 's/^RESULT|\(.*\)|\(.*\)|\(.*\)|\(.*\)$/| \1 | \2 | \3 | \4 |/p'
 echo
 echo "logs: $LOG"
