@@ -12,11 +12,14 @@ first: one RUNNING event each, carrying the heartbeat interval, posted in
 batches of 100 before anything is measured.
 
 The beats are spread evenly: beat i goes out at t0 + i * INTERVAL / N, to
-job i mod N, so every job beats once per interval.  A few sender threads
-(--threads, default 4), each with ONE keep-alive connection and a
-hand-written HTTP/1.1 request (no http.client, no JSON encoder per beat),
-sleep until each send is due; a send that is late goes at once and its lag
-is counted, nothing is skipped.  After a warm-up (--warmup seconds of the
+job i mod N, so every job beats once per interval.  Each beat is sent as
+slm.py sends it: a fresh connection, the request with "Connection: close"
+(every job's wrapper is its own process on its own node); --keep-alive
+sends them on one kept connection per sender thread instead (what a service
+behind a proxy that keeps connections would see).  A few sender threads
+(--threads, default 4), with a hand-written HTTP/1.1 request (no
+http.client, no JSON encoder per beat), sleep until each send is due; a
+send that is late goes at once and its lag is counted, nothing is skipped.  After a warm-up (--warmup seconds of the
 same load, not measured) the measured window is SECONDS long.  Before the
 load an idle window of the same kind (--idle seconds, no requests) gives
 the service's and mariadbd's background CPU.
@@ -39,15 +42,26 @@ Reported per backend:
   generator     this process's own CPU over the window (getrusage), so a
                 starved service can be told from a busy generator
 
+Profiling (a separate run: the tools slow the service, so its CPU figures
+are then inflated): --py-spy BIN samples the service over the window
+(py-spy record --nonblocking, idle threads left out) and prints where its
+Python time went (py-spy --gil: a thread running Python, not one waiting
+in a system call or in C that let go of the GIL), by stage; --perf samples
+its CPU with perf (by library: the interpreter, SQLite, the kernel...);
+--strace counts its system calls over the window (strace -c -f), per
+heartbeat.
+
 Target (PASS/MISS, never asserted; issue #26): the service <= 5 % of one
 core on both backends at 10,000 jobs / 60 s.
 """
 
 import argparse
+import collections
 import json
 import os
 import resource
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -160,26 +174,40 @@ class Meter(object):
 # the load
 
 class Beater(object):
-    """A keep-alive connection that posts slm.py's heartbeat, hand-built."""
+    """Posts slm.py's heartbeat, hand-built: on a fresh connection each time
+    (as slm.py does), or on one kept connection (keep_alive)."""
 
-    HEAD = ("POST /api/v1/heartbeats HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json"
-            "\r\nContent-Length: %%d\r\n\r\n")
+    HEAD = ("POST /api/v1/heartbeats HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: slm/bench\r\n"
+            "Accept: application/json\r\n%sContent-Length: %%d\r\nContent-Type:"
+            " application/json\r\n\r\n")
 
-    def __init__(self, host, port, interval):
-        self.sock = socket.create_connection((host, port), timeout=30)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.head = self.HEAD % (host, port)
+    def __init__(self, host, port, interval, keep_alive=True):
+        self.address = (host, port)
+        self.keep_alive = keep_alive
+        self.sock = self.connect() if keep_alive else None
+        self.head = self.HEAD % (host, port, "" if keep_alive else "Connection: close\r\n")
         self.buf = b""
         # the fields JobWatch.beat() sends (values of a small job)
         self.tail = (', "interval": %s, "rss_mb": 812.4, "cpu_time": 1234.56,'
                      ' "output_bytes": 52311, "user": "%s"}' % (json.dumps(interval), USER))
 
+    def connect(self):
+        sock = socket.create_connection(self.address, timeout=30)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
     def beat(self, job_id, now):
         body = ('{"job_id": "%s", "time": "%s.%03dZ"' % (
             job_id, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)),
             int(now % 1 * 1000)) + self.tail).encode()
-        self.sock.sendall((self.head % len(body)).encode() + body)
-        return self.answer()
+        if not self.keep_alive:
+            self.sock, self.buf = self.connect(), b""
+        try:
+            self.sock.sendall((self.head % len(body)).encode() + body)
+            return self.answer()
+        finally:
+            if not self.keep_alive:
+                self.sock.close()
 
     def answer(self):
         """The status of one answer, read whole (Content-Length framing)."""
@@ -203,10 +231,11 @@ class Beater(object):
         return int(head.split(None, 2)[1])
 
     def close(self):
-        self.sock.close()
+        if self.sock is not None:
+            self.sock.close()
 
 
-def load(svc, jobs, interval, threads, seconds, t0, first):
+def load(svc, jobs, interval, threads, seconds, t0, first, keep_alive):
     """Send beats i = first, first+1, ... due at t0 + i * interval / jobs
     until t0 + seconds.  -> per-thread stats."""
     step = interval / float(jobs)
@@ -216,7 +245,7 @@ def load(svc, jobs, interval, threads, seconds, t0, first):
 
     def sender(k):
         st = stats[k]
-        beater = Beater(svc.host, svc.port, interval)
+        beater = Beater(svc.host, svc.port, interval, keep_alive)
         try:
             i = first + k
             while True:
@@ -273,6 +302,140 @@ def make_jobs(svc, jobs, interval):
 
 
 # ---------------------------------------------------------------------------
+# profiling the service over the window (separate runs)
+
+# what the service's Python time goes to, by a function on the stack
+# (inclusive), in the order a heartbeat passes them: (label, function)
+STAGES = [
+    ("request threads (Connection.serve_one), all", "Connection.serve_one"),
+    ("  HTTP: reading the request, environ, sending the answer", "-http"),
+    ("  the WSGI app: Bottle, the plugin, the route", "Bottle.__call__"),
+    ("    Bottle's own (routing, request/response objects)", "-bottle"),
+    ("    the plugin (token, rate limit, the JSON answer)", "-plugin"),
+    ("    parse_heartbeats (JSON, validation)", "parse_heartbeats"),
+    ("    Ingestor.submit (the group commit, queue, wake-ups)", "Ingestor.submit"),
+    ("      Database._run (a transaction: BEGIN, work, COMMIT)", "Database._run"),
+    ("        Tx.lock_jobs (make, lock, read the rows)", "Tx.lock_jobs"),
+    ("        Tx.record_heartbeats", "Tx.record_heartbeats"),
+    ("        Tx.write_jobs (the whole row written back)", "Tx.write_jobs"),
+    ("        COMMIT (conn.commit)", "-commit"),
+    ("other threads (watchdog, outbox, server loop)", "-other"),
+]
+
+
+def commit_line():
+    """The line of Database._run that commits (py-spy names lines)."""
+    with open(common.SLM_API) as f:
+        inside = False
+        for n, line in enumerate(f, 1):
+            if "def _run(self, work, write)" in line:
+                inside = True
+            elif inside and "conn.commit()" in line:
+                return "slm_api.py:%d" % n
+    return None
+
+
+def pyspy_summary(path):
+    """-> (samples, {stage function: samples}, {running function: samples})."""
+    commit = commit_line()
+    inclusive, own = collections.Counter(), collections.Counter()
+    total = 0
+    with open(path) as f:
+        for line in f:
+            text, _, count = line.rstrip("\n").rpartition(" ")
+            if not text:
+                continue
+            count = int(count)
+            total += count
+            frames = text.split(";")
+            funcs = [fr.partition(" (")[0] for fr in frames]
+            names = set(funcs)
+            if "Connection.serve_one" not in names:
+                names.add("-other")
+            elif "Bottle.__call__" not in names:
+                names.add("-http")
+            elif "ServicePlugin.apply.<locals>.wrapper" not in names:
+                names.add("-bottle")
+            elif not names & {"parse_heartbeats", "Ingestor.submit"}:
+                names.add("-plugin")
+            if commit and frames[-1].endswith("(%s)" % commit):
+                names.add("-commit")
+            for name in names:
+                inclusive[name] += count
+            own[frames[-1]] += count
+    return total, inclusive, own
+
+
+def profile_tools(args, svc_pid, seconds, out):
+    """Start the profilers asked for on the service; -> a function that ends them."""
+    procs = []
+    if args.py_spy:
+        # --gil: samples of a thread holding the GIL, i.e. running Python (not waiting
+        # in a system call, not in C that released it: SQLite's own work is not here)
+        procs.append(("py-spy", subprocess.Popen(
+            [args.py_spy, "record", "--pid", str(svc_pid), "--duration", str(int(seconds)),
+             "--rate", "200", "--nonblocking", "--gil", "--format", "raw", "--output",
+             out + ".pyspy"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+    if args.perf:
+        procs.append(("perf", subprocess.Popen(
+            # system-wide (-p would miss the threads started for new connections),
+            # the service picked out in the report
+            ["perf", "record", "-F", "499", "-a", "-g", "-o", out + ".perf",
+             "--", "sleep", str(int(seconds))], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)))
+    if args.strace:
+        procs.append(("strace", subprocess.Popen(
+            ["strace", "-c", "-f", "-p", str(svc_pid), "-o", out + ".strace"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+
+    def end(beats, cpu_per_beat):
+        for name, p in procs:
+            if name == "strace":
+                p.send_signal(2)     # SIGINT: strace detaches and writes its table
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if args.py_spy and os.path.exists(out + ".pyspy"):
+            total, inclusive, own = pyspy_summary(out + ".pyspy")
+            print("  py-spy --gil: %d samples of Python running (%.1f s at 200 Hz); by stage,"
+                  " as a share of them and in us per heartbeat:" % (total, total / 200.0))
+            for label, func in STAGES:
+                n = inclusive.get(func, 0)
+                print("    %5.1f %% %7.0f us  %s" % (100.0 * n / max(total, 1),
+                                                    n / 200.0 / max(beats, 1) * 1e6, label))
+            print("  py-spy --gil: the lines running (own samples), top 20:")
+            for name, n in own.most_common(20):
+                print("    %5.1f %% %7.0f us  %s" % (100.0 * n / max(total, 1),
+                                                    n / 200.0 / max(beats, 1) * 1e6, name))
+            print("  py-spy raw stacks: %s" % (out + ".pyspy"))
+        if args.perf and os.path.exists(out + ".perf"):
+            rep = subprocess.run(["perf", "report", "-i", out + ".perf", "--stdio",
+                                  "--pid", str(svc_pid), "--no-children", "--sort", "dso",
+                                  "-g", "none"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 universal_newlines=True).stdout
+            print("  perf: the service's CPU samples by where the code lives (%s):"
+                  % (out + ".perf"))
+            for line in rep.splitlines():
+                if line.strip() and not line.startswith("#") and "%" in line:
+                    pct_, _, dso = line.strip().partition(" ")
+                    if float(pct_.rstrip("%")) >= 0.5:
+                        print("    %7s  %s" % (pct_, dso.strip()))
+        if args.strace and os.path.exists(out + ".strace"):
+            print("  strace -c -f over the window (%d heartbeats): calls per heartbeat" % beats)
+            with open(out + ".strace") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+                        calls = int(parts[3])
+                        if calls >= beats / 20:
+                            print("    %-16s %7.2f per heartbeat  (%s %% of syscall time)"
+                                  % (parts[-1], calls / float(max(beats, 1)), parts[0]))
+            print("  strace table: %s" % (out + ".strace"))
+    return end
+
 
 def run_backend(kind, args, tmp):
     if kind == "mysql":
@@ -296,12 +459,16 @@ def run_backend(kind, args, tmp):
         idle = Meter.delta(a, meter.snap())
         # warm-up, then the measured window, back to back on one schedule
         t0 = time.perf_counter() + 0.05
-        warm = load(svc, args.jobs, args.interval, args.threads, args.warmup, t0, 0)
+        warm = load(svc, args.jobs, args.interval, args.threads, args.warmup, t0, 0,
+                    args.keep_alive)
         first = max(s["next"] for s in warm)
         first += (-first) % args.threads       # each thread keeps its own residue
         t1 = t0 + (first) * args.interval / float(args.jobs)
+        profiled = profile_tools(args, svc.proc.pid, args.seconds,
+                                 os.path.join(args.profile_dir or tmp, "site-%s" % kind))
         a = meter.snap()
-        stats = load(svc, args.jobs, args.interval, args.threads, args.seconds, t1, first)
+        stats = load(svc, args.jobs, args.interval, args.threads, args.seconds, t1, first,
+                     args.keep_alive)
         busy = Meter.delta(a, meter.snap())
         rss, hwm = proc_status(svc.proc.pid, "VmRSS"), proc_status(svc.proc.pid, "VmHWM")
         sizes = {}
@@ -327,8 +494,10 @@ def run_backend(kind, args, tmp):
          "bad": bad, "lag99": pct(lag, 99), "lagmax": max(lag) if lag else 0.0,
          "rss": rss, "hwm": hwm, "gen": busy["gen"] / secs, "busy": busy, "idle": idle,
          "sizes": sizes, "ok": ok}
-    print("  window %.1f s (idle %.1f s before, warm-up %.1f s), %d sender threads"
-          % (secs, idle["secs"], args.warmup, args.threads))
+    print("  window %.1f s (idle %.1f s before, warm-up %.1f s), %d sender threads, %s"
+          % (secs, idle["secs"], args.warmup, args.threads,
+             "one kept connection each" if args.keep_alive else
+             "a fresh connection per beat (as slm.py)"))
     print("  heartbeats: %d answered 200 (%d not), %.1f/s of %.1f/s offered; send lag p99"
           " %.1f ms, max %.1f ms" % (ok, bad, r["rate"], offered, r["lag99"] * 1e3,
                                      r["lagmax"] * 1e3))
@@ -364,6 +533,9 @@ def run_backend(kind, args, tmp):
             print("    %-22s %12.1f %12.1f %10.2f" % (name, b / secs, i / idle["secs"],
                                                        (b - i * secs / idle["secs"]) / max(ok, 1)))
     print("  job rows: %d" % beaten)
+    if args.py_spy or args.strace or args.perf:
+        print("  PROFILED RUN: the tools slow the service; its CPU above is inflated")
+        profiled(ok, r["per_beat"])
     sys.stdout.flush()
     return r
 
@@ -377,7 +549,13 @@ def main():
     ap.add_argument("--warmup", type=float, default=None)
     ap.add_argument("--idle", type=float, default=None)
     ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--keep-alive", action="store_true",
+                    help="one kept connection per sender thread (default: one per beat)")
     ap.add_argument("--backend", choices=("sqlite", "mysql", "both"), default="both")
+    ap.add_argument("--py-spy", metavar="BIN", help="sample the service with this py-spy")
+    ap.add_argument("--strace", action="store_true", help="count the service's system calls")
+    ap.add_argument("--perf", action="store_true", help="perf record the service (by DSO)")
+    ap.add_argument("--profile-dir", help="where the profiles' raw files stay (default: temp)")
     args = ap.parse_args()
     args.seconds = args.seconds or (15.0 if args.quick else 60.0)
     args.warmup = args.warmup if args.warmup is not None else (3.0 if args.quick else 10.0)
@@ -395,7 +573,8 @@ def main():
         if "db_share" in r:
             extra = "; mariadbd %.1f %% (idle %.1f %%)" % (r["db_share"] * 100,
                                                           r["db_idle"] * 100)
-        result("site %s %d jobs / %gs heartbeats: service CPU" % (kind, args.jobs, args.interval),
+        result("site %s %d jobs / %gs heartbeats%s: service CPU" % (
+            kind, args.jobs, args.interval, ", kept connections" if args.keep_alive else ""),
                "%.1f %% of a core (%.0f us/beat, idle %.1f %%)%s; p50 %.1f ms, p99 %.1f ms;"
                " %.0f/%.0f beats/s; RSS %.0f MiB; generator %.1f %%"
                % (r["share"] * 100, r["per_beat"] * 1e6, r["idle_share"] * 100, extra,

@@ -1,0 +1,431 @@
+#!/usr/bin/env python3
+"""Where the service's time goes, per heartbeat and per event
+(bench/profiles.py heartbeat|event [--n N] [--backend sqlite|mysql|both]).
+
+In this process, with no other load, on a service built as slm_api.py
+builds it (SLM_RECONCILE=off), SQLite in a temp dir and MariaDB in a
+throw-away database:
+
+heartbeat  N jobs made first (a RUNNING event each, heartbeat 60 s), then
+           one heartbeat per request, as slm.py's JobWatch.beat sends it:
+  layers     CPU (time.thread_time) and wall time per heartbeat of:
+               json        json.loads of the body
+               validation  slm_api.parse_heartbeats (json included)
+               ingest      Ingestor.submit: the group commit, its SQL, commit
+               dispatch    the WSGI app (Bottle routing, the plugin, the
+                           answer, and all of the above)
+             the real server's own share (HTTP parsing, the socket, its
+             thread) is bench/site.py's CPU per heartbeat minus dispatch
+  statements every statement the database driver ran, by kind: count per
+             heartbeat and wall time (the round trip for MariaDB; for
+             SQLite the statement itself), BEGIN and COMMIT included
+  cProfile   the dispatch loop's own time by module and its top functions
+  writes     (SQLite) bytes this process wrote per heartbeat (/proc/self/io)
+  minimum    the same heartbeats written by hand: one UPDATE of the three
+             columns a beat changes, one transaction per beat (the least a
+             per-request design can do) and one transaction for all the
+             beats of a second (a flush of beats kept in memory)
+
+event      N single events (RUNNING of a new job, then its COMPLETED), one
+           per Ingestor.submit: the statements and their times as above,
+           against the minimum the semantics need, written by hand on the
+           same connection kind: INSERT IGNORE of the event, one upsert of
+           the job row, COMMIT.
+
+Nothing is asserted; this is a measuring tool (bench/README.md has the
+findings of its run).
+"""
+
+import argparse
+import collections
+import cProfile
+import json
+import os
+import pstats
+import re
+import sqlite3
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+sys.path.insert(0, common.REPO)
+import slm_api  # noqa: E402
+
+INTERVAL = 60
+
+
+# ---------------------------------------------------------------------------
+# the statement trace: every statement the driver runs, with its wall time
+
+class Trace(object):
+    def __init__(self):
+        self.on = False
+        self.stats = collections.OrderedDict()
+        self._depth = 0
+
+    def clear(self):
+        self.stats = collections.OrderedDict()
+
+    @staticmethod
+    def kind(sql):
+        sql = " ".join(sql.split())
+        verb = sql.split(" ", 1)[0].upper()
+        table = re.search(r"\b(?:INTO|FROM|UPDATE|TABLE)\s+`?(\w+)", sql, re.I)
+        extra = ""
+        if "ON DUPLICATE KEY UPDATE job_id = job_id" in sql:
+            extra = " (make/lock rows)"
+        elif "ON DUPLICATE KEY UPDATE" in sql:
+            extra = " ... ON DUPLICATE KEY UPDATE (all columns)"
+        elif "FOR UPDATE" in sql:
+            extra = " ... FOR UPDATE"
+        elif verb == "UPDATE" and sql.count("= ?") + sql.count("= %s") > 5:
+            extra = " SET (all columns)"
+        return "%s %s%s" % (verb, table.group(1) if table else "", extra)
+
+    def timed(self, name, fn, *args):
+        if not self.on or self._depth:
+            return fn(*args)
+        self._depth += 1
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self._depth -= 1
+            s = self.stats.setdefault(name, [0, 0.0])
+            s[0] += 1
+            s[1] += time.perf_counter() - t0
+
+
+TRACE = Trace()
+
+
+class TracedCursor(sqlite3.Cursor):
+    def execute(self, sql, args=()):
+        return TRACE.timed(Trace.kind(sql), super().execute, sql, args)
+
+    def executemany(self, sql, args):
+        return TRACE.timed(Trace.kind(sql), super().executemany, sql, args)
+
+
+class TracedConnection(sqlite3.Connection):
+    def cursor(self, factory=TracedCursor):
+        return super().cursor(factory)
+
+    def execute(self, sql, args=()):
+        return TRACE.timed(Trace.kind(sql), super().execute, sql, args)
+
+    def commit(self):
+        return TRACE.timed("COMMIT", super().commit)
+
+
+def trace_drivers():
+    def sqlite_connect(dialect):
+        return sqlite3.connect(dialect.path, timeout=dialect.busy_timeout, isolation_level=None,
+                               check_same_thread=False, factory=TracedConnection)
+    slm_api.SQLiteDialect.connect = sqlite_connect
+    try:
+        import pymysql
+    except ImportError:
+        return
+    cur, conn = pymysql.cursors.Cursor, pymysql.connections.Connection
+    execute, executemany, commit, rollback = cur.execute, cur.executemany, conn.commit, \
+        conn.rollback
+    cur.execute = lambda self, sql, args=None: TRACE.timed(Trace.kind(sql), execute, self, sql,
+                                                           args)
+    cur.executemany = lambda self, sql, args: TRACE.timed(Trace.kind(sql), executemany, self,
+                                                          sql, args)
+    conn.commit = lambda self: TRACE.timed("COMMIT", commit, self)
+    conn.rollback = lambda self: TRACE.timed("ROLLBACK", rollback, self)
+
+
+def print_trace(n, what):
+    total_n = sum(c for c, _ in TRACE.stats.values())
+    total_t = sum(t for _, t in TRACE.stats.values())
+    print("  statements per %s: %.2f, %.0f us of wall time in them" % (what, total_n / float(n),
+                                                                       total_t / n * 1e6))
+    for name, (count, secs) in TRACE.stats.items():
+        print("    %5.2f x  %7.0f us  %s" % (count / float(n), secs / n * 1e6, name))
+    return total_n / float(n), total_t / n
+
+
+# ---------------------------------------------------------------------------
+
+def timed(fn, n):
+    c0, w0 = time.thread_time(), time.perf_counter()
+    for i in range(n):
+        fn(i)
+    return (time.thread_time() - c0) / n, (time.perf_counter() - w0) / n
+
+
+def written():
+    with open("/proc/self/io") as f:
+        d = dict((k, int(v)) for k, v in (line.split(":") for line in f))
+    return d.get("wchar", 0), d.get("syscw", 0)
+
+
+def beat_body(job, now=None):
+    now = now or time.time()
+    return json.dumps({"job_id": job, "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(
+        now)) + ".%03dZ" % int(now % 1 * 1000), "interval": INTERVAL, "rss_mb": 812.4,
+        "cpu_time": 1234.56, "output_bytes": 52311, "user": "u1"}).encode()
+
+
+def open_db(kind, tmp):
+    if kind == "mysql":
+        return common.mysql_temp_db()[1]
+    return os.path.join(tmp, "profile-%d.db" % time.time_ns())
+
+
+def make_jobs(service, n, tag):
+    for start in range(0, n, 100):
+        items = [slm_api.validate_event(common.event(
+            "%s-%d" % (tag, k), "RUNNING", user="u1", host="node001", job_name="p",
+            partition="batch", heartbeat=INTERVAL))
+            for k in range(start, min(n, start + 100))]
+        service.ingestor.submit(items)
+
+
+def raw_connection(kind, db):
+    if kind == "mysql":
+        conn = common.mysql_connect(db.rsplit("/", 1)[1], autocommit=False)
+        conn.cursor().execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        return conn, "%s"
+    return sqlite3.connect(db, isolation_level=None), "?"
+
+
+def heartbeat(kind, n, tmp):
+    db = open_db(kind, tmp)
+    service = slm_api.build_service({"SLM_RECONCILE": "off"}, db=db)
+    try:
+        make_jobs(service, n, "hb")
+        bodies = [beat_body("hb-%d" % (i % n)) for i in range(n)]
+        submit = service.ingestor.submit
+        app = service.app
+        layers = [
+            ("json", lambda i: json.loads(bodies[i])),
+            ("validation", lambda i: slm_api.parse_heartbeats(bodies[i])),
+            ("ingest", lambda i: submit([], None, beats=slm_api.parse_heartbeats(bodies[i]))),
+            ("dispatch", lambda i: common.scaffold.call(app, "POST", "/api/v1/heartbeats",
+                                                        bodies[i])),
+        ]
+        for _, fn in layers:
+            fn(0)
+        got = {}
+        for _ in range(3):          # rounds, interleaved; the median round
+            for name, fn in layers:
+                got.setdefault(name, []).append(timed(fn, n))
+        print("%s: %d jobs, one heartbeat per call, %d calls x 3 rounds" % (kind, n, n))
+        print("  %-11s %10s %10s %12s" % ("layer", "CPU us", "wall us", "own CPU us"))
+        prev = 0.0
+        for name, _ in layers:
+            cpu = common.median([c for c, _ in got[name]])
+            wall = common.median([w for _, w in got[name]])
+            own = cpu - prev     # each layer includes the one above it
+            print("  %-11s %10.0f %10.0f %12.0f" % (name, cpu * 1e6, wall * 1e6, own * 1e6))
+            prev = cpu
+        # statements
+        TRACE.clear()
+        TRACE.on = True
+        w0, s0 = written()
+        for i in range(n):
+            submit([], None, beats=slm_api.parse_heartbeats(bodies[i]))
+        w1, s1 = written()
+        TRACE.on = False
+        per, _ = print_trace(n, "heartbeat")
+        if kind == "sqlite":
+            print("  written by this process per heartbeat: %.0f bytes in %.1f write calls"
+                  % ((w1 - w0) / float(n), (s1 - s0) / float(n)))
+        # cProfile of the dispatch path
+        prof = cProfile.Profile()
+        prof.enable()
+        for i in range(n):
+            layers[3][1](i)
+        prof.disable()
+        by_module(prof, n, "heartbeat")
+        # the minimum by hand
+        minimum_heartbeats(kind, db, n, bodies)
+    finally:
+        service.stop()
+
+
+def by_module(prof, n, what):
+    st = pstats.Stats(prof)
+    groups = collections.Counter()
+    for (path, _, func), (cc, nc, tt, ct, callers) in st.stats.items():
+        base = os.path.basename(path)
+        if base in ("slm_api.py", "bottle.py", "scaffold.py"):
+            key = base
+        elif "pymysql" in path:
+            key = "pymysql"
+        elif path == "~":
+            key = "builtins: " + func.split(" of ")[0].strip("<>").replace("method ", "")[:40]
+        elif "json" in path:
+            key = "json"
+        else:
+            key = "stdlib: " + base
+        groups[key] += tt
+    total = sum(groups.values())
+    print("  cProfile, own time per %s by module (under cProfile: inflated; shares count): "
+          "%.0f us" % (what, total / n * 1e6))
+    for key, tt in groups.most_common(14):
+        print("    %7.0f us %5.1f %%  %s" % (tt / n * 1e6, tt / total * 100, key))
+    print("  top functions by own time:")
+    rows = sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:18]
+    for (path, line, func), (cc, nc, tt, ct, callers) in rows:
+        print("    %7.1f us own %7.1f us cum %6.2f calls  %s:%d %s"
+              % (tt / n * 1e6, ct / n * 1e6, nc / float(n), os.path.basename(path), line, func))
+
+
+def minimum_heartbeats(kind, db, n, bodies):
+    conn, mark = raw_connection(kind, db)
+    cur = conn.cursor()
+    beats = [json.loads(b) for b in bodies]
+    sql = ("UPDATE slurm_jobs SET heartbeat_at = ?, heartbeat_interval = ?, meta = ?"
+           " WHERE job_id = ? AND (heartbeat_at IS NULL OR heartbeat_at < ?)").replace("?", mark)
+
+    multi = ("INSERT INTO slurm_jobs (job_id, heartbeat_at, heartbeat_interval, meta) VALUES %s"
+             " ON DUPLICATE KEY UPDATE heartbeat_at = VALUES(heartbeat_at), heartbeat_interval ="
+             " VALUES(heartbeat_interval), meta = VALUES(meta)")
+
+    def args(b):
+        usage = {"usage": dict((k, b[k]) for k in ("rss_mb", "cpu_time", "output_bytes"))}
+        return (b["time"], b["interval"], json.dumps(usage), b["job_id"], b["time"])
+
+    def one(i):
+        b = beats[i]
+        if kind == "sqlite":
+            cur.execute("BEGIN IMMEDIATE")
+        cur.execute(sql, args(b))
+        conn.commit() if kind == "mysql" else cur.execute("COMMIT")
+    # fresh times, so that every UPDATE changes its row
+    for b in beats:
+        b["time"] = b["time"].replace("Z", "1Z")
+    w0, s0 = written()
+    cpu1, wall1 = timed(one, n)
+    w1, s1 = written()
+    per_second = max(1, int(round(10000 / float(INTERVAL))))
+    for b in beats:
+        b["time"] = b["time"].replace("1Z", "2Z")
+
+    def flush(i):   # one transaction for per_second beats; called n / per_second times
+        if kind == "sqlite":
+            cur.execute("BEGIN IMMEDIATE")
+        part = beats[i * per_second:(i + 1) * per_second]
+        if kind == "mysql":   # one statement for them all (an UPDATE is one row a trip)
+            cur.execute(multi % ", ".join(["(%s, %s, %s, %s)"] * len(part)),
+                        [v for b in part for v in args(b)[3:4] + args(b)[:3]])
+        else:
+            cur.executemany(sql, [args(b) for b in part])
+        conn.commit() if kind == "mysql" else cur.execute("COMMIT")
+    flushes = n // per_second
+    w2, s2 = written()
+    cpu2, wall2 = timed(flush, flushes)
+    w3, s3 = written()
+    conn.close()
+    print("  minimum by hand (client side of this process; the server's CPU is not in it):")
+    print("    one UPDATE of 3 columns + COMMIT per beat: %.0f us CPU, %.0f us wall per beat%s"
+          % (cpu1 * 1e6, wall1 * 1e6, ", %.0f bytes written" % ((w1 - w0) / float(n))
+             if kind == "sqlite" else ""))
+    print("    %d beats (a second's at 10,000 jobs / 60 s) per transaction%s: %.0f us CPU, %.0f us"
+          " wall per beat%s" % (per_second, " (one multi-row upsert)" if kind == "mysql" else
+                                " (executemany)", cpu2 / per_second * 1e6, wall2 / per_second * 1e6,
+                                ", %.0f bytes written" % ((w3 - w2) / float(flushes * per_second))
+                                if kind == "sqlite" else ""))
+
+
+# ---------------------------------------------------------------------------
+
+def event(kind, n, tmp):
+    db = open_db(kind, tmp)
+    service = slm_api.build_service({"SLM_RECONCILE": "off"}, db=db)
+    try:
+        submit = service.ingestor.submit
+
+        def ev(i, status):
+            return slm_api.validate_event(common.event(
+                "ev-%d" % i, status, seq=1 if status == "RUNNING" else 2, user="u1",
+                host="node001", job_name="p", partition="batch", slm_version="0.1.0",
+                **({"exit_code": 0, "elapsed": 1.5} if status == "COMPLETED" else {})))
+        submit([ev(-1, "RUNNING")])
+        print("%s: %d jobs, RUNNING (new job) then COMPLETED, one event per Ingestor.submit"
+              % (kind, n))
+        for status in ("RUNNING", "COMPLETED"):
+            items = [ev(i, status) for i in range(n)]
+            TRACE.clear()
+            TRACE.on = True
+            c0, w0 = time.thread_time(), time.perf_counter()
+            for i in range(n):
+                submit([items[i]])
+            cpu, wall = (time.thread_time() - c0) / n, (time.perf_counter() - w0) / n
+            TRACE.on = False
+            print(" %s: %.0f us CPU, %.0f us wall per event" % (status, cpu * 1e6, wall * 1e6))
+            print_trace(n, "event")
+        minimum_events(kind, db, n)
+    finally:
+        service.stop()
+
+
+def minimum_events(kind, db, n):
+    """INSERT IGNORE of the event, one upsert of the job row, COMMIT: by hand."""
+    conn, mark = raw_connection(kind, db)
+    cur = conn.cursor()
+    names = list(slm_api.JOB_COLUMNS)
+    if kind == "mysql":
+        upsert = "INSERT INTO slurm_jobs (%s) VALUES (%s) ON DUPLICATE KEY UPDATE %s" % (
+            ", ".join("`%s`" % c for c in names), ", ".join(["%s"] * len(names)),
+            ", ".join("`%s` = VALUES(`%s`)" % (c, c) for c in names if c != "job_id"))
+        insert = "INSERT IGNORE INTO slurm_events (event_id, job_id, status, time, seq," \
+            " received_at, raw) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    else:
+        upsert = "INSERT INTO slurm_jobs (%s) VALUES (%s) ON CONFLICT (job_id) DO UPDATE SET %s" \
+            % (", ".join('"%s"' % c for c in names), ", ".join(["?"] * len(names)),
+               ", ".join('"%s" = excluded."%s"' % (c, c) for c in names if c != "job_id"))
+        insert = "INSERT OR IGNORE INTO slurm_events (event_id, job_id, status, time, seq," \
+            " received_at, raw) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    rows = []
+    for i in range(n):
+        e = common.event("min-%d" % i, "RUNNING", user="u1", host="node001", job_name="p")
+        row = dict((c, None) for c in names)
+        row.update(job_id=e["job_id"], status="RUNNING", event_count=1, restarts=0)
+        slm_api.merge_event(row, e) if hasattr(slm_api, "merge_event") else None
+        rows.append((e, [row.get(c) for c in names]))
+
+    def one(i):
+        e, values = rows[i]
+        if kind == "sqlite":
+            cur.execute("BEGIN IMMEDIATE")
+        cur.execute(insert, (e["event_id"], e["job_id"], e["status"], e["time"], e["seq"],
+                             e["time"], json.dumps(e)))
+        cur.execute(upsert, values)
+        conn.commit() if kind == "mysql" else cur.execute("COMMIT")
+    try:
+        cpu, wall = timed(one, n)
+        print(" minimum by hand (INSERT IGNORE event, one job-row upsert, COMMIT): %.0f us CPU,"
+              " %.0f us wall per event (client side)" % (cpu * 1e6, wall * 1e6))
+    except Exception as e:
+        print(" minimum by hand: failed: %s" % e)
+    finally:
+        conn.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=("heartbeat", "event"))
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--backend", choices=("sqlite", "mysql", "both"), default="both")
+    args = ap.parse_args()
+    common.header("profile: %s, %d per backend" % (args.what, args.n))
+    trace_drivers()
+    tmp = common.tempdir("profile")
+    kinds = [k for k in ("sqlite", "mysql") if args.backend in (k, "both")]
+    if "mysql" in kinds and not common.mysql_available():
+        kinds.remove("mysql")
+    for kind in kinds:
+        (heartbeat if args.what == "heartbeat" else event)(kind, args.n, tmp)
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
