@@ -366,6 +366,29 @@ def pyspy_summary(path):
     return total, inclusive, own
 
 
+def perf_summary(path, pid):
+    """The service's samples (all its threads) by library and by symbol."""
+    text = subprocess.run(["perf", "script", "-i", path, "-F", "pid,ip,sym,dso", "-G"],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          universal_newlines=True).stdout
+    dsos, syms = collections.Counter(), collections.Counter()
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 3 or parts[0] != str(pid):
+            continue
+        dso = os.path.basename(parts[-1].strip("()"))
+        dsos[dso] += 1
+        syms["%s %s" % (" ".join(parts[2:-1]) or "?", dso)] += 1
+    total = sum(dsos.values())
+    print("  perf: %d samples of the service (all its threads), by library:" % total)
+    for name, n in dsos.most_common(8):
+        print("    %5.1f %%  %s" % (100.0 * n / max(total, 1), name))
+    print("  perf: top symbols:")
+    for name, n in syms.most_common(20):
+        print("    %5.1f %%  %s" % (100.0 * n / max(total, 1), name))
+    print("  perf data: %s" % path)
+
+
 def profile_tools(args, svc_pid, seconds, out):
     """Start the profilers asked for on the service; -> a function that ends them."""
     procs = []
@@ -411,18 +434,7 @@ def profile_tools(args, svc_pid, seconds, out):
                                                     n / 200.0 / max(beats, 1) * 1e6, name))
             print("  py-spy raw stacks: %s" % (out + ".pyspy"))
         if args.perf and os.path.exists(out + ".perf"):
-            rep = subprocess.run(["perf", "report", "-i", out + ".perf", "--stdio",
-                                  "--pid", str(svc_pid), "--no-children", "--sort", "dso",
-                                  "-g", "none"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                 universal_newlines=True).stdout
-            print("  perf: the service's CPU samples by where the code lives (%s):"
-                  % (out + ".perf"))
-            for line in rep.splitlines():
-                if line.strip() and not line.startswith("#") and "%" in line:
-                    pct_, _, dso = line.strip().partition(" ")
-                    if float(pct_.rstrip("%")) >= 0.5:
-                        print("    %7s  %s" % (pct_, dso.strip()))
+            perf_summary(out + ".perf", svc_pid)
         if args.strace and os.path.exists(out + ".strace"):
             print("  strace -c -f over the window (%d heartbeats): calls per heartbeat" % beats)
             with open(out + ".strace") as f:
