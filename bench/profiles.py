@@ -32,6 +32,19 @@ event      N single events (RUNNING of a new job, then its COMPLETED), one
            same connection kind: INSERT IGNORE of the event, one upsert of
            the job row, COMMIT.
 
+wrapper    `PY slm.py run -- true` (no target; a service up; a service
+           refused), each against the floor (issue #26's: a Python that
+           imports json, urllib.request, subprocess, signal, argparse and
+           runs true):
+  compile    compile() of slm.py's source (paid by every plain-file start)
+  imports    `PY -X importtime`: every module's own import time, summed
+             over the modules the floor does not import too (median of runs)
+  timeline   strace -f -tt: what slm's process does before the child's
+             execve and after it (fsyncs, files written, connections,
+             threads), with the time of each phase
+  cProfile   `PY -m cProfile slm.py run -- true` (the main thread): the
+             functions with most cumulative time
+
 Nothing is asserted; this is a measuring tool (bench/README.md has the
 findings of its run).
 """
@@ -410,9 +423,118 @@ def minimum_events(kind, db, n):
         conn.close()
 
 
+# ---------------------------------------------------------------------------
+
+FLOOR = "import json, urllib.request, subprocess, signal, argparse; subprocess.call(['true'])"
+
+
+def importtime(argv, env, runs):
+    """{module: median own microseconds} from -X importtime."""
+    import subprocess
+    got = collections.defaultdict(list)
+    for _ in range(runs):
+        err = subprocess.run([argv[0], "-X", "importtime"] + argv[1:], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             universal_newlines=True).stderr
+        for line in err.splitlines():
+            if line.startswith("import time:") and "|" in line and "self" not in line:
+                own, _, name = line[len("import time:"):].split("|")
+                got[name.strip()].append(int(own))
+    return dict((k, common.median(v)) for k, v in got.items())
+
+
+def wrapper(n, tmp):
+    import subprocess
+    py, slm = common.PY, common.SLM
+    with open(slm) as f:
+        source = f.read()
+    took = []
+    for _ in range(max(5, n // 100)):
+        t0 = time.perf_counter()
+        compile(source, slm, "exec")
+        took.append(time.perf_counter() - t0)
+    print("compile of slm.py (%d lines, %d bytes): median %.1f ms"
+          % (source.count("\n"), len(source), common.median(took) * 1e3))
+    service = common.Service(os.path.join(tmp, "w.db"), tmp)
+    refused = "http://127.0.0.1:%d" % common.free_port()
+    base = dict((k, v) for k, v in os.environ.items() if not k.startswith(("SLM_", "SLURM_")))
+    cases = [("no target", {}), ("service up", {"SLM_API_URL": service.url}),
+             ("service refused", {"SLM_API_URL": refused})]
+    runs = 7
+    floor = importtime([py, "-c", FLOOR], base, runs)
+    print("imports (-X importtime, own us, median of %d runs): the floor's total %.1f ms"
+          % (runs, sum(floor.values()) / 1e3))
+    for label, extra in cases:
+        env = dict(base, SLM_SPOOL_DIR=os.path.join(tmp, "spool-imp"), **extra)
+        mods = importtime([py, slm, "run", "--", "true"], env, runs)
+        more = dict((k, v) for k, v in mods.items() if k not in floor)
+        print("  %s: total %.1f ms; %d modules the floor does not import: %.1f ms; the top:"
+              % (label, sum(mods.values()) / 1e3, len(more), sum(more.values()) / 1e3))
+        print("    " + ", ".join("%s %.1f" % (k, v / 1e3) for k, v in
+                                sorted(more.items(), key=lambda kv: -kv[1])[:14]))
+    for label, extra in cases:
+        env = dict(base, SLM_SPOOL_DIR=os.path.join(tmp, "spool-st-%d" % len(label)), **extra)
+        timeline(py, slm, env, label, tmp)
+    for label, extra in cases[:2]:
+        env = dict(base, SLM_SPOOL_DIR=os.path.join(tmp, "spool-cp"), **extra)
+        out = os.path.join(tmp, "cprof")
+        subprocess.run([py, "-m", "cProfile", "-o", out, slm, "run", "--", "true"], env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        st = pstats.Stats(out)
+        print("cProfile, %s (main thread; cumulative ms, own ms, calls):" % label)
+        rows = sorted(st.stats.items(), key=lambda kv: -kv[1][3])
+        shown = 0
+        for (path, line, func), (cc, nc, tt, ct, callers) in rows:
+            if "slm.py" not in path or ct < 0.0005:
+                continue
+            print("    %7.1f %7.1f %5d  %s:%d %s" % (ct * 1e3, tt * 1e3, nc, "slm.py", line,
+                                                   func))
+            shown += 1
+            if shown >= 22:
+                break
+    service.stop()
+
+
+def timeline(py, slm, env, label, tmp):
+    """strace -f -tt of one run: the phases before and after the child's execve."""
+    import subprocess
+    out = os.path.join(tmp, "strace-%s" % label.replace(" ", "-"))
+    subprocess.run(["strace", "-f", "-ttt", "-qq", "-o", out, "-e",
+                    "trace=execve,clone,clone3,fsync,fdatasync,connect,openat,rename,exit_group,"
+                    "wait4,unlink,mkdir", py, slm, "run", "--", "true"], env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(out) as f:
+        lines = f.read().splitlines()
+    t0 = float(lines[0].split()[1])
+    child = None
+    for line in lines[1:]:
+        if "execve(" in line and '"/usr/bin/true"' in line or 'execve("/bin/true"' in line:
+            child = float(line.split()[1])
+            break
+    end = float(lines[-1].split()[1])
+    phases = {"before": collections.Counter(), "after": collections.Counter()}
+    for line in lines:
+        parts = line.split(None, 2)
+        if len(parts) < 3:
+            continue
+        when, call = float(parts[1]), parts[2].split("(", 1)[0]
+        if call == "openat" and ("O_WRONLY" in parts[2] or "O_RDWR" in parts[2] or
+                                 "O_CREAT" in parts[2]):
+            call = "openat (write)"
+        elif call == "openat":
+            call = "openat (read)"
+        phases["before" if child is None or when < child else "after"][call] += 1
+    print("timeline, %s (strace -f: times are inflated by strace itself):" % label)
+    print("    child execve at +%.1f ms, slm gone at +%.1f ms" % (
+        ((child or end) - t0) * 1e3, (end - t0) * 1e3))
+    for phase in ("before", "after"):
+        print("    %-6s %s" % (phase, ", ".join("%s %d" % kv for kv in
+                                             sorted(phases[phase].items()))))
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=("heartbeat", "event"))
+    ap.add_argument("what", choices=("heartbeat", "event", "wrapper"))
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--backend", choices=("sqlite", "mysql", "both"), default="both")
     args = ap.parse_args()
@@ -422,6 +544,8 @@ def main():
     kinds = [k for k in ("sqlite", "mysql") if args.backend in (k, "both")]
     if "mysql" in kinds and not common.mysql_available():
         kinds.remove("mysql")
+    if args.what == "wrapper":
+        return wrapper(args.n, tmp)
     for kind in kinds:
         (heartbeat if args.what == "heartbeat" else event)(kind, args.n, tmp)
         sys.stdout.flush()
