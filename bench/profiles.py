@@ -44,6 +44,9 @@ wrapper    `PY slm.py run -- true` (no target; a service up; a service
              threads), with the time of each phase
   cProfile   `PY -m cProfile slm.py run -- true` (the main thread): the
              functions with most cumulative time
+  phases     a launcher compiles slm.py, runs it with its main steps timed
+             (wall clock: spawn, the courier, the journal, each request,
+             the end): median of runs, the three cases interleaved
 
 Nothing is asserted; this is a measuring tool (bench/README.md has the
 findings of its run).
@@ -472,6 +475,7 @@ def wrapper(n, tmp):
               % (label, sum(mods.values()) / 1e3, len(more), sum(more.values()) / 1e3))
         print("    " + ", ".join("%s %.1f" % (k, v / 1e3) for k, v in
                                 sorted(more.items(), key=lambda kv: -kv[1])[:14]))
+    phases(py, slm, [(label, dict(base, **extra)) for label, extra in cases], tmp)
     for label, extra in cases:
         env = dict(base, SLM_SPOOL_DIR=os.path.join(tmp, "spool-st-%d" % len(label)), **extra)
         timeline(py, slm, env, label, tmp)
@@ -493,6 +497,97 @@ def wrapper(n, tmp):
             if shown >= 22:
                 break
     service.stop()
+
+
+# compiles slm.py, wraps its main steps with wall-clock timers, runs main()
+PHASES = r"""
+import json, sys, time
+T0 = time.perf_counter()
+path = sys.argv[1]
+c0 = time.perf_counter()
+code = compile(open(path).read(), path, "exec")
+c1 = time.perf_counter()
+g = {"__name__": "slm_phases", "__file__": path}
+exec(code, g)
+t_mod = time.perf_counter()
+marks = []
+
+def timer(label, f):
+    def timed(*a, **k):
+        t = time.perf_counter()
+        try:
+            return f(*a, **k)
+        finally:
+            marks.append((label, t - T0, time.perf_counter() - t))
+    return timed
+
+for owner, name, label in [
+        ("Settings", "__init__", "Settings()"),
+        ("Wrapper", "spawn", "Wrapper.spawn (the child started)"),
+        ("Courier", "__init__", "Courier() (spool, targets)"),
+        ("Settings", "targets", "  Settings.targets"),
+        ("JobWatch", "__init__", "JobWatch()"),
+        ("Courier", "post", "Courier.post (journal, queue)"),
+        ("Spool", "add", "  Spool.add (the durable write)"),
+        ("Courier", "start", "Courier.start (threads)"),
+        ("JobWatch", "start", "JobWatch.start"),
+        ("Wrapper", "_finish", "Wrapper._finish (the end event, the wait)"),
+        ("Courier", "finish", "  Courier.finish (last attempts, wait)")]:
+    setattr(g[owner], name, timer(label, getattr(g[owner], name)))
+for name, label in [("short_hash", "  short_hash (imports hashlib)"),
+                    ("_plain_http", "_plain_http (one request, any thread)")]:
+    g[name] = timer(label, g[name])
+sys.argv = sys.argv[1:]
+try:
+    g["main"]()
+finally:
+    sys.stderr.write("PHASES " + json.dumps({"compile": c1 - c0, "module body": t_mod - c1,
+                                             "main()": time.perf_counter() - t_mod,
+                                             "marks": marks}) + "\n")
+"""
+
+
+def phases(py, slm, cases, tmp, runs=15):
+    import subprocess
+    got = collections.OrderedDict((label, collections.OrderedDict()) for label, _ in cases)
+    for i in range(runs):
+        for label, env in cases:
+            env = dict(env, SLM_SPOOL_DIR=os.path.join(tmp, "spool-ph-%d-%d" % (i, len(label))))
+            err = subprocess.run([py, "-c", PHASES, slm, "run", "--", "true"], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 universal_newlines=True).stderr
+            found = [l for l in err.splitlines() if l.startswith("PHASES ")]
+            if not found:
+                print("phases: no report from a run (%s): %s" % (label, err[-500:]))
+                return
+            d = json.loads(found[-1][len("PHASES "):])
+            row = got[label]
+            for k in ("compile", "module body", "main()"):
+                row.setdefault(k, []).append((d[k], None))
+            total, first = collections.OrderedDict(), {}
+            for name, at, took in d["marks"]:
+                total[name] = total.get(name, 0.0) + took
+                first.setdefault(name, at)
+            for name in total:
+                row.setdefault(name, []).append((total[name], first[name]))
+    print("phases (wall ms, median of %d runs each; +ms: when it first starts, from the"
+          " launcher's start; summed over calls and threads):" % runs)
+    names = []
+    for row in got.values():
+        names += [n for n in row if n not in names]
+    print("  %-44s" % "" + "".join("%22s" % label for label in got))
+    for name in names:
+        cells = []
+        for row in got.values():
+            v = row.get(name)
+            if not v:
+                cells.append("%22s" % "-")
+                continue
+            took = common.median([t for t, _ in v]) * 1e3
+            at = [a for _, a in v if a is not None]
+            cells.append("%22s" % ("%.1f" % took + (" (+%.0f)" % (common.median(at) * 1e3)
+                                                     if at else "")))
+        print("  %-44s%s" % (name, "".join(cells)))
 
 
 def timeline(py, slm, env, label, tmp):

@@ -455,7 +455,9 @@ def run_backend(kind, args, tmp):
     else:
         db = os.path.join(tmp, "site-%d.db" % os.getpid())
     # the service's own defaults (outbox poll 1 s, watchdog every 15 s), no Slurm
-    svc = common.Service(db, tmp, env={"SLM_OUTBOX_POLL": "1", "SLM_RECONCILE": "off"})
+    env = {"SLM_OUTBOX_POLL": "1", "SLM_RECONCILE": "off"}
+    env.update(kv.split("=", 1) for kv in args.service_env)
+    svc = common.Service(db, tmp, env=env)
     try:
         t = time.perf_counter()
         make_jobs(svc, args.jobs, args.interval)
@@ -568,12 +570,16 @@ def main():
     ap.add_argument("--strace", action="store_true", help="count the service's system calls")
     ap.add_argument("--perf", action="store_true", help="perf record the service (by DSO)")
     ap.add_argument("--profile-dir", help="where the profiles' raw files stay (default: temp)")
+    ap.add_argument("--service-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="a setting for the service (e.g. SLM_SWITCH_INTERVAL=0.005)")
     args = ap.parse_args()
     args.seconds = args.seconds or (15.0 if args.quick else 60.0)
     args.warmup = args.warmup if args.warmup is not None else (3.0 if args.quick else 10.0)
     args.idle = args.idle if args.idle is not None else (3.0 if args.quick else 10.0)
-    common.header("site: %d running jobs, a heartbeat each every %g s (%.0f/s), %g s measured"
-                  % (args.jobs, args.interval, args.jobs / args.interval, args.seconds))
+    common.header("site: %d running jobs, a heartbeat each every %g s (%.0f/s), %g s measured%s"
+                  % (args.jobs, args.interval, args.jobs / args.interval, args.seconds,
+                     "; service with " + " ".join(args.service_env) if args.service_env
+                     else ""))
     print("load:        %s" % common.load_average())
     tmp = common.tempdir("site")
     kinds = [k for k in ("sqlite", "mysql") if args.backend in (k, "both")]
