@@ -19,6 +19,8 @@ QUICK=
 LOG=${BENCH_LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/slm-bench-logs.XXXXXX")}
 mkdir -p "$LOG"
 START=$(date +%s)
+# the machine may be shared: the load before and after says how quiet it was
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 STATUS=0
 for b in wrapper heartbeat site ingest burst query fairness layers servers dashboard; do
     echo ">>> $b $QUICK" >&2
@@ -33,6 +35,7 @@ echo "## Summary ($(date -u '+%Y-%m-%d %H:%M UTC'), bench/run.sh $QUICK, $((END 
 echo
 sed -n 's/^machine: *//p' "$LOG/wrapper.out" | head -n 1 | sed 's/^/machine: /'
 sed -n 's/^interpreter: *//p' "$LOG/wrapper.out" | head -n 1 | sed 's/^/interpreter: /'
+echo "load (1/5/15 min, $(nproc) cores): $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 echo
 echo "| benchmark | result | target | verdict |"
 echo "|---|---|---|---|"
