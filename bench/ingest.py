@@ -284,6 +284,15 @@ def setup_floor(kind, tmp, dbname):
         try:
             cur = conn.cursor()
             cur.execute("CREATE TABLE floor_events LIKE slurm_events")
+            # columns the floor's INSERT does not name (a later schema's) get a default
+            cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema ="
+                        " DATABASE() AND table_name = 'floor_events' AND is_nullable = 'NO' AND"
+                        " column_default IS NULL AND extra NOT LIKE '%%auto_increment%%'")
+            named = ("event_id", "job_id", "status", "time", "seq", "received_at", "raw")
+            for (column,) in cur.fetchall():
+                if column not in named:
+                    cur.execute("ALTER TABLE floor_events ALTER COLUMN `%s` SET DEFAULT ''"
+                                % column)
             conn.commit()
         finally:
             conn.close()

@@ -291,12 +291,13 @@ def make_jobs(svc, jobs, interval):
                                    heartbeat=interval)
                       for k in range(start, min(jobs, start + 100))]
             body = json.dumps({"events": events}).encode()
-            b.sock.sendall(("POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type:"
+            b.sock.sendall(("POST /api/v1/events HTTP/1.1\r\nHost: %s:%d\r\nContent-Type:"
                             " application/json\r\nContent-Length: %d\r\n\r\n"
-                            % len(body)).encode() + body)
+                            % (svc.host, svc.port, len(body))).encode() + body)
             status = b.answer()
             if status != 200:
-                raise RuntimeError("making the jobs: POST /api/v1/events -> %d" % status)
+                raise RuntimeError("making the jobs: POST /api/v1/events -> %d (%s)"
+                                   % (status, svc.output()[-500:]))
     finally:
         b.close()
 
