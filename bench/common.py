@@ -40,8 +40,8 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 import scaffold  # noqa: E402
 
 # the scaffold's scratch databases go to the server named here
-scaffold.MARIADB_URL = "mysql://%s:%s@%s:%d" % (MYSQL_USER, urllib.parse.quote(MYSQL_PASSWORD, safe=""), MYSQL_HOST,
-                                                 MYSQL_PORT)
+scaffold.MARIADB_URL = "mysql://%s:%s@%s:%d" % (
+    MYSQL_USER, urllib.parse.quote(MYSQL_PASSWORD, safe=""), MYSQL_HOST, MYSQL_PORT)
 
 _cleanups = []
 

@@ -60,7 +60,8 @@ def service_missing():
     if why:
         return why
     if not ORIGINAL_PY:
-        return "SLM_BENCH_ORIGINAL_PYTHON is not set (an interpreter with pymysql, fastapi, uvicorn)"
+        return ("SLM_BENCH_ORIGINAL_PYTHON is not set (an interpreter with pymysql, fastapi,"
+                " uvicorn)")
     probe = subprocess.run([ORIGINAL_PY, "-c", "import pymysql, fastapi, uvicorn"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if probe.returncode != 0:

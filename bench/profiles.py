@@ -436,6 +436,207 @@ def minimum_events(kind, db, n):
         conn.close()
 
 
+# ---------------------------------------------------------------------------
+
+FLOOR = "import json, urllib.request, subprocess, signal, argparse; subprocess.call(['true'])"
+
+
+def importtime(argv, env, runs):
+    """{module: median own microseconds} from -X importtime."""
+    import subprocess
+    got = collections.defaultdict(list)
+    for _ in range(runs):
+        err = subprocess.run([argv[0], "-X", "importtime"] + argv[1:], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             universal_newlines=True).stderr
+        for line in err.splitlines():
+            if line.startswith("import time:") and "|" in line and "self" not in line:
+                own, _, name = line[len("import time:"):].split("|")
+                got[name.strip()].append(int(own))
+    return dict((k, common.median(v)) for k, v in got.items())
+
+
+def wrapper(n, tmp):
+    import subprocess
+    py, slm = common.PY, common.SLM
+    with open(slm) as f:
+        source = f.read()
+    took = []
+    for _ in range(max(5, n // 100)):
+        t0 = time.perf_counter()
+        compile(source, slm, "exec")
+        took.append(time.perf_counter() - t0)
+    print("compile of slm.py (%d lines, %d bytes): median %.1f ms"
+          % (source.count("\n"), len(source), common.median(took) * 1e3))
+    service = common.Service(os.path.join(tmp, "w.db"), tmp)
+    refused = "http://127.0.0.1:%d" % common.free_port()
+    base = dict((k, v) for k, v in os.environ.items() if not k.startswith(("SLM_", "SLURM_")))
+    cases = [("no target", {}), ("service up", {"SLM_API_URL": service.url}),
+             ("service refused", {"SLM_API_URL": refused})]
+    runs = 7
+    floor = importtime([py, "-c", FLOOR], base, runs)
+    print("imports (-X importtime, own us, median of %d runs): the floor's total %.1f ms"
+          % (runs, sum(floor.values()) / 1e3))
+    for label, extra in cases:
+        env = dict(base, SLM_SPOOL_DIR=os.path.join(tmp, "spool-imp"), **extra)
+        mods = importtime([py, slm, "run", "--", "true"], env, runs)
+        more = dict((k, v) for k, v in mods.items() if k not in floor)
+        print("  %s: total %.1f ms; %d modules the floor does not import: %.1f ms; the top:"
+              % (label, sum(mods.values()) / 1e3, len(more), sum(more.values()) / 1e3))
+        print("    " + ", ".join("%s %.1f" % (k, v / 1e3) for k, v in
+                                sorted(more.items(), key=lambda kv: -kv[1])[:14]))
+    phases(py, slm, [(label, dict(base, **extra)) for label, extra in cases], tmp)
+    for label, extra in cases:
+        env = dict(base, SLM_SPOOL_DIR=os.path.join(tmp, "spool-st-%d" % len(label)), **extra)
+        timeline(py, slm, env, label, tmp)
+    for label, extra in cases[:2]:
+        env = dict(base, SLM_SPOOL_DIR=os.path.join(tmp, "spool-cp"), **extra)
+        out = os.path.join(tmp, "cprof")
+        subprocess.run([py, "-m", "cProfile", "-o", out, slm, "run", "--", "true"], env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        st = pstats.Stats(out)
+        print("cProfile, %s (main thread; cumulative ms, own ms, calls):" % label)
+        rows = sorted(st.stats.items(), key=lambda kv: -kv[1][3])
+        shown = 0
+        for (path, line, func), (cc, nc, tt, ct, callers) in rows:
+            if "slm.py" not in path or ct < 0.0005:
+                continue
+            print("    %7.1f %7.1f %5d  %s:%d %s" % (ct * 1e3, tt * 1e3, nc, "slm.py", line,
+                                                   func))
+            shown += 1
+            if shown >= 22:
+                break
+    service.stop()
+
+
+# compiles slm.py, wraps its main steps with wall-clock timers, runs main()
+PHASES = r"""
+import json, sys, time
+T0 = time.perf_counter()
+path = sys.argv[1]
+c0 = time.perf_counter()
+code = compile(open(path).read(), path, "exec")
+c1 = time.perf_counter()
+g = {"__name__": "slm_phases", "__file__": path}
+exec(code, g)
+t_mod = time.perf_counter()
+marks = []
+
+def timer(label, f):
+    def timed(*a, **k):
+        t = time.perf_counter()
+        try:
+            return f(*a, **k)
+        finally:
+            marks.append((label, t - T0, time.perf_counter() - t))
+    return timed
+
+for owner, name, label in [
+        ("Settings", "__init__", "Settings()"),
+        ("Wrapper", "spawn", "Wrapper.spawn (the child started)"),
+        ("Courier", "__init__", "Courier() (spool, targets)"),
+        ("Settings", "targets", "  Settings.targets"),
+        ("JobWatch", "__init__", "JobWatch()"),
+        ("Courier", "post", "Courier.post (journal, queue)"),
+        ("Spool", "add", "  Spool.add (the durable write)"),
+        ("Courier", "start", "Courier.start (threads)"),
+        ("JobWatch", "start", "JobWatch.start"),
+        ("Wrapper", "_finish", "Wrapper._finish (the end event, the wait)"),
+        ("Courier", "finish", "  Courier.finish (last attempts, wait)")]:
+    setattr(g[owner], name, timer(label, getattr(g[owner], name)))
+for name, label in [("short_hash", "  short_hash (imports hashlib)"),
+                    ("_plain_http", "_plain_http (one request, any thread)")]:
+    g[name] = timer(label, g[name])
+sys.argv = sys.argv[1:]
+try:
+    g["main"]()
+finally:
+    sys.stderr.write("PHASES " + json.dumps({"compile": c1 - c0, "module body": t_mod - c1,
+                                             "main()": time.perf_counter() - t_mod,
+                                             "marks": marks}) + "\n")
+"""
+
+
+def phases(py, slm, cases, tmp, runs=15):
+    import subprocess
+    got = collections.OrderedDict((label, collections.OrderedDict()) for label, _ in cases)
+    for i in range(runs):
+        for label, env in cases:
+            env = dict(env, SLM_SPOOL_DIR=os.path.join(tmp, "spool-ph-%d-%d" % (i, len(label))))
+            err = subprocess.run([py, "-c", PHASES, slm, "run", "--", "true"], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 universal_newlines=True).stderr
+            found = [l for l in err.splitlines() if l.startswith("PHASES ")]
+            if not found:
+                print("phases: no report from a run (%s): %s" % (label, err[-500:]))
+                return
+            d = json.loads(found[-1][len("PHASES "):])
+            row = got[label]
+            for k in ("compile", "module body", "main()"):
+                row.setdefault(k, []).append((d[k], None))
+            total, first = collections.OrderedDict(), {}
+            for name, at, took in d["marks"]:
+                total[name] = total.get(name, 0.0) + took
+                first.setdefault(name, at)
+            for name in total:
+                row.setdefault(name, []).append((total[name], first[name]))
+    print("phases (wall ms, median of %d runs each; +ms: when it first starts, from the"
+          " launcher's start; summed over calls and threads):" % runs)
+    names = []
+    for row in got.values():
+        names += [n for n in row if n not in names]
+    print("  %-44s" % "" + "".join("%22s" % label for label in got))
+    for name in names:
+        cells = []
+        for row in got.values():
+            v = row.get(name)
+            if not v:
+                cells.append("%22s" % "-")
+                continue
+            took = common.median([t for t, _ in v]) * 1e3
+            at = [a for _, a in v if a is not None]
+            cells.append("%22s" % ("%.1f" % took + (" (+%.0f)" % (common.median(at) * 1e3)
+                                                     if at else "")))
+        print("  %-44s%s" % (name, "".join(cells)))
+
+
+def timeline(py, slm, env, label, tmp):
+    """strace -f -tt of one run: the phases before and after the child's execve."""
+    import subprocess
+    out = os.path.join(tmp, "strace-%s" % label.replace(" ", "-"))
+    subprocess.run(["strace", "-f", "-ttt", "-qq", "-o", out, "-e",
+                    "trace=execve,clone,clone3,fsync,fdatasync,connect,openat,rename,exit_group,"
+                    "wait4,unlink,mkdir", py, slm, "run", "--", "true"], env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(out) as f:
+        lines = f.read().splitlines()
+    t0 = float(lines[0].split()[1])
+    child = None
+    for line in lines[1:]:
+        if "execve(" in line and '"/usr/bin/true"' in line or 'execve("/bin/true"' in line:
+            child = float(line.split()[1])
+            break
+    end = float(lines[-1].split()[1])
+    phases = {"before": collections.Counter(), "after": collections.Counter()}
+    for line in lines:
+        parts = line.split(None, 2)
+        if len(parts) < 3:
+            continue
+        when, call = float(parts[1]), parts[2].split("(", 1)[0]
+        if call == "openat" and ("O_WRONLY" in parts[2] or "O_RDWR" in parts[2] or
+                                 "O_CREAT" in parts[2]):
+            call = "openat (write)"
+        elif call == "openat":
+            call = "openat (read)"
+        phases["before" if child is None or when < child else "after"][call] += 1
+    print("timeline, %s (strace -f: times are inflated by strace itself):" % label)
+    print("    child execve at +%.1f ms, slm gone at +%.1f ms" % (
+        ((child or end) - t0) * 1e3, (end - t0) * 1e3))
+    for phase in ("before", "after"):
+        print("    %-6s %s" % (phase, ", ".join("%s %d" % kv for kv in
+                                             sorted(phases[phase].items()))))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=("heartbeat", "event", "wrapper"))

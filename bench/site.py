@@ -12,17 +12,17 @@ first: one RUNNING event each, carrying the heartbeat interval, posted in
 batches of 100 before anything is measured.
 
 The beats are spread evenly: beat i goes out at t0 + i * INTERVAL / N, to
-job i mod N, so every job beats once per interval.  Each beat is sent as
+job i mod N, so every job beats once per interval. Each beat is sent as
 slm.py sends it: a fresh connection, the request with "Connection: close"
-(every job's wrapper is its own process on its own node); --keep-alive
-sends them on one kept connection per sender thread instead (what a service
-behind a proxy that keeps connections would see).  A few sender threads
-(--threads, default 4), with a hand-written HTTP/1.1 request (no
-http.client, no JSON encoder per beat), sleep until each send is due; a
-send that is late goes at once and its lag is counted, nothing is skipped.  After a warm-up (--warmup seconds of the
-same load, not measured) the measured window is SECONDS long.  Before the
-load an idle window of the same kind (--idle seconds, no requests) gives
-the service's and mariadbd's background CPU.
+(every job's wrapper is its own process on its own node); --keep-alive sends
+them on one kept connection per sender thread instead (what a service behind
+a proxy that keeps connections would see). A few sender threads (--threads,
+default 4), with a hand-written HTTP/1.1 request (no http.client, no JSON
+encoder per beat), sleep until each send is due; a send that is late goes at
+once and its lag is counted, nothing is skipped. After a warm-up (--warmup
+seconds of the same load, not measured) the measured window is SECONDS long.
+Before the load an idle window of the same kind (--idle seconds, no
+requests) gives the service's and mariadbd's background CPU.
 
 Reported per backend:
   service CPU   utime+stime of slm_api.py from /proc/PID/stat over the
