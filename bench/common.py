@@ -9,13 +9,13 @@ import atexit
 import json
 import os
 import platform
-import random
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -38,6 +38,10 @@ QUICK = "--quick" in sys.argv[1:]
 # the one test scaffold (tests/scaffold.py) starts the service here too
 sys.path.insert(0, os.path.join(REPO, "tests"))
 import scaffold  # noqa: E402
+
+# the scaffold's scratch databases go to the server named here
+scaffold.MARIADB_URL = "mysql://%s:%s@%s:%d" % (
+    MYSQL_USER, urllib.parse.quote(MYSQL_PASSWORD, safe=""), MYSQL_HOST, MYSQL_PORT)
 
 _cleanups = []
 
@@ -93,6 +97,16 @@ def interpreter(path=PY):
     return "%s (Python %s)" % (path, out)
 
 
+def load_average():
+    """The machine's load as uptime shows it (the machine is shared: say how busy)."""
+    try:
+        with open("/proc/loadavg") as f:
+            one, five, fifteen = f.read().split()[:3]
+        return "%s %s %s (1/5/15 min) on %d cores" % (one, five, fifteen, os.cpu_count() or 0)
+    except OSError:
+        return "?"
+
+
 def header(title):
     print("=" * 78)
     print(title)
@@ -100,6 +114,7 @@ def header(title):
     print("interpreter: %s" % interpreter())
     print("mode:        %s" % ("--quick" if QUICK else "full"))
     print("date:        %s" % time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    print("load:        %s" % load_average())
     print("-" * 78)
     sys.stdout.flush()
 
@@ -139,14 +154,11 @@ def result(name, value, target=None, ok=None):
 # events
 
 def event(job_id, status, seq=1, when=None, **extra):
+    """An event as slm.py sends it (the scaffold's), its time with milliseconds."""
     if when is None:
         when = time.time()
-    ev = {"schema": "slm.event/1", "event_id": "%032x" % random.getrandbits(128),
-          "job_id": job_id, "status": status, "seq": seq,
-          "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when))
-          + ".%03dZ" % int((when % 1) * 1000)}
-    ev.update(extra)
-    return ev
+    return scaffold.event(job_id, status, seq=seq, when=time.strftime(
+        "%Y-%m-%dT%H:%M:%S", time.gmtime(when)) + ".%03dZ" % int((when % 1) * 1000), **extra)
 
 
 # ---------------------------------------------------------------------------
@@ -190,23 +202,11 @@ def mysql_available():
 
 
 def mysql_temp_db():
-    """CREATE DATABASE slm_bench_<random>; dropped at exit.  Returns (name, url)."""
-    name = "slm_bench_%08x" % random.getrandbits(32)
-    conn = mysql_connect()
-    try:
-        conn.cursor().execute("CREATE DATABASE `%s` CHARACTER SET utf8mb4" % name)
-    finally:
-        conn.close()
-
-    def drop():
-        c = mysql_connect()
-        try:
-            c.cursor().execute("DROP DATABASE IF EXISTS `%s`" % name)
-        finally:
-            c.close()
-    on_exit(drop)
-    url = "mysql://%s:%s@%s:%d/%s" % (MYSQL_USER, MYSQL_PASSWORD, MYSQL_HOST, MYSQL_PORT, name)
-    return name, url
+    """A throw-away database slm_bench_<random> (the scaffold's ScratchDatabase),
+    dropped at exit.  Returns (name, url)."""
+    scratch = scaffold.ScratchDatabase(prefix="slm_bench")
+    on_exit(scratch.drop)
+    return scratch.name, scratch.url
 
 
 def count_rows(db, table):

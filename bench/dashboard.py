@@ -51,9 +51,35 @@ def fill_database(db, jobs, per_job):
     return fill.fill(db, jobs, per_job, quiet=True)
 
 
-def session_cookie():
+_COOKIE = []
+
+
+def sign_in(port):
+    """The sign-in cookie: computed from the token where the service derives
+    it so, else made by the service as its form makes it (POST /signin)."""
     import slm_api
-    return slm_api.SESSION_COOKIE, slm_api.session_value(slm_api.token_digest(TOKEN))
+    import urllib.parse
+    if hasattr(slm_api, "session_value"):
+        _COOKIE[:] = [slm_api.SESSION_COOKIE, slm_api.session_value(slm_api.token_digest(TOKEN))]
+        return
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("POST", "/signin", urllib.parse.urlencode({"token": TOKEN, "next": "/"}),
+                     {"Content-Type": "application/x-www-form-urlencoded",
+                      "Accept": "text/html", "Origin": "http://127.0.0.1:%d" % port})
+        answer = conn.getresponse()
+        answer.read()
+    finally:
+        conn.close()
+    name, _, rest = (answer.getheader("Set-Cookie") or "").partition("=")
+    value = rest.split(";")[0]
+    if answer.status != 303 or not value:
+        raise RuntimeError("signing in: POST /signin -> %d, no cookie" % answer.status)
+    _COOKIE[:] = [name, value]
+
+
+def session_cookie():
+    return tuple(_COOKIE)
 
 
 def get(port, path):
@@ -137,6 +163,7 @@ def main():
     with open(tokens, "w") as f:
         f.write("%s:user:%s\n" % (USER, slm_api.token_digest(TOKEN)))
     svc = common.Service(db, tmp, env={"SLM_TOKENS_FILE": tokens, "SLM_PUBLIC": "healthz"})
+    sign_in(svc.port)
     root = os.path.join(tmp, "static-copy")
     os.makedirs(root)
     try:

@@ -70,8 +70,13 @@ def fill(db, jobs, per_job, seed=1, chunk=1000, quiet=False):
     store = open_database(db)
     store.ping()                  # creates the tables, as the service does
     mysql = store.backend == "mysql"
-    ins_ev = ("INSERT INTO slurm_events (event_id, job_id, status, time, seq, received_at, raw)"
-              " VALUES (?, ?, ?, ?, ?, ?, ?)")
+    # a schema with job keys (a job is its id on its cluster; these have none) keys
+    # events by the job's key and names their user, as the service writes them
+    keyed = "job_key" in slm_api.JOB_COLUMNS
+    ev_cols = ["event_id", "job_id", "status", "time", "seq", "received_at", "raw"] + (
+        ["job_key", "user"] if keyed else [])
+    ins_ev = ("INSERT INTO slurm_events (%s) VALUES (%s)"
+              % (slm_api.columns(ev_cols), ", ".join("?" * len(ev_cols))))
     ins_job = ("INSERT INTO slurm_jobs (%s) VALUES (%s)"
                % (slm_api.columns(slm_api.JOB_COLUMNS), ", ".join("?" * len(slm_api.JOB_COLUMNS))))
     if mysql:
@@ -89,13 +94,17 @@ def fill(db, jobs, per_job, seed=1, chunk=1000, quiet=False):
                 job, events = job_events(rng, n, per_job)
                 row = dict((c, None) for c in slm_api.JOB_COLUMNS)
                 row["job_id"], row["event_count"], row["restarts"] = job, 0, 0
+                key = slm_api.job_key_of(None, job) if keyed else None
+                if keyed:
+                    row["job_key"] = key
                 received = None
                 for ev in events:
                     checked = slm_api.validate_event(ev)
                     normal, raw = checked.event, checked.raw
                     received = normal["time"]
                     ev_rows.append((normal["event_id"], job, normal["status"], normal["time"],
-                                    normal["seq"], received, raw))
+                                    normal["seq"], received, raw) +
+                                   ((key, normal.get("user")) if keyed else ()))
                     slm_api.merge_event(row, normal)
                 job_rows.append([row[c] for c in slm_api.JOB_COLUMNS])
             if not mysql:

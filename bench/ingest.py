@@ -24,9 +24,23 @@ The clients run in this process (one interpreter, GIL) on the same 2 cores as
 the service and the database: all three compete for the CPU, which caps
 every figure here (floor included) well below what separate machines give.
 
+The original (licoded/slurm-admin), when SLM_BENCH_ORIGINAL and
+SLM_BENCH_ORIGINAL_PYTHON name it (bench/original.py; skipped with a note
+otherwise): its service on a throw-away MariaDB database (it has no other
+backend), timed in every round of both backends, interleaved, with the same
+clients (keep-alive http.client, one connection each, as fast as they can):
+  orig single   one event per request (POST /api/job/event: one INSERT and
+                its commit), on jobs registered before the timing
+  orig change   one state change as its wrapper reports it: POST
+                /api/job/status then POST /api/job/event (two requests);
+                SLM's is one event (its single row)
+It has no batches and no event ids (a retry stores a second row).
+
 Targets (PASS/MISS, not asserted): MariaDB, 32 clients, single events:
 >= 50 % of the pymysql floor at 32 connections with p99 <= 30 ms; batched
-events/s >= 10x single events/s (at 32 clients, each backend).
+events/s >= 10x single events/s (at 32 clients, each backend); issue #26:
+single events at one client >= the original's, batches >= 10x single at
+1, 8 and 32 clients.
 """
 
 import argparse
@@ -40,6 +54,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+import original  # noqa: E402
 from common import pct, result  # noqa: E402
 
 CONCURRENCY = (1, 8, 32)
@@ -120,6 +135,79 @@ def run_clients(svc, clients, batch, seconds, run_tag):
             "warm": clients}
 
 
+ORIG_JOBS = 20     # registered jobs per client of the original
+
+
+class OriginalLoad(object):
+    """The original's service, its jobs registered, each job's last status kept
+    (a status update that changes nothing is its 404: RUNNING and COMPLETED
+    alternate)."""
+
+    def __init__(self, workdir):
+        self.svc = original.Service(workdir)
+        self.jobs = [["orig-c%d-j%d" % (k, j) for j in range(ORIG_JOBS)]
+                     for k in range(max(CONCURRENCY))]
+        original.register_jobs(self.svc, [j for js in self.jobs for j in js])
+        self.last = {}
+
+    def run(self, clients, mode, seconds):
+        """mode "single": events/s; "change": state changes (2 requests) per second."""
+        svc = self.svc
+        lat = [[] for _ in range(clients)]
+        done = [0] * clients
+        errors = [0] * clients
+        barrier = threading.Barrier(clients + 1)
+        stop = [0.0]
+
+        def one(conn, k, n):
+            job = self.jobs[k][n % ORIG_JOBS]
+            status = "COMPLETED" if self.last.get(job) == "RUNNING" else "RUNNING"
+            self.last[job] = status
+            if mode == "change" and not original.post(conn, "/api/job/status",
+                                                      original.status_body(job, status)):
+                return False
+            return original.post(conn, "/api/job/event", original.event_body(job, status))
+
+        def client(k):
+            conn = svc.connection()
+            n = 0
+            try:
+                one(conn, k, n)       # warm the connection
+                barrier.wait()
+                while time.perf_counter() < stop[0]:
+                    n += 1
+                    t0 = time.perf_counter()
+                    ok = one(conn, k, n)
+                    t1 = time.perf_counter()
+                    if ok:
+                        done[k] += 1
+                        lat[k].append(t1 - t0)
+                    else:
+                        errors[k] += 1
+            except Exception:
+                errors[k] += 1
+                try:
+                    barrier.abort()
+                except Exception:
+                    pass
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+        for t in threads:
+            t.start()
+        stop[0] = time.perf_counter() + 3600
+        barrier.wait()
+        t0 = time.perf_counter()
+        stop[0] = t0 + seconds
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0
+        lats = [x for l in lat for x in l]
+        return {"eps": sum(done) / elapsed, "p50": pct(lats, 50), "p99": pct(lats, 99),
+                "errors": sum(errors)}
+
+
 FLOOR_SQL = ("INSERT INTO floor_events (event_id, job_id, status, time, seq, received_at, raw)"
              " VALUES (?, ?, ?, ?, ?, ?, ?)")
 
@@ -196,6 +284,15 @@ def setup_floor(kind, tmp, dbname):
         try:
             cur = conn.cursor()
             cur.execute("CREATE TABLE floor_events LIKE slurm_events")
+            # columns the floor's INSERT does not name (a later schema's) get a default
+            cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema ="
+                        " DATABASE() AND table_name = 'floor_events' AND is_nullable = 'NO' AND"
+                        " column_default IS NULL AND extra NOT LIKE '%%auto_increment%%'")
+            named = ("event_id", "job_id", "status", "time", "seq", "received_at", "raw")
+            for (column,) in cur.fetchall():
+                if column not in named:
+                    cur.execute("ALTER TABLE floor_events ALTER COLUMN `%s` SET DEFAULT ''"
+                                % column)
             conn.commit()
         finally:
             conn.close()
@@ -211,7 +308,7 @@ def setup_floor(kind, tmp, dbname):
     return path
 
 
-def bench_backend(kind, seconds, tmp):
+def bench_backend(kind, seconds, tmp, orig=None):
     if kind == "mysql":
         dbname, db = common.mysql_temp_db()
     else:
@@ -248,6 +345,18 @@ def bench_backend(kind, seconds, tmp):
                          "  LOST %d" % lost if lost else "",
                          "  errors %d" % r["errors"] if r["errors"] else ""))
                 sys.stdout.flush()
+                if orig is not None:
+                    # the original's counterpart, right after ours
+                    omode = "single" if mode == "single" else "change"
+                    o = orig.run(c, omode, seconds)
+                    rows[("orig " + omode, c)] = o
+                    print("  %-22s %10.0f %7.2fms %7.2fms %8.0f%% %s%s"
+                          % ("orig %s C=%d" % (omode, c), o["eps"], o["p50"] * 1e3,
+                             o["p99"] * 1e3, 100.0 * o["eps"] / fl["eps"],
+                             "events/s" if omode == "single" else
+                             "state changes/s (2 requests each)",
+                             "  errors %d" % o["errors"] if o["errors"] else ""))
+                    sys.stdout.flush()
         return rows
     finally:
         svc.stop()
@@ -263,8 +372,16 @@ def main():
                   % (seconds, ", ".join(map(str, CONCURRENCY))))
     tmp = common.tempdir("ingest")
     kinds = ["sqlite"] + (["mysql"] if common.mysql_available() else [])
+    why = original.service_missing()
+    orig = None
+    if why:
+        print("original: skipped: %s" % why)
+    else:
+        print("original: %s; its service on MariaDB (%s)" % (original.describe(),
+                                                             original.ORIGINAL_PY))
+        orig = OriginalLoad(tmp)
     for kind in kinds:
-        rows = bench_backend(kind, seconds, tmp)
+        rows = bench_backend(kind, seconds, tmp, orig)
         s32, b32, f32 = rows[("single", 32)], rows[("batch", 32)], rows[("floor", 32)]
         lost = sum(r.get("lost", 0) for r in rows.values())
         share = s32["eps"] / f32["eps"]
@@ -280,6 +397,34 @@ def main():
                % (b32["eps"], b32["eps"] / s32["eps"], b32["p99"] * 1e3),
                ">= 10x single", b32["eps"] / s32["eps"] >= 10)
         result("ingest %s rows lost" % kind, "%d" % lost, "0", lost == 0)
+        ratios = [rows[("batch", c)]["eps"] / rows[("single", c)]["eps"] for c in CONCURRENCY]
+        result("ingest %s batch of 100 vs single at %s clients" % (
+            kind, "/".join(map(str, CONCURRENCY))),
+            " / ".join("%.1fx" % r for r in ratios) + " (%s ev/s batched)" % " / ".join(
+                "%.0f" % rows[("batch", c)]["eps"] for c in CONCURRENCY),
+            ">= 10x at each", min(ratios) >= 10)
+        if orig is None:
+            original.skipped_result("ingest %s single events and state changes" % kind)
+            continue
+        single = [(rows[("single", c)], rows[("orig single", c)]) for c in CONCURRENCY]
+        result("ingest %s single vs the original's event at %s clients" % (
+            kind, "/".join(map(str, CONCURRENCY))),
+            "; ".join("C=%d %.0f vs %.0f ev/s = %.2fx (p50 %.1f vs %.1f ms)" % (
+                c, s["eps"], o["eps"], s["eps"] / o["eps"], s["p50"] * 1e3,
+                o["p50"] * 1e3) for c, (s, o) in zip(CONCURRENCY, single)),
+            ">= 1.00x at 1 client", single[0][0]["eps"] >= single[0][1]["eps"])
+        change = [(rows[("single", c)], rows[("orig change", c)]) for c in CONCURRENCY]
+        result("ingest %s per state change vs the original's (2 requests) at %s clients" % (
+            kind, "/".join(map(str, CONCURRENCY))),
+            "; ".join("C=%d %.0f vs %.0f/s = %.2fx" % (c, s["eps"], o["eps"], s["eps"] / o["eps"])
+                      for c, (s, o) in zip(CONCURRENCY, change)))
+        result("ingest %s batch of 100 vs the original's single events (it has no batches)"
+               % kind, " / ".join("%.1fx" % (rows[("batch", c)]["eps"] /
+                                             rows[("orig single", c)]["eps"])
+                                  for c in CONCURRENCY) + " at %s clients"
+               % "/".join(map(str, CONCURRENCY)))
+    if orig is not None:
+        orig.svc.stop()
 
 
 if __name__ == "__main__":

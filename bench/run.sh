@@ -19,8 +19,10 @@ QUICK=
 LOG=${BENCH_LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/slm-bench-logs.XXXXXX")}
 mkdir -p "$LOG"
 START=$(date +%s)
+# the machine may be shared: the load before and after says how quiet it was
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 STATUS=0
-for b in wrapper heartbeat ingest burst query fairness layers servers dashboard; do
+for b in wrapper heartbeat site ingest burst query fairness layers servers dashboard; do
     echo ">>> $b $QUICK" >&2
     "$PY" "$HERE/$b.py" $QUICK 2>"$LOG/$b.err" | tee "$LOG/$b.out" | grep -v '^RESULT|'
     if ! grep -q '^RESULT|' "$LOG/$b.out"; then
@@ -33,10 +35,11 @@ echo "## Summary ($(date -u '+%Y-%m-%d %H:%M UTC'), bench/run.sh $QUICK, $((END 
 echo
 sed -n 's/^machine: *//p' "$LOG/wrapper.out" | head -n 1 | sed 's/^/machine: /'
 sed -n 's/^interpreter: *//p' "$LOG/wrapper.out" | head -n 1 | sed 's/^/interpreter: /'
+echo "load (1/5/15 min, $(nproc) cores): $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 echo
 echo "| benchmark | result | target | verdict |"
 echo "|---|---|---|---|"
-for b in wrapper heartbeat ingest burst query fairness layers servers dashboard; do cat "$LOG/$b.out"; done 2>/dev/null |
+for b in wrapper heartbeat site ingest burst query fairness layers servers dashboard; do cat "$LOG/$b.out"; done 2>/dev/null |
     sed -n 's/^RESULT|\(.*\)|\(.*\)|\(.*\)|\(.*\)$/| \1 | \2 | \3 | \4 |/p'
 echo
 echo "logs: $LOG"

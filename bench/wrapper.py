@@ -5,8 +5,9 @@ What is timed (wall clock, perf_counter around Popen + os.wait4, stdout/stderr
 to /dev/null), interleaved run by run so that noise from other processes hits
 baseline and subject alike:
 
-  baseline   PY -c "import json, urllib.request, subprocess"  then  true
-             (two processes in sequence: what any Python wrapper pays at least)
+  floor      PY -c "import json, urllib.request, subprocess, signal, argparse;
+             subprocess.call(['true'])"  (what any Python wrapper pays at least;
+             issue #26's floor)
   (a)        PY slm.py run -- true      no SLM_API_URL, no SLM_WEBHOOK
   (b)        ... SLM_API_URL = a real slm_api.py on SQLite (reachable)
   (c)        ... SLM_API_URL = a closed port (connection refused)
@@ -15,6 +16,12 @@ baseline and subject alike:
   (e)-(g)    (a), (b) and (c) with slm loaded from its compiled cache, as the batch
              script `slm submit` generates and the README's fast exec line do:
              PY -I -c "import sys; sys.path.insert(0, DIR); import slm; ..."
+  (h)        (b) with slm_api.py on MariaDB (when it answers): the original's
+             service has MariaDB only
+  original   with SLM_BENCH_ORIGINAL (see bench/original.py): the original's
+             wrapper under the same PY, `PY ORIGINAL/slm run -- true`, with
+             (oa) nothing configured, (ob) its service up (on MariaDB),
+             (oc) its service refused, interleaved with the rows above
 
 Every slm run gets a fresh, empty SLM_SPOOL_DIR (removed afterwards, outside
 the timing), so spooled events from earlier runs never add work.  PY is the
@@ -40,9 +47,11 @@ the moment slm's process has been reaped.  Target in (d): <= SLM_TIMEOUT (1 s).
 Peak RSS: ru_maxrss of the reaped process from os.wait4 (that process and its
 reaped descendants; `true`/`sh` are tiny, so it is the interpreter's).
 
-Targets (printed PASS/MISS, never asserted): median time <= 1.15x the baseline
+Targets (printed PASS/MISS, never asserted): median time <= 1.15x the floor
 in (a), (b), (c); child start <= 5 ms after slm's own start in (d); exit delay
-<= SLM_TIMEOUT in (d).
+<= SLM_TIMEOUT in (d); issue #26: (a), (b)/(h), (c) each <= the original's
+(oa), (ob), (oc), and each plain-file row within 1.15x of its cached row plus
+the measured compile time.
 """
 
 import argparse
@@ -55,6 +64,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+import original  # noqa: E402
 from common import PY, SLM, median, result, verdict  # noqa: E402
 
 DATE_CHILD = ["/bin/sh", "-c", "date +%s.%N"]
@@ -64,6 +74,9 @@ LAUNCHER = ("import sys, time; p = sys.argv[1]; c0 = time.perf_counter(); "
             "sys.argv = sys.argv[1:]; "
             "exec(code, {'__name__': '__main__', '__file__': p, '__builtins__': __builtins__})")
 
+
+# issue #26's floor: a Python that imports what a wrapper needs and runs the command
+FLOOR = "import json, urllib.request, subprocess, signal, argparse; subprocess.call(['true'])"
 
 # the README's fast exec line: slm imported (from __pycache__), not compiled as a script
 CACHED = ("import sys; sys.path.insert(0, %r); import slm; sys.exit(slm.main())"
@@ -130,6 +143,28 @@ def main():
                   % (runs, runs_d))
     tmp = common.tempdir("wrapper")
     service = common.Service(os.path.join(tmp, "slm.db"), tmp)
+    mysql_service = None
+    if common.mysql_available():
+        mysql_service = common.Service(common.mysql_temp_db()[1], tmp)
+    orig_why = original.missing()
+    orig_service_why = orig_why or original.service_missing()
+    orig_service = None
+    if orig_why:
+        print("original: skipped: %s" % orig_why)
+    else:
+        print("original: %s" % original.describe())
+        if orig_service_why:
+            print("original: its service rows skipped: %s" % orig_service_why)
+        else:
+            orig_service = original.Service(tmp)
+            print("original: its service %s (%s, MariaDB database %s)"
+                  % (orig_service.url, original.ORIGINAL_PY, orig_service.dbname))
+    orig_no_db = subprocess.run([PY, "-c", "import pymysql"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL).returncode == 0
+    if not orig_why:
+        print("original: nothing configured = no SLURM_JOB_ID%s" % (
+            " and --no-db (PY has pymysql: it would try the MySQL on localhost)" if orig_no_db
+            else " (PY has no pymysql: its login-node database path is off)"))
     refused_port = common.free_port()
     hole = socket.socket()
     hole.bind(("127.0.0.1", 0))
@@ -148,7 +183,17 @@ def main():
                {"SLM_API_URL": service.url}),
               ("g", "service refused, compiled cache",
                {"SLM_API_URL": "http://127.0.0.1:%d" % refused_port})]
-    times = dict((k, []) for k in ["base"] + [s[0] for s in scenarios + cached])
+    if mysql_service is not None:
+        scenarios.append(("h", "service reachable (MariaDB)", {"SLM_API_URL": mysql_service.url}))
+    originals = []
+    if not orig_why:
+        originals.append(("oa", "original, nothing configured", {}))
+        if orig_service is not None:
+            originals.append(("ob", "original, its service up (MariaDB)",
+                              {"SLM_API_URL": orig_service.url}))
+        originals.append(("oc", "original, its service refused",
+                          {"SLM_API_URL": "http://127.0.0.1:%d" % refused_port}))
+    times = dict((k, []) for k in ["base"] + [s[0] for s in scenarios + cached + originals])
     rss = dict((k, []) for k in times)
     start = dict((k, []) for k in times)      # launcher method
     start2 = dict((k, []) for k in times)     # subtraction method
@@ -163,14 +208,23 @@ def main():
         env["SLM_SPOOL_DIR"] = os.path.join(tmp, "spool-%d" % counter[0])
         return env
 
+    def orig_env(extra):
+        counter[0] += 1
+        env = dict(base_env)
+        env.update(extra)
+        if extra:     # a target: the original posts only from inside a job (a new one)
+            env["SLURM_JOB_ID"] = str(900000 + counter[0])
+        return env
+
     # warm the page cache once, and write slm's compiled cache (__pycache__)
     run([PY, SLM, "run", "--", "true"], slm_env({}))
     run([PY, "-I", "-c", CACHED, "run", "--", "true"], slm_env({}))
+    for key, _, extra in originals:   # and the original's (its package's __pycache__)
+        run(original.wrapper_argv(PY, orig_no_db and not extra), orig_env(extra))
     for i in range(max(runs, runs_d)):
-        # baseline: the two commands in sequence
-        t1, r1, *_ = run([PY, "-c", "import json, urllib.request, subprocess"], base_env)
-        t2, _, *_ = run(["true"], base_env)
-        times["base"].append(t1 + t2)
+        # the floor
+        t1, r1, *_ = run([PY, "-c", FLOOR], base_env)
+        times["base"].append(t1)
         rss["base"].append(r1)
         # bare costs for the start-delay estimates
         _, _, so, _, w0, _ = run(DATE_CHILD, base_env, capture=True)
@@ -178,6 +232,12 @@ def main():
         _, _, so, _, w0, _ = run([PY, "-c", "import time; print(time.time())"], base_env,
                                  capture=True)
         py_cost.append(child_ts(so) - w0)
+        for key, _, extra in originals:
+            if i < runs:
+                t, r, *_ = run(original.wrapper_argv(PY, orig_no_db and not extra),
+                               orig_env(extra))
+                times[key].append(t)
+                rss[key].append(r)
         for key, _, extra in cached:
             if i < runs:
                 env = slm_env(extra)
@@ -211,8 +271,8 @@ def main():
     sh = median(sh_cost)
     pyc = median(py_cost)
     base = median(times["base"])
-    print("baseline (PY -c 'import json, urllib.request, subprocess'; true): median %.1f ms,"
-          " peak RSS %.1f MiB" % (base * 1e3, median(rss["base"]) / 1024.0))
+    print("floor (PY -c \"%s\"): median %.1f ms, peak RSS %.1f MiB"
+          % (FLOOR, base * 1e3, median(rss["base"]) / 1024.0))
     print("bare costs: sh+date %.2f ms, interpreter to first statement %.1f ms"
           % (sh * 1e3, pyc * 1e3))
     print()
@@ -226,7 +286,7 @@ def main():
         print("%-38s %7.1fms %6.2fx %7.2fms %7.2fms %7.1fms %6.1fMiB"
               % ("(%s) %s" % (key, label), m * 1e3, m / base, s1 * 1e3, s2 * 1e3, e * 1e3,
                  median(rss[key]) / 1024.0))
-    for key, label, _ in cached:
+    for key, label, _ in cached + originals:
         m = median(times[key])
         print("%-38s %7.1fms %6.2fx %9s %9s %9s %6.1fMiB" % ("(%s) %s" % (key, label[:34]),
               m * 1e3, m / base, "", "", "", median(rss[key]) / 1024.0))
@@ -235,23 +295,52 @@ def main():
           " %.1f ms more, before that" % (median(COMPILE) * 1e3))
     print("  ** child start after spawn minus bare interpreter start and sh cost")
     print()
-    for key, label, _ in scenarios[:3]:
+    for key, label, _ in scenarios[:3] + scenarios[4:]:
         m = median(times[key])
         result("wrapper (%s) %s" % (key, label),
-               "%.1f ms = %.2fx baseline %.1f ms" % (m * 1e3, m / base, base * 1e3),
+               "%.1f ms = %.2fx floor %.1f ms" % (m * 1e3, m / base, base * 1e3),
                "<= 1.15x", m / base <= 1.15)
     for key, label, _ in cached:
         m = median(times[key])
         result("wrapper (%s) %s" % (key, label),
-               "%.1f ms = %.2fx baseline %.1f ms" % (m * 1e3, m / base, base * 1e3),
+               "%.1f ms = %.2fx floor %.1f ms" % (m * 1e3, m / base, base * 1e3),
                "<= 1.15x", m / base <= 1.15)
+    # issue #26: the plain file costs its cached row plus the compile, and no more
+    compile_s = median(COMPILE)
+    for plain, cache in (("a", "e"), ("b", "f"), ("c", "g")):
+        m, c = median(times[plain]), median(times[cache])
+        result("wrapper (%s) plain file vs (%s) cached + compile" % (plain, cache),
+               "%.1f ms = %.2fx (%.1f + %.1f ms)" % (m * 1e3, m / (c + compile_s), c * 1e3,
+                                                    compile_s * 1e3),
+               "<= 1.15x", m / (c + compile_s) <= 1.15)
+    # issue #26: every P1 row no slower than the original's, in the same run
+    if orig_why:
+        original.skipped_result("wrapper (a)-(c)")
+    else:
+        pairs = [("a", "oa")]
+        if orig_service is not None:
+            pairs += [("b", "ob")] + ([("h", "ob")] if "h" in times else [])
+        pairs += [("c", "oc")]
+        for ours, theirs in pairs:
+            m, o = median(times[ours]), median(times[theirs])
+            label = [lb for k, lb, _ in scenarios if k == ours][0]
+            result("wrapper (%s) %s vs the original (%s)" % (ours, label, theirs),
+                   "%.1f ms = %.2fx original %.1f ms (original %.2fx floor)"
+                   % (m * 1e3, m / o, o * 1e3, o / base), "<= 1.00x", m <= o)
+        for ours, theirs in (("e", "oa"), ("f", "ob"), ("g", "oc")):
+            if theirs in times and times[theirs]:
+                m, o = median(times[ours]), median(times[theirs])
+                result("wrapper (%s) cached vs the original (%s)" % (ours, theirs),
+                       "%.1f ms = %.2fx original %.1f ms" % (m * 1e3, m / o, o * 1e3))
+        if orig_service is not None:
+            orig_service.stop()
     s1 = median(start["d"]) - sh
     result("wrapper (d) child start after slm start", "%.2f ms (alt. estimate %.2f ms)"
            % (s1 * 1e3, (median(start2["d"]) - pyc - sh) * 1e3), "<= 5 ms", s1 <= 0.005)
     e = median(exitd["d"])
     result("wrapper (d) exit delay after child end", "%.0f ms (max %.0f ms)"
            % (e * 1e3, max(exitd["d"]) * 1e3), "<= SLM_TIMEOUT = 1000 ms", max(exitd["d"]) <= 1.0)
-    result("wrapper peak RSS (a)", "%.1f MiB vs baseline %.1f MiB"
+    result("wrapper peak RSS (a)", "%.1f MiB vs floor %.1f MiB"
            % (median(rss["a"]) / 1024.0, median(rss["base"]) / 1024.0))
     print("verdicts: " + ", ".join("%s %s" % (r[0], verdict(r[3])) for r in common.RESULTS
                                    if r[3] is not None))
