@@ -502,7 +502,7 @@ TEXT_FIELDS = (
     "schema", "host", "user", "job_name", "partition", "nodelist", "cwd", "slm_version",
     "slurm_job_id", "array_job_id", "array_task_id", "cluster", "submit_dir", "signal",
     "reason", "message", "script", "array", "time_limit", "wrap", "output_tail",
-    "source", "corrects", "group",
+    "source", "corrects", "group", "via",
 )
 INT_FIELDS = ("exit_code", "seq", "cpus", "array_task_count", "restart_count")
 LIST_FIELDS = ("command", "script_args")
@@ -513,7 +513,7 @@ BOOL_FIELDS = ("monitored", "requeue")
 # meta): a client's event carrying one is refused, so that nothing stored
 # can be what a later reader does not expect.
 SERVICE_FIELDS = ("tasks", "failed_tasks", "rollup", "kind", "usage", "warnings", "total",
-                  "longest", "heartbeat_at")
+                  "longest", "heartbeat_at", "wrapped")
 EVENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
 # The ids the service gives its own events (a LOST, Slurm's verdicts, roll-ups,
 # group notices): no client may post one.
@@ -953,6 +953,8 @@ def merge_event(row, event):
             continue                 # a job's owner, once known, is its owner
         if wins or (meta.get(key) is None and key not in STATUS_FIELDS):
             meta[key] = value
+    if event.get("source") is None and event.get("via") is None:
+        meta["wrapped"] = True       # the job's own wrapper speaks (see wrapped())
     if status in WARNINGS:           # warnings stay listed whatever holds the status
         warned = meta.setdefault("warnings", [])
         if status not in warned:
@@ -963,6 +965,12 @@ def merge_event(row, event):
     if meta.get("group") is not None:
         row["job_group"] = meta["group"]
     return row
+
+
+def wrapped(row):
+    """Whether a job's own wrapper (slm run) reported it: its word then wins
+    over what Slurm's mail (site mode) says of the same moments."""
+    return bool(row.get("meta")) and json.loads(row["meta"]).get("wrapped") is True
 
 
 def job_json(row):
@@ -2156,6 +2164,9 @@ OUTBOX_MAX_AGE = 2 * 86400
 # The longest a CANCELLED notice waits for Slurm to say whether the job was in
 # fact requeued (then a REQUEUED notice goes instead); usually much less.
 HOLD = 180.0
+# How long a notice from Slurm's mail (site mode: slm.py mailprog) of a job no
+# wrapper has spoken of waits for the wrapper (which starts with the job).
+MAILPROG_HOLD = 30.0
 # Who, besides the wrapper, writes events: the service (LOST) and Slurm's verdict.
 SERVICE_SOURCES = ("service", "slurm")
 
@@ -2341,13 +2352,13 @@ class NotifyPolicy(object):
                 "state": "refused" if refusal else "pending", "next_attempt_at": now,
                 "last_error": refusal, "created_at": now, "event_id": None}
 
-    def for_event(self, incoming, job_key, now, stored=None, hold=False):
+    def for_event(self, incoming, job_key, now, stored=None, hold=0.0):
         """(outbox rows, how many the allow-list refused) for one new event of
         the job with that key.
 
         stored: the job's relay request, for events the service made itself
         (the wrapper is dead or silent: the service must tell the user).
-        hold: keep the notices back (state "held") for HOLD seconds at most.
+        hold: keep the notices back (state "held") for that many seconds at most.
         """
         event, relay = incoming.event, incoming.relay
         if relay is None and stored is not None:
@@ -2378,7 +2389,7 @@ class NotifyPolicy(object):
         for row in rows:
             row["event_id"] = event["event_id"]
             if hold and row["state"] == "pending":
-                row["state"], row["next_attempt_at"] = "held", iso_at(time.time() + HOLD)
+                row["state"], row["next_attempt_at"] = "held", iso_at(time.time() + hold)
         return rows, refused
 
     def for_rollup(self, summary, relay, now, job_key, kind="rollup", key=None):
@@ -2923,7 +2934,7 @@ class Ingestor(object):
         for key, incomings in by_job.items():
             row = rows[key]
             relays[key] = json.loads(row["relay"]) if row.get("relay") else None
-            unowned = row.get("user") is None
+            unowned, was_wrapped = row.get("user") is None, wrapped(row)
             for incoming in incomings:
                 merge_event(row, incoming.event)
                 if incoming.relay is not None:
@@ -2932,6 +2943,9 @@ class Ingestor(object):
                     row["relay"] = compact_json(incoming.relay)
             if unowned and row.get("user") is not None and key in existed:
                 tx.own_events(key, row["user"])   # its earlier events are its owner's too
+            if wrapped(row) and not was_wrapped and key in existed:
+                # its wrapper speaks now: what Slurm's mail said of it goes unsent
+                tx.outbox_release(key, "the job's wrapper tells of it")
         tx.write_jobs([rows[key] for key in sorted(by_job)])
         for key, row in rows.items():
             if not row["event_count"]:
@@ -2944,10 +2958,15 @@ class Ingestor(object):
                 continue        # stored and shown, not sent: a job's chatter is bounded
             stored = relays.get(keys.of(event)) if event.get("source") in SERVICE_SOURCES \
                 else None
-            found, no = self.policy.for_event(
-                incoming, keys.of(event), now, stored, hold=event["status"] == "CANCELLED" and
-                event.get("source") not in SERVICE_SOURCES and self.slurm is not None and
-                self.slurm.knows(event))
+            hold = HOLD if event["status"] == "CANCELLED" and event.get("source") not in \
+                SERVICE_SOURCES and self.slurm is not None and self.slurm.knows(event) else 0.0
+            if event.get("via") == "mailprog":
+                # site mode: a job its user wraps is told of by its wrapper; one that is
+                # not yet, a little later (its wrapper's first word supersedes it)
+                if wrapped(rows[keys.of(event)]):
+                    continue
+                hold = MAILPROG_HOLD
+            found, no = self.policy.for_event(incoming, keys.of(event), now, stored, hold)
             outbox += found
             refused[id(w)] += no
         arrays = set()

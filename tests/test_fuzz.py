@@ -540,7 +540,9 @@ def check_filters(pairs, data):
     for key, column in slm_api.JOB_FILTERS.items():
         if given_.get(key):
             assert all(j[column] == given_[key] for j in jobs)
-    stamps = [(j["last_event_time"] or "", j["job_id"]) for j in jobs]
+    # most recently active first; a tie in the job's key (its cluster, then its id)
+    stamps = [(j["last_event_time"] or "", slm_api.job_key_of(j["cluster"], j["job_id"]))
+              for j in jobs]
     assert stamps == sorted(stamps, reverse=True)
 
 
