@@ -2663,7 +2663,7 @@ class OutboxSender(threading.Thread):
 class Write(object):
     """One request's events waiting to be written, then its answer."""
 
-    __slots__ = ("items", "who", "done", "answer", "error", "stored", "disputed")
+    __slots__ = ("items", "who", "done", "answer", "error", "stored", "disputed", "jobs")
 
     def __init__(self, items, who):
         self.items = items
@@ -2672,6 +2672,7 @@ class Write(object):
         self.answer = None
         self.error = None
         self.stored = []
+        self.jobs = []       # (event, its job's key, the job's owner) of what was stored
         self.disputed = ()   # job keys another user's row holds (403 unless Slurm says ours)
 
     def job_keys(self, keys):
@@ -2769,6 +2770,7 @@ class Ingestor(object):
         # Slurm says whose a job is when two users' tokens claim it
         self.slurm = None
         self.log = None
+        self.written = None      # callable([((cluster, job id), key, owner)]) after a write
         self._told = {}          # job key -> when its MESSAGEs notified (see _may_tell)
         self._told_lock = threading.Lock()
 
@@ -2867,6 +2869,9 @@ class Ingestor(object):
             self.metrics.group(len(group), sum(len(w.items) for w in group))
         if any(w.stored for w in group):
             self.changes.bump()
+            if self.written is not None:
+                self.written([((e.get("cluster"), e["job_id"]), key, user) for w in group
+                              for e, key, user in w.jobs])
         if added and self.notified is not None:
             self.notified()
 
@@ -2989,6 +2994,7 @@ class Ingestor(object):
         tx.outbox_add(outbox)
         for w in allowed:
             w.stored = [i.event for v, i in new if v is w]
+            w.jobs = [(e, keys.of(e), rows[keys.of(e)]["user"]) for e in w.stored]
             answer = {"accepted": len(w.stored), "duplicates": len(w.items) - len(w.stored)}
             if refused[id(w)]:
                 # the events are stored; only their relay to hosts outside the allow-list is not
@@ -3008,13 +3014,23 @@ class Heartbeats(threading.Thread):
     default) the watchdog waits before it calls a job LOST."""
 
     FLUSH = 5.0
-    KNOWN = 60.0          # how long a job's key and owner are remembered
+    KNOWN = 900.0         # how long a job's key and owner are remembered (a job beats
+                          # every minute by default: looked up once, not at every beat)
     UNKNOWN = 2.0         # ... and that there is no such job (its first event may be coming)
+    # The pace it asks of the wrappers: at most RATE heartbeats a second from all
+    # the jobs beating (each answer says how many seconds the next may wait):
+    # a site with 10,000 jobs beats every 500 s, not every 60.  A job Slurm
+    # ends is ended here within a watchdog round whatever its beats; silence
+    # counts for the rest (a cut-off node, a job outside Slurm).
+    RATE = 20.0
+    BEATING = 3600.0      # a job counts as beating this long after its last beat
 
-    def __init__(self, db, private=False, log=None, flush=None):
+    def __init__(self, db, private=False, log=None, flush=None, rate=None):
         threading.Thread.__init__(self, name="slm-heartbeats", daemon=True)
         self.db = db
         self.FLUSH = flush or self.FLUSH
+        self.RATE = rate or self.RATE
+        self._beating = {}    # job key -> when it last beat (for the pace)
         # SLM_PRIVATE_DATA=jobs: a heartbeat for another user's job is answered
         # as one for no job (whether it exists is not theirs to learn)
         self.private = private
@@ -3045,6 +3061,7 @@ class Heartbeats(threading.Thread):
         now = time.time()
         with self._lock:
             for key, b in accepted:
+                self._beating[key] = now
                 if key not in self._pending or self._pending[key][0] < b["time"]:
                     self._pending[key] = (b["time"], b["interval"], dict(
                         (k, b[k]) for k in HEARTBEAT_SAMPLES if k in b), event_run(b))
@@ -3054,7 +3071,12 @@ class Heartbeats(threading.Thread):
                 if self._due is None or due < self._due:
                     self._due = due
                     self._wake.set()
-        return {"accepted": len(accepted), "unknown": len(beats) - len(accepted)}
+        return {"accepted": len(accepted), "unknown": len(beats) - len(accepted),
+                "pace": self.pace()}
+
+    def pace(self):
+        """The fewest seconds between a job's heartbeats this service asks for now."""
+        return int(math.ceil(len(self._beating) / self.RATE))
 
     def _targets(self, pairs):
         """{(cluster, job id): (the job's key or None when there is no such job,
@@ -3083,10 +3105,22 @@ class Heartbeats(threading.Thread):
                     self._jobs[pair] = (key, owners.get(key), now)
         return found
 
+    def learn(self, jobs):
+        """Remember jobs just written: [((cluster, job id), key, owner)] (so that
+        their first heartbeats need no look-up either)."""
+        now = time.time()
+        with self._lock:
+            for pair, key, owner in jobs:
+                self._jobs[pair] = (key, owner, now)
+
     def flush(self):
         """Write what is held (kept for the next time when the database is away)."""
         with self._lock:
             pending, self._pending, self._due = self._pending, {}, None
+            now = time.time()
+            if pending and len(self._beating) > 2 * len(pending) + 1000:
+                self._beating = dict((k, t) for k, t in self._beating.items()
+                                     if now - t < self.BEATING)
         if not pending:
             return
         try:
@@ -4721,7 +4755,11 @@ def openapi_schemas():
                                  for n in HEARTBEAT_SAMPLES))},
         "HeartbeatAnswer": {"type": "object", "required": ["accepted", "unknown"],
                             "properties": {"accepted": {"type": "integer", "minimum": 0},
-                                           "unknown": {"type": "integer", "minimum": 0}}},
+                                           "unknown": {"type": "integer", "minimum": 0},
+                                           "pace": {"type": "integer", "minimum": 0,
+                                                    "description": "the fewest seconds the "
+                                                    "next heartbeat of a job should wait (the "
+                                                    "service keeps its load bounded)"}}},
         "Whoami": {"type": "object", "required": ["user", "role", "private_jobs"],
                    "properties": {"user": {"type": "string", "nullable": True},
                                   "role": {"type": "string", "enum": list(ROLES)},
@@ -6511,8 +6549,8 @@ class PooledServer(object):
     request_queue_size = 1024
 
     def __init__(self, address, app, workers=64, access_log=False, max_connections=None):
+        import queue
         import selectors
-        from concurrent.futures import ThreadPoolExecutor
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.socket = socket.socket(family, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -6529,7 +6567,12 @@ class PooledServer(object):
         self.workers = workers
         self.access_log = access_log
         self.max_connections = max_connections or max(64, open_files_limit() - 64)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slm-http")
+        # the workers wait on one queue (a thread is started when all are busy,
+        # up to `workers`): a request's hand-over is a put and a get
+        self._work = queue.SimpleQueue()
+        self._threads = []
+        self._idle = 0
+        self._idle_lock = threading.Lock()
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -6610,6 +6653,7 @@ class PooledServer(object):
             sock.setblocking(False)
             self._open[sock] = [address, bytearray(), time.time(), None]
             self._selector.register(sock, selectors.EVENT_READ, "conn")
+            self._read(sock)     # a client's request often comes with its connection
 
     def _read(self, sock):
         state = self._open.get(sock)
@@ -6630,10 +6674,34 @@ class PooledServer(object):
             self._dispatch(sock, state)
         elif len(state[1]) > self.MAX_HEAD:
             self._selector.unregister(sock)
-            self._pool.submit(self._refuse, sock, 431)
+            self._submit((self._refuse, sock, 431))
+
+    def _submit(self, job):
+        with self._idle_lock:
+            grow = self._idle == 0 and len(self._threads) < self.workers
+            if grow:
+                thread = threading.Thread(target=self._worker, name="slm-http-%d"
+                                          % len(self._threads), daemon=True)
+                self._threads.append(thread)
+            else:
+                self._idle -= 1
+        self._work.put(job)
+        if grow:
+            thread.start()
+
+    def _worker(self):
+        while True:
+            job = self._work.get()
+            if job is None:
+                return
+            try:
+                job[0](*job[1:])
+            finally:
+                with self._idle_lock:
+                    self._idle += 1
 
     def _dispatch(self, sock, state):
-        self._pool.submit(self._serve, sock, state[0], bytes(state[1]))
+        self._submit((self._serve, sock, state[0], bytes(state[1])))
 
     def _watch(self, sock, address, ahead):
         """A connection back from a worker: wait for its next request."""
@@ -6739,7 +6807,8 @@ class PooledServer(object):
                 sock.close()
             except OSError:
                 pass
-        self._pool.shutdown(wait=False)
+        for _ in self._threads:
+            self._work.put(None)
 
 
 def make_server(host, port, app, access_log=False, workers=64):
@@ -6775,7 +6844,7 @@ class Service(object):
     def __init__(self, db, policy, keyring, log=None, outbox_poll=1.0, send_timeout=10.0,
                  backoff_scale=1.0, access=None, limiter=None, public=(), slurm=None,
                  watch_interval=15.0, spools=(), group_settle=60.0, switch_interval=0.0005,
-                 hosts=None, beat_flush=None):
+                 hosts=None, beat_flush=None, beat_rate=None):
         self.db = db
         self.switch_interval = switch_interval
         self.policy = policy
@@ -6797,13 +6866,14 @@ class Service(object):
         self.ingestor.slurm = slurm
         self.ingestor.log = diag
         self.heartbeats = Heartbeats(db, private=bool(access is not None and access.private_jobs),
-                                     log=diag, flush=beat_flush)
+                                     log=diag, flush=beat_flush, rate=beat_rate)
         self.watchdog = Watchdog(db, self.ingestor, slurm, interval=watch_interval,
                                  spools=spools, private=keyring.tokens_file is not None,
                                  log=diag, group_settle=group_settle)
         keyring.log = diag
         keyring.sessions = Sessions(db)
         self.watchdog.heartbeats = self.heartbeats
+        self.ingestor.written = self.heartbeats.learn
         self.app = make_app(db, self.ingestor, self.heartbeats, keyring, self.metrics, diag,
                             access=access,
                             limiter=limiter, public=public, pages=Dashboard(log=diag).install,
@@ -6883,7 +6953,8 @@ def build_service(env, db=None, log=None, spools=()):
                    limiter=request_limiter(env.get("SLM_RATE_LIMIT", "")), public=public,
                    switch_interval=env_seconds(env, "SLM_SWITCH_INTERVAL", 0.0005),
                    hosts=allowed_hosts(env, keyring.required),
-                   beat_flush=env_seconds(env, "SLM_HEARTBEAT_FLUSH", Heartbeats.FLUSH))
+                   beat_flush=env_seconds(env, "SLM_HEARTBEAT_FLUSH", Heartbeats.FLUSH),
+                   beat_rate=env_seconds(env, "SLM_HEARTBEAT_RATE", Heartbeats.RATE))
 
 
 class Application(object):

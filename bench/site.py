@@ -227,7 +227,7 @@ class Beater(object):
             if not got:
                 raise ConnectionError("the service closed the connection")
             rest += got
-        self.buf = rest[length:]
+        self.buf, self.body = rest[length:], rest[:length]
         return int(head.split(None, 2)[1])
 
     def close(self):
@@ -464,6 +464,19 @@ def run_backend(kind, args, tmp):
         make_jobs(svc, args.jobs, args.interval)
         print("%s: service %s (pid %d); %d jobs made in %.1f s"
               % (kind, svc.url, svc.proc.pid, args.jobs, time.perf_counter() - t))
+        interval = args.interval
+        if not args.unpaced:
+            # every job beats once (not measured), and then beats at the pace the
+            # service's answers ask for, as slm.py's wrapper does
+            primer = Beater(svc.host, svc.port, interval)
+            for i in range(args.jobs):
+                primer.beat("site-%d" % i, time.time())
+            pace = json.loads(primer.body.decode()).get("pace") or 0
+            primer.close()
+            interval = max(interval, float(pace))
+            print("  paced: the service asks each job for a heartbeat every %g s at the most "
+                  "(%d jobs beating); the load follows: %.1f beats/s"
+                  % (pace, args.jobs, args.jobs / interval))
         db_pid = mariadbd_pid() if kind == "mysql" else None
         if kind == "mysql" and db_pid is None:
             print("  (mariadbd's pid file is not readable here: no mariadbd CPU)")
@@ -474,15 +487,15 @@ def run_backend(kind, args, tmp):
         idle = Meter.delta(a, meter.snap())
         # warm-up, then the measured window, back to back on one schedule
         t0 = time.perf_counter() + 0.05
-        warm = load(svc, args.jobs, args.interval, args.threads, args.warmup, t0, 0,
+        warm = load(svc, args.jobs, interval, args.threads, args.warmup, t0, 0,
                     args.keep_alive)
         first = max(s["next"] for s in warm)
         first += (-first) % args.threads       # each thread keeps its own residue
-        t1 = t0 + (first) * args.interval / float(args.jobs)
+        t1 = t0 + (first) * interval / float(args.jobs)
         profiled = profile_tools(args, svc.proc.pid, args.seconds,
                                  os.path.join(args.profile_dir or tmp, "site-%s" % kind))
         a = meter.snap()
-        stats = load(svc, args.jobs, args.interval, args.threads, args.seconds, t1, first,
+        stats = load(svc, args.jobs, interval, args.threads, args.seconds, t1, first,
                      args.keep_alive)
         busy = Meter.delta(a, meter.snap())
         rss, hwm = proc_status(svc.proc.pid, "VmRSS"), proc_status(svc.proc.pid, "VmHWM")
@@ -501,14 +514,14 @@ def run_backend(kind, args, tmp):
     ok = sum(s["ok"] for s in stats)
     bad = sum(s["bad"] for s in stats)
     secs = busy["secs"]
-    offered = args.jobs / float(args.interval)
+    offered = args.jobs / float(interval)
     share = busy["svc"] / secs
     r = {"kind": kind, "share": share, "per_beat": busy["svc"] / max(ok, 1),
          "idle_share": idle["svc"] / idle["secs"], "p50": pct(lat, 50), "p99": pct(lat, 99),
          "max": max(lat) if lat else float("nan"), "rate": ok / secs, "offered": offered,
          "bad": bad, "lag99": pct(lag, 99), "lagmax": max(lag) if lag else 0.0,
          "rss": rss, "hwm": hwm, "gen": busy["gen"] / secs, "busy": busy, "idle": idle,
-         "sizes": sizes, "ok": ok}
+         "sizes": sizes, "ok": ok, "interval": interval}
     print("  window %.1f s (idle %.1f s before, warm-up %.1f s), %d sender threads, %s"
           % (secs, idle["secs"], args.warmup, args.threads,
              "one kept connection each" if args.keep_alive else
@@ -567,6 +580,9 @@ def main():
     ap.add_argument("--keep-alive", action="store_true",
                     help="one kept connection per sender thread (default: one per beat)")
     ap.add_argument("--backend", choices=("sqlite", "mysql", "both"), default="both")
+    ap.add_argument("--unpaced", action="store_true",
+                    help="every job beats every --interval whatever the service's answers "
+                    "ask (default: at the pace they ask, as slm.py does)")
     ap.add_argument("--py-spy", metavar="BIN", help="sample the service with this py-spy")
     ap.add_argument("--strace", action="store_true", help="count the service's system calls")
     ap.add_argument("--perf", action="store_true", help="perf record the service (by DSO)")
@@ -592,8 +608,9 @@ def main():
         if "db_share" in r:
             extra = "; mariadbd %.1f %% (idle %.1f %%)" % (r["db_share"] * 100,
                                                           r["db_idle"] * 100)
-        result("site %s %d jobs / %gs heartbeats%s: service CPU" % (
-            kind, args.jobs, args.interval, ", kept connections" if args.keep_alive else ""),
+        result("site %s %d jobs / %gs heartbeats%s%s: service CPU" % (
+            kind, args.jobs, args.interval, ", kept connections" if args.keep_alive else "",
+            " (unpaced)" if args.unpaced else " (paced: every %gs)" % r["interval"]),
                "%.1f %% of a core (%.0f us/beat, idle %.1f %%)%s; p50 %.1f ms, p99 %.1f ms;"
                " %.0f/%.0f beats/s; RSS %.0f MiB; generator %.1f %%"
                % (r["share"] * 100, r["per_beat"] * 1e6, r["idle_share"] * 100, extra,

@@ -364,7 +364,7 @@ def test_bob_cannot_squat_the_id_of_alices_lost(tmp_path, tokens):
         app = svc.app
         assert post(app, job_of("alice", "a-quiet"), t["alice"]).status == 200
         assert call(app, "POST", "/api/v1/heartbeats", heartbeat("a-quiet", 1.0),
-                    token=t["alice"]).json == {"accepted": 1, "unknown": 0}
+                    token=t["alice"]).json["accepted"] == 1
         row = call(app, "GET", "/api/v1/jobs/a-quiet", token=t["bob"]).json
         lost = slm_api.slurm_event(row, "LOST", row["restarts"] or 0, "now", source="service",
                                    episode=row["heartbeat_at"], reason="no_heartbeat")
@@ -504,8 +504,8 @@ def test_private_jobs_answer_a_heartbeat_for_anothers_job_as_for_none(tmp_path, 
         assert post(app, job_of("alice", "a-secret"), t["alice"]).status == 200
         answers = [call(app, "POST", "/api/v1/heartbeats", heartbeat(job_id, 60, user="bob"),
                         token=t["bob"]) for job_id in ("a-secret", "never-was")]
-        assert [(a.status, a.json) for a in answers] == \
-            [(200, {"accepted": 0, "unknown": 1})] * 2
+        assert [(a.status, a.json["accepted"], a.json["unknown"]) for a in answers] == \
+            [(200, 0, 1)] * 2 and answers[0].json == answers[1].json
         job = call(app, "GET", "/api/v1/jobs/a-secret", token=t["alice"]).json
         assert job["heartbeat_at"] is None and job["heartbeat_interval"] is None
     finally:
