@@ -5879,7 +5879,9 @@ class Dashboard(object):
                 (esc(query_url("/", pairs, all="1", user=None, cursor=None)), "Everyone's jobs")
                 if user == who.user else
                 (esc(query_url("/", pairs, all=None, user=None, cursor=None)), "Only mine"))
-        rows = "".join(self.job_row(job, found["tasks"].get(job["job_id"]), now)
+        # jobs of several clusters on one page: each says its cluster
+        several = len(set(job.get("cluster") for job in found["jobs"])) > 1
+        rows = "".join(self.job_row(job, found["tasks"].get(job["job_id"]), now, several)
                        for job in found["jobs"]) or \
             '<tr><td colspan="9" class="empty">No job matches.</td></tr>'
         pager = ""
@@ -5914,7 +5916,7 @@ class Dashboard(object):
         return self.frame(heading, main, who, "jobs", data={
             "page": "list", "feed": feed, "after": tx.last_event_id(), "wait": LIVE_WAIT})
 
-    def job_row(self, job, tasks, now):
+    def job_row(self, job, tasks, now, clusters=False):
         job_id, meta = job["job_id"], job.get("meta") or {}
         status = job.get("status")
         if tasks and status in WAITING and any(s in ALIVE or s == "PAUSED" for s in tasks):
@@ -5930,7 +5932,10 @@ class Dashboard(object):
                 '<td class="name">%s</td><td class="opt">%s</td><td class="opt">%s</td>'
                 '<td class="state">%s</td><td class="opt">%s</td><td class="opt">%s</td>%s'
                 '<td class="exit">%s</td></tr>' % (
-                    esc(job_id), esc(status), esc(job_url(job_id, job.get("cluster"))), esc(job_id),
+                    esc(job_id), esc(status), esc(job_url(job_id, job.get("cluster"))),
+                    esc(job_id) + ('<span class="left">%s</span>' % esc(job.get("cluster") or
+                                                                      "no cluster")
+                                   if clusters else ""),
                     esc(job.get("job_name")), esc(job.get("user")), esc(job.get("partition")),
                     state, shown_time(job.get("submitted_at") or job.get("first_seen")),
                     shown_time(job.get("started_at")), self.elapsed_cell(job, meta, now),

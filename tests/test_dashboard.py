@@ -944,8 +944,18 @@ def test_the_token_prompt_signs_in_and_explains_a_wrong_token(browser, tmp_path)
         svc.stop()
 
 
-def test_a_phone_width_has_no_page_scroll_and_keeps_the_key_content(browser, live_service):
+def test_a_phone_width_has_no_page_scroll_and_keeps_the_key_content(browser, live_service,
+                                                                     screenshots):
+    """At 390 x 844 every page reads without horizontal scrolling and no text
+    column is squeezed: the job list's rows become cards (the id and the state,
+    the name across the card, the time and the ending), the event and delivery
+    tables lists of labelled lines."""
     from playwright.sync_api import expect
+    long_id = "local-login1-20261207101120-17442"
+    status, _ = live_service.post({"events": [
+        event(long_id, "RUNNING", time.time() - 30, 1, user="alice",
+              job_name="a rather long job name that a phone must wrap, not squeeze")]})
+    assert status == 200
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
                                   has_touch=True, device_scale_factor=2)
     context.set_default_timeout(TIMEOUT)
@@ -966,6 +976,15 @@ def test_a_phone_width_has_no_page_scroll_and_keeps_the_key_content(browser, liv
             expect(cell).to_be_visible()
             b = cell.bounding_box()
             assert b["x"] >= 0 and b["x"] + b["width"] <= 390.5, (part, b)
+        # a long id and a long name: the name gets the card's width, a line or two
+        card = page.locator("tr[data-job='%s']" % long_id)
+        name = card.locator("td.name").bounding_box()
+        line = page.evaluate("parseFloat(getComputedStyle(document.body).lineHeight)")
+        assert name["width"] >= 300 and name["height"] <= 3 * line + 2, name
+        page.screenshot(path=os.path.join(screenshots, "dashboard-phone-list.png"))
+        ready(page, live_service.url + "/jobs/4242")
+        page.screenshot(path=os.path.join(screenshots, "dashboard-phone-job.png"),
+                        full_page=True)
         assert watch.errors == [] and watch.dialogs == []
     finally:
         context.close()
