@@ -68,7 +68,9 @@ EVENT_SCHEMA = "slm.event/1"
 #   kind     its colour class on the dashboard (the name is always written too)
 #   urgency  of a notice on a phone: low, normal, high
 #   failed   an ending that counts as a failure (a cancel is a choice)
-#   words    the SLM_NOTIFY_ON words that include it, besides "all"
+#   words    the SLM_NOTIFY_ON words that include it, besides "all": SLM's own
+#            (default, final, failures, warnings) and Slurm's --mail-type words
+#            (begin, end, fail, requeue, time_limit*, invalid_depend), any case
 #   asked    whether the service's watchdog asks Slurm about a job in it, every
 #            round (its story is open: Slurm may have ended it meanwhile)
 class Status(object):
@@ -82,27 +84,37 @@ class Status(object):
 
 
 STATUS_TABLE = tuple(Status(*row) for row in (
-    # name             phase       kind    urgency   failed words                     asked
-    ("SUBMITTED",      "waiting",  "wait", "low",    False, "",                        True),
-    ("SUBMIT_FAILED",  "final",    "bad",  "high",   True,  "default final failures",  False),
-    ("PENDING",        "waiting",  "wait", "high",   False, "default failures",        True),
-    ("RUNNING",        "running",  "run",  "low",    False, "default",                 True),
-    ("PAUSED",         "paused",   "pause", "low",   False, "default",                 True),
-    ("RESUMED",        "running",  "run",  "low",    False, "default",                 True),
-    ("SIGNALED",       "signal",   "run",  "normal", False, "",                        True),
-    ("TIME_WARNING",   "note",     "warn", "high",   False, "default warnings",        False),
-    ("MEMORY_WARNING", "note",     "warn", "high",   False, "default warnings",        False),
-    ("STALLED",        "note",     "warn", "normal", False, "default warnings",        False),
-    ("TERMINATING",    "ending",   "end",  "normal", False, "",                        True),
-    ("REQUEUED",       "requeued", "wait", "normal", False, "default",                 True),
-    ("COMPLETED",      "final",    "ok",   "normal", False, "default final",           False),
-    ("FAILED",         "final",    "bad",  "high",   True,  "default final failures",  False),
-    ("CANCELLED",      "final",    "off",  "normal", False, "default final failures",  False),
-    ("TIMEOUT",        "final",    "late", "high",   True,  "default final failures",  False),
-    ("OUT_OF_MEMORY",  "final",    "bad",  "high",   True,  "default final failures",  False),
-    ("NODE_FAIL",      "final",    "bad",  "high",   True,  "default final failures",  False),
-    ("PREEMPTED",      "final",    "off",  "normal", False, "default final",           False),
-    ("LOST",           "lost",     "lost", "high",   True,  "default final failures",  True),
+    # name             phase       kind    urgency   failed words    asked
+    ("SUBMITTED",      "waiting",  "wait", "low",    False, "",      True),
+    ("SUBMIT_FAILED",  "final",    "bad",  "high",   True,  "default final failures end fail",
+     False),
+    ("PENDING",        "waiting",  "wait", "high",   False, "default failures invalid_depend",
+     True),
+    ("RUNNING",        "running",  "run",  "low",    False, "default begin", True),
+    ("PAUSED",         "paused",   "pause", "low",   False, "default", True),
+    ("RESUMED",        "running",  "run",  "low",    False, "default", True),
+    ("SIGNALED",       "signal",   "run",  "normal", False, "",      True),
+    ("TIME_WARNING",   "note",     "warn", "high",   False, "default warnings time_limit "
+     "time_limit_50 time_limit_80 time_limit_90", False),
+    ("MEMORY_WARNING", "note",     "warn", "high",   False, "default warnings", False),
+    ("STALLED",        "note",     "warn", "normal", False, "default warnings", False),
+    # what the job says itself (`slm notify`): a note, never its status
+    ("MESSAGE",        "note",     "note", "normal", False, "default", False),
+    ("TERMINATING",    "ending",   "end",  "normal", False, "",      True),
+    ("REQUEUED",       "requeued", "wait", "normal", False, "default requeue", True),
+    ("COMPLETED",      "final",    "ok",   "normal", False, "default final end", False),
+    ("FAILED",         "final",    "bad",  "high",   True,  "default final failures end fail",
+     False),
+    ("CANCELLED",      "final",    "off",  "normal", False, "default final failures end", False),
+    ("TIMEOUT",        "final",    "late", "high",   True,  "default final failures end fail",
+     False),
+    ("OUT_OF_MEMORY",  "final",    "bad",  "high",   True,  "default final failures end fail",
+     False),
+    ("NODE_FAIL",      "final",    "bad",  "high",   True,  "default final failures end fail",
+     False),
+    ("PREEMPTED",      "final",    "off",  "normal", False, "default final end", False),
+    ("LOST",           "lost",     "lost", "high",   True,  "default final failures end fail",
+     True),
 ))
 STATUS = dict((s.name, s) for s in STATUS_TABLE)
 STATUSES = tuple(s.name for s in STATUS_TABLE)
@@ -299,6 +311,8 @@ def redact_url(url):
     try:
         from urllib.parse import urlsplit
         parts = urlsplit(url)
+        if not parts.scheme or ":" not in url:
+            return "<not a URL>"
         host = parts.hostname or "?"
         if parts.port:
             host = "%s:%d" % (host, parts.port)
@@ -332,6 +346,13 @@ def check_http_url(url):
     if not parts.hostname:
         return "URL has no host"
     return None
+
+
+def did_you_mean(word, choices):
+    """' (did you mean X?)' for a near miss among choices, else ''."""
+    import difflib
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return " (did you mean %s?)" % close[0] if close else ""
 
 
 def exit_budget(timeout):
@@ -472,12 +493,13 @@ def split_destinations(text):
 
 
 def parse_duration(text, unit=60):
-    """Seconds in '30m', '90s', '1h', '1.5h' or a bare number (of unit seconds); None if not."""
+    """Seconds in '30m', '90s', '1h', '1.5h', '2d' or a bare number (of unit
+    seconds); None if not."""
     import re
-    m = re.match(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*\Z", text or "")
+    m = re.match(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*\Z", text or "")
     if not m:
         return None
-    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "": unit}[m.group(2)]
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "": unit}[m.group(2)]
 
 
 def parse_time_warning(text, console=None):
@@ -503,9 +525,10 @@ def parse_time_warning(text, console=None):
 
 
 def local_job_id():
-    """An id for a job outside Slurm: readable, and unique across hosts."""
-    return "local-%s-%s-%d" % (hostname().split(".")[0],
-                               time.strftime("%Y%m%d%H%M%S"), os.getpid())
+    """An id for a job outside Slurm, short enough to type (`slm status last`
+    saves even that): the host's name and 40 random bits, unique across hosts
+    and, for a host, across a million jobs (local-vm-3f9a1c7e2d)."""
+    return "local-%s-%s" % (hostname().split(".")[0], os.urandom(5).hex())
 
 
 class JobInfo(object):
@@ -850,8 +873,11 @@ def encode_json(obj):
 # The words SLM_NOTIFY_ON and a destination's #on= take besides statuses
 # (the table's words column), and what notifies when nothing is said.
 NOTIFY_GROUPS = dict((word, tuple(s.name for s in STATUS_TABLE if word in s.words.split()))
-                     for word in ("default", "final", "failures", "warnings"))
+                     for row in STATUS_TABLE for word in row.words.split())
 NOTIFY_GROUPS["all"] = STATUSES
+# Slurm's --mail-type words that name nothing SLM tells (ARRAY_TASKS is
+# SLM_ARRAY_NOTIFY=each; there are no burst buffers): accepted, adding nothing
+NOTIFY_GROUPS.update(dict.fromkeys(("none", "array_tasks", "stage_out"), ()))
 NOTIFY_DEFAULT = NOTIFY_GROUPS["default"]
 # Which tasks of an array (jobs of a group) notify one by one; the service sends
 # the roll-up.  failures: each failed member, the roll-up at the end.
@@ -883,6 +909,8 @@ def job_link(event, dashboard_url):
 def notice_parts(event, dashboard_url=None):
     """(title, detail lines, output tail or None, link or None) for a person."""
     status = event.get("status", "?")
+    if event.get("kind") == "test":    # `slm doctor --send-test`: of no job
+        return "slm: test notification", [str(event.get("message") or "")], None, None
     if event.get("kind") == "group":
         title = "%s: group %s" % (status, event.get("group", "?"))
     else:
@@ -1429,8 +1457,10 @@ def redact_address(address):
 
 
 def parse_notify_on(text, console=None):
-    """SLM_NOTIFY_ON (and a destination's #on=): statuses and the words of
-    NOTIFY_GROUPS (all, final, failures, warnings, default), comma-separated."""
+    """SLM_NOTIFY_ON (and a destination's #on=, #SLM --notify-on): statuses and
+    the words of NOTIFY_GROUPS (all, final, failures, warnings, default, and
+    Slurm's --mail-type words: NONE, BEGIN, END, FAIL, REQUEUE, TIME_LIMIT...),
+    comma-separated, any case."""
     text = (text or "").strip()
     if not text:
         return frozenset(NOTIFY_DEFAULT)
@@ -1461,6 +1491,10 @@ def wants_notice(event, notify_on, array_notify):
     return True
 
 
+DESTINATION_HINT = "a destination looks like https://ntfy.sh/YOUR-TOPIC, " \
+    "https://hooks.slack.com/services/…, mailto:you@example.org or tgram://BOT_TOKEN/CHAT_ID"
+
+
 class Destination(object):
     """A destination as SLM_WEBHOOK writes it: a URL, its format, and its own
     filter after a '#': 'URL#on=final,warnings&array=summary' (overriding
@@ -1486,6 +1520,9 @@ class Destination(object):
 
     def problem(self):
         """Why this destination cannot be notified (a string), or None."""
+        import re
+        if not re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", self.url):
+            return "not a URL: %s" % DESTINATION_HINT
         if self.format == "email":
             try:
                 EmailAddress(self.url)
@@ -1561,6 +1598,10 @@ class SmtpSettings(object):
         self.own_servers = own_servers
         self.host = get("SLM_SMTP_HOST") or None
         self.port = get("SLM_SMTP_PORT") or None
+        # host:port, as people write a server (an IPv6 address is [addr]:port)
+        name, colon, port = (self.host or "").rpartition(":")
+        if colon and port.isdigit() and name and (":" not in name or name.endswith("]")):
+            self.host, self.port = name.strip("[]"), self.port or port
         self.user = get("SLM_SMTP_USER") or None
         self.password = get("SLM_SMTP_PASSWORD") or None
         self.mode = (get("SLM_SMTP_TLS") or "auto").lower()
@@ -1606,7 +1647,8 @@ def email_message(event, address, sender, dashboard_url=None):
     # controls) in a header, and a subject of a sensible length
     msg["Subject"] = re.sub("[\x00-\x1f\x7f-\x9f\u2028\u2029]+", " ", "[slm] %s %s %s" % (
         event.get("status", "?"), event.get("job_id", "?"),
-        event.get("job_name") or event.get("group") or ""))[:200]
+        event.get("job_name") or event.get("group") or "") if event.get("kind") != "test"
+        else "[slm] %s" % title)[:200]
     msg["From"] = sender
     msg["To"] = ", ".join(address.recipients)
     msg["Date"] = formatdate(localtime=True)
@@ -1751,8 +1793,12 @@ class ServiceTarget(Target):
         body = events[0] if len(events) == 1 else {"events": events}
         # 403: the token's user may not post these (another user's job): no retry
         # will change that, and the reason goes to the dead letters
-        http_request("POST", self.events_url, encode_json(body), token=self.token,
-                     timeout=timeout, use_proxy=False).judge(HttpResult.PERMANENT + (403,))
+        answer = http_request("POST", self.events_url, encode_json(body), token=self.token,
+                              timeout=timeout, use_proxy=False).judge(
+                                  HttpResult.PERMANENT + (403,)).json()
+        # the events are stored; the service would not relay some of their notices
+        refused = answer.get("refused_notifications") if isinstance(answer, dict) else None
+        return refused if isinstance(refused, int) and refused > 0 else 0
 
 
 class WebhookTarget(Target):
@@ -1806,6 +1852,14 @@ SETTING_KEYS = (
 # own password.  Names ending so (SMTP passwords to come) are secrets too.
 SECRET_KEYS = frozenset(("SLM_API_TOKEN", "SLM_WEBHOOK", "SLM_WEBHOOK_SECRET"))
 SECRET_SUFFIXES = ("_TOKEN", "_SECRET", "_PASSWORD")
+# The settings a job may choose for itself, like sbatch's --mail-type: `slm run
+# --notify-on/--webhook`, `slm submit`'s and a script's #SLM lines.  They win
+# over the environment; a job submitted with them carries them in its snapshot,
+# which names them (JOB_OPTIONS_KEY).
+JOB_OPTIONS = (("--notify-on", "SLM_NOTIFY_ON"), ("--webhook", "SLM_WEBHOOK"),
+               ("--group", "SLM_GROUP"))
+JOB_OPTIONS_KEY = "SLM_JOB_OPTIONS"
+SOURCE_OPTION = "job option"
 SOURCE_ENV = "environment"
 SOURCE_SNAPSHOT = "submit-time snapshot"
 SOURCE_FILE = "config file"
@@ -1847,7 +1901,7 @@ class SettingsFile(object):
     or stricter, owned by us); otherwise they are refused with one line.
     """
 
-    def __init__(self, path, console, missing_ok=True):
+    def __init__(self, path, console, missing_ok=True, extra_keys=()):
         self.path = path
         self.values = {}
         self.exists = False
@@ -1886,10 +1940,11 @@ class SettingsFile(object):
             key, value = key.strip(), value.strip()
             if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
                 value = value[1:-1]
-            if not sep or key not in SETTING_KEYS:
+            if not sep or (key not in SETTING_KEYS and key not in extra_keys):
                 console.say_once("settings-%s-%d" % (path, number), "%s line %d: %s; ignored"
                                  % (path, number, "not KEY=VALUE" if not sep else
-                                    "unknown setting %s" % key))
+                                    "unknown setting %s%s" % (key, did_you_mean(
+                                        key, SETTING_KEYS))))
                 continue
             if is_secret(key) and not private:
                 self.refused.append(key)
@@ -1923,7 +1978,7 @@ class Settings(object):
     """Every setting, read here and nowhere else: environment, then the
     submit-time snapshot, then the configuration file, then the defaults."""
 
-    def __init__(self, console, no_db=False, environ=None, snapshot=None):
+    def __init__(self, console, no_db=False, environ=None, snapshot=None, options=None):
         env = os.environ if environ is None else environ
         self.console = console
         self.no_db = no_db
@@ -1933,10 +1988,17 @@ class Settings(object):
         # the snapshot a job's batch script names; a job's own commands find it in SLM_SETTINGS
         self.snapshot_path = snapshot or env.get("SLM_SETTINGS", "").strip() or None
         self.config = SettingsFile(self.config_path, console)
-        self.snapshot = SettingsFile(self.snapshot_path, console, missing_ok=False) \
+        self.snapshot = SettingsFile(self.snapshot_path, console, missing_ok=False,
+                                     extra_keys=(JOB_OPTIONS_KEY,)) \
             if self.snapshot_path else None
+        # the job's own choices: given now, or carried by its snapshot
+        self.options = dict(options or {})
+        if self.snapshot is not None:
+            for key in self.snapshot.values.get(JOB_OPTIONS_KEY, "").split(","):
+                if key in self.snapshot.values and key not in self.options:
+                    self.options[key] = self.snapshot.values[key]
         self.values, self.sources = {}, {}
-        layers = [(SOURCE_ENV, env)]
+        layers = [(SOURCE_OPTION, self.options), (SOURCE_ENV, env)]
         if self.snapshot is not None:
             layers.append((SOURCE_SNAPSHOT, self.snapshot.values))
         layers.append((SOURCE_FILE, self.config.values))
@@ -1949,8 +2011,14 @@ class Settings(object):
 
         get = self.get
         self.api_url = get("SLM_API_URL").rstrip("/")
-        if self.api_url.endswith("/api/v1/events"):
-            self.api_url = self.api_url[:-len("/api/v1/events")]
+        base, api, rest = self.api_url.partition("/api/v1")
+        if api and rest in ("", "/events"):
+            # the service's base URL is wanted; its API's is a common slip
+            self.api_url = base
+            if rest == "":
+                console.say_once("api-v1", "SLM_API_URL ends in /api/v1: using %s (set "
+                                 "SLM_API_URL to the service's base URL, without /api/v1)"
+                                 % shown_url(base))
         self.api_token = get("SLM_API_TOKEN") or None
         self.webhooks = split_destinations(get("SLM_WEBHOOK"))
         self.spool_dir = expand_home(get("SLM_SPOOL_DIR") or DEFAULT_SPOOL_DIR, env)
@@ -1989,6 +2057,13 @@ class Settings(object):
 
     def get(self, key):
         return self.values.get(key, "")
+
+    def with_options(self, options):
+        """These settings with a job's own choices (JOB_OPTIONS) on top."""
+        if not options:
+            return self
+        return Settings(self.console, self.no_db, self.environ, self.snapshot_path,
+                        dict(self.options, **options))
 
     def number(self, key, default, allow_zero=False):
         raw = self.get(key)
@@ -2034,6 +2109,8 @@ class Settings(object):
             return None
         text = "# slm %s: the settings `slm submit` passed to jobs (keep it private)\n" \
             % __version__ + "".join("%s=%s\n" % (k, self.values[k]) for k in keys)
+        if self.options:   # the job's own choices: they win over its environment
+            text += "%s=%s\n" % (JOB_OPTIONS_KEY, ",".join(sorted(self.options)))
         data = text.encode("utf-8", "surrogateescape")
         folder = os.path.join(slm_home(self.environ), "settings")
         path = os.path.join(folder, hashlib.sha256(data).hexdigest()[:32] + ".conf")
@@ -2107,13 +2184,17 @@ class Settings(object):
         """The target a spooled entry goes to now, or None to leave it waiting.
 
         Service events go to today's SLM_API_URL (the one they were meant
-        for if none is set), with today's token; webhook events to their URL.
+        for if none is set), with today's token; a notice to its destination
+        if that is still configured (else retarget_spool finds it another).
         """
         if kind == ServiceTarget.kind:
             if self.no_db:
                 return None
             return ServiceTarget(self.api_url or url, self.api_token)
-        return WebhookTarget(url, self)
+        target = WebhookTarget(url, self)
+        if self.relaying() or target.key not in set(t.key for t in self.targets()):
+            return None
+        return target
 
 
 # ---------------------------------------------------------------------------
@@ -2121,13 +2202,33 @@ class Settings(object):
 # ---------------------------------------------------------------------------
 
 
+# How long an event may wait in the spool before it becomes a dead letter (kept
+# in dead/, named by `slm doctor`, listed by `slm spool`): a week outlasts a
+# service's long weekend away, and a notice older than that tells nobody
+# anything.  `slm doctor` fails from a day on.
+SPOOL_EXPIRE = 7 * 86400
+SPOOL_LATE = 86400
+
+
 class SpoolEntry(object):
-    def __init__(self, name, path, target_kind, target_url, event):
+    def __init__(self, name, path, target_kind, target_url, event, configured=None):
         self.name = name          # stable name: <ms>-<event_id>.<target key>.json
         self.path = path          # where it is now (claimed by us, or None if in memory)
         self.target_kind = target_kind
         self.target_url = target_url
         self.event = event
+        # the target keys configured when it was journaled (see retarget_spool)
+        self.configured = configured
+
+
+class SpoolItem(object):
+    """What `slm spool` shows of one file: an id to name it by, its state
+    (waiting, sending, dead), since when, its target, its event, the reason."""
+
+    def __init__(self, name, state, since, kind, url, event, reason):
+        self.id = short_hash(name)[:8]
+        self.name, self.state, self.since = name, state, since
+        self.kind, self.url, self.event, self.reason = kind, url, event, reason
 
 
 class Spool(object):
@@ -2180,14 +2281,23 @@ class Spool(object):
     def event_id_of(name):
         return name.split("-", 1)[1].rsplit(".", 2)[0]
 
-    def add(self, event, target):
-        """Journal event for target, already claimed by us; return the entry."""
+    @staticmethod
+    def time_of(name):
+        """When the entry of this name was journaled (epoch seconds), or None."""
+        head = name.split("-", 1)[0]
+        return int(head) / 1000.0 if head.isdigit() else None
+
+    def add(self, event, target, configured=None):
+        """Journal event for target, already claimed by us; return the entry.
+        configured: the keys of every target configured now (retarget_spool)."""
         self.ensure()
         name = self._name(event["event_id"], target.key)
         path = os.path.join(self.work, name + self._owner_suffix())
         record = {"target": {"kind": target.kind, "url": target.url}, "event": event}
+        if configured:
+            record["configured"] = list(configured)
         self._write(path, encode_json(record))
-        return SpoolEntry(name, path, target.kind, target.url, event)
+        return SpoolEntry(name, path, target.kind, target.url, event, configured)
 
     def pending_names(self, target_key=None):
         """The pending entries' names, oldest first (of one target's, if given)."""
@@ -2216,7 +2326,8 @@ class Spool(object):
             with open(path, "rb") as f:
                 record = json.loads(f.read().decode("utf-8"))
             target = record["target"]
-            return SpoolEntry(name, path, target["kind"], target["url"], record["event"])
+            return SpoolEntry(name, path, target["kind"], target["url"], record["event"],
+                              record.get("configured"))
         except (OSError, ValueError, KeyError, TypeError) as e:
             self._bury(path, name, {"error": "unreadable spool file: %s" % e})
             return None
@@ -2332,6 +2443,94 @@ class Spool(object):
                 continue
         return [f for f in found if isinstance(f[2], dict)]
 
+    # -- what `slm spool` and `slm doctor` show ---------------------------
+
+    def _error_path(self, target_key):
+        return os.path.join(self.root, "errors", target_key + ".json")
+
+    def note_error(self, target_key, reason):
+        """Remember why this target's events wait (the last failure), for `slm spool`."""
+        try:
+            os.makedirs(os.path.join(self.root, "errors"), mode=0o700, exist_ok=True)
+            self._write(self._error_path(target_key), encode_json(
+                {"error": reason, "time": iso_utc()}))
+        except OSError:
+            pass
+
+    def clear_error(self, target_key):
+        try:
+            os.unlink(self._error_path(target_key))
+        except OSError:
+            pass
+
+    def last_error(self, target_key):
+        try:
+            with open(self._error_path(target_key), "rb") as f:
+                return json.loads(f.read().decode("utf-8")).get("error")
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def items(self):
+        """Every entry waiting, being sent or dead, oldest first (SpoolItems)."""
+        found = []
+        for state, folder in (("waiting", self.pending), ("sending", self.work),
+                              ("dead", self.dead)):
+            try:
+                names = sorted(os.listdir(folder))
+            except OSError:
+                continue
+            for raw in names:
+                name = raw.split("~", 1)[0]
+                if not name.endswith(".json"):
+                    continue
+                try:
+                    with open(os.path.join(folder, raw), "rb") as f:
+                        record = json.loads(f.read().decode("utf-8"))
+                    target = record.get("target") or {}
+                    kind, url, event = target.get("kind"), target.get("url"), record["event"]
+                except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                    kind, url, event, record = None, None, {}, {}
+                if state == "dead":
+                    reason = (record.get("rejected") or {}).get("error")
+                elif state == "sending":
+                    reason = "being sent by %s" % " pid ".join(raw.split("~")[1:3])
+                else:
+                    reason = self.last_error(self.target_key_of(name))
+                found.append(SpoolItem(name, state, self.time_of(name), kind, url, event,
+                                       reason))
+        return sorted(found, key=lambda i: i.since or 0)
+
+    def drop(self, item):
+        """Remove an entry that waits or is dead (not one being sent); True if it went."""
+        folder = self.pending if item.state == "waiting" else self.dead \
+            if item.state == "dead" else None
+        if folder is None:
+            return False
+        try:
+            os.unlink(os.path.join(folder, item.name))
+            return True
+        except OSError:
+            return False
+
+    def late(self, age, now=None):
+        """The names of pending entries journaled more than age seconds ago."""
+        now = time.time() if now is None else now
+        return [n for n in self.pending_names() if now - (self.time_of(n) or now) > age]
+
+    def expire(self, now=None):
+        """Entries waiting longer than SPOOL_EXPIRE become dead letters; how many."""
+        moved = 0
+        for name in self.late(SPOOL_EXPIRE, now):
+            path = os.path.join(self.work, name + self._owner_suffix())
+            try:
+                os.rename(os.path.join(self.pending, name), path)
+            except OSError:
+                continue
+            self._bury(path, name, {"error": "expired: waited more than %s without being "
+                                    "delivered" % duration_text(SPOOL_EXPIRE)})
+            moved += 1
+        return moved
+
     def counts(self):
         def count(path):
             try:
@@ -2347,6 +2546,23 @@ class Spool(object):
 # ---------------------------------------------------------------------------
 
 
+def relay_refused(events, count):
+    """The line for notices the service would not relay (its allow-list):
+    which destinations, and who can change that."""
+    shown, hosts = [], []
+    for event in events:
+        for entry in ((event.get("relay") or {}).get("to") or []):
+            if isinstance(entry, dict) and entry.get("url"):
+                d = Destination(entry["url"], entry.get("format"))
+                if d.shown() not in shown:
+                    shown.append(d.shown())
+                    hosts.append(d.host())
+    where = " to %s" % " or ".join(shown) if shown else ""
+    return "the service refused to relay %d notification(s)%s: ask its admin to add %s to " \
+        "SLM_RELAY_ALLOW (its events are stored; `slm doctor --send-test` checks the relay)" \
+        % (count, where, ", ".join(hosts) or "the destination's host")
+
+
 def deliver_entries(target, entries, spool, console, timeout):
     """Send entries (all claimed, all for target) and settle each in the spool.
 
@@ -2360,7 +2576,7 @@ def deliver_entries(target, entries, spool, console, timeout):
     for start in range(0, len(entries), size):
         chunk = entries[start:start + size]
         try:
-            target.deliver([e.event for e in chunk], timeout)
+            refused = target.deliver([e.event for e in chunk], timeout)
         except DeliveryError as e:
             if e.permanent and len(chunk) > 1:
                 for i, entry in enumerate(chunk):
@@ -2379,9 +2595,14 @@ def deliver_entries(target, entries, spool, console, timeout):
                 continue
             for entry in entries[start:]:
                 spool.release(entry)
+            spool.note_error(target.key, e.reason)
             console.say_once("down-" + target.key, "%s: %s; events kept in the spool for "
                              "later delivery" % (target.describe(), e.reason))
             return delivered, e
+        if refused:
+            console.say_once("relay-refused", relay_refused([e.event for e in chunk], refused))
+        if not delivered and any(e.path for e in chunk):
+            spool.clear_error(target.key)    # it answers again: no reason to show
         for entry in chunk:
             spool.done(entry)
             console.debug("delivered %s of %s to %s" % (entry.event.get("status"),
@@ -2389,6 +2610,48 @@ def deliver_entries(target, entries, spool, console, timeout):
                                                         target.describe()))
         delivered += len(chunk)
     return delivered, None
+
+
+def retarget_spool(spool, settings, console):
+    """The spool's one rule: a waiting event goes to the destinations configured
+    when it is sent.  The service's events already do (today's SLM_API_URL, and
+    when relaying today's destinations in their relay request: flush_spool).
+    A notice waiting for a destination no longer in SLM_WEBHOOK (a typo since
+    fixed, a changed #on=) goes instead to each destination configured now that
+    was not configured when it was made (so that those that had it already do
+    not get it twice) and that wants it; with none such, it waits, and ages
+    into a dead letter.  Returns how many notices were moved."""
+    if settings.relaying():
+        return 0
+    now = dict((t.key, t) for t in settings.targets() if t.kind == WebhookTarget.kind)
+    moved = 0
+    for name in spool.pending_names():
+        key = spool.target_key_of(name)
+        if key in now or key == ServiceTarget.kind:
+            continue
+        entry = spool.claim(name)
+        if entry is None:
+            continue
+        if entry.target_kind != WebhookTarget.kind:
+            spool.release(entry)
+            continue
+        before = set(entry.configured or ())
+        event_id = spool.event_id_of(name)
+        taken = set(spool.target_key_of(n) for n in spool.pending_names()
+                    if spool.event_id_of(n) == event_id)
+        fresh = [t for k, t in sorted(now.items()) if k not in before and k not in taken and
+                 t.destination.wants(entry.event, settings.notify_on, settings.array_notify)]
+        if not fresh:
+            spool.release(entry)
+            continue
+        for target in fresh:
+            spool.release(spool.add(entry.event, target, sorted(now)))
+        spool.done(entry)
+        moved += 1
+        console.debug("notice %s of %s now goes to %s" % (
+            entry.event.get("status"), entry.event.get("job_id"),
+            ", ".join(t.describe() for t in fresh)))
+    return moved
 
 
 def flush_spool(spool, settings, console, deadline, target=None, limit=None,
@@ -2405,6 +2668,9 @@ def flush_spool(spool, settings, console, deadline, target=None, limit=None,
     target_key = target.key if target is not None else None
     try:
         spool.recover()
+        if target is None:
+            spool.expire()
+            retarget_spool(spool, settings, console)
     except OSError:
         pass
     delivered = 0
@@ -2434,6 +2700,14 @@ def flush_spool(spool, settings, console, deadline, target=None, limit=None,
         entry = spool.claim(name)
         if entry is None:
             continue  # somebody else has it
+        if entry.target_kind == ServiceTarget.kind and "relay" in entry.event:
+            # the service relays to the destinations configured now (retarget_spool)
+            event = dict((k, v) for k, v in entry.event.items() if k != "relay")
+            if settings.relaying():
+                event["relay"] = settings.relay_field(event)
+            elif settings.webhooks:
+                event["relay"] = entry.event["relay"]   # sent directly now: as it was
+            entry.event = event
         if key not in batches:
             through = target or settings.target_for(entry.target_kind, entry.target_url)
             if through is None:
@@ -2569,6 +2843,7 @@ class Courier(object):
         self.spool = Spool(settings.spool_dir)
         self.targets = settings.targets()
         self._workers = [_TargetWorker(self, target) for target in self.targets]
+        self._keys = sorted(t.key for t in self.targets if t.kind == WebhookTarget.kind)
         self._spool_ok = True
         self._posted = []      # event ids, to tell at exit which of ours are left
         self._unjournaled = 0  # events that could not be spooled and were not delivered
@@ -2597,7 +2872,7 @@ class Courier(object):
             entry = None
             if self._spool_ok:
                 try:
-                    entry = self.spool.add(payload, worker.target)
+                    entry = self.spool.add(payload, worker.target, self._keys)
                 except OSError as e:
                     self._spool_ok = False
                     self.console.say("cannot write the spool %s (%s): events are sent "
@@ -3357,7 +3632,8 @@ def resource_summary(elapsed):
     cpus = allocated_cpus()
     if cpus:
         summary["cpus"] = cpus
-        if elapsed > 0:
+        # under a second, start-up and clock ticks swamp it (a 14 ms job "used 276 %")
+        if elapsed >= 1:
             summary["cpu_efficiency"] = round(100.0 * cpu / (elapsed * cpus), 1)
     return summary
 
@@ -3491,6 +3767,7 @@ class Wrapper(object):
             self.settings.heartbeat if self.watch.heartbeats() else None)))
         self.courier.start()
         self.watch.start()
+        self._say_job_id()
         self._warn_if_not_batch_process()
         if self.settings.snapshot_path:
             try:
@@ -3547,6 +3824,17 @@ class Wrapper(object):
         self.courier.start()
         self.courier.finish(exit_budget(self.settings.timeout))
         return code
+
+    def _say_job_id(self):
+        """One line naming the job, for whoever will look it up in the service:
+        a local id nobody could guess, or a Slurm job run from a terminal.  A
+        batch job's output files get nothing (they stay as without slm)."""
+        s = self.settings
+        if not s.api_url or s.no_db or (self.job.slurm_job_id and not self.interactive):
+            return
+        link = job_link({"job_id": self.job.job_id}, s.dashboard_url)
+        self.console.say("job %s%s" % (self.job.job_id, ", %s" % link if link else
+                                       " (`slm status last` shows it)"))
 
     def _warn_if_not_batch_process(self):
         task_pid = self.job.task_pid
@@ -4115,6 +4403,11 @@ class Submitter(object):
                                     stdin=None if stdin is None else subprocess.PIPE)
         except OSError as e:
             message = "cannot run %s: %s" % (argv[0], e.strerror or e)
+            if e.errno == errno.ENOENT and argv[0] == "sbatch":
+                message += " (is Slurm's module loaded? e.g. `module load slurm`; or set " \
+                    "SLM_SBATCH to sbatch's path)"
+            elif e.errno == errno.ENOENT:
+                message += " (SLM_SBATCH names it: is the path right?)"
             self.console.error(message)
             if report:
                 self._report(None, EXIT_NOT_FOUND if e.errno == errno.ENOENT else
@@ -4588,36 +4881,132 @@ def check_smtp(check, settings, address):
                                                if user and password else ""))
 
 
+def test_notice():
+    """The test notification: a MESSAGE that says what it is, of no job (no
+    link to a job page that does not exist)."""
+    return {"schema": EVENT_SCHEMA, "event_id": new_id(), "status": "MESSAGE", "kind": "test",
+            "time": iso_utc(), "host": hostname(), "user": user_name(),
+            "slm_version": __version__,
+            "message": "test notification from slm doctor on %s" % hostname()}
+
+
+class TestResult(object):
+    """How one destination took the test notification."""
+
+    def __init__(self, shown, fmt, state, reason=None, fix=None):
+        self.shown, self.format, self.state, self.reason, self.fix = \
+            shown, fmt, state, reason, fix
+
+
+def relay_tests(settings, destinations):
+    """send_tests through the service: POST /api/v1/notify-test with the relay
+    request a job's events carry, each destination told to send; the service
+    tries each once through its allow-list and sender, and says how it went."""
+    relay = settings.relay_field(test_notice())
+    for entry in relay["to"]:
+        entry["send"] = True
+    url = settings.api_url
+    try:
+        answer = http_request("POST", url + "/api/v1/notify-test", encode_json({"relay": relay}),
+                              token=settings.api_token, timeout=max(settings.timeout, 15),
+                              use_proxy=False)
+    except DeliveryError as e:
+        raise Unreachable("cannot reach the SLM service at %s (SLM_API_URL) to test the relay: %s"
+                          % (shown_url(url), e.reason))
+    if answer.status == 404:
+        raise Failure("the service at %s is too old to test relays (no /api/v1/notify-test): "
+                      "ask its admin to update slm_api.py; meanwhile its Delivery page "
+                      "(/delivery) shows how your notices went" % shown_url(url))
+    if answer.status == 401:
+        raise Failure("the SLM service refused the request: SLM_API_TOKEN is %s"
+                      % ("wrong" if settings.api_token else "not set"))
+    data = answer.json()
+    if answer.status != 200 or not isinstance(data, dict) or \
+            not isinstance(data.get("results"), list):
+        raise Failure("the service at %s could not test the relay: %s"
+                      % (shown_url(url), answer.error_text()))
+    results = []
+    for i, row in enumerate(data["results"]):
+        row = row if isinstance(row, dict) else {}
+        d = destinations[i] if i < len(destinations) else None
+        shown = d.shown() if d is not None else str(row.get("destination") or "?")
+        state, reason = row.get("state"), row.get("reason")
+        fix = None
+        if state == "refused":
+            fix = "ask the service's admin to add %s to SLM_RELAY_ALLOW" % (
+                d.host() if d is not None else "its host")
+        elif state != "sent":
+            fix = "the service could not deliver it: is the URL right (its token, topic or " \
+                "chat), and can the service's host reach it?"
+        results.append(TestResult(shown, row.get("format") or (d.format if d else "?"),
+                                  state if state in ("sent", "refused") else "failed",
+                                  reason, fix))
+    return results
+
+
+def send_tests(settings, console):
+    """A test notification to every destination, the way a job's events go:
+    through the service when it relays for us (SLM_WEBHOOK_VIA=api), else
+    from here.  [TestResult], in SLM_WEBHOOK's order; Failure when the
+    service cannot say."""
+    destinations = [d for d in settings.destinations() if not d.problem()]
+    if settings.relaying():
+        return relay_tests(settings, destinations)
+    results = []
+    for d in destinations:
+        target = WebhookTarget(d.spec, settings)
+        target.dashboard_url = None      # a test is of no job: no link
+        try:
+            target.deliver([test_notice()], settings.timeout)
+            results.append(TestResult(d.shown(), d.format, "sent"))
+        except DeliveryError as e:
+            results.append(TestResult(d.shown(), d.format, "failed", e.reason, (
+                "the destination refused it: is the URL right (its token, topic or "
+                "chat)?" if e.status and 400 <= e.status < 500 else
+                "this host cannot reach it: compute nodes without internet relay through "
+                "the service (SLM_WEBHOOK_VIA=api)" if not e.status else None)))
+    return results
+
+
 def check_webhooks(check, settings, console, send_test):
     if not settings.webhooks:
-        check.info("webhook", "SLM_WEBHOOK is not set: no notifications")
+        check.info("webhook", "SLM_WEBHOOK is not set: no notifications (`slm setup` sets one)")
         return
     smtp_checked = False
-    for spec in settings.webhooks:
+    relayed = settings.relaying()
+    for i, spec in enumerate(settings.webhooks, 1):
         d = Destination(spec, settings.webhook_format, console)
         problem = d.problem()
-        shown = "%s (%s)" % (d.shown() if not problem else redact_url(d.url), d.format)
         if problem:
-            check.bad("webhook", "%s: %s" % (shown, problem),
-                      "SLM_WEBHOOK holds destinations separated by commas")
+            check.bad("webhook", "SLM_WEBHOOK's entry %d (%s): %s" % (i, redact_url(d.url),
+                                                                      problem),
+                      "set SLM_WEBHOOK to such URLs, comma-separated (`slm setup --webhook URL` "
+                      "writes it)")
             continue
+        shown = "%s (%s)" % (d.shown(), d.format)
         gets = notice_summary(d.notify_on if d.notify_on is not None else settings.notify_on,
                               d.array_notify or settings.array_notify)
-        relayed = settings.relaying()
         if d.format == "email" and not relayed and not smtp_checked:
             smtp_checked = True
             check_smtp(check, settings, EmailAddress(d.url))
         if not send_test:
             check.ok("webhook", "%s is well-formed%s; %s (--send-test sends a test message)"
                      % (shown, ", sent by the service" if relayed else "", gets))
-            continue
-        event = EventFactory(JobInfo(["slm", "doctor"], name="slm-doctor-test")).make(
-            "COMPLETED", exit_code=0, message="a test notification from 'slm doctor'")
-        try:
-            WebhookTarget(spec, settings).deliver([event], settings.timeout)
-            check.ok("webhook", "%s accepted a test notification; %s" % (shown, gets))
-        except DeliveryError as e:
-            check.bad("webhook", "%s did not accept a test notification: %s" % (shown, e.reason))
+    if not send_test:
+        return
+    try:
+        results = send_tests(settings, console)
+    except Failure as e:
+        check.bad("webhook", str(e))
+        return
+    via = " through the service" if relayed else ""
+    for r in results:
+        if r.state == "sent":
+            check.ok("webhook", "%s (%s) accepted a test notification%s" % (r.shown, r.format,
+                                                                             via))
+        else:
+            check.bad("webhook", "%s (%s): the test notification was %s%s%s" % (
+                r.shown, r.format, r.state, via, ": %s" % r.reason if r.reason else ""), r.fix)
 
 
 def check_spool(check, settings):
@@ -4634,10 +5023,24 @@ def check_spool(check, settings):
         return
     counts = spool.counts()
     detail = "%s: %d event(s) waiting" % (spool.root, counts["pending"] + counts["work"])
+    late = spool.late(SPOOL_LATE)
+    problems = 0
+    if late:
+        problems += 1
+        oldest = spool.time_of(late[0])
+        why = spool.last_error(spool.target_key_of(late[0]))
+        check.bad("spool", "%d event(s) waiting for more than %s (the oldest since %s%s)"
+                  % (len(late), duration_text(SPOOL_LATE), local_time(iso_utc(oldest)),
+                     ": %s" % why if why else ""),
+                  "`slm spool` shows what waits and why; fix the destination and `slm flush`, "
+                  "or `slm spool drop --older-than 1d`; after %s they become dead letters"
+                  % duration_text(SPOOL_EXPIRE))
     if counts["dead"]:
-        check.bad("spool", "%s; %d event(s) refused for good in %s" % (detail, counts["dead"],
-                                                                       spool.dead),
-                  "each file says why; fix the cause, move them back to pending/, 'slm flush'")
+        problems += 1
+        check.bad("spool", "%d dead letter(s) in %s: refused for good, or expired"
+                  % (counts["dead"], spool.dead),
+                  "`slm spool` names each and why; `slm spool drop ID` (or --all) once read")
+    if problems:
         return
     if counts["pending"] + counts["work"] and settings.targets():
         check.ok("spool", detail + "; 'slm flush' delivers them")
