@@ -2531,6 +2531,25 @@ class Spool(object):
             moved += 1
         return moved
 
+    def _messages_path(self, job_id):
+        from urllib.parse import quote
+        return os.path.join(self.root, "messages", quote(job_id, safe=""))
+
+    def messages_of(self, job_id, now):
+        """When `slm notify` sent this job's messages of the last hour."""
+        try:
+            with open(self._messages_path(job_id), "rb") as f:
+                times = json.loads(f.read().decode("utf-8"))
+        except (OSError, ValueError):
+            return []
+        return [t for t in times if isinstance(t, (int, float)) and now - t < 3600]
+
+    def record_message(self, job_id, times, now):
+        self.ensure()
+        os.makedirs(os.path.join(self.root, "messages"), mode=0o700, exist_ok=True)
+        self._write(self._messages_path(job_id), encode_json(
+            [t for t in times if now - t < 3600]))
+
     def counts(self):
         def count(path):
             try:
@@ -2940,9 +2959,10 @@ class ServiceClient(object):
         self.token = settings.api_token
         self.timeout = max(settings.timeout, 5.0)  # a person waits; a job does not
 
-    def get(self, path, params=None, missing=None, timeout=None):
+    def get(self, path, params=None, missing=None, timeout=None, accept=()):
         """(status, JSON object) of a GET; missing: the Failure message for a
-        404; timeout: longer than usual, for a long-poll."""
+        404; timeout: longer than usual, for a long-poll; accept: statuses
+        the caller deals with itself (its answer as JSON, {} if none)."""
         from urllib.parse import quote, urlencode
         url = self.url + quote(path, safe="/")
         if params:
@@ -2963,6 +2983,8 @@ class ServiceClient(object):
             time.sleep(pause)
             waited += pause
         data = result.json()
+        if result.status in accept:
+            return result.status, data if isinstance(data, dict) else {}
         if result.status == 401:
             raise Failure("the SLM service refused the request: SLM_API_TOKEN is %s"
                           % ("wrong" if self.token else "not set"))
@@ -2980,8 +3002,16 @@ class ServiceClient(object):
                           % shown_url(self.url))
         return result.status, data
 
-    def job(self, job_id):
-        return self.get("/api/v1/jobs/" + job_id, missing="unknown job: %s" % job_id)[1]
+    def job(self, job_id, cluster=None):
+        return self.get("/api/v1/jobs/" + job_id, {"cluster": cluster},
+                        missing="unknown job: %s" % job_id)[1]
+
+    def newest(self, name=None):
+        """The user's most recently submitted job (of that name), or None."""
+        _, data = self.get("/api/v1/search", {"user": user_name(), "sort": "-submitted",
+                                              "limit": "1", "name": name})
+        jobs = data.get("jobs") or []
+        return jobs[0] if jobs and isinstance(jobs[0], dict) else None
 
 
 def local_time(text, date=True):
@@ -3235,6 +3265,11 @@ def slurm_cluster_name(environ=None):
         if value is not None:
             return value or None
     return None
+
+
+def own_cluster():
+    """The cluster this host is on: SLURM_CLUSTER_NAME in a job, else slurm.conf's."""
+    return os.environ.get("SLURM_CLUSTER_NAME") or slurm_cluster_name()
 
 
 def process_name(pid):
@@ -3733,6 +3768,9 @@ class Wrapper(object):
         env[b"SLM_JOB_ID"] = os.fsencode(self.job.job_id)
         if self.settings.snapshot_path:   # the job's own slm commands find its settings
             env[b"SLM_SETTINGS"] = os.fsencode(self.settings.snapshot_path)
+        for key, value in self.settings.options.items():
+            # the job's own choices, for its own slm commands (`slm notify`)
+            env[os.fsencode(key)] = os.fsencode(value)
         task_pid = env.get(b"SLURM_TASK_PID") == str(os.getpid()).encode()
         self.output_sizes = output_sizes()   # the output files' tails start here
         # fds the user handed the job (3>file) stay open; ours are close-on-exec
@@ -4150,6 +4188,66 @@ def parse_directives(script):
     return found
 
 
+def slm_directives(script):
+    """The #SLM lines of a script's header, read as parse_directives reads
+    #SBATCH lines: [(line number, their words)].  A '#' after a blank starts
+    a comment (one inside a word is a URL's: '…#on=final')."""
+    import re
+    found = []
+    for number, raw in enumerate(script.splitlines()[1:], 2):
+        if re.match(br"#SLM(\s|\Z)", raw):
+            text = re.split(r"\s#", raw[4:].decode("utf-8", "replace"), 1)[0]
+            found.append((number, text.split()))
+        elif raw.strip() and not raw.strip().startswith(b"#"):
+            break
+    return found
+
+
+def blank_directives(script):
+    """The script with its #SLM lines cut to '#SLM': they may hold a webhook
+    URL (a secret), and slurmctld keeps the batch script where admins read it.
+    Lines keep their numbers."""
+    if not slm_directives(script):
+        return script
+    lines = script.split(b"\n")
+    for number, _ in slm_directives(script):
+        lines[number - 1] = b"#SLM" + (b"\r" if lines[number - 1].endswith(b"\r") else b"")
+    return b"\n".join(lines)
+
+
+def notify_on_problem(text):
+    """Why an SLM_NOTIFY_ON value is not one (an unknown word), or None."""
+    known = set(NOTIFY_GROUPS) | set(s.lower() for s in STATUSES)
+    for word in (text or "").replace(" ", ",").split(","):
+        if word.strip() and word.strip().lower() not in known:
+            return "unknown word %r%s" % (word.strip(), did_you_mean(
+                word.strip().lower(), sorted(known)))
+    return None
+
+
+def parse_job_options(words, where):
+    """{option: value} of a job's own choices (JOB_OPTIONS) in words, as
+    `--notify-on=END,FAIL` or `--notify-on END,FAIL`; UsageError naming where."""
+    names = [option for option, _ in JOB_OPTIONS]
+    found, i = {}, 0
+    while i < len(words):
+        option, equals, value = words[i].partition("=")
+        i += 1
+        if option not in names:
+            raise UsageError("%s: unknown option %s%s; #SLM lines take %s" % (
+                where, option, did_you_mean(option, names), ", ".join(names)))
+        if not equals:
+            if i >= len(words):
+                raise UsageError("%s: %s needs a value" % (where, option))
+            value, i = words[i], i + 1
+        problem = notify_on_problem(value) if option == "--notify-on" else \
+            Destination(value).problem() if option == "--webhook" else None
+        if problem:
+            raise UsageError("%s: %s %s" % (where, option, problem))
+        found[option] = value
+    return found
+
+
 def header_lines(script):
     """The comment block after the #! line, where sbatch reads its directives."""
     kept = []
@@ -4321,13 +4419,29 @@ def pump(source, sink, copy, watch=None):
 
 
 class Submitter(object):
-    def __init__(self, argv, settings, console, monitor=True, group=None):
+    def __init__(self, argv, settings, console, monitor=True, group=None, options=None):
         self.settings = settings
         self.console = console
         self.monitor = monitor
         self.group = group or settings.group
         self.cmd = SbatchCommand(argv)
         self.courier = None
+        self.options = dict(options or {})   # the command line's --notify-on, --webhook
+
+    def choose(self, original, name):
+        """The job's own choices: its script's #SLM lines, then the command
+        line's (which win, as sbatch's options win over #SBATCH lines); they
+        go into the settings the job is submitted with, never into its script."""
+        chosen = {}
+        for number, words in slm_directives(original):
+            chosen.update(parse_job_options(words, "%s line %d" % (name, number)))
+        chosen.update(parse_job_options(
+            ["%s=%s" % pair for pair in self.options.items() if pair[1]], "slm submit"))
+        if "--group" in chosen:
+            self.group = chosen["--group"]
+        self.settings = self.settings.with_options(dict(
+            (key, chosen[option]) for option, key in JOB_OPTIONS
+            if option in chosen and key != "SLM_GROUP"))
 
     def run(self):
         cmd = self.cmd
@@ -4352,6 +4466,8 @@ class Submitter(object):
             return self._sbatch(untouched, report=True)  # sbatch reads the script on stdin
         else:
             original, name = stdin_binary().read(), "sbatch"
+        if self.monitor or self.options:
+            self.choose(original, name)
         if not self.monitor and (cmd.script or cmd.wrap is not None):
             return self._sbatch(untouched, report=True, original=original, path=path)
         if interpreter(original) is None or b"\0" in original or b"\r\n" in original:
@@ -4371,8 +4487,8 @@ class Submitter(object):
                              "will use its own environment and %s" % (
                                  slm_home(self.settings.environ), e.strerror or e,
                                  self.settings.config_path))
-        batch = monitored_script(original, name, cmd.script_args, self.settings.python,
-                                 slm_path, snapshot, self.group)
+        batch = monitored_script(blank_directives(original), name, cmd.script_args,
+                                 self.settings.python, slm_path, snapshot, self.group)
         return self._submit_file(sbatch, batch, name, original, path)
 
     def _submit_file(self, sbatch, batch, name, original, script_path):
@@ -4512,7 +4628,8 @@ def cmd_run(args, settings, console):
 
 def cmd_submit(args, settings, console):
     return Submitter(args.sbatch_args, settings, console, monitor=not args.no_monitor,
-                     group=args.group).run()
+                     group=args.group, options={"--notify-on": args.notify_on,
+                                                "--webhook": args.webhook}).run()
 
 
 def cmd_flush(args, settings, console):
@@ -4526,9 +4643,128 @@ def cmd_flush(args, settings, console):
     if not console.quiet:
         line = "delivered %d event(s); %d still waiting in %s" % (delivered, left, spool.root)
         if dead:
-            line += "; %d refused for good in %s" % (dead, spool.dead)
+            line += "; %d dead letter(s) (refused for good, or expired) in %s: `slm spool` " \
+                "lists them" % (dead, spool.dead)
         emit(line)
     return EXIT_OK if left == 0 else EXIT_FAILURE
+
+
+SPOOL_COLUMNS = ("ID", "SINCE", "STATE", "DESTINATION", "EVENT", "WHY")
+
+
+def spool_destination(item, settings):
+    """Where a spooled event goes now, as it may be shown (scheme://host/…)."""
+    if item.kind == ServiceTarget.kind:
+        return "service %s" % shown_url(settings.api_url or item.url or "?")
+    if item.kind == WebhookTarget.kind and item.url:
+        return Destination(item.url, settings.webhook_format).shown()
+    return "?"
+
+
+def spool_reason(item, settings):
+    """Why an event waits: the target's last error, else what the settings say."""
+    if item.reason or item.state != "waiting":
+        return item.reason
+    if item.kind == ServiceTarget.kind and (settings.no_db or not settings.api_url):
+        return "no service configured now (SLM_API_URL)"
+    if item.kind == WebhookTarget.kind and settings.target_for(item.kind, item.url) is None:
+        return "its destination is no longer configured (SLM_WEBHOOK): `slm flush` sends it " \
+            "to the destinations added since, if any"
+    return "not tried since it was written"
+
+
+def cmd_spool(args, settings, console):
+    """List what waits in the spool, or drop some of it."""
+    spool = Spool(settings.spool_dir)
+    items = spool.items()
+    if args.action == "list":
+        if args.ids or args.all or args.older_than:
+            raise UsageError("IDs, --all and --older-than go with `slm spool drop`")
+        rows = [[item.id, local_time(iso_utc(item.since)) if item.since else "-", item.state,
+                 cell(spool_destination(item, settings), 40),
+                 cell("%s %s" % (item.event.get("job_id", "?"), item.event.get("status", "?")),
+                      40),
+                 cell(spool_reason(item, settings), 100)] for item in items]
+        if args.json:
+            print_json([dict(zip([c.lower() for c in SPOOL_COLUMNS], row)) for row in rows])
+        else:
+            print_table(rows, SPOOL_COLUMNS)
+        if not items:
+            console.say("nothing waits in %s" % spool.root)
+        return EXIT_OK
+    if not (args.ids or args.all or args.older_than):
+        raise UsageError("say what to drop: IDs (see `slm spool`), --all or --older-than AGE")
+    chosen = []
+    for wanted in args.ids:
+        matches = [i for i in items if i.id.startswith(wanted.lower())] if len(wanted) >= 4 \
+            else []
+        if len(matches) != 1:
+            raise Failure("%s: %s (`slm spool` lists them)" % (
+                wanted, "no such spool entry" if not matches else "names several entries"))
+        chosen.append(matches[0])
+    if args.all:
+        chosen = items
+    elif args.older_than:
+        now = time.time()
+        chosen += [i for i in items if i.since and now - i.since > args.older_than]
+    dropped = 0
+    for item in chosen:
+        if item.state == "sending":
+            console.say("%s is being sent right now (%s): not dropped" % (item.id, item.reason))
+        elif spool.drop(item):
+            dropped += 1
+    emit("dropped %d event(s) from %s" % (dropped, spool.root))
+    return EXIT_OK
+
+
+# `slm notify`: at most this many messages per job, in each window (count,
+# seconds): a job that says "epoch 50" every few seconds must not flood a
+# phone (or a chat bot's rate limit).  Beyond it a message is not sent, and slm
+# says so (exit 0: a job script with `set -e` must not die of it).
+NOTIFY_LIMITS = ((5, 60.0), (60, 3600.0))
+NOTIFY_MAX_CHARS = 1000
+
+
+def cmd_notify(args, settings, console):
+    """A MESSAGE event from the job itself (or about it, with --job): to its
+    destinations and its history, through the spool like any event."""
+    job_id = args.job or os.environ.get("SLM_JOB_ID")
+    if not job_id:
+        raise UsageError("which job? `slm notify` finds it inside a job run by `slm run` or "
+                         "`slm submit` (SLM_JOB_ID); elsewhere say --job ID")
+    message = clean_text(" ".join(args.message)).strip()
+    if not message:
+        raise UsageError("slm notify needs a message: slm notify \"epoch 50: loss 0.12\"")
+    spool = Spool(settings.spool_dir)
+    now = time.time()
+    try:
+        recent = spool.messages_of(job_id, now)
+    except OSError:
+        recent = []
+    for count, window in NOTIFY_LIMITS:
+        if len([t for t in recent if now - t < window]) >= count:
+            console.error("not sent: job %s sent %d messages in the last %s already (at most "
+                          "%s)" % (job_id, count, duration_text(window), ", ".join(
+                              "%d a %s" % (c, {60.0: "minute", 3600.0: "hour"}[w])
+                              for c, w in NOTIFY_LIMITS)))
+            return EXIT_OK
+    import re
+    inside = not args.job or args.job == os.environ.get("SLM_JOB_ID")
+    job = JobInfo(environ=os.environ if inside else {})
+    job.job_id, job.command = job_id, None
+    if not job.cluster and re.match(r"\d+(_\d+)?\Z", job_id):
+        job.cluster = args.cluster or own_cluster()   # the job is its id on its cluster
+    event = EventFactory(job).make("MESSAGE", message=truncate_text(message, NOTIFY_MAX_CHARS))
+    event = dict((k, v) for k, v in event.items() if v is not None)
+    try:
+        spool.record_message(job_id, recent + [now], now)
+    except OSError:
+        pass
+    courier = Courier(settings, console)
+    courier.post(event)
+    courier.start()
+    courier.finish(exit_budget(settings.timeout))
+    return EXIT_OK
 
 
 LIST_HEADERS = ("JOBID", "NAME", "USER", "STATE", "PARTITION", "NODELIST", "TIME", "EXIT",
@@ -4563,10 +4799,24 @@ def describe_status(job):
     return "%s%s" % (job.get("status"), " (%s)" % ", ".join(parts) if parts else "")
 
 
-def job_row(job):
-    return [cell(job.get("job_id"), 32), cell(job.get("job_name")), cell(job.get("user"), 12),
-            cell(job.get("status"), 13), cell(job.get("partition"), 12),
-            cell(job.get("nodelist")), job_duration(job),
+def waiting_in_queue(job):
+    """Slurm's word on a job that waits in its queue: 'PENDING (Priority)', or None."""
+    state = job.get("slurm_state")
+    if not state or job.get("status") in ENDED or job.get("status") not in WAITING:
+        return None
+    reason = job.get("slurm_reason")
+    return "%s (%s)" % (state, reason) if reason not in (None, "", "None") else state
+
+
+def job_row(job, clusters=False):
+    # a waiting job's nodes are its reason, as in squeue's NODELIST(REASON)
+    queue = waiting_in_queue(job)
+    nodes = "(%s)" % (job.get("slurm_reason") or job.get("slurm_state")) \
+        if queue and not job.get("nodelist") else job.get("nodelist")
+    return [cell(job.get("job_id"), 32)] + ([cell(job.get("cluster"), 16)] if clusters else []) \
+        + [cell(job.get("job_name")), cell(job.get("user"), 12),
+           cell(job.get("status"), 13), cell(job.get("partition"), 12),
+           cell(nodes), job_duration(job),
             cell((ending(job.get("status"), job.get("exit_code"), job.get("signal")) or
                   (None, None))[1]),
             local_time(job.get("last_event_time"))]
@@ -4576,6 +4826,12 @@ def job_notes(job):
     """The lines under a job's row: what the columns cannot say."""
     meta = job.get("meta") or {}
     notes = []
+    if job.get("cluster"):
+        notes.append(("cluster", job["cluster"]))
+    queue = waiting_in_queue(job)
+    if queue:
+        notes.append(("queue", "%s in Slurm's queue%s" % (queue, " (asked %s)" % local_time(
+            job["asked_at"]) if job.get("asked_at") else "")))
     if job.get("reason") or job.get("message"):
         notes.append(("reason", job.get("reason") or job.get("message")))
     if meta.get("source") == "slurm":
@@ -4601,8 +4857,42 @@ def job_notes(job):
     return notes
 
 
+def find_job(client, spec, cluster=None, missing_ok=False):
+    """(job row, the cluster to name in requests or None) for JOB as a user
+    writes it: an id (on --cluster, else on this host's cluster where the id is
+    a job on several), `last` (your most recently submitted job), or a job's
+    name (your most recent job of that name).  missing_ok: (None, cluster)
+    for an unknown job instead of a Failure."""
+    if spec == "last":
+        job = client.newest()
+        if job is None:
+            raise Failure("the service knows no job of yours yet (SLM_API_URL)")
+        return job, None
+    status, data = client.get("/api/v1/jobs/" + spec, {"cluster": cluster}, accept=(404, 409))
+    if status == 409 and cluster is None and own_cluster():
+        cluster = own_cluster()
+        status, data = client.get("/api/v1/jobs/" + spec, {"cluster": cluster},
+                                  accept=(404, 409))
+        if status == 404:
+            status = 409    # on several clusters, not this host's
+    if status == 409:
+        import re
+        found = re.search(r"clusters \(([^)]*)\)", str(data.get("error") or ""))
+        raise UsageError("job %s is a job on several clusters%s: say which with --cluster NAME"
+                         % (spec, " (%s)" % found.group(1) if found else ""))
+    if status == 200:
+        return data, cluster
+    job = client.newest(spec) if cluster is None else None
+    if job is not None:
+        return job, None
+    if missing_ok:
+        return None, cluster
+    raise Failure("unknown job: %s (no job has that id%s, and none of yours that name)"
+                  % (spec, " on cluster %s" % cluster if cluster else ""))
+
+
 def cmd_status(args, settings, console):
-    job = ServiceClient(settings).job(args.job)
+    job, _ = find_job(ServiceClient(settings), args.job, args.cluster)
     if args.json:
         print_json(job)
         return EXIT_OK
@@ -4624,7 +4914,10 @@ def cmd_list(args, settings, console):
     if args.json:
         print_json(data)
         return EXIT_OK
-    print_table([job_row(job) for job in jobs], LIST_HEADERS)
+    # the cluster, where the jobs are on more than one (the same id may be two jobs)
+    clusters = len(set(job.get("cluster") for job in jobs)) > 1
+    print_table([job_row(job, clusters) for job in jobs],
+                LIST_HEADERS[:1] + ("CLUSTER",) * clusters + LIST_HEADERS[1:])
     total = data.get("total", len(jobs))
     if total > len(jobs) + (args.offset or 0):
         console.say("%d of %d jobs shown (--limit, --offset for more)" % (len(jobs), total))
@@ -4632,8 +4925,11 @@ def cmd_list(args, settings, console):
 
 
 def cmd_events(args, settings, console):
+    client = ServiceClient(settings)
+    job, cluster = find_job(client, args.job, args.cluster)
     unknown = "unknown job: %s" % args.job
-    _, data = ServiceClient(settings).get("/api/v1/jobs/%s/events" % args.job, missing=unknown)
+    _, data = client.get("/api/v1/jobs/%s/events" % job["job_id"], {"cluster": cluster},
+                         missing=unknown)
     events = data.get("events") or []
     if not events:
         raise Failure(unknown)
@@ -4671,9 +4967,13 @@ def cmd_watch(args, settings, console):
     look at the job: its status, which merges Slurm's verdict and the
     service's findings, decides the end.  At the end one full read shows
     events that arrived late with an earlier time."""
+    import re
     client = ServiceClient(settings)
-    path = "/api/v1/jobs/%s/events" % args.job
-    unknown = "unknown job: %s (the service has heard nothing of it)" % args.job
+    # `last`, a name, an id on several clusters; an id not known yet is waited for
+    found, cluster = find_job(client, args.job, args.cluster, missing_ok=True)
+    job_id = found["job_id"] if found else args.job
+    path = "/api/v1/jobs/%s/events" % job_id
+    unknown = "unknown job: %s (the service has heard nothing of it)" % job_id
     deadline = time.time() + args.timeout if args.timeout else None
     after, seen, reached, failing_since, verdict_by = None, set(), False, None, None
     said_lost = False
@@ -4693,12 +4993,13 @@ def cmd_watch(args, settings, console):
         if deadline is not None:
             wait = min(wait, max(0.0, deadline - now))
         try:
-            _, data = client.get(path, {"after": after, "wait": "%.1f" % wait},
+            _, data = client.get(path, {"after": after, "wait": "%.1f" % wait,
+                                        "cluster": cluster},
                                  missing=unknown, timeout=wait + client.timeout)
             events = data.get("events") or []
             show(events)
             after = events[-1].get("event_id") if events else after
-            job = client.job(args.job)
+            job = client.job(job_id, cluster)
             reached, failing_since = True, None
         except Unreachable as e:
             now = time.time()
@@ -4711,28 +5012,36 @@ def cmd_watch(args, settings, console):
             continue
         now, status = time.time(), job.get("status")
         out_of_time = deadline is not None and now >= deadline
+        # the service asks Slurm about the jobs of its cluster; of any other job
+        # (a local one, one with no cluster) nothing will come after the end
+        slurm_knows = bool(job.get("cluster")) and bool(re.match(r"\d+(_\d+)?\Z", job_id))
         if status == "CANCELLED" and not (job.get("meta") or {}).get("source") and \
-                not job.get("verified"):
+                not job.get("verified") and slurm_knows:
             if verdict_by is None:
                 verdict_by = now + VERDICT_WAIT
                 console.say("job %s was cancelled; waiting up to %s for Slurm's record, in "
-                            "case it was requeued" % (args.job, duration_text(VERDICT_WAIT)))
+                            "case it was requeued" % (job_id, duration_text(VERDICT_WAIT)))
             settled = now >= verdict_by
         else:
             settled = True
             if status not in FINAL_STATUSES:
                 verdict_by = None    # requeued: the job runs again, and so does the watch
         if status in FINAL_STATUSES and (settled or out_of_time):
-            show(client.get(path, missing=unknown)[1].get("events") or [])
-            console.say("job %s ended %s" % (args.job, describe_status(job)))
+            show(client.get(path, {"cluster": cluster}, missing=unknown)[1].get("events") or [])
+            console.say("job %s ended %s" % (job_id, describe_status(job)))
             return EXIT_OK if status == "COMPLETED" else EXIT_FAILURE
+        if status == "LOST" and not slurm_knows:
+            show(client.get(path, {"cluster": cluster}, missing=unknown)[1].get("events") or [])
+            console.say("the service lost contact with job %s, and Slurm never knew it: "
+                        "nothing more will come" % job_id)
+            return EXIT_FAILURE
         if status == "LOST" and not said_lost:
             said_lost = True
             console.say("the service lost contact with job %s; waiting for Slurm's verdict "
-                        "(Ctrl-C to stop watching)" % args.job)
+                        "(Ctrl-C to stop watching)" % job_id)
         if out_of_time:
             console.say("job %s is still %s after %s (--timeout)"
-                        % (args.job, status, duration_text(args.timeout)))
+                        % (job_id, status, duration_text(args.timeout)))
             return EXIT_FAILURE
 
 
@@ -5078,6 +5387,153 @@ def cmd_doctor(args, settings, console):
     return EXIT_OK
 
 
+def reaches(url, timeout):
+    """Whether this host can open a connection to where url's requests go
+    (or has a proxy for them): the one question compute nodes without
+    internet answer no to."""
+    import socket
+    import urllib.request
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if urllib.request.getproxies().get(parts.scheme) and not urllib.request.proxy_bypass(host):
+        return True
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def write_config(path, changes):
+    """Set changes ({KEY: value}) in the configuration file at path, keeping
+    its other lines (comments too); written whole, mode 0600 (it holds secrets)."""
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode("utf-8", "surrogateescape").splitlines()
+    except FileNotFoundError:
+        lines = ["# slm settings (KEY=VALUE lines; see README.md, Reference); keep it private"]
+    done, kept = set(), []
+    for line in lines:
+        key = line.strip()
+        key = key[len("export "):] if key.startswith("export ") else key
+        key = key.partition("=")[0].strip()
+        if key in changes:
+            if key not in done:
+                kept.append("%s=%s" % (key, changes[key]))
+                done.add(key)
+            continue
+        kept.append(line)
+    kept += ["%s=%s" % (k, v) for k, v in changes.items() if k not in done]
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    data = ("\n".join(kept) + "\n").encode("utf-8", "surrogateescape")
+    write_durably(path, data, os.path.join(folder, ".%s.%d.%s.tmp" % (
+        os.path.basename(path), os.getpid(), new_id()[:8])))
+
+
+def ask(question, default=""):
+    """One answer from the terminal (the default for an empty one)."""
+    sys.stderr.write("%s%s: " % (question, " [%s]" % default if default else ""))
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    if not line:
+        raise Failure("no answer (end of input): nothing written")
+    return line.strip() or default
+
+
+def ask_setup(settings):
+    """`slm setup` in a terminal: (destination, service URL or '')."""
+    sys.stderr.write("slm setup: where should your jobs' notices go?\n"
+                     "  1) your phone, with the free ntfy app (no account): a new private topic "
+                     "is made for you\n"
+                     "  2) somewhere else: Slack, Discord, Teams, Telegram, Matrix, e-mail, "
+                     "any URL (paste it)\n")
+    choice = ask("1 or 2", "1")
+    if choice == "1":
+        import base64
+        server = ask("ntfy server", "https://ntfy.sh").rstrip("/")
+        topic = "slm-" + base64.b32encode(os.urandom(10)).decode("ascii").lower()
+        webhook = "%s/%s" % (server, topic) if webhook_format(server + "/x")[0] == "ntfy" \
+            else "ntfy+%s/%s" % (server, topic)
+        sys.stderr.write(
+            "\nIn the ntfy app (Android, iOS; or %s/%s in a browser) subscribe to the topic\n\n"
+            "    %s\n\n(on a server other than ntfy.sh, say which in the app). Anyone who knows "
+            "the topic can read it: keep it to yourself.\n" % (server, topic, topic))
+        ask("Press Enter once subscribed (a test notice comes next)")
+    else:
+        webhook = ask("destination URL")
+    api = ask("the SLM service's URL, if your site runs one (Enter: none)", settings.api_url)
+    return webhook, api
+
+
+def cmd_setup(args, settings, console):
+    """Write ~/.slm/config for notices (a destination, the service, how to
+    reach them) and send a test the way a job's events go."""
+    if args.webhook is None:
+        if not sys.stdin.isatty():
+            raise UsageError("slm setup asks its questions in a terminal; elsewhere say "
+                             "slm setup --webhook URL [--api-url URL]")
+        webhook, api_url = ask_setup(settings)
+    else:
+        webhook, api_url = args.webhook, args.api_url or settings.api_url
+    destination = Destination(webhook, settings.webhook_format)
+    problem = destination.problem()
+    if problem:
+        raise UsageError("the destination %s: %s" % (redact_url(webhook), problem))
+    api_url = (api_url or "").rstrip("/")
+    if api_url.endswith("/api/v1"):
+        api_url = api_url[:-len("/api/v1")]
+    if api_url and check_http_url(api_url):
+        raise UsageError("--api-url %s: %s (the service's base URL, e.g. http://login1:9008)"
+                         % (shown_url(api_url), check_http_url(api_url)))
+    via = args.via
+    endpoint = "https://" if destination.format == "email" else \
+        FORMATS[destination.format].endpoint(destination.url)[0]
+    if via is None:
+        direct = destination.format != "email" and reaches(endpoint, max(settings.timeout, 3))
+        via = "direct" if direct or not api_url else "api"
+        if not direct:
+            console.say("this host cannot reach %s%s" % (destination.shown(), (
+                ": the SLM service will send your notices (SLM_WEBHOOK_VIA=api)" if api_url
+                else " and no service is configured (--api-url): notices will wait in the "
+                "spool until it can")))
+        elif api_url:
+            console.say("this host reaches %s directly; if your compute nodes cannot, run "
+                        "`slm setup --via api` (the service sends for them)" % destination.shown())
+    changes = {"SLM_WEBHOOK": webhook, "SLM_WEBHOOK_VIA": via}
+    if api_url:
+        changes["SLM_API_URL"] = api_url
+    path = settings.config_path
+    try:
+        write_config(path, changes)
+    except OSError as e:
+        raise Failure("cannot write %s: %s" % (path, e.strerror or e))
+    emit("wrote %s (mode 600): SLM_WEBHOOK=%s, SLM_WEBHOOK_VIA=%s%s" % (
+        path, destination.shown(), via, ", SLM_API_URL=%s" % shown_url(api_url)
+        if api_url else ""))
+    fresh = Settings(console, no_db=settings.no_db, environ=settings.environ)
+    for key in changes:
+        if fresh.sources.get(key) != SOURCE_FILE:
+            console.say("%s is set in your environment, which wins over %s: unset it for this "
+                        "setting to apply" % (key, path))
+    check = Checkup()
+    for r in send_tests(fresh, console):
+        if r.state == "sent":
+            check.ok("test", "%s (%s) accepted a test notification%s: look at your phone or "
+                     "channel" % (r.shown, r.format, " through the service"
+                                  if fresh.relaying() else ""))
+        else:
+            check.bad("test", "%s (%s): the test notification was %s%s" % (
+                r.shown, r.format, r.state, ": %s" % r.reason if r.reason else ""), r.fix)
+    return EXIT_OK if not check.problems else EXIT_FAILURE
+
+
 def background_flush(settings, console):
     """Deliver what earlier runs left in the spool, beside this command's own work.
 
@@ -5113,6 +5569,7 @@ EXAMPLES = {
 """,
     "submit": """examples:
   python3 slm.py submit job.sh                  # like sbatch job.sh, monitored
+  python3 slm.py submit --notify-on END,FAIL job.sh   # notices of its end only
   python3 slm.py submit -p short -t 10 job.sh input.dat
   python3 slm.py submit --array=1-10 job.sh
   python3 slm.py submit --wrap "python train.py"
@@ -5120,10 +5577,14 @@ EXAMPLES = {
 
 Every other word goes to sbatch unchanged, in order; the job runs the script
 unmodified, with its own #! interpreter and #SBATCH lines, under 'slm run'.
-slm's own -q/-v/--no-db go before 'submit'.
+slm's own -q/-v/--no-db go before 'submit'.  In the script, like #SBATCH:
+  #SLM --notify-on=END,FAIL
+  #SLM --webhook=https://ntfy.sh/YOUR-TOPIC
 """,
     "status": """examples:
   python3 slm.py status 1234
+  python3 slm.py status last                # your latest job
+  python3 slm.py status train               # your latest job named train
   python3 slm.py status 1234_7 --json       # an array task, as JSON
 """,
     "list": """examples:
@@ -5133,10 +5594,12 @@ slm's own -q/-v/--no-db go before 'submit'.
 """,
     "events": """examples:
   python3 slm.py events 1234
+  python3 slm.py events last
   python3 slm.py events 1234 --json | jq '.events[].status'
 """,
     "watch": """examples:
   python3 slm.py watch 1234                 # follow job 1234 until it ends
+  python3 slm.py watch last                 # your latest job
   python3 slm.py submit job.sh | tail -1    # ... then: slm watch JOBID && next-step.sh
   python3 slm.py watch 1234 --json | jq -r .status
   python3 slm.py watch 1234 --timeout 2h    # give up (exit 1) if it has not ended by then
@@ -5144,6 +5607,21 @@ slm's own -q/-v/--no-db go before 'submit'.
     "doctor": """examples:
   python3 slm.py doctor                     # inside a job script, too
   python3 slm.py doctor --send-test         # and post a test notification
+""",
+    "spool": """examples:
+  python3 slm.py spool                      # what waits, since when, where, why
+  python3 slm.py spool drop 3f9a1c7e        # drop one (its ID from the list)
+  python3 slm.py spool drop --older-than 2d
+  python3 slm.py spool drop --all
+""",
+    "notify": """examples:
+  python3 slm.py notify "epoch 50: val 0.91"          # inside a job run by slm
+  python3 slm.py notify --job 4242 "checked: looks good"
+""",
+    "setup": """examples:
+  python3 slm.py setup                                  # asks (ntfy on your phone, or a URL)
+  python3 slm.py setup --webhook https://ntfy.sh/YOUR-TOPIC
+  python3 slm.py setup --webhook https://ntfy.sh/YOUR-TOPIC --api-url http://login1:9008
 """,
     "flush": """examples:
   python3 slm.py flush            # deliver everything waiting in the spool
@@ -5153,16 +5631,24 @@ slm's own -q/-v/--no-db go before 'submit'.
 
 
 # Each command's function: main() dispatches here, and nowhere else.
-COMMANDS = {"run": cmd_run, "submit": cmd_submit, "flush": cmd_flush, "status": cmd_status,
-            "list": cmd_list, "events": cmd_events, "watch": cmd_watch, "doctor": cmd_doctor}
+COMMANDS = {"run": cmd_run, "submit": cmd_submit, "flush": cmd_flush, "spool": cmd_spool,
+            "status": cmd_status, "list": cmd_list, "events": cmd_events, "watch": cmd_watch,
+            "notify": cmd_notify, "doctor": cmd_doctor, "setup": cmd_setup}
 
 
 # `slm run`'s options, each taking a value: the one list the parser, the
 # split of the command line and the quick path all read.
+NOTIFY_ON_HELP = "which events notify, for this job (SLM_NOTIFY_ON): statuses, SLM's " \
+    "words (default, final, failures, warnings, all) or Slurm's --mail-type words (END,FAIL)"
+WEBHOOK_HELP = "where this job's notices go (SLM_WEBHOOK); visible in `ps` while it runs: " \
+    "#SLM lines or ~/.slm/config keep it private"
+GROUP_HELP = "put the job into a named group (SLM_GROUP): one notice for the group's first " \
+    "start, each failure, one roll-up at its end"
 RUN_OPTIONS = (
     ("--name", "job name outside Slurm (default: the command's name)"),
-    ("--group", "put the job into a named group (SLM_GROUP): one notice for the group's "
-                "first start, each failure, one roll-up at its end"),
+    ("--group", GROUP_HELP),
+    ("--notify-on", NOTIFY_ON_HELP),
+    ("--webhook", WEBHOOK_HELP),
     ("--cleanup", None),      # the private copy of a submitted script, removed at the end
     ("--settings", None),     # the submit-time snapshot of the settings
 )
@@ -5193,6 +5679,11 @@ def duration_option(text):
     return seconds
 
 
+JOB_HELP = "a job id (1234, 1234_7 for an array task, local-…), `last` (your latest job) " \
+    "or a job name (your latest job of that name)"
+CLUSTER_HELP = "the cluster of a job id that is a job on several (default: this host's)"
+
+
 def build_parser():
     import argparse
 
@@ -5200,19 +5691,23 @@ def build_parser():
         def error(self, message):
             raise UsageError("%s (see '%s --help')" % (message, self.prog))
 
-    def add_common(p, defaults):
+    def add_common(p, defaults, verbose=True, no_db=True):
+        """-q everywhere; -v and --no-db where events are delivered."""
         kw = {} if defaults else {"default": argparse.SUPPRESS}
         p.add_argument("-q", "--quiet", action="store_true",
                        help="print none of slm's own lines", **kw)
-        p.add_argument("-v", "--verbose", action="store_true",
-                       help="also show each delivery", **kw)
-        p.add_argument("--no-db", action="store_true",
-                       help="do not send events to the SLM service this time", **kw)
+        if verbose:
+            p.add_argument("-v", "--verbose", action="store_true",
+                           help="also show each delivery", **kw)
+        if no_db:
+            p.add_argument("--no-db", action="store_true",
+                           help="do not send events to the SLM service this time", **kw)
 
     formatter = argparse.RawDescriptionHelpFormatter
     parser = Parser(prog="slm", description=__doc__.split("\n\n")[1], epilog=(
-        "'slm COMMAND --help' tells more.  Environment: SLM_API_URL, SLM_API_TOKEN, "
-        "SLM_WEBHOOK, SLM_SPOOL_DIR, SLM_TIMEOUT (see README.md)."),
+        "'slm COMMAND --help' tells more.  First time? `slm setup`, then `slm doctor "
+        "--send-test`.  Environment: SLM_API_URL, SLM_API_TOKEN, SLM_WEBHOOK, SLM_SPOOL_DIR, "
+        "SLM_TIMEOUT (see README.md)."),
         formatter_class=formatter)
     add_common(parser, defaults=True)
     parser.add_argument("--version", action="version",
@@ -5220,8 +5715,8 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     p = sub.add_parser("run", help="run a command and report its life",
-                       usage="slm run [-q] [-v] [--no-db] [--name NAME] [--group NAME] -- CMD "
-                       "[ARGS...]",
+                       usage="slm run [-q] [-v] [--no-db] [--name NAME] [--group NAME] "
+                       "[--notify-on EVENTS] [--webhook URL] -- CMD [ARGS...]",
                        description="Run CMD (output, exit code and signals pass through) "
                        "and report RUNNING, PAUSED, RESUMED, TERMINATING and how it ended.",
                        epilog=EXAMPLES["run"], formatter_class=formatter)
@@ -5231,41 +5726,63 @@ def build_parser():
     p.add_argument("cmd", nargs="*", metavar="CMD", help="the command and its arguments")
 
     p = sub.add_parser("submit", help="sbatch a script, monitored",
-                       usage="slm [-q] [-v] [--no-db] submit [--no-monitor] [sbatch options] "
-                       "SCRIPT [ARGS...]\n       slm submit [sbatch options] --wrap CMD",
+                       usage="slm [-q] [-v] [--no-db] submit [--no-monitor] [--group NAME] "
+                       "[--notify-on EVENTS] [--webhook URL] [sbatch options] SCRIPT [ARGS...]"
+                       "\n       slm submit [sbatch options] --wrap CMD",
                        description="Run sbatch (SLM_SBATCH) with your options; report "
                        "SUBMITTED or SUBMIT_FAILED; unless --no-monitor, the job runs the "
-                       "unmodified script under 'slm run'.",
+                       "unmodified script under 'slm run'.  #SLM lines in the script's header "
+                       "(like #SBATCH lines) choose --notify-on, --webhook and --group for the "
+                       "job; the command line's win.",
                        epilog=EXAMPLES["submit"], formatter_class=formatter)
     p.add_argument("--no-monitor", action="store_true",
                    help="submit the script untouched; report only the submission")
-    p.add_argument("--group", metavar="NAME", help="put the job into a named group (a "
-                   "pipeline, a sweep): one notice for the group's first start, each "
-                   "failure, one roll-up at its end")
-    p.add_argument("sbatch_args", nargs="*", metavar="SBATCH_ARGS")
+    p.add_argument("--group", metavar="NAME", help=GROUP_HELP)
+    p.add_argument("--notify-on", metavar="EVENTS", help=NOTIFY_ON_HELP)
+    p.add_argument("--webhook", metavar="URL", help=WEBHOOK_HELP)
+    p.add_argument("sbatch_args", nargs="*", metavar="SBATCH_ARGS",
+                   help="sbatch's options, the script and its arguments, as for sbatch")
 
     p = sub.add_parser("flush", help="deliver the events waiting in the spool",
-                       description="Deliver every event waiting in the spool (SLM_SPOOL_DIR). "
-                       "Exit 0 when none is left, 1 otherwise.",
+                       description="Deliver every event waiting in the spool (SLM_SPOOL_DIR), "
+                       "each to the destinations configured now.  Exit 0 when none is left, "
+                       "1 otherwise.",
                        epilog=EXAMPLES["flush"], formatter_class=formatter)
     add_common(p, defaults=False)
     p.add_argument("--max-time", type=bounded(float, 0.1, 86400), default=300.0,
                    metavar="SECONDS",
                    help="give up after this long (default 300)")
 
+    p = sub.add_parser("spool", help="what waits in the spool, and why; drop some",
+                       description="List the events waiting to be delivered (and the dead "
+                       "letters: refused for good, or older than %s), or drop some."
+                       % duration_text(SPOOL_EXPIRE),
+                       epilog=EXAMPLES["spool"], formatter_class=formatter)
+    add_common(p, defaults=False, verbose=False, no_db=False)
+    p.add_argument("action", nargs="?", choices=("list", "drop"), default="list",
+                   help="list (the default) or drop")
+    p.add_argument("ids", nargs="*", metavar="ID", help="the entries to drop (their IDs, "
+                   "or the first 4 characters or more)")
+    p.add_argument("--all", action="store_true", help="drop every entry (waiting and dead)")
+    p.add_argument("--older-than", type=duration_option, metavar="AGE",
+                   help="drop the entries older than this: 90 (seconds), 30m, 12h, 2d")
+    p.add_argument("--json", action="store_true", help="the list as JSON")
+
     p = sub.add_parser("status", help="one job's current state, from the service",
-                       description="Show a job's current state as the SLM service knows it. "
-                       "Exit 1 for an unknown job, 3 when the service cannot be reached.",
+                       description="Show a job's current state as the SLM service knows it "
+                       "(a waiting job: Slurm's reason).  Exit 1 for an unknown job, 3 when "
+                       "the service cannot be reached.",
                        epilog=EXAMPLES["status"], formatter_class=formatter)
-    add_common(p, defaults=False)
-    p.add_argument("job", metavar="JOB", help="job id: 1234, 1234_7 (array task), local-...")
+    add_common(p, defaults=False, verbose=False, no_db=False)
+    p.add_argument("job", metavar="JOB", help=JOB_HELP)
+    p.add_argument("--cluster", metavar="NAME", help=CLUSTER_HELP)
     p.add_argument("--json", action="store_true", help="the job as JSON")
 
     p = sub.add_parser("list", help="your jobs, most recently active first, from the service",
                        description="List jobs the SLM service knows, most recently active "
                        "first: yours unless --all or --user.",
                        epilog=EXAMPLES["list"], formatter_class=formatter)
-    add_common(p, defaults=False)
+    add_common(p, defaults=False, verbose=False, no_db=False)
     who = p.add_mutually_exclusive_group()
     who.add_argument("--mine", action="store_true", help="only your jobs (the default)")
     who.add_argument("--all", action="store_true", help="every user's jobs")
@@ -5274,7 +5791,7 @@ def build_parser():
                    help="comma-separated states, e.g. RUNNING,PAUSED")
     p.add_argument("--name", "-n", help="job name")
     p.add_argument("--group", "-g", help="the jobs of a group (slm submit --group)")
-    p.add_argument("--partition", "-p")
+    p.add_argument("--partition", "-p", help="the jobs of this partition")
     p.add_argument("--since", metavar="TIME", help="active since (UTC, 2026-11-30 or "
                    "2026-11-30T08:00:00Z)")
     p.add_argument("--until", metavar="TIME", help="active until (UTC)")
@@ -5287,8 +5804,9 @@ def build_parser():
     p = sub.add_parser("events", help="one job's events, in order",
                        description="Show every event the SLM service has for a job, in order.",
                        epilog=EXAMPLES["events"], formatter_class=formatter)
-    add_common(p, defaults=False)
-    p.add_argument("job", metavar="JOB")
+    add_common(p, defaults=False, verbose=False, no_db=False)
+    p.add_argument("job", metavar="JOB", help=JOB_HELP)
+    p.add_argument("--cluster", metavar="NAME", help=CLUSTER_HELP)
     p.add_argument("--json", action="store_true", help="the events as JSON")
 
     p = sub.add_parser("watch", help="follow one job's events until it ends",
@@ -5297,20 +5815,53 @@ def build_parser():
                        "otherwise (or --timeout passed first), 3 when the service stays "
                        "unreachable for %d minutes." % (WATCH_OUTAGE // 60),
                        epilog=EXAMPLES["watch"], formatter_class=formatter)
-    add_common(p, defaults=False)
-    p.add_argument("job", metavar="JOB")
+    add_common(p, defaults=False, verbose=False, no_db=False)
+    p.add_argument("job", metavar="JOB", help=JOB_HELP)
+    p.add_argument("--cluster", metavar="NAME", help=CLUSTER_HELP)
     p.add_argument("--timeout", type=duration_option, metavar="TIME",
                    help="stop watching after this long: 90 (seconds), 30m, 2h")
     p.add_argument("--json", action="store_true", help="one JSON event per line")
 
+    p = sub.add_parser("notify", help="a message from your job to your phone and its history",
+                       description="Send MESSAGE as the job's own event (MESSAGE): to its "
+                       "destinations (unless their filter leaves MESSAGE out) and its history "
+                       "in the service, through the spool.  Inside a job run by slm the job "
+                       "is found; elsewhere say --job.  At most %s per job."
+                       % ", ".join("%d a %s" % (c, duration_text(w)) for c, w in NOTIFY_LIMITS),
+                       epilog=EXAMPLES["notify"], formatter_class=formatter)
+    add_common(p, defaults=False)
+    p.add_argument("message", nargs="+", metavar="MESSAGE", help="what to say")
+    p.add_argument("--job", metavar="ID", help="the job it is about (default: the job this "
+                   "runs in, SLM_JOB_ID)")
+    p.add_argument("--cluster", metavar="NAME", help="the cluster of --job (default: "
+                   "this host's)")
+
     p = sub.add_parser("doctor", help="check the set-up, line by line",
                        description="Check what users most often get wrong: the service and "
-                       "its token, webhook URLs, the spool, Python, the job context. "
+                       "its token, the destinations (a test through the path your jobs' "
+                       "notices take, with --send-test), the spool, Python, the job context. "
                        "Exit 0 only when all is well.",
                        epilog=EXAMPLES["doctor"], formatter_class=formatter)
-    add_common(p, defaults=False)
+    add_common(p, defaults=False, verbose=False)
     p.add_argument("--send-test", action="store_true",
-                   help="also send a test notification to each webhook")
+                   help="also send a test notification to each destination, the way your "
+                   "jobs' notices go (through the service when it relays them)")
+
+    p = sub.add_parser("setup", help="first run: where notices go, written to ~/.slm/config",
+                       description="Choose where your jobs' notices go (ntfy on your phone, "
+                       "or any destination), whether this host sends them or the SLM service "
+                       "does, write it to %s (mode 600; other settings kept) and send a test "
+                       "the way your jobs' notices will go.  In a terminal it asks; "
+                       "elsewhere give --webhook." % "~/.slm/config (SLM_CONFIG)",
+                       epilog=EXAMPLES["setup"], formatter_class=formatter)
+    add_common(p, defaults=False, verbose=False, no_db=False)
+    p.add_argument("--webhook", metavar="URL", help="the destination (SLM_WEBHOOK), e.g. "
+                   "https://ntfy.sh/YOUR-TOPIC; without it, slm asks")
+    p.add_argument("--api-url", metavar="URL", help="the SLM service's base URL "
+                   "(SLM_API_URL), e.g. http://login1:9008")
+    p.add_argument("--via", choices=("direct", "api"), help="who sends the notices: this "
+                   "host (direct) or the service (api, for nodes without internet); default: "
+                   "found out by trying to reach the destination")
     return parser
 
 
@@ -5344,11 +5895,13 @@ def split_argv(argv):
     ours = ("--no-monitor", "--no-db")
     mine, words = [], list(rest)
     k = 0
-    while k < len(words):    # --group NAME / --group=NAME, anywhere among sbatch's options
-        if words[k] == "--group" and k + 1 < len(words):
+    # --group NAME / --group=NAME, --notify-on, --webhook: anywhere among sbatch's options
+    valued = tuple(option for option, _ in JOB_OPTIONS)
+    while k < len(words):
+        if words[k] in valued and k + 1 < len(words):
             mine += words[k:k + 2]
             del words[k:k + 2]
-        elif words[k].startswith("--group="):
+        elif words[k].startswith(tuple(option + "=" for option in valued)):
             mine.append(words.pop(k))
         elif words[k] in ("--", "-") or not words[k].startswith("-"):
             break
@@ -5374,7 +5927,7 @@ def quick_run_args(head, tail):
     if not tail or head.count("run") != 1:
         return None
     values = {"quiet": False, "verbose": False, "no_db": False, "command": "run", "cmd": tail}
-    values.update((option[2:], None) for option, _ in RUN_OPTIONS)
+    values.update((option[2:].replace("-", "_"), None) for option, _ in RUN_OPTIONS)
     flags = {"-q": "quiet", "--quiet": "quiet", "-v": "verbose", "--verbose": "verbose",
              "--no-db": "no_db"}
     words = list(head)
@@ -5386,10 +5939,18 @@ def quick_run_args(head, tail):
         elif word in flags:
             values[flags[word]] = True
         elif seen_run and word in dict(RUN_OPTIONS) and words:
-            values[word[2:]] = words.pop(0)
+            values[word[2:].replace("-", "_")] = words.pop(0)
         else:
             return None
     return Arguments(**values)
+
+
+def job_options(args):
+    """The settings a job chose on its command line (--notify-on, --webhook):
+    {SLM_NOTIFY_ON: ...}; its group goes its own way (JobInfo)."""
+    return dict((key, getattr(args, option[2:].replace("-", "_"), None))
+                for option, key in JOB_OPTIONS
+                if key != "SLM_GROUP" and getattr(args, option[2:].replace("-", "_"), None))
 
 
 def main(argv=None):
@@ -5397,6 +5958,10 @@ def main(argv=None):
     console = Console()
     try:
         head, tail = split_argv(argv)
+        named = [w for w in head if not w.startswith("-")][:1]   # global options take no values
+        if named and named[0] not in COMMANDS:
+            raise UsageError("unknown command %r%s: the commands are %s (see 'slm --help')"
+                             % (named[0], did_you_mean(named[0], COMMANDS), ", ".join(COMMANDS)))
         args = quick_run_args(head, tail) or build_parser().parse_args(head)
         if tail is not None:
             if args.command == "run":
@@ -5405,11 +5970,12 @@ def main(argv=None):
                 args.sbatch_args = tail
         console.quiet, console.verbose = args.quiet, args.verbose
         if not args.command:
-            raise UsageError("a command is needed: run, submit, status, list, events, "
-                             "watch, doctor or flush (see 'slm --help')")
-        settings = Settings(console, no_db=args.no_db, snapshot=getattr(args, "settings", None))
+            raise UsageError("a command is needed: %s (see 'slm --help'; first time: "
+                             "slm setup)" % ", ".join(COMMANDS))
+        settings = Settings(console, no_db=args.no_db, snapshot=getattr(args, "settings", None),
+                            options=job_options(args) if args.command == "run" else None)
         handler = COMMANDS[args.command]
-        if args.command in ("run", "flush"):
+        if args.command in ("run", "flush", "spool"):
             code = handler(args, settings, console)
             sys.stdout.flush()
         else:
