@@ -2513,14 +2513,17 @@ class Spool(object):
             return False
 
     def late(self, age, now=None):
-        """The names of pending entries journaled more than age seconds ago."""
+        """The names of the entries waiting (or being tried) that were
+        journaled more than age seconds ago, oldest first."""
         now = time.time() if now is None else now
-        return [n for n in self.pending_names() if now - (self.time_of(n) or now) > age]
+        names = self.pending_names() + sorted(n.split("~", 1)[0] for n in self._work_names())
+        return sorted(n for n in names if now - (self.time_of(n) or now) > age)
 
     def expire(self, now=None):
         """Entries waiting longer than SPOOL_EXPIRE become dead letters; how many."""
         moved = 0
-        for name in self.late(SPOOL_EXPIRE, now):
+        pending = set(self.pending_names())
+        for name in [n for n in self.late(SPOOL_EXPIRE, now) if n in pending]:
             path = os.path.join(self.work, name + self._owner_suffix())
             try:
                 os.rename(os.path.join(self.pending, name), path)
@@ -3769,8 +3772,11 @@ class Wrapper(object):
         if self.settings.snapshot_path:   # the job's own slm commands find its settings
             env[b"SLM_SETTINGS"] = os.fsencode(self.settings.snapshot_path)
         for key, value in self.settings.options.items():
-            # the job's own choices, for its own slm commands (`slm notify`)
-            env[os.fsencode(key)] = os.fsencode(value)
+            # the job's own choices, for its own slm commands (`slm notify`): a
+            # submitted job's are in its snapshot; a secret never goes where
+            # `env` in a job script would print it
+            if not is_secret(key) and not self.settings.snapshot_path:
+                env[os.fsencode(key)] = os.fsencode(value)
         task_pid = env.get(b"SLURM_TASK_PID") == str(os.getpid()).encode()
         self.output_sizes = output_sizes()   # the output files' tails start here
         # fds the user handed the job (3>file) stay open; ours are close-on-exec
@@ -4870,11 +4876,12 @@ def find_job(client, spec, cluster=None, missing_ok=False):
         return job, None
     status, data = client.get("/api/v1/jobs/" + spec, {"cluster": cluster}, accept=(404, 409))
     if status == 409 and cluster is None and own_cluster():
+        conflict = data
         cluster = own_cluster()
         status, data = client.get("/api/v1/jobs/" + spec, {"cluster": cluster},
                                   accept=(404, 409))
         if status == 404:
-            status = 409    # on several clusters, not this host's
+            status, data = 409, conflict    # on several clusters, not this host's
     if status == 409:
         import re
         found = re.search(r"clusters \(([^)]*)\)", str(data.get("error") or ""))
