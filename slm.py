@@ -348,11 +348,14 @@ def check_http_url(url):
     return None
 
 
-def did_you_mean(word, choices):
-    """' (did you mean X?)' for a near miss among choices, else ''."""
+def did_you_mean(word, choices, prefix=""):
+    """' (did you mean X?)' for a near miss among choices, else ''; a prefix
+    they all share (SLM_) is left out of the likeness."""
     import difflib
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return " (did you mean %s?)" % close[0] if close else ""
+    names = dict((c[len(prefix):] if c.startswith(prefix) else c, c) for c in choices)
+    bare = word[len(prefix):] if word.startswith(prefix) else word
+    close = difflib.get_close_matches(bare, list(names), n=1, cutoff=0.7)
+    return " (did you mean %s?)" % names[close[0]] if close else ""
 
 
 def exit_budget(timeout):
@@ -1944,7 +1947,7 @@ class SettingsFile(object):
                 console.say_once("settings-%s-%d" % (path, number), "%s line %d: %s; ignored"
                                  % (path, number, "not KEY=VALUE" if not sep else
                                     "unknown setting %s%s" % (key, did_you_mean(
-                                        key, SETTING_KEYS))))
+                                        key, SETTING_KEYS, "SLM_"))))
                 continue
             if is_secret(key) and not private:
                 self.refused.append(key)
@@ -3011,8 +3014,8 @@ class ServiceClient(object):
 
     def newest(self, name=None):
         """The user's most recently submitted job (of that name), or None."""
-        _, data = self.get("/api/v1/search", {"user": user_name(), "sort": "-submitted",
-                                              "limit": "1", "name": name})
+        status, data = self.get("/api/v1/search", {"user": user_name(), "sort": "-submitted",
+                                                   "limit": "1", "name": name}, accept=(404,))
         jobs = data.get("jobs") or []
         return jobs[0] if jobs and isinstance(jobs[0], dict) else None
 

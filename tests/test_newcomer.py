@@ -612,8 +612,8 @@ def test_the_command_line_wins_over_slm_lines(env, sink, fake, tmp_path):
 @pytest.mark.parametrize("line,error", [
     ("#SLM --notify-of=END", "job.sh line 2: unknown option --notify-of (did you mean "
                              "--notify-on?); #SLM lines take --notify-on, --webhook, --group"),
-    ("#SLM --notify-on=ned", "job.sh line 2: --notify-on unknown word 'ned' (did you mean "
-                             "end?)"),
+    ("#SLM --notify-on=failrues", "job.sh line 2: --notify-on unknown word 'failrues' (did "
+                                  "you mean failures?)"),
     ("#SLM --webhook=notaurl", "job.sh line 2: --webhook not a URL: a destination looks like"),
 ])
 def test_a_wrong_slm_line_is_one_line_before_anything_is_submitted(env, fake, tmp_path, line,
