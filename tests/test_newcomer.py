@@ -18,9 +18,7 @@ answers as scripted.
 import json
 import os
 import re
-import socket
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -690,7 +688,7 @@ def test_a_webhook_that_is_not_a_url(env):
 
 
 def test_smtp_host_with_a_port_is_taken(env):
-    aiosmtpd = pytest.importorskip("aiosmtpd")  # noqa: F841
+    pytest.importorskip("aiosmtpd")
     mail = scaffold.MailServer().start()
     try:
         env.update(SLM_SMTP_HOST="127.0.0.1:%d" % mail.port, SLM_SMTP_TLS="none",
