@@ -4844,10 +4844,10 @@ def job_notes(job):
     if job.get("reason") or job.get("message"):
         notes.append(("reason", job.get("reason") or job.get("message")))
     if meta.get("source") == "slurm":
-        notes.append(("verdict", "from Slurm's own record%s" % (
+        notes.append(("end", "from Slurm's own record%s" % (
             " (the wrapper reported %s)" % meta["corrects"] if meta.get("corrects") else "")))
     elif job.get("status") == "LOST":
-        notes.append(("verdict", "the service heard nothing from the job%s; Slurm's record "
+        notes.append(("end", "the service heard nothing from the job%s; Slurm's record "
                       "may still tell how it ended" % (
                           " since %s" % local_time(job["heartbeat_at"])
                           if job.get("heartbeat_at") else "")))

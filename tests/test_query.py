@@ -728,7 +728,7 @@ def test_status_tells_slurms_verdict_runs_and_warnings(wenv, wsvc):
            source="slurm", corrects="COMPLETED", reason="oom", **job)]})
     out = ok(run_slm(MAIN_PYTHON, ["status", "w-v"], wenv)).splitlines()
     assert parse_table("\n".join(out[:2]))[0]["STATE"] == "OUT_OF_MEMORY"
-    assert "verdict: from Slurm's own record (the wrapper reported COMPLETED)" in out
+    assert "end: from Slurm's own record (the wrapper reported COMPLETED)" in out
     assert "runs: 2 (Slurm requeued the job 1 time; this is the latest run)" in out
     rows = parse_table(ok(run_slm(MAIN_PYTHON, ["events", "w-v"], wenv)),
                        ("TIME", "STATUS", "HOST", "DETAIL"))
@@ -742,5 +742,5 @@ def test_status_of_a_lost_job_says_who_found_out(wenv, wsvc):
         ev("w-lost", "LOST", "2026-11-29T13:04:00.000Z", 0, user="alice", source="service",
            reason="no_heartbeat")]})
     out = ok(run_slm(MAIN_PYTHON, ["status", "w-lost"], wenv)).splitlines()
-    assert any(l.startswith("verdict: the service heard nothing from the job since "
+    assert any(l.startswith("end: the service heard nothing from the job since "
                             "2026-11-29 13:00:00") for l in out), out
