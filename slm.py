@@ -6,12 +6,14 @@ cancelled, timed out, failed or finished, without changing the job's logic.
 One file, Python standard library only, CPython 3.6 or newer: copy it to a
 shared directory and run it.
 
+    python3 slm.py setup                     first run: where notices go, and a test
     python3 slm.py run -- CMD [ARGS...]      run CMD and report its life
     python3 slm.py submit [sbatch options] SCRIPT [ARGS...]
                                              sbatch SCRIPT, monitored, unmodified
     python3 slm.py submit [sbatch options] --wrap "CMD"
-    python3 slm.py flush                     deliver events waiting in the spool
-    python3 slm.py status JOB | list | events JOB | watch JOB | doctor
+    python3 slm.py notify MESSAGE            a message from inside a job
+    python3 slm.py status JOB | list | events JOB | watch JOB    (JOB: an id, last, a name)
+    python3 slm.py flush | spool | doctor    the spool: deliver, list, drop; check the set-up
 
 Events go to the SLM service (SLM_API_URL, see slm_api.py) and/or a webhook
 (SLM_WEBHOOK); with neither, they are printed on stderr.  Every event is
@@ -5200,13 +5202,15 @@ def check_smtp(check, settings, address):
                                                if user and password else ""))
 
 
-def test_notice():
+def test_notice(host=None, user=None):
     """The test notification: a MESSAGE that says what it is, of no job (no
-    link to a job page that does not exist)."""
+    link to a job page that does not exist).  The service's notify-test may
+    build the same (SHARED_WITH_SERVICE), naming the node that asked."""
+    host = host or hostname()
     return {"schema": EVENT_SCHEMA, "event_id": new_id(), "status": "MESSAGE", "kind": "test",
-            "time": iso_utc(), "host": hostname(), "user": user_name(),
+            "time": iso_utc(), "host": host, "user": user or user_name(),
             "slm_version": __version__,
-            "message": "test notification from slm doctor on %s" % hostname()}
+            "message": "test notification from slm doctor on %s" % host}
 
 
 class TestResult(object):
@@ -6040,7 +6044,7 @@ SHARED_WITH_SERVICE = (
     "Destination", "split_destinations", "parse_notify_on", "wants_notice", "NOTIFY_DEFAULT",
     "ARRAY_NOTIFY_CHOICES", "DEFAULT_ARRAY_NOTIFY", "RELAY_FIELDS", "RELAY_TARGET_FIELDS",
     "MAX_RELAY_TARGETS", "FORMATS", "WEBHOOK_FORMATS", "WEBHOOK_HOSTS", "SmtpSettings",
-    "send_notification", "DeliveryError",
+    "send_notification", "DeliveryError", "EmailAddress", "test_notice",
     # the spool the service reads for nodes that cannot reach it
     "Spool", "ServiceTarget",
 )
