@@ -5216,6 +5216,8 @@ def test_notice(host=None, user=None):
 class TestResult(object):
     """How one destination took the test notification."""
 
+    SAID = {"sent": "was accepted", "refused": "was refused", "failed": "did not arrive"}
+
     def __init__(self, shown, fmt, state, reason=None, fix=None):
         self.shown, self.format, self.state, self.reason, self.fix = \
             shown, fmt, state, reason, fix
@@ -5328,8 +5330,9 @@ def check_webhooks(check, settings, console, send_test):
             check.ok("webhook", "%s (%s) accepted a test notification%s" % (r.shown, r.format,
                                                                              via))
         else:
-            check.bad("webhook", "%s (%s): the test notification was %s%s%s" % (
-                r.shown, r.format, r.state, via, ": %s" % r.reason if r.reason else ""), r.fix)
+            check.bad("webhook", "%s (%s): the test notification %s%s%s" % (
+                r.shown, r.format, TestResult.SAID[r.state], via,
+                ": %s" % r.reason if r.reason else ""), r.fix)
 
 
 def check_spool(check, settings):
@@ -5543,8 +5546,9 @@ def cmd_setup(args, settings, console):
                      "channel" % (r.shown, r.format, " through the service"
                                   if fresh.relaying() else ""))
         else:
-            check.bad("test", "%s (%s): the test notification was %s%s" % (
-                r.shown, r.format, r.state, ": %s" % r.reason if r.reason else ""), r.fix)
+            check.bad("test", "%s (%s): the test notification %s%s" % (
+                r.shown, r.format, TestResult.SAID[r.state], ": %s" % r.reason if r.reason
+                else ""), r.fix)
     return EXIT_OK if not check.problems else EXIT_FAILURE
 
 

@@ -254,7 +254,8 @@ def test_doctor_send_test_goes_through_the_relay(env, state, fix):
         assert r.returncode == 1
         out = r.stdout.decode()
         assert re.search(r"^FAIL +webhook +https://hooks\.example\.net/… \(json\): the test "
-                         r"notification was %s through the service" % state, out, re.M), out
+                         r"notification %s through the service" % slm.TestResult.SAID[state],
+                         out, re.M), out
         assert fix in out
         assert lines(r.stdout)[-1].endswith("problem(s) found")
         path, body = [req for req in stand_in.requests if req[0] == "/api/v1/notify-test"][0]
