@@ -4857,8 +4857,11 @@ def job_notes(job):
         notes.append(("runs", "%d (Slurm requeued the job %d time%s; this is the latest run)"
                       % (job["restarts"] + 1, job["restarts"],
                          "" if job["restarts"] == 1 else "s")))
-    if meta.get("warnings"):
-        notes.append(("warnings", ", ".join(meta["warnings"])))
+    # the warnings, not the job's own messages (notes too, but no warning)
+    warnings = [w for w in meta.get("warnings") or [] if w not in STATUS or
+                STATUS[w].kind == "warn"]
+    if warnings:
+        notes.append(("warnings", ", ".join(warnings)))
     if job.get("job_group"):
         notes.append(("group", job["job_group"]))
     if job.get("heartbeat_at") and job.get("status") not in ENDED:

@@ -640,6 +640,8 @@ def test_notify_inside_a_job_reaches_the_webhook_and_the_history(env, service, s
     assert [e["status"] for e in events] == ["RUNNING", "MESSAGE", "COMPLETED"]
     assert events[1]["message"] == "epoch 50: val 0.91"
     assert job["status"] == "COMPLETED"                 # a note is never the job's status
+    out = run_slm(MAIN_PYTHON, ["status", "last"], env).stdout.decode()
+    assert "MESSAGE" not in out and "warnings" not in out, out     # nor a warning
     sink.wait_for(lambda evs: len(evs) == 3)
     message = [e for e in sink.events if e["status"] == "MESSAGE"][0]
     assert message["job_id"] == job["job_id"] and "command" not in message
