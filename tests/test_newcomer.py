@@ -507,6 +507,8 @@ def test_an_id_on_several_clusters(env, service):
     assert out.split("\n")[1].split()[:2] == ["880011", "n"], out
     events = json.loads(run_slm(MAIN_PYTHON, ["events", "880011", "--json"], env).stdout)
     assert [e["status"] for e in events["events"]] == ["RUNNING"]
+    r = run_slm(MAIN_PYTHON, ["watch", "880011", "--cluster", "south"], env)
+    assert (r.returncode, r.stderr.decode()) == (0, "slm: job 880011 ended COMPLETED (exit 0)\n")
     # list: a CLUSTER column where the jobs are on more than one
     out = run_slm(MAIN_PYTHON, ["list", "--user", "alice"], env).stdout.decode()
     header = out.split("\n")[0].split()
