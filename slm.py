@@ -5513,10 +5513,12 @@ def cmd_setup(args, settings, console):
         raise UsageError("--api-url %s: %s (the service's base URL, e.g. http://login1:9008)"
                          % (shown_url(api_url), check_http_url(api_url)))
     via = args.via
-    endpoint = "https://" if destination.format == "email" else \
-        FORMATS[destination.format].endpoint(destination.url)[0]
+    if via == "api" and not api_url:
+        raise UsageError("--via api: the SLM service sends the notices, so say where it is "
+                         "(--api-url URL)")
     if via is None:
-        direct = destination.format != "email" and reaches(endpoint, max(settings.timeout, 3))
+        direct = destination.format != "email" and reaches(
+            FORMATS[destination.format].endpoint(destination.url)[0], max(settings.timeout, 3))
         via = "direct" if direct or not api_url else "api"
         if not direct:
             console.say("this host cannot reach %s%s" % (destination.shown(), (

@@ -120,6 +120,13 @@ def test_setup_relays_when_this_host_cannot_reach_the_destination(env, service, 
     assert r.returncode == 1, r.stdout + r.stderr
 
 
+def test_setup_via_the_service_needs_the_service(env):
+    line = one_error_line(run_slm(MAIN_PYTHON, ["setup", "--webhook", "https://ntfy.sh/x",
+                                                "--via", "api"], env), 2)
+    assert line == "slm: --via api: the SLM service sends the notices, so say where it is " \
+        "(--api-url URL)"
+
+
 def test_setup_outside_a_terminal_needs_webhook(env):
     line = one_error_line(run_slm(MAIN_PYTHON, ["setup"], env, stdin=subprocess.DEVNULL), 2)
     assert "slm setup --webhook URL" in line
