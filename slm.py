@@ -6,12 +6,14 @@ cancelled, timed out, failed or finished, without changing the job's logic.
 One file, Python standard library only, CPython 3.6 or newer: copy it to a
 shared directory and run it.
 
+    python3 slm.py setup                     first run: where notices go, and a test
     python3 slm.py run -- CMD [ARGS...]      run CMD and report its life
     python3 slm.py submit [sbatch options] SCRIPT [ARGS...]
                                              sbatch SCRIPT, monitored, unmodified
     python3 slm.py submit [sbatch options] --wrap "CMD"
-    python3 slm.py flush                     deliver events waiting in the spool
-    python3 slm.py status JOB | list | events JOB | watch JOB | doctor
+    python3 slm.py notify MESSAGE            a message from inside a job
+    python3 slm.py status JOB | list | events JOB | watch JOB    (JOB: an id, last, a name)
+    python3 slm.py flush | spool | doctor    the spool: deliver, list, drop; check the set-up
 
 Events go to the SLM service (SLM_API_URL, see slm_api.py) and/or a webhook
 (SLM_WEBHOOK); with neither, they are printed on stderr.  Every event is
@@ -68,7 +70,9 @@ EVENT_SCHEMA = "slm.event/1"
 #   kind     its colour class on the dashboard (the name is always written too)
 #   urgency  of a notice on a phone: low, normal, high
 #   failed   an ending that counts as a failure (a cancel is a choice)
-#   words    the SLM_NOTIFY_ON words that include it, besides "all"
+#   words    the SLM_NOTIFY_ON words that include it, besides "all": SLM's own
+#            (default, final, failures, warnings) and Slurm's --mail-type words
+#            (begin, end, fail, requeue, time_limit*, invalid_depend), any case
 #   asked    whether the service's watchdog asks Slurm about a job in it, every
 #            round (its story is open: Slurm may have ended it meanwhile)
 class Status(object):
@@ -82,27 +86,37 @@ class Status(object):
 
 
 STATUS_TABLE = tuple(Status(*row) for row in (
-    # name             phase       kind    urgency   failed words                     asked
-    ("SUBMITTED",      "waiting",  "wait", "low",    False, "",                        True),
-    ("SUBMIT_FAILED",  "final",    "bad",  "high",   True,  "default final failures",  False),
-    ("PENDING",        "waiting",  "wait", "high",   False, "default failures",        True),
-    ("RUNNING",        "running",  "run",  "low",    False, "default",                 True),
-    ("PAUSED",         "paused",   "pause", "low",   False, "default",                 True),
-    ("RESUMED",        "running",  "run",  "low",    False, "default",                 True),
-    ("SIGNALED",       "signal",   "run",  "normal", False, "",                        True),
-    ("TIME_WARNING",   "note",     "warn", "high",   False, "default warnings",        False),
-    ("MEMORY_WARNING", "note",     "warn", "high",   False, "default warnings",        False),
-    ("STALLED",        "note",     "warn", "normal", False, "default warnings",        False),
-    ("TERMINATING",    "ending",   "end",  "normal", False, "",                        True),
-    ("REQUEUED",       "requeued", "wait", "normal", False, "default",                 True),
-    ("COMPLETED",      "final",    "ok",   "normal", False, "default final",           False),
-    ("FAILED",         "final",    "bad",  "high",   True,  "default final failures",  False),
-    ("CANCELLED",      "final",    "off",  "normal", False, "default final failures",  False),
-    ("TIMEOUT",        "final",    "late", "high",   True,  "default final failures",  False),
-    ("OUT_OF_MEMORY",  "final",    "bad",  "high",   True,  "default final failures",  False),
-    ("NODE_FAIL",      "final",    "bad",  "high",   True,  "default final failures",  False),
-    ("PREEMPTED",      "final",    "off",  "normal", False, "default final",           False),
-    ("LOST",           "lost",     "lost", "high",   True,  "default final failures",  True),
+    # name             phase       kind    urgency   failed words    asked
+    ("SUBMITTED",      "waiting",  "wait", "low",    False, "",      True),
+    ("SUBMIT_FAILED",  "final",    "bad",  "high",   True,  "default final failures end fail",
+     False),
+    ("PENDING",        "waiting",  "wait", "high",   False, "default failures invalid_depend",
+     True),
+    ("RUNNING",        "running",  "run",  "low",    False, "default begin", True),
+    ("PAUSED",         "paused",   "pause", "low",   False, "default", True),
+    ("RESUMED",        "running",  "run",  "low",    False, "default", True),
+    ("SIGNALED",       "signal",   "run",  "normal", False, "",      True),
+    ("TIME_WARNING",   "note",     "warn", "high",   False, "default warnings time_limit "
+     "time_limit_50 time_limit_80 time_limit_90", False),
+    ("MEMORY_WARNING", "note",     "warn", "high",   False, "default warnings", False),
+    ("STALLED",        "note",     "warn", "normal", False, "default warnings", False),
+    # what the job says itself (`slm notify`): a note, never its status
+    ("MESSAGE",        "note",     "note", "normal", False, "default", False),
+    ("TERMINATING",    "ending",   "end",  "normal", False, "",      True),
+    ("REQUEUED",       "requeued", "wait", "normal", False, "default requeue", True),
+    ("COMPLETED",      "final",    "ok",   "normal", False, "default final end", False),
+    ("FAILED",         "final",    "bad",  "high",   True,  "default final failures end fail",
+     False),
+    ("CANCELLED",      "final",    "off",  "normal", False, "default final failures end", False),
+    ("TIMEOUT",        "final",    "late", "high",   True,  "default final failures end fail",
+     False),
+    ("OUT_OF_MEMORY",  "final",    "bad",  "high",   True,  "default final failures end fail",
+     False),
+    ("NODE_FAIL",      "final",    "bad",  "high",   True,  "default final failures end fail",
+     False),
+    ("PREEMPTED",      "final",    "off",  "normal", False, "default final end", False),
+    ("LOST",           "lost",     "lost", "high",   True,  "default final failures end fail",
+     True),
 ))
 STATUS = dict((s.name, s) for s in STATUS_TABLE)
 STATUSES = tuple(s.name for s in STATUS_TABLE)
@@ -299,6 +313,8 @@ def redact_url(url):
     try:
         from urllib.parse import urlsplit
         parts = urlsplit(url)
+        if not parts.scheme or ":" not in url:
+            return "<not a URL>"
         host = parts.hostname or "?"
         if parts.port:
             host = "%s:%d" % (host, parts.port)
@@ -332,6 +348,16 @@ def check_http_url(url):
     if not parts.hostname:
         return "URL has no host"
     return None
+
+
+def did_you_mean(word, choices, prefix=""):
+    """' (did you mean X?)' for a near miss among choices, else ''; a prefix
+    they all share (SLM_) is left out of the likeness."""
+    import difflib
+    names = dict((c[len(prefix):] if c.startswith(prefix) else c, c) for c in choices)
+    bare = word[len(prefix):] if word.startswith(prefix) else word
+    close = difflib.get_close_matches(bare, list(names), n=1, cutoff=0.7)
+    return " (did you mean %s?)" % names[close[0]] if close else ""
 
 
 def exit_budget(timeout):
@@ -472,12 +498,13 @@ def split_destinations(text):
 
 
 def parse_duration(text, unit=60):
-    """Seconds in '30m', '90s', '1h', '1.5h' or a bare number (of unit seconds); None if not."""
+    """Seconds in '30m', '90s', '1h', '1.5h', '2d' or a bare number (of unit
+    seconds); None if not."""
     import re
-    m = re.match(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*\Z", text or "")
+    m = re.match(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*\Z", text or "")
     if not m:
         return None
-    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "": unit}[m.group(2)]
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "": unit}[m.group(2)]
 
 
 def parse_time_warning(text, console=None):
@@ -503,9 +530,10 @@ def parse_time_warning(text, console=None):
 
 
 def local_job_id():
-    """An id for a job outside Slurm: readable, and unique across hosts."""
-    return "local-%s-%s-%d" % (hostname().split(".")[0],
-                               time.strftime("%Y%m%d%H%M%S"), os.getpid())
+    """An id for a job outside Slurm, short enough to type (`slm status last`
+    saves even that): the host's name and 40 random bits, unique across hosts
+    and, for a host, across a million jobs (local-vm-3f9a1c7e2d)."""
+    return "local-%s-%s" % (hostname().split(".")[0], os.urandom(5).hex())
 
 
 class JobInfo(object):
@@ -850,8 +878,11 @@ def encode_json(obj):
 # The words SLM_NOTIFY_ON and a destination's #on= take besides statuses
 # (the table's words column), and what notifies when nothing is said.
 NOTIFY_GROUPS = dict((word, tuple(s.name for s in STATUS_TABLE if word in s.words.split()))
-                     for word in ("default", "final", "failures", "warnings"))
+                     for row in STATUS_TABLE for word in row.words.split())
 NOTIFY_GROUPS["all"] = STATUSES
+# Slurm's --mail-type words that name nothing SLM tells (ARRAY_TASKS is
+# SLM_ARRAY_NOTIFY=each; there are no burst buffers): accepted, adding nothing
+NOTIFY_GROUPS.update(dict.fromkeys(("none", "array_tasks", "stage_out"), ()))
 NOTIFY_DEFAULT = NOTIFY_GROUPS["default"]
 # Which tasks of an array (jobs of a group) notify one by one; the service sends
 # the roll-up.  failures: each failed member, the roll-up at the end.
@@ -883,6 +914,8 @@ def job_link(event, dashboard_url):
 def notice_parts(event, dashboard_url=None):
     """(title, detail lines, output tail or None, link or None) for a person."""
     status = event.get("status", "?")
+    if event.get("kind") == "test":    # `slm doctor --send-test`: of no job
+        return "slm: test notification", [str(event.get("message") or "")], None, None
     if event.get("kind") == "group":
         title = "%s: group %s" % (status, event.get("group", "?"))
     else:
@@ -1429,8 +1462,10 @@ def redact_address(address):
 
 
 def parse_notify_on(text, console=None):
-    """SLM_NOTIFY_ON (and a destination's #on=): statuses and the words of
-    NOTIFY_GROUPS (all, final, failures, warnings, default), comma-separated."""
+    """SLM_NOTIFY_ON (and a destination's #on=, #SLM --notify-on): statuses and
+    the words of NOTIFY_GROUPS (all, final, failures, warnings, default, and
+    Slurm's --mail-type words: NONE, BEGIN, END, FAIL, REQUEUE, TIME_LIMIT...),
+    comma-separated, any case."""
     text = (text or "").strip()
     if not text:
         return frozenset(NOTIFY_DEFAULT)
@@ -1461,6 +1496,10 @@ def wants_notice(event, notify_on, array_notify):
     return True
 
 
+DESTINATION_HINT = "a destination looks like https://ntfy.sh/YOUR-TOPIC, " \
+    "https://hooks.slack.com/services/…, mailto:you@example.org or tgram://BOT_TOKEN/CHAT_ID"
+
+
 class Destination(object):
     """A destination as SLM_WEBHOOK writes it: a URL, its format, and its own
     filter after a '#': 'URL#on=final,warnings&array=summary' (overriding
@@ -1486,6 +1525,9 @@ class Destination(object):
 
     def problem(self):
         """Why this destination cannot be notified (a string), or None."""
+        import re
+        if not re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", self.url):
+            return "not a URL: %s" % DESTINATION_HINT
         if self.format == "email":
             try:
                 EmailAddress(self.url)
@@ -1561,6 +1603,10 @@ class SmtpSettings(object):
         self.own_servers = own_servers
         self.host = get("SLM_SMTP_HOST") or None
         self.port = get("SLM_SMTP_PORT") or None
+        # host:port, as people write a server (an IPv6 address is [addr]:port)
+        name, colon, port = (self.host or "").rpartition(":")
+        if colon and port.isdigit() and name and (":" not in name or name.endswith("]")):
+            self.host, self.port = name.strip("[]"), self.port or port
         self.user = get("SLM_SMTP_USER") or None
         self.password = get("SLM_SMTP_PASSWORD") or None
         self.mode = (get("SLM_SMTP_TLS") or "auto").lower()
@@ -1606,7 +1652,8 @@ def email_message(event, address, sender, dashboard_url=None):
     # controls) in a header, and a subject of a sensible length
     msg["Subject"] = re.sub("[\x00-\x1f\x7f-\x9f\u2028\u2029]+", " ", "[slm] %s %s %s" % (
         event.get("status", "?"), event.get("job_id", "?"),
-        event.get("job_name") or event.get("group") or ""))[:200]
+        event.get("job_name") or event.get("group") or "") if event.get("kind") != "test"
+        else "[slm] %s" % title)[:200]
     msg["From"] = sender
     msg["To"] = ", ".join(address.recipients)
     msg["Date"] = formatdate(localtime=True)
@@ -1751,8 +1798,12 @@ class ServiceTarget(Target):
         body = events[0] if len(events) == 1 else {"events": events}
         # 403: the token's user may not post these (another user's job): no retry
         # will change that, and the reason goes to the dead letters
-        http_request("POST", self.events_url, encode_json(body), token=self.token,
-                     timeout=timeout, use_proxy=False).judge(HttpResult.PERMANENT + (403,))
+        answer = http_request("POST", self.events_url, encode_json(body), token=self.token,
+                              timeout=timeout, use_proxy=False).judge(
+                                  HttpResult.PERMANENT + (403,)).json()
+        # the events are stored; the service would not relay some of their notices
+        refused = answer.get("refused_notifications") if isinstance(answer, dict) else None
+        return refused if isinstance(refused, int) and refused > 0 else 0
 
 
 class WebhookTarget(Target):
@@ -1806,6 +1857,14 @@ SETTING_KEYS = (
 # own password.  Names ending so (SMTP passwords to come) are secrets too.
 SECRET_KEYS = frozenset(("SLM_API_TOKEN", "SLM_WEBHOOK", "SLM_WEBHOOK_SECRET"))
 SECRET_SUFFIXES = ("_TOKEN", "_SECRET", "_PASSWORD")
+# The settings a job may choose for itself, like sbatch's --mail-type: `slm run
+# --notify-on/--webhook`, `slm submit`'s and a script's #SLM lines.  They win
+# over the environment; a job submitted with them carries them in its snapshot,
+# which names them (JOB_OPTIONS_KEY).
+JOB_OPTIONS = (("--notify-on", "SLM_NOTIFY_ON"), ("--webhook", "SLM_WEBHOOK"),
+               ("--group", "SLM_GROUP"))
+JOB_OPTIONS_KEY = "SLM_JOB_OPTIONS"
+SOURCE_OPTION = "job option"
 SOURCE_ENV = "environment"
 SOURCE_SNAPSHOT = "submit-time snapshot"
 SOURCE_FILE = "config file"
@@ -1847,7 +1906,7 @@ class SettingsFile(object):
     or stricter, owned by us); otherwise they are refused with one line.
     """
 
-    def __init__(self, path, console, missing_ok=True):
+    def __init__(self, path, console, missing_ok=True, extra_keys=()):
         self.path = path
         self.values = {}
         self.exists = False
@@ -1886,10 +1945,11 @@ class SettingsFile(object):
             key, value = key.strip(), value.strip()
             if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
                 value = value[1:-1]
-            if not sep or key not in SETTING_KEYS:
+            if not sep or (key not in SETTING_KEYS and key not in extra_keys):
                 console.say_once("settings-%s-%d" % (path, number), "%s line %d: %s; ignored"
                                  % (path, number, "not KEY=VALUE" if not sep else
-                                    "unknown setting %s" % key))
+                                    "unknown setting %s%s" % (key, did_you_mean(
+                                        key, SETTING_KEYS, "SLM_"))))
                 continue
             if is_secret(key) and not private:
                 self.refused.append(key)
@@ -1923,7 +1983,7 @@ class Settings(object):
     """Every setting, read here and nowhere else: environment, then the
     submit-time snapshot, then the configuration file, then the defaults."""
 
-    def __init__(self, console, no_db=False, environ=None, snapshot=None):
+    def __init__(self, console, no_db=False, environ=None, snapshot=None, options=None):
         env = os.environ if environ is None else environ
         self.console = console
         self.no_db = no_db
@@ -1933,10 +1993,17 @@ class Settings(object):
         # the snapshot a job's batch script names; a job's own commands find it in SLM_SETTINGS
         self.snapshot_path = snapshot or env.get("SLM_SETTINGS", "").strip() or None
         self.config = SettingsFile(self.config_path, console)
-        self.snapshot = SettingsFile(self.snapshot_path, console, missing_ok=False) \
+        self.snapshot = SettingsFile(self.snapshot_path, console, missing_ok=False,
+                                     extra_keys=(JOB_OPTIONS_KEY,)) \
             if self.snapshot_path else None
+        # the job's own choices: given now, or carried by its snapshot
+        self.options = dict(options or {})
+        if self.snapshot is not None:
+            for key in self.snapshot.values.get(JOB_OPTIONS_KEY, "").split(","):
+                if key in self.snapshot.values and key not in self.options:
+                    self.options[key] = self.snapshot.values[key]
         self.values, self.sources = {}, {}
-        layers = [(SOURCE_ENV, env)]
+        layers = [(SOURCE_OPTION, self.options), (SOURCE_ENV, env)]
         if self.snapshot is not None:
             layers.append((SOURCE_SNAPSHOT, self.snapshot.values))
         layers.append((SOURCE_FILE, self.config.values))
@@ -1949,8 +2016,14 @@ class Settings(object):
 
         get = self.get
         self.api_url = get("SLM_API_URL").rstrip("/")
-        if self.api_url.endswith("/api/v1/events"):
-            self.api_url = self.api_url[:-len("/api/v1/events")]
+        base, api, rest = self.api_url.partition("/api/v1")
+        if api and rest in ("", "/events"):
+            # the service's base URL is wanted; its API's is a common slip
+            self.api_url = base
+            if rest == "":
+                console.say_once("api-v1", "SLM_API_URL ends in /api/v1: using %s (set "
+                                 "SLM_API_URL to the service's base URL, without /api/v1)"
+                                 % shown_url(base))
         self.api_token = get("SLM_API_TOKEN") or None
         self.webhooks = split_destinations(get("SLM_WEBHOOK"))
         self.spool_dir = expand_home(get("SLM_SPOOL_DIR") or DEFAULT_SPOOL_DIR, env)
@@ -1989,6 +2062,13 @@ class Settings(object):
 
     def get(self, key):
         return self.values.get(key, "")
+
+    def with_options(self, options):
+        """These settings with a job's own choices (JOB_OPTIONS) on top."""
+        if not options:
+            return self
+        return Settings(self.console, self.no_db, self.environ, self.snapshot_path,
+                        dict(self.options, **options))
 
     def number(self, key, default, allow_zero=False):
         raw = self.get(key)
@@ -2034,6 +2114,8 @@ class Settings(object):
             return None
         text = "# slm %s: the settings `slm submit` passed to jobs (keep it private)\n" \
             % __version__ + "".join("%s=%s\n" % (k, self.values[k]) for k in keys)
+        if self.options:   # the job's own choices: they win over its environment
+            text += "%s=%s\n" % (JOB_OPTIONS_KEY, ",".join(sorted(self.options)))
         data = text.encode("utf-8", "surrogateescape")
         folder = os.path.join(slm_home(self.environ), "settings")
         path = os.path.join(folder, hashlib.sha256(data).hexdigest()[:32] + ".conf")
@@ -2107,13 +2189,17 @@ class Settings(object):
         """The target a spooled entry goes to now, or None to leave it waiting.
 
         Service events go to today's SLM_API_URL (the one they were meant
-        for if none is set), with today's token; webhook events to their URL.
+        for if none is set), with today's token; a notice to its destination
+        if that is still configured (else retarget_spool finds it another).
         """
         if kind == ServiceTarget.kind:
             if self.no_db:
                 return None
             return ServiceTarget(self.api_url or url, self.api_token)
-        return WebhookTarget(url, self)
+        target = WebhookTarget(url, self)
+        if self.relaying() or target.key not in set(t.key for t in self.targets()):
+            return None
+        return target
 
 
 # ---------------------------------------------------------------------------
@@ -2121,13 +2207,33 @@ class Settings(object):
 # ---------------------------------------------------------------------------
 
 
+# How long an event may wait in the spool before it becomes a dead letter (kept
+# in dead/, named by `slm doctor`, listed by `slm spool`): a week outlasts a
+# service's long weekend away, and a notice older than that tells nobody
+# anything.  `slm doctor` fails from a day on.
+SPOOL_EXPIRE = 7 * 86400
+SPOOL_LATE = 86400
+
+
 class SpoolEntry(object):
-    def __init__(self, name, path, target_kind, target_url, event):
+    def __init__(self, name, path, target_kind, target_url, event, configured=None):
         self.name = name          # stable name: <ms>-<event_id>.<target key>.json
         self.path = path          # where it is now (claimed by us, or None if in memory)
         self.target_kind = target_kind
         self.target_url = target_url
         self.event = event
+        # the target keys configured when it was journaled (see retarget_spool)
+        self.configured = configured
+
+
+class SpoolItem(object):
+    """What `slm spool` shows of one file: an id to name it by, its state
+    (waiting, sending, dead), since when, its target, its event, the reason."""
+
+    def __init__(self, name, state, since, kind, url, event, reason):
+        self.id = short_hash(name)[:8]
+        self.name, self.state, self.since = name, state, since
+        self.kind, self.url, self.event, self.reason = kind, url, event, reason
 
 
 class Spool(object):
@@ -2180,14 +2286,23 @@ class Spool(object):
     def event_id_of(name):
         return name.split("-", 1)[1].rsplit(".", 2)[0]
 
-    def add(self, event, target):
-        """Journal event for target, already claimed by us; return the entry."""
+    @staticmethod
+    def time_of(name):
+        """When the entry of this name was journaled (epoch seconds), or None."""
+        head = name.split("-", 1)[0]
+        return int(head) / 1000.0 if head.isdigit() else None
+
+    def add(self, event, target, configured=None):
+        """Journal event for target, already claimed by us; return the entry.
+        configured: the keys of every target configured now (retarget_spool)."""
         self.ensure()
         name = self._name(event["event_id"], target.key)
         path = os.path.join(self.work, name + self._owner_suffix())
         record = {"target": {"kind": target.kind, "url": target.url}, "event": event}
+        if configured:
+            record["configured"] = list(configured)
         self._write(path, encode_json(record))
-        return SpoolEntry(name, path, target.kind, target.url, event)
+        return SpoolEntry(name, path, target.kind, target.url, event, configured)
 
     def pending_names(self, target_key=None):
         """The pending entries' names, oldest first (of one target's, if given)."""
@@ -2216,7 +2331,8 @@ class Spool(object):
             with open(path, "rb") as f:
                 record = json.loads(f.read().decode("utf-8"))
             target = record["target"]
-            return SpoolEntry(name, path, target["kind"], target["url"], record["event"])
+            return SpoolEntry(name, path, target["kind"], target["url"], record["event"],
+                              record.get("configured"))
         except (OSError, ValueError, KeyError, TypeError) as e:
             self._bury(path, name, {"error": "unreadable spool file: %s" % e})
             return None
@@ -2332,6 +2448,116 @@ class Spool(object):
                 continue
         return [f for f in found if isinstance(f[2], dict)]
 
+    # -- what `slm spool` and `slm doctor` show ---------------------------
+
+    def _error_path(self, target_key):
+        return os.path.join(self.root, "errors", target_key + ".json")
+
+    def note_error(self, target_key, reason):
+        """Remember why this target's events wait (the last failure), for `slm spool`."""
+        try:
+            os.makedirs(os.path.join(self.root, "errors"), mode=0o700, exist_ok=True)
+            self._write(self._error_path(target_key), encode_json(
+                {"error": reason, "time": iso_utc()}))
+        except OSError:
+            pass
+
+    def clear_error(self, target_key):
+        try:
+            os.unlink(self._error_path(target_key))
+        except OSError:
+            pass
+
+    def last_error(self, target_key):
+        try:
+            with open(self._error_path(target_key), "rb") as f:
+                return json.loads(f.read().decode("utf-8")).get("error")
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def items(self):
+        """Every entry waiting, being sent or dead, oldest first (SpoolItems)."""
+        found = []
+        for state, folder in (("waiting", self.pending), ("sending", self.work),
+                              ("dead", self.dead)):
+            try:
+                names = sorted(os.listdir(folder))
+            except OSError:
+                continue
+            for raw in names:
+                name = raw.split("~", 1)[0]
+                if not name.endswith(".json"):
+                    continue
+                try:
+                    with open(os.path.join(folder, raw), "rb") as f:
+                        record = json.loads(f.read().decode("utf-8"))
+                    target = record.get("target") or {}
+                    kind, url, event = target.get("kind"), target.get("url"), record["event"]
+                except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                    kind, url, event, record = None, None, {}, {}
+                if state == "dead":
+                    reason = (record.get("rejected") or {}).get("error")
+                elif state == "sending":
+                    reason = "being sent by %s" % " pid ".join(raw.split("~")[1:3])
+                else:
+                    reason = self.last_error(self.target_key_of(name))
+                found.append(SpoolItem(name, state, self.time_of(name), kind, url, event,
+                                       reason))
+        return sorted(found, key=lambda i: i.since or 0)
+
+    def drop(self, item):
+        """Remove an entry that waits or is dead (not one being sent); True if it went."""
+        folder = self.pending if item.state == "waiting" else self.dead \
+            if item.state == "dead" else None
+        if folder is None:
+            return False
+        try:
+            os.unlink(os.path.join(folder, item.name))
+            return True
+        except OSError:
+            return False
+
+    def late(self, age, now=None):
+        """The names of the entries waiting (or being tried) that were
+        journaled more than age seconds ago, oldest first."""
+        now = time.time() if now is None else now
+        names = self.pending_names() + sorted(n.split("~", 1)[0] for n in self._work_names())
+        return sorted(n for n in names if now - (self.time_of(n) or now) > age)
+
+    def expire(self, now=None):
+        """Entries waiting longer than SPOOL_EXPIRE become dead letters; how many."""
+        moved = 0
+        pending = set(self.pending_names())
+        for name in [n for n in self.late(SPOOL_EXPIRE, now) if n in pending]:
+            path = os.path.join(self.work, name + self._owner_suffix())
+            try:
+                os.rename(os.path.join(self.pending, name), path)
+            except OSError:
+                continue
+            self._bury(path, name, {"error": "expired: waited more than %s without being "
+                                    "delivered" % duration_text(SPOOL_EXPIRE)})
+            moved += 1
+        return moved
+
+    def _messages_path(self, job_id):
+        from urllib.parse import quote
+        return os.path.join(self.root, "messages", quote(job_id, safe=""))
+
+    def messages_of(self, job_id, now):
+        """When `slm notify` sent this job's messages of the last hour."""
+        try:
+            with open(self._messages_path(job_id), "rb") as f:
+                times = json.loads(f.read().decode("utf-8"))
+        except (OSError, ValueError):
+            return []
+        return [t for t in times if isinstance(t, (int, float)) and now - t < 3600]
+
+    def record_message(self, job_id, times, now):
+        self.ensure()
+        os.makedirs(os.path.join(self.root, "messages"), mode=0o700, exist_ok=True)
+        self._write(self._messages_path(job_id), encode_json(
+            [t for t in times if now - t < 3600]))
+
     def counts(self):
         def count(path):
             try:
@@ -2347,6 +2573,23 @@ class Spool(object):
 # ---------------------------------------------------------------------------
 
 
+def relay_refused(events, count):
+    """The line for notices the service would not relay (its allow-list):
+    which destinations, and who can change that."""
+    shown, hosts = [], []
+    for event in events:
+        for entry in ((event.get("relay") or {}).get("to") or []):
+            if isinstance(entry, dict) and entry.get("url"):
+                d = Destination(entry["url"], entry.get("format"))
+                if d.shown() not in shown:
+                    shown.append(d.shown())
+                    hosts.append(d.host())
+    where = " to %s" % " or ".join(shown) if shown else ""
+    return "the service refused to relay %d notification(s)%s: ask its admin to add %s to " \
+        "SLM_RELAY_ALLOW (its events are stored; `slm doctor --send-test` checks the relay)" \
+        % (count, where, ", ".join(hosts) or "the destination's host")
+
+
 def deliver_entries(target, entries, spool, console, timeout):
     """Send entries (all claimed, all for target) and settle each in the spool.
 
@@ -2360,7 +2603,7 @@ def deliver_entries(target, entries, spool, console, timeout):
     for start in range(0, len(entries), size):
         chunk = entries[start:start + size]
         try:
-            target.deliver([e.event for e in chunk], timeout)
+            refused = target.deliver([e.event for e in chunk], timeout)
         except DeliveryError as e:
             if e.permanent and len(chunk) > 1:
                 for i, entry in enumerate(chunk):
@@ -2379,9 +2622,14 @@ def deliver_entries(target, entries, spool, console, timeout):
                 continue
             for entry in entries[start:]:
                 spool.release(entry)
+            spool.note_error(target.key, e.reason)
             console.say_once("down-" + target.key, "%s: %s; events kept in the spool for "
                              "later delivery" % (target.describe(), e.reason))
             return delivered, e
+        if refused:
+            console.say_once("relay-refused", relay_refused([e.event for e in chunk], refused))
+        if not delivered and any(e.path for e in chunk):
+            spool.clear_error(target.key)    # it answers again: no reason to show
         for entry in chunk:
             spool.done(entry)
             console.debug("delivered %s of %s to %s" % (entry.event.get("status"),
@@ -2389,6 +2637,48 @@ def deliver_entries(target, entries, spool, console, timeout):
                                                         target.describe()))
         delivered += len(chunk)
     return delivered, None
+
+
+def retarget_spool(spool, settings, console):
+    """The spool's one rule: a waiting event goes to the destinations configured
+    when it is sent.  The service's events already do (today's SLM_API_URL, and
+    when relaying today's destinations in their relay request: flush_spool).
+    A notice waiting for a destination no longer in SLM_WEBHOOK (a typo since
+    fixed, a changed #on=) goes instead to each destination configured now that
+    was not configured when it was made (so that those that had it already do
+    not get it twice) and that wants it; with none such, it waits, and ages
+    into a dead letter.  Returns how many notices were moved."""
+    if settings.relaying():
+        return 0
+    now = dict((t.key, t) for t in settings.targets() if t.kind == WebhookTarget.kind)
+    moved = 0
+    for name in spool.pending_names():
+        key = spool.target_key_of(name)
+        if key in now or key == ServiceTarget.kind:
+            continue
+        entry = spool.claim(name)
+        if entry is None:
+            continue
+        if entry.target_kind != WebhookTarget.kind:
+            spool.release(entry)
+            continue
+        before = set(entry.configured or ())
+        event_id = spool.event_id_of(name)
+        taken = set(spool.target_key_of(n) for n in spool.pending_names()
+                    if spool.event_id_of(n) == event_id)
+        fresh = [t for k, t in sorted(now.items()) if k not in before and k not in taken and
+                 t.destination.wants(entry.event, settings.notify_on, settings.array_notify)]
+        if not fresh:
+            spool.release(entry)
+            continue
+        for target in fresh:
+            spool.release(spool.add(entry.event, target, sorted(now)))
+        spool.done(entry)
+        moved += 1
+        console.debug("notice %s of %s now goes to %s" % (
+            entry.event.get("status"), entry.event.get("job_id"),
+            ", ".join(t.describe() for t in fresh)))
+    return moved
 
 
 def flush_spool(spool, settings, console, deadline, target=None, limit=None,
@@ -2405,6 +2695,9 @@ def flush_spool(spool, settings, console, deadline, target=None, limit=None,
     target_key = target.key if target is not None else None
     try:
         spool.recover()
+        if target is None:
+            spool.expire()
+            retarget_spool(spool, settings, console)
     except OSError:
         pass
     delivered = 0
@@ -2434,6 +2727,14 @@ def flush_spool(spool, settings, console, deadline, target=None, limit=None,
         entry = spool.claim(name)
         if entry is None:
             continue  # somebody else has it
+        if entry.target_kind == ServiceTarget.kind and "relay" in entry.event:
+            # the service relays to the destinations configured now (retarget_spool)
+            event = dict((k, v) for k, v in entry.event.items() if k != "relay")
+            if settings.relaying():
+                event["relay"] = settings.relay_field(event)
+            elif settings.webhooks:
+                event["relay"] = entry.event["relay"]   # sent directly now: as it was
+            entry.event = event
         if key not in batches:
             through = target or settings.target_for(entry.target_kind, entry.target_url)
             if through is None:
@@ -2569,6 +2870,7 @@ class Courier(object):
         self.spool = Spool(settings.spool_dir)
         self.targets = settings.targets()
         self._workers = [_TargetWorker(self, target) for target in self.targets]
+        self._keys = sorted(t.key for t in self.targets if t.kind == WebhookTarget.kind)
         self._spool_ok = True
         self._posted = []      # event ids, to tell at exit which of ours are left
         self._unjournaled = 0  # events that could not be spooled and were not delivered
@@ -2597,7 +2899,7 @@ class Courier(object):
             entry = None
             if self._spool_ok:
                 try:
-                    entry = self.spool.add(payload, worker.target)
+                    entry = self.spool.add(payload, worker.target, self._keys)
                 except OSError as e:
                     self._spool_ok = False
                     self.console.say("cannot write the spool %s (%s): events are sent "
@@ -2665,9 +2967,10 @@ class ServiceClient(object):
         self.token = settings.api_token
         self.timeout = max(settings.timeout, 5.0)  # a person waits; a job does not
 
-    def get(self, path, params=None, missing=None, timeout=None):
+    def get(self, path, params=None, missing=None, timeout=None, accept=()):
         """(status, JSON object) of a GET; missing: the Failure message for a
-        404; timeout: longer than usual, for a long-poll."""
+        404; timeout: longer than usual, for a long-poll; accept: statuses
+        the caller deals with itself (its answer as JSON, {} if none)."""
         from urllib.parse import quote, urlencode
         url = self.url + quote(path, safe="/")
         if params:
@@ -2688,6 +2991,8 @@ class ServiceClient(object):
             time.sleep(pause)
             waited += pause
         data = result.json()
+        if result.status in accept:
+            return result.status, data if isinstance(data, dict) else {}
         if result.status == 401:
             raise Failure("the SLM service refused the request: SLM_API_TOKEN is %s"
                           % ("wrong" if self.token else "not set"))
@@ -2705,8 +3010,16 @@ class ServiceClient(object):
                           % shown_url(self.url))
         return result.status, data
 
-    def job(self, job_id):
-        return self.get("/api/v1/jobs/" + job_id, missing="unknown job: %s" % job_id)[1]
+    def job(self, job_id, cluster=None):
+        return self.get("/api/v1/jobs/" + job_id, {"cluster": cluster},
+                        missing="unknown job: %s" % job_id)[1]
+
+    def newest(self, name=None):
+        """The user's most recently submitted job (of that name), or None."""
+        status, data = self.get("/api/v1/search", {"user": user_name(), "sort": "-submitted",
+                                                   "limit": "1", "name": name}, accept=(404,))
+        jobs = data.get("jobs") or []
+        return jobs[0] if jobs and isinstance(jobs[0], dict) else None
 
 
 def local_time(text, date=True):
@@ -2960,6 +3273,11 @@ def slurm_cluster_name(environ=None):
         if value is not None:
             return value or None
     return None
+
+
+def own_cluster():
+    """The cluster this host is on: SLURM_CLUSTER_NAME in a job, else slurm.conf's."""
+    return os.environ.get("SLURM_CLUSTER_NAME") or slurm_cluster_name()
 
 
 def process_name(pid):
@@ -3357,7 +3675,8 @@ def resource_summary(elapsed):
     cpus = allocated_cpus()
     if cpus:
         summary["cpus"] = cpus
-        if elapsed > 0:
+        # under a second, start-up and clock ticks swamp it (a 14 ms job "used 276 %")
+        if elapsed >= 1:
             summary["cpu_efficiency"] = round(100.0 * cpu / (elapsed * cpus), 1)
     return summary
 
@@ -3457,6 +3776,12 @@ class Wrapper(object):
         env[b"SLM_JOB_ID"] = os.fsencode(self.job.job_id)
         if self.settings.snapshot_path:   # the job's own slm commands find its settings
             env[b"SLM_SETTINGS"] = os.fsencode(self.settings.snapshot_path)
+        for key, value in self.settings.options.items():
+            # the job's own choices, for its own slm commands (`slm notify`): a
+            # submitted job's are in its snapshot; a secret never goes where
+            # `env` in a job script would print it
+            if not is_secret(key) and not self.settings.snapshot_path:
+                env[os.fsencode(key)] = os.fsencode(value)
         task_pid = env.get(b"SLURM_TASK_PID") == str(os.getpid()).encode()
         self.output_sizes = output_sizes()   # the output files' tails start here
         # fds the user handed the job (3>file) stay open; ours are close-on-exec
@@ -3491,6 +3816,7 @@ class Wrapper(object):
             self.settings.heartbeat if self.watch.heartbeats() else None)))
         self.courier.start()
         self.watch.start()
+        self._say_job_id()
         self._warn_if_not_batch_process()
         if self.settings.snapshot_path:
             try:
@@ -3547,6 +3873,17 @@ class Wrapper(object):
         self.courier.start()
         self.courier.finish(exit_budget(self.settings.timeout))
         return code
+
+    def _say_job_id(self):
+        """One line naming the job, for whoever will look it up in the service:
+        a local id nobody could guess, or a Slurm job run from a terminal.  A
+        batch job's output files get nothing (they stay as without slm)."""
+        s = self.settings
+        if not s.api_url or s.no_db or (self.job.slurm_job_id and not self.interactive):
+            return
+        link = job_link({"job_id": self.job.job_id}, s.dashboard_url)
+        self.console.say("job %s%s" % (self.job.job_id, ", %s" % link if link else
+                                       " (`slm status last` shows it)"))
 
     def _warn_if_not_batch_process(self):
         task_pid = self.job.task_pid
@@ -3862,6 +4199,66 @@ def parse_directives(script):
     return found
 
 
+def slm_directives(script):
+    """The #SLM lines of a script's header, read as parse_directives reads
+    #SBATCH lines: [(line number, their words)].  A '#' after a blank starts
+    a comment (one inside a word is a URL's: '…#on=final')."""
+    import re
+    found = []
+    for number, raw in enumerate(script.splitlines()[1:], 2):
+        if re.match(br"#SLM(\s|\Z)", raw):
+            text = re.split(r"\s#", raw[4:].decode("utf-8", "replace"), 1)[0]
+            found.append((number, text.split()))
+        elif raw.strip() and not raw.strip().startswith(b"#"):
+            break
+    return found
+
+
+def blank_directives(script):
+    """The script with its #SLM lines cut to '#SLM': they may hold a webhook
+    URL (a secret), and slurmctld keeps the batch script where admins read it.
+    Lines keep their numbers."""
+    if not slm_directives(script):
+        return script
+    lines = script.split(b"\n")
+    for number, _ in slm_directives(script):
+        lines[number - 1] = b"#SLM" + (b"\r" if lines[number - 1].endswith(b"\r") else b"")
+    return b"\n".join(lines)
+
+
+def notify_on_problem(text):
+    """Why an SLM_NOTIFY_ON value is not one (an unknown word), or None."""
+    known = set(NOTIFY_GROUPS) | set(s.lower() for s in STATUSES)
+    for word in (text or "").replace(" ", ",").split(","):
+        if word.strip() and word.strip().lower() not in known:
+            return "unknown word %r%s" % (word.strip(), did_you_mean(
+                word.strip().lower(), sorted(known)))
+    return None
+
+
+def parse_job_options(words, where):
+    """{option: value} of a job's own choices (JOB_OPTIONS) in words, as
+    `--notify-on=END,FAIL` or `--notify-on END,FAIL`; UsageError naming where."""
+    names = [option for option, _ in JOB_OPTIONS]
+    found, i = {}, 0
+    while i < len(words):
+        option, equals, value = words[i].partition("=")
+        i += 1
+        if option not in names:
+            raise UsageError("%s: unknown option %s%s; #SLM lines take %s" % (
+                where, option, did_you_mean(option, names), ", ".join(names)))
+        if not equals:
+            if i >= len(words):
+                raise UsageError("%s: %s needs a value" % (where, option))
+            value, i = words[i], i + 1
+        problem = notify_on_problem(value) if option == "--notify-on" else \
+            Destination(value).problem() if option == "--webhook" else None
+        if problem:
+            raise UsageError("%s: %s %s" % (where, option, problem))
+        found[option] = value
+    return found
+
+
 def header_lines(script):
     """The comment block after the #! line, where sbatch reads its directives."""
     kept = []
@@ -4033,13 +4430,29 @@ def pump(source, sink, copy, watch=None):
 
 
 class Submitter(object):
-    def __init__(self, argv, settings, console, monitor=True, group=None):
+    def __init__(self, argv, settings, console, monitor=True, group=None, options=None):
         self.settings = settings
         self.console = console
         self.monitor = monitor
         self.group = group or settings.group
         self.cmd = SbatchCommand(argv)
         self.courier = None
+        self.options = dict(options or {})   # the command line's --notify-on, --webhook
+
+    def choose(self, original, name):
+        """The job's own choices: its script's #SLM lines, then the command
+        line's (which win, as sbatch's options win over #SBATCH lines); they
+        go into the settings the job is submitted with, never into its script."""
+        chosen = {}
+        for number, words in slm_directives(original):
+            chosen.update(parse_job_options(words, "%s line %d" % (name, number)))
+        chosen.update(parse_job_options(
+            ["%s=%s" % pair for pair in self.options.items() if pair[1]], "slm submit"))
+        if "--group" in chosen:
+            self.group = chosen["--group"]
+        self.settings = self.settings.with_options(dict(
+            (key, chosen[option]) for option, key in JOB_OPTIONS
+            if option in chosen and key != "SLM_GROUP"))
 
     def run(self):
         cmd = self.cmd
@@ -4064,6 +4477,8 @@ class Submitter(object):
             return self._sbatch(untouched, report=True)  # sbatch reads the script on stdin
         else:
             original, name = stdin_binary().read(), "sbatch"
+        if self.monitor or self.options:
+            self.choose(original, name)
         if not self.monitor and (cmd.script or cmd.wrap is not None):
             return self._sbatch(untouched, report=True, original=original, path=path)
         if interpreter(original) is None or b"\0" in original or b"\r\n" in original:
@@ -4083,8 +4498,8 @@ class Submitter(object):
                              "will use its own environment and %s" % (
                                  slm_home(self.settings.environ), e.strerror or e,
                                  self.settings.config_path))
-        batch = monitored_script(original, name, cmd.script_args, self.settings.python,
-                                 slm_path, snapshot, self.group)
+        batch = monitored_script(blank_directives(original), name, cmd.script_args,
+                                 self.settings.python, slm_path, snapshot, self.group)
         return self._submit_file(sbatch, batch, name, original, path)
 
     def _submit_file(self, sbatch, batch, name, original, script_path):
@@ -4115,6 +4530,11 @@ class Submitter(object):
                                     stdin=None if stdin is None else subprocess.PIPE)
         except OSError as e:
             message = "cannot run %s: %s" % (argv[0], e.strerror or e)
+            if e.errno == errno.ENOENT and argv[0] == "sbatch":
+                message += " (is Slurm's module loaded? e.g. `module load slurm`; or set " \
+                    "SLM_SBATCH to sbatch's path)"
+            elif e.errno == errno.ENOENT:
+                message += " (SLM_SBATCH names it: is the path right?)"
             self.console.error(message)
             if report:
                 self._report(None, EXIT_NOT_FOUND if e.errno == errno.ENOENT else
@@ -4219,7 +4639,8 @@ def cmd_run(args, settings, console):
 
 def cmd_submit(args, settings, console):
     return Submitter(args.sbatch_args, settings, console, monitor=not args.no_monitor,
-                     group=args.group).run()
+                     group=args.group, options={"--notify-on": args.notify_on,
+                                                "--webhook": args.webhook}).run()
 
 
 def cmd_flush(args, settings, console):
@@ -4233,9 +4654,128 @@ def cmd_flush(args, settings, console):
     if not console.quiet:
         line = "delivered %d event(s); %d still waiting in %s" % (delivered, left, spool.root)
         if dead:
-            line += "; %d refused for good in %s" % (dead, spool.dead)
+            line += "; %d dead letter(s) (refused for good, or expired) in %s: `slm spool` " \
+                "lists them" % (dead, spool.dead)
         emit(line)
     return EXIT_OK if left == 0 else EXIT_FAILURE
+
+
+SPOOL_COLUMNS = ("ID", "SINCE", "STATE", "DESTINATION", "EVENT", "WHY")
+
+
+def spool_destination(item, settings):
+    """Where a spooled event goes now, as it may be shown (scheme://host/…)."""
+    if item.kind == ServiceTarget.kind:
+        return "service %s" % shown_url(settings.api_url or item.url or "?")
+    if item.kind == WebhookTarget.kind and item.url:
+        return Destination(item.url, settings.webhook_format).shown()
+    return "?"
+
+
+def spool_reason(item, settings):
+    """Why an event waits: the target's last error, else what the settings say."""
+    if item.reason or item.state != "waiting":
+        return item.reason
+    if item.kind == ServiceTarget.kind and (settings.no_db or not settings.api_url):
+        return "no service configured now (SLM_API_URL)"
+    if item.kind == WebhookTarget.kind and settings.target_for(item.kind, item.url) is None:
+        return "its destination is no longer configured (SLM_WEBHOOK): `slm flush` sends it " \
+            "to the destinations added since, if any"
+    return "not tried since it was written"
+
+
+def cmd_spool(args, settings, console):
+    """List what waits in the spool, or drop some of it."""
+    spool = Spool(settings.spool_dir)
+    items = spool.items()
+    if args.action == "list":
+        if args.ids or args.all or args.older_than:
+            raise UsageError("IDs, --all and --older-than go with `slm spool drop`")
+        rows = [[item.id, local_time(iso_utc(item.since)) if item.since else "-", item.state,
+                 cell(spool_destination(item, settings), 40),
+                 cell("%s %s" % (item.event.get("job_id", "?"), item.event.get("status", "?")),
+                      40),
+                 cell(spool_reason(item, settings), 100)] for item in items]
+        if args.json:
+            print_json([dict(zip([c.lower() for c in SPOOL_COLUMNS], row)) for row in rows])
+        else:
+            print_table(rows, SPOOL_COLUMNS)
+        if not items:
+            console.say("nothing waits in %s" % spool.root)
+        return EXIT_OK
+    if not (args.ids or args.all or args.older_than):
+        raise UsageError("say what to drop: IDs (see `slm spool`), --all or --older-than AGE")
+    chosen = []
+    for wanted in args.ids:
+        matches = [i for i in items if i.id.startswith(wanted.lower())] if len(wanted) >= 4 \
+            else []
+        if len(matches) != 1:
+            raise Failure("%s: %s (`slm spool` lists them)" % (
+                wanted, "no such spool entry" if not matches else "names several entries"))
+        chosen.append(matches[0])
+    if args.all:
+        chosen = items
+    elif args.older_than:
+        now = time.time()
+        chosen += [i for i in items if i.since and now - i.since > args.older_than]
+    dropped = 0
+    for item in chosen:
+        if item.state == "sending":
+            console.say("%s is being sent right now (%s): not dropped" % (item.id, item.reason))
+        elif spool.drop(item):
+            dropped += 1
+    emit("dropped %d event(s) from %s" % (dropped, spool.root))
+    return EXIT_OK
+
+
+# `slm notify`: at most this many messages per job, in each window (count,
+# seconds): a job that says "epoch 50" every few seconds must not flood a
+# phone (or a chat bot's rate limit).  Beyond it a message is not sent, and slm
+# says so (exit 0: a job script with `set -e` must not die of it).
+NOTIFY_LIMITS = ((5, 60.0), (60, 3600.0))
+NOTIFY_MAX_CHARS = 1000
+
+
+def cmd_notify(args, settings, console):
+    """A MESSAGE event from the job itself (or about it, with --job): to its
+    destinations and its history, through the spool like any event."""
+    job_id = args.job or os.environ.get("SLM_JOB_ID")
+    if not job_id:
+        raise UsageError("which job? `slm notify` finds it inside a job run by `slm run` or "
+                         "`slm submit` (SLM_JOB_ID); elsewhere say --job ID")
+    message = clean_text(" ".join(args.message)).strip()
+    if not message:
+        raise UsageError("slm notify needs a message: slm notify \"epoch 50: loss 0.12\"")
+    spool = Spool(settings.spool_dir)
+    now = time.time()
+    try:
+        recent = spool.messages_of(job_id, now)
+    except OSError:
+        recent = []
+    for count, window in NOTIFY_LIMITS:
+        if len([t for t in recent if now - t < window]) >= count:
+            console.error("not sent: job %s sent %d messages in the last %s already (at most "
+                          "%s)" % (job_id, count, duration_text(window), ", ".join(
+                              "%d a %s" % (c, {60.0: "minute", 3600.0: "hour"}[w])
+                              for c, w in NOTIFY_LIMITS)))
+            return EXIT_OK
+    import re
+    inside = not args.job or args.job == os.environ.get("SLM_JOB_ID")
+    job = JobInfo(environ=os.environ if inside else {})
+    job.job_id, job.command = job_id, None
+    if not job.cluster and re.match(r"\d+(_\d+)?\Z", job_id):
+        job.cluster = args.cluster or own_cluster()   # the job is its id on its cluster
+    event = EventFactory(job).make("MESSAGE", message=truncate_text(message, NOTIFY_MAX_CHARS))
+    event = dict((k, v) for k, v in event.items() if v is not None)
+    try:
+        spool.record_message(job_id, recent + [now], now)
+    except OSError:
+        pass
+    courier = Courier(settings, console)
+    courier.post(event)
+    courier.start()
+    courier.finish(exit_budget(settings.timeout))
+    return EXIT_OK
 
 
 LIST_HEADERS = ("JOBID", "NAME", "USER", "STATE", "PARTITION", "NODELIST", "TIME", "EXIT",
@@ -4270,10 +4810,24 @@ def describe_status(job):
     return "%s%s" % (job.get("status"), " (%s)" % ", ".join(parts) if parts else "")
 
 
-def job_row(job):
-    return [cell(job.get("job_id"), 32), cell(job.get("job_name")), cell(job.get("user"), 12),
-            cell(job.get("status"), 13), cell(job.get("partition"), 12),
-            cell(job.get("nodelist")), job_duration(job),
+def waiting_in_queue(job):
+    """Slurm's word on a job that waits in its queue: 'PENDING (Priority)', or None."""
+    state = job.get("slurm_state")
+    if not state or job.get("status") in ENDED or job.get("status") not in WAITING:
+        return None
+    reason = job.get("slurm_reason")
+    return "%s (%s)" % (state, reason) if reason not in (None, "", "None") else state
+
+
+def job_row(job, clusters=False):
+    # a waiting job's nodes are its reason, as in squeue's NODELIST(REASON)
+    queue = waiting_in_queue(job)
+    nodes = "(%s)" % (job.get("slurm_reason") or job.get("slurm_state")) \
+        if queue and not job.get("nodelist") else job.get("nodelist")
+    return [cell(job.get("job_id"), 32)] + ([cell(job.get("cluster"), 16)] if clusters else []) \
+        + [cell(job.get("job_name")), cell(job.get("user"), 12),
+           cell(job.get("status"), 13), cell(job.get("partition"), 12),
+           cell(nodes), job_duration(job),
             cell((ending(job.get("status"), job.get("exit_code"), job.get("signal")) or
                   (None, None))[1]),
             local_time(job.get("last_event_time"))]
@@ -4283,13 +4837,19 @@ def job_notes(job):
     """The lines under a job's row: what the columns cannot say."""
     meta = job.get("meta") or {}
     notes = []
+    if job.get("cluster"):
+        notes.append(("cluster", job["cluster"]))
+    queue = waiting_in_queue(job)
+    if queue:
+        notes.append(("queue", "%s in Slurm's queue%s" % (queue, " (asked %s)" % local_time(
+            job["asked_at"]) if job.get("asked_at") else "")))
     if job.get("reason") or job.get("message"):
         notes.append(("reason", job.get("reason") or job.get("message")))
     if meta.get("source") == "slurm":
-        notes.append(("verdict", "from Slurm's own record%s" % (
+        notes.append(("end", "from Slurm's own record%s" % (
             " (the wrapper reported %s)" % meta["corrects"] if meta.get("corrects") else "")))
     elif job.get("status") == "LOST":
-        notes.append(("verdict", "the service heard nothing from the job%s; Slurm's record "
+        notes.append(("end", "the service heard nothing from the job%s; Slurm's record "
                       "may still tell how it ended" % (
                           " since %s" % local_time(job["heartbeat_at"])
                           if job.get("heartbeat_at") else "")))
@@ -4297,8 +4857,11 @@ def job_notes(job):
         notes.append(("runs", "%d (Slurm requeued the job %d time%s; this is the latest run)"
                       % (job["restarts"] + 1, job["restarts"],
                          "" if job["restarts"] == 1 else "s")))
-    if meta.get("warnings"):
-        notes.append(("warnings", ", ".join(meta["warnings"])))
+    # the warnings, not the job's own messages (notes too, but no warning)
+    warnings = [w for w in meta.get("warnings") or [] if w not in STATUS or
+                STATUS[w].kind == "warn"]
+    if warnings:
+        notes.append(("warnings", ", ".join(warnings)))
     if job.get("job_group"):
         notes.append(("group", job["job_group"]))
     if job.get("heartbeat_at") and job.get("status") not in ENDED:
@@ -4308,8 +4871,43 @@ def job_notes(job):
     return notes
 
 
+def find_job(client, spec, cluster=None, missing_ok=False):
+    """(job row, the cluster to name in requests or None) for JOB as a user
+    writes it: an id (on --cluster, else on this host's cluster where the id is
+    a job on several), `last` (your most recently submitted job), or a job's
+    name (your most recent job of that name).  missing_ok: (None, cluster)
+    for an unknown job instead of a Failure."""
+    if spec == "last":
+        job = client.newest()
+        if job is None:
+            raise Failure("the service knows no job of yours yet (SLM_API_URL)")
+        return job, None
+    status, data = client.get("/api/v1/jobs/" + spec, {"cluster": cluster}, accept=(404, 409))
+    if status == 409 and cluster is None and own_cluster():
+        conflict = data
+        cluster = own_cluster()
+        status, data = client.get("/api/v1/jobs/" + spec, {"cluster": cluster},
+                                  accept=(404, 409))
+        if status == 404:
+            status, data = 409, conflict    # on several clusters, not this host's
+    if status == 409:
+        import re
+        found = re.search(r"clusters \(([^)]*)\)", str(data.get("error") or ""))
+        raise UsageError("job %s is a job on several clusters%s: say which with --cluster NAME"
+                         % (spec, " (%s)" % found.group(1) if found else ""))
+    if status == 200:
+        return data, cluster
+    job = client.newest(spec) if cluster is None else None
+    if job is not None:
+        return job, None
+    if missing_ok:
+        return None, cluster
+    raise Failure("unknown job: %s (no job has that id%s, and none of yours that name)"
+                  % (spec, " on cluster %s" % cluster if cluster else ""))
+
+
 def cmd_status(args, settings, console):
-    job = ServiceClient(settings).job(args.job)
+    job, _ = find_job(ServiceClient(settings), args.job, args.cluster)
     if args.json:
         print_json(job)
         return EXIT_OK
@@ -4331,7 +4929,10 @@ def cmd_list(args, settings, console):
     if args.json:
         print_json(data)
         return EXIT_OK
-    print_table([job_row(job) for job in jobs], LIST_HEADERS)
+    # the cluster, where the jobs are on more than one (the same id may be two jobs)
+    clusters = len(set(job.get("cluster") for job in jobs)) > 1
+    print_table([job_row(job, clusters) for job in jobs],
+                LIST_HEADERS[:1] + ("CLUSTER",) * clusters + LIST_HEADERS[1:])
     total = data.get("total", len(jobs))
     if total > len(jobs) + (args.offset or 0):
         console.say("%d of %d jobs shown (--limit, --offset for more)" % (len(jobs), total))
@@ -4339,8 +4940,11 @@ def cmd_list(args, settings, console):
 
 
 def cmd_events(args, settings, console):
+    client = ServiceClient(settings)
+    job, cluster = find_job(client, args.job, args.cluster)
     unknown = "unknown job: %s" % args.job
-    _, data = ServiceClient(settings).get("/api/v1/jobs/%s/events" % args.job, missing=unknown)
+    _, data = client.get("/api/v1/jobs/%s/events" % job["job_id"], {"cluster": cluster},
+                         missing=unknown)
     events = data.get("events") or []
     if not events:
         raise Failure(unknown)
@@ -4378,9 +4982,13 @@ def cmd_watch(args, settings, console):
     look at the job: its status, which merges Slurm's verdict and the
     service's findings, decides the end.  At the end one full read shows
     events that arrived late with an earlier time."""
+    import re
     client = ServiceClient(settings)
-    path = "/api/v1/jobs/%s/events" % args.job
-    unknown = "unknown job: %s (the service has heard nothing of it)" % args.job
+    # `last`, a name, an id on several clusters; an id not known yet is waited for
+    found, cluster = find_job(client, args.job, args.cluster, missing_ok=True)
+    job_id = found["job_id"] if found else args.job
+    path = "/api/v1/jobs/%s/events" % job_id
+    unknown = "unknown job: %s (the service has heard nothing of it)" % job_id
     deadline = time.time() + args.timeout if args.timeout else None
     after, seen, reached, failing_since, verdict_by = None, set(), False, None, None
     said_lost = False
@@ -4400,12 +5008,13 @@ def cmd_watch(args, settings, console):
         if deadline is not None:
             wait = min(wait, max(0.0, deadline - now))
         try:
-            _, data = client.get(path, {"after": after, "wait": "%.1f" % wait},
+            _, data = client.get(path, {"after": after, "wait": "%.1f" % wait,
+                                        "cluster": cluster},
                                  missing=unknown, timeout=wait + client.timeout)
             events = data.get("events") or []
             show(events)
             after = events[-1].get("event_id") if events else after
-            job = client.job(args.job)
+            job = client.job(job_id, cluster)
             reached, failing_since = True, None
         except Unreachable as e:
             now = time.time()
@@ -4418,28 +5027,36 @@ def cmd_watch(args, settings, console):
             continue
         now, status = time.time(), job.get("status")
         out_of_time = deadline is not None and now >= deadline
+        # the service asks Slurm about the jobs of its cluster; of any other job
+        # (a local one, one with no cluster) nothing will come after the end
+        slurm_knows = bool(job.get("cluster")) and bool(re.match(r"\d+(_\d+)?\Z", job_id))
         if status == "CANCELLED" and not (job.get("meta") or {}).get("source") and \
-                not job.get("verified"):
+                not job.get("verified") and slurm_knows:
             if verdict_by is None:
                 verdict_by = now + VERDICT_WAIT
                 console.say("job %s was cancelled; waiting up to %s for Slurm's record, in "
-                            "case it was requeued" % (args.job, duration_text(VERDICT_WAIT)))
+                            "case it was requeued" % (job_id, duration_text(VERDICT_WAIT)))
             settled = now >= verdict_by
         else:
             settled = True
             if status not in FINAL_STATUSES:
                 verdict_by = None    # requeued: the job runs again, and so does the watch
         if status in FINAL_STATUSES and (settled or out_of_time):
-            show(client.get(path, missing=unknown)[1].get("events") or [])
-            console.say("job %s ended %s" % (args.job, describe_status(job)))
+            show(client.get(path, {"cluster": cluster}, missing=unknown)[1].get("events") or [])
+            console.say("job %s ended %s" % (job_id, describe_status(job)))
             return EXIT_OK if status == "COMPLETED" else EXIT_FAILURE
+        if status == "LOST" and not slurm_knows:
+            show(client.get(path, {"cluster": cluster}, missing=unknown)[1].get("events") or [])
+            console.say("the service lost contact with job %s, and Slurm never knew it: "
+                        "nothing more will come" % job_id)
+            return EXIT_FAILURE
         if status == "LOST" and not said_lost:
             said_lost = True
             console.say("the service lost contact with job %s; waiting for Slurm's verdict "
-                        "(Ctrl-C to stop watching)" % args.job)
+                        "(Ctrl-C to stop watching)" % job_id)
         if out_of_time:
             console.say("job %s is still %s after %s (--timeout)"
-                        % (args.job, status, duration_text(args.timeout)))
+                        % (job_id, status, duration_text(args.timeout)))
             return EXIT_FAILURE
 
 
@@ -4588,36 +5205,137 @@ def check_smtp(check, settings, address):
                                                if user and password else ""))
 
 
+def test_notice(host=None, user=None):
+    """The test notification: a MESSAGE that says what it is, of no job (no
+    link to a job page that does not exist).  The service's notify-test may
+    build the same (SHARED_WITH_SERVICE), naming the node that asked."""
+    host = host or hostname()
+    return {"schema": EVENT_SCHEMA, "event_id": new_id(), "status": "MESSAGE", "kind": "test",
+            "time": iso_utc(), "host": host, "user": user or user_name(),
+            "slm_version": __version__,
+            "message": "test notification from slm doctor on %s" % host}
+
+
+class TestResult(object):
+    """How one destination took the test notification."""
+
+    SAID = {"sent": "was accepted", "refused": "was refused", "failed": "did not arrive"}
+
+    def __init__(self, shown, fmt, state, reason=None, fix=None):
+        self.shown, self.format, self.state, self.reason, self.fix = \
+            shown, fmt, state, reason, fix
+
+
+def relay_tests(settings, destinations):
+    """send_tests through the service: POST /api/v1/notify-test with the relay
+    request a job's events carry, each destination told to send; the service
+    tries each once through its allow-list and sender, and says how it went."""
+    relay = settings.relay_field(test_notice())
+    for entry in relay["to"]:
+        entry["send"] = True
+    url = settings.api_url
+    try:
+        answer = http_request("POST", url + "/api/v1/notify-test", encode_json({"relay": relay}),
+                              token=settings.api_token, timeout=max(settings.timeout, 15),
+                              use_proxy=False)
+    except DeliveryError as e:
+        raise Unreachable("cannot reach the SLM service at %s (SLM_API_URL) to test the relay: %s"
+                          % (shown_url(url), e.reason))
+    if answer.status == 404:
+        raise Failure("the service at %s is too old to test relays (no /api/v1/notify-test): "
+                      "ask its admin to update slm_api.py; meanwhile its Delivery page "
+                      "(/delivery) shows how your notices went" % shown_url(url))
+    if answer.status == 401:
+        raise Failure("the SLM service refused the request: SLM_API_TOKEN is %s"
+                      % ("wrong" if settings.api_token else "not set"))
+    data = answer.json()
+    if answer.status != 200 or not isinstance(data, dict) or \
+            not isinstance(data.get("results"), list):
+        raise Failure("the service at %s could not test the relay: %s"
+                      % (shown_url(url), answer.error_text()))
+    results = []
+    for i, row in enumerate(data["results"]):
+        row = row if isinstance(row, dict) else {}
+        d = destinations[i] if i < len(destinations) else None
+        shown = d.shown() if d is not None else str(row.get("destination") or "?")
+        state, reason = row.get("state"), row.get("reason")
+        fix = None
+        if state == "refused":
+            fix = "ask the service's admin to add %s to SLM_RELAY_ALLOW" % (
+                d.host() if d is not None else "its host")
+        elif state != "sent":
+            fix = "the service could not deliver it: is the URL right (its token, topic or " \
+                "chat), and can the service's host reach it?"
+        results.append(TestResult(shown, row.get("format") or (d.format if d else "?"),
+                                  state if state in ("sent", "refused") else "failed",
+                                  reason, fix))
+    return results
+
+
+def send_tests(settings, console):
+    """A test notification to every destination, the way a job's events go:
+    through the service when it relays for us (SLM_WEBHOOK_VIA=api), else
+    from here.  [TestResult], in SLM_WEBHOOK's order; Failure when the
+    service cannot say."""
+    if settings.relaying():    # every destination, as in the relay request of an event
+        return relay_tests(settings, settings.destinations())
+    destinations = [d for d in settings.destinations() if not d.problem()]
+    results = []
+    for d in destinations:
+        target = WebhookTarget(d.spec, settings)
+        target.dashboard_url = None      # a test is of no job: no link
+        try:
+            target.deliver([test_notice()], settings.timeout)
+            results.append(TestResult(d.shown(), d.format, "sent"))
+        except DeliveryError as e:
+            results.append(TestResult(d.shown(), d.format, "failed", e.reason, (
+                "the destination refused it: is the URL right (its token, topic or "
+                "chat)?" if e.status and 400 <= e.status < 500 else
+                "this host cannot reach it: compute nodes without internet relay through "
+                "the service (SLM_WEBHOOK_VIA=api)" if not e.status else None)))
+    return results
+
+
 def check_webhooks(check, settings, console, send_test):
     if not settings.webhooks:
-        check.info("webhook", "SLM_WEBHOOK is not set: no notifications")
+        check.info("webhook", "SLM_WEBHOOK is not set: no notifications (`slm setup` sets one)")
         return
     smtp_checked = False
-    for spec in settings.webhooks:
+    relayed = settings.relaying()
+    for i, spec in enumerate(settings.webhooks, 1):
         d = Destination(spec, settings.webhook_format, console)
         problem = d.problem()
-        shown = "%s (%s)" % (d.shown() if not problem else redact_url(d.url), d.format)
         if problem:
-            check.bad("webhook", "%s: %s" % (shown, problem),
-                      "SLM_WEBHOOK holds destinations separated by commas")
+            check.bad("webhook", "SLM_WEBHOOK's entry %d (%s): %s" % (i, redact_url(d.url),
+                                                                      problem),
+                      "set SLM_WEBHOOK to such URLs, comma-separated (`slm setup --webhook URL` "
+                      "writes it)")
             continue
+        shown = "%s (%s)" % (d.shown(), d.format)
         gets = notice_summary(d.notify_on if d.notify_on is not None else settings.notify_on,
                               d.array_notify or settings.array_notify)
-        relayed = settings.relaying()
         if d.format == "email" and not relayed and not smtp_checked:
             smtp_checked = True
             check_smtp(check, settings, EmailAddress(d.url))
         if not send_test:
             check.ok("webhook", "%s is well-formed%s; %s (--send-test sends a test message)"
                      % (shown, ", sent by the service" if relayed else "", gets))
-            continue
-        event = EventFactory(JobInfo(["slm", "doctor"], name="slm-doctor-test")).make(
-            "COMPLETED", exit_code=0, message="a test notification from 'slm doctor'")
-        try:
-            WebhookTarget(spec, settings).deliver([event], settings.timeout)
-            check.ok("webhook", "%s accepted a test notification; %s" % (shown, gets))
-        except DeliveryError as e:
-            check.bad("webhook", "%s did not accept a test notification: %s" % (shown, e.reason))
+    if not send_test:
+        return
+    try:
+        results = send_tests(settings, console)
+    except Failure as e:
+        check.bad("webhook", str(e))
+        return
+    via = " through the service" if relayed else ""
+    for r in results:
+        if r.state == "sent":
+            check.ok("webhook", "%s (%s) accepted a test notification%s" % (r.shown, r.format,
+                                                                             via))
+        else:
+            check.bad("webhook", "%s (%s): the test notification %s%s%s" % (
+                r.shown, r.format, TestResult.SAID[r.state], via,
+                ": %s" % r.reason if r.reason else ""), r.fix)
 
 
 def check_spool(check, settings):
@@ -4634,10 +5352,24 @@ def check_spool(check, settings):
         return
     counts = spool.counts()
     detail = "%s: %d event(s) waiting" % (spool.root, counts["pending"] + counts["work"])
+    late = spool.late(SPOOL_LATE)
+    problems = 0
+    if late:
+        problems += 1
+        oldest = spool.time_of(late[0])
+        why = spool.last_error(spool.target_key_of(late[0]))
+        check.bad("spool", "%d event(s) waiting for more than %s (the oldest since %s%s)"
+                  % (len(late), duration_text(SPOOL_LATE), local_time(iso_utc(oldest)),
+                     ": %s" % why if why else ""),
+                  "`slm spool` shows what waits and why; fix the destination and `slm flush`, "
+                  "or `slm spool drop --older-than 1d`; after %s they become dead letters"
+                  % duration_text(SPOOL_EXPIRE))
     if counts["dead"]:
-        check.bad("spool", "%s; %d event(s) refused for good in %s" % (detail, counts["dead"],
-                                                                       spool.dead),
-                  "each file says why; fix the cause, move them back to pending/, 'slm flush'")
+        problems += 1
+        check.bad("spool", "%d dead letter(s) in %s: refused for good, or expired"
+                  % (counts["dead"], spool.dead),
+                  "`slm spool` names each and why; `slm spool drop ID` (or --all) once read")
+    if problems:
         return
     if counts["pending"] + counts["work"] and settings.targets():
         check.ok("spool", detail + "; 'slm flush' delivers them")
@@ -4675,6 +5407,156 @@ def cmd_doctor(args, settings, console):
     return EXIT_OK
 
 
+def reaches(url, timeout):
+    """Whether this host can open a connection to where url's requests go
+    (or has a proxy for them): the one question compute nodes without
+    internet answer no to."""
+    import socket
+    import urllib.request
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if urllib.request.getproxies().get(parts.scheme) and not urllib.request.proxy_bypass(host):
+        return True
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def write_config(path, changes):
+    """Set changes ({KEY: value}) in the configuration file at path, keeping
+    its other lines (comments too); written whole, mode 0600 (it holds secrets)."""
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode("utf-8", "surrogateescape").splitlines()
+    except FileNotFoundError:
+        lines = ["# slm settings (KEY=VALUE lines; see README.md, Reference); keep it private"]
+    done, kept = set(), []
+    for line in lines:
+        key = line.strip()
+        key = key[len("export "):] if key.startswith("export ") else key
+        key = key.partition("=")[0].strip()
+        if key in changes:
+            if key not in done:
+                kept.append("%s=%s" % (key, changes[key]))
+                done.add(key)
+            continue
+        kept.append(line)
+    kept += ["%s=%s" % (k, v) for k, v in changes.items() if k not in done]
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    data = ("\n".join(kept) + "\n").encode("utf-8", "surrogateescape")
+    write_durably(path, data, os.path.join(folder, ".%s.%d.%s.tmp" % (
+        os.path.basename(path), os.getpid(), new_id()[:8])))
+
+
+def ask(question, default=""):
+    """One answer from the terminal (the default for an empty one)."""
+    sys.stderr.write("%s%s: " % (question, " [%s]" % default if default else ""))
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    if not line:
+        raise Failure("no answer (end of input): nothing written")
+    return line.strip() or default
+
+
+def ask_setup(settings):
+    """`slm setup` in a terminal: (destination, service URL or '')."""
+    sys.stderr.write("slm setup: where should your jobs' notices go?\n"
+                     "  1) your phone, with the free ntfy app (no account): a new private topic "
+                     "is made for you\n"
+                     "  2) somewhere else: Slack, Discord, Teams, Telegram, Matrix, e-mail, "
+                     "any URL (paste it)\n")
+    choice = ask("1 or 2", "1")
+    if choice == "1":
+        import base64
+        server = ask("ntfy server", "https://ntfy.sh").rstrip("/")
+        topic = "slm-" + base64.b32encode(os.urandom(10)).decode("ascii").lower()
+        webhook = "%s/%s" % (server, topic) if webhook_format(server + "/x")[0] == "ntfy" \
+            else "ntfy+%s/%s" % (server, topic)
+        sys.stderr.write(
+            "\nIn the ntfy app (Android, iOS; or %s/%s in a browser) subscribe to the topic\n\n"
+            "    %s\n\n(on a server other than ntfy.sh, say which in the app). Anyone who knows "
+            "the topic can read it: keep it to yourself.\n" % (server, topic, topic))
+        ask("Press Enter once subscribed (a test notice comes next)")
+    else:
+        webhook = ask("destination URL")
+    api = ask("the SLM service's URL, if your site runs one (Enter: none)", settings.api_url)
+    return webhook, api
+
+
+def cmd_setup(args, settings, console):
+    """Write ~/.slm/config for notices (a destination, the service, how to
+    reach them) and send a test the way a job's events go."""
+    if args.webhook is None:
+        if not sys.stdin.isatty():
+            raise UsageError("slm setup asks its questions in a terminal; elsewhere say "
+                             "slm setup --webhook URL [--api-url URL]")
+        webhook, api_url = ask_setup(settings)
+    else:
+        webhook, api_url = args.webhook, args.api_url or settings.api_url
+    destination = Destination(webhook, settings.webhook_format)
+    problem = destination.problem()
+    if problem:
+        raise UsageError("the destination %s: %s" % (redact_url(webhook), problem))
+    api_url = (api_url or "").rstrip("/")
+    if api_url.endswith("/api/v1"):
+        api_url = api_url[:-len("/api/v1")]
+    if api_url and check_http_url(api_url):
+        raise UsageError("--api-url %s: %s (the service's base URL, e.g. http://login1:9008)"
+                         % (shown_url(api_url), check_http_url(api_url)))
+    via = args.via
+    if via == "api" and not api_url:
+        raise UsageError("--via api: the SLM service sends the notices, so say where it is "
+                         "(--api-url URL)")
+    if via is None:
+        direct = destination.format != "email" and reaches(
+            FORMATS[destination.format].endpoint(destination.url)[0], max(settings.timeout, 3))
+        via = "direct" if direct or not api_url else "api"
+        if not direct:
+            console.say("this host cannot reach %s%s" % (destination.shown(), (
+                ": the SLM service will send your notices (SLM_WEBHOOK_VIA=api)" if api_url
+                else " and no service is configured (--api-url): notices will wait in the "
+                "spool until it can")))
+        elif api_url:
+            console.say("this host reaches %s directly; if your compute nodes cannot, run "
+                        "`slm setup --via api` (the service sends for them)" % destination.shown())
+    changes = {"SLM_WEBHOOK": webhook, "SLM_WEBHOOK_VIA": via}
+    if api_url:
+        changes["SLM_API_URL"] = api_url
+    path = settings.config_path
+    try:
+        write_config(path, changes)
+    except OSError as e:
+        raise Failure("cannot write %s: %s" % (path, e.strerror or e))
+    emit("wrote %s (mode 600): SLM_WEBHOOK=%s, SLM_WEBHOOK_VIA=%s%s" % (
+        path, destination.shown(), via, ", SLM_API_URL=%s" % shown_url(api_url)
+        if api_url else ""))
+    fresh = Settings(console, no_db=settings.no_db, environ=settings.environ)
+    for key in changes:
+        if fresh.sources.get(key) != SOURCE_FILE:
+            console.say("%s is set in your environment, which wins over %s: unset it for this "
+                        "setting to apply" % (key, path))
+    check = Checkup()
+    for r in send_tests(fresh, console):
+        if r.state == "sent":
+            check.ok("test", "%s (%s) accepted a test notification%s: look at your phone or "
+                     "channel" % (r.shown, r.format, " through the service"
+                                  if fresh.relaying() else ""))
+        else:
+            check.bad("test", "%s (%s): the test notification %s%s" % (
+                r.shown, r.format, TestResult.SAID[r.state], ": %s" % r.reason if r.reason
+                else ""), r.fix)
+    return EXIT_OK if not check.problems else EXIT_FAILURE
+
+
 def background_flush(settings, console):
     """Deliver what earlier runs left in the spool, beside this command's own work.
 
@@ -4710,6 +5592,7 @@ EXAMPLES = {
 """,
     "submit": """examples:
   python3 slm.py submit job.sh                  # like sbatch job.sh, monitored
+  python3 slm.py submit --notify-on END,FAIL job.sh   # notices of its end only
   python3 slm.py submit -p short -t 10 job.sh input.dat
   python3 slm.py submit --array=1-10 job.sh
   python3 slm.py submit --wrap "python train.py"
@@ -4717,10 +5600,14 @@ EXAMPLES = {
 
 Every other word goes to sbatch unchanged, in order; the job runs the script
 unmodified, with its own #! interpreter and #SBATCH lines, under 'slm run'.
-slm's own -q/-v/--no-db go before 'submit'.
+slm's own -q/-v/--no-db go before 'submit'.  In the script, like #SBATCH:
+  #SLM --notify-on=END,FAIL
+  #SLM --webhook=https://ntfy.sh/YOUR-TOPIC
 """,
     "status": """examples:
   python3 slm.py status 1234
+  python3 slm.py status last                # your latest job
+  python3 slm.py status train               # your latest job named train
   python3 slm.py status 1234_7 --json       # an array task, as JSON
 """,
     "list": """examples:
@@ -4730,10 +5617,12 @@ slm's own -q/-v/--no-db go before 'submit'.
 """,
     "events": """examples:
   python3 slm.py events 1234
+  python3 slm.py events last
   python3 slm.py events 1234 --json | jq '.events[].status'
 """,
     "watch": """examples:
   python3 slm.py watch 1234                 # follow job 1234 until it ends
+  python3 slm.py watch last                 # your latest job
   python3 slm.py submit job.sh | tail -1    # ... then: slm watch JOBID && next-step.sh
   python3 slm.py watch 1234 --json | jq -r .status
   python3 slm.py watch 1234 --timeout 2h    # give up (exit 1) if it has not ended by then
@@ -4741,6 +5630,21 @@ slm's own -q/-v/--no-db go before 'submit'.
     "doctor": """examples:
   python3 slm.py doctor                     # inside a job script, too
   python3 slm.py doctor --send-test         # and post a test notification
+""",
+    "spool": """examples:
+  python3 slm.py spool                      # what waits, since when, where, why
+  python3 slm.py spool drop 3f9a1c7e        # drop one (its ID from the list)
+  python3 slm.py spool drop --older-than 2d
+  python3 slm.py spool drop --all
+""",
+    "notify": """examples:
+  python3 slm.py notify "epoch 50: val 0.91"          # inside a job run by slm
+  python3 slm.py notify --job 4242 "checked: looks good"
+""",
+    "setup": """examples:
+  python3 slm.py setup                                  # asks (ntfy on your phone, or a URL)
+  python3 slm.py setup --webhook https://ntfy.sh/YOUR-TOPIC
+  python3 slm.py setup --webhook https://ntfy.sh/YOUR-TOPIC --api-url http://login1:9008
 """,
     "flush": """examples:
   python3 slm.py flush            # deliver everything waiting in the spool
@@ -4750,16 +5654,24 @@ slm's own -q/-v/--no-db go before 'submit'.
 
 
 # Each command's function: main() dispatches here, and nowhere else.
-COMMANDS = {"run": cmd_run, "submit": cmd_submit, "flush": cmd_flush, "status": cmd_status,
-            "list": cmd_list, "events": cmd_events, "watch": cmd_watch, "doctor": cmd_doctor}
+COMMANDS = {"run": cmd_run, "submit": cmd_submit, "flush": cmd_flush, "spool": cmd_spool,
+            "status": cmd_status, "list": cmd_list, "events": cmd_events, "watch": cmd_watch,
+            "notify": cmd_notify, "doctor": cmd_doctor, "setup": cmd_setup}
 
 
 # `slm run`'s options, each taking a value: the one list the parser, the
 # split of the command line and the quick path all read.
+NOTIFY_ON_HELP = "which events notify, for this job (SLM_NOTIFY_ON): statuses, SLM's " \
+    "words (default, final, failures, warnings, all) or Slurm's --mail-type words (END,FAIL)"
+WEBHOOK_HELP = "where this job's notices go (SLM_WEBHOOK); visible in `ps` while it runs: " \
+    "#SLM lines or ~/.slm/config keep it private"
+GROUP_HELP = "put the job into a named group (SLM_GROUP): one notice for the group's first " \
+    "start, each failure, one roll-up at its end"
 RUN_OPTIONS = (
     ("--name", "job name outside Slurm (default: the command's name)"),
-    ("--group", "put the job into a named group (SLM_GROUP): one notice for the group's "
-                "first start, each failure, one roll-up at its end"),
+    ("--group", GROUP_HELP),
+    ("--notify-on", NOTIFY_ON_HELP),
+    ("--webhook", WEBHOOK_HELP),
     ("--cleanup", None),      # the private copy of a submitted script, removed at the end
     ("--settings", None),     # the submit-time snapshot of the settings
 )
@@ -4790,6 +5702,11 @@ def duration_option(text):
     return seconds
 
 
+JOB_HELP = "a job id (1234, 1234_7 for an array task, local-…), `last` (your latest job) " \
+    "or a job name (your latest job of that name)"
+CLUSTER_HELP = "the cluster of a job id that is a job on several (default: this host's)"
+
+
 def build_parser():
     import argparse
 
@@ -4797,19 +5714,23 @@ def build_parser():
         def error(self, message):
             raise UsageError("%s (see '%s --help')" % (message, self.prog))
 
-    def add_common(p, defaults):
+    def add_common(p, defaults, verbose=True, no_db=True):
+        """-q everywhere; -v and --no-db where events are delivered."""
         kw = {} if defaults else {"default": argparse.SUPPRESS}
         p.add_argument("-q", "--quiet", action="store_true",
                        help="print none of slm's own lines", **kw)
-        p.add_argument("-v", "--verbose", action="store_true",
-                       help="also show each delivery", **kw)
-        p.add_argument("--no-db", action="store_true",
-                       help="do not send events to the SLM service this time", **kw)
+        if verbose:
+            p.add_argument("-v", "--verbose", action="store_true",
+                           help="also show each delivery", **kw)
+        if no_db:
+            p.add_argument("--no-db", action="store_true",
+                           help="do not send events to the SLM service this time", **kw)
 
     formatter = argparse.RawDescriptionHelpFormatter
     parser = Parser(prog="slm", description=__doc__.split("\n\n")[1], epilog=(
-        "'slm COMMAND --help' tells more.  Environment: SLM_API_URL, SLM_API_TOKEN, "
-        "SLM_WEBHOOK, SLM_SPOOL_DIR, SLM_TIMEOUT (see README.md)."),
+        "'slm COMMAND --help' tells more.  First time? `slm setup`, then `slm doctor "
+        "--send-test`.  Environment: SLM_API_URL, SLM_API_TOKEN, SLM_WEBHOOK, SLM_SPOOL_DIR, "
+        "SLM_TIMEOUT (see README.md)."),
         formatter_class=formatter)
     add_common(parser, defaults=True)
     parser.add_argument("--version", action="version",
@@ -4817,8 +5738,8 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     p = sub.add_parser("run", help="run a command and report its life",
-                       usage="slm run [-q] [-v] [--no-db] [--name NAME] [--group NAME] -- CMD "
-                       "[ARGS...]",
+                       usage="slm run [-q] [-v] [--no-db] [--name NAME] [--group NAME] "
+                       "[--notify-on EVENTS] [--webhook URL] -- CMD [ARGS...]",
                        description="Run CMD (output, exit code and signals pass through) "
                        "and report RUNNING, PAUSED, RESUMED, TERMINATING and how it ended.",
                        epilog=EXAMPLES["run"], formatter_class=formatter)
@@ -4828,41 +5749,63 @@ def build_parser():
     p.add_argument("cmd", nargs="*", metavar="CMD", help="the command and its arguments")
 
     p = sub.add_parser("submit", help="sbatch a script, monitored",
-                       usage="slm [-q] [-v] [--no-db] submit [--no-monitor] [sbatch options] "
-                       "SCRIPT [ARGS...]\n       slm submit [sbatch options] --wrap CMD",
+                       usage="slm [-q] [-v] [--no-db] submit [--no-monitor] [--group NAME] "
+                       "[--notify-on EVENTS] [--webhook URL] [sbatch options] SCRIPT [ARGS...]"
+                       "\n       slm submit [sbatch options] --wrap CMD",
                        description="Run sbatch (SLM_SBATCH) with your options; report "
                        "SUBMITTED or SUBMIT_FAILED; unless --no-monitor, the job runs the "
-                       "unmodified script under 'slm run'.",
+                       "unmodified script under 'slm run'.  #SLM lines in the script's header "
+                       "(like #SBATCH lines) choose --notify-on, --webhook and --group for the "
+                       "job; the command line's win.",
                        epilog=EXAMPLES["submit"], formatter_class=formatter)
     p.add_argument("--no-monitor", action="store_true",
                    help="submit the script untouched; report only the submission")
-    p.add_argument("--group", metavar="NAME", help="put the job into a named group (a "
-                   "pipeline, a sweep): one notice for the group's first start, each "
-                   "failure, one roll-up at its end")
-    p.add_argument("sbatch_args", nargs="*", metavar="SBATCH_ARGS")
+    p.add_argument("--group", metavar="NAME", help=GROUP_HELP)
+    p.add_argument("--notify-on", metavar="EVENTS", help=NOTIFY_ON_HELP)
+    p.add_argument("--webhook", metavar="URL", help=WEBHOOK_HELP)
+    p.add_argument("sbatch_args", nargs="*", metavar="SBATCH_ARGS",
+                   help="sbatch's options, the script and its arguments, as for sbatch")
 
     p = sub.add_parser("flush", help="deliver the events waiting in the spool",
-                       description="Deliver every event waiting in the spool (SLM_SPOOL_DIR). "
-                       "Exit 0 when none is left, 1 otherwise.",
+                       description="Deliver every event waiting in the spool (SLM_SPOOL_DIR), "
+                       "each to the destinations configured now.  Exit 0 when none is left, "
+                       "1 otherwise.",
                        epilog=EXAMPLES["flush"], formatter_class=formatter)
     add_common(p, defaults=False)
     p.add_argument("--max-time", type=bounded(float, 0.1, 86400), default=300.0,
                    metavar="SECONDS",
                    help="give up after this long (default 300)")
 
+    p = sub.add_parser("spool", help="what waits in the spool, and why; drop some",
+                       description="List the events waiting to be delivered (and the dead "
+                       "letters: refused for good, or older than %s), or drop some."
+                       % duration_text(SPOOL_EXPIRE),
+                       epilog=EXAMPLES["spool"], formatter_class=formatter)
+    add_common(p, defaults=False, verbose=False, no_db=False)
+    p.add_argument("action", nargs="?", choices=("list", "drop"), default="list",
+                   help="list (the default) or drop")
+    p.add_argument("ids", nargs="*", metavar="ID", help="the entries to drop (their IDs, "
+                   "or the first 4 characters or more)")
+    p.add_argument("--all", action="store_true", help="drop every entry (waiting and dead)")
+    p.add_argument("--older-than", type=duration_option, metavar="AGE",
+                   help="drop the entries older than this: 90 (seconds), 30m, 12h, 2d")
+    p.add_argument("--json", action="store_true", help="the list as JSON")
+
     p = sub.add_parser("status", help="one job's current state, from the service",
-                       description="Show a job's current state as the SLM service knows it. "
-                       "Exit 1 for an unknown job, 3 when the service cannot be reached.",
+                       description="Show a job's current state as the SLM service knows it "
+                       "(a waiting job: Slurm's reason).  Exit 1 for an unknown job, 3 when "
+                       "the service cannot be reached.",
                        epilog=EXAMPLES["status"], formatter_class=formatter)
-    add_common(p, defaults=False)
-    p.add_argument("job", metavar="JOB", help="job id: 1234, 1234_7 (array task), local-...")
+    add_common(p, defaults=False, verbose=False, no_db=False)
+    p.add_argument("job", metavar="JOB", help=JOB_HELP)
+    p.add_argument("--cluster", metavar="NAME", help=CLUSTER_HELP)
     p.add_argument("--json", action="store_true", help="the job as JSON")
 
     p = sub.add_parser("list", help="your jobs, most recently active first, from the service",
                        description="List jobs the SLM service knows, most recently active "
                        "first: yours unless --all or --user.",
                        epilog=EXAMPLES["list"], formatter_class=formatter)
-    add_common(p, defaults=False)
+    add_common(p, defaults=False, verbose=False, no_db=False)
     who = p.add_mutually_exclusive_group()
     who.add_argument("--mine", action="store_true", help="only your jobs (the default)")
     who.add_argument("--all", action="store_true", help="every user's jobs")
@@ -4871,7 +5814,7 @@ def build_parser():
                    help="comma-separated states, e.g. RUNNING,PAUSED")
     p.add_argument("--name", "-n", help="job name")
     p.add_argument("--group", "-g", help="the jobs of a group (slm submit --group)")
-    p.add_argument("--partition", "-p")
+    p.add_argument("--partition", "-p", help="the jobs of this partition")
     p.add_argument("--since", metavar="TIME", help="active since (UTC, 2026-11-30 or "
                    "2026-11-30T08:00:00Z)")
     p.add_argument("--until", metavar="TIME", help="active until (UTC)")
@@ -4884,8 +5827,9 @@ def build_parser():
     p = sub.add_parser("events", help="one job's events, in order",
                        description="Show every event the SLM service has for a job, in order.",
                        epilog=EXAMPLES["events"], formatter_class=formatter)
-    add_common(p, defaults=False)
-    p.add_argument("job", metavar="JOB")
+    add_common(p, defaults=False, verbose=False, no_db=False)
+    p.add_argument("job", metavar="JOB", help=JOB_HELP)
+    p.add_argument("--cluster", metavar="NAME", help=CLUSTER_HELP)
     p.add_argument("--json", action="store_true", help="the events as JSON")
 
     p = sub.add_parser("watch", help="follow one job's events until it ends",
@@ -4894,20 +5838,53 @@ def build_parser():
                        "otherwise (or --timeout passed first), 3 when the service stays "
                        "unreachable for %d minutes." % (WATCH_OUTAGE // 60),
                        epilog=EXAMPLES["watch"], formatter_class=formatter)
-    add_common(p, defaults=False)
-    p.add_argument("job", metavar="JOB")
+    add_common(p, defaults=False, verbose=False, no_db=False)
+    p.add_argument("job", metavar="JOB", help=JOB_HELP)
+    p.add_argument("--cluster", metavar="NAME", help=CLUSTER_HELP)
     p.add_argument("--timeout", type=duration_option, metavar="TIME",
                    help="stop watching after this long: 90 (seconds), 30m, 2h")
     p.add_argument("--json", action="store_true", help="one JSON event per line")
 
+    p = sub.add_parser("notify", help="a message from your job to your phone and its history",
+                       description="Send MESSAGE as the job's own event (MESSAGE): to its "
+                       "destinations (unless their filter leaves MESSAGE out) and its history "
+                       "in the service, through the spool.  Inside a job run by slm the job "
+                       "is found; elsewhere say --job.  At most %s per job."
+                       % ", ".join("%d a %s" % (c, duration_text(w)) for c, w in NOTIFY_LIMITS),
+                       epilog=EXAMPLES["notify"], formatter_class=formatter)
+    add_common(p, defaults=False)
+    p.add_argument("message", nargs="+", metavar="MESSAGE", help="what to say")
+    p.add_argument("--job", metavar="ID", help="the job it is about (default: the job this "
+                   "runs in, SLM_JOB_ID)")
+    p.add_argument("--cluster", metavar="NAME", help="the cluster of --job (default: "
+                   "this host's)")
+
     p = sub.add_parser("doctor", help="check the set-up, line by line",
                        description="Check what users most often get wrong: the service and "
-                       "its token, webhook URLs, the spool, Python, the job context. "
+                       "its token, the destinations (a test through the path your jobs' "
+                       "notices take, with --send-test), the spool, Python, the job context. "
                        "Exit 0 only when all is well.",
                        epilog=EXAMPLES["doctor"], formatter_class=formatter)
-    add_common(p, defaults=False)
+    add_common(p, defaults=False, verbose=False)
     p.add_argument("--send-test", action="store_true",
-                   help="also send a test notification to each webhook")
+                   help="also send a test notification to each destination, the way your "
+                   "jobs' notices go (through the service when it relays them)")
+
+    p = sub.add_parser("setup", help="first run: where notices go, written to ~/.slm/config",
+                       description="Choose where your jobs' notices go (ntfy on your phone, "
+                       "or any destination), whether this host sends them or the SLM service "
+                       "does, write it to %s (mode 600; other settings kept) and send a test "
+                       "the way your jobs' notices will go.  In a terminal it asks; "
+                       "elsewhere give --webhook." % "~/.slm/config (SLM_CONFIG)",
+                       epilog=EXAMPLES["setup"], formatter_class=formatter)
+    add_common(p, defaults=False, verbose=False, no_db=False)
+    p.add_argument("--webhook", metavar="URL", help="the destination (SLM_WEBHOOK), e.g. "
+                   "https://ntfy.sh/YOUR-TOPIC; without it, slm asks")
+    p.add_argument("--api-url", metavar="URL", help="the SLM service's base URL "
+                   "(SLM_API_URL), e.g. http://login1:9008")
+    p.add_argument("--via", choices=("direct", "api"), help="who sends the notices: this "
+                   "host (direct) or the service (api, for nodes without internet); default: "
+                   "found out by trying to reach the destination")
     return parser
 
 
@@ -4941,11 +5918,13 @@ def split_argv(argv):
     ours = ("--no-monitor", "--no-db")
     mine, words = [], list(rest)
     k = 0
-    while k < len(words):    # --group NAME / --group=NAME, anywhere among sbatch's options
-        if words[k] == "--group" and k + 1 < len(words):
+    # --group NAME / --group=NAME, --notify-on, --webhook: anywhere among sbatch's options
+    valued = tuple(option for option, _ in JOB_OPTIONS)
+    while k < len(words):
+        if words[k] in valued and k + 1 < len(words):
             mine += words[k:k + 2]
             del words[k:k + 2]
-        elif words[k].startswith("--group="):
+        elif words[k].startswith(tuple(option + "=" for option in valued)):
             mine.append(words.pop(k))
         elif words[k] in ("--", "-") or not words[k].startswith("-"):
             break
@@ -4971,7 +5950,7 @@ def quick_run_args(head, tail):
     if not tail or head.count("run") != 1:
         return None
     values = {"quiet": False, "verbose": False, "no_db": False, "command": "run", "cmd": tail}
-    values.update((option[2:], None) for option, _ in RUN_OPTIONS)
+    values.update((option[2:].replace("-", "_"), None) for option, _ in RUN_OPTIONS)
     flags = {"-q": "quiet", "--quiet": "quiet", "-v": "verbose", "--verbose": "verbose",
              "--no-db": "no_db"}
     words = list(head)
@@ -4983,10 +5962,18 @@ def quick_run_args(head, tail):
         elif word in flags:
             values[flags[word]] = True
         elif seen_run and word in dict(RUN_OPTIONS) and words:
-            values[word[2:]] = words.pop(0)
+            values[word[2:].replace("-", "_")] = words.pop(0)
         else:
             return None
     return Arguments(**values)
+
+
+def job_options(args):
+    """The settings a job chose on its command line (--notify-on, --webhook):
+    {SLM_NOTIFY_ON: ...}; its group goes its own way (JobInfo)."""
+    return dict((key, getattr(args, option[2:].replace("-", "_"), None))
+                for option, key in JOB_OPTIONS
+                if key != "SLM_GROUP" and getattr(args, option[2:].replace("-", "_"), None))
 
 
 def main(argv=None):
@@ -4994,6 +5981,10 @@ def main(argv=None):
     console = Console()
     try:
         head, tail = split_argv(argv)
+        named = [w for w in head if not w.startswith("-")][:1]   # global options take no values
+        if named and named[0] not in COMMANDS:
+            raise UsageError("unknown command %r%s: the commands are %s (see 'slm --help')"
+                             % (named[0], did_you_mean(named[0], COMMANDS), ", ".join(COMMANDS)))
         args = quick_run_args(head, tail) or build_parser().parse_args(head)
         if tail is not None:
             if args.command == "run":
@@ -5002,11 +5993,12 @@ def main(argv=None):
                 args.sbatch_args = tail
         console.quiet, console.verbose = args.quiet, args.verbose
         if not args.command:
-            raise UsageError("a command is needed: run, submit, status, list, events, "
-                             "watch, doctor or flush (see 'slm --help')")
-        settings = Settings(console, no_db=args.no_db, snapshot=getattr(args, "settings", None))
+            raise UsageError("a command is needed: %s (see 'slm --help'; first time: "
+                             "slm setup)" % ", ".join(COMMANDS))
+        settings = Settings(console, no_db=args.no_db, snapshot=getattr(args, "settings", None),
+                            options=job_options(args) if args.command == "run" else None)
         handler = COMMANDS[args.command]
-        if args.command in ("run", "flush"):
+        if args.command in ("run", "flush", "spool"):
             code = handler(args, settings, console)
             sys.stdout.flush()
         else:
@@ -5061,7 +6053,7 @@ SHARED_WITH_SERVICE = (
     "Destination", "split_destinations", "parse_notify_on", "wants_notice", "NOTIFY_DEFAULT",
     "ARRAY_NOTIFY_CHOICES", "DEFAULT_ARRAY_NOTIFY", "RELAY_FIELDS", "RELAY_TARGET_FIELDS",
     "MAX_RELAY_TARGETS", "FORMATS", "WEBHOOK_FORMATS", "WEBHOOK_HOSTS", "SmtpSettings",
-    "send_notification", "DeliveryError",
+    "send_notification", "DeliveryError", "EmailAddress", "test_notice",
     # the spool the service reads for nodes that cannot reach it
     "Spool", "ServiceTarget",
 )
