@@ -2353,8 +2353,8 @@ class NotifyPolicy(object):
                 "last_error": refusal, "created_at": now, "event_id": None}
 
     def for_event(self, incoming, job_key, now, stored=None, hold=0.0):
-        """(outbox rows, how many the allow-list refused) for one new event of
-        the job with that key.
+        """(outbox rows, the destinations (shown) the allow-list refused) for one
+        new event of the job with that key.
 
         stored: the job's relay request, for events the service made itself
         (the wrapper is dead or silent: the service must tell the user).
@@ -2371,13 +2371,14 @@ class NotifyPolicy(object):
                     t.get("array_notify") or stored.get("array_notify") or
                     slm.DEFAULT_ARRAY_NOTIFY)
             relay = dict(stored, to=[dict(t, send=wants(t)) for t in stored["to"]])
-        rows, refused = [], 0
+        rows, refused = [], []
         if relay:
             for t in relay["to"]:
                 if not t.get("send", relay.get("send")):
                     continue     # a destination's own filter (URL#on=...) wants it not
                 refusal = self.allow.refusal(t)
-                refused += refusal is not None
+                if refusal is not None:
+                    refused.append(destination(t).shown())
                 rows.append(self._row("event", event["event_id"], job_key, t["url"],
                                       t.get("format", "json"), t.get("secret"),
                                       relay.get("dashboard_url"), incoming.raw, now, refusal))
@@ -2633,16 +2634,19 @@ class OutboxSender(threading.Thread):
         """Send event to each destination of a relay request now, the way a
         relayed notice goes (the allow-list, the address check, the sender),
         storing nothing: [{destination, format, state, reason}] (slm doctor)."""
-        results = []
+        results, deadline = [], time.time() + 12.0    # (slm doctor waits 15 s at most)
         for t in relay["to"]:
             d = destination(t)
             state, reason = "sent", policy.allow.refusal(t)
             if reason is not None:
                 state = "refused"
+            elif time.time() >= deadline:
+                state, reason = "failed", "not tried: the others took the time there was"
             else:
                 try:
                     slm.send_notification(d.format, d.url, event, t.get("secret"),
-                                          relay.get("dashboard_url"), min(self.timeout, 10.0),
+                                          relay.get("dashboard_url"),
+                                          max(0.5, min(self.timeout, deadline - time.time())),
                                           self.smtp, self.guard)
                 except slm.DeliveryError as e:
                     state, reason = ("refused" if e.reason.startswith("refused") else
@@ -2714,6 +2718,11 @@ class Changes(object):
                 return False
             self._waiters[key] += 1
             return True
+
+    def waiting(self):
+        """How many long-polls wait now."""
+        with self._cond:
+            return sum(self._waiters.values())
 
     def leave(self, key):
         with self._cond:
@@ -2955,7 +2964,7 @@ class Ingestor(object):
         for key, row in rows.items():
             if not row["event_count"]:
                 tx.forget_unreported_job(key)   # made by the lock for nothing stored
-        refused = dict((id(w), 0) for w in group)
+        refused = dict((id(w), []) for w in group)
         outbox = []
         for w, incoming in new:
             event = incoming.event
@@ -2998,7 +3007,8 @@ class Ingestor(object):
             answer = {"accepted": len(w.stored), "duplicates": len(w.items) - len(w.stored)}
             if refused[id(w)]:
                 # the events are stored; only their relay to hosts outside the allow-list is not
-                answer["refused_notifications"] = refused[id(w)]
+                answer["refused_notifications"] = len(refused[id(w)])
+                answer["refused_destinations"] = sorted(set(refused[id(w)]))
             w.answer = answer
         return bool(outbox)
 
@@ -3732,7 +3742,7 @@ class Metrics(object):
         with self._lock:
             self.notifications[outcome] = self.notifications.get(outcome, 0) + 1
 
-    def render(self, job_counts, outbox=None):
+    def render(self, job_counts, outbox=None, long_polls=0):
         def label(value):
             return str(value).replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
         with self._lock:
@@ -3775,6 +3785,8 @@ class Metrics(object):
                        % (label(route), total))
             out.append('slm_http_request_duration_seconds_count{route="%s"} %d'
                        % (label(route), count))
+        out += ["# HELP slm_long_polls Long-polls waiting now (each holds a worker).",
+                "# TYPE slm_long_polls gauge", "slm_long_polls %d" % long_polls]
         out += ["# HELP slm_db_errors_total Database failures seen by requests.",
                 "# TYPE slm_db_errors_total counter", "slm_db_errors_total %d" % db_errors]
         out += ["# HELP slm_notifications_total Notification attempts by this instance, "
@@ -4679,7 +4691,10 @@ def openapi_schemas():
                      "properties": {"accepted": {"type": "integer", "minimum": 0},
                                     "duplicates": {"type": "integer", "minimum": 0},
                                     "refused_notifications": {"type": "integer",
-                                                              "minimum": 1}}},
+                                                              "minimum": 1},
+                                    "refused_destinations": {"type": "array", "items": {
+                                        "type": "string"}, "description": "scheme://host/… "
+                                        "of each destination refused"}}},
         "Job": job,
         "JobList": {"type": "object", "required": ["jobs", "total"],
                     "properties": {"jobs": {"type": "array", "items": ref("Job")},
@@ -4898,14 +4913,15 @@ def write_routes(app, ingestor, heartbeats, max_body, sender=None):
               ("each destination's outcome", "NotifyTest"),
               ("400", "401", "411", "413", "415", "429", "503"),
               body={"type": "object", "required": ["relay"], "properties": {
-                  "relay": relay_schema(), "message": {"type": "string", "maxLength": 500}}})
+                  "relay": relay_schema(), "host": {"type": "string", "maxLength": 255,
+                                                    "description": "the node that asks"}}})
     def notify_test(who):
         if sender is None:
             raise ApiError(503, "this service sends no notifications")
         data = parse_body(read_body(max_body), "tests", lambda item: item, "test")[0]
-        message = data.get("message") or "a test notification from slm doctor"
-        if not isinstance(message, str) or len(message) > 500:
-            raise ApiError(400, "message must be a string of at most 500 characters")
+        host = data.get("host")
+        if host is not None and check_text(host, "host", 255):
+            raise ApiError(400, check_text(host, "host", 255))
         try:
             relay = validate_relay(data.get("relay"))
         except ValueError as e:
@@ -4915,9 +4931,8 @@ def write_routes(app, ingestor, heartbeats, max_body, sender=None):
             raise ApiError(429, "one test notification every %g seconds" % NOTIFY_TEST_EVERY,
                            {"Retry-After": str(int(NOTIFY_TEST_EVERY))})
         tested[who.key] = now
-        event = {"schema": slm.EVENT_SCHEMA, "event_id": "test-" + uuid.uuid4().hex,
-                 "job_id": "test", "time": iso_at(now), "user": who.user, "message": message,
-                 "status": "MESSAGE" if "MESSAGE" in STATUSES else "RUNNING"}
+        # the test notice slm.py sends directly, naming the node that asks
+        event = slm.test_notice(host=host or "the service's host", user=who.user)
         return json_answer({"results": sender.try_now(ingestor.policy, relay, event)})
 
 
@@ -5101,7 +5116,7 @@ def read_routes(app, db, ingestor, reads):
                             "private_jobs": access.private_jobs})
 
 
-def ops_routes(app, db, metrics, log):
+def ops_routes(app, db, metrics, log, changes):
     """/healthz, /metrics and /openapi.json: what operators and tools ask."""
     document = []
     @endpoint(app, "GET", "/healthz", "is the database reachable (without a token where "
@@ -5126,7 +5141,8 @@ def ops_routes(app, db, metrics, log):
         except StoreError:
             metrics.db_error()
             counts = outbox = None
-        return bottle.HTTPResponse(body=metrics.render(counts, outbox).encode("utf-8"),
+        return bottle.HTTPResponse(body=metrics.render(counts, outbox, changes.waiting()).encode(
+            "utf-8"),
                                    headers={"Content-Type": "text/plain; version=0.0.4"})
 
     @endpoint(app, "GET", "/openapi.json", "this document (no token needed)",
@@ -5153,7 +5169,7 @@ def make_app(db, ingestor, heartbeats, keyring, metrics, log, access=None, limit
     app.default_error_handler = json_error_handler(keyring, log)
     write_routes(app, ingestor, heartbeats, max_body, sender)
     read_routes(app, db, ingestor, reads)
-    ops_routes(app, db, metrics, log)
+    ops_routes(app, db, metrics, log, ingestor.changes)
     if pages is not None:
         pages(app, reads, keyring)
     return app

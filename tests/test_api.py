@@ -794,6 +794,13 @@ def test_long_polls_beyond_half_the_workers_are_429(tmp_path):
             conn.request("GET", "/api/v1/feed?wait=25")
             waiting.append(conn)
 
+        def long_polls():
+            text = srv.get("/metrics")[1]
+            text = text.decode() if isinstance(text, bytes) else str(text)
+            return int(re.search(r"^slm_long_polls (\d+)$", text, re.M).group(1))
+        # requests race to the workers: the four must be waiting before a fifth
+        scaffold.await_true(lambda: long_polls() == 4, 20, "four long-polls waiting")
+
         def turned_away():
             conn = srv.connection()
             try:
@@ -803,7 +810,7 @@ def test_long_polls_beyond_half_the_workers_are_429(tmp_path):
                 return r.status == 429 and r.getheader("Retry-After")
             finally:
                 conn.close()
-        assert int(scaffold.await_true(turned_away, 20, "a fifth long-poll answered 429"))
+        assert int(turned_away())
         assert srv.get("/healthz")[0] == 200
         assert srv.post(event(job_id="news"))[0] == 200       # the waiting four answer
         for conn in waiting:
