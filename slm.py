@@ -102,6 +102,7 @@ STATUS_TABLE = tuple(Status(*row) for row in (
     ("STALLED",        "note",     "warn", "normal", False, "default warnings", False),
     # what the job says itself (`slm notify`): a note, never its status
     ("MESSAGE",        "note",     "note", "normal", False, "default", False),
+    ("TASK_ENDED",     "note",     "note", "normal", False, "",      False),
     ("TERMINATING",    "ending",   "end",  "normal", False, "",      True),
     ("REQUEUED",       "requeued", "wait", "normal", False, "default requeue", True),
     ("COMPLETED",      "final",    "ok",   "normal", False, "default final end", False),
@@ -5235,7 +5236,7 @@ def relay_tests(settings, destinations):
         entry["send"] = True
     url = settings.api_url
     try:
-        answer = http_request("POST", url + "/api/v1/notify-test", encode_json({"relay": relay}),
+        answer = http_request("POST", url + "/api/v1/notify-test", encode_json({"relay": relay, "host": hostname()}),
                               token=settings.api_token, timeout=max(settings.timeout, 15),
                               use_proxy=False)
     except DeliveryError as e:

@@ -131,6 +131,7 @@ STATUSES = slm.STATUSES
 FINAL = slm.FINAL_STATUSES          # a job's end
 ENDED = slm.ENDED                   # its end, or LOST (Slurm may say more)
 NOTES = slm.NOTES                   # warnings: never a job's status
+TASK_ENDED = "TASK_ENDED"           # one task of a step whose tasks are wrapped (step_end)
 RUN_ENDS = slm.RUN_ENDS             # a run ended, the job runs again (REQUEUED)
 WAITING = slm.WAITING               # before a run: SUBMITTED, PENDING
 ALIVE = slm.ALIVE                   # running: silence makes it LOST
@@ -502,9 +503,10 @@ TEXT_FIELDS = (
     "schema", "host", "user", "job_name", "partition", "nodelist", "cwd", "slm_version",
     "slurm_job_id", "array_job_id", "array_task_id", "cluster", "submit_dir", "signal",
     "reason", "message", "script", "array", "time_limit", "wrap", "output_tail",
-    "source", "corrects", "group", "via",
+    "source", "corrects", "group", "via", "step_id", "resources_from",
 )
-INT_FIELDS = ("exit_code", "seq", "cpus", "array_task_count", "restart_count")
+INT_FIELDS = ("exit_code", "seq", "cpus", "array_task_count", "restart_count", "task_id",
+              "ntasks")
 LIST_FIELDS = ("command", "script_args")
 NUMBER_FIELDS = ("elapsed", "cpu_time", "max_rss_mb", "cpu_efficiency", "memory_limit_mb",
                  "peak_memory_mb", "heartbeat", "memory_used_mb", "time_left")
@@ -513,11 +515,14 @@ BOOL_FIELDS = ("monitored", "requeue")
 # meta): a client's event carrying one is refused, so that nothing stored
 # can be what a later reader does not expect.
 SERVICE_FIELDS = ("tasks", "failed_tasks", "rollup", "kind", "usage", "warnings", "total",
-                  "longest", "heartbeat_at", "wrapped")
+                  "longest", "heartbeat_at", "wrapped", "steps")
+# The srun steps whose tasks' ends a job's row counts (see step_end): more
+# are a job wrapping each task of thousands of steps, counted no further.
+MAX_STEPS = 64
 EVENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
 # The ids the service gives its own events (a LOST, Slurm's verdicts, roll-ups,
 # group notices): no client may post one.
-SERVICE_ID_PREFIXES = ("service-", "slurm-", "rollup-", "group-")
+SERVICE_ID_PREFIXES = ("service-", "slurm-", "rollup-", "group-", "tasks-")
 # A Slurm cluster's name (ClusterName): part of a job's key, so plain.
 CLUSTER_RE = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 # Text fields narrower than MAX_TEXT: (the most characters, a pattern or None).
@@ -2459,6 +2464,67 @@ def array_rollup(tx, event, parent_key, now):
     return summary
 
 
+def step_end(row, event, job_key):
+    """Count a TASK_ENDED (one task of an srun step whose every task is wrapped:
+    `srun -n N slm.py run -- CMD`) into its job's row (meta "steps", per run:
+    a requeued job counts afresh); when every task of the step has ended,
+    return the job's end as the wrappers together tell it, else None.
+
+    srun's own rule makes it: the highest exit code of the tasks.  A task a
+    signal ended leaves the verdict to Slurm (a cancel, a time limit and a
+    crash look alike from inside one task): the watchdog asks every round.
+    Runs in the ingest transaction, on the locked row, before it is written."""
+    n, step = event.get("ntasks"), event.get("step_id")
+    if not is_int(n) or n < 2 or step is None or event_run(event) < (row.get("restarts") or 0):
+        return None
+    meta = json.loads(row["meta"]) if row.get("meta") else {}
+    steps = meta.setdefault("steps", {})
+    if step not in steps and len(steps) >= MAX_STEPS:
+        return None
+    s = steps.setdefault(step, {"ntasks": n, "ended": 0, "worst": 0, "failed": [],
+                                "signaled": 0, "cpu_time": 0.0, "max_rss_mb": 0.0})
+    if s.get("done"):
+        return None
+    s["ended"] += 1
+    code = event.get("exit_code") if is_int(event.get("exit_code")) else 0
+    if event.get("signal"):
+        s["signaled"] += 1
+    elif code:
+        s["worst"] = max(s["worst"], code)
+        if len(s["failed"]) < 10:
+            s["failed"].append([event.get("task_id"), event.get("host"), code])
+    for field, add in (("cpu_time", lambda a, b: a + b), ("max_rss_mb", max)):
+        if isinstance(event.get(field), (int, float)) and not isinstance(event[field], bool):
+            s[field] = round(add(s[field], event[field]), 3)
+    s["last"] = max(s.get("last") or event["time"], event["time"])
+    done = s["ended"] >= s["ntasks"]
+    s["done"] = done
+    row["meta"] = compact_json(meta)
+    if not done or s["signaled"]:
+        return None
+    failed = s["worst"] != 0
+    if failed:
+        first = s["failed"][0]
+        what = "task %s%s exited %s" % (first[0], " on %s" % first[1] if first[1] else "",
+                                        first[2])
+        more = len([f for f in s["failed"] if f[2]]) - 1
+        message = "%s%s (srun's exit code: the highest of its %d tasks)" % (
+            what, " and %d more failed" % more if more > 0 else "", s["ntasks"])
+    else:
+        message = "all %d tasks of step %s completed" % (s["ntasks"], step)
+    end = {"schema": slm.EVENT_SCHEMA, "job_id": event["job_id"],
+           "event_id": "tasks-" + hashlib.sha1(("%s|%d|%s" % (
+               job_key, event_run(event), step)).encode("utf-8")).hexdigest(),
+           "status": "FAILED" if failed else "COMPLETED", "time": s["last"],
+           "source": "tasks", "exit_code": s["worst"], "message": message,
+           "cluster": event.get("cluster"), "user": event.get("user"),
+           "restart_count": event.get("restart_count"), "step_id": step,
+           "ntasks": s["ntasks"], "cpu_time": s["cpu_time"] or None,
+           "max_rss_mb": s["max_rss_mb"] or None,
+           "slurm_job_id": event.get("slurm_job_id"), "job_name": meta.get("job_name")}
+    return dict((k, v) for k, v in end.items() if v is not None)
+
+
 def group_key(group, user):
     """A group is its user's: the same name from two users is two groups."""
     return hashlib.sha1(("%s\n%s" % (user or "", group)).encode("utf-8")).hexdigest()[:32]
@@ -2945,6 +3011,7 @@ class Ingestor(object):
         for w, incoming in new:
             by_job.setdefault(keys.of(incoming.event), []).append(incoming)
         relays = {}       # job key -> the relay request it had before this group
+        derived = []      # (job key, event): what the wrappers of a step's tasks tell together
         for key, incomings in by_job.items():
             row = rows[key]
             relays[key] = json.loads(row["relay"]) if row.get("relay") else None
@@ -2955,11 +3022,23 @@ class Ingestor(object):
                     # kept (secrets and all, never shown) for what the service itself
                     # will have to say of this job: LOST, Slurm's verdict
                     row["relay"] = compact_json(incoming.relay)
+            for incoming in incomings:
+                if incoming.event["status"] == TASK_ENDED:
+                    end = step_end(row, incoming.event, key)
+                    if end is not None:
+                        derived.append((key, end))
             if unowned and row.get("user") is not None and key in existed:
                 tx.own_events(key, row["user"])   # its earlier events are its owner's too
             if wrapped(row) and not was_wrapped and key in existed:
                 # its wrapper speaks now: what Slurm's mail said of it goes unsent
                 tx.outbox_release(key, "the job's wrapper tells of it")
+        concluded = []
+        for key, end in derived:
+            end["user"] = rows[key].get("user") or end.get("user")
+            raw = compact_json(end)
+            if tx.insert_events([(end, raw, key, end.get("user"))], now)[0]:
+                merge_event(rows[key], end)
+                concluded.append((key, Incoming(end, raw, None)))
         tx.write_jobs([rows[key] for key in sorted(by_job)])
         for key, row in rows.items():
             if not row["event_count"]:
@@ -2983,6 +3062,9 @@ class Ingestor(object):
             found, no = self.policy.for_event(incoming, keys.of(event), now, stored, hold)
             outbox += found
             refused[id(w)] += no
+        for key, incoming in concluded:
+            stored = json.loads(rows[key]["relay"]) if rows[key].get("relay") else None
+            outbox += self.policy.for_event(incoming, key, now, stored)[0]
         arrays = set()
         for w, incoming in sorted(new, key=lambda p: p[1].event["event_id"]):
             event = incoming.event

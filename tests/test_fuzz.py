@@ -811,7 +811,8 @@ CLI_WORDS = ["run", "submit", "flush", "status", "list", "events", "doctor", "he
              "/nonexistent/script.sh", "数据", "🚀", "a/b", "%", "", " ", "--=", "-=x"]
 cli_word = st.one_of(st.sampled_from(CLI_WORDS), st.sampled_from(CLI_WORDS),
                      st.text(max_size=12).filter(lambda s: "\x00" not in s))
-CLI_COMMANDS = ["run", "submit", "flush", "status", "list", "events", "doctor"]
+CLI_COMMANDS = ["run", "submit", "flush", "status", "list", "events", "doctor", "setup",
+                "spool", "notify", "watch"]
 cli_argv = st.one_of(
     st.lists(cli_word, max_size=6),
     # mostly: global options, a command, then words (often the command's own)

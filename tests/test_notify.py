@@ -248,7 +248,8 @@ def test_resource_summary_sees_200_mb(env, sink):
     final = sink.events[-1]
     assert final["max_rss_mb"] >= 200
     assert final["cpu_time"] >= 0 and final["cpus"] >= 1
-    assert 0 <= final["cpu_efficiency"]
+    # a short, busy child may be measured before a whole tick of CPU time
+    assert final.get("cpu_efficiency") is None or 0 <= final["cpu_efficiency"]
 
 
 def test_relay_via_the_service(env, sink):

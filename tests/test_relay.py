@@ -365,3 +365,68 @@ def test_array_size_spec():
     assert slm_api.array_size("1,3,5-7") == 5
     assert slm_api.array_size("0-15:4") == 4
     assert slm_api.array_size("x") is None and slm_api.array_size(None) is None
+
+
+# ---------------------------------------------------------------------------
+# srun -n N slm.py run -- CMD: every task's wrapper speaks, the job ends once
+# ---------------------------------------------------------------------------
+
+
+def task_end(job_id, task, ntasks, host, exit_code=0, step="0", relay=None, **extra):
+    """The TASK_ENDED a task's wrapper sends when its command ends."""
+    fields = dict(extra, exit_code=exit_code, relay=relay)
+    return event(job_id, "TASK_ENDED", user="alice", task_id=task, ntasks=ntasks, step_id=step,
+                 host=host, cpu_time=1.5, max_rss_mb=100.0 + task,
+                 **dict((k, v) for k, v in fields.items() if v is not None))
+
+
+def test_a_steps_tasks_end_the_job_once_by_sruns_rule(hook, start_service):
+    """Three wrapped tasks of one step: task 1 on node2 exits 3, the others 0.
+    No task's end is a notice of its own; when the last ends, the job ends
+    FAILED with exit 3 (srun's exit: the highest of its tasks'), one notice,
+    from the wrappers' word (source "tasks"), whatever order they arrive in."""
+    svc = start_service()
+    relay = relay_to(hook.url, send=False)
+    assert svc.post(event("900", "RUNNING", user="alice", relay=relay_to(hook.url)))[0] == 200
+    hook.wait(lambda: len(hook.delivered) == 1)
+    ends = [task_end("900", 2, 3, "node3", relay=relay), task_end("900", 1, 3, "node2", 3,
+                                                                   relay=relay)]
+    for body in ends:
+        assert svc.post(body)[0] == 200
+        assert svc.post(body)[1]["duplicates"] == 1          # a resent end counts once
+    assert svc.job("900")["status"] == "RUNNING"
+    assert svc.post(task_end("900", 0, 3, "node1", relay=relay))[0] == 200
+    job = svc.wait_job(lambda j: j["status"] == "FAILED", "900")
+    assert job["exit_code"] == 3 and "task 1 on node2 exited 3" in job["message"]
+    final = [e for e in svc.events("900") if e["status"] == "FAILED"]
+    assert len(final) == 1 and final[0]["source"] == "tasks" and final[0]["cpu_time"] == 4.5
+    assert final[0]["max_rss_mb"] == 102.0
+    hook.wait(lambda: len(hook.delivered) == 2)
+    assert hook.quiet() == 0
+    assert [b["status"] for b in hook.delivered] == ["RUNNING", "FAILED"]
+
+
+def test_a_task_a_signal_ended_leaves_the_verdict_to_slurm(start_service):
+    """A cancel, a time limit and a crash look alike from inside one task: the
+    tasks' ends conclude nothing then (the watchdog asks Slurm every round)."""
+    svc = start_service()
+    for body in (event("901", "RUNNING", user="alice"), task_end("901", 0, 2, "node1"),
+                 task_end("901", 1, 2, "node2", exit_code=None, signal="SIGTERM")):
+        assert svc.post(body)[0] == 200
+    assert svc.job("901")["status"] == "RUNNING"
+    assert [e["status"] for e in svc.events("901")] == ["RUNNING", "TASK_ENDED", "TASK_ENDED"]
+
+
+def test_each_step_and_each_run_counts_on_its_own(start_service):
+    """A second step's tasks are not the first's, and a requeued run counts afresh."""
+    svc = start_service()
+    for body in (event("902", "RUNNING", user="alice"), task_end("902", 0, 2, "node1", step="0"),
+                 task_end("902", 1, 2, "node2", step="1")):
+        assert svc.post(body)[0] == 200
+    assert svc.job("902")["status"] == "RUNNING"
+    for body in (task_end("902", 0, 2, "node1", step="0", restart_count=1),
+                 task_end("902", 0, 2, "node1", 5, step="0"),    # the first run's, late
+                 task_end("902", 1, 2, "node2", step="0", restart_count=1)):
+        assert svc.post(body)[0] == 200
+    job = svc.wait_job(lambda j: j["status"] == "COMPLETED", "902")
+    assert job["restarts"] == 1 and job["exit_code"] == 0
