@@ -3339,13 +3339,27 @@ class Slurm(object):
         return (proc.stdout.decode("utf-8", "replace") if proc.returncode == 0 else None,
                 proc.stderr.decode("utf-8", "replace").strip()[:300])
 
+    # job ids on one command line at most (5,000 would make 50 KB of argv)
+    AT_ONCE = 500
+
+    def _run_ids(self, argv, ids):
+        """_run(argv), "{}" in it replaced by up to AT_ONCE ids at a time; the
+        outputs joined, or (None, the error) as soon as one call fails."""
+        outs = []
+        for part in chunks(list(ids), self.AT_ONCE):
+            out, err = self._run([",".join(part) if a == "{}" else a for a in argv])
+            if out is None:
+                return None, err
+            outs.append(out)
+        return "".join(outs), ""
+
     def runs(self, ids):
         """{job id: [run, ...]} from sacct, runs in order, each a dict of FIELDS;
         None when accounting is unavailable (then ask queue())."""
         if not self.accounting:
             return None
-        out, err = self._run(["sacct", "-X", "-D", "-n", "-P", "-j", ",".join(ids),
-                              "-o", self.FIELDS])
+        out, err = self._run_ids(["sacct", "-X", "-D", "-n", "-P", "-j", "{}", "-o", self.FIELDS],
+                                 ids)
         if out is None:
             if "disabled" in err or "No such file" in err or "not found" in err.lower():
                 self.accounting = False
@@ -3385,15 +3399,15 @@ class Slurm(object):
     def usage(self, ids):
         """{job id: what its last run used on all its nodes} from accounting:
         CPU time and CPUs of the allocation, the largest step's resident memory."""
-        out, _ = self._run(["sacct", "-n", "-P", "--noconvert", "-j", ",".join(ids), "-o",
-                            "JobID,TotalCPU,AllocCPUS,MaxRSS,ElapsedRaw"])
-        found = {}
+        out, _ = self._run_ids(["sacct", "-n", "-P", "--noconvert", "-j", "{}", "-o",
+                                "JobID,TotalCPU,AllocCPUS,MaxRSS,ElapsedRaw"], ids)
+        found, wanted = {}, set(ids)
         for line in (out or "").splitlines():
             parts = line.split("|")
             if len(parts) != 5:
                 continue
             job, _, step = parts[0].partition(".")
-            if job not in ids:
+            if job not in wanted:
                 continue
             usage = found.setdefault(job, {})
             if not step:
@@ -3415,7 +3429,7 @@ class Slurm(object):
 
     def queue(self, ids):
         """{job id: {"State", "Reason"}} of the jobs slurmctld still knows."""
-        out, err = self._run(["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%r"])
+        out, err = self._run_ids(["squeue", "-h", "-t", "all", "-j", "{}", "-o", "%i|%T|%r"], ids)
         found = {}
         for line in (out or "").splitlines():
             parts = line.strip().split("|", 2)

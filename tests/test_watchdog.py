@@ -313,6 +313,24 @@ def test_every_open_job_is_compared_with_slurms_queue_each_round(tmp_path):
         svc.stop()
 
 
+def test_slurms_commands_are_asked_about_at_most_500_jobs_a_call():
+    """5,000 ids on one command line would be 50 KB of argv for one squeue:
+    the calls take AT_ONCE ids each, and their answers make one."""
+    class Counting(slm_api.Slurm):
+        def __init__(self):
+            slm_api.Slurm.__init__(self)
+            self.calls = []
+
+        def _run(self, argv):
+            ids = argv[argv.index("-j") + 1].split(",")
+            self.calls.append((argv[0], len(ids)))
+            return "".join("%s|RUNNING|None\n" % i for i in ids), ""
+    slurm = Counting()
+    found = slurm.queue([str(i) for i in range(1, 1201)])
+    assert slurm.calls == [("squeue", 500), ("squeue", 500), ("squeue", 200)]
+    assert sorted(found, key=int) == [str(i) for i in range(1, 1201)]
+
+
 def test_the_services_own_notices_follow_each_destinations_filter(tmp_path, hook):
     # one destination wants only starts, the other only failures: the wrapper
     # judged RUNNING for each; the service judges its LOST the same way
