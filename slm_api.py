@@ -1674,8 +1674,9 @@ class Tx(object):
             "SELECT %s FROM slurm_jobs WHERE status = 'LOST' AND heartbeat_at > status_time"
             " LIMIT ?" % columns(JOB_COLUMNS), (int(limit),))]
 
-    def jobs_to_check(self, quiet, since, limit):
-        """Jobs Slurm should be asked about, least recently asked first: the
+    def jobs_to_check(self, cluster, quiet, since, limit):
+        """The jobs of that cluster Slurm should be asked about (each cluster's
+        Slurm by a service on its own login node), least recently asked first: the
         open ones (OPEN_TO_CHECK) not heard from or asked about since `quiet`,
         and the jobs ended after `since` whose end nobody checked yet.  Asked,
         answered or not, a job goes to the back of the queue: jobs Slurm has no
@@ -1683,10 +1684,11 @@ class Tx(object):
         others from being asked."""
         open_ = ", ".join("'%s'" % s for s in sorted(OPEN_TO_CHECK))
         return [dict(zip(JOB_COLUMNS, r)) for r in self.rows(
-            "SELECT %s FROM slurm_jobs WHERE (status IN (%s) AND last_event_time < ? AND"
-            " (asked_at IS NULL OR asked_at < ?)) OR (ended_at IS NOT NULL AND checked_at IS"
-            " NULL AND ended_at < ? AND ended_at > ?) ORDER BY asked_at, last_event_time"
-            " LIMIT ?" % (columns(JOB_COLUMNS), open_), (quiet, quiet, quiet, since, int(limit)))]
+            "SELECT %s FROM slurm_jobs WHERE cluster = ? AND ((status IN (%s) AND"
+            " last_event_time < ? AND (asked_at IS NULL OR asked_at < ?)) OR (ended_at IS NOT"
+            " NULL AND checked_at IS NULL AND ended_at < ? AND ended_at > ?)) ORDER BY asked_at,"
+            " last_event_time LIMIT ?" % (columns(JOB_COLUMNS), open_),
+            (cluster, quiet, quiet, quiet, since, int(limit)))]
 
     def record_usage(self, found):
         """Store what Slurm's accounting says jobs used: {job key: usage}."""
@@ -3594,14 +3596,22 @@ class Watchdog(threading.Thread):
         self.rounds += 1
         for root in self.spools:       # every instance: spools are claimed file by file
             self.read_spool(root)
-        if not self.db.run(lambda tx: tx.take_lease("watchdog", self.owner,
-                                                    self.interval * 3 + 30), write=True):
-            return
         now = time.time()
-        self.find_lost(now)
-        self.roll_up_groups(now)
-        if self.slurm is not None and self.slurm.learn_cluster():
+        if self.lease("watchdog"):
+            self.find_lost(now)
+            self.roll_up_groups(now)
+        # Slurm is asked by an instance on each cluster's login node (several
+        # clusters may share one database): one lease per cluster
+        cluster = self.slurm.learn_cluster() if self.slurm is not None else None
+        if cluster and self.lease("slurm:" + (cluster if len(cluster) <= 58 else hashlib.sha1(
+                cluster.encode("utf-8")).hexdigest()[:32])):
             self.ask_slurm(now)
+
+    def lease(self, name):
+        """Whether this instance does the work of that name this round (one of
+        those on the database does, for a while: see Store.take_lease)."""
+        return self.db.run(lambda tx: tx.take_lease(name, self.owner, self.interval * 3 + 30),
+                           write=True)
 
     def write(self, events):
         if events:
@@ -3662,8 +3672,8 @@ class Watchdog(threading.Thread):
         ended: a job Slurm says ended is ended here within one round, whatever
         its heartbeats say."""
         quiet, stamp = iso_at(now - min(10.0, self.interval)), iso_at(now)
-        rows = self.db.run(lambda tx: tx.jobs_to_check(quiet, iso_at(now - 86400),
-                                                       self.ASK_LIMIT))
+        rows = self.db.run(lambda tx: tx.jobs_to_check(self.slurm.cluster, quiet,
+                                                       iso_at(now - 86400), self.ASK_LIMIT))
         if not rows:
             return
         asked = [r for r in rows if self.slurm.knows(r)]

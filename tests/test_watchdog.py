@@ -313,6 +313,48 @@ def test_every_open_job_is_compared_with_slurms_queue_each_round(tmp_path):
         svc.stop()
 
 
+def test_two_clusters_on_one_database_each_get_their_slurm_asked(tmp_path):
+    """One database, an instance on each cluster's login node: each asks its
+    own Slurm about its own cluster's jobs every round (the LOST watch is one
+    instance's work at a time, Slurm's is one per cluster)."""
+    class Cluster(slm_api.Slurm):
+        def __init__(self, name):
+            slm_api.Slurm.__init__(self)
+            self.cluster, self.queued = name, []
+
+        def learn_cluster(self):
+            return self.cluster
+
+        def queue(self, ids):
+            self.queued += ids
+            return dict((i, {"JobID": i, "State": "RUNNING", "Reason": "None", "ExitCode": ""})
+                        for i in ids)
+
+        def runs(self, ids):
+            return {}
+
+        def usage(self, ids):
+            return {}
+    svc = scaffold.build_service(tmp_path / "two.db", {"SLM_RECONCILE": "off",
+                                                       "SLM_WATCH_INTERVAL": "3600"}).start()
+    try:
+        old = slm.iso_utc(time.time() - 600)      # quiet for a while: asked this round
+        for cluster in ("alpha", "beta"):
+            call(svc.app, "POST", "/api/v1/events", event("4242", "RUNNING", old,
+                                                          cluster=cluster, user="alice"))
+        alpha, beta = Cluster("alpha"), Cluster("beta")
+        dogs = [slm_api.Watchdog(svc.db, svc.ingestor, slurm, interval=60)
+                for slurm in (alpha, beta)]
+        for dog in dogs:
+            dog.run_once()
+        assert (alpha.queued, beta.queued) == (["4242"], ["4242"])
+        jobs = call(svc.app, "GET", "/api/v1/jobs").json["jobs"]
+        assert sorted((j["cluster"], j["slurm_state"]) for j in jobs) == \
+            [("alpha", "RUNNING"), ("beta", "RUNNING")]
+    finally:
+        svc.stop()
+
+
 def test_slurms_commands_are_asked_about_at_most_500_jobs_a_call():
     """5,000 ids on one command line would be 50 KB of argv for one squeue:
     the calls take AT_ONCE ids each, and their answers make one."""
