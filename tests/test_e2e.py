@@ -91,6 +91,14 @@ def test_submit_goes_submitted_running_completed(env, service_process, tmp_path)
     env.update({"FAKE_SBATCH_DIR": str(state), "SLM_SBATCH": FAKE_SBATCH,
                 "SLM_PYTHON": str(held_python), "SLM_API_URL": service_process.url})
 
+    try:
+        submit_and_follow(env, service_process, script, state, start_gate, end_gate, tmp_path)
+    finally:
+        for gate in (start_gate, end_gate):   # a failed check leaves no job waiting for ever
+            gate.write_text("")
+
+
+def submit_and_follow(env, service_process, script, state, start_gate, end_gate, tmp_path):
     r = run_slm(MAIN_PYTHON, ["submit", "-p", "debug", str(script)], env, cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"Submitted batch job 1000\n"
