@@ -511,6 +511,9 @@ LIST_FIELDS = ("command", "script_args")
 NUMBER_FIELDS = ("elapsed", "cpu_time", "max_rss_mb", "cpu_efficiency", "memory_limit_mb",
                  "peak_memory_mb", "heartbeat", "memory_used_mb", "time_left")
 BOOL_FIELDS = ("monitored", "requeue")
+# The largest a number field may be (seconds, megabytes, percent: a thousand
+# times any real value; an integer of 2**63 would not fit a REAL column's write)
+MAX_NUMBER = 1e15
 # Fields only the service writes (array roll-ups; what it keeps in a job's
 # meta): a client's event carrying one is refused, so that nothing stored
 # can be what a later reader does not expect.
@@ -729,9 +732,10 @@ def validate_event(data, client=True):
         raise ValueError("seq must not be negative")
     for name in NUMBER_FIELDS:
         value = data.get(name)
+        # (compared before anything converts it: int(10 ** 400) has no float)
         if value is not None and (not (is_int(value) or isinstance(value, float))
-                                  or not math.isfinite(value) or value < 0):
-            raise ValueError("%s must be a non-negative number" % name)
+                                  or not 0 <= value <= MAX_NUMBER):
+            raise ValueError("%s must be a number from 0 to %g" % (name, MAX_NUMBER))
     for name in LIST_FIELDS:
         value = data.get(name)
         if value is None:
@@ -4756,7 +4760,7 @@ def openapi_schemas():
     props["seq"]["minimum"] = 0
     props["relay"] = relay_schema()
     for name in NUMBER_FIELDS:
-        props[name] = {"type": "number", "minimum": 0, "nullable": True}
+        props[name] = {"type": "number", "minimum": 0, "maximum": MAX_NUMBER, "nullable": True}
     for name in LIST_FIELDS:
         props[name] = {"type": "array", "maxItems": MAX_LIST, "items": text, "nullable": True}
     for name in BOOL_FIELDS:

@@ -301,7 +301,7 @@ def valid_event(draw):
         e["exit_code"] = draw(st.one_of(st.none(), st.integers(-255, 255), st.integers(*INT64)))
     if flags & 2:
         e["elapsed"] = draw(st.one_of(st.integers(0, 10 ** 6), st.floats(
-            min_value=0, allow_nan=False, allow_infinity=False)))
+            min_value=0, max_value=slm_api.MAX_NUMBER, allow_nan=False, allow_infinity=False)))
     if flags & 4:
         e[draw(st.sampled_from(slm_api.LIST_FIELDS))] = draw(
             st.one_of(st.none(), st.lists(any_text, max_size=5)))
@@ -343,7 +343,8 @@ BAD = {
     "seq": st.one_of(st.booleans(), st.floats(), any_text, st.integers(max_value=-1),
                      st.sampled_from([2 ** 63, 10 ** 40])),
     "elapsed": st.one_of(st.booleans(), any_text, st.lists(st.integers()),
-                         st.floats(max_value=-0.001), st.integers(max_value=-1)),
+                         st.floats(max_value=-0.001), st.integers(max_value=-1),
+                         st.sampled_from([2 ** 63, 10 ** 400, 1e300])),
     "command": st.one_of(st.booleans(), st.integers(), any_text,
                          st.lists(st.one_of(st.integers(), st.none(), st.booleans()),
                                   min_size=1, max_size=3),
@@ -727,12 +728,13 @@ def implied_statuses(events):
     """The statuses the documented rule allows: the latest run (restart_count)
     only; in it Slurm's verdict beats the wrapper's end, which beats the
     statuses that do not end a job, which beat SUBMITTED and PENDING, which
-    beat the warnings; otherwise the latest (time, seq)."""
+    beat the notes (warnings, messages, a task's end); otherwise the latest
+    (time, seq)."""
     def rank(e):
         status = e["status"]
         if status in slm_api.FINAL or status == "REQUEUED":
             klass = 3 if e.get("source") == "slurm" else 2
-        elif status in ("TIME_WARNING", "MEMORY_WARNING", "STALLED"):
+        elif status in slm_api.NOTES:          # warnings, messages, a task's end
             klass = -1
         else:
             klass = 0 if status in ("SUBMITTED", "PENDING") else 1
