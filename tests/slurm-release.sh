@@ -382,9 +382,12 @@ run_tests() {  # run_tests MODES [PYTEST ARGS...]: pytest in the chroot, on this
 }
 
 shell() {
+  local status=0
   build; mount_all
   [ $# -gt 0 ] || set -- bash
-  in_root /bin/sh -c 'cd "$1" && shift && exec "$@"' sh "$CHECKOUT" "$@"
+  in_root /bin/sh -c 'cd "$1" && shift && exec "$@"' sh "$CHECKOUT" "$@" || status=$?
+  running slurmctld || umount_all   # nothing left mounted for nothing
+  return $status
 }
 
 remove() {
