@@ -581,10 +581,11 @@ def test_same_as_plain_sbatch(pairs, cluster, name):
             theirs[key], files[key] = deliberate_stderr(scenario, theirs[key], files[key])
         assert files[key] == theirs[key], "%s differs" % key
     want = deliberate(name, cluster, lines_of(plain_marker))
+    seen = "slm's job saw %r, plain sbatch's %r" % (lines_of(marker), lines_of(plain_marker))
     if scenario.ordered:
-        assert lines_of(marker) == want
+        assert lines_of(marker) == want, seen
     else:
-        assert collections.Counter(lines_of(marker)) == collections.Counter(want)
+        assert collections.Counter(lines_of(marker)) == collections.Counter(want), seen
     events = pairs.events(slm.job_id)
     statuses = [e["status"] for e in events]
     assert "SUBMITTED" in statuses and "RUNNING" in statuses, statuses
