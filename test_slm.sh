@@ -8,7 +8,7 @@
 #                                 a real-Slurm suite on Slurm 26.05 (docs/slurm-releases.md)
 #
 # SLM_SLURM_RELEASES (default: the host's) says on which Slurm releases the real-Slurm
-# suites (the modules marked `pytestmark = pytest.mark.slurm`) run: "22.05" (or "host")
+# suites (the modules whose tests or fixtures take conftest's `cluster`) run: "22.05" (or "host")
 # is the host's cluster (tests/slurm-cluster.sh), in this script's own pytest run with
 # everything else; 24.11 and 26.05 each run in their Debian chroot
 # (tests/slurm-release.sh, built on first use), with that Debian's Python and pytest,
@@ -57,7 +57,18 @@ fi
 
 quote() { printf "'%s' " "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 
-SLURM_SUITES=$(grep -l '^pytestmark = pytest.mark.slurm' tests/test_*.py)
+# the real-Slurm suites: the modules whose tests or fixtures take conftest's `cluster`
+SLURM_SUITES=$("$VENV/bin/python" - <<'EOF'
+import ast, glob
+for path in sorted(glob.glob("tests/test_*.py")):
+    for node in ast.walk(ast.parse(open(path).read(), path)):
+        if isinstance(node, ast.FunctionDef) and "cluster" in [a.arg for a in node.args.args] \
+                and (node.name.startswith("test") or
+                     any("fixture" in ast.dump(d) for d in node.decorator_list)):
+            print(path)
+            break
+EOF
+)
 HOST_SLURM=0 HOST_MODES=${SLM_SLURM_MODES:-} CHROOTS=""
 for r in ${SLM_SLURM_RELEASES:-host}; do
   case ${r%%:*} in

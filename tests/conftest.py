@@ -204,10 +204,10 @@ class Job(object):
 
 
 # ---------------------------------------------------------------------------
-# A real Slurm cluster, shared by the real-Slurm suites (test_slurm.py,
-# test_transparency.py, test_lifecycle.py: each marked `pytestmark =
-# pytest.mark.slurm`, which is how ./test_slm.sh finds the suites it runs on
-# every release of SLM_SLURM_RELEASES)
+# A real Slurm cluster, shared by the real-Slurm suites: the modules whose tests
+# or fixtures take the `cluster` fixture (test_slurm.py, test_transparency.py,
+# test_lifecycle.py, ...), which is how ./test_slm.sh finds the suites it runs on
+# every release of SLM_SLURM_RELEASES
 # ---------------------------------------------------------------------------
 
 CLUSTER_SCRIPT = os.path.join(ROOT, "tests", "slurm-cluster.sh")
@@ -224,17 +224,14 @@ SIGNAL_CHILDREN = "cgroup-signal-children"
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slurm: needs a real Slurm cluster (the cluster "
-                            "fixture); ./test_slm.sh runs it once per SLM_SLURM_RELEASES")
+    config.addinivalue_line("markers", "slurm: uses a real Slurm cluster (the cluster "
+                            "fixture); -m 'not slurm' leaves those out")
 
 
 def pytest_collection_modifyitems(items):
-    """A suite that uses the cluster must say so, or the releases' runs would miss it."""
     for item in items:
-        if "cluster" in getattr(item, "fixturenames", ()) and \
-                item.get_closest_marker("slurm") is None:
-            raise pytest.UsageError("%s uses the cluster fixture: mark its module with "
-                                    "`pytestmark = pytest.mark.slurm`" % item.nodeid)
+        if "cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slurm)
 
 
 def slurm_answers():

@@ -20,8 +20,6 @@ import pytest
 from conftest import MAIN_PYTHON, SLM, run_slm
 from scaffold import HttpSink, ScratchDatabase, ServiceProcess, await_true
 
-pytestmark = pytest.mark.slurm   # ./test_slm.sh runs it on every Slurm release
-
 WATCH = "1"          # seconds between watchdog rounds
 BEAT = "2"           # the jobs' heartbeat interval
 

@@ -17,8 +17,6 @@ import pytest
 
 from conftest import CHILD, MAIN_PYTHON, SLM, Sink, run_slm
 
-pytestmark = pytest.mark.slurm   # ./test_slm.sh runs it on every Slurm release
-
 
 class Submission(object):
     """One `slm submit` with its own sink, spool and output file."""

@@ -26,8 +26,6 @@ import pytest
 
 from conftest import MAIN_PYTHON, SLM, Sink
 
-pytestmark = pytest.mark.slurm   # ./test_slm.sh runs it on every Slurm release
-
 POLL = 0.1           # the poll interval of every wait below (never a wait by itself)
 DEADLINE = float(os.environ.get("SLM_TRANSPARENCY_DEADLINE", 300))  # seconds per scenario
 FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
