@@ -6,6 +6,8 @@ Environment:
   SLM_REQUIRE_SLURM, SLM_REQUIRE_MARIADB
                      set to 1 (CI does) to make the real-Slurm / real-MariaDB
                      suites fail instead of skip when the service is missing
+  SLM_SLURM_MODES    the modes the cluster fixture runs the real-Slurm suites in
+  SLM_SLURM_RELEASE  set by tests/slurm-release.sh inside a release's chroot
 """
 import glob
 import os
@@ -202,13 +204,34 @@ class Job(object):
 
 
 # ---------------------------------------------------------------------------
-# A real Slurm cluster, shared by test_slurm.py and test_transparency.py
+# A real Slurm cluster, shared by the real-Slurm suites: the modules whose tests
+# or fixtures take the `cluster` fixture (test_slurm.py, test_transparency.py,
+# test_lifecycle.py, ...), which is how ./test_slm.sh finds the suites it runs on
+# every release of SLM_SLURM_RELEASES
 # ---------------------------------------------------------------------------
 
 CLUSTER_SCRIPT = os.path.join(ROOT, "tests", "slurm-cluster.sh")
-# SLM_SLURM_MODES="linuxproc cgroup": every cluster test once per proctrack plugin,
-# restarting the cluster (tests/slurm-cluster.sh, root) once per mode for all modules
+RELEASE_SCRIPT = os.path.join(ROOT, "tests", "slurm-release.sh")
+# Set by `tests/slurm-release.sh test REL`: the suites run inside that release's
+# chroot, whose cluster that script (re)starts; unset: the host's cluster
+RELEASE = os.environ.get("SLM_SLURM_RELEASE", "")
+# SLM_SLURM_MODES="linuxproc cgroup": every cluster test once per mode, restarting the
+# cluster (as root) once per mode for all modules.  cgroup-signal-children is
+# proctrack/cgroup with cgroup.conf SignalChildrenProcesses=yes (Slurm 23.11+): Slurm
+# then signals every process of the job, as under linuxproc.
 MODES = os.environ.get("SLM_SLURM_MODES", "").split() or [None]
+SIGNAL_CHILDREN = "cgroup-signal-children"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slurm: uses a real Slurm cluster (the cluster "
+                            "fixture); -m 'not slurm' leaves those out")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slurm)
 
 
 def slurm_answers():
@@ -226,34 +249,65 @@ def slurm_answers():
     return True, ""
 
 
-def proctrack():
+def slurm_config():
+    """(proctrack plugin, SignalChildrenProcesses on?, Slurm version) of the running cluster."""
     out = subprocess.run(["scontrol", "show", "config"], stdout=subprocess.PIPE).stdout.decode()
     m = re.search(r"^ProctrackType\s*=\s*proctrack/(\S+)", out, re.M)
-    return m.group(1) if m else "unknown"
+    version = re.search(r"^SLURM_VERSION\s*=\s*(\S+)", out, re.M)
+    conf = re.search(r"^SLURM_CONF\s*=\s*(\S+)", out, re.M)
+    # not in `scontrol show config` (24.11, 26.05): read from cgroup.conf beside slurm.conf
+    children = False
+    try:
+        with open(os.path.join(os.path.dirname(conf.group(1)), "cgroup.conf")) as f:
+            children = bool(re.search(r"^\s*SignalChildrenProcesses\s*=\s*yes\b", f.read(),
+                                      re.M | re.I))
+    except (AttributeError, OSError):
+        pass
+    return (m.group(1) if m else "unknown"), children, (version.group(1) if version else "")
 
 
 class Cluster(object):
-    def __init__(self, mode, workdir):
+    """mode: the proctrack plugin; signal_children: cgroup.conf SignalChildrenProcesses=yes;
+    signals_tree: Slurm's TERM/TSTP/CONT reach every process of the job (linuxproc, or
+    cgroup with SignalChildrenProcesses), not the batch process alone; version: 26.05.5."""
+
+    def __init__(self, mode, signal_children, version, workdir):
         self.mode = mode
+        self.signal_children = signal_children
+        self.signals_tree = mode == "linuxproc" or signal_children
+        self.version = version
+        self.release = ".".join(version.split(".")[:2])
         self.workdir = str(workdir)
 
 
-@pytest.fixture(scope="session", params=MODES, ids=[m or "current" for m in MODES])
+@pytest.fixture(scope="session", params=MODES,
+                ids=["-".join(w for w in (RELEASE, m or "current") if w) for m in MODES])
 def cluster(request, tmp_path_factory):
     mode = request.param
     if mode is not None:
         need(os.geteuid() == 0, "SLURM", "switching proctrack modes needs root")
-        env = dict(os.environ, SLM_SLURM_PROCTRACK=mode)
-        r = subprocess.run([CLUSTER_SCRIPT, "start"], env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=600)
-        need(r.returncode == 0, "SLURM", "tests/slurm-cluster.sh start failed:\n%s"
-             % r.stdout.decode()[-2000:])
+        if RELEASE:
+            cmd, env = [RELEASE_SCRIPT, "start", RELEASE, mode], None
+        elif mode == SIGNAL_CHILDREN:
+            pytest.skip("the host's cluster (tests/slurm-cluster.sh, Slurm 22.05) has no "
+                        "SignalChildrenProcesses (23.11+): SLM_SLURM_RELEASES=26.05 runs it")
+        else:
+            cmd, env = [CLUSTER_SCRIPT, "start"], dict(os.environ, SLM_SLURM_PROCTRACK=mode)
+        r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=600)
+        need(r.returncode == 0, "SLURM", "%s start failed:\n%s"
+             % (os.path.relpath(cmd[0], ROOT), r.stdout.decode()[-2000:]))
     ok, why = slurm_answers()
     need(ok, "SLURM", why)
-    found = proctrack()
+    found, children, version = slurm_config()
     if mode is not None:
-        assert found == mode
-    return Cluster(found, tmp_path_factory.mktemp("slurm-" + found))
+        assert (found, children) == (("cgroup", True) if mode == SIGNAL_CHILDREN
+                                     else (mode, False))
+    if RELEASE:
+        assert version.startswith(RELEASE + "."), (RELEASE, version)
+    print("Slurm %s, proctrack/%s%s" % (version, found,
+                                        ", SignalChildrenProcesses=yes" if children else ""))
+    return Cluster(found, children, version, tmp_path_factory.mktemp("slurm-" + (mode or found)))
 
 
 def pytest_terminal_summary(terminalreporter):

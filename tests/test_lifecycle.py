@@ -122,6 +122,8 @@ class Lifecycle(object):
 
 
 SLEEPER = "#!/bin/bash\necho $PPID > slm.pid\nsleep 300\n"
+# jobs submitted with --no-monitor: (name, what the batch script does)
+UNMONITORED = [("exits-137", "exit 137"), ("exits-9", "exit 9"), ("dies-of-kill", "kill -9 $$")]
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +155,11 @@ def life(cluster):
         broken = lc.submit("broken-1", "#!/bin/bash\nexit 2\n", ["--group", "broken"])
         lc.submit("broken-2", "#!/bin/bash\ntrue\n",
                   ["--group", "broken", "--dependency=afterok:%s" % broken], via=1)
+        # not monitored: only Slurm's record tells how these ended, and the verdict must
+        # mean the same on every release (for an exit of 137, sacct prints 9:0 on 22.05
+        # and 24.11, 137:0 on 26.05; scontrol and jobcomp say 137:0 on all three)
+        for name, body in UNMONITORED:
+            lc.submit(name, "#!/bin/bash\n%s\n" % body, ["--no-monitor"])
         # no route from the node to the service: only the shared spool it reads
         lc.submit("firewalled", "#!/bin/bash\nsleep 8\necho done\n",
                   SLM_API_URL="http://127.0.0.1:9", SLM_SPOOL_DIR=lc.spool)
@@ -236,6 +243,18 @@ def test_time_warning_then_timeout(life):
     warning = [e for e in life.events("timeout") if e["status"] == "TIME_WARNING"][0]
     assert warning["time_left"] <= 31
     assert job["reason"] == "time_limit"
+
+
+@pytest.mark.parametrize("name,verdict", [
+    ("exits-137", {"exit_code": 137, "signal": None}),     # an exit status, not a signal
+    ("exits-9", {"exit_code": 9, "signal": None}),
+    ("dies-of-kill", {"signal": "SIGKILL"})])
+def test_an_unmonitored_jobs_end_means_the_same_on_every_release(life, name, verdict):
+    """The watchdog's verdict from Slurm's record: a script that exits 137 exited
+    137 (it was not killed by signal 9), whatever the release's sacct prints."""
+    job = life.wait(name, lambda j: j["meta"].get("source") == "slurm", timeout=90)
+    got = {k: job.get(k) for k in verdict}
+    assert (job["status"], got) == ("FAILED", verdict), "%s: %r" % (job.get("message"), job)
 
 
 def test_a_job_that_never_starts_is_told_with_slurms_reason(life):

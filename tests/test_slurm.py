@@ -266,6 +266,117 @@ def test_time_limit_with_warning_signal(time_limited):
     assert s.events("TIMEOUT")[0]["exit_code"] == 100 + 15
 
 
+# ---------------------------------------------------------------------------
+# sbatch options newer than slm's table: never mistaken for the script
+# ---------------------------------------------------------------------------
+
+# 22.05's value-taking long options: `sbatch --OPT </dev/null` says "option '--OPT'
+# requires an argument" (--power is gone in 24.11; --export-file is still there in 26.05)
+OLD_VALUE_OPTIONS = frozenset("""
+    --account --acctg-freq --array --batch --bb --bbf --begin --chdir --cluster-constraint
+    --clusters --comment --constraint --container --core-spec --cores-per-socket --cpu-freq
+    --cpus-per-gpu --cpus-per-task --deadline --delay-boot --dependency --distribution --error
+    --exclude --export --export-file --extra-node-info --gid --gpu-bind --gpu-freq --gpus
+    --gpus-per-node --gpus-per-socket --gpus-per-task --gres --gres-flags --hint --input
+    --job-name --kill-on-invalid-dep --license --licenses --mail-type --mail-user --mcs-label
+    --mem --mem-bind --mem-per-cpu --mem-per-gpu --mincpus --network --nodefile --nodelist
+    --nodes --ntasks --ntasks-per-core --ntasks-per-gpu --ntasks-per-node --ntasks-per-socket
+    --open-mode --output --partition --power --prefer --priority --profile --qos --reservation
+    --signal --sockets-per-node --switches --thread-spec --threads-per-core --time --time-min
+    --tmp --uid --wait-all-nodes --wckey --wrap""".split())
+# the value-taking options added since, each with a value for this cluster (it accepts
+# them all but --resources: "Invalid license specification", a refusal to compare too)
+NEW_VALUE_OPTIONS = {
+    "--tres-per-task": "cpu=1",             # 23.02
+    "--extra": "x",                         # 23.11 (22.05 took it for --extra-node-info)
+    "--segment": "1",                       # 24.05
+    "--tres-bind": "gres/gpu:closest",      # 24.11
+    "--container-id": "c1",                 # 24.11
+    "--container-type": "oci",              # 26.05
+    "--mem-update": "20@1",                 # 26.05
+    "--resources": "flat:1",                # 26.05
+}
+
+
+def sbatch_says(option):
+    """What this release's sbatch makes of OPTION alone: "value", "unknown" or "other"
+    (a flag, or an optional value): getopt answers before anything is submitted, and
+    an empty stdin is an empty script, refused."""
+    r = subprocess.run(["sbatch", option], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT)
+    first = (r.stdout.decode(errors="replace").splitlines() or [""])[0]
+    if "requires an argument" in first:
+        return "value"
+    return "unknown" if "unrecognized option" in first else "other"
+
+
+def test_the_table_of_newer_value_options_is_complete(cluster):
+    """Every value-taking option this release's sbatch has (the names in its man page,
+    --help and --usage, asked one by one) is 22.05's or in NEW_VALUE_OPTIONS, so that
+    the next test tries each new one."""
+    texts = []
+    for cmd in (["sh", "-c", "zcat /usr/share/man/man1/sbatch.1.gz 2>/dev/null"],
+                ["sbatch", "--help"], ["sbatch", "--usage"]):
+        texts.append(subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+                                    ).stdout.decode(errors="replace").replace("\\-", "-"))
+    names = set(re.findall(r"--[a-z][a-z0-9]*(?:-[a-z0-9]+)*", "\n".join(texts)))
+    assert "--job-name" in names and "--wrap" in names, sorted(names)
+    taking = {n for n in names - {"--help", "--usage", "--version"} if sbatch_says(n) == "value"}
+    assert taking - OLD_VALUE_OPTIONS - set(NEW_VALUE_OPTIONS) == set(), \
+        "Slurm %s's sbatch has value-taking options the tests do not try" % cluster.version
+
+
+@pytest.mark.parametrize("form", ["separate", "joined"])
+@pytest.mark.parametrize("option", sorted(NEW_VALUE_OPTIONS))
+def test_submit_with_a_newer_value_option_is_monitored_and_named_as_sbatch_names_it(
+        cluster, option, form):
+    """`slm submit OPT VALUE job a` (and OPT=VALUE) must hand sbatch the same words, and
+    run the job monitored and named as plain sbatch runs and names it: an option slm's
+    table lacks must not make its value the script."""
+    if sbatch_says(option) != "value":
+        pytest.skip("Slurm %s's sbatch has no %s" % (cluster.version, option))
+    value = NEW_VALUE_OPTIONS[option]
+    words = [option, value] if form == "separate" else ["%s=%s" % (option, value)]
+    script = "#!/bin/bash\necho \"name=$SLURM_JOB_NAME args=$*\"\n"
+    name = "opt%s-%s" % (option, form)
+    plain_dir = os.path.join(cluster.workdir, name + "-plain")
+    os.makedirs(plain_dir)
+    with open(os.path.join(plain_dir, "job"), "w") as f:
+        f.write(script)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_"))}
+    plain = subprocess.run(["sbatch", "-o", os.path.join(plain_dir, "out.txt")] + words +
+                           ["job", "a"], cwd=plain_dir, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    s = Submission(cluster, name, script, sbatch_args=words, script_args=["a"])
+    try:
+        m = re.search(rb"Submitted batch job (\d+)", plain.stdout)
+        assert s.result.returncode == plain.returncode, s.result.stderr
+        if not m:    # refused: the same words, so the same refusal (and slm's own warning
+            # when the checkout under test is in /tmp, as CI's clean clone is)
+            assert re.sub(rb"(?m)^slm: warning: \S+ is in a node-local directory.*\n", b"",
+                          s.result.stderr) == plain.stderr
+            s.wait("SUBMIT_FAILED", timeout=10)
+            assert s.statuses() == ["SUBMIT_FAILED"]
+            assert s.events("SUBMIT_FAILED")[0]["job_name"] == "job"
+            return
+        assert s.job_id, s.result.stdout
+        shown = subprocess.run(["scontrol", "show", "job", m.group(1).decode()],
+                               stdout=subprocess.PIPE).stdout.decode()
+        plain_name = re.search(r"JobName=(\S+)", shown).group(1)
+        s.wait("SUBMITTED", timeout=10)
+        assert s.events("SUBMITTED")[0]["job_name"] == plain_name
+        s.wait("COMPLETED")
+        assert s.statuses() == ["SUBMITTED", "RUNNING", "COMPLETED"]
+        assert {e["job_name"] for e in s.sink.events} == {plain_name}
+        plain_out = s.wait_output("name=", path=os.path.join(plain_dir, "out.txt"))
+        assert s.wait_output("name=") == plain_out == "name=%s args=a\n" % plain_name
+    finally:
+        s.close()
+        if plain.returncode == 0:
+            subprocess.run(["scancel", plain.stdout.split()[-1].decode()],
+                           stderr=subprocess.DEVNULL)
+
+
 def test_array_rollup_through_the_service(cluster, tmp_path):
     """--array=1-5 with task 3 failing, notifications relayed by slm_api.py:
     one failure notice and one roll-up, nothing per successful task."""
