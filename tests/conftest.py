@@ -3,9 +3,9 @@
 Environment:
   SLM_TEST_PYTHONS   interpreters for the per-version suite (space-separated paths);
                      default: every CPython 3.6..3.13 pyenv has, plus this one
-  SLM_REQUIRE_SLURM, SLM_REQUIRE_MARIADB
-                     set to 1 (CI does) to make the real-Slurm / real-MariaDB
-                     suites fail instead of skip when the service is missing
+  SLM_REQUIRE_SLURM, SLM_REQUIRE_MARIADB, SLM_REQUIRE_MULTINODE (and _BROWSER, _PYTHONS)
+                     set to 1 (CI does) to make the real-Slurm / real-MariaDB /
+                     multi-node suites fail instead of skip when what they need is missing
   SLM_SLURM_MODES    the modes the cluster fixture runs the real-Slurm suites in
   SLM_SLURM_RELEASE  set by tests/slurm-release.sh inside a release's chroot
 """
