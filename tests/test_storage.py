@@ -261,6 +261,17 @@ def test_array_task_linked_to_array(db):
     assert db.store.get_job("12") is None     # the parent row need not exist
 
 
+def test_a_new_jobs_row_is_what_the_database_made(db):
+    """A job row made by the ingest is known without reading it back (MySQL:
+    the insert says it made it): what the database holds is the same row."""
+    made = db.store.run(lambda tx: tx.lock_jobs(["c1/77", "/78"]), write=True)
+    select, decode = db.store.dialect.job_row_select()
+    for key in ("c1/77", "/78"):
+        stored = db.store.run(lambda tx: [decode(r) for r in tx.rows(
+            "SELECT %s FROM slurm_jobs WHERE job_key = ?" % select, (key,))])
+        assert stored == [slm_api.blank_job_row(key)] == [made[key]]
+
+
 def test_merge_is_order_independent():
     events = [event(status="SUBMITTED", when="2026-11-30T03:39:00Z", seq=1, user="a"),
               event(status="RUNNING", when="2026-11-30T03:40:00Z", seq=2, host="n1"),
