@@ -80,7 +80,11 @@ class Gen(object):
         return common.event(job, status, seq=i % 2 + 1, **extra)
 
 
-def run_clients(svc, clients, batch, seconds, run_tag):
+def timed_clients(clients, seconds, connect, request):
+    """clients threads, each on its own connection (connect()), calling
+    request(conn, k, n) -> (events acknowledged, of them new) or None for an
+    error: once untimed (it warms the connection and the service's thread),
+    then for `seconds`, all starting together."""
     lat = [[] for _ in range(clients)]
     acked = [0] * clients
     accepted = [0] * clients
@@ -89,27 +93,22 @@ def run_clients(svc, clients, batch, seconds, run_tag):
     stop = [0.0]
 
     def client(k):
-        gen = Gen("%s-c%d" % (run_tag, k))
-        conn = http.client.HTTPConnection(svc.host, svc.port, timeout=60)
+        conn = connect()
+        n = 0
         try:
-            # warm the connection (and the service thread) before timing
-            common.post_json(conn, "/api/v1/events", gen.next())
+            request(conn, k, n)
             barrier.wait()
             while time.perf_counter() < stop[0]:
-                if batch == 1:
-                    body = gen.next()
-                else:
-                    body = {"events": [gen.next() for _ in range(batch)]}
+                n += 1
                 t0 = time.perf_counter()
-                status, payload = common.post_json(conn, "/api/v1/events", body)
+                got = request(conn, k, n)
                 t1 = time.perf_counter()
-                if status == 200:
-                    r = json.loads(payload)
-                    acked[k] += r["accepted"] + r["duplicates"]
-                    accepted[k] += r["accepted"]
-                    lat[k].append(t1 - t0)
-                else:
+                if got is None:
                     errors[k] += 1
+                    continue
+                acked[k] += got[0]
+                accepted[k] += got[1]
+                lat[k].append(t1 - t0)
         except Exception:
             errors[k] += 1
             try:
@@ -135,6 +134,23 @@ def run_clients(svc, clients, batch, seconds, run_tag):
             "warm": clients}
 
 
+def run_clients(svc, clients, batch, seconds, run_tag):
+    gens = [Gen("%s-c%d" % (run_tag, k)) for k in range(clients)]
+
+    def request(conn, k, n):
+        gen = gens[k]
+        body = gen.next() if batch == 1 or n == 0 else \
+            {"events": [gen.next() for _ in range(batch)]}
+        status, payload = common.post_json(conn, "/api/v1/events", body)
+        if status != 200:
+            return None
+        r = json.loads(payload)
+        return r["accepted"] + r["duplicates"], r["accepted"]
+    return timed_clients(clients, seconds,
+                         lambda: http.client.HTTPConnection(svc.host, svc.port, timeout=60),
+                         request)
+
+
 ORIG_JOBS = 20     # registered jobs per client of the original
 
 
@@ -152,60 +168,17 @@ class OriginalLoad(object):
 
     def run(self, clients, mode, seconds):
         """mode "single": events/s; "change": state changes (2 requests) per second."""
-        svc = self.svc
-        lat = [[] for _ in range(clients)]
-        done = [0] * clients
-        errors = [0] * clients
-        barrier = threading.Barrier(clients + 1)
-        stop = [0.0]
-
         def one(conn, k, n):
             job = self.jobs[k][n % ORIG_JOBS]
             status = "COMPLETED" if self.last.get(job) == "RUNNING" else "RUNNING"
             self.last[job] = status
             if mode == "change" and not original.post(conn, "/api/job/status",
                                                       original.status_body(job, status)):
-                return False
-            return original.post(conn, "/api/job/event", original.event_body(job, status))
-
-        def client(k):
-            conn = svc.connection()
-            n = 0
-            try:
-                one(conn, k, n)       # warm the connection
-                barrier.wait()
-                while time.perf_counter() < stop[0]:
-                    n += 1
-                    t0 = time.perf_counter()
-                    ok = one(conn, k, n)
-                    t1 = time.perf_counter()
-                    if ok:
-                        done[k] += 1
-                        lat[k].append(t1 - t0)
-                    else:
-                        errors[k] += 1
-            except Exception:
-                errors[k] += 1
-                try:
-                    barrier.abort()
-                except Exception:
-                    pass
-            finally:
-                conn.close()
-
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-        for t in threads:
-            t.start()
-        stop[0] = time.perf_counter() + 3600
-        barrier.wait()
-        t0 = time.perf_counter()
-        stop[0] = t0 + seconds
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - t0
-        lats = [x for l in lat for x in l]
-        return {"eps": sum(done) / elapsed, "p50": pct(lats, 50), "p99": pct(lats, 99),
-                "errors": sum(errors)}
+                return None
+            if not original.post(conn, "/api/job/event", original.event_body(job, status)):
+                return None
+            return 1, 1
+        return timed_clients(clients, seconds, self.svc.connection, one)
 
 
 FLOOR_SQL = ("INSERT INTO floor_events (event_id, job_id, status, time, seq, received_at, raw)"
