@@ -3239,11 +3239,13 @@ def slurm_conf_value(path, key, depth=0):
 
 
 def slurm_proctrack(environ=None):
-    """The node's proctrack plugin ('linuxproc', 'cgroup', 'pgid'...) or None.
+    """Who receives Slurm's signals: 'linuxproc' when slurmstepd signals every
+    process of the job itself (our command too), 'cgroup', 'pgid'... when it
+    signals the batch process, slm, alone; None when no slurm.conf is in sight.
 
-    It says who receives Slurm's signals: with linuxproc every process of
-    the job (our command too), otherwise the batch process, slm, alone.  Read
-    once, lazily: it is not needed until a signal comes.
+    proctrack/linuxproc signals every process; so does proctrack/cgroup with
+    cgroup.conf's SignalChildrenProcesses=yes (23.11+), which therefore counts
+    as 'linuxproc' here.  Read once, lazily: it is not needed until a signal comes.
     """
     if _proctrack:
         return _proctrack[0]
@@ -3253,6 +3255,10 @@ def slurm_proctrack(environ=None):
         value = slurm_conf_value(path, "ProctrackType") if path else None
         if value is not None:
             answer = (value or "proctrack/cgroup").rpartition("/")[2].lower()   # 22.05's default
+            if answer == "cgroup" and (slurm_conf_value(
+                    os.path.join(os.path.dirname(path), "cgroup.conf"),
+                    "SignalChildrenProcesses") or "").lower() == "yes":
+                answer = "linuxproc"
             break
     if answer is None:
         try:   # no slurm.conf in sight: proctrack/cgroup shows in our freezer cgroup (v1)
@@ -4079,7 +4085,9 @@ def exec_transparently(command, console):
 # Submitting: `slm submit`
 # ---------------------------------------------------------------------------
 
-# sbatch 22.05's options (getopt_long, "+": the first non-option is the script).
+# sbatch's options, 22.05 to 26.05 (getopt_long, "+": the first non-option is the
+# script).  An option newer than this table is asked of the installed sbatch
+# (sbatch_takes_value): its value must never be taken for the script.
 SBATCH_SHORT_VALUE = frozenset("aAbBcCdDeFGiJLmMnNopqStwx")
 SBATCH_LONG_VALUE = frozenset("""
     account acctg-freq array batch bb bbf begin chdir cluster-constraint clusters comment
@@ -4091,8 +4099,10 @@ SBATCH_LONG_VALUE = frozenset("""
     ntasks ntasks-per-core ntasks-per-gpu ntasks-per-node ntasks-per-socket open-mode output
     partition power prefer priority profile qos reservation signal sockets-per-node switches
     thread-spec threads-per-core time time-min tmp uid wait-all-nodes wckey wrap
-""".split())
-SBATCH_LONG_OPTIONAL = frozenset("exclusive get-user-env nice no-kill propagate".split())
+    tres-per-task extra segment tres-bind container-id container-type mem-update resources
+""".split())   # the last line: 23.02 to 26.05
+SBATCH_LONG_OPTIONAL = frozenset("exclusive get-user-env nice no-kill oom-kill-step "
+                                 "propagate".split())
 SBATCH_LONG_FLAG = frozenset("""
     contiguous help hold ignore-pbs no-requeue overcommit oversubscribe parsable quiet reboot
     requeue spread-job test-only usage use-min-nodes verbose version wait
@@ -4100,6 +4110,30 @@ SBATCH_LONG_FLAG = frozenset("""
 SBATCH_SHORT_NAMES = {"J": "job-name", "p": "partition", "a": "array", "t": "time"}
 # sbatch options that print something and submit nothing
 SBATCH_NO_SUBMIT = frozenset(("help", "usage", "version", "test-only"))
+# slm submit's own flags, which may stand among sbatch's options (never asked of it)
+SUBMIT_OWN_FLAGS = ("--no-monitor", "--no-db")
+_sbatch_answers = {}   # option name -> True/False, as the installed sbatch said
+
+
+def sbatch_takes_value(name):
+    """Does the installed sbatch's --NAME take a separate value?  For an option
+    this file's table does not know (a newer release's): sbatch alone is asked,
+    with nothing on stdin, so nothing is ever submitted, and getopt answers
+    "option '--NAME' requires an argument" before anything else.  No sbatch,
+    or any other answer: a flag, as before."""
+    if name not in _sbatch_answers:
+        import subprocess
+        try:
+            # SLM_SBATCH of the environment: this is asked before settings are read
+            answer = subprocess.run(
+                [os.environ.get("SLM_SBATCH") or "sbatch", "--" + name],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            answer = b""
+        first = (answer.splitlines() or [b""])[0]
+        _sbatch_answers[name] = b"requires an argument" in first
+    return _sbatch_answers[name]
 
 
 class SbatchCommand(object):
@@ -4125,13 +4159,25 @@ class SbatchCommand(object):
         return matches[0] if len(matches) == 1 else word
 
     @classmethod
+    def _takes_value(cls, name):
+        """name: a _long_name.  A name in no table is a newer sbatch's: asked."""
+        if name in SBATCH_LONG_VALUE:
+            return True
+        if name in SBATCH_LONG_OPTIONAL or name in SBATCH_LONG_FLAG or not name or \
+                "--" + name in SUBMIT_OWN_FLAGS or \
+                any(n.startswith(name) for n in SBATCH_LONG_VALUE | SBATCH_LONG_OPTIONAL |
+                    SBATCH_LONG_FLAG):
+            return False    # known, or ambiguous: sbatch refuses it whatever follows
+        return sbatch_takes_value(name)
+
+    @classmethod
     def width(cls, args, i):
         """How many words the option at args[i] takes (itself and its value)."""
         word = args[i]
         if word.startswith("--"):
             name, has_value, _ = word[2:].partition("=")
-            return 2 if cls._long_name(name) in SBATCH_LONG_VALUE and not has_value and \
-                i + 1 < len(args) else 1
+            return 2 if not has_value and i + 1 < len(args) and \
+                cls._takes_value(cls._long_name(name)) else 1
         for j, letter in enumerate(word[1:]):
             if letter in SBATCH_SHORT_VALUE:
                 return 1 if word[j + 2:] or i + 1 >= len(args) else 2
@@ -4148,7 +4194,7 @@ class SbatchCommand(object):
             if word.startswith("--"):
                 name, has_value, value = word[2:].partition("=")
                 name = self._long_name(name)
-                if name in SBATCH_LONG_VALUE and not has_value and i < len(args):
+                if not has_value and i < len(args) and self._takes_value(name):
                     value, has_value = args[i], True
                     i += 1
                 if name == "wrap":
@@ -5916,7 +5962,7 @@ def split_argv(argv):
     # submit: --help first asks for our help; --no-monitor / --no-db before the script are ours
     if rest[:1] in (["-h"], ["--help"]):
         return head + rest[:1], []
-    ours = ("--no-monitor", "--no-db")
+    ours = SUBMIT_OWN_FLAGS
     mine, words = [], list(rest)
     k = 0
     # --group NAME / --group=NAME, --notify-on, --webhook: anywhere among sbatch's options

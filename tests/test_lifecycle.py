@@ -168,30 +168,33 @@ def life(cluster):
         lc.close()
 
 
-def test_wrapper_killed_is_lost_then_slurms_verdict(life):
+def test_wrapper_killed_ends_with_slurms_verdict_within_a_round(life):
+    # The wrapper cannot say a word of its own SIGKILL. The watchdog asks Slurm's queue
+    # about every open job each round, so Slurm's verdict (the batch step died of
+    # SIGKILL) comes long before the silence would count as LOST; a LOST in between is
+    # allowed (a loaded box) but the job must end with Slurm's word, told once.
     life.wait("killed", lambda j: j["status"] == "RUNNING")
     pid = int(life.marker("killed", "slm.pid"))
     watch = life.watch("killed")
-    os.kill(pid, signal.SIGKILL)           # the wrapper cannot say a word of this
+    os.kill(pid, signal.SIGKILL)
     killed = time.time()
-    life.wait("killed", lambda j: j["status"] in ("LOST", "FAILED"), timeout=60)
-    statuses = [(e["status"], e.get("source")) for e in life.events("killed")]
-    assert ("LOST", "service") in statuses, statuses
-    lost = [e for e in life.events("killed") if e["status"] == "LOST"][0]
-    assert "no heartbeat" in lost["message"]
-    assert time.time() - killed < 60
-    # then Slurm's record: the batch process died of SIGKILL
     job = life.wait("killed", lambda j: j["meta"].get("source") == "slurm", timeout=90)
     assert (job["status"], job["signal"]) == ("FAILED", "SIGKILL")
+    assert time.time() - killed < 60
+    statuses = [(e["status"], e.get("source")) for e in life.events("killed")]
+    assert statuses[-1] == ("FAILED", "slurm"), statuses
+    for status, source in statuses:
+        assert status in ("SUBMITTED", "RUNNING", "FAILED") or (status, source) == (
+            "LOST", "service"), statuses
     # two instances, one database: each told once
     await_true(lambda: ("FAILED", "slurm") in life.notices("killed"), 30, "verdict notice")
     life.hook.quiet(3 * float(WATCH) + 1)     # other jobs may be heard meanwhile
     notices = life.notices("killed")
-    assert notices.count(("LOST", "service")) == 1 and notices.count(("FAILED", "slurm")) == 1
-    # `slm watch` saw the silence, waited for Slurm's word, and ended with it
+    assert notices.count(("FAILED", "slurm")) == 1 and notices.count(("LOST", "service")) <= 1
+    # `slm watch` ended with Slurm's word
     code, statuses, err = watched(watch, 30)
-    assert code == 1 and statuses[-2:] == ["LOST", "FAILED"], (statuses, err)
-    assert "lost contact" in err and "ended FAILED (SIGKILL, from Slurm's record)" in err
+    assert code == 1 and statuses[-1] == "FAILED", (statuses, err)
+    assert "ended FAILED (SIGKILL, from Slurm's record)" in err
 
 
 def test_cancel_of_a_suspended_job_is_cancelled_by_the_reconciler(life):
@@ -294,7 +297,7 @@ def test_a_node_without_a_route_reports_through_the_shared_spool(life):
     statuses = [e["status"] for e in life.events("firewalled")]
     assert sorted(statuses) == ["COMPLETED", "RUNNING", "SUBMITTED"], statuses
     assert "LOST" not in statuses and job["heartbeat_at"]
-    assert job["meta"].get("usage", {}).get("rss_mb", 0) > 0
+    assert (job.get("beat") or {}).get("rss_mb", 0) > 0, job     # the last beat's sample
     assert os.listdir(os.path.join(life.spool, "pending")) == []
     # every event once, though both instances read the spool
     ids = [e["event_id"] for e in life.events("firewalled")]

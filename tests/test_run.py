@@ -254,6 +254,24 @@ def test_proctrack_from_slurm_conf_includes(tmp_path):
     assert slm.slurm_conf_value(str(tmp_path / "none.conf"), "ProctrackType") is None
 
 
+@pytest.mark.parametrize("proctrack,cgroup_conf,says", [
+    ("proctrack/linuxproc", None, "linuxproc"),
+    ("proctrack/cgroup", None, "cgroup"),
+    ("proctrack/cgroup", "ConstrainRAMSpace=yes\n", "cgroup"),
+    # 23.11+: cgroup then signals every process, as linuxproc does; slm must not
+    # send the job a second copy
+    ("proctrack/cgroup", "SignalChildrenProcesses=Yes\n", "linuxproc"),
+])
+def test_who_slurm_signals_is_read_from_slurm_conf_and_cgroup_conf(
+        tmp_path, monkeypatch, proctrack, cgroup_conf, says):
+    import slm
+    (tmp_path / "slurm.conf").write_text("ProctrackType=%s\n" % proctrack)
+    if cgroup_conf:
+        (tmp_path / "cgroup.conf").write_text(cgroup_conf)
+    monkeypatch.setattr(slm, "_proctrack", [])
+    assert slm.slurm_proctrack({"SLURM_CONF": str(tmp_path / "slurm.conf")}) == says
+
+
 def test_the_child_gets_the_environment_slm_was_given(env):
     """Not Python's changes to it: a C locale makes Python 3.7+ set LC_CTYPE."""
     clean = {k: v for k, v in env.items() if not k.startswith(("LC_", "LANG"))}

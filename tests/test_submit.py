@@ -186,6 +186,25 @@ def test_sbatch_command_split(words, script, args):
     assert cmd.script_args == args
 
 
+def test_an_option_newer_than_slms_table_is_asked_of_sbatch(tmp_path, monkeypatch):
+    """An option slm does not know (a future sbatch's) is asked of the installed
+    sbatch, alone and with nothing on stdin: its value is never taken for the script."""
+    import slm
+    sbatch = tmp_path / "sbatch"
+    write(sbatch, "#!/bin/sh\necho \"$@\" >> %s/asked\ncase $1 in\n"
+          "--brand-new) echo \"sbatch: option '--brand-new' requires an argument\" >&2;;\n"
+          "*) echo 'sbatch: error: Batch script is empty!' >&2;;\nesac\nexit 1\n" % tmp_path)
+    monkeypatch.setenv("SLM_SBATCH", str(sbatch))
+    monkeypatch.setattr(slm, "_sbatch_answers", {})
+    cmd = slm.SbatchCommand(["--brand-new", "v", "--new-flag", "job.sh", "a"])
+    assert (cmd.script, cmd.script_args, cmd.values) == ("job.sh", ["a"], {"brand-new": "v"})
+    assert slm.SbatchCommand(["--brand-new=v", "job.sh"]).script == "job.sh"
+    # asked once each; the table's own options (a newer release's too) never
+    for words in (["--tres-per-task", "cpu=1", "job.sh"], ["--mem-update", "20@1", "job.sh"]):
+        assert slm.SbatchCommand(words).script == "job.sh"
+    assert (tmp_path / "asked").read_text().split() == ["--brand-new", "--new-flag"]
+
+
 @pytest.mark.parametrize("words,ours,sbatch", [
     (["--group", "g", "-t", "10", "job.sh"], ["--group", "g"], ["-t", "10", "job.sh"]),
     (["-t", "10", "--group", "g", "-J", "x", "job.sh"], ["--group", "g"],
