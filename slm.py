@@ -564,6 +564,10 @@ class JobInfo(object):
         self.submit_dir = env.get("SLURM_SUBMIT_DIR") or None
         self.procid = env.get("SLURM_PROCID") or None
         self.task_pid = env.get("SLURM_TASK_PID") or None
+        # an srun step's task (a batch script has no step id): srun -n N slm.py run -- CMD
+        self.step_id = env.get("SLURM_STEP_ID") or None
+        count = env.get("SLURM_STEP_NUM_TASKS") or ""
+        self.step_tasks = int(count) if count.isdigit() else None
         self.group = group or None
 
     def fields(self):
@@ -1907,7 +1911,7 @@ class SettingsFile(object):
     or stricter, owned by us); otherwise they are refused with one line.
     """
 
-    def __init__(self, path, console, missing_ok=True, extra_keys=()):
+    def __init__(self, path, console, missing_ok=True, extra_keys=(), site=False):
         self.path = path
         self.values = {}
         self.exists = False
@@ -1935,6 +1939,8 @@ class SettingsFile(object):
             os.close(fd)
         self.exists = True
         private = not (st.st_mode & 0o077) and st.st_uid == os.getuid()
+        if site:   # a site's file (slm mailprog): root's, read by SlurmUser's group
+            private = not (st.st_mode & 0o027) and st.st_uid in (0, os.getuid())
         text = data.decode("utf-8", "surrogateescape")
         for number, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()
@@ -1958,8 +1964,9 @@ class SettingsFile(object):
             self.values[key] = value
         if self.refused:
             console.say_once("settings-open-" + path, "ignoring %s in %s: the file holds "
-                             "secrets but others may read it (chmod 600 %s)"
-                             % (", ".join(sorted(set(self.refused))), path, path))
+                             "secrets but others may read it (chmod %s %s)"
+                             % (", ".join(sorted(set(self.refused))), path,
+                                "640" if site else "600", path))
 
 
 def sweep_snapshots(folder, keep=None, now=None):
@@ -1984,7 +1991,8 @@ class Settings(object):
     """Every setting, read here and nowhere else: environment, then the
     submit-time snapshot, then the configuration file, then the defaults."""
 
-    def __init__(self, console, no_db=False, environ=None, snapshot=None, options=None):
+    def __init__(self, console, no_db=False, environ=None, snapshot=None, options=None,
+                 site=False):
         env = os.environ if environ is None else environ
         self.console = console
         self.no_db = no_db
@@ -1993,7 +2001,7 @@ class Settings(object):
                                        os.path.join(slm_home(env), "config"), env)
         # the snapshot a job's batch script names; a job's own commands find it in SLM_SETTINGS
         self.snapshot_path = snapshot or env.get("SLM_SETTINGS", "").strip() or None
-        self.config = SettingsFile(self.config_path, console)
+        self.config = SettingsFile(self.config_path, console, missing_ok=not site, site=site)
         self.snapshot = SettingsFile(self.snapshot_path, console, missing_ok=False,
                                      extra_keys=(JOB_OPTIONS_KEY,)) \
             if self.snapshot_path else None
@@ -2728,8 +2736,10 @@ def flush_spool(spool, settings, console, deadline, target=None, limit=None,
         entry = spool.claim(name)
         if entry is None:
             continue  # somebody else has it
-        if entry.target_kind == ServiceTarget.kind and "relay" in entry.event:
-            # the service relays to the destinations configured now (retarget_spool)
+        if entry.target_kind == ServiceTarget.kind and "relay" in entry.event and \
+                entry.event.get("via") != "mailprog":
+            # the service relays to the destinations configured now (retarget_spool);
+            # site mode's are the job's --mail-user, not settings: kept as they are
             event = dict((k, v) for k, v in entry.event.items() if k != "relay")
             if settings.relaying():
                 event["relay"] = settings.relay_field(event)
@@ -3688,6 +3698,70 @@ def resource_summary(elapsed):
     return summary
 
 
+def slurm_seconds(text):
+    """Seconds in a sacct time ([DD-[HH:]]MM:SS[.mmm]), or None."""
+    import re
+    m = re.match(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)\Z", (text or "").strip())
+    if not m:
+        return None
+    days, hours, minutes, seconds = m.groups()
+    return int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def slurm_megabytes(text):
+    """Megabytes in a sacct size (bytes with --noconvert, or 1072K, 3.5G), or None."""
+    import re
+    m = re.match(r"(\d+(?:\.\d+)?)([KMGTP]?)\Z", (text or "").strip())
+    if not m:
+        return None
+    scale = {"": 1.0 / 1048576, "K": 1.0 / 1024, "M": 1.0, "G": 1024.0, "T": 1048576.0,
+             "P": 1073741824.0}[m.group(2)]
+    return round(float(m.group(1)) * scale, 1)
+
+
+def many_tasks(environ=None):
+    """Whether the batch job was given several nodes or tasks (srun's steps)."""
+    env = os.environ if environ is None else environ
+    return any((env.get(name) or "1").isdigit() and int(env.get(name) or "1") > 1
+               for name in ("SLURM_JOB_NUM_NODES", "SLURM_NTASKS", "SLURM_NNODES"))
+
+
+def job_steps_usage(job_id, timeout):
+    """What the job's ended steps other than the batch one used, on all their
+    nodes, from Slurm's accounting: {"cpu_time", "max_rss_mb", "cpus"} (the
+    allocation's CPUs), or {} when it ran none, or sacct cannot tell.
+
+    The batch script's own processes are the wrapper's children and measured
+    by it; `srun` tasks are slurmstepd's, on whatever node, invisible to it.
+    Their steps have ended by the time the script does (srun waited for them),
+    and slurmctld hands their records to slurmdbd at once."""
+    import subprocess
+    try:
+        proc = subprocess.Popen(["sacct", "-n", "-P", "--noconvert", "-j", job_id, "-o",
+                                 "JobID,TotalCPU,AllocCPUS,MaxRSS"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        out, _ = proc.communicate(timeout=max(1.0, min(timeout, 5.0)))
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    found, cpus = {}, None
+    for line in out.decode("utf-8", "replace").splitlines():
+        parts = line.split("|")
+        if len(parts) != 4:
+            continue
+        job, _, step = parts[0].partition(".")
+        if job != job_id:
+            continue
+        if not step:
+            cpus = int(parts[2]) if parts[2].isdigit() and int(parts[2]) else None
+        elif step not in ("batch", "extern", "interactive"):
+            cpu, rss = slurm_seconds(parts[1]), slurm_megabytes(parts[3])
+            found["cpu_time"] = found.get("cpu_time", 0.0) + (cpu or 0.0)
+            found["max_rss_mb"] = max(found.get("max_rss_mb", 0.0), rss or 0.0)
+    if found and cpus:
+        found["cpus"] = cpus
+    return found
+
+
 def squeue_words(job_id, fmt, timeout):
     """The words squeue prints about one job in format fmt (ended jobs too,
     while slurmctld remembers them), or None when it cannot tell."""
@@ -3754,12 +3828,18 @@ class Wrapper(object):
     # How long a SIGCONT from slurmstepd waits for the signal that says what it was.
     HOLD_CONT = 0.5
 
-    def __init__(self, command, settings, console, job=None, cleanup=None):
+    def __init__(self, command, settings, console, job=None, cleanup=None, task=False):
         self.command = command
         self.settings = settings
         self.console = console
         self.cleanup = cleanup
         self.job = job or JobInfo(command, group=settings.group)
+        # One task of an srun step whose every task is wrapped: its end is a
+        # TASK_ENDED, and the service tells the job's end when the last has
+        # ended; task 0 alone speaks for the job until then (RUNNING, signals,
+        # warnings, heartbeats), the others say nothing else.
+        self.task = task
+        self.speaks = not task or self.job.procid in (None, "0")
         self.events = EventFactory(self.job)
         self.courier = None
         self.child = None
@@ -3819,18 +3899,19 @@ class Wrapper(object):
         self.courier = Courier(self.settings, self.console)
         self.watch = JobWatch(self)
         # the heartbeat interval goes with RUNNING: the service waits for beats from now
-        self.courier.post(self.events.make("RUNNING", pid=self.child.pid, heartbeat=(
+        self.post(self.events.make("RUNNING", pid=self.child.pid, heartbeat=(
             self.settings.heartbeat if self.watch.heartbeats() else None)))
         self.courier.start()
-        self.watch.start()
-        self._say_job_id()
+        if self.speaks:
+            self.watch.start()
+            self._say_job_id()
         self._warn_if_not_batch_process()
         if self.settings.snapshot_path:
             try:
                 os.utime(self.settings.snapshot_path, None)   # in use: not to be swept
             except OSError:
                 pass
-        if self.job.slurm_job_id:
+        if self.job.slurm_job_id and self.speaks:
             threading.Thread(target=self._learn_about_slurm, name="slm-slurm",
                              daemon=True).start()
         while True:
@@ -3876,7 +3957,7 @@ class Wrapper(object):
                 name, e.strerror or e)
         self.console.error(message)
         self.courier = Courier(self.settings, self.console)
-        self.courier.post(self.events.make("FAILED", exit_code=code, message=message))
+        self.post(self.events.make("FAILED", exit_code=code, message=message))
         self.courier.start()
         self.courier.finish(exit_budget(self.settings.timeout))
         return code
@@ -3906,9 +3987,14 @@ class Wrapper(object):
             self.time_limit = end - start
         self.end_time = end
 
+    def post(self, event):
+        """Journal and send an event, if this wrapper speaks for the job (see task)."""
+        if self.speaks or event["status"] == "TASK_ENDED":
+            self.courier.post(event)
+
     def note(self, status, **fields):
         """An event from the watch thread (warnings): journalled and sent like any."""
-        self.courier.post(self.events.make(status, **fields))
+        self.post(self.events.make(status, **fields))
 
     # -- signals -----------------------------------------------------------
 
@@ -3922,7 +4008,7 @@ class Wrapper(object):
             if not self.paused:
                 self.paused = True
                 # journaled before we return: Slurm freezes the job 2 s after SIGTSTP
-                self.courier.post(self.events.make("PAUSED", signal=name))
+                self.post(self.events.make("PAUSED", signal=name))
             if not sent:
                 self._forward(signum)
             if self.interactive:
@@ -3934,13 +4020,13 @@ class Wrapper(object):
                 self._forward(signum)
             if self.paused:
                 self.paused = False
-                self.courier.post(self.events.make("RESUMED", signal=name))
+                self.post(self.events.make("RESUMED", signal=name))
             # else: the SIGCONT that starts every scancel, or a stray one: not a resume
         elif signum in self.STOP_SIGNALS:
             if self.stop_signal is None:
                 reason = self._stop_reason(signum, from_terminal)
                 self.stop_signal = (signum, reason)
-                self.courier.post(self.events.make("TERMINATING", signal=name, reason=reason))
+                self.post(self.events.make("TERMINATING", signal=name, reason=reason))
             if not sent:
                 self._forward(signum, tree=signum in self.TREE_SIGNALS)
                 if self.paused:
@@ -3949,7 +4035,7 @@ class Wrapper(object):
             self.paused = False
         else:
             if signum in self.NOTE_SIGNALS:
-                self.courier.post(self.events.make("SIGNALED", signal=name))
+                self.post(self.events.make("SIGNALED", signal=name))
                 self.watch.signalled(name)
             if not sent:
                 self._forward(signum)
@@ -4060,13 +4146,57 @@ class Wrapper(object):
                     "job's memory cgroup shows: a cancel of a suspended job, KillWait running " \
                     "out, or another process"
         fields.update(resource_summary(elapsed))
+        if self.task:
+            return self._task_ended(returncode, status, elapsed, fields)
+        if self.job.slurm_job_id and self.job.step_id is None and self.stop_signal is None \
+                and many_tasks():
+            self._add_steps_usage(fields, elapsed)
         if status != "COMPLETED" and self.settings.tail_lines > 0:
             tail = output_tail(self.settings.tail_lines, self.output_sizes)
             if tail:
                 fields["output_tail"] = tail
-        self.courier.post(self.events.make(status, elapsed=elapsed, **fields))
+        self.post(self.events.make(status, elapsed=elapsed, **fields))
         self.courier.finish(exit_budget(self.settings.timeout))
         return returncode
+
+    def _add_steps_usage(self, fields, elapsed):
+        """The whole job's figures, not the batch node's alone: what its srun
+        steps used on every node (Slurm's accounting) added to what the batch
+        script's own processes used.  One sacct call, bounded, at the end of a
+        job given several tasks or nodes (a one-task job's steps are rare: not
+        worth slurmdbd's time for every job), and never when Slurm is stopping
+        the job (KillWait's SIGKILL may come before sacct answers: the event
+        goes first; Slurm's own record then has the figures)."""
+        steps = job_steps_usage(self.job.slurm_job_id, self.settings.timeout)
+        if not steps:
+            fields["resources_from"] = "wrapper"
+            return
+        fields["cpu_time"] = round(fields.get("cpu_time", 0.0) + steps["cpu_time"], 2)
+        fields["max_rss_mb"] = max(fields.get("max_rss_mb", 0.0), steps["max_rss_mb"])
+        if steps.get("cpus"):
+            fields["cpus"] = steps["cpus"]
+        if fields.get("cpus") and elapsed >= 1:
+            fields["cpu_efficiency"] = round(100.0 * fields["cpu_time"] /
+                                             (elapsed * fields["cpus"]), 1)
+        fields["resources_from"] = "slurm"
+
+    def _task_ended(self, returncode, status, elapsed, fields):
+        """This task's end (see task): its exit code, or the signal that ended
+        it or stopped the job (a cancel, a time limit: Slurm's verdict then)."""
+        if self.stop_signal is not None:
+            fields.pop("exit_code", None)
+            fields["signal"] = signal_name(self.stop_signal[0])
+        what = ("exited %s" % fields["exit_code"]) if "exit_code" in fields else \
+            ("ended by %s" % fields["signal"])
+        fields.pop("cpu_efficiency", None)
+        self.post(self.events.make(
+            "TASK_ENDED", elapsed=elapsed, task_id=int(self.job.procid or 0),
+            ntasks=self.job.step_tasks, step_id=self.job.step_id, task_status=status,
+            message="task %s of step %s on %s %s" % (self.job.procid or 0, self.job.step_id,
+                                                    hostname(), what), **fields))
+        self.courier.finish(exit_budget(self.settings.timeout))
+        return returncode
+
 
 
 def exec_transparently(command, console):
@@ -4668,6 +4798,239 @@ class Submitter(object):
 
 
 # ---------------------------------------------------------------------------
+# Site mode: Slurm's MailProg (`slm mailprog`)
+# ---------------------------------------------------------------------------
+
+# slurmctld runs MailProg as SlurmUser with `-s SUBJECT RECIPIENT` and only
+# SLURM_* variables (docs/mailprog.md); it waits for the pipe it gave to close,
+# 120 s at most, and never retries.  So a call journals one event in the
+# site's spool, hands delivery to a detached process, and returns.
+# (SLURM_JOB_MAIL_TYPE's word, SLURM_JOB_STATE) -> status; None: the state is it
+MAILPROG_TYPES = {
+    "Began": "RUNNING",
+    "Requeued": "REQUEUED",
+    "Ended": None,
+    "Failed": None,
+}
+# how long a detached deliverer keeps retrying a service that does not answer
+# before it leaves the journal to the next call or `slm mailprog --flush`
+MAILPROG_RETRY_FOR = 900.0
+MAILPROG_SPOOL_DIR = "/var/spool/slm-mailprog"   # SLM_SPOOL_DIR of the site file wins
+MAILPROG_BACKOFF = (1, 2, 5, 10, 30, 60, 120)
+
+
+def mailprog_seconds(text):
+    """Seconds in Slurm's [D-]HH:MM:SS (SLURM_JOB_RUN_TIME), or None."""
+    days, _, rest = (text or "").rpartition("-")
+    parts = rest.split(":")
+    if not all(p.isdigit() for p in parts) or len(parts) != 3 or (days and not days.isdigit()):
+        return None
+    return int(days or 0) * 86400 + int(parts[0]) * 3600 + int(parts[1]) * 60 + int(parts[2])
+
+
+def mailprog_recipients(recipient):
+    """The destinations a --mail-user names: an e-mail address (mail),
+    ntfy:TOPIC (ntfy.sh's), or any SLM destination form (a webhook URL,
+    tgram://…); commas separate them.
+    The service's allow-list judges each at delivery; here only the form."""
+    found = []
+    for word in split_destinations(recipient or ""):
+        if "@" in word and ":" not in word.split("@", 1)[0] and "/" not in word:
+            word = "mailto:" + word
+        elif word.startswith("ntfy:") and not word.startswith("ntfy://"):
+            word = "https://ntfy.sh/" + word[len("ntfy:"):]   # goslmailer's connector:target
+        destination = Destination(word)
+        if destination.problem() is None and word not in [d.spec for d in found]:
+            found.append(destination)
+    return found[:MAX_RELAY_TARGETS]
+
+
+def mailprog_output_tail(env, lines):
+    """The tail of the job's output file, when Slurm names it (-o, or 25.11+'s
+    default) and it is the job owner's own regular file: MailProg runs as
+    SlurmUser, and a user's -o pointing at a file SlurmUser may read (the site
+    configuration) must never put that file in the user's notice."""
+    pattern = env.get("SLURM_JOB_STDOUT") or ""
+    uid = env.get("SLURM_JOB_UID") or ""
+    if not pattern or not uid.isdigit() or lines <= 0:
+        return None
+    job = env.get("SLURM_JOB_ID") or ""
+    words = {"j": job, "J": job, "x": env.get("SLURM_JOB_NAME") or "",
+             "u": env.get("SLURM_JOB_USER") or "", "A": env.get("SLURM_ARRAY_JOB_ID") or job,
+             "a": env.get("SLURM_ARRAY_TASK_ID") or "4294967294", "%": "%"}
+    path, i = "", 0
+    while i < len(pattern):
+        if pattern[i] == "%" and i + 1 < len(pattern):
+            if pattern[i + 1] not in words:
+                return None     # %N, %t, a width...: not guessed
+            path, i = path + words[pattern[i + 1]], i + 2
+        else:
+            path, i = path + pattern[i], i + 1
+    if not os.path.isabs(path):
+        path = os.path.join(env.get("SLURM_JOB_WORK_DIR") or "/nonexistent", path)
+    import stat
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != int(uid) or int(uid) == 0:
+            return None
+        start = max(0, st.st_size - TAIL_READ_BYTES)
+        os.lseek(fd, start, os.SEEK_SET)
+        data = os.read(fd, TAIL_READ_BYTES)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    kept = data.decode("utf-8", "replace").replace("\r\n", "\n").rstrip("\n").split("\n")
+    cut = start > 0 or len(kept) > lines
+    kept = [clean_text(line)[:500] for line in kept[-lines:]]
+    if not any(kept):
+        return None
+    body = "\n".join(kept)[-TAIL_MAX_CHARS:]
+    return ("[…]\n" if cut else "") + body
+
+
+def mailprog_event(subject, recipient, env, tail_lines=DEFAULT_TAIL_LINES):
+    """The SLM event one MailProg call tells of (source: Slurm, via mailprog),
+    from the call's environment, never its subject's wording; None when the
+    call names no job.  Unknown mail types and states (a later release's) are
+    kept as a note, never refused."""
+    import hashlib
+    job = env.get("SLURM_JOB_ID") or ""
+    if not job.isdigit():
+        return None
+    mail_type = (env.get("SLURM_JOB_MAIL_TYPE") or "").strip()
+    state = (env.get("SLURM_JOB_STATE") or "").strip().upper()
+    array_job = env.get("SLURM_ARRAY_JOB_ID") or ""
+    array_task = env.get("SLURM_ARRAY_TASK_ID") or ""
+    summary = "Array Summary" in (subject or "")
+    fields = {}
+    if array_job.isdigit() and array_task.isdigit() and not summary:
+        job_id = "%s_%s" % (array_job, array_task)
+        fields.update(array_job_id=array_job, array_task_id=array_task)
+        count = env.get("SLURM_ARRAY_TASK_COUNT") or ""
+        if count.isdigit():
+            fields["array_task_count"] = int(count)
+    else:
+        job_id = array_job if summary and array_job.isdigit() else job
+    status = MAILPROG_TYPES.get(mail_type, "")
+    if mail_type.startswith("Reached"):
+        status = "TIME_WARNING"
+        end = env.get("SLURM_JOB_END_TIME") or ""
+        if end.isdigit() and int(end) > time.time():
+            fields["time_left"] = int(int(end) - time.time())
+    elif status is None:    # Ended/Failed: the job's state says how
+        status = state if state in FINAL_STATUSES else "FAILED" if mail_type == "Failed" \
+            else "COMPLETED" if state == "" else "MESSAGE"
+    elif status == "":
+        status = "MESSAGE"
+    code, _, sig = (env.get("SLURM_JOB_EXIT_CODE2") or "").partition(":")
+    if status in FINAL_STATUSES and code.isdigit():
+        if sig.isdigit() and int(sig) and status not in ("OUT_OF_MEMORY", "TIMEOUT",
+                                                        "CANCELLED"):
+            fields["signal"] = signal_name(int(sig))
+        else:
+            fields["exit_code"] = int(code)
+    if summary and status in FINAL_STATUSES:
+        low, high = env.get("SLURM_JOB_EXIT_CODE_MIN") or "", \
+            env.get("SLURM_JOB_EXIT_CODE_MAX") or ""
+        if high.isdigit() and int(high) and status == "COMPLETED":
+            status = "FAILED"
+        if high.isdigit():
+            fields["exit_code"] = int(high)
+        fields["message"] = "array %s: every task ended, exit codes %s to %s" % (
+            job_id, low or "?", high or "?")
+    run_time = mailprog_seconds(env.get("SLURM_JOB_RUN_TIME"))
+    if run_time is not None and status in FINAL_STATUSES:
+        fields["elapsed"] = run_time
+    if "message" not in fields:
+        fields["message"] = "Slurm: %s" % (mail_type or "mail") + (
+            " (%s)" % state if state and state != status else "")
+    if status not in ("COMPLETED", "RUNNING", "TIME_WARNING") and status in FINAL_STATUSES:
+        tail = mailprog_output_tail(env, tail_lines)
+        if tail:
+            fields["output_tail"] = tail
+    restarts = env.get("SLURM_JOB_RESTART_COUNT") or "0"
+    cluster = env.get("SLURM_CLUSTER_NAME") or ""
+    key = "|".join((cluster, job_id, restarts, mail_type, state))
+    event = {"schema": EVENT_SCHEMA,
+             "event_id": "mailprog-" + hashlib.sha1(key.encode("utf-8", "replace")).hexdigest(),
+             "job_id": job_id, "slurm_job_id": job, "status": status, "time": iso_utc(),
+             "via": "mailprog", "slm_version": __version__}
+    for key, name in (("user", "SLURM_JOB_USER"), ("cluster", "SLURM_CLUSTER_NAME"),
+                      ("job_name", "SLURM_JOB_NAME"), ("partition", "SLURM_JOB_PARTITION"),
+                      ("nodelist", "SLURM_JOB_NODELIST"), ("submit_dir", "SLURM_JOB_WORK_DIR")):
+        value = env.get(name) or ""
+        if value and value != "(null)":
+            event[key] = clean_text(value)
+    if restarts.isdigit() and int(restarts):
+        event["restart_count"] = int(restarts)
+    for key, value in fields.items():
+        event[key] = clean_text(value) if isinstance(value, str) else value
+    to = [{"url": d.url, "format": d.format, "send": True}
+          for d in mailprog_recipients(recipient)]
+    if to:
+        event["relay"] = {"to": to, "send": True}
+    return event
+
+
+def mailprog_deliver(spool, settings, console, retry_for=MAILPROG_RETRY_FOR):
+    """Deliver the site spool's entries, one deliverer at a time (a lock file in
+    the spool: a burst of calls starts one, not hundreds), retrying a service
+    that does not answer for retry_for seconds; what is left waits for the
+    next call or `slm mailprog --flush`."""
+    import fcntl
+    lock_path = os.path.join(spool.root, "mailprog.lock")
+    give_up = time.time() + retry_for
+    attempt = 0
+    while True:
+        try:
+            lock = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
+        except OSError:
+            return
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock)
+            return      # another deliverer holds it, and will see our entry
+        try:
+            _, left = flush_spool(spool, settings, console, time.time() + 60)
+        finally:
+            os.close(lock)    # unlocks; a call journalled meanwhile is seen below
+        if not spool.pending_names():
+            return
+        if left and time.time() >= give_up:
+            return
+        if left:
+            time.sleep(MAILPROG_BACKOFF[min(attempt, len(MAILPROG_BACKOFF) - 1)])
+            attempt += 1
+
+
+def detach(work):
+    """Run work() in a grandchild of our own session, with fds 0-2 on
+    /dev/null and nothing else open, and return at once: slurmscriptd waits
+    for its pipe to close, and kills the process group after 120 s."""
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return
+    try:
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.closerange(3, 65536)
+        work()
+    finally:
+        os._exit(0)
+
+
+# ---------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------
 
@@ -4678,16 +5041,60 @@ def cmd_run(args, settings, console):
         raise UsageError("run needs a command: slm run -- CMD [ARGS...]")
     job = JobInfo(command, name=args.name, group=args.group or settings.group)
     nested = "SLM_ACTIVE" in os.environ and os.environ["SLM_ACTIVE"] == (job.slurm_job_id or "")
-    if nested or (job.procid not in (None, "0")):
+    # a task of an srun step of several: with a service every task reports its
+    # end (the service tells the job's); without one task 0 alone speaks
+    task = job.step_id is not None and (job.step_tasks or 0) > 1 and \
+        bool(settings.api_url) and not settings.no_db
+    if nested or (job.procid not in (None, "0") and not task):
         # another slm reports this job already, or we are task N>0 of an srun step
         return exec_transparently(command, console)
-    return Wrapper(command, settings, console, job=job, cleanup=args.cleanup).run()
+    return Wrapper(command, settings, console, job=job, cleanup=args.cleanup, task=task).run()
 
 
 def cmd_submit(args, settings, console):
     return Submitter(args.sbatch_args, settings, console, monitor=not args.no_monitor,
                      group=args.group, options={"--notify-on": args.notify_on,
                                                 "--webhook": args.webhook}).run()
+
+
+def cmd_mailprog(args, settings, console):
+    """Slurm's MailProg (site mode): journal the call, detach, return."""
+    try:
+        os.close(os.open(args.config, os.O_RDONLY))
+    except OSError as e:
+        raise Failure("mailprog: cannot read the site configuration %s (%s)"
+                      % (args.config, e.strerror or e))
+    site = Settings(console, environ={"SLM_CONFIG": args.config, "HOME": "/nonexistent",
+                                      "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                    site=True)
+    if not site.api_url or check_http_url(site.api_url):
+        raise Failure("mailprog: %s sets no usable SLM_API_URL" % args.config)
+    if not site.sources.get("SLM_SPOOL_DIR"):
+        site.spool_dir = MAILPROG_SPOOL_DIR
+    spool = Spool(site.spool_dir)
+    if args.flush:
+        delivered, left = flush_spool(spool, site, console, time.time() + args.max_time)
+        if not console.quiet:
+            emit("delivered %d event(s); %d still waiting in %s" % (delivered, left,
+                                                                     spool.root))
+        return EXIT_OK if left == 0 else EXIT_FAILURE
+    words = list(args.mail_args or [])
+    subject = words[1] if words[:1] == ["-s"] and len(words) > 1 else None
+    recipient = words[2] if subject is not None and len(words) > 2 else None
+    event = mailprog_event(subject, recipient, os.environ, site.tail_lines)
+    if event is None:
+        raise Failure("mailprog: no SLURM_JOB_ID in the environment: not called by "
+                      "slurmctld? (see README, Site mode)")
+    try:
+        spool.release(spool.add(event, ServiceTarget(site.api_url, site.api_token)))
+    except OSError as e:
+        # slurmctld logs this line (its only channel to the admin); Slurm never retries
+        raise Failure("mailprog: cannot journal job %s's %s in %s (%s): it is lost"
+                      % (event["job_id"], event["status"], spool.root, e.strerror or e))
+    quiet = Console()
+    quiet.quiet = True
+    detach(lambda: mailprog_deliver(spool, site, quiet))
+    return EXIT_OK
 
 
 def cmd_flush(args, settings, console):
@@ -5697,13 +6104,19 @@ slm's own -q/-v/--no-db go before 'submit'.  In the script, like #SBATCH:
   python3 slm.py flush            # deliver everything waiting in the spool
   python3 slm.py -v flush         # ... and show each delivery
 """,
+    "mailprog": """examples (an admin's; see the README's Site mode):
+  MailProg=/usr/local/libexec/slm-mailprog      # slurm.conf: a root-owned script that runs
+  exec /usr/bin/python3 /usr/local/lib/slm/slm.py mailprog --config /etc/slm/site.conf "$@"
+  python3 slm.py mailprog --config /etc/slm/site.conf --flush   # deliver what waits (cron)
+""",
 }
 
 
 # Each command's function: main() dispatches here, and nowhere else.
 COMMANDS = {"run": cmd_run, "submit": cmd_submit, "flush": cmd_flush, "spool": cmd_spool,
             "status": cmd_status, "list": cmd_list, "events": cmd_events, "watch": cmd_watch,
-            "notify": cmd_notify, "doctor": cmd_doctor, "setup": cmd_setup}
+            "notify": cmd_notify, "doctor": cmd_doctor, "setup": cmd_setup,
+            "mailprog": cmd_mailprog}
 
 
 # `slm run`'s options, each taking a value: the one list the parser, the
@@ -5822,6 +6235,23 @@ def build_parser():
     p.add_argument("--max-time", type=bounded(float, 0.1, 86400), default=300.0,
                    metavar="SECONDS",
                    help="give up after this long (default 300)")
+
+    p = sub.add_parser("mailprog", help="site mode: Slurm's MailProg (an admin installs it)",
+                       description="Called by slurmctld as MailProg (-s SUBJECT RECIPIENT, the "
+                       "job in SLURM_* variables): journal the job's event in the site spool, "
+                       "deliver it to the service in a detached process, return at once.  "
+                       "The recipient (--mail-user) chooses where the notice goes: an e-mail "
+                       "address, ntfy:topic, a webhook URL, through the service's allow-list.",
+                       epilog=EXAMPLES["mailprog"], formatter_class=formatter)
+    add_common(p, defaults=False)
+    p.add_argument("--config", required=True, metavar="FILE",
+                   help="the site's settings: SLM_API_URL, SLM_API_TOKEN (an admin token), "
+                   "SLM_SPOOL_DIR (default %s); root's, mode 640, group SlurmUser's"
+                   % MAILPROG_SPOOL_DIR)
+    p.add_argument("--flush", action="store_true",
+                   help="deliver what waits in the site spool now, and say how many are left")
+    p.add_argument("--max-time", type=bounded(float, 0.1, 86400), default=300.0,
+                   metavar="SECONDS", help="--flush gives up after this long (default 300)")
 
     p = sub.add_parser("spool", help="what waits in the spool, and why; drop some",
                        description="List the events waiting to be delivered (and the dead "
@@ -5945,10 +6375,17 @@ def split_argv(argv):
     i = 0
     while i < len(words) and words[i].startswith("-") and words[i] != "--":
         i += 1  # global options take no values
-    if i >= len(words) or words[i] not in ("run", "submit"):
+    if i >= len(words) or words[i] not in ("run", "submit", "mailprog"):
         return words, None
     command = words[i]
     head, rest = words[:i + 1], words[i + 1:]
+    if command == "mailprog":
+        # Slurm's words (-s SUBJECT RECIPIENT) are data, whatever they hold: a
+        # --mail-user of "--flush" is a recipient, never an option of ours
+        j = 0
+        while j < len(rest) and rest[j] != "-s":
+            j += 2 if rest[j] in ("--config", "--max-time") else 1
+        return head + rest[:j], rest[j:]
     if command == "run":
         j = 0
         while j < len(rest):
@@ -6036,6 +6473,8 @@ def main(argv=None):
         if tail is not None:
             if args.command == "run":
                 args.cmd = tail
+            elif args.command == "mailprog":
+                args.mail_args = tail
             else:
                 args.sbatch_args = tail
         console.quiet, console.verbose = args.quiet, args.verbose
@@ -6045,7 +6484,7 @@ def main(argv=None):
         settings = Settings(console, no_db=args.no_db, snapshot=getattr(args, "settings", None),
                             options=job_options(args) if args.command == "run" else None)
         handler = COMMANDS[args.command]
-        if args.command in ("run", "flush", "spool"):
+        if args.command in ("run", "flush", "spool", "mailprog"):
             code = handler(args, settings, console)
             sys.stdout.flush()
         else:
@@ -6103,6 +6542,8 @@ SHARED_WITH_SERVICE = (
     "send_notification", "DeliveryError", "EmailAddress", "test_notice",
     # the spool the service reads for nodes that cannot reach it
     "Spool", "ServiceTarget",
+    # Slurm's accounting figures
+    "slurm_seconds", "slurm_megabytes",
 )
 
 

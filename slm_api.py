@@ -503,7 +503,7 @@ TEXT_FIELDS = (
     "schema", "host", "user", "job_name", "partition", "nodelist", "cwd", "slm_version",
     "slurm_job_id", "array_job_id", "array_task_id", "cluster", "submit_dir", "signal",
     "reason", "message", "script", "array", "time_limit", "wrap", "output_tail",
-    "source", "corrects", "group", "via", "step_id", "resources_from",
+    "source", "corrects", "group", "via", "step_id", "resources_from", "task_status",
 )
 INT_FIELDS = ("exit_code", "seq", "cpus", "array_task_count", "restart_count", "task_id",
               "ntasks")
@@ -2877,6 +2877,7 @@ class Ingestor(object):
         self.db = db
         self.policy = policy
         self.metrics = metrics
+        self.mailprog_hold = MAILPROG_HOLD
         self._cond = threading.Condition()
         self._queue = []
         self._writing = False
@@ -3100,7 +3101,7 @@ class Ingestor(object):
                 # not yet, a little later (its wrapper's first word supersedes it)
                 if wrapped(rows[keys.of(event)]):
                     continue
-                hold = MAILPROG_HOLD
+                hold = self.mailprog_hold
             found, no = self.policy.for_event(incoming, keys.of(event), now, stored, hold)
             outbox += found
             refused[id(w)] += no
@@ -3320,25 +3321,6 @@ NEVER_STARTS = frozenset((
     "PartitionDown", "PartitionInactive"))
 
 
-def slurm_seconds(text):
-    """Seconds in a sacct time ([DD-[HH:]]MM:SS[.mmm]), or None."""
-    m = re.match(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)\Z", (text or "").strip())
-    if not m:
-        return None
-    days, hours, minutes, seconds = m.groups()
-    return int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
-
-
-def slurm_megabytes(text):
-    """Megabytes in a sacct size (bytes with --noconvert, or 1072K, 3.5G), or None."""
-    m = re.match(r"(\d+(?:\.\d+)?)([KMGTP]?)\Z", (text or "").strip())
-    if not m:
-        return None
-    scale = {"": 1.0 / 1048576, "K": 1.0 / 1024, "M": 1.0, "G": 1024.0, "T": 1048576.0,
-             "P": 1073741824.0}[m.group(2)]
-    return round(float(m.group(1)) * scale, 1)
-
-
 class Slurm(object):
     """Slurm's own record of jobs, from its commands on this host: sacct
     (accounting, with every run of a requeued job), else squeue -t all (what
@@ -3453,14 +3435,14 @@ class Slurm(object):
                 continue
             usage = found.setdefault(job, {})
             if not step:
-                cpu, cpus, elapsed = slurm_seconds(parts[1]), parts[2], parts[4]
+                cpu, cpus, elapsed = slm.slurm_seconds(parts[1]), parts[2], parts[4]
                 if cpu is not None:
                     usage["cpu_time"] = round(cpu, 2)
                 if cpus.isdigit() and int(cpus):
                     usage["cpus"] = int(cpus)
                 if elapsed.isdigit():
                     usage["elapsed"] = int(elapsed)
-            rss = slurm_megabytes(parts[3])
+            rss = slm.slurm_megabytes(parts[3])
             if rss is not None:
                 usage["max_rss_mb"] = max(rss, usage.get("max_rss_mb", 0.0))
         for usage in found.values():
@@ -6409,7 +6391,8 @@ class Dashboard(object):
                         '<td>%s</td></tr>' % (
                             shown_time(parse_event_time(e.get("time")), True),
                             badge(e.get("status")),
-                            event_run(e) + 1, esc(e.get("source") or "wrapper"),
+                            event_run(e) + 1, esc(e.get("source") or (
+                                "slurm mail" if e.get("via") == "mailprog" else "wrapper")),
                             esc(e.get("host")), details))
         return ('<section aria-labelledby="ev-h"><h2 id="ev-h">Events</h2><div class="table-wrap">'
                 '<table class="events"><thead><tr><th scope="col">Time</th><th scope="col">'
@@ -7011,7 +6994,7 @@ class Service(object):
     def __init__(self, db, policy, keyring, log=None, outbox_poll=1.0, send_timeout=10.0,
                  backoff_scale=1.0, access=None, limiter=None, public=(), slurm=None,
                  watch_interval=15.0, spools=(), group_settle=60.0, switch_interval=0.0005,
-                 hosts=None, beat_flush=None, beat_rate=None):
+                 hosts=None, beat_flush=None, beat_rate=None, mailprog_hold=MAILPROG_HOLD):
         self.db = db
         self.switch_interval = switch_interval
         self.policy = policy
@@ -7032,6 +7015,7 @@ class Service(object):
         self.ingestor.notified = self.sender.wakeup.set
         self.ingestor.slurm = slurm
         self.ingestor.log = diag
+        self.ingestor.mailprog_hold = mailprog_hold
         self.heartbeats = Heartbeats(db, private=bool(access is not None and access.private_jobs),
                                      log=diag, flush=beat_flush, rate=beat_rate)
         self.watchdog = Watchdog(db, self.ingestor, slurm, interval=watch_interval,
@@ -7121,7 +7105,8 @@ def build_service(env, db=None, log=None, spools=()):
                    switch_interval=env_seconds(env, "SLM_SWITCH_INTERVAL", 0.0005),
                    hosts=allowed_hosts(env, keyring.required),
                    beat_flush=env_seconds(env, "SLM_HEARTBEAT_FLUSH", Heartbeats.FLUSH),
-                   beat_rate=env_seconds(env, "SLM_HEARTBEAT_RATE", Heartbeats.RATE))
+                   beat_rate=env_seconds(env, "SLM_HEARTBEAT_RATE", Heartbeats.RATE),
+                   mailprog_hold=env_seconds(env, "SLM_MAILPROG_HOLD", MAILPROG_HOLD))
 
 
 class Application(object):
