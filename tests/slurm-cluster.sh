@@ -103,6 +103,22 @@ configure() {
     mungekey --create --keyfile=/etc/munge/munge.key
     chown munge:munge /etc/munge/munge.key; chmod 0600 /etc/munge/munge.key
   fi
+  # MailProg: a fixed dispatcher, so that a site-mode test sets its own MailProg without
+  # a reconfigure (tests/test_site_mode.py); and an ordinary user for its jobs (MailProg
+  # runs as SlurmUser and must not read what a user's private files hold)
+  mkdir -p /usr/local/libexec
+  cat > /usr/local/libexec/slm-test-mailprog.new <<'DISPATCH'
+#!/bin/sh
+# MailProg of the test clusters: runs what /run/slm-test-mailprog/target names (a
+# site-mode test's MailProg), else nothing, as /bin/true did.  root's, 0755.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin; export PATH
+t=$(cat /run/slm-test-mailprog/target 2>/dev/null) || exit 0
+[ -n "$t" ] && [ -x "$t" ] || exit 0
+exec "$t" "$@"
+DISPATCH
+  put /usr/local/libexec/slm-test-mailprog.new /usr/local/libexec/slm-test-mailprog 0755 \
+    root:root || true
+  id slmuser >/dev/null 2>&1 || useradd -m -s /bin/bash slmuser
   # the real hardware line, with the CPU count raised (config_overrides lets slurmd accept it)
   local hw mem defmem
   hw=$(slurmd -C | head -1 | sed 's/^NodeName=[^ ]* //; s/UpTime=.*//' \
@@ -151,7 +167,7 @@ SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=$defmem
 SlurmdParameters=config_overrides
 ReturnToService=2
-MailProg=/bin/true
+MailProg=/usr/local/libexec/slm-test-mailprog
 KillWait=$KILLWAIT
 MinJobAge=300
 EnforcePartLimits=ALL

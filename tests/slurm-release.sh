@@ -180,6 +180,20 @@ configure() {  # configure MODE; true if slurm.conf or cgroup.conf changed
     in_root mungekey --create --keyfile=/etc/munge/munge.key
     in_root chown munge:munge /etc/munge/munge.key; chmod 0600 "$R/etc/munge/munge.key"
   fi
+  # MailProg: the dispatcher tests/slurm-cluster.sh installs on the host (a site-mode
+  # test points it at its own), and the ordinary user of that test's jobs
+  mkdir -p "$R/usr/local/libexec"
+  cat > "$R/usr/local/libexec/slm-test-mailprog" <<'DISPATCH'
+#!/bin/sh
+# MailProg of the test clusters: runs what /run/slm-test-mailprog/target names (a
+# site-mode test's MailProg), else nothing, as /bin/true did.  root's, 0755.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin; export PATH
+t=$(cat /run/slm-test-mailprog/target 2>/dev/null) || exit 0
+[ -n "$t" ] && [ -x "$t" ] || exit 0
+exec "$t" "$@"
+DISPATCH
+  chmod 0755 "$R/usr/local/libexec/slm-test-mailprog"
+  in_root id slmuser >/dev/null 2>&1 || in_root useradd -m -s /bin/bash slmuser
   node=$(cut -d. -f1 /proc/sys/kernel/hostname)
   # the real hardware line, the CPU count raised (config_overrides lets slurmd accept it)
   hw=$(in_root slurmd -C | head -1 | sed 's/^NodeName=[^ ]* //; s/UpTime=.*//' \
@@ -217,7 +231,7 @@ SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=$defmem
 SlurmdParameters=config_overrides
 ReturnToService=2
-MailProg=/bin/true
+MailProg=/usr/local/libexec/slm-test-mailprog
 KillWait=$KILLWAIT
 MinJobAge=300
 EnforcePartLimits=ALL

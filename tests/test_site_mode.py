@@ -1,0 +1,96 @@
+"""Site mode on the real Slurm (conftest's `cluster`; every release and mode that
+./test_slm.sh runs): `slm.py mailprog` installed as an admin would (README, Site
+mode) behind the test clusters' MailProg dispatcher (tests/slurm-cluster.sh,
+tests/slurm-release.sh), for a job an ordinary user submits with plain sbatch and
+--mail-type / --mail-user.  slurmctld calls it as SlurmUser with only SLURM_*
+variables; the notice reaches the destination the user named, through the service.
+"""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from scaffold import HttpSink, ServiceProcess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ADMIN = "site-mode-admin-token-0123456789"
+LIB = "/usr/local/lib/slm-test"
+CONFIG = "/etc/slm-test/site.conf"
+SPOOL = "/var/spool/slm-test-mailprog"
+MAILPROG = "/usr/local/libexec/slm-test-site-mailprog"
+TARGET = "/run/slm-test-mailprog/target"
+USER = "slmuser"
+
+
+@pytest.fixture
+def site(cluster, tmp_path):
+    """The admin's installation (root's files, SlurmUser's spool), a service with an
+    admin token, and the dispatcher pointed at it; undone after."""
+    if os.geteuid() != 0 or not os.path.exists("/usr/local/libexec/slm-test-mailprog"):
+        pytest.skip("site mode needs root and the test clusters' MailProg dispatcher")
+    subprocess.run(["id", USER], check=True, stdout=subprocess.DEVNULL)
+    hook = HttpSink()
+    svc = ServiceProcess(tmp_path / "site.db", tmp_path, token=ADMIN,
+                         env={"SLM_MAILPROG_HOLD": "0.5", "SLM_WATCH_INTERVAL": "2"}).start()
+    os.makedirs(LIB, exist_ok=True)
+    shutil.copy(os.path.join(ROOT, "slm.py"), LIB + "/slm.py")
+    os.chmod(LIB + "/slm.py", 0o644)
+    shutil.rmtree(SPOOL, ignore_errors=True)
+    os.makedirs(SPOOL)
+    shutil.chown(SPOOL, "slurm", "slurm")
+    os.chmod(SPOOL, 0o700)
+    os.makedirs(os.path.dirname(CONFIG), exist_ok=True)
+    with open(CONFIG, "w") as f:
+        f.write("SLM_API_URL=%s\nSLM_API_TOKEN=%s\nSLM_SPOOL_DIR=%s\n" % (svc.url, ADMIN, SPOOL))
+    shutil.chown(CONFIG, "root", "slurm")
+    os.chmod(CONFIG, 0o640)
+    with open(MAILPROG, "w") as f:
+        f.write("#!/bin/sh\nPATH=/usr/sbin:/usr/bin:/sbin:/bin; export PATH\n"
+                "exec /usr/bin/python3 %s/slm.py mailprog --config %s \"$@\"\n" % (LIB, CONFIG))
+    os.chmod(MAILPROG, 0o755)
+    os.makedirs(os.path.dirname(TARGET), exist_ok=True)
+    with open(TARGET, "w") as f:
+        f.write(MAILPROG + "\n")
+    home = os.path.expanduser("~" + USER)
+    where = os.path.join(home, "site-%s-%s" % (cluster.version, cluster.mode))
+    shutil.rmtree(where, ignore_errors=True)
+    subprocess.run(["runuser", "-u", USER, "--", "mkdir", "-p", where], check=True)
+    try:
+        yield svc, hook, where
+    finally:
+        os.unlink(TARGET)
+        svc.stop()
+        hook.close()
+
+
+def sbatch_as_user(where, *words):
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": where}
+    r = subprocess.run(["runuser", "-u", USER, "--", "sbatch"] + list(words), cwd=where,
+                       env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+    m = re.search(rb"Submitted batch job (\d+)", r.stdout)
+    assert m, r.stdout
+    return m.group(1).decode()
+
+
+def test_a_plain_sbatch_jobs_mail_is_slms_notice_and_history(site):
+    """--mail-type=ALL --mail-user=<a webhook>: Slurm's Began and Failed calls become
+    RUNNING and FAILED (exit 3) in the service's history, and the user's destination
+    gets the FAILED notice with the tail of the job's own output file."""
+    svc, hook, where = site
+    job = sbatch_as_user(where, "--mail-type=ALL", "--mail-user=%s" % hook.hook_url,
+                         "-o", os.path.join(where, "out-%j.txt"), "-t", "2",
+                         "--wrap", "echo the last words; exit 3")
+    row = svc.wait_job(lambda j: j["status"] == "FAILED", job_id=job, timeout=120)
+    assert row["exit_code"] == 3 and row["user"] == USER, row
+    events = svc.events(job)
+    mail = [(e["status"], e.get("via")) for e in events if e.get("via") == "mailprog"]
+    assert ("RUNNING", "mailprog") in mail and ("FAILED", "mailprog") in mail, events
+    notice = hook.wait_for(lambda evs: any(e.get("status") == "FAILED" for e in evs),
+                           timeout=60)
+    failed = [e for e in notice if e.get("status") == "FAILED"]
+    assert len(failed) == 1 and failed[0]["job_id"] == job
+    assert "the last words" in (failed[0].get("output_tail") or ""), failed[0]
+    # everything delivered: nothing waits in the site spool
+    assert os.listdir(os.path.join(SPOOL, "pending")) == []
