@@ -3392,11 +3392,15 @@ class MemoryCgroup(object):
         return read_number(os.path.join(level, "memory.max_usage_in_bytes" if self.version == 1
                                         else "memory.peak"))
 
-    def job_levels(self):
-        """Our levels up to the job's own (Slurm's job_ID), or ours alone outside
-        Slurm: the levels above hold other jobs, and their OOM kills."""
+    def job_levels(self, environ=None):
+        """Our levels up to the job's own (Slurm's job_ID; on cgroup v2 from 25.11
+        the job's SLUID, SLURM_JOB_SLUID, unless CgroupJobIdPaths=yes), or ours
+        alone outside Slurm: the levels above hold other jobs, and their OOM kills."""
+        env = os.environ if environ is None else environ
+        sluid = env.get("SLURM_JOB_SLUID") or None
         for i, level in enumerate(self.levels):
-            if os.path.basename(level).startswith("job_"):
+            name = os.path.basename(level)
+            if name.startswith("job_") or (sluid and name in (sluid, "job_" + sluid)):
                 return self.levels[:i + 1]
         return self.levels[:1]
 
@@ -3982,7 +3986,12 @@ class Wrapper(object):
 
     def _learn_about_slurm(self):
         slurm_proctrack()   # read now, not when the first signal is waiting for it
-        start, end = slurm_times(self.job.slurm_job_id, self.settings.timeout)
+        # Slurm 23.02+ puts the job's start and (planned) end in its environment; 22.05's
+        # jobs ask squeue
+        start, end = (int(os.environ[k]) if os.environ.get(k, "").isdigit() else None
+                      for k in ("SLURM_JOB_START_TIME", "SLURM_JOB_END_TIME"))
+        if not start or not end:
+            start, end = slurm_times(self.job.slurm_job_id, self.settings.timeout)
         if start is not None and end is not None and end > start:
             self.time_limit = end - start
         self.end_time = end

@@ -221,6 +221,26 @@ def test_memory_cgroup_limit_usage_peak_and_oom_kills(tmp_path, version):
     assert cg.oom_kills() == 1
 
 
+def test_a_cgroup_v2_job_directory_named_by_its_sluid_is_the_jobs(tmp_path, monkeypatch):
+    """Slurm 25.11+ on cgroup v2 names a job's directory by its SLUID (not job_N):
+    another job's OOM kill above it is still not ours."""
+    root = tmp_path / "v2"
+    job = "system.slice/slurmstepd.scope/s455M986PM8200"
+    path = job + "/step_batch/user/task_0"
+    (root / path).mkdir(parents=True)
+    (root / "cgroup.controllers").write_text("memory pids\n")
+    for folder in (job, path):
+        (root / folder / "memory.events").write_text("oom_kill 0\n")
+    (root / "system.slice/slurmstepd.scope/memory.events").write_text("oom_kill 4\n")
+    (tmp_path / "cgroup").write_text("0::/%s\n" % path)
+    monkeypatch.setenv("SLURM_JOB_SLUID", "s455M986PM8200")
+    cg = slm.MemoryCgroup.find(str(tmp_path / "cgroup"), str(root))
+    assert cg.job_levels()[-1] == str(root / job)
+    assert cg.oom_kills() == 0
+    (root / job / "memory.events").write_text("oom_kill 1\n")
+    assert cg.oom_kills() == 1
+
+
 def test_no_memory_cgroup_is_none(tmp_path):
     (tmp_path / "cgroup").write_text("4:memory:/\n0::/\n")
     assert slm.MemoryCgroup.find(str(tmp_path / "cgroup"), str(tmp_path / "nothing")) is None
@@ -232,3 +252,19 @@ def test_durations_and_time_warning_lists():
     assert slm.parse_duration("soon") is None
     assert slm.parse_time_warning("5m,30m") == [1800, 300]
     assert slm.parse_time_warning("off") == [] and slm.parse_time_warning("") is None
+
+
+def test_the_jobs_end_comes_from_slurms_environment_when_it_says_it(monkeypatch):
+    """Slurm 23.02+ sets SLURM_JOB_START_TIME and SLURM_JOB_END_TIME in the job: no
+    squeue call at start (22.05's jobs still ask it)."""
+    monkeypatch.setenv("SLURM_JOB_START_TIME", "1796645541")
+    monkeypatch.setenv("SLURM_JOB_END_TIME", "1796649141")
+
+    def no_squeue(*args):
+        raise AssertionError("squeue asked though the environment said")
+    monkeypatch.setattr(slm, "slurm_times", no_squeue)
+    settings = slm.Settings(slm.Console(quiet=True), environ={"HOME": "/nonexistent"})
+    w = slm.Wrapper(["true"], settings, slm.Console(quiet=True),
+                    job=slm.JobInfo(["true"], environ={"SLURM_JOB_ID": "7"}))
+    w._learn_about_slurm()
+    assert (w.end_time, w.time_limit) == (1796649141, 3600)
