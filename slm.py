@@ -564,8 +564,10 @@ class JobInfo(object):
         self.submit_dir = env.get("SLURM_SUBMIT_DIR") or None
         self.procid = env.get("SLURM_PROCID") or None
         self.task_pid = env.get("SLURM_TASK_PID") or None
-        # an srun step's task (a batch script has no step id): srun -n N slm.py run -- CMD
-        self.step_id = env.get("SLURM_STEP_ID") or None
+        # an srun step's task: srun -n N slm.py run -- CMD (a batch script has no step
+        # id before 25.11, and -5 since, the batch step's)
+        step = env.get("SLURM_STEP_ID") or ""
+        self.step_id = step if step.isdigit() else None
         count = env.get("SLURM_STEP_NUM_TASKS") or ""
         self.step_tasks = int(count) if count.isdigit() else None
         self.group = group or None
@@ -4241,10 +4243,11 @@ SBATCH_LONG_VALUE = frozenset("""
     tres-per-task extra segment tres-bind container-id container-type mem-update resources
 """.split())   # the last line: 23.02 to 26.05
 SBATCH_LONG_OPTIONAL = frozenset("exclusive get-user-env nice no-kill oom-kill-step "
-                                 "propagate".split())
+                                 "propagate resv-ports".split())
 SBATCH_LONG_FLAG = frozenset("""
     contiguous help hold ignore-pbs no-requeue overcommit oversubscribe parsable quiet reboot
     requeue spread-job test-only usage use-min-nodes verbose version wait
+    stepmgr spread-segments consolidate-segments
 """.split())
 SBATCH_SHORT_NAMES = {"J": "job-name", "p": "partition", "a": "array", "t": "time"}
 # sbatch options that print something and submit nothing

@@ -95,6 +95,16 @@ def test_a_job_that_never_starts_is_told_with_slurms_reason():
     assert slm_api.slurm_verdict(row("RUNNING"), [run("RUNNING")], NOW)[0] == []
 
 
+def test_newer_releases_states_and_reasons():
+    # 23.11 says Constraints where 22.05 said BadConstraints: a job that will never start
+    for reason in ("BadConstraints", "Constraints"):
+        events, _ = slm_api.slurm_verdict(row("SUBMITTED"), [run("PENDING", reason=reason)],
+                                          NOW)
+        assert [(e["status"], e["reason"]) for e in events] == [("PENDING", reason)]
+    # 25.11's EXPEDITING (--requeue=expedite) waits to run again, like PENDING
+    assert "EXPEDITING" in slm_api.QUEUE_WAITING
+
+
 def test_exit_codes_as_sacct_prints_them():
     assert slm_api.slurm_exit("3:0") == {"exit_code": 3}
     assert slm_api.slurm_exit("0:9") == {"signal": "SIGKILL"}
