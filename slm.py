@@ -3641,6 +3641,21 @@ class JobWatch(threading.Thread):
 # ---------------------------------------------------------------------------
 
 
+def tail_text(data, lines, cut):
+    """The last lines of data (bytes read from a file's end; cut: it does not
+    start at the beginning), decoded leniently, with a marker when cut; None
+    when nothing but blank lines is left."""
+    kept = data.decode("utf-8", "replace").replace("\r\n", "\n").rstrip("\n").split("\n")
+    cut = cut or len(kept) > lines
+    kept = [clean_text(line)[:500] for line in kept[-lines:]]
+    if not any(kept):
+        return None
+    body = "\n".join(kept)
+    if len(body) > TAIL_MAX_CHARS:
+        body, cut = body[-TAIL_MAX_CHARS:], True
+    return ("[…]\n" if cut else "") + body
+
+
 def output_tail(lines, since=None):
     """The last lines of the files our stdout and stderr point to (Slurm's -o/-e).
 
@@ -3669,16 +3684,9 @@ def output_tail(lines, since=None):
                 data = f.read(TAIL_READ_BYTES)
         except OSError:
             continue
-        text = data.decode("utf-8", "replace").replace("\r\n", "\n")
-        kept = text.rstrip("\n").split("\n")
-        cut = start > origin or len(kept) > lines
-        kept = [clean_text(line)[:500] for line in kept[-lines:]]
-        if not any(kept):
-            continue
-        body = "\n".join(kept)
-        if len(body) > TAIL_MAX_CHARS:
-            body, cut = body[-TAIL_MAX_CHARS:], True
-        parts.append((label, ("[…]\n" if cut else "") + body))
+        body = tail_text(data, lines, start > origin)
+        if body:
+            parts.append((label, body))
     if len(parts) == 2:
         return "\n".join("--- %s ---\n%s" % part for part in parts)[-TAIL_MAX_CHARS:]
     return parts[0][1] if parts else None
@@ -4896,13 +4904,7 @@ def mailprog_output_tail(env, lines):
         return None
     finally:
         os.close(fd)
-    kept = data.decode("utf-8", "replace").replace("\r\n", "\n").rstrip("\n").split("\n")
-    cut = start > 0 or len(kept) > lines
-    kept = [clean_text(line)[:500] for line in kept[-lines:]]
-    if not any(kept):
-        return None
-    body = "\n".join(kept)[-TAIL_MAX_CHARS:]
-    return ("[…]\n" if cut else "") + body
+    return tail_text(data, lines, start > 0)
 
 
 def mailprog_event(subject, recipient, env, tail_lines=DEFAULT_TAIL_LINES):
