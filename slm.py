@@ -3474,6 +3474,22 @@ def output_sizes():
     return sizes
 
 
+# The longest pace a service's answer may set between a job's heartbeats: a
+# service asking for more (a bug, a hostile one) would hide the job's silence.
+MAX_HEARTBEAT_PACE = 3600
+
+
+def heartbeat_pace(body):
+    """The pace (seconds) a heartbeat's answer asks for: {"pace": s}; 0 if none."""
+    try:
+        pace = json.loads(body.decode("utf-8")).get("pace")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return 0
+    if isinstance(pace, bool) or not isinstance(pace, (int, float)) or pace != pace:
+        return 0
+    return int(min(max(pace, 0), MAX_HEARTBEAT_PACE))
+
+
 class JobWatch(threading.Thread):
     """Looks at the running job every few seconds, beside it (never in its way):
 
@@ -3501,6 +3517,7 @@ class JobWatch(threading.Thread):
         self.sizes = None
         self.stalled = False
         self.next_beat = time.time() + self.settings.heartbeat
+        self.pace = 0     # seconds between beats the service last asked for (its answer)
         self.spooled_beat = False
         self._lock = threading.Lock()
 
@@ -3578,8 +3595,11 @@ class JobWatch(threading.Thread):
                 wrapper.note("STALLED", message="no output for %s"
                              % duration_text(now - self.last_growth))
         if self.heartbeats() and now >= self.next_beat:
-            self.next_beat = now + self.settings.heartbeat
-            self.beat(used, limit)
+            # the service may ask for fewer beats (its answer's pace, so that a big
+            # site's beats stay bounded): the next beat comes when this one promises
+            interval = max(self.settings.heartbeat, self.pace)
+            self.next_beat = now + interval
+            self.beat(used, limit, interval)
 
     def time_warning(self, now, end, leads, signal_name=None):
         with self._lock:
@@ -3600,16 +3620,19 @@ class JobWatch(threading.Thread):
             self.time_warning(now, end, [lead for lead in self.leads() if now >= end - lead] or
                               [max(self.leads() + [0.0])], signal_name=name)
 
-    def beat(self, used, limit):
+    def beat(self, used, limit, interval=None):
         wrapper = self.wrapper
         s = self.settings
         rss, cpu = tree_usage(wrapper.child.pid)
-        sample = {"interval": s.heartbeat, "rss_mb": round((used or rss) / 1048576.0, 1),
+        sample = {"interval": interval or s.heartbeat,
+                  "rss_mb": round((used or rss) / 1048576.0, 1),
                   "cpu_time": round(cpu, 2),
                   "output_bytes": sum(output_sizes().values())}
         if limit:
             sample["memory_limit_mb"] = round(limit / 1048576.0, 1)
         beat = dict(sample, job_id=wrapper.job.job_id, time=iso_utc(), user=user_name())
+        if wrapper.job.cluster:    # a job is its id on its cluster (several may share a service)
+            beat["cluster"] = wrapper.job.cluster
         run = wrapper.job.fields().get("restart_count")
         if isinstance(run, int):
             beat["restart_count"] = run
@@ -3619,6 +3642,7 @@ class JobWatch(threading.Thread):
                                       encode_json(beat), token=s.api_token,
                                       timeout=min(2.0, s.timeout), use_proxy=False)
                 if 200 <= answer.status < 300:
+                    self.pace = heartbeat_pace(answer.body)
                     return
             except DeliveryError:
                 pass

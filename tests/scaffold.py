@@ -225,6 +225,7 @@ class HttpSink(object):
     def __init__(self, mode="ok", host="127.0.0.1"):
         self.mode = mode
         self.script = []
+        self.answer = {}     # more fields of a 2xx answer's body (a service's "pace")
         self.requests = []
         self.received = []
         self.delivered = []
@@ -266,8 +267,8 @@ class HttpSink(object):
                         elif isinstance(body, dict) and isinstance(body.get("events"), list):
                             sink.events.extend(body["events"])
                     sink.cond.notify_all()
-                answer = json.dumps({"ok": True, "accepted": 1} if status < 300
-                                    else {"error": "scripted"}).encode()
+                answer = json.dumps(dict({"ok": True, "accepted": 1}, **sink.answer)
+                                    if status < 300 else {"error": "scripted"}).encode()
                 self.send_response(status)
                 if status == 429:
                     self.send_header("Retry-After", "1")

@@ -49,6 +49,25 @@ def test_heartbeats_carry_what_the_job_uses(watched, sink):
     assert not os.path.exists(os.path.join(watched["SLM_SPOOL_DIR"], "beats"))
 
 
+def test_heartbeats_keep_the_pace_the_service_asks_for(watched, sink):
+    """Each answer may ask for fewer beats ({"pace": s}, a big site's bound): the next
+    beat still comes when the last one promised, and says the new interval; a pace
+    past an hour is a service's bug, never a job's silence for longer."""
+    sink.answer = {"pace": 1}
+    job = Job(MAIN_PYTHON, watched, ["--sleep", "30"])
+    job.expect("ready")
+    sink.wait(lambda: len(heartbeats(sink)) >= 3, timeout=30)
+    job.signal(15)
+    job.finish()
+    beats = heartbeats(sink)
+    assert beats[0]["interval"] == 0.2 and all(b["interval"] == 1 for b in beats[1:3]), beats
+    assert all(b["cluster"] == "c1" for b in beats)
+    gap = slm.parse_utc(beats[2]["time"]) - slm.parse_utc(beats[1]["time"])
+    assert gap >= 0.95, beats
+    assert slm.heartbeat_pace(b'{"pace": 86400}') == 3600
+    assert [slm.heartbeat_pace(b) for b in (b'{"pace": "x"}', b'[]', b'\xff', b'{}')] == [0] * 4
+
+
 def test_no_heartbeat_when_disabled_or_without_a_service(env, sink):
     env.update(SLM_API_URL=sink.url, SLM_HEARTBEAT="0")
     r = run_slm(MAIN_PYTHON, ["run", "--", "sleep", "0.6"], env)
