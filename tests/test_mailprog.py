@@ -230,3 +230,41 @@ def test_an_unwritable_spool_loses_the_call_with_one_line_for_slurmctlds_log(sit
     site.spool.mkdir(mode=0o500)
     r = mailprog(site, "ntfy:t", call_env())
     assert r.returncode == 1 and b"cannot journal job 300's FAILED" in r.stdout
+
+
+def test_a_job_its_user_also_wraps_is_told_of_once_by_its_wrapper(site):
+    """Slurm's mail and the job's own wrapper tell of the same job (its id on its
+    cluster): one RUNNING and one COMPLETED notice, the wrapper's (it sees more); the
+    mail's notices, held SLM_MAILPROG_HOLD for the wrapper's first word, are not sent."""
+    from scaffold import event
+    site.service = ServiceProcess(site.db, site.tmp, token=ADMIN,
+                                  env={"SLM_MAILPROG_HOLD": "3"}).start()
+    svc = site.service
+    write_site_config(site, svc.url)
+    relay = {"to": [{"url": site.hook.hook_url, "format": "json"}], "send": True}
+    began = call_env(SLURM_JOB_ID="600", SLURM_JOB_MAIL_TYPE="Began",
+                     SLURM_JOB_STATE="RUNNING", SLURM_JOB_EXIT_CODE2=None)
+    assert mailprog(site, site.hook.hook_url, began).returncode == 0
+    svc.post(dict(event("600", "RUNNING", user="alice", cluster="c1"), relay=relay))
+    ended = call_env(SLURM_JOB_ID="600", SLURM_JOB_MAIL_TYPE="Ended",
+                     SLURM_JOB_STATE="COMPLETED", SLURM_JOB_EXIT_CODE2="0:0")
+    svc.post(dict(event("600", "COMPLETED", seq=2, user="alice", cluster="c1",
+                        exit_code=0), relay=relay))
+    assert mailprog(site, site.hook.hook_url, ended).returncode == 0
+    svc.wait_job(lambda j: j["event_count"] == 4, "600", timeout=60)
+    site.hook.wait_for(lambda evs: [e["status"] for e in evs] == ["RUNNING", "COMPLETED"])
+    site.hook.quiet(4.0)       # past the hold: the mail's notices never follow
+    assert [(e["status"], e.get("via")) for e in site.hook.events] == \
+        [("RUNNING", None), ("COMPLETED", None)]
+
+
+def test_a_mail_user_outside_the_allow_list_is_refused_and_said(site):
+    svc = start_site_service(site)
+    write_site_config(site, svc.url)
+    r = mailprog(site, "https://hooks.example.org/x", call_env(SLURM_JOB_ID="700"))
+    assert r.returncode == 0
+    rows = svc.wait_notifications("700", lambda rows: rows and all(
+        r["state"] == "refused" for r in rows), timeout=60)
+    assert "SLM_RELAY_ALLOW" in rows[0]["last_error"], rows
+    svc.wait_job(lambda j: j["status"] == "FAILED", "700")    # the history has it all the same
+    assert site.hook.quiet(1.0) == 0

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from scaffold import HttpSink, ServiceProcess
+from scaffold import HttpSink, ServiceProcess, await_true
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ADMIN = "site-mode-admin-token-0123456789"
@@ -91,6 +91,30 @@ def test_a_plain_sbatch_jobs_mail_is_slms_notice_and_history(site):
                            timeout=60)
     failed = [e for e in notice if e.get("status") == "FAILED"]
     assert len(failed) == 1 and failed[0]["job_id"] == job
+    assert [e["status"] for e in notice if e["job_id"] == job] == ["RUNNING", "FAILED"]
     assert "the last words" in (failed[0].get("output_tail") or ""), failed[0]
     # everything delivered: nothing waits in the site spool
     assert os.listdir(os.path.join(SPOOL, "pending")) == []
+
+
+def journalled():
+    return [n for d in ("pending", "work") if os.path.isdir(os.path.join(SPOOL, d))
+            for n in os.listdir(os.path.join(SPOOL, d))]
+
+
+def test_a_dead_service_costs_slurmctld_nothing_and_hears_of_it_later(site):
+    """The service is down when Slurm mails: each call is journalled and returns (Slurm
+    never retries), and the job's history and notices arrive once it is back."""
+    svc, hook, where = site
+    svc.stop()
+    job = sbatch_as_user(where, "--mail-type=BEGIN,END", "--mail-user=%s" % hook.hook_url,
+                         "-t", "2", "--wrap", "true")
+    await_true(lambda: len(journalled()) >= 2, 90, "both of Slurm's calls journalled")
+    # slurmctld is not held: it answers and runs the next job's mail at once
+    assert subprocess.run(["scontrol", "ping"], stdout=subprocess.DEVNULL,
+                          timeout=10).returncode == 0
+    svc.start()
+    svc.wait_job(lambda j: j["status"] == "COMPLETED", job_id=job, timeout=180)
+    hook.wait_for(lambda evs: [e["status"] for e in evs if e.get("job_id") == job] ==
+                  ["RUNNING", "COMPLETED"], timeout=60)
+    await_true(lambda: journalled() == [], 60, "the site spool drained")
