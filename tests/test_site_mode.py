@@ -118,3 +118,19 @@ def test_a_dead_service_costs_slurmctld_nothing_and_hears_of_it_later(site):
     hook.wait_for(lambda evs: [e["status"] for e in evs if e.get("job_id") == job] ==
                   ["RUNNING", "COMPLETED"], timeout=60)
     await_true(lambda: journalled() == [], 60, "the site spool drained")
+
+
+def test_an_arrays_end_mail_is_one_notice_for_the_array(site):
+    """--array=1-3 --mail-type=END (no ARRAY_TASKS): Slurm mails once when the last task
+    has ended; a task that failed makes that one notice FAILED, with the worst exit."""
+    svc, hook, where = site
+    job = sbatch_as_user(where, "--array=1-3", "--mail-type=END",
+                         "--mail-user=%s" % hook.hook_url, "-t", "2", "-o", "/dev/null",
+                         "--wrap", 'exit $(( SLURM_ARRAY_TASK_ID == 2 ? 2 : 0 ))')
+    row = svc.wait_job(lambda j: j["status"] in ("FAILED", "COMPLETED"), job_id=job,
+                       timeout=120)
+    assert (row["status"], row["exit_code"]) == ("FAILED", 2), row
+    notices = hook.wait_for(lambda evs: any(e.get("job_id") == job for e in evs), timeout=60)
+    assert hook.quiet(2.0) == 0
+    mine = [e for e in hook.events if str(e.get("job_id", "")).startswith(job)]
+    assert [(e["job_id"], e["status"]) for e in mine] == [(job, "FAILED")], notices
