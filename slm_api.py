@@ -3101,6 +3101,9 @@ class Ingestor(object):
                 # not yet, a little later (its wrapper's first word supersedes it)
                 if wrapped(rows[keys.of(event)]):
                     continue
+                if rows[keys.of(event)]["status"] in FINAL and event["status"] not in FINAL:
+                    continue    # Slurm mails from parallel threads: a start (or a time
+                    # warning) told after the end is stale news, kept in the history only
                 hold = self.mailprog_hold
             found, no = self.policy.for_event(incoming, keys.of(event), now, stored, hold)
             outbox += found

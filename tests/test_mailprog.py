@@ -268,3 +268,23 @@ def test_a_mail_user_outside_the_allow_list_is_refused_and_said(site):
     assert "SLM_RELAY_ALLOW" in rows[0]["last_error"], rows
     svc.wait_job(lambda j: j["status"] == "FAILED", "700")    # the history has it all the same
     assert site.hook.quiet(1.0) == 0
+
+
+def test_a_start_mailed_after_the_end_is_history_not_news(site):
+    """Slurm mails from parallel threads in no fixed order (a short job's Ended may
+    come before its Began; TIMEOUT before "Reached 90%"): what is older than the job's
+    end is stored, not notified."""
+    svc = start_site_service(site)
+    write_site_config(site, svc.url)
+    ended = call_env(SLURM_JOB_ID="800", SLURM_JOB_MAIL_TYPE="Ended",
+                     SLURM_JOB_STATE="COMPLETED", SLURM_JOB_EXIT_CODE2="0:0")
+    assert mailprog(site, site.hook.hook_url, ended).returncode == 0
+    svc.wait_job(lambda j: j["status"] == "COMPLETED", "800")
+    for mail_type in ("Began", "Reached 90% of time limit"):
+        late = call_env(SLURM_JOB_ID="800", SLURM_JOB_MAIL_TYPE=mail_type,
+                        SLURM_JOB_STATE="RUNNING", SLURM_JOB_EXIT_CODE2=None)
+        assert mailprog(site, site.hook.hook_url, late).returncode == 0
+    svc.wait_job(lambda j: j["event_count"] == 3, "800", timeout=60)
+    site.hook.wait_status("COMPLETED", 30)
+    site.hook.quiet(1.5)
+    assert [e["status"] for e in site.hook.events] == ["COMPLETED"]
