@@ -300,9 +300,18 @@ def write_durably(path, data, tmp):
     os.rename(tmp, path)
 
 
+def sha1_hex(text):
+    """The SHA-1 of text (UTF-8), in hex.  CPython's built-in _sha1 first:
+    importing hashlib loads OpenSSL, 5-20 ms of a job's start for a spool key."""
+    try:
+        from _sha1 import sha1
+    except ImportError:
+        from hashlib import sha1
+    return sha1(text.encode("utf-8", "replace")).hexdigest()
+
+
 def short_hash(text):
-    import hashlib
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+    return sha1_hex(text)[:12]
 
 
 def hostname():
@@ -766,7 +775,12 @@ def _plain_http(method, url, body, headers, timeout, address=None):
              "Connection: close", "Content-Length: %d" % len(body or b"")]
     lines += ["%s: %s" % pair for pair in headers]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
-    sock = socket.create_connection((address or host, port), timeout=timeout)
+    where = address or host
+    try:    # as bytes: getaddrinfo then needs no idna codec (its import is ~4 ms of a start)
+        where = where.encode("ascii")
+    except UnicodeEncodeError:
+        pass
+    sock = socket.create_connection((where, port), timeout=timeout)
     if tls:
         import ssl
         try:
@@ -3665,7 +3679,7 @@ class JobWatch(threading.Thread):
 # ---------------------------------------------------------------------------
 
 
-def tail_text(data, lines, cut):
+def tail_of(data, lines, cut):
     """The last lines of data (bytes read from a file's end; cut: it does not
     start at the beginning), decoded leniently, with a marker when cut; None
     when nothing but blank lines is left."""
@@ -3708,7 +3722,7 @@ def output_tail(lines, since=None):
                 data = f.read(TAIL_READ_BYTES)
         except OSError:
             continue
-        body = tail_text(data, lines, start > origin)
+        body = tail_of(data, lines, start > origin)
         if body:
             parts.append((label, body))
     if len(parts) == 2:
@@ -4928,7 +4942,7 @@ def mailprog_output_tail(env, lines):
         return None
     finally:
         os.close(fd)
-    return tail_text(data, lines, start > 0)
+    return tail_of(data, lines, start > 0)
 
 
 def mailprog_event(subject, recipient, env, tail_lines=DEFAULT_TAIL_LINES):
@@ -4936,7 +4950,6 @@ def mailprog_event(subject, recipient, env, tail_lines=DEFAULT_TAIL_LINES):
     from the call's environment, never its subject's wording; None when the
     call names no job.  Unknown mail types and states (a later release's) are
     kept as a note, never refused."""
-    import hashlib
     job = env.get("SLURM_JOB_ID") or ""
     if not job.isdigit():
         return None
@@ -4995,7 +5008,7 @@ def mailprog_event(subject, recipient, env, tail_lines=DEFAULT_TAIL_LINES):
     cluster = env.get("SLURM_CLUSTER_NAME") or ""
     key = "|".join((cluster, job_id, restarts, mail_type, state))
     event = {"schema": EVENT_SCHEMA,
-             "event_id": "mailprog-" + hashlib.sha1(key.encode("utf-8", "replace")).hexdigest(),
+             "event_id": "mailprog-" + sha1_hex(key),
              "job_id": job_id, "slurm_job_id": job, "status": status, "time": iso_utc(),
              "via": "mailprog", "slm_version": __version__}
     for key, name in (("user", "SLURM_JOB_USER"), ("cluster", "SLURM_CLUSTER_NAME"),
