@@ -2627,9 +2627,18 @@ def deliver_entries(target, entries, spool, console, timeout):
     delivered = 0
     for start in range(0, len(entries), size):
         chunk = entries[start:start + size]
+        began = time.time()
         try:
             refused = target.deliver([e.event for e in chunk], timeout)
         except DeliveryError as e:
+            if not e.permanent and time.time() - began > 2 * timeout + 1:
+                # the attempt outlasted its own timeout by far: we were stopped meanwhile
+                # (a suspended job's processes are frozen, or SIGSTOPped under linuxproc)
+                # and the answer's wait ran out while we could not read it: not the
+                # target's fault, nothing to tell the job's stderr; the retry is silent
+                for entry in entries[start:]:
+                    spool.release(entry)
+                return delivered, e
             if e.permanent and len(chunk) > 1:
                 for i, entry in enumerate(chunk):
                     count, error = deliver_entries(target, [entry], spool, console, timeout)

@@ -408,8 +408,11 @@ class Variant(object):
         """What differs between any two jobs: their ids, directories, times and pids."""
         text = data if isinstance(data, str) else data.decode("utf-8", "surrogateescape")
         if self.job_id:
-            # not in a variable that happens to hold the same number (PIP_DEFAULT_TIMEOUT=180)
-            text = "".join(line if re.match(r"(?!SLURM_|SLM_)[A-Za-z_][A-Za-z0-9_]*=", line)
+            # not in a variable that happens to hold the same number (PIP_DEFAULT_TIMEOUT=180;
+            # 22.05's SLURM_WORKING_CLUSTER=local:localhost:6817:9728:109 ends in cons_tres's
+            # plugin id, which job 109 shared)
+            text = "".join(line if re.match(r"(?!SLURM_|SLM_)[A-Za-z_][A-Za-z0-9_]*=|"
+                                            r"SLURM_WORKING_CLUSTER=", line)
                            else re.sub(r"\b%s\b" % self.job_id, "<JOB>", line)
                            for line in text.splitlines(True))
         text = text.replace(self.dir, "<DIR>")

@@ -287,3 +287,35 @@ def test_the_jobs_end_comes_from_slurms_environment_when_it_says_it(monkeypatch)
                     job=slm.JobInfo(["true"], environ={"SLURM_JOB_ID": "7"}))
     w._learn_about_slurm()
     assert (w.end_time, w.time_limit) == (1796649141, 3600)
+
+
+@pytest.mark.parametrize("stopped_for,told", [(0.0, True), (3.5, False)])
+def test_a_delivery_that_fails_while_the_job_was_stopped_is_retried_silently(
+        tmp_path, monkeypatch, stopped_for, told):
+    """A suspended job's processes, slm's too, are frozen (cgroup) or SIGSTOPped
+    (linuxproc): an answer's wait that ran out meanwhile is not the target's fault,
+    and says nothing in the job's stderr (plain sbatch's says nothing either); a
+    failure in the time the attempt allowed is told once, as always."""
+    import io
+    clock = [1000.0]
+    monkeypatch.setattr(slm.time, "time", lambda: clock[0])
+
+    class Target(object):
+        key, kind, batches = "api", "api", True
+
+        def describe(self):
+            return "the service"
+
+        def deliver(self, events, timeout):
+            clock[0] += timeout + stopped_for      # the wait, and the time we were frozen
+            raise slm.DeliveryError("timed out")
+    out = io.StringIO()
+    console = slm.Console(stream=out)
+    spool = slm.Spool(str(tmp_path / "spool"))
+    target = Target()
+    target.url = "http://127.0.0.1:9"
+    entry = spool.add(slm.EventFactory(slm.JobInfo(["true"])).make("PAUSED"), target)
+    delivered, error = slm.deliver_entries(target, [entry], spool, console, 1.0)
+    assert (delivered, str(error)) == (0, "timed out")
+    assert len(spool.pending_names()) == 1          # kept for the next attempt either way
+    assert ("events kept in the spool" in out.getvalue()) == told, out.getvalue()
