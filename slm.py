@@ -792,14 +792,18 @@ def _plain_http(method, url, body, headers, timeout, address=None):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(request)
         data = b""
+        late = False
         while True:
             answer = _parse_http_answer(data)
             if answer is not None:
                 return answer
+            # past the deadline, one last look: what already arrived still counts (we
+            # may have been stopped meanwhile: a suspended job's processes are frozen)
             left = deadline - time.time()
-            if left <= 0:
+            if left <= 0 and late:
                 raise socket.timeout("timed out")
-            sock.settimeout(left)
+            late = left <= 0
+            sock.settimeout(max(0.05, left))
             chunk = sock.recv(65536)
             if not chunk:
                 answer = _parse_http_answer(data, closed=True)
@@ -2631,7 +2635,7 @@ def deliver_entries(target, entries, spool, console, timeout):
         try:
             refused = target.deliver([e.event for e in chunk], timeout)
         except DeliveryError as e:
-            if not e.permanent and time.time() - began > 2 * timeout + 1:
+            if not e.permanent and time.time() - began > timeout + 1:
                 # the attempt outlasted its own timeout by far: we were stopped meanwhile
                 # (a suspended job's processes are frozen, or SIGSTOPped under linuxproc)
                 # and the answer's wait ran out while we could not read it: not the

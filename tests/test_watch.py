@@ -289,7 +289,7 @@ def test_the_jobs_end_comes_from_slurms_environment_when_it_says_it(monkeypatch)
     assert (w.end_time, w.time_limit) == (1796649141, 3600)
 
 
-@pytest.mark.parametrize("stopped_for,told", [(0.0, True), (3.5, False)])
+@pytest.mark.parametrize("stopped_for,told", [(0.0, True), (1.5, False)])
 def test_a_delivery_that_fails_while_the_job_was_stopped_is_retried_silently(
         tmp_path, monkeypatch, stopped_for, told):
     """A suspended job's processes, slm's too, are frozen (cgroup) or SIGSTOPped
