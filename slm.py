@@ -4940,7 +4940,10 @@ def mailprog_output_tail(env, lines):
     if not os.path.isabs(path):
         path = os.path.join(env.get("SLURM_JOB_WORK_DIR") or "/nonexistent", path)
     import stat
-    try:
+    try:   # looked at before it is opened: a user's -o may name a device or a FIFO
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != int(uid) or int(uid) == 0:
+            return None
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
     except OSError:
         return None

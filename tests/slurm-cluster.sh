@@ -107,15 +107,7 @@ configure() {
   # a reconfigure (tests/test_site_mode.py); and an ordinary user for its jobs (MailProg
   # runs as SlurmUser and must not read what a user's private files hold)
   mkdir -p /usr/local/libexec
-  cat > /usr/local/libexec/slm-test-mailprog.new <<'DISPATCH'
-#!/bin/sh
-# MailProg of the test clusters: runs what /run/slm-test-mailprog/target names (a
-# site-mode test's MailProg), else nothing, as /bin/true did.  root's, 0755.
-PATH=/usr/sbin:/usr/bin:/sbin:/bin; export PATH
-t=$(cat /run/slm-test-mailprog/target 2>/dev/null) || exit 0
-[ -n "$t" ] && [ -x "$t" ] || exit 0
-exec "$t" "$@"
-DISPATCH
+  cp "$(cd "$(dirname "$0")" && pwd -P)/slm-test-mailprog" /usr/local/libexec/slm-test-mailprog.new
   put /usr/local/libexec/slm-test-mailprog.new /usr/local/libexec/slm-test-mailprog 0755 \
     root:root || true
   id slmuser >/dev/null 2>&1 || useradd -m -s /bin/bash slmuser

@@ -183,15 +183,7 @@ configure() {  # configure MODE; true if slurm.conf or cgroup.conf changed
   # MailProg: the dispatcher tests/slurm-cluster.sh installs on the host (a site-mode
   # test points it at its own), and the ordinary user of that test's jobs
   mkdir -p "$R/usr/local/libexec"
-  cat > "$R/usr/local/libexec/slm-test-mailprog" <<'DISPATCH'
-#!/bin/sh
-# MailProg of the test clusters: runs what /run/slm-test-mailprog/target names (a
-# site-mode test's MailProg), else nothing, as /bin/true did.  root's, 0755.
-PATH=/usr/sbin:/usr/bin:/sbin:/bin; export PATH
-t=$(cat /run/slm-test-mailprog/target 2>/dev/null) || exit 0
-[ -n "$t" ] && [ -x "$t" ] || exit 0
-exec "$t" "$@"
-DISPATCH
+  cp "$CHECKOUT/tests/slm-test-mailprog" "$R/usr/local/libexec/slm-test-mailprog"
   chmod 0755 "$R/usr/local/libexec/slm-test-mailprog"
   in_root id slmuser >/dev/null 2>&1 || in_root useradd -m -s /bin/bash slmuser
   node=$(cut -d. -f1 /proc/sys/kernel/hostname)

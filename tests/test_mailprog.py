@@ -110,6 +110,9 @@ def test_output_tail_only_from_the_job_owners_own_file(tmp_path):
     os.symlink(str(out), str(tmp_path / "link-300.out"))
     env = call_env(SLURM_JOB_STDOUT=str(tmp_path / "link-%j.out"), SLURM_JOB_UID="1000")
     assert slm.mailprog_output_tail(env, 20) is None          # never through a link
+    os.mkfifo(str(tmp_path / "fifo-300.out"))
+    env = call_env(SLURM_JOB_STDOUT=str(tmp_path / "fifo-%j.out"), SLURM_JOB_UID=str(mine))
+    assert slm.mailprog_output_tail(env, 20) is None          # only a regular file
     if mine != 0:
         env = call_env(SLURM_JOB_STDOUT="%x-%j.out", SLURM_JOB_WORK_DIR=str(tmp_path),
                        SLURM_JOB_UID=str(mine))
