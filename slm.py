@@ -1880,6 +1880,9 @@ SETTING_KEYS = (
 # Never written where others can read them: not in a batch script (slurmctld
 # keeps it), not in ps arguments, not in output files; a webhook URL is its
 # own password.  Names ending so (SMTP passwords to come) are secrets too.
+# Settings of a site's file only (slm mailprog --config): may MailProg take a
+# job owner's destinations from their ~/.slm/config (yes|no, default no)
+SITE_KEYS = ("SLM_MAILPROG_USER_CONFIG",)
 SECRET_KEYS = frozenset(("SLM_API_TOKEN", "SLM_WEBHOOK", "SLM_WEBHOOK_SECRET"))
 SECRET_SUFFIXES = ("_TOKEN", "_SECRET", "_PASSWORD")
 # The settings a job may choose for itself, like sbatch's --mail-type: `slm run
@@ -1924,6 +1927,64 @@ def expand_home(path, environ=None):
     return os.path.expanduser(path)
 
 
+# POSIX ACL entries (the system.posix_acl_access attribute: a version, then
+# tag u16, permissions u16, id u32, little-endian)
+ACL_USER, ACL_GROUP_OBJ, ACL_GROUP, ACL_MASK = 0x02, 0x04, 0x08, 0x10
+
+
+def others_may_read(fd, st):
+    """True when someone but the file's owner may read or change it.
+
+    The group and other bits say so, except under a POSIX ACL, whose group
+    bits are its mask: there a named user the owner listed for reading
+    (`setfacl -m u:slurm:r ~/.slm/config`, for site mode) is a reader they
+    chose; a group entry, a write grant or the other bits are not private.
+    """
+    if st.st_mode & 0o007:
+        return True
+    try:
+        acl = os.getxattr(fd, "system.posix_acl_access")
+    except (AttributeError, OSError):
+        acl = b""
+    if len(acl) < 12 or (len(acl) - 4) % 8:
+        return bool(st.st_mode & 0o077)
+    import struct
+    entries = [struct.unpack("<HHI", acl[i:i + 8]) for i in range(4, len(acl), 8)]
+    mask = [perm for tag, perm, _ in entries if tag == ACL_MASK]
+    mask = mask[0] if mask else 0o7
+    for tag, perm, _ in entries:
+        if tag in (ACL_GROUP_OBJ, ACL_GROUP) and perm & mask & 0o7:
+            return True
+        if tag == ACL_USER and perm & mask & 0o3:
+            return True
+    return False
+
+
+def open_owned(path, uid):
+    """A read-only descriptor of path when it is a regular file of uid (not
+    root), never through a link, a FIFO or a device; else None.  For reading
+    a user's file with other rights than the user's (site mode's SlurmUser):
+    looked at before it is opened, and again once open."""
+    import stat
+    try:
+        if int(uid) == 0:
+            return None
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != int(uid):
+            return None
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+    except (OSError, ValueError):
+        return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode) or st.st_uid != int(uid):
+        os.close(fd)
+        return None
+    return fd
+
+
 class SettingsFile(object):
     """KEY=VALUE lines ('#' starts a comment line), as in ~/.slm/config.
 
@@ -1931,13 +1992,18 @@ class SettingsFile(object):
     or stricter, owned by us); otherwise they are refused with one line.
     """
 
-    def __init__(self, path, console, missing_ok=True, extra_keys=(), site=False):
+    def __init__(self, path, console, missing_ok=True, extra_keys=(), site=False, owner=None):
         self.path = path
         self.values = {}
         self.exists = False
         self.refused = []      # secret keys not taken: the file is readable by others
         try:
-            fd = os.open(path, os.O_RDONLY)
+            if owner is None:
+                fd = os.open(path, os.O_RDONLY)
+            else:   # another user's file (site mode): only their own regular file
+                fd = open_owned(path, owner)
+                if fd is None:
+                    return
         except OSError as e:
             if e.errno != errno.ENOENT or not missing_ok:
                 console.say_once("settings-" + path, "cannot read %s (%s): its settings are "
@@ -1945,6 +2011,8 @@ class SettingsFile(object):
             return
         try:
             st = os.fstat(fd)
+            private = st.st_uid == (os.getuid() if owner is None else int(owner)) and \
+                not others_may_read(fd, st)
             data = b""
             while True:
                 chunk = os.read(fd, 65536)
@@ -1958,7 +2026,6 @@ class SettingsFile(object):
         finally:
             os.close(fd)
         self.exists = True
-        private = not (st.st_mode & 0o077) and st.st_uid == os.getuid()
         if site:   # a site's file (slm mailprog): root's, read by SlurmUser's group
             private = not (st.st_mode & 0o027) and st.st_uid in (0, os.getuid())
         text = data.decode("utf-8", "surrogateescape")
@@ -2021,7 +2088,10 @@ class Settings(object):
                                        os.path.join(slm_home(env), "config"), env)
         # the snapshot a job's batch script names; a job's own commands find it in SLM_SETTINGS
         self.snapshot_path = snapshot or env.get("SLM_SETTINGS", "").strip() or None
-        self.config = SettingsFile(self.config_path, console, missing_ok=not site, site=site)
+        self.config = SettingsFile(self.config_path, console, missing_ok=not site, site=site,
+                                   extra_keys=SITE_KEYS if site else ())
+        self.user_config_allowed = site and self.config.values.get(
+            "SLM_MAILPROG_USER_CONFIG", "").strip().lower() in ("yes", "true", "1")
         self.snapshot = SettingsFile(self.snapshot_path, console, missing_ok=False,
                                      extra_keys=(JOB_OPTIONS_KEY,)) \
             if self.snapshot_path else None
@@ -4888,6 +4958,8 @@ MAILPROG_TYPES = {
 MAILPROG_RETRY_FOR = 900.0
 MAILPROG_SPOOL_DIR = "/var/spool/slm-mailprog"   # SLM_SPOOL_DIR of the site file wins
 MAILPROG_BACKOFF = (1, 2, 5, 10, 30, 60, 120)
+# how long a call may wait for a job owner's ~/.slm/config (SLM_MAILPROG_USER_CONFIG)
+MAILPROG_USER_CONFIG_WAIT = 2.0
 
 
 def mailprog_seconds(text):
@@ -4899,7 +4971,7 @@ def mailprog_seconds(text):
     return int(days or 0) * 86400 + int(parts[0]) * 3600 + int(parts[1]) * 60 + int(parts[2])
 
 
-def mailprog_recipients(recipient):
+def mailprog_recipients(recipient, default_format=None):
     """The destinations a --mail-user names: an e-mail address (mail),
     ntfy:TOPIC (ntfy.sh's), or any SLM destination form (a webhook URL,
     tgram://…); commas separate them.
@@ -4910,7 +4982,7 @@ def mailprog_recipients(recipient):
             word = "mailto:" + word
         elif word.startswith("ntfy:") and not word.startswith("ntfy://"):
             word = "https://ntfy.sh/" + word[len("ntfy:"):]   # goslmailer's connector:target
-        destination = Destination(word)
+        destination = Destination(word, default_format)
         if destination.problem() is None and word not in [d.spec for d in found]:
             found.append(destination)
     return found[:MAX_RELAY_TARGETS]
@@ -4939,19 +5011,11 @@ def mailprog_output_tail(env, lines):
             path, i = path + pattern[i], i + 1
     if not os.path.isabs(path):
         path = os.path.join(env.get("SLURM_JOB_WORK_DIR") or "/nonexistent", path)
-    import stat
-    try:   # looked at before it is opened: a user's -o may name a device or a FIFO
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != int(uid) or int(uid) == 0:
-            return None
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
-    except OSError:
+    fd = open_owned(path, uid)   # a user's -o may name a device, a FIFO, a link
+    if fd is None:
         return None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != int(uid) or int(uid) == 0:
-            return None
-        start = max(0, st.st_size - TAIL_READ_BYTES)
+        start = max(0, os.fstat(fd).st_size - TAIL_READ_BYTES)
         os.lseek(fd, start, os.SEEK_SET)
         data = os.read(fd, TAIL_READ_BYTES)
     except OSError:
@@ -4961,7 +5025,73 @@ def mailprog_output_tail(env, lines):
     return tail_of(data, lines, start > 0)
 
 
-def mailprog_event(subject, recipient, env, tail_lines=DEFAULT_TAIL_LINES):
+def mailprog_is_default_recipient(recipient, env):
+    """Whether --mail-user is Slurm's default, i.e. the user chose none: the
+    user's name, or name@MailDomain (slurm.conf) where the site sets one."""
+    user = env.get("SLURM_JOB_USER") or ""
+    recipient = (recipient or "").strip()
+    if not user or recipient in ("", user):
+        return bool(user)
+    name, at, domain = recipient.partition("@")
+    if not at or name != user:
+        return False
+    for path in [env.get("SLURM_CONF", "")] + list(SLURM_CONF_PATHS):
+        value = slurm_conf_value(path, "MailDomain") if path else None
+        if value is not None:
+            return value.lower() == domain.lower()
+    return False
+
+
+def mailprog_user_destinations(env, console, home=None, wait=MAILPROG_USER_CONFIG_WAIT):
+    """(SLM_WEBHOOK, SLM_WEBHOOK_FORMAT, why) of the job owner's own
+    ~/.slm/config: read with SlurmUser's rights (the user grants them: README,
+    Site mode), only from the owner's own regular file, and for `wait` seconds
+    at most (a home on a hung file server must not hold slurmctld's call).
+    why: None, or what keeps the user's destinations from being used."""
+    uid = env.get("SLURM_JOB_UID") or ""
+    if not uid.isdigit() or int(uid) == 0:
+        return None, None, None
+    if home is None:
+        try:
+            import pwd
+            home = pwd.getpwuid(int(uid)).pw_dir
+        except (ImportError, KeyError):
+            return None, None, None
+    path = os.path.join(home, ".slm", "config")
+    found = []
+
+    def read():
+        try:
+            os.lstat(path)
+        except OSError as e:
+            found.append(None if e.errno == errno.ENOENT else
+                         "SlurmUser may not read ~/.slm/config (%s)" % (e.strerror or e))
+            return
+        if not os.access(path, os.R_OK):
+            found.append("SlurmUser may not read ~/.slm/config (README, Site mode)")
+            return
+        found.append(SettingsFile(path, console, owner=int(uid)))
+    reader = threading.Thread(target=read, name="slm-user-config")
+    reader.daemon = True
+    reader.start()
+    reader.join(wait)
+    if not found:
+        return None, None, "~/.slm/config unread after %g s" % wait
+    config = found[0]
+    if not isinstance(config, SettingsFile):
+        return None, None, config
+    if not config.exists:
+        return None, None, "~/.slm/config is not the user's own regular file"
+    if config.refused:   # a secret others may read is no secret: not used
+        return None, None, "~/.slm/config may be read by others (chmod 600)"
+    if not config.values.get("SLM_WEBHOOK"):
+        return None, None, None
+    return config.values["SLM_WEBHOOK"], \
+        (config.values.get("SLM_WEBHOOK_FORMAT") or "").lower() or None, None
+
+
+def mailprog_event(subject, recipient, env, tail_lines=DEFAULT_TAIL_LINES,
+                   default_format=None):
     """The SLM event one MailProg call tells of (source: Slurm, via mailprog),
     from the call's environment, never its subject's wording; None when the
     call names no job.  Unknown mail types and states (a later release's) are
@@ -5038,7 +5168,7 @@ def mailprog_event(subject, recipient, env, tail_lines=DEFAULT_TAIL_LINES):
     for key, value in fields.items():
         event[key] = clean_text(value) if isinstance(value, str) else value
     to = [{"url": d.url, "format": d.format, "send": True}
-          for d in mailprog_recipients(recipient)]
+          for d in mailprog_recipients(recipient, default_format)]
     if to:
         event["relay"] = {"to": to, "send": True}
     return event
@@ -5148,7 +5278,15 @@ def cmd_mailprog(args, settings, console):
     words = list(args.mail_args or [])
     subject = words[1] if words[:1] == ["-s"] and len(words) > 1 else None
     recipient = words[2] if subject is not None and len(words) > 2 else None
-    event = mailprog_event(subject, recipient, os.environ, site.tail_lines)
+    default_format, why = None, None
+    if site.user_config_allowed and mailprog_is_default_recipient(recipient, os.environ):
+        # the user named no destination: their own configuration's, when they have one
+        chosen, chosen_format, why = mailprog_user_destinations(os.environ, console)
+        if chosen:
+            recipient, default_format = chosen, chosen_format
+    event = mailprog_event(subject, recipient, os.environ, site.tail_lines, default_format)
+    if event is not None and why:   # in the history, where the user looks
+        event["message"] = clean_text("%s; no notice: %s" % (event.get("message", ""), why))
     if event is None:
         raise Failure("mailprog: no SLURM_JOB_ID in the environment: not called by "
                       "slurmctld? (see README, Site mode)")
@@ -6313,8 +6451,9 @@ def build_parser():
     add_common(p, defaults=False)
     p.add_argument("--config", required=True, metavar="FILE",
                    help="the site's settings: SLM_API_URL, SLM_API_TOKEN (an admin token), "
-                   "SLM_SPOOL_DIR (default %s); root's, mode 640, group SlurmUser's"
-                   % MAILPROG_SPOOL_DIR)
+                   "SLM_SPOOL_DIR (default %s), SLM_MAILPROG_USER_CONFIG=yes (a job "
+                   "with Slurm's default --mail-user goes to its owner's ~/.slm/config "
+                   "SLM_WEBHOOK); root's, mode 640, group SlurmUser's" % MAILPROG_SPOOL_DIR)
     p.add_argument("--flush", action="store_true",
                    help="deliver what waits in the site spool now, and say how many are left")
     p.add_argument("--max-time", type=bounded(float, 0.1, 86400), default=300.0,

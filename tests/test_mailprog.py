@@ -119,6 +119,102 @@ def test_output_tail_only_from_the_job_owners_own_file(tmp_path):
         assert slm.mailprog_output_tail(env, 20) == "line 1\nthe error"
 
 
+def acl(*entries):
+    """A POSIX ACL's bytes (system.posix_acl_access): (tag, perm, id) entries."""
+    import struct
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+def grant_read(path, uid=None, gid=None):
+    """setfacl -m u:UID:r (or g:GID:r) on a file of mode 600; skips where ACLs are off."""
+    entries = [(0x01, 6, 0xFFFFFFFF)]
+    if uid is not None:
+        entries.append((0x02, 4, uid))
+    entries.append((0x04, 0, 0xFFFFFFFF))
+    if gid is not None:
+        entries.append((0x08, 4, gid))
+    entries += [(0x10, 4, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)]
+    try:
+        os.setxattr(str(path), "system.posix_acl_access", acl(*entries))
+    except OSError as e:
+        pytest.skip("no POSIX ACLs here (%s)" % e)
+
+
+def users_config(home, text, mode=0o600, owner=None):
+    (home / ".slm").mkdir(parents=True, exist_ok=True)
+    config = home / ".slm" / "config"
+    config.write_text(text)
+    os.chmod(str(config), mode)
+    if owner is not None:
+        os.chown(str(config), owner, -1)
+    return config
+
+
+def test_with_the_sites_leave_a_users_own_config_names_the_default_destination(tmp_path):
+    """SLM_MAILPROG_USER_CONFIG=yes: a job whose --mail-user is Slurm's default (the
+    user's name) goes to its owner's SLM_WEBHOOK, read with SlurmUser's rights from the
+    owner's own private file only; what keeps it from being used is said in the history."""
+    owner = 4321 if os.geteuid() == 0 else os.geteuid()
+    env = call_env(SLURM_JOB_UID=str(owner))
+    console = slm.Console()
+    home = tmp_path / "home"
+    assert slm.mailprog_user_destinations(env, console, str(home)) == (None, None, None)
+    config = users_config(home, "SLM_WEBHOOK=ntfy://ntfy.example.org/alice-topic\n"
+                          "SLM_WEBHOOK_FORMAT=ntfy\n", owner=owner)
+    assert slm.mailprog_user_destinations(env, console, str(home)) == \
+        ("ntfy://ntfy.example.org/alice-topic", "ntfy", None)
+    # a secret others may read is no secret
+    os.chmod(str(config), 0o644)
+    assert "chmod 600" in slm.mailprog_user_destinations(env, console, str(home))[2]
+    os.chmod(str(config), 0o600)
+    # the reader the user chose (setfacl -m u:slurm:r) keeps it private; a group does not
+    grant_read(config, uid=64030)
+    assert os.stat(str(config)).st_mode & 0o777 == 0o640          # the mask shows there
+    assert slm.mailprog_user_destinations(env, console, str(home))[0].startswith("ntfy://")
+    grant_read(config, gid=100)
+    assert slm.mailprog_user_destinations(env, console, str(home))[0] is None
+    # never another user's file, never through a link, never root's
+    other = dict(env, SLURM_JOB_UID=str(owner + 1))
+    assert "not the user's own" in slm.mailprog_user_destinations(other, console,
+                                                                   str(home))[2]
+    config.unlink()
+    os.symlink(str(users_config(tmp_path / "elsewhere", "SLM_WEBHOOK=ntfy:x\n",
+                                owner=owner)), str(config))
+    assert "not the user's own" in slm.mailprog_user_destinations(env, console,
+                                                                   str(home))[2]
+    root = dict(env, SLURM_JOB_UID="0")
+    assert slm.mailprog_user_destinations(root, console, str(home)) == (None, None, None)
+
+
+def test_a_users_own_acl_for_slurmuser_keeps_their_config_private_to_slm_too(tmp_path):
+    """The wrapper reads the same file: a read grant to one named user (site mode's
+    SlurmUser) still counts as private there, so SLM_WEBHOOK is taken."""
+    config = users_config(tmp_path, "SLM_WEBHOOK=https://hooks.example.org/x\n")
+    grant_read(config, uid=64030)
+    console = slm.Console()
+    settings = slm.SettingsFile(str(config), console)
+    assert settings.values.get("SLM_WEBHOOK") == "https://hooks.example.org/x"
+    grant_read(config, gid=100)
+    assert slm.SettingsFile(str(config), console).refused == ["SLM_WEBHOOK"]
+
+
+@pytest.mark.parametrize("recipient,mail_domain,default", [
+    ("alice", None, True),                        # Slurm's default without MailDomain
+    ("", None, True),
+    ("alice@uni.example", "uni.example", True),   # ... and with it
+    ("alice@gmail.example", "uni.example", False),   # an address the user chose
+    ("bob", None, False),
+    ("ntfy:alice", None, False),
+])
+def test_slurms_default_recipient_is_the_user_having_chosen_none(tmp_path, recipient,
+                                                                  mail_domain, default):
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("ClusterName=c1\n" + ("MailDomain=%s\n" % mail_domain
+                                          if mail_domain else ""))
+    env = call_env(SLURM_CONF=str(conf))
+    assert slm.mailprog_is_default_recipient(recipient, env) is default
+
+
 @pytest.fixture
 def site(tmp_path):
     """A site: its configuration (root's, 0640), its spool, a service that relays."""

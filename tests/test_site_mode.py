@@ -6,8 +6,10 @@ tests/slurm-release.sh), for a job an ordinary user submits with plain sbatch an
 variables; the notice reaches the destination the user named, through the service.
 """
 import os
+import pwd
 import re
 import shutil
+import struct
 import subprocess
 
 import pytest
@@ -43,7 +45,8 @@ def site(cluster, tmp_path):
     os.chmod(SPOOL, 0o700)
     os.makedirs(os.path.dirname(CONFIG), exist_ok=True)
     with open(CONFIG, "w") as f:
-        f.write("SLM_API_URL=%s\nSLM_API_TOKEN=%s\nSLM_SPOOL_DIR=%s\n" % (svc.url, ADMIN, SPOOL))
+        f.write("SLM_API_URL=%s\nSLM_API_TOKEN=%s\nSLM_SPOOL_DIR=%s\n"
+                "SLM_MAILPROG_USER_CONFIG=yes\n" % (svc.url, ADMIN, SPOOL))
     shutil.chown(CONFIG, "root", "slurm")
     os.chmod(CONFIG, 0o640)
     with open(MAILPROG, "w") as f:
@@ -142,3 +145,72 @@ def test_an_arrays_end_mail_is_one_notice_for_the_array(site):
     assert hook.quiet(2.0) == 0
     mine = [e for e in hook.events if str(e.get("job_id", "")).startswith(job)]
     assert [(e["job_id"], e["status"]) for e in mine] == [(job, "FAILED")], notices
+
+
+def setfacl(path, uid, perm):
+    """setfacl -m u:UID:PERM, on a file or directory of the owner's rights only
+    (what the README tells a user to run; written here without the acl package)."""
+    owner = (os.stat(path).st_mode >> 6) & 7
+    entries = [(0x01, owner, 0xFFFFFFFF), (0x02, perm, uid), (0x04, 0, 0xFFFFFFFF),
+               (0x10, perm, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)]
+    os.setxattr(path, "system.posix_acl_access",
+                struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries))
+
+
+@pytest.fixture
+def private_home():
+    """The user's home, private (0700) as on most clusters, with ~/.slm/config naming
+    their destination; restored after."""
+    user = pwd.getpwnam(USER)
+    home = user.pw_dir
+    os.makedirs(home, exist_ok=True)
+    mode = os.stat(home).st_mode & 0o7777
+    os.chmod(home, 0o700)
+    dot = os.path.join(home, ".slm")
+    shutil.rmtree(dot, ignore_errors=True)
+    try:
+        yield user, home, dot
+    finally:
+        shutil.rmtree(dot, ignore_errors=True)
+        try:
+            os.removexattr(home, "system.posix_acl_access")
+        except OSError:
+            pass
+        os.chmod(home, mode)
+
+
+def test_with_no_mail_user_the_users_own_config_is_the_destination(site, private_home):
+    """The site allows it (SLM_MAILPROG_USER_CONFIG=yes) and the user gave no
+    --mail-user: Slurm's default recipient (the user's name) becomes the SLM_WEBHOOK of
+    their own ~/.slm/config, once they let SlurmUser read it (README, Site mode); before
+    that the history says why no notice went out."""
+    svc, hook, where = site
+    user, home, dot = private_home
+    os.makedirs(dot, mode=0o700)
+    config = os.path.join(dot, "config")
+    with open(config, "w") as f:
+        f.write("SLM_WEBHOOK=%s\n" % hook.hook_url)
+    os.chmod(config, 0o600)
+    for path in (dot, config):
+        os.chown(path, user.pw_uid, user.pw_gid)
+    first = sbatch_as_user(where, "--mail-type=END", "-t", "2", "-o", "/dev/null",
+                           "--wrap", "true")
+    svc.wait_job(lambda j: j["status"] == "COMPLETED", job_id=first, timeout=120)
+    assert any("no notice: SlurmUser may not read ~/.slm/config" in (e.get("message") or "")
+               for e in svc.events(first)), svc.events(first)
+    slurm = pwd.getpwnam("slurm").pw_uid
+    try:
+        setfacl(home, slurm, 1)
+        setfacl(dot, slurm, 1)
+        setfacl(config, slurm, 4)
+    except OSError as e:
+        pytest.fail("no POSIX ACLs on %s (%s)" % (home, e))
+    # END,FAIL: 22.05 mails a failed job's end only for FAIL (docs/mailprog.md)
+    job = sbatch_as_user(where, "--mail-type=END,FAIL", "-t", "2", "-o", "/dev/null",
+                         "--wrap", "exit 5")
+    svc.wait_job(lambda j: j["status"] == "FAILED", job_id=job, timeout=120)
+    await_true(lambda: any(e.get("job_id") == job for e in hook.events), 60,
+               lambda: "the notice, after %s" % svc.events(job))
+    assert hook.quiet(1.0) == 0
+    told = [(e["job_id"], e["status"], e.get("exit_code")) for e in hook.events]
+    assert told == [(job, "FAILED", 5)], told

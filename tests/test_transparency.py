@@ -144,17 +144,22 @@ def scancel(*words):
 
 
 def suspend_resume(pairs, variant):
-    """Suspend, keep it suspended 5 s (Slurm freezes it 2 s after SIGTSTP), resume."""
+    """Suspend; once the job is frozen (its ticks stop: Slurm freezes it 2 s after
+    SIGTSTP), keep it so 3 s; resume.  squeue says SUSPENDED as soon as slurmctld
+    has decided; on a loaded machine slurmd may hand the suspend to the step
+    seconds later, and a resume that came first would leave no pause to compare."""
     job_id = variant.job_id
+    ticks = os.path.join(variant.dir, "marker.ticks")
     subprocess.check_call(["scontrol", "suspend", job_id])
-    deadline = time.time() + 30
-    while job_state(job_id) != "SUSPENDED":
-        assert time.time() < deadline, job_state(job_id)
+    deadline = time.time() + 60
+    size, still_since = -1, time.time()
+    while time.time() - still_since < 5.0:
+        assert time.time() < deadline, "the job never froze (state %s)" % job_state(job_id)
+        now = os.path.getsize(ticks) if os.path.exists(ticks) else 0
+        if now != size:
+            size, still_since = now, time.time()
         time.sleep(POLL)
-    held = time.time() + 5.0
-    while time.time() < held:
-        assert job_state(job_id) == "SUSPENDED"
-        time.sleep(POLL)
+    assert job_state(job_id) == "SUSPENDED"
     subprocess.check_call(["scontrol", "resume", job_id])
 
 
