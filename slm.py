@@ -3861,6 +3861,10 @@ def many_tasks(environ=None):
                for name in ("SLURM_JOB_NUM_NODES", "SLURM_NTASKS", "SLURM_NNODES"))
 
 
+# Step states whose accounting record is not final yet (TotalCPU, MaxRSS come with the end)
+STEP_STATES_OPEN = frozenset(("PENDING", "RUNNING", "COMPLETING", "SUSPENDED", "RESIZING"))
+
+
 def job_steps_usage(job_id, timeout):
     """What the job's ended steps other than the batch one used, on all their
     nodes, from Slurm's accounting: {"cpu_time", "max_rss_mb", "cpus"} (the
@@ -3869,29 +3873,39 @@ def job_steps_usage(job_id, timeout):
     The batch script's own processes are the wrapper's children and measured
     by it; `srun` tasks are slurmstepd's, on whatever node, invisible to it.
     Their steps have ended by the time the script does (srun waited for them),
-    and slurmctld hands their records to slurmdbd at once."""
+    but slurmctld hands their end to slurmdbd through a queue: a step still
+    shown running has no figures yet, and is asked again, 5 s at most in all."""
     import subprocess
-    try:
-        proc = subprocess.Popen(["sacct", "-n", "-P", "--noconvert", "-j", job_id, "-o",
-                                 "JobID,TotalCPU,AllocCPUS,MaxRSS"],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        out, _ = proc.communicate(timeout=max(1.0, min(timeout, 5.0)))
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    found, cpus = {}, None
-    for line in out.decode("utf-8", "replace").splitlines():
-        parts = line.split("|")
-        if len(parts) != 4:
-            continue
-        job, _, step = parts[0].partition(".")
-        if job != job_id:
-            continue
-        if not step:
-            cpus = int(parts[2]) if parts[2].isdigit() and int(parts[2]) else None
-        elif step not in ("batch", "extern", "interactive"):
-            cpu, rss = slurm_seconds(parts[1]), slurm_megabytes(parts[3])
-            found["cpu_time"] = found.get("cpu_time", 0.0) + (cpu or 0.0)
-            found["max_rss_mb"] = max(found.get("max_rss_mb", 0.0), rss or 0.0)
+    deadline = time.time() + max(1.0, min(timeout, 5.0))
+    pause = 0.1
+    while True:
+        try:
+            proc = subprocess.Popen(["sacct", "-n", "-P", "--noconvert", "-j", job_id, "-o",
+                                     "JobID,State,TotalCPU,AllocCPUS,MaxRSS"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            out, _ = proc.communicate(timeout=max(0.5, deadline - time.time()))
+        except (OSError, subprocess.SubprocessError):
+            return {}
+        found, cpus, open_steps = {}, None, 0
+        for line in out.decode("utf-8", "replace").splitlines():
+            parts = line.split("|")
+            if len(parts) != 5:
+                continue
+            job, _, step = parts[0].partition(".")
+            if job != job_id:
+                continue
+            if not step:
+                cpus = int(parts[3]) if parts[3].isdigit() and int(parts[3]) else None
+            elif step not in ("batch", "extern", "interactive"):
+                if parts[1].split()[0:1] and parts[1].split()[0] in STEP_STATES_OPEN:
+                    open_steps += 1
+                cpu, rss = slurm_seconds(parts[2]), slurm_megabytes(parts[4])
+                found["cpu_time"] = found.get("cpu_time", 0.0) + (cpu or 0.0)
+                found["max_rss_mb"] = max(found.get("max_rss_mb", 0.0), rss or 0.0)
+        if not open_steps or time.time() + pause > deadline:
+            break
+        time.sleep(pause)   # slurmdbd has not heard of a step's end yet
+        pause = min(pause * 2, 1.0)
     if found and cpus:
         found["cpus"] = cpus
     return found

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+import slm
+
 from conftest import CHILD, MAIN_PYTHON, SLM, Job, run_slm, spool_files
 from scaffold import await_true
 
@@ -597,6 +599,33 @@ def test_time_limit_reason_from_squeue(env, api, tmp_path):
     job.finish()
     assert statuses(api) == ["RUNNING", "TERMINATING", "TIMEOUT"]
     assert api.events[1]["reason"] == "time_limit"
+
+
+def test_srun_steps_figures_are_awaited_until_slurms_accounting_has_their_end(tmp_path,
+                                                                              monkeypatch):
+    """A multi-node job's srun steps have ended when its script does, but slurmdbd may
+    not have heard yet (sacct still shows the step RUNNING, without TotalCPU or MaxRSS):
+    the wrapper asks again, within its 5 s, rather than report the batch node alone."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    (bin_dir / "sacct").write_text(
+        "#!/bin/sh\necho x >> %s\n"
+        "echo '11|RUNNING||2|'\necho '11.batch|RUNNING||1|'\n"
+        "if [ $(wc -l < %s) -lt 3 ]; then echo '11.0|RUNNING||2|'; else\n"
+        "echo '11.0|COMPLETED|00:06.291|2|167500K'; fi\n" % (calls, calls))
+    (bin_dir / "sacct").chmod(0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (bin_dir, os.environ["PATH"]))
+    got = slm.job_steps_usage("11", 5.0)
+    assert calls.read_text().count("x") == 3
+    assert got == {"cpu_time": 6.291, "max_rss_mb": pytest.approx(163.6, abs=0.05),
+                   "cpus": 2}
+    # a step Slurm never closes (slurmdbd down): what there is, within the bound
+    (bin_dir / "sacct").write_text("#!/bin/sh\necho '12|RUNNING||4|'\n"
+                                   "echo '12.0|RUNNING|00:01.000|4|'\n")
+    started = time.time()
+    assert slm.job_steps_usage("12", 1.0) == {"cpu_time": 1.0, "max_rss_mb": 0.0, "cpus": 4}
+    assert time.time() - started < 3.0
 
 
 # ---------------------------------------------------------------------------
