@@ -1877,12 +1877,12 @@ SETTING_KEYS = (
     "SLM_SMTP_HOST", "SLM_SMTP_PORT", "SLM_SMTP_USER", "SLM_SMTP_PASSWORD", "SLM_SMTP_TLS",
     "SLM_SMTP_FROM",
 )
-# Never written where others can read them: not in a batch script (slurmctld
-# keeps it), not in ps arguments, not in output files; a webhook URL is its
-# own password.  Names ending so (SMTP passwords to come) are secrets too.
 # Settings of a site's file only (slm mailprog --config): may MailProg take a
 # job owner's destinations from their ~/.slm/config (yes|no, default no)
 SITE_KEYS = ("SLM_MAILPROG_USER_CONFIG",)
+# Never written where others can read them: not in a batch script (slurmctld
+# keeps it), not in ps arguments, not in output files; a webhook URL is its
+# own password.  Names ending so (SMTP passwords to come) are secrets too.
 SECRET_KEYS = frozenset(("SLM_API_TOKEN", "SLM_WEBHOOK", "SLM_WEBHOOK_SECRET"))
 SECRET_SUFFIXES = ("_TOKEN", "_SECRET", "_PASSWORD")
 # The settings a job may choose for itself, like sbatch's --mail-type: `slm run
@@ -1932,6 +1932,21 @@ def expand_home(path, environ=None):
 ACL_USER, ACL_GROUP_OBJ, ACL_GROUP, ACL_MASK = 0x02, 0x04, 0x08, 0x10
 
 
+def acl_grants(fd):
+    """[(tag, effective permissions)] of the file's POSIX access ACL (each
+    entry's permissions under the mask), [] when it has none."""
+    try:
+        acl = os.getxattr(fd, "system.posix_acl_access")
+    except (AttributeError, OSError):
+        return []
+    if len(acl) < 12 or (len(acl) - 4) % 8:
+        return []
+    import struct
+    entries = [struct.unpack("<HHI", acl[i:i + 8])[:2] for i in range(4, len(acl), 8)]
+    mask = ([perm for tag, perm in entries if tag == ACL_MASK] or [0o7])[0]
+    return [(tag, perm & mask & 0o7) for tag, perm in entries]
+
+
 def others_may_read(fd, st):
     """True when someone but the file's owner may read or change it.
 
@@ -1942,22 +1957,11 @@ def others_may_read(fd, st):
     """
     if st.st_mode & 0o007:
         return True
-    try:
-        acl = os.getxattr(fd, "system.posix_acl_access")
-    except (AttributeError, OSError):
-        acl = b""
-    if len(acl) < 12 or (len(acl) - 4) % 8:
+    grants = acl_grants(fd)
+    if not grants:
         return bool(st.st_mode & 0o077)
-    import struct
-    entries = [struct.unpack("<HHI", acl[i:i + 8]) for i in range(4, len(acl), 8)]
-    mask = [perm for tag, perm, _ in entries if tag == ACL_MASK]
-    mask = mask[0] if mask else 0o7
-    for tag, perm, _ in entries:
-        if tag in (ACL_GROUP_OBJ, ACL_GROUP) and perm & mask & 0o7:
-            return True
-        if tag == ACL_USER and perm & mask & 0o3:
-            return True
-    return False
+    return any((tag in (ACL_GROUP_OBJ, ACL_GROUP) and perm) or (tag == ACL_USER and perm & 0o3)
+               for tag, perm in grants)
 
 
 def open_owned(path, uid):
@@ -2011,8 +2015,12 @@ class SettingsFile(object):
             return
         try:
             st = os.fstat(fd)
-            private = st.st_uid == (os.getuid() if owner is None else int(owner)) and \
-                not others_may_read(fd, st)
+            if site:   # a site's file (slm mailprog): root's, read by SlurmUser's group only
+                private = not (st.st_mode & 0o027) and st.st_uid in (0, os.getuid()) and \
+                    not any(tag in (ACL_USER, ACL_GROUP) and perm for tag, perm in acl_grants(fd))
+            else:
+                private = st.st_uid == (os.getuid() if owner is None else int(owner)) and \
+                    not others_may_read(fd, st)
             data = b""
             while True:
                 chunk = os.read(fd, 65536)
@@ -2026,8 +2034,6 @@ class SettingsFile(object):
         finally:
             os.close(fd)
         self.exists = True
-        if site:   # a site's file (slm mailprog): root's, read by SlurmUser's group
-            private = not (st.st_mode & 0o027) and st.st_uid in (0, os.getuid())
         text = data.decode("utf-8", "surrogateescape")
         for number, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()
@@ -2090,8 +2096,11 @@ class Settings(object):
         self.snapshot_path = snapshot or env.get("SLM_SETTINGS", "").strip() or None
         self.config = SettingsFile(self.config_path, console, missing_ok=not site, site=site,
                                    extra_keys=SITE_KEYS if site else ())
-        self.user_config_allowed = site and self.config.values.get(
-            "SLM_MAILPROG_USER_CONFIG", "").strip().lower() in ("yes", "true", "1")
+        allowed = self.config.values.get("SLM_MAILPROG_USER_CONFIG", "").strip().lower()
+        self.user_config_allowed = site and allowed in ("yes", "true", "1")
+        if site and allowed not in ("", "yes", "true", "1", "no", "false", "0"):
+            console.say_once("user-config", "SLM_MAILPROG_USER_CONFIG=%s in %s: yes or no; "
+                             "taken as no" % (allowed[:20], self.config_path))
         self.snapshot = SettingsFile(self.snapshot_path, console, missing_ok=False,
                                      extra_keys=(JOB_OPTIONS_KEY,)) \
             if self.snapshot_path else None
@@ -3883,8 +3892,13 @@ def job_steps_usage(job_id, timeout):
             proc = subprocess.Popen(["sacct", "-n", "-P", "--noconvert", "-j", job_id, "-o",
                                      "JobID,State,TotalCPU,AllocCPUS,MaxRSS"],
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        except OSError:
+            return {}
+        try:
             out, _ = proc.communicate(timeout=max(0.5, deadline - time.time()))
-        except (OSError, subprocess.SubprocessError):
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
             return {}
         found, cpus, open_steps = {}, None, 0
         for line in out.decode("utf-8", "replace").splitlines():
@@ -3897,7 +3911,7 @@ def job_steps_usage(job_id, timeout):
             if not step:
                 cpus = int(parts[3]) if parts[3].isdigit() and int(parts[3]) else None
             elif step not in ("batch", "extern", "interactive"):
-                if parts[1].split()[0:1] and parts[1].split()[0] in STEP_STATES_OPEN:
+                if (parts[1].split() or [""])[0] in STEP_STATES_OPEN:   # "CANCELLED by 0"
                     open_steps += 1
                 cpu, rss = slurm_seconds(parts[2]), slurm_megabytes(parts[4])
                 found["cpu_time"] = found.get("cpu_time", 0.0) + (cpu or 0.0)
@@ -5299,11 +5313,11 @@ def cmd_mailprog(args, settings, console):
         if chosen:
             recipient, default_format = chosen, chosen_format
     event = mailprog_event(subject, recipient, os.environ, site.tail_lines, default_format)
-    if event is not None and why:   # in the history, where the user looks
-        event["message"] = clean_text("%s; no notice: %s" % (event.get("message", ""), why))
     if event is None:
         raise Failure("mailprog: no SLURM_JOB_ID in the environment: not called by "
                       "slurmctld? (see README, Site mode)")
+    if why:   # in the history, where the user looks
+        event["message"] = clean_text("%s; no notice: %s" % (event.get("message", ""), why))
     try:
         spool.release(spool.add(event, ServiceTarget(site.api_url, site.api_token)))
     except OSError as e:

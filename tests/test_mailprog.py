@@ -198,6 +198,25 @@ def test_a_users_own_acl_for_slurmuser_keeps_their_config_private_to_slm_too(tmp
     assert slm.SettingsFile(str(config), console).refused == ["SLM_WEBHOOK"]
 
 
+def test_the_site_file_is_for_slurmusers_group_alone_acls_included(tmp_path):
+    """The site file holds the admin token: mode 640 for SlurmUser's group, and no ACL
+    may add a reader (its group bits would then show only the mask); an unknown
+    SLM_MAILPROG_USER_CONFIG value is said and taken as no."""
+    site = tmp_path / "site.conf"
+    site.write_text("SLM_API_TOKEN=%s\nSLM_MAILPROG_USER_CONFIG=on\n" % ADMIN)
+    os.chmod(str(site), 0o640)
+    console = slm.Console()
+    assert slm.SettingsFile(str(site), console, site=True,
+                            extra_keys=slm.SITE_KEYS).values.get("SLM_API_TOKEN") == ADMIN
+    grant_read(site, uid=4321)
+    assert slm.SettingsFile(str(site), console, site=True,
+                            extra_keys=slm.SITE_KEYS).refused == ["SLM_API_TOKEN"]
+    r = subprocess.run([MAIN_PYTHON, SLM, "mailprog", "--config", str(site), "--flush"],
+                       env={"PATH": os.environ["PATH"]}, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=30)
+    assert b"SLM_MAILPROG_USER_CONFIG=on" in r.stderr and b"taken as no" in r.stderr
+
+
 @pytest.mark.parametrize("recipient,mail_domain,default", [
     ("alice", None, True),                        # Slurm's default without MailDomain
     ("", None, True),
